@@ -1,0 +1,60 @@
+# avs_lib — two commands matter: `make report` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+DATA_ROOT ?= data/synth
+RUNS_DIR ?= runs
+DEVICE ?= auto
+SYNTH_VIDEOS ?= 240,60,60
+SYNTH_SIZE ?= 96
+JOBS ?= 1
+
+.PHONY: help install report data check-data notebooks test test-fast test-browser lint bench clean
+
+help:
+	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
+	@echo "make test     # install, run the whole test suite"
+
+# A stamp file makes the install idempotent: it is redone only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+install: $(VENV)/.installed
+
+# The default synthetic dataset is generated once; its info.json is the stamp.
+$(DATA_ROOT)/synth_sidecar/info.json: | install
+	$(PY) -m avs_lib synth $(DATA_ROOT) --videos $(SYNTH_VIDEOS) --image-size $(SYNTH_SIZE)
+
+data: $(DATA_ROOT)/synth_sidecar/info.json
+
+check-data: install
+	$(PY) -m avs_lib check-data $(DATA_ROOT)
+
+notebooks: install
+	$(PY) -m avs_lib report --profile $(PROFILE) --data-root $(DATA_ROOT) --runs-dir $(RUNS_DIR) --device $(DEVICE)
+
+report: install
+	@if [ "$(DATA_ROOT)" = "data/synth" ]; then $(MAKE) --no-print-directory data; fi
+	$(PY) -m avs_lib check-data $(DATA_ROOT)
+	@if [ -d notebooks ]; then $(MAKE) --no-print-directory notebooks; fi
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+lint: install
+	$(VENV)/bin/ruff check avs_lib tests benchmarks
+
+bench: install
+	$(PY) benchmarks/bench_tpavi.py --out benchmarks/results/tpavi.json
+
+clean:
+	rm -rf $(RUNS_DIR) .pytest_cache
