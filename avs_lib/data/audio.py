@@ -1,0 +1,226 @@
+"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64] (SPEC section 3).
+
+The numbers follow the reference VGGish input pipeline, so that the frozen VGGish weights see
+what they were trained on: 16 kHz mono, 25 ms periodic Hann windows every 10 ms, a 512-point
+FFT magnitude, 64 HTK-mel bands between 125 and 7500 Hz, log(mel + 0.01), and 96 frames
+(0.96 s) per example.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile
+import torch
+
+from avs_lib.data.errors import DataFormatError
+
+SAMPLE_RATE = 16000
+WINDOW_LENGTH = 400  # 25 ms
+HOP_LENGTH = 160  # 10 ms
+FFT_LENGTH = 512  # next power of two above the window
+NUM_MEL_BANDS = 64
+MEL_MIN_HZ = 125.0
+MEL_MAX_HZ = 7500.0
+LOG_OFFSET = 0.01  # keeps log() finite on silence
+EXAMPLE_FRAMES = 96  # 0.96 s per VGGish example
+SAMPLES_PER_EXAMPLE = WINDOW_LENGTH + (EXAMPLE_FRAMES - 1) * HOP_LENGTH  # 15600 (0.975 s)
+
+
+def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale, as VGGish uses it."""
+    return 1127.0 * np.log1p(np.asarray(frequency, dtype=np.float64) / 700.0)
+
+
+def mel_matrix(
+    num_bands: int = NUM_MEL_BANDS,
+    num_bins: int = FFT_LENGTH // 2 + 1,
+    sample_rate: int = SAMPLE_RATE,
+    low_hz: float = MEL_MIN_HZ,
+    high_hz: float = MEL_MAX_HZ,
+) -> np.ndarray:
+    """[num_bins, num_bands] triangular filters on the mel scale, peak 1, no area normalisation."""
+    bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2, num_bins))  # [num_bins]
+    edges = np.linspace(hertz_to_mel(low_hz), hertz_to_mel(high_hz), num_bands + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]  # [num_bands] each
+    rising = (bin_mels[:, None] - lower) / (center - lower)  # [num_bins, num_bands]
+    falling = (upper - bin_mels[:, None]) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights[0, :] = 0.0  # the DC bin carries no band energy in VGGish
+    return weights
+
+
+def periodic_hann(length: int) -> np.ndarray:
+    """Hann window of period ``length`` (not the symmetric one ``np.hanning`` gives)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+
+
+def log_mel_spectrogram(waveform: np.ndarray) -> np.ndarray:
+    """16 kHz mono waveform [n] -> log-mel frames [num_frames, 64] (float64)."""
+    if waveform.shape[0] < WINDOW_LENGTH:
+        return np.zeros((0, NUM_MEL_BANDS))
+    frames = np.lib.stride_tricks.sliding_window_view(waveform, WINDOW_LENGTH)[::HOP_LENGTH]
+    # frames: [num_frames, 400], a strided view, no copy until the window multiply
+    magnitude = np.abs(np.fft.rfft(frames * periodic_hann(WINDOW_LENGTH), n=FFT_LENGTH))  # [F, 257]
+    return np.log(magnitude @ mel_matrix() + LOG_OFFSET)  # [F, 64]
+
+
+def waveform_to_examples(waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
+    """Waveform in [-1, 1], [n] or [n, channels], at any rate -> float32 [examples, 1, 96, 64].
+
+    Trailing frames that do not fill a whole example are dropped (as VGGish does); audio
+    shorter than one example (0.975 s at 16 kHz) gives zero examples.
+    """
+    waveform = np.asarray(waveform, dtype=np.float64)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=1)  # [n, channels] -> [n]
+    if waveform.ndim != 1:
+        raise ValueError(f"waveform must be [n] or [n, channels], got shape {waveform.shape}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if sample_rate != SAMPLE_RATE and waveform.size > 0:
+        waveform = librosa.resample(waveform, orig_sr=sample_rate, target_sr=SAMPLE_RATE)
+    log_mel = log_mel_spectrogram(waveform)  # [F, 64]
+    count = log_mel.shape[0] // EXAMPLE_FRAMES
+    examples = log_mel[: count * EXAMPLE_FRAMES].reshape(count, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS)
+    # [count*96, 64] -> [count, 1, 96, 64]
+    return torch.from_numpy(examples.astype(np.float32))
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a WAV as float32 in [-1, 1]: [n] mono or [n, channels]; returns (waveform, rate).
+
+    PCM is read as left-aligned int32 and divided by 2**31, which is exactly int16 / 32768
+    and 8-bit unsigned (x - 128) / 128.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"WAV file not found: {path}")
+    try:
+        info = soundfile.info(str(path))
+        if info.subtype.startswith("PCM"):
+            data, rate = soundfile.read(str(path), dtype="int32")
+            waveform = (data.astype(np.float64) / 2.0**31).astype(np.float32)
+        else:
+            waveform, rate = soundfile.read(str(path), dtype="float32")
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise DataFormatError(
+            path, f"unreadable audio ({error}); expected a PCM or float WAV"
+        ) from None
+    return waveform, rate
+
+
+def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
+    """WAV -> [seconds, 1, 96, 64]; a short clip is padded by repeating its last example.
+
+    Rule: the clip must last at least ``seconds - 1`` seconds (and hold one whole example);
+    a shorter clip is an error rather than mostly padding. Longer clips keep their first
+    ``seconds`` examples.
+    """
+    if seconds < 1:
+        raise ValueError(f"seconds must be >= 1, got {seconds}")
+    waveform, rate = read_wav(wav_path)
+    duration = waveform.shape[0] / rate
+    minimum = max(seconds - 1, SAMPLES_PER_EXAMPLE / SAMPLE_RATE)
+    if waveform.shape[0] == 0:
+        raise DataFormatError(
+            wav_path, f"the WAV holds no samples, expected at least {minimum:g} s of audio"
+        )
+    if duration < minimum:
+        raise DataFormatError(
+            wav_path,
+            f"audio lasts {duration:.3f} s, expected at least {minimum:g} s (for {seconds} examples)",
+        )
+    examples = waveform_to_examples(waveform, rate)[:seconds]  # [n <= seconds, 1, 96, 64]
+    missing = seconds - examples.shape[0]
+    if missing > 0:
+        examples = torch.cat([examples, examples[-1:].expand(missing, -1, -1, -1)])
+    return examples.contiguous()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def log_mel_cache_path(
+    wav_path: str | Path, cache_dir: str | Path | None = None, root: str | Path | None = None
+) -> Path:
+    """Where ``load_log_mel_cached`` keeps a WAV's log-mel: beside it, or mirrored under cache_dir.
+
+    With ``cache_dir`` the WAV's path relative to ``root`` (default: its absolute path) is
+    repeated under ``cache_dir``, so clips of the same name in different folders never clash.
+    """
+    wav_path = Path(wav_path)
+    name = f"{wav_path.stem}.logmel.npy"
+    if cache_dir is None:
+        return wav_path.with_name(name)
+    absolute = wav_path.resolve()
+    relative = (
+        absolute.relative_to(Path(root).resolve())
+        if root is not None
+        else absolute.relative_to(absolute.anchor)
+    )
+    return Path(cache_dir) / relative.with_name(name)
+
+
+def load_log_mel_cached(
+    wav_path: str | Path,
+    cache_dir: str | Path | None = None,
+    seconds: int = 5,
+    *,
+    root: str | Path | None = None,
+) -> torch.Tensor:
+    """``load_audio_examples`` computed once and kept as ``.npy``; recomputed when the WAV is newer."""
+    wav_path = Path(wav_path)
+    if not wav_path.is_file():
+        raise FileNotFoundError(f"WAV file not found: {wav_path}")
+    cache = log_mel_cache_path(wav_path, cache_dir, root)
+    expected_shape = (seconds, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS)
+    if cache.is_file() and cache.stat().st_mtime_ns >= wav_path.stat().st_mtime_ns:
+        try:
+            cached = np.load(cache, allow_pickle=False)
+            if cached.shape == expected_shape and cached.dtype == np.float32:
+                return torch.from_numpy(cached)
+            warnings.warn(
+                f"{cache}: cached shape {cached.shape}, expected {expected_shape}; recomputing",
+                stacklevel=2,
+            )
+        except (OSError, ValueError) as error:
+            warnings.warn(f"{cache}: unreadable cache ({error}); recomputing", stacklevel=2)
+    examples = load_audio_examples(wav_path, seconds)
+    buffer = io.BytesIO()
+    np.save(buffer, examples.numpy())
+    _write_atomically(cache, buffer.getvalue())
+    return examples
+
+
+def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write [n] or [n, channels] floats in [-1, 1] as 16-bit PCM WAV, atomically."""
+    waveform = np.asarray(waveform, dtype=np.float64)
+    if waveform.ndim not in (1, 2) or waveform.shape[0] == 0:
+        raise ValueError(
+            f"{path}: waveform must be a non-empty [n] or [n, channels], got shape {waveform.shape}"
+        )
+    if not np.all(np.isfinite(waveform)) or np.abs(waveform).max() > 1.0:
+        raise ValueError(f"{path}: waveform values must be finite and within [-1, 1]")
+    pcm = np.clip(np.round(waveform * 32768.0), -32768, 32767).astype(
+        np.int16
+    )  # read back as /32768
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
+    _write_atomically(Path(path), buffer.getvalue())

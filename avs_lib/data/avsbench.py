@@ -1,0 +1,614 @@
+"""AVSBench clips as tensors: the S4 ("Single-source") and MS3 ("Multi-sources") readers.
+
+Both read the official layout (SPEC §2) as it comes out of the AVSBench download, so a
+checkpoint trained here sees exactly the files the official scripts saw:
+
+    ROOT/s4_meta_data.csv                      name,start,category,split
+    ROOT/s4_data/visual_frames/{split}/{category}/{name}/{name}_{i}.png     i = 1..5
+    ROOT/s4_data/gt_masks/{split}/{category}/{name}/{name}_{i}.png          train: _1 only
+    ROOT/s4_data/audio_wav/{split}/{category}/{name}.wav
+    ROOT/s4_data/audio_log_mel/{split}/{category}/{name}.pkl
+    ROOT/s4_data/crop_labels/{split}/{category}/{name}/{name}_{i}.xml       (thesis' boxes)
+
+    ROOT/ms3_meta_data.csv                     video_id,split
+    ROOT/ms3_data/visual_frames/{video_id}/{video_id}.mp4_{i}.png
+    ROOT/ms3_data/gt_masks/{split}/{video_id}/{video_id}_{i}.png            all 5, every split
+    ROOT/ms3_data/audio_wav/{split}/{video_id}.wav
+    ROOT/ms3_data/audio_log_mel/{split}/{video_id}.pkl
+
+The readers check the CSV when they are built and each file when it is read; a whole-dataset
+audit that lists every problem at once is ``avs_lib.data.check.check_dataset``.
+"""
+
+from __future__ import annotations
+
+import csv
+import operator
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from avs_lib.data.audio import load_log_mel_cached
+from avs_lib.data.boxes import read_voc, read_voc_size, read_yolo
+from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
+from avs_lib.data.errors import DataFormatError
+from avs_lib.data.safe_pickle import load_tensor_pickle
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOG_MEL_SHAPE = (FRAMES_PER_CLIP, 1, 96, 64)  # one 0.96 s VGGish example per second
+AUDIO_SOURCES = ("wav", "pkl")
+SIDECAR_DIR = "synth_sidecar"
+_MAX_LISTED = 10  # rows named in one error message before "and N more"
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: where each subset keeps its files
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One AVSBench subset's metadata file and data folder, relative to its root."""
+
+    name: str  # "s4" | "ms3"
+    csv_name: str
+    columns: tuple[str, ...]
+    name_column: str
+    data_dir: str
+
+    @property
+    def header(self) -> str:
+        return ",".join(self.columns)
+
+
+S4_LAYOUT = Layout(
+    "s4", "s4_meta_data.csv", ("name", "start", "category", "split"), "name", "s4_data"
+)
+MS3_LAYOUT = Layout("ms3", "ms3_meta_data.csv", ("video_id", "split"), "video_id", "ms3_data")
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One row of the metadata CSV. ``line`` is its line in the file (header = line 1)."""
+
+    name: str
+    category: str  # "" for MS3, which has no category column
+    split: str
+    line: int
+    start: float | None = None  # S4 trim start in the raw video (seconds); unused for training
+
+    @property
+    def category_index(self) -> int:
+        """Class index in S4_CATEGORIES; -1 for MS3 clips."""
+        return CATEGORY_TO_INDEX[self.category] if self.category else -1
+
+
+@dataclass(frozen=True)
+class ClipPaths:
+    """Every file one clip is expected to have."""
+
+    frames: tuple[Path, ...]  # _1 .. _5
+    masks: tuple[Path, ...]  # the masks the split provides (S4 train: _1 only)
+    mask_frames: tuple[int, ...]  # 0-based frame index of each mask
+    wav: Path
+    log_mel: Path
+    crop_labels: tuple[Path, ...]  # VOC XML per frame; () where the subset has none
+
+    def all(self) -> list[Path]:
+        return [*self.frames, *self.masks, self.wav, self.log_mel, *self.crop_labels]
+
+
+def mask_frames(layout: Layout, split: str) -> tuple[int, ...]:
+    """0-based frames that carry a ground-truth mask: S4 train has only the first one."""
+    if layout is S4_LAYOUT and split == "train":
+        return (0,)
+    return tuple(range(FRAMES_PER_CLIP))
+
+
+def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
+    """The official file paths of one clip (S4 or MS3)."""
+    data = Path(root) / layout.data_dir
+    name, numbers = clip.name, range(1, FRAMES_PER_CLIP + 1)
+    masked = mask_frames(layout, clip.split)
+    if layout is S4_LAYOUT:
+        where = Path(clip.split) / clip.category
+        frame_dir = data / "visual_frames" / where / name
+        frames = tuple(frame_dir / f"{name}_{i}.png" for i in numbers)
+        mask_dir = data / "gt_masks" / where / name
+        label_dir = data / "crop_labels" / where / name
+        crop_labels = tuple(label_dir / f"{name}_{i}.xml" for i in numbers)
+        audio_where = where
+    else:
+        # MS3 frames carry the raw video's file name: "{id}.mp4_{i}.png", no split folder.
+        frames = tuple(data / "visual_frames" / name / f"{name}.mp4_{i}.png" for i in numbers)
+        mask_dir = data / "gt_masks" / clip.split / name
+        crop_labels = ()
+        audio_where = Path(clip.split)
+    return ClipPaths(
+        frames=frames,
+        masks=tuple(mask_dir / f"{name}_{k + 1}.png" for k in masked),
+        mask_frames=masked,
+        wav=data / "audio_wav" / audio_where / f"{name}.wav",
+        log_mel=data / "audio_log_mel" / audio_where / f"{name}.pkl",
+        crop_labels=crop_labels,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata CSV
+
+
+def read_clip_table(csv_path: str | Path, layout: Layout) -> pd.DataFrame:
+    """The metadata CSV as strings, selected by column name, with a ``line`` column added.
+
+    Raises FileNotFoundError if it is absent and DataFormatError if it cannot be decoded, lacks
+    one of the layout's columns (extra columns are fine) or has rows whose number of fields
+    differs from the header's (pandas would silently shift or drop such fields).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"AVSBench {layout.name.upper()} metadata not found: {csv_path} "
+            f"(expected a CSV with header {layout.header})"
+        )
+    try:
+        # utf-8-sig: a CSV saved by a spreadsheet may start with a byte-order mark
+        with open(csv_path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            rows = [(reader.line_num, fields) for fields in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataFormatError(
+            csv_path, f"cannot read CSV ({error}); expected header {layout.header}"
+        ) from None
+    if not rows:
+        raise DataFormatError(csv_path, f"empty file; expected header {layout.header}")
+    header = [column.strip() for column in rows[0][1]]
+    missing = [column for column in layout.columns if column not in header]
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if missing or repeated:
+        problem = (
+            f"missing column(s) {', '.join(missing)}"
+            if missing
+            else f"repeated column(s) {', '.join(repeated)}"
+        )
+        raise DataFormatError(
+            csv_path, f"{problem}: expected header {layout.header}, found {','.join(header)}"
+        )
+    body = [(line, fields) for line, fields in rows[1:] if any(f.strip() for f in fields)]
+    ragged = [line for line, fields in body if len(fields) != len(header)]
+    if ragged:
+        raise DataFormatError(
+            csv_path,
+            f"{_lines(ragged)}: number of fields differs from the header's {len(header)} "
+            f"({','.join(header)})",
+        )
+    table = pd.DataFrame([fields for _, fields in body], columns=header, dtype=str)
+    table = table[list(layout.columns)].apply(lambda column: column.str.strip())
+    table["line"] = [line for line, _ in body]  # header is line 1
+    return table
+
+
+def _lines(lines: Sequence[int]) -> str:
+    shown = ", ".join(str(line) for line in lines[:_MAX_LISTED])
+    more = f" and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
+    word = "line" if len(lines) == 1 else "lines"
+    return f"{word} {shown}{more}"
+
+
+def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
+    """Every problem with the rows of a metadata table, as ``(kind, message)`` pairs.
+
+    Kinds: ``empty_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
+    ``duplicate_name``. Rows sharing a problem are grouped into one message.
+    """
+    issues: list[tuple[str, str]] = []
+    names = table[layout.name_column]
+    empty = table.loc[names == "", "line"].tolist()
+    if empty:
+        issues.append(("empty_name", f"empty {layout.name_column} on {_lines(empty)}"))
+    for split, rows in table[~table["split"].isin(SPLITS)].groupby("split", sort=True):
+        issues.append(
+            (
+                "unknown_split",
+                f"unknown split {split!r} on {_lines(rows['line'].tolist())}; "
+                f"expected one of {', '.join(SPLITS)}",
+            )
+        )
+    if "category" in layout.columns:
+        unknown = table[~table["category"].isin(CATEGORY_TO_INDEX)]
+        for category, rows in unknown.groupby("category", sort=True):
+            issues.append(
+                (
+                    "unknown_category",
+                    f"unknown category {category!r} on {_lines(rows['line'].tolist())}; "
+                    "expected one of the 23 S4 categories (avs_lib.data.categories.S4_CATEGORIES)",
+                )
+            )
+    if "start" in layout.columns:
+        start = pd.to_numeric(table["start"], errors="coerce")
+        bad = table.loc[start.isna(), "line"].tolist()
+        if bad:
+            issues.append(
+                ("bad_start", f"start is not a number on {_lines(bad)}; expected seconds")
+            )
+    repeated = table[names.duplicated(keep=False) & (names != "")]
+    for name, rows in repeated.groupby(layout.name_column, sort=True):
+        issues.append(
+            (
+                "duplicate_name",
+                f"clip {name!r} appears on {_lines(rows['line'].tolist())}; "
+                f"expected each {layout.name_column} once",
+            )
+        )
+    return issues
+
+
+def table_records(table: pd.DataFrame, layout: Layout) -> list[ClipRecord]:
+    """ClipRecords of a (checked) metadata table, in file order."""
+    records = []
+    for row in table.itertuples(index=False):
+        fields = row._asdict()
+        start = pd.to_numeric(fields.get("start"), errors="coerce") if "start" in fields else None
+        records.append(
+            ClipRecord(
+                name=fields[layout.name_column],
+                category=fields.get("category", ""),
+                split=fields["split"],
+                line=int(fields["line"]),
+                start=None if start is None or pd.isna(start) else float(start),
+            )
+        )
+    return records
+
+
+def read_metadata(root: str | Path, layout: Layout) -> list[ClipRecord]:
+    """All clips of a subset's metadata CSV; any row problem is a DataFormatError naming the rows."""
+    csv_path = Path(root) / layout.csv_name
+    table = read_clip_table(csv_path, layout)
+    issues = table_issues(table, layout)
+    if issues:
+        raise DataFormatError(csv_path, "; ".join(message for _, message in issues))
+    return table_records(table, layout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def open_image(path: Path, what: str) -> Image.Image:
+    """Decode a whole image file (a truncated PNG fails here, not later), as an in-memory copy."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {what}: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... by format
+        raise DataFormatError(
+            path, f"cannot decode image ({error}); expected a readable {what}"
+        ) from error
+
+
+def mask_values(image: Image.Image) -> np.ndarray:
+    """A mask's raw single-channel values [H, W] (palette indices for mode P)."""
+    if image.mode in ("1", "L", "P", "I", "I;16", "F"):
+        return np.asarray(image)
+    if image.mode in ("LA", "PA"):
+        return np.asarray(image)[..., 0]
+    return np.asarray(image.convert("RGB")).max(axis=-1)  # an RGB mask: any coloured pixel
+
+
+def _resized(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    return image if image.size == (size, size) else image.resize((size, size), resample)
+
+
+def normalise_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T,H,W,3] -> ImageNet-normalised float32 [T,3,H,W] (as ToTensor + Normalize)."""
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    scaled = (frames.astype(np.float32) / 255.0 - mean) / std  # [T,H,W,3]
+    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(0, 3, 1, 2)))  # -> [T,3,H,W]
+
+
+# ---------------------------------------------------------------------------------------------
+# Crop labels (the thesis' boxes of the sounding object)
+
+
+def read_crop_label(
+    xml: Path, category: str, frame_size: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """One frame's box of the sounding object and the image size it refers to.
+
+    labelImg saves either Pascal VOC (``{name}_{i}.xml``, size recorded inside) or YOLO
+    (``{name}_{i}.txt`` with ``classes.txt`` beside it, normalised, so in frame pixels).
+    The single object must be named after the clip's category.
+    """
+    if xml.is_file():
+        return read_voc(xml, expected_name=category), read_voc_size(xml)
+    txt = xml.with_suffix(".txt")
+    if not txt.is_file():
+        raise FileNotFoundError(
+            f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO {txt.name} "
+            "with classes.txt beside it)"
+        )
+    found = read_yolo(txt, txt.parent / "classes.txt", image_size=frame_size)
+    if len(found) != 1:
+        raise DataFormatError(
+            txt, f"found {len(found)} boxes, expected exactly 1 (the sounding object)"
+        )
+    name, box = found[0]
+    if name != category:
+        raise DataFormatError(txt, f"object name is {name!r}, expected {category!r}")
+    return box, frame_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+class _AVSBenchClips(Dataset):
+    """What S4 and MS3 share: CSV, frames, masks and audio of one split."""
+
+    layout: ClassVar[Layout]
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        image_size: int,
+        audio: str,
+        cache_dir: str | Path | None,
+        crop_labels: bool,
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if not isinstance(image_size, int) or image_size <= 0:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        if audio not in AUDIO_SOURCES:
+            raise ValueError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"AVSBench root not found: {self.root}")
+        self.split, self.image_size, self.audio = split, image_size, audio
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.crop_labels = crop_labels
+        if crop_labels:
+            label_root = self.root / self.layout.data_dir / "crop_labels"
+            if not label_root.is_dir():
+                raise FileNotFoundError(
+                    f"crop labels not found: {label_root} (expected labelImg files "
+                    "crop_labels/{split}/{category}/{name}/{name}_{i}.xml; "
+                    "pass crop_labels=False to read the dataset without boxes)"
+                )
+        everything = read_metadata(self.root, self.layout)
+        self.clips: list[ClipRecord] = [clip for clip in everything if clip.split == split]
+        if not self.clips:
+            found = sorted({clip.split for clip in everything})
+            raise DataFormatError(
+                self.root / self.layout.csv_name,
+                f"no clips with split {split!r}; found splits {', '.join(found) or 'none'}",
+            )
+        self._paths = [clip_paths(self.layout, self.root, clip) for clip in self.clips]
+        self._index = {clip.name: i for i, clip in enumerate(self.clips)}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"clips={len(self)}, image_size={self.image_size}, audio={self.audio!r})"
+        )
+
+    def paths(self, index: int) -> ClipPaths:
+        """Every file path of clip ``index`` (whether or not it exists)."""
+        return self._paths[index]
+
+    def index_of(self, name: str) -> int:
+        if name not in self._index:
+            raise KeyError(f"no clip {name!r} in the {self.split} split of {self.root}")
+        return self._index[name]
+
+    def sidecar(self, name: str) -> Any:
+        """The synthetic generator's per-clip truth (avs_lib.synth.SidecarClip), or None.
+
+        Only datasets made by ``avs_lib.synth.make_dataset`` have ``ROOT/synth_sidecar``.
+        """
+        self.index_of(name)
+        if not (self.root / SIDECAR_DIR).is_dir():
+            return None
+        from avs_lib.synth import read_sidecar  # only synthetic datasets need the generator
+
+        return read_sidecar(self.root, self.split, name)
+
+    def _read_frames(self, index: int) -> list[Image.Image]:
+        clip = self.clips[index]
+        return [
+            open_image(path, f"frame {i} of clip {clip.name!r} (an RGB PNG)").convert("RGB")
+            for i, path in enumerate(self._paths[index].frames, start=1)
+        ]
+
+    def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
+        size = self.image_size
+        resized = [np.asarray(_resized(f, size, Image.Resampling.BILINEAR)) for f in frames]
+        return np.stack(resized)  # [T,S,S,3] uint8
+
+    def load_frames_raw(self, index: int) -> np.ndarray:
+        """The clip's frames as uint8 [5,S,S,3], resized but not normalised (for plotting)."""
+        return self._resized_frames(self._read_frames(index))
+
+    def load_audio(self, index: int) -> torch.Tensor:
+        """Only the clip's log-mel [5,1,96,64] (swapped-audio and counterfactual passes need no frames)."""
+        return self._read_audio(index)
+
+    def _read_masks(self, index: int, frames: list[Image.Image]) -> torch.Tensor:
+        clip, paths = self.clips[index], self._paths[index]
+        masks = []
+        for path, k in zip(paths.masks, paths.mask_frames, strict=True):
+            image = open_image(path, f"mask {k + 1} of clip {clip.name!r} (a binary PNG)")
+            if image.size != frames[k].size:
+                raise DataFormatError(
+                    path,
+                    f"mask is {image.size[0]}x{image.size[1]}, expected the size of its frame "
+                    f"{paths.frames[k]} ({frames[k].size[0]}x{frames[k].size[1]})",
+                )
+            # Any non-zero pixel is object; nearest resizing keeps the mask binary.
+            binary = Image.fromarray((mask_values(image) != 0).astype(np.uint8))
+            masks.append(np.asarray(_resized(binary, self.image_size, Image.Resampling.NEAREST)))
+        return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))  # [M,1,S,S]
+
+    def _read_audio(self, index: int) -> torch.Tensor:
+        clip, paths = self.clips[index], self._paths[index]
+        if self.audio == "wav":
+            path = paths.wav
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"missing audio of clip {clip.name!r}: {path} (expected a 16 kHz WAV; "
+                    "audio='pkl' reads the precomputed log-mel instead)"
+                )
+            # With a cache_dir the cache mirrors the dataset tree: cache_dir/s4_data/audio_wav/...
+            log_mel = load_log_mel_cached(path, self.cache_dir, root=self.root)
+        else:
+            path = paths.log_mel
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"missing log-mel of clip {clip.name!r}: {path} (expected a pickled tensor "
+                    "[5, 1, 96, 64]; audio='wav' computes it from the WAV instead)"
+                )
+            log_mel = load_tensor_pickle(path)
+        if tuple(log_mel.shape) != LOG_MEL_SHAPE:
+            raise DataFormatError(
+                path, f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}"
+            )
+        if not torch.isfinite(log_mel).all():
+            raise DataFormatError(
+                path, "log-mel contains NaN or infinite values, expected finite numbers"
+            )
+        return log_mel.detach().to(torch.float32)
+
+    def _crop_box(self, index: int, frame: int, frame_size: tuple[int, int]) -> tuple[float, ...]:
+        """Box of the sounding object in frame ``frame`` (0-based), in S x S pixels."""
+        xml = self._paths[index].crop_labels[frame]
+        box, label_size = read_crop_label(xml, self.clips[index].category, frame_size)
+        scale_x, scale_y = self.image_size / label_size[0], self.image_size / label_size[1]
+        xmin, ymin, xmax, ymax = box
+        return (xmin * scale_x, ymin * scale_y, xmax * scale_x, ymax * scale_y)
+
+    def _item(self, index: int) -> dict[str, Any]:
+        clip = self.clips[index]
+        frames = self._read_frames(index)
+        item: dict[str, Any] = {
+            "frames": normalise_frames(self._resized_frames(frames)),  # [5,3,S,S]
+            "audio": self._read_audio(index),  # [5,1,96,64]
+            "masks": self._read_masks(index, frames),  # [M,1,S,S]
+            "mask_frames": torch.tensor(self._paths[index].mask_frames, dtype=torch.int64),
+            "category": torch.tensor(clip.category_index, dtype=torch.int64),
+            "category_name": clip.category,
+            "name": clip.name,
+            "index": index,
+        }
+        if self.crop_labels:
+            boxes = [self._crop_box(index, k, frame.size) for k, frame in enumerate(frames)]
+            item["boxes"] = torch.tensor(boxes, dtype=torch.float32)  # [5,4]
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = operator.index(index)  # DataLoader samplers may hand over numpy ints
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        return self._item(index % len(self))
+
+
+class AVSBenchS4(_AVSBenchClips):
+    """One split of AVSBench S4 ("Single-source"): 23 categories, one sounding object per clip.
+
+    Items are dicts: ``frames`` float32 [5,3,S,S] ImageNet-normalised, ``audio`` float32
+    [5,1,96,64] log-mel, ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M]
+    (train M=1: frame 0 only; val/test M=5), ``category`` int64 scalar, ``category_name``,
+    ``name``, ``index``, and with ``crop_labels=True`` ``boxes`` float32 [5,4]
+    (xmin, ymin, xmax, ymax in S x S pixels, max exclusive).
+
+    ``audio="wav"`` computes the log-mel from the WAV (cached as .npy, see
+    ``load_log_mel_cached``); ``audio="pkl"`` reads the official pickles through a restricted
+    unpickler that refuses anything but a tensor.
+    """
+
+    layout = S4_LAYOUT
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        image_size: int = 224,
+        audio: str = "wav",
+        crop_labels: bool = True,
+        cache_dir: str | Path | None = None,
+    ):
+        super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
+
+
+class AVSBenchMS3(_AVSBenchClips):
+    """One split of AVSBench MS3 ("Multi-sources"): masks for all 5 frames, no category.
+
+    Items are as for AVSBenchS4 with M=5 in every split, ``category`` = -1,
+    ``category_name`` = "" and no ``boxes``.
+    """
+
+    layout = MS3_LAYOUT
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        image_size: int = 224,
+        audio: str = "pkl",
+        cache_dir: str | Path | None = None,
+    ):
+        super().__init__(root, split, image_size, audio, cache_dir, crop_labels=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch item dicts: tensors stacked on a new dim 0, ints as an int64 tensor, strings as lists.
+
+    Keys missing from some items (``boxes`` when only some datasets have crop labels) are
+    left out of the batch rather than filled in.
+    """
+    if not items:
+        raise ValueError("collate_clips needs at least one item")
+    keys = [key for key in items[0] if all(key in item for item in items)]
+    batch: dict[str, Any] = {}
+    for key in keys:
+        values = [item[key] for item in items]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            shapes = {tuple(v.shape) for v in values}
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"cannot batch {key!r}: items have shapes {sorted(shapes)} "
+                    "(e.g. S4 train clips have 1 mask, val/test clips 5; batch one split at a time)"
+                )
+            batch[key] = torch.stack(values)
+        elif all(isinstance(v, int) for v in values):
+            batch[key] = torch.tensor(values, dtype=torch.int64)
+        else:
+            batch[key] = list(values)
+    return batch
+
+
+def split_counts(clips: Sequence[ClipRecord]) -> dict[str, dict[str, int]]:
+    """Number of clips per split and category (MS3: category "")."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for clip in clips:
+        counts[clip.split][clip.category] += 1
+    return {split: dict(per_category) for split, per_category in counts.items()}

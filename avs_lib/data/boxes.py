@@ -1,0 +1,331 @@
+"""Bounding boxes of the sounding object: labelImg files (Pascal VOC XML, YOLO txt) and crops.
+
+In memory a box is ``(xmin, ymin, xmax, ymax)`` of ints, 0-based with exclusive max, so
+``image[ymin:ymax, xmin:xmax]`` is the crop. Pascal VOC XML stores 1-based inclusive
+coordinates; the conversion happens only in ``read_voc_annotation`` and ``write_voc``.
+YOLO txt stores normalised pixel edges, which map straight onto the in-memory convention.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avs_lib.data.errors import DataFormatError
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class VocObject:
+    """One ``<object>`` of a VOC file; ``box`` is already 0-based, exclusive max."""
+
+    name: str
+    box: Box
+    difficult: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class VocAnnotation:
+    """A whole VOC file: the image it describes, its size ``(width, height)`` and its objects."""
+
+    filename: str
+    image_size: tuple[int, int]
+    objects: list[VocObject]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pascal VOC XML
+
+
+def _child_text(path: Path, parent: ET.Element, tag: str, where: str) -> str:
+    child = parent.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise DataFormatError(path, f"missing <{tag}> in <{where}> (expected a labelImg VOC file)")
+    return child.text.strip()
+
+
+def _child_int(path: Path, parent: ET.Element, tag: str, where: str) -> int:
+    text = _child_text(path, parent, tag, where)
+    try:
+        value = float(text)  # other tools write "12.0" or "12.4"; labelImg writes ints
+    except ValueError:
+        raise DataFormatError(path, f"<{where}/{tag}> is {text!r}, expected a number") from None
+    if not math.isfinite(value):
+        raise DataFormatError(path, f"<{where}/{tag}> is {text!r}, expected a finite number")
+    return math.floor(value + 0.5)
+
+
+def _parse_object(path: Path, element: ET.Element, image_size: tuple[int, int]) -> VocObject:
+    width, height = image_size
+    name = _child_text(path, element, "name", "object")
+    bndbox = element.find("bndbox")
+    if bndbox is None:
+        raise DataFormatError(path, f"object {name!r} has no <bndbox>")
+    xmin, ymin, xmax, ymax = (
+        _child_int(path, bndbox, tag, "bndbox") for tag in ("xmin", "ymin", "xmax", "ymax")
+    )
+    if xmax < xmin or ymax < ymin:
+        raise DataFormatError(
+            path,
+            f"object {name!r} has a zero-area box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} "
+            "(expected xmin <= xmax and ymin <= ymax, 1-based inclusive)",
+        )
+    if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
+        raise DataFormatError(
+            path,
+            f"object {name!r} box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} lies outside "
+            f"the {width}x{height} image (expected 1 <= xmin, xmax <= {width}, "
+            f"1 <= ymin, ymax <= {height})",
+        )
+    flags = {}
+    for tag in ("difficult", "truncated"):
+        child = element.find(tag)  # optional: labelImg reads files without them too
+        flags[tag] = child is not None and (child.text or "0").strip() not in ("0", "")
+    # 1-based inclusive -> 0-based exclusive max: only the minimum moves.
+    return VocObject(name, (xmin - 1, ymin - 1, xmax, ymax), flags["difficult"], flags["truncated"])
+
+
+def read_voc_annotation(path: str | Path) -> VocAnnotation:
+    """Parse a labelImg Pascal VOC file, checking every box against the image size."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VOC annotation not found: {path}")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as error:
+        raise DataFormatError(
+            path, f"malformed XML ({error}); expected a labelImg VOC file"
+        ) from None
+    if root.tag != "annotation":
+        raise DataFormatError(path, f"root element is <{root.tag}>, expected <annotation>")
+    size = root.find("size")
+    if size is None:
+        raise DataFormatError(path, "missing <size> (expected <size><width><height><depth>)")
+    image_size = (_child_int(path, size, "width", "size"), _child_int(path, size, "height", "size"))
+    if min(image_size) <= 0:
+        raise DataFormatError(path, f"image size {image_size} is not positive")
+    filename_element = root.find("filename")
+    filename = (filename_element.text or "").strip() if filename_element is not None else ""
+    objects = [_parse_object(path, element, image_size) for element in root.findall("object")]
+    return VocAnnotation(filename, image_size, objects)
+
+
+def read_voc_objects(path: str | Path) -> list[VocObject]:
+    """All objects of a VOC file (use ``read_voc_annotation`` for the image size too)."""
+    return read_voc_annotation(path).objects
+
+
+def read_voc_size(path: str | Path) -> tuple[int, int]:
+    """The ``(width, height)`` recorded in a VOC file's ``<size>``."""
+    return read_voc_annotation(path).image_size
+
+
+def read_voc(path: str | Path, expected_name: str | None = None) -> Box:
+    """The box of the single object of a crop-label file (one sounding object per frame)."""
+    objects = read_voc_objects(path)
+    if len(objects) != 1:
+        raise DataFormatError(path, f"found {len(objects)} <object> elements, expected exactly 1")
+    found = objects[0]
+    if expected_name is not None and found.name != expected_name:
+        raise DataFormatError(path, f"object name is {found.name!r}, expected {expected_name!r}")
+    return found.box
+
+
+def _check_box(box: Sequence[int], image_size: tuple[int, int], what: str) -> Box:
+    if len(box) != 4:
+        raise ValueError(f"{what}: a box has 4 values (xmin, ymin, xmax, ymax), got {box!r}")
+    xmin, ymin, xmax, ymax = (int(v) for v in box)
+    width, height = image_size
+    if xmax <= xmin or ymax <= ymin:
+        raise ValueError(f"{what}: zero-area box {box!r} (expected xmin < xmax and ymin < ymax)")
+    if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+        raise ValueError(f"{what}: box {box!r} lies outside the {width}x{height} image")
+    return xmin, ymin, xmax, ymax
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write beside the target and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_voc(
+    path: str | Path,
+    box: Sequence[int],
+    *,
+    name: str,
+    image_path: str | Path,
+    image_size: tuple[int, int],
+    depth: int = 3,
+) -> None:
+    """Write a one-object VOC file with the tags labelImg writes, so labelImg can open and edit it."""
+    path, image_path = Path(path), Path(image_path)
+    xmin, ymin, xmax, ymax = _check_box(box, image_size, str(path))
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = image_path.parent.name
+    ET.SubElement(root, "filename").text = image_path.name
+    ET.SubElement(root, "path").text = str(image_path)
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = "Unknown"
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", image_size[0]), ("height", image_size[1]), ("depth", depth)):
+        ET.SubElement(size, tag).text = str(int(value))
+    ET.SubElement(root, "segmented").text = "0"
+    element = ET.SubElement(root, "object")
+    for tag, value in (
+        ("name", name),
+        ("pose", "Unspecified"),
+        ("truncated", "0"),
+        ("difficult", "0"),
+    ):
+        ET.SubElement(element, tag).text = value
+    bndbox = ET.SubElement(element, "bndbox")
+    # 0-based exclusive max -> 1-based inclusive: only the minimum moves.
+    for tag, value in (("xmin", xmin + 1), ("ymin", ymin + 1), ("xmax", xmax), ("ymax", ymax)):
+        ET.SubElement(bndbox, tag).text = str(value)
+    ET.indent(root, space="\t")
+    _write_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# YOLO txt
+
+
+def read_yolo_classes(path: str | Path) -> list[str]:
+    """Class names of a labelImg ``classes.txt`` (one per line; the line number is the id)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"YOLO classes file not found: {path}")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [name for name in names if name]
+    if not names:
+        raise DataFormatError(path, "no class names (expected one name per line)")
+    return names
+
+
+def read_yolo(
+    path: str | Path, classes: list[str] | str | Path, image_size: tuple[int, int]
+) -> list[tuple[str, Box]]:
+    """Boxes of a labelImg YOLO file: one ``class cx cy w h`` line per box, all normalised."""
+    path = Path(path)
+    names = list(classes) if isinstance(classes, list) else read_yolo_classes(classes)
+    if not path.is_file():
+        raise FileNotFoundError(f"YOLO label file not found: {path}")
+    width, height = image_size
+    boxes = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"line {number}"
+        if len(fields) != 5:
+            raise DataFormatError(
+                path, f"{where} has {len(fields)} fields, expected 5 (class cx cy w h)"
+            )
+        try:
+            class_id = int(fields[0])
+            cx, cy, w, h = (float(v) for v in fields[1:])
+        except ValueError:
+            raise DataFormatError(
+                path, f"{where} is {line.strip()!r}, expected an int and 4 numbers"
+            ) from None
+        if not 0 <= class_id < len(names):
+            raise DataFormatError(
+                path, f"{where}: class id {class_id} is outside 0..{len(names) - 1}"
+            )
+        if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
+            raise DataFormatError(
+                path, f"{where}: cx cy w h = {cx} {cy} {w} {h}, expected values in [0, 1]"
+            )
+        # Normalised edges -> pixel edges; rounding absorbs the 6-decimal text format.
+        xmin, xmax = round((cx - w / 2) * width), round((cx + w / 2) * width)
+        ymin, ymax = round((cy - h / 2) * height), round((cy + h / 2) * height)
+        if xmax <= xmin or ymax <= ymin:
+            raise DataFormatError(
+                path, f"{where}: zero-area box (w={w}, h={h}) in a {width}x{height} image"
+            )
+        if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+            raise DataFormatError(
+                path,
+                f"{where}: box ({xmin}, {ymin}, {xmax}, {ymax}) lies outside the {width}x{height} image",
+            )
+        boxes.append((names[class_id], (xmin, ymin, xmax, ymax)))
+    return boxes
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes from masks, scaling and cropping
+
+
+def box_from_mask(mask: np.ndarray | torch.Tensor) -> Box:
+    """Tight box around the non-zero pixels of a [H, W] mask."""
+    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"box_from_mask expects a [H, W] mask, got shape {tuple(array.shape)}")
+    rows = np.flatnonzero(array.any(axis=1))
+    columns = np.flatnonzero(array.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("box_from_mask: the mask is empty, there is no object to box")
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+
+
+def scale_box(box: Sequence[int], from_size: tuple[int, int], to_size: tuple[int, int]) -> Box:
+    """Move a box from an image of ``from_size`` (w, h) to one of ``to_size``, keeping >= 1 pixel."""
+    xmin, ymin, xmax, ymax = _check_box(box, from_size, "scale_box")
+    if min(to_size) <= 0:
+        raise ValueError(f"scale_box: target size {to_size} is not positive")
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+
+    def edge(value: float, limit: int) -> int:
+        return min(max(math.floor(value + 0.5), 0), limit)  # round half up, clamp to the image
+
+    new_xmin = min(edge(xmin * sx, to_size[0]), to_size[0] - 1)
+    new_ymin = min(edge(ymin * sy, to_size[1]), to_size[1] - 1)
+    new_xmax = max(edge(xmax * sx, to_size[0]), new_xmin + 1)
+    new_ymax = max(edge(ymax * sy, to_size[1]), new_ymin + 1)
+    return new_xmin, new_ymin, new_xmax, new_ymax
+
+
+def _crop_one(frame: torch.Tensor, box: Sequence[float], size: int) -> torch.Tensor:
+    height, width = frame.shape[-2:]
+    xmin, ymin, xmax, ymax = _check_box(
+        [round(float(v)) for v in box], (width, height), "crop_and_resize"
+    )
+    crop = frame[:, ymin:ymax, xmin:xmax].unsqueeze(0)  # [1, 3, h, w]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
+
+
+def crop_and_resize(
+    frame: torch.Tensor, box: Sequence[float] | torch.Tensor, size: int = 224
+) -> torch.Tensor:
+    """Crop [3,H,W] by one box, or [N,3,H,W] by boxes [N,4], to [.., 3, size, size] (bilinear).
+
+    Box values are rounded to whole pixels; the crop is a slice plus ``F.interpolate``,
+    so gradients flow back into ``frame``.
+    """
+    if frame.dim() == 3:
+        return _crop_one(frame, box, size)
+    boxes = torch.as_tensor(box) if not isinstance(box, torch.Tensor) else box
+    if frame.dim() != 4 or boxes.shape != (frame.shape[0], 4):
+        raise ValueError(
+            f"crop_and_resize expects frame [3,H,W] with one box, or [N,3,H,W] with boxes [N,4]; "
+            f"got frame {tuple(frame.shape)} and boxes {tuple(boxes.shape)}"
+        )
+    return torch.stack([_crop_one(f, b.tolist(), size) for f, b in zip(frame, boxes, strict=True)])

@@ -1,0 +1,484 @@
+"""Audit an AVSBench folder before training: every problem, each with its path, in one report.
+
+The readers (``avs_lib.data.avsbench``) fail on the first bad file they meet, which on real
+AVSBench (about 5000 clips) can be an hour into training. ``check_dataset`` reads every file
+once instead and lists all that is missing, unreadable or inconsistent, plus any file that
+no CSV row explains. What counts as a problem:
+
+- ``csv``: the metadata CSV cannot be parsed or lacks a column (nothing else is checked);
+- ``empty_name``, ``unknown_split``, ``unknown_category``, ``bad_start``, ``duplicate_name``:
+  rows of the CSV;
+- ``missing_dir``: a whole data folder (``visual_frames``, ``gt_masks``, the audio) is absent;
+- ``missing_file``: a frame, mask, WAV, .pkl or crop label that a row implies is absent
+  (train clips need mask ``_1``; val and test clips ``_1`` .. ``_5``; extra train masks are fine);
+- ``unreadable``: the file exists but cannot be decoded (truncated PNG, broken WAV, a .pkl
+  the restricted unpickler refuses);
+- ``frame_not_rgb``, ``frame_size``: a frame that is not RGB, or whose size differs from the
+  clip's other frames (from ``image_size`` when given);
+- ``mask_size``, ``mask_not_binary``: a mask of another size than its frame, or with values
+  other than {0, 255} or {0, 1};
+- ``audio_short``: a WAV shorter than 5 s minus ``audio_tolerance_s`` (the reader pads clips
+  of 4 s or more by repeating the last second, and refuses shorter ones);
+- ``log_mel_shape``: a .pkl log-mel that is not [5, 1, 96, 64];
+- ``crop_label``: a labelImg file that is malformed, has no or several objects, a box outside
+  the image or of zero area, or names another object than the clip's category;
+- ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+from PIL import Image
+from tqdm.auto import tqdm
+
+from avs_lib.data.audio import log_mel_cache_path
+from avs_lib.data.avsbench import (
+    LOG_MEL_SHAPE,
+    MS3_LAYOUT,
+    S4_LAYOUT,
+    ClipPaths,
+    ClipRecord,
+    Layout,
+    clip_paths,
+    mask_values,
+    open_image,
+    read_clip_table,
+    read_crop_label,
+    split_counts,
+    table_issues,
+    table_records,
+)
+from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
+from avs_lib.data.errors import DataFormatError
+from avs_lib.data.safe_pickle import load_tensor_pickle
+
+LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
+AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
+CLIP_SECONDS = 5.0
+BINARY_VALUE_SETS = ({0, 255}, {0, 1})
+_CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the dataset: the file (or folder) concerned, a kind, and what was expected."""
+
+    path: Path
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.path}: {self.message}"
+
+
+@dataclass
+class Report:
+    """What ``check_dataset`` found. ``ok`` is True when there is no problem at all."""
+
+    root: Path
+    layout: str  # "s4" | "ms3"
+    problems: list[Problem] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> category -> clips
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def clips_checked(self) -> int:
+        return sum(sum(per_category.values()) for per_category in self.counts.values())
+
+    def kinds(self) -> Counter:
+        """Number of problems of each kind."""
+        return Counter(problem.kind for problem in self.problems)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per problem: path, kind, message."""
+        rows = [(str(p.path), p.kind, p.message) for p in self.problems]
+        return pd.DataFrame(rows, columns=["path", "kind", "message"])
+
+    def counts_frame(self) -> pd.DataFrame:
+        """Clips per category (rows) and split (columns); MS3 has the single category ''."""
+        frame = pd.DataFrame(self.counts).fillna(0).astype(int)
+        return frame.reindex(columns=[s for s in SPLITS if s in frame.columns]).sort_index()
+
+    def summary(self, max_listed: int = 20) -> str:
+        """A few lines for a notebook: counts, problems by kind, the first problems in full."""
+        per_split = ", ".join(
+            f"{split} {sum(self.counts[split].values())}"
+            for split in SPLITS
+            if split in self.counts
+        )
+        categories = {c for per_category in self.counts.values() for c in per_category if c}
+        over = f" over {len(categories)} categories" if categories else ""
+        lines = [
+            f"AVSBench {self.layout.upper()} at {self.root}: {self.clips_checked} clips "
+            f"({per_split or 'none'}){over}; {self.files_checked} files checked."
+        ]
+        if self.ok:
+            lines.append("No problems found.")
+            return "\n".join(lines)
+        by_kind = ", ".join(f"{kind} {n}" for kind, n in sorted(self.kinds().items()))
+        lines.append(f"{len(self.problems)} problems ({by_kind}):")
+        lines += [f"  {problem}" for problem in self.problems[:max_listed]]
+        if len(self.problems) > max_listed:
+            lines.append(
+                f"  ... and {len(self.problems) - max_listed} more (Report.to_frame() lists all)"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class _Audit:
+    """The settings of one check plus the problem list it fills."""
+
+    layout: Layout
+    root: Path
+    image_size: int | None
+    check_wav: bool
+    check_pkl: bool
+    check_labels: bool
+    min_seconds: float
+    problems: list[Problem] = field(default_factory=list)
+    files_checked: int = 0
+
+    def add(self, path: Path, kind: str, message: str) -> None:
+        self.problems.append(Problem(Path(path), kind, message))
+
+    def open(self, path: Path, what: str, require: Callable[[], str]) -> Image.Image | None:
+        """Decode an image, or record why not (``require`` says which rule made it needed)."""
+        try:
+            image = open_image(path, what)
+        except FileNotFoundError:
+            self.add(path, "missing_file", f"missing {what}; {require()}")
+            return None
+        except DataFormatError as error:
+            self.add(path, "unreadable", error.problem)
+            return None
+        finally:
+            self.files_checked += 1
+        return image
+
+
+def _detect_layout(root: Path, layout: str | None) -> Layout:
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
+        return LAYOUTS[layout]
+    present = [candidate for candidate in LAYOUTS.values() if (root / candidate.csv_name).is_file()]
+    if not present:
+        raise FileNotFoundError(
+            f"no AVSBench metadata in {root}: expected {S4_LAYOUT.csv_name} (S4) or "
+            f"{MS3_LAYOUT.csv_name} (MS3)"
+        )
+    if len(present) > 1:
+        raise ValueError(
+            f"{root} holds both {S4_LAYOUT.csv_name} and {MS3_LAYOUT.csv_name}; "
+            "pass layout='s4' or layout='ms3'"
+        )
+    return present[0]
+
+
+def check_dataset(
+    root: str | Path,
+    splits: Iterable[str] | None = None,
+    image_size: int | None = None,
+    audio: str = "auto",
+    crop_labels: bool | None = None,
+    layout: str | None = None,
+    audio_tolerance_s: float = 0.2,
+    progress: bool = True,
+) -> Report:
+    """Read every file of an AVSBench S4 or MS3 folder and report every problem with its path.
+
+    Args:
+        root: the folder holding ``s4_meta_data.csv`` (or ``ms3_meta_data.csv``) and ``s4_data/``.
+        splits: the splits to check (default: every row); CSV rows are always all checked.
+        image_size: if given, every frame must be ``image_size`` x ``image_size``; otherwise the
+            frames of a clip must share one size.
+        audio: "wav", "pkl", "both", or "auto" (whichever of ``audio_wav``/``audio_log_mel`` exists).
+        crop_labels: check ``crop_labels/`` (S4); None checks them when the folder exists.
+        layout: "s4" or "ms3"; None picks the one whose CSV is in ``root``.
+        audio_tolerance_s: a WAV shorter than 5 s minus this is reported as ``audio_short``.
+        progress: show a tqdm bar (one step per clip).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"AVSBench root not found: {root}")
+    if audio not in AUDIO_CHOICES:
+        raise ValueError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, got {audio!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size <= 0):
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+    wanted = set(SPLITS) if splits is None else set(splits)
+    if not wanted <= set(SPLITS):
+        raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {sorted(wanted)}")
+    subset = _detect_layout(root, layout)
+    report = Report(root=root, layout=subset.name)
+    csv_path = root / subset.csv_name
+    try:
+        table = read_clip_table(csv_path, subset)
+    except DataFormatError as error:
+        report.problems.append(Problem(csv_path, "csv", error.problem))
+        return report
+    report.problems += [
+        Problem(csv_path, kind, message) for kind, message in table_issues(table, subset)
+    ]
+    records = table_records(table, subset)
+    chosen = [clip for clip in records if splits is None or clip.split in wanted]
+    report.counts = split_counts(chosen)
+
+    data = root / subset.data_dir
+    check_wav, check_pkl = _audio_to_check(data, audio)
+    if crop_labels is None:
+        crop_labels = (data / "crop_labels").is_dir()
+    audit = _Audit(
+        layout=subset,
+        root=root,
+        image_size=image_size,
+        check_wav=check_wav,
+        check_pkl=check_pkl,
+        check_labels=subset is S4_LAYOUT and crop_labels,
+        min_seconds=CLIP_SECONDS - audio_tolerance_s,
+    )
+    present = _check_folders(audit)
+    for clip in tqdm(
+        chosen, desc=f"checking {subset.name.upper()}", unit="clip", disable=not progress
+    ):
+        _check_clip(audit, clip, clip_paths(subset, root, clip), present)
+    _check_orphans(audit, records, None if splits is None else wanted)
+    report.problems += audit.problems
+    report.files_checked = audit.files_checked
+    return report
+
+
+def _audio_to_check(data: Path, audio: str) -> tuple[bool, bool]:
+    """(check WAV, check pkl); "auto" checks what is there, and WAV when neither is."""
+    if audio == "auto":
+        wav, pkl = (data / "audio_wav").is_dir(), (data / "audio_log_mel").is_dir()
+        return (wav or not pkl), pkl
+    return audio in ("wav", "both"), audio in ("pkl", "both")
+
+
+def _check_folders(audit: _Audit) -> set[str]:
+    """Report absent top-level folders once (not once per clip); return those present."""
+    data = audit.root / audit.layout.data_dir
+    names = (*_CLIP_FOLDERS, "audio_wav", "audio_log_mel")
+    present = {name for name in names if (data / name).is_dir()}
+    required = {
+        "visual_frames": True,
+        "gt_masks": True,
+        "audio_wav": audit.check_wav,
+        "audio_log_mel": audit.check_pkl,
+        "crop_labels": audit.check_labels,
+    }
+    for name, needed in required.items():
+        if needed and name not in present:
+            audit.add(
+                data / name,
+                "missing_dir",
+                f"missing folder {name}/ (expected in the official layout)",
+            )
+    return present
+
+
+def _check_clip(audit: _Audit, clip: ClipRecord, paths: ClipPaths, present: set[str]) -> None:
+    sizes: list[tuple[int, int] | None] = [None] * FRAMES_PER_CLIP  # (w, h) of readable frames
+    if "visual_frames" in present:
+        sizes = _check_frames(audit, clip, paths)
+    reference = _clip_size(audit, sizes)
+    if "gt_masks" in present:
+        _check_masks(audit, clip, paths, sizes, reference)
+    if audit.check_wav and "audio_wav" in present:
+        _check_wav(audit, clip, paths.wav)
+    if audit.check_pkl and "audio_log_mel" in present:
+        _check_pkl(audit, clip, paths.log_mel)
+    if audit.check_labels and "crop_labels" in present:
+        _check_crop_labels(audit, clip, paths, sizes, reference)
+
+
+def _clip_size(audit: _Audit, sizes: list[tuple[int, int] | None]) -> tuple[int, int] | None:
+    """The size a clip's frames should have: image_size if given, else the most common one."""
+    if audit.image_size:
+        return (audit.image_size, audit.image_size)
+    known = [size for size in sizes if size is not None]
+    return Counter(known).most_common(1)[0][0] if known else None
+
+
+def _check_frames(
+    audit: _Audit, clip: ClipRecord, paths: ClipPaths
+) -> list[tuple[int, int] | None]:
+    """Decode each frame; return their sizes (None where unreadable) after checking them."""
+    sizes: list[tuple[int, int] | None] = []
+    for i, path in enumerate(paths.frames, start=1):
+        what = f"frame {i} of clip {clip.name!r}"
+        image = audit.open(path, what, lambda: "every clip has 5 frames")
+        if image is not None and image.mode != "RGB":
+            audit.add(path, "frame_not_rgb", f"frame is mode {image.mode}, expected RGB")
+        sizes.append(None if image is None else image.size)
+    expected = _clip_size(audit, sizes)
+    why = "(image_size)" if audit.image_size else f"like the other frames of clip {clip.name!r}"
+    for path, size in zip(paths.frames, sizes, strict=True):
+        if size is not None and size != expected:
+            audit.add(path, "frame_size", f"frame is {_wxh(size)}, expected {_wxh(expected)} {why}")
+    return sizes
+
+
+def _check_masks(
+    audit: _Audit,
+    clip: ClipRecord,
+    paths: ClipPaths,
+    sizes: list[tuple[int, int] | None],
+    reference: tuple[int, int] | None,
+) -> None:
+    rule = (
+        "train clips need mask _1"
+        if len(paths.masks) == 1
+        else f"{clip.split} clips need masks _1 .. _5"
+    )
+    for path, k in zip(paths.masks, paths.mask_frames, strict=True):
+        image = audit.open(path, f"mask {k + 1} of clip {clip.name!r}", lambda: rule)
+        if image is None:
+            continue
+        values = np.unique(mask_values(image))
+        if not any(set(values.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
+            shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
+            audit.add(
+                path,
+                "mask_not_binary",
+                f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1)",
+            )
+        frame_size = sizes[k] or reference
+        if frame_size is not None and image.size != frame_size:
+            audit.add(
+                path,
+                "mask_size",
+                f"mask is {_wxh(image.size)}, expected {_wxh(frame_size)} like its frame {paths.frames[k].name}",
+            )
+
+
+def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
+    audit.files_checked += 1
+    if not path.is_file():
+        audit.add(
+            path, "missing_file", f"missing audio of clip {clip.name!r}; expected a 16 kHz WAV"
+        )
+        return
+    try:
+        info = soundfile.info(str(path))
+    except Exception as error:  # libsndfile's errors vary by version
+        audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
+        return
+    seconds = info.frames / info.samplerate
+    if seconds < audit.min_seconds:
+        audit.add(
+            path,
+            "audio_short",
+            f"audio lasts {seconds:.2f} s, expected {CLIP_SECONDS:g} s (at least {audit.min_seconds:.2f} s)",
+        )
+
+
+def _check_pkl(audit: _Audit, clip: ClipRecord, path: Path) -> None:
+    audit.files_checked += 1
+    if not path.is_file():
+        audit.add(
+            path,
+            "missing_file",
+            f"missing log-mel of clip {clip.name!r}; expected a pickled tensor {list(LOG_MEL_SHAPE)}",
+        )
+        return
+    try:
+        log_mel = load_tensor_pickle(path)
+    except DataFormatError as error:
+        audit.add(path, "unreadable", error.problem)
+        return
+    if tuple(log_mel.shape) != LOG_MEL_SHAPE:
+        audit.add(
+            path,
+            "log_mel_shape",
+            f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}",
+        )
+
+
+def _check_crop_labels(
+    audit: _Audit,
+    clip: ClipRecord,
+    paths: ClipPaths,
+    sizes: list[tuple[int, int] | None],
+    reference: tuple[int, int] | None,
+) -> None:
+    for k, xml in enumerate(paths.crop_labels):
+        audit.files_checked += 1
+        frame_size = sizes[k] or reference
+        if frame_size is None and not xml.is_file() and xml.with_suffix(".txt").is_file():
+            continue  # a YOLO label needs its frame's size; the frame is already reported
+        try:
+            read_crop_label(xml, clip.category, frame_size)
+        except FileNotFoundError as error:
+            audit.add(xml, "missing_file", str(error))
+        except DataFormatError as error:
+            audit.add(error.path, "crop_label", error.problem)
+
+
+def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:
+    """Every file a row accounts for, including harmless extras (train masks _2.._5, caches)."""
+    paths = clip_paths(layout, root, clip)
+    mask_dir = paths.masks[0].parent
+    allowed = {*paths.frames, paths.wav, paths.log_mel, log_mel_cache_path(paths.wav)}
+    allowed |= {mask_dir / f"{clip.name}_{i}.png" for i in range(1, FRAMES_PER_CLIP + 1)}
+    for xml in paths.crop_labels:
+        allowed |= {xml, xml.with_suffix(".txt"), xml.parent / "classes.txt"}
+    return allowed
+
+
+def _check_orphans(audit: _Audit, records: list[ClipRecord], splits: set[str] | None) -> None:
+    """Walk the data folders for files and clip folders that no CSV row explains."""
+    layout, data = audit.layout, audit.root / audit.layout.data_dir
+    allowed: set[Path] = set()
+    for clip in records:
+        allowed |= _allowed_files(layout, audit.root, clip)
+    folders = {path.parent for path in allowed}
+    orphan_folders: Counter = Counter()
+    csv_name = layout.csv_name
+    for top in ("visual_frames", "gt_masks", "audio_wav", "audio_log_mel", "crop_labels"):
+        base = data / top
+        if not base.is_dir():
+            continue
+        has_split = not (layout is MS3_LAYOUT and top == "visual_frames")
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(base)
+            if (
+                path.is_dir()
+                or path in allowed
+                or any(part.startswith(".") for part in relative.parts)
+            ):
+                continue
+            if splits is not None and has_split and relative.parts[0] not in splits:
+                continue
+            if top in _CLIP_FOLDERS and path.parent not in folders:
+                orphan_folders[path.parent] += 1
+            elif top in _CLIP_FOLDERS:
+                audit.add(
+                    path,
+                    "orphan_file",
+                    "unexpected file in a clip folder; expected only the files of its row's clip",
+                )
+            else:
+                audit.add(path, "orphan_file", f"no row in {csv_name} accounts for this file")
+    for folder, count in sorted(orphan_folders.items()):
+        audit.add(
+            folder,
+            "orphan_clip",
+            f"clip folder ({count} file(s)) has no row in {csv_name}; expected a row for every clip folder",
+        )
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"

@@ -1,0 +1,455 @@
+"""Evaluation metrics as the official AVSBench code computes them, plus audio-reliance measures.
+
+Checked against avs_scripts/avs_s4/utils/utility.py (`mask_iou`, `_eval_pr`, `Eval_Fmeasure`)
+and test.py / test.sh:
+
+- IoU: prediction = sigmoid(logit) > 0.5; IoU = inter / (union + 1e-7); a frame whose ground
+  truth is empty scores the fraction of its pixels predicted background.
+- F-score: probabilities = sigmoid(logit); 255 thresholds linspace(0, 1 - 1e-10) (float32, so
+  the last one is exactly 1.0); a pixel is positive when p >= threshold; precision
+  tp / (#pred + 1e-20), recall tp / (#gt + 1e-20); frames with an empty ground truth skipped.
+  Per test batch, the F-curves (β² = 0.3, NaN -> 0) of its frames are *averaged* and the max of
+  that mean curve is the batch's score; a batch without a non-empty frame scores 0. The
+  reported F is the mean of the batch scores, so it depends on the test batch size (test.sh
+  uses 4 clips, test.py's default is 1). `Evaluator` reports it with its batch size and a
+  batch-independent version: the same mean-then-max over every frame of the split.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+PR_NUM = 255
+BETA2 = 0.3
+IOU_EPS = 1e-7
+
+
+# ---------------------------------------------------------------- per-frame maths
+
+
+def _frames(x: Tensor, what: str) -> Tensor:
+    """[N, 1, H, W] or [N, H, W] -> [N, H, W]."""
+    if x.dim() == 4 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.dim() == 3:
+        return x
+    raise ValueError(f"{what}: expected [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
+
+
+def _binary(mask: Tensor, what: str) -> Tensor:
+    """A bool copy of a mask that must hold only 0 and 1."""
+    if mask.dtype == torch.bool:
+        return mask
+    if bool(((mask != 0) & (mask != 1)).any()):
+        raise ValueError(f"{what}: expected a binary mask (values 0 and 1), found other values")
+    return mask != 0
+
+
+def _predicted(logits: Tensor) -> Tensor:
+    """Official binarisation: sigmoid(logit) > 0.5 (computed as such, to round like the original)."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # the official model ran in float32
+    return torch.sigmoid(logits) > 0.5
+
+
+def _pair(logits: Tensor, target: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    logits, target = _frames(logits, what), _frames(target, what)
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"{what}: prediction {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape"
+        )
+    return logits, _binary(target, f"{what} target").to(logits.device)
+
+
+def mask_iou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> Tensor:
+    """Per-frame IoU of the thresholded prediction, float64 [N].
+
+    Args:
+        logits: [N, H, W] or [N, 1, H, W] mask logits.
+        target: same shape, binary.
+    A frame with an empty target scores (#pixels predicted background) / (#pixels).
+    """
+    logits, target = _pair(logits, target, "mask_iou")
+    pred = _predicted(logits)
+    inter = (pred & target).flatten(1).sum(1).double()  # [N]
+    union = (pred | target).flatten(1).sum(1).double()  # [N]
+    empty = ~target.flatten(1).any(1)  # [N]
+    background_hits = (~pred & ~target).flatten(1).sum(1).double()
+    inter = torch.where(empty, background_hits, inter)
+    union = torch.where(
+        empty, torch.full_like(union, float(target.shape[-2] * target.shape[-1])), union
+    )
+    return inter / (union + eps)
+
+
+def miou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> float:
+    """Mean of `mask_iou` over the frames."""
+    return float(mask_iou(logits, target, eps).mean())
+
+
+def _thresholds(device: torch.device) -> Tensor:
+    # float32 like the official torch.linspace default: 1 - 1e-10 rounds to exactly 1.0
+    return torch.linspace(0, 1 - 1e-10, PR_NUM, dtype=torch.float32, device=device)
+
+
+def f_score_curves(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-frame precision and recall at the official 255 thresholds.
+
+    Counts pixels per threshold with one bucketize + histogram instead of 255 comparisons;
+    a pixel counts as positive at threshold i when sigmoid(logit) >= threshold i.
+
+    Args:
+        logits: [N, H, W] or [N, 1, H, W].
+        target: same shape, binary.
+    Returns:
+        precision [N, 255], recall [N, 255] (float64), valid [N] bool (target not empty; the
+        official F-score skips the others).
+    """
+    logits, target = _pair(logits, target, "f_score_curves")
+    n = logits.shape[0]
+    probs = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float()).flatten(
+        1
+    )  # [N, HW]
+    thresholds = _thresholds(logits.device).to(probs.dtype)
+    # level = number of thresholds <= p, so the pixel is positive at thresholds 0 .. level-1
+    level = torch.bucketize(probs, thresholds, right=True)  # [N, HW] in 0..255
+    offsets = torch.arange(n, device=logits.device)[:, None] * (PR_NUM + 1)
+    flat = (level + offsets).flatten()  # one histogram of 256 bins per frame
+    hist_all = torch.bincount(flat, minlength=n * (PR_NUM + 1)).reshape(n, PR_NUM + 1)
+    hist_tp = torch.bincount(flat[target.flatten()], minlength=n * (PR_NUM + 1)).reshape(
+        n, PR_NUM + 1
+    )
+    # positives at threshold i = pixels with level > i: reversed cumulative sum, drop level 0
+    predicted = hist_all.flip(1).cumsum(1).flip(1)[:, 1:].double()  # [N, 255]
+    true_pos = hist_tp.flip(1).cumsum(1).flip(1)[:, 1:].double()  # [N, 255]
+    gt = target.flatten(1).sum(1, keepdim=True).double()  # [N, 1]
+    precision = true_pos / (predicted + 1e-20)
+    recall = true_pos / (gt + 1e-20)
+    return precision, recall, gt[:, 0] > 0
+
+
+def f_curves(precision: Tensor, recall: Tensor, beta2: float = BETA2) -> Tensor:
+    """F-measure at each threshold, NaN (0/0) set to 0 as the official code does. Shape kept."""
+    f = (1 + beta2) * precision * recall / (beta2 * precision + recall)
+    return torch.nan_to_num(f, nan=0.0)
+
+
+def _mean_curve_max(curves: Tensor) -> float:
+    """Official per-batch score: mean F-curve over the given frames, then its max (0 if none)."""
+    if curves.shape[0] == 0:
+        return 0.0
+    return float(curves.mean(0).max())
+
+
+def f_score(logits: Tensor, target: Tensor, beta2: float = BETA2) -> float:
+    """The official F-score of one test batch (`Eval_Fmeasure`): all its frames, empty ones skipped.
+
+    Args:
+        logits: [N, H, W] or [N, 1, H, W], N = every frame of the batch's clips.
+        target: same shape, binary.
+    """
+    precision, recall, valid = f_score_curves(logits, target)
+    return _mean_curve_max(f_curves(precision, recall, beta2)[valid])
+
+
+# ---------------------------------------------------------------- the split-level accumulator
+
+
+@dataclass
+class FrameRecord:
+    """What `Evaluator` keeps of one evaluated frame (small, picklable for DDP gathers)."""
+
+    name: str
+    category: str
+    frame: int
+    iou: float
+    has_gt: bool
+    f_curve: np.ndarray | None  # [255] float64, only when has_gt
+    order: int  # dataset index of the clip if given, else arrival order
+
+
+def _per_frame(values: Sequence[Any] | Tensor, n: int, what: str) -> list:
+    """Expand per-clip values (len B, N = B*M) to per-frame ones; per-frame values pass through."""
+    values = values.reshape(-1).tolist() if isinstance(values, Tensor) else list(values)
+    if len(values) == n:
+        return values
+    if len(values) == 0 or n % len(values) != 0:
+        raise ValueError(
+            f"Evaluator.update: {what} has {len(values)} entries; expected one per frame ({n}) or per clip"
+        )
+    repeat = n // len(values)
+    return [v for v in values for _ in range(repeat)]
+
+
+class Evaluator:
+    """Accumulates per-frame IoU and F-curves over a split; `compute()` reports everything.
+
+    Args:
+        official_batch_size: the test batch size, in CLIPS, that the official F-score (and the
+            official mIoU, a mean of per-batch means) is grouped by. Clips are taken in dataset
+            order (`indices` given to update) or arrival order, and each group holds every
+            frame of `official_batch_size` consecutive clips. Default 4, as in the official
+            test.sh that produced the paper's numbers (test.py's own default is 1).
+        beta2: F-measure β².
+    Under torch.distributed, `compute()` is a collective (call it on every rank): it gathers
+    every rank's records (all_gather_object) and drops repeated (name, frame) pairs, which
+    DistributedSampler's padding creates; pass `indices` to update so the official grouping
+    follows dataset order rather than rank order.
+    """
+
+    def __init__(self, official_batch_size: int = 4, beta2: float = BETA2):
+        if official_batch_size < 1:
+            raise ValueError(f"official_batch_size must be >= 1, got {official_batch_size}")
+        self.official_batch_size = official_batch_size
+        self.beta2 = beta2
+        self.reset()
+
+    def reset(self) -> None:
+        self._records: list[FrameRecord] = []
+
+    @torch.no_grad()
+    def update(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        names: Sequence[str],
+        categories: Sequence[str],
+        frame_ids: Sequence[int] | Tensor,
+        indices: Sequence[int] | Tensor | None = None,
+    ) -> None:
+        """Add a batch of frames.
+
+        Args:
+            logits: [N, 1, H, W] or [N, H, W]; frames of one clip contiguous (clip-major).
+            target: same shape, binary ground truth.
+            names, categories: per frame (len N) or per clip (len B; each clip's N/B frames in a row).
+            frame_ids: per frame index within its clip, len N (a [B, M] tensor such as the
+                reader's `mask_frames` is flattened).
+            indices: optional dataset index per clip or frame; orders clips for the official grouping.
+        """
+        iou = mask_iou(logits, target)
+        precision, recall, valid = f_score_curves(logits, target)
+        curves = f_curves(precision, recall, self.beta2).cpu().numpy()
+        n = iou.shape[0]
+        names = _per_frame(names, n, "names")
+        categories = _per_frame(categories, n, "categories")
+        frame_ids = _per_frame(frame_ids, n, "frame_ids")
+        start = len(self._records)
+        orders = (
+            _per_frame(indices, n, "indices")
+            if indices is not None
+            else [start + i for i in range(n)]
+        )
+        for i, (score, has_gt) in enumerate(zip(iou.tolist(), valid.tolist(), strict=True)):
+            self._records.append(
+                FrameRecord(
+                    name=str(names[i]),
+                    category=str(categories[i]),
+                    frame=int(frame_ids[i]),
+                    iou=score,
+                    has_gt=has_gt,
+                    f_curve=curves[i] if has_gt else None,
+                    order=int(orders[i]),
+                )
+            )
+
+    def _gathered(self) -> list[FrameRecord]:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self._records
+        parts: list[list[FrameRecord] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, self._records)
+        seen, records = set(), []
+        for part in parts:
+            for record in part or []:
+                if (record.name, record.frame) not in seen:
+                    seen.add((record.name, record.frame))
+                    records.append(record)
+        return records
+
+    def compute(self) -> dict[str, Any]:
+        """Everything about the split.
+
+        Returns a dict with
+            per_frame: DataFrame (name, category, frame, iou, has_gt), one row per frame, clip order;
+            per_clip: DataFrame (name, category, iou, n_frames), IoU averaged over the clip's frames;
+            per_category: DataFrame (category, n_clips, n_frames, miou, f_score), f_score being
+                the split-level F of that category's frames (NaN when none has a ground truth);
+            miou: mean IoU over frames; miou_official: mean of per-batch means;
+            f_score_official, official_batch_size: the official batch-grouped F-score and its batch size;
+            f_score_split: mean F-curve over all non-empty frames of the split, then max;
+            n_frames, n_clips.
+        """
+        records = self._gathered()
+        if not records:
+            raise ValueError("Evaluator.compute: no frames; call update() first")
+        keys = [(r.name, r.frame) for r in records]
+        if len(set(keys)) != len(keys):
+            repeated = sorted({k for k in keys if keys.count(k) > 1})[:5]
+            raise ValueError(
+                f"Evaluator.compute: frames evaluated more than once, e.g. {repeated}; call reset() between runs"
+            )
+
+        clip_order: dict[str, int] = {}
+        for r in records:
+            clip_order[r.name] = min(clip_order.get(r.name, r.order), r.order)
+        clips = sorted(clip_order, key=lambda name: (clip_order[name], name))
+        rank = {name: i for i, name in enumerate(clips)}
+        records = sorted(records, key=lambda r: (rank[r.name], r.frame))
+
+        frames = pd.DataFrame(
+            {
+                "name": [r.name for r in records],
+                "category": [r.category for r in records],
+                "frame": [r.frame for r in records],
+                "iou": [r.iou for r in records],
+                "has_gt": [r.has_gt for r in records],
+            }
+        )
+        per_clip = (
+            frames.groupby("name", sort=False)
+            .agg(category=("category", "first"), iou=("iou", "mean"), n_frames=("frame", "size"))
+            .reset_index()
+        )
+        category_rows = []
+        for category, group in frames.groupby("category", sort=True):
+            members = [records[i] for i in group.index]
+            category_rows.append(
+                {
+                    "category": category,
+                    "n_clips": group["name"].nunique(),
+                    "n_frames": len(group),
+                    "miou": group["iou"].mean(),
+                    "f_score": self._split_f(members)
+                    if any(r.has_gt for r in members)
+                    else float("nan"),
+                }
+            )
+
+        batch_f, batch_iou = [], []
+        size = self.official_batch_size
+        for first in range(0, len(clips), size):
+            batch_clips = set(clips[first : first + size])
+            members = [r for r in records if r.name in batch_clips]
+            batch_f.append(_mean_curve_max(self._curves(members)))
+            batch_iou.append(float(np.mean([r.iou for r in members])))
+
+        return {
+            "per_frame": frames,
+            "per_clip": per_clip,
+            "per_category": pd.DataFrame(category_rows),
+            "miou": float(frames["iou"].mean()),
+            "miou_official": float(np.mean(batch_iou)),
+            "f_score_official": float(np.mean(batch_f)),
+            "official_batch_size": size,
+            "f_score_split": self._split_f(records),
+            "n_frames": len(records),
+            "n_clips": len(clips),
+        }
+
+    @staticmethod
+    def _curves(records: list[FrameRecord]) -> Tensor:
+        curves = [r.f_curve for r in records if r.has_gt]
+        if not curves:
+            return torch.zeros(0, PR_NUM, dtype=torch.float64)
+        return torch.from_numpy(np.stack(curves))  # [n, 255]
+
+    def _split_f(self, records: list[FrameRecord]) -> float:
+        return _mean_curve_max(self._curves(records))
+
+
+# ---------------------------------------------------------------- audio reliance
+
+
+def moved_to_swapped(
+    pred_swapped: Tensor,
+    original_obj_masks: Tensor,
+    swapped_obj_masks: Tensor,
+    overlap: str = "pixels",
+) -> tuple[Tensor, Tensor]:
+    """Per frame: does the prediction under swapped audio cover the swapped-in object more than
+    the original sounding one?
+
+    Args:
+        pred_swapped: [N, H, W] bool mask, or logits (thresholded at sigmoid > 0.5; a 0/1 float
+            mask thresholds correctly too, since sigmoid(0) = 0.5 is not > 0.5).
+        original_obj_masks: [N, H, W] binary, the object that sounds in the true audio.
+        swapped_obj_masks: [N, H, W] binary, the object of the class whose audio was swapped in.
+        overlap: "pixels" (intersection size) or "iou" (intersection over union with each object,
+            which does not favour the larger object).
+    Returns:
+        moved [N] bool (strictly more overlap with the swapped-in object; ties, including no
+        overlap with either, count as not moved), valid [N] bool (not both objects empty).
+    """
+    pred = _frames(pred_swapped, "pred_swapped")
+    pred = pred if pred.dtype == torch.bool else _predicted(pred)
+    original = _binary(_frames(original_obj_masks, "original_obj_masks"), "original_obj_masks").to(
+        pred.device
+    )
+    swapped = _binary(_frames(swapped_obj_masks, "swapped_obj_masks"), "swapped_obj_masks").to(
+        pred.device
+    )
+    if not pred.shape == original.shape == swapped.shape:
+        raise ValueError(
+            f"moved_to_swapped: shapes differ: pred {tuple(pred.shape)}, original {tuple(original.shape)}, "
+            f"swapped {tuple(swapped.shape)}"
+        )
+    to_original = (pred & original).flatten(1).sum(1).double()  # [N]
+    to_swapped = (pred & swapped).flatten(1).sum(1).double()  # [N]
+    if overlap == "iou":
+        to_original = to_original / (pred | original).flatten(1).sum(1).clamp_min(1)
+        to_swapped = to_swapped / (pred | swapped).flatten(1).sum(1).clamp_min(1)
+    elif overlap != "pixels":
+        raise ValueError(f"overlap must be 'pixels' or 'iou', got {overlap!r}")
+    valid = original.flatten(1).any(1) | swapped.flatten(1).any(1)
+    return to_swapped > to_original, valid
+
+
+def listening_rate(
+    pred_swapped: Tensor,
+    original_obj_masks: Tensor,
+    swapped_obj_masks: Tensor,
+    overlap: str = "pixels",
+) -> float:
+    """Fraction of frames whose prediction follows swapped-in audio to the other object.
+
+    1.0 for a model that segments whatever the audio names, 0.0 for one that ignores the audio.
+    Frames where both objects are absent are excluded; ties count as not moved (see
+    `moved_to_swapped` for the arguments).
+    """
+    moved, valid = moved_to_swapped(pred_swapped, original_obj_masks, swapped_obj_masks, overlap)
+    if not bool(valid.any()):
+        raise ValueError("listening_rate: every frame has both objects empty; nothing to measure")
+    return float(moved[valid].double().mean())
+
+
+def audio_reliance_summary(
+    miou_true: float, miou_swapped: float, miou_silent: float, listening_rate: float
+) -> dict[str, float]:
+    """One row that says how much a model's masks depend on its audio.
+
+    miou_* are the mIoU against the true sounding object's masks with the true audio, with
+    another clip's audio swapped in, and with silence. The drops are miou_true minus the
+    others; the relative drops divide by miou_true (NaN when it is 0). A model that ignores
+    audio has drops near 0 and listening rate near 0.
+    """
+
+    def relative(drop: float) -> float:
+        return drop / miou_true if miou_true > 0 else float("nan")
+
+    drop_swapped, drop_silent = miou_true - miou_swapped, miou_true - miou_silent
+    return {
+        "miou_true": miou_true,
+        "miou_swapped": miou_swapped,
+        "miou_silent": miou_silent,
+        "listening_rate": listening_rate,
+        "drop_swapped": drop_swapped,
+        "drop_silent": drop_silent,
+        "relative_drop_swapped": relative(drop_swapped),
+        "relative_drop_silent": relative(drop_silent),
+    }

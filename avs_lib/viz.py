@@ -1,0 +1,983 @@
+"""Every figure of the report, and the notebook's mask browser.
+
+Each plotting function takes plain data (numpy arrays, pandas DataFrames, lists), never a
+model, and returns a `matplotlib.figure.Figure` built without pyplot: nothing is shown twice,
+nothing stays open, and a figure appears in a notebook when it is a cell's last expression.
+`save_figure` writes it as a named PNG. The look of every plot is decided once, in `set_style`.
+
+Colours are the Okabe-Ito palette (readable with colour-blindness); mask colours are named
+constants so that a test, and a reader, know which pixel means what:
+prediction = blue fill, ground truth = yellow outline, true positive = green, false positive =
+vermillion, false negative = purple.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import os
+import re
+import tempfile
+import wave
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from avs_lib.data.categories import S4_CATEGORIES
+
+RGB = tuple[int, int, int]
+
+OKABE_ITO: tuple[RGB, ...] = (
+    (0, 114, 178),  # blue
+    (230, 159, 0),  # orange
+    (0, 158, 115),  # bluish green
+    (204, 121, 167),  # reddish purple
+    (86, 180, 233),  # sky blue
+    (213, 94, 0),  # vermillion
+    (240, 228, 66),  # yellow
+    (0, 0, 0),  # black
+)
+PRED_COLOR: RGB = (0, 114, 178)
+GT_COLOR: RGB = (240, 228, 66)
+TP_COLOR: RGB = (0, 158, 115)
+FP_COLOR: RGB = (213, 94, 0)
+FN_COLOR: RGB = (204, 121, 167)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOG_MEL_HOP_S = 0.01  # VGGish frames are 10 ms apart; an example is 96 frames = 0.96 s
+STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
+
+_style_applied = False
+
+
+# ---------------------------------------------------------------- style and saving
+
+
+def set_style() -> None:
+    """The one place where the look of every figure is decided (seaborn theme + rcParams)."""
+    import seaborn as sns
+
+    global _style_applied
+    sns.set_theme(
+        context="notebook",
+        style="whitegrid",
+        palette=[_hex(c) for c in OKABE_ITO],
+        rc={
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "axes.titlesize": "medium",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+        },
+    )
+    _style_applied = True
+
+
+class ReportFigure(Figure):
+    """A Figure that shows itself as PNG when it is a notebook cell's last expression, whether or
+    not pyplot's inline backend is loaded (figures here are made without pyplot, so no cell shows
+    a figure twice and none stays open)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=self.dpi, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure outside pyplot's registry, styled once per session."""
+    if not _style_applied:
+        set_style()
+    return ReportFigure(figsize=(width, height), layout="constrained")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def save_figure(fig: Figure, name: str, figures_dir: str | Path = "figures", dpi: int = 150) -> Path:
+    """Write `fig` to `figures_dir/name.png` atomically and return the path.
+
+    `name` is a file stem (letters, digits, `_`, `-`, `.`; a trailing `.png` is accepted), so
+    notebooks cite figures by a stable name. A crash leaves the old PNG or the new one, never a
+    torn file.
+    """
+    if not isinstance(fig, Figure):
+        raise ValueError(f"save_figure: expected a matplotlib Figure, got {type(fig).__name__}")
+    stem = name[:-4] if name.lower().endswith(".png") else name
+    if not _NAME.match(stem):
+        raise ValueError(
+            f"save_figure: figure name {name!r} must be a plain file stem "
+            "(letters, digits, '_', '-', '.'; no folders)"
+        )
+    folder = Path(figures_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.png"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".png.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _numpy(x: Any) -> np.ndarray:
+    """numpy view of an array or a (CPU or GPU) torch tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _rgb_frames(frames: Any, what: str) -> np.ndarray:
+    """uint8 [T, H, W, 3]."""
+    frames = _numpy(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{what}: expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def _rgb_frame(frame: Any, what: str) -> np.ndarray:
+    """uint8 [H, W, 3]."""
+    frame = _numpy(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f"{what}: expected a uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
+    return frame
+
+
+def _mask(mask: Any, shape: tuple[int, int], what: str) -> np.ndarray:
+    """A bool [H, W] mask from a bool or 0/1 array; other values are an error, not a threshold."""
+    mask = _numpy(mask)
+    if mask.shape != shape:
+        raise ValueError(f"{what}: expected a mask of shape {shape}, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{what}: expected a binary mask (bool or 0/1), found other values")
+        mask = mask != 0
+    return mask
+
+
+def _frame_masks(masks: Any, frames: np.ndarray, what: str) -> list[np.ndarray | None]:
+    """Per-frame optional masks from None, a [T, H, W] array, or a length-T list with Nones."""
+    t, h, w = frames.shape[:3]
+    if masks is None:
+        return [None] * t
+    if isinstance(masks, (list, tuple)):
+        if len(masks) != t:
+            raise ValueError(f"{what}: expected {t} per-frame masks, got {len(masks)}")
+        return [None if m is None else _mask(m, (h, w), f"{what}[{i}]") for i, m in enumerate(masks)]
+    masks = _numpy(masks)
+    if masks.shape != (t, h, w):
+        raise ValueError(f"{what}: expected masks [T, H, W] = {(t, h, w)}, got {masks.shape}")
+    return [_mask(m, (h, w), f"{what}[{i}]") for i, m in enumerate(masks)]
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}; the table has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{what}: the table is empty; nothing to plot")
+
+
+def _hex(color: RGB) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+def _method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """The same method order gives the same colours in every figure."""
+    return {m: _hex(OKABE_ITO[i % len(OKABE_ITO)]) for i, m in enumerate(methods)}
+
+
+def _ordered(values: pd.Series, order: Sequence[str] | None) -> list:
+    """`order` if given (checked), else order of first appearance."""
+    present = list(dict.fromkeys(values))
+    if order is None:
+        return present
+    unknown = [v for v in present if v not in order]
+    if unknown:
+        raise ValueError(f"values {unknown} are not in the given order {list(order)}")
+    return [v for v in order if v in present]
+
+
+def _category_order(categories: pd.Series) -> list[str]:
+    """Official S4 order when every name is an S4 category, else sorted."""
+    present = set(categories)
+    if present <= set(S4_CATEGORIES):
+        return [c for c in S4_CATEGORIES if c in present]
+    return sorted(present)
+
+
+def _image_axis(ax: Axes, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize="small")
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def denormalize(frames: Any) -> np.ndarray:
+    """ImageNet-normalised frames back to displayable pixels.
+
+    Args:
+        frames: float [T, 3, S, S] (or one frame [3, S, S]), tensor or array, as the readers give.
+    Returns:
+        uint8 [T, S, S, 3] (or [S, S, 3]), rounded and clipped to 0..255.
+    """
+    x = _numpy(frames).astype(np.float64)
+    if x.ndim not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"denormalize: expected frames [T, 3, S, S] or [3, S, S], got {x.shape}")
+    mean = np.array(IMAGENET_MEAN).reshape(3, 1, 1)
+    std = np.array(IMAGENET_STD).reshape(3, 1, 1)
+    x = (x * std + mean) * 255.0
+    x = np.moveaxis(x, -3, -1)  # [..., 3, S, S] -> [..., S, S, 3]
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def overlay(frame: Any, mask: Any, color: RGB = PRED_COLOR, alpha: float = 0.5) -> np.ndarray:
+    """Blend `color` into the masked pixels: round((1 - alpha) * pixel + alpha * color).
+
+    Args:
+        frame: uint8 [S, S, 3]. mask: bool (or 0/1) [S, S]. color: (r, g, b) in 0..255.
+    Returns:
+        a new uint8 [S, S, 3]; pixels outside the mask are unchanged.
+    """
+    frame = _rgb_frame(frame, "overlay frame")
+    mask = _mask(mask, frame.shape[:2], "overlay mask")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay: alpha must be in [0, 1], got {alpha}")
+    out = frame.copy()
+    blended = (1.0 - alpha) * frame[mask].astype(np.float64) + alpha * np.asarray(color, dtype=np.float64)
+    out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+def error_overlay(frame: Any, pred: Any, gt: Any, alpha: float = 0.5) -> np.ndarray:
+    """Where a prediction is right and wrong: true positives TP_COLOR, false positives FP_COLOR,
+    false negatives FN_COLOR, blended like `overlay`; true negatives unchanged.
+
+    Args:
+        frame: uint8 [S, S, 3]; pred, gt: bool (or 0/1) [S, S].
+    """
+    frame = _rgb_frame(frame, "error_overlay frame")
+    pred = _mask(pred, frame.shape[:2], "error_overlay pred")
+    gt = _mask(gt, frame.shape[:2], "error_overlay gt")
+    out = overlay(frame, pred & gt, TP_COLOR, alpha)
+    out = overlay(out, pred & ~gt, FP_COLOR, alpha)
+    return overlay(out, ~pred & gt, FN_COLOR, alpha)
+
+
+def mask_outline(mask: Any) -> np.ndarray:
+    """The mask's boundary pixels (inside the mask, with a 4-neighbour outside it or off the image)."""
+    mask = _numpy(mask).astype(bool)
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def frame_iou(pred: np.ndarray, gt: np.ndarray, eps: float = 1e-7) -> float:
+    """IoU of one frame as `avs_lib.metrics.mask_iou` defines it (SPEC §5): inter / (union + eps);
+    with an empty ground truth, the fraction of pixels predicted background."""
+    if not gt.any():
+        return float((~pred).sum() / (pred.size + eps))
+    return float((pred & gt).sum() / ((pred | gt).sum() + eps))
+
+
+# ---------------------------------------------------------------- data figures
+
+
+def plot_clip(frames: Any, masks: Mapping[str, Any], title: str = "",
+              colors: Mapping[str, RGB] | None = None) -> Figure:
+    """A clip as a grid: the frames, then one row per named mask overlaid on them.
+
+    Args:
+        frames: uint8 [T, S, S, 3].
+        masks: row label -> bool [T, S, S], a length-T list of [S, S] masks or None (a frame
+            without a mask, e.g. train GT beyond frame 1), or None (the row shows the frames).
+        title: figure title.
+        colors: row label -> (r, g, b); rows not named take the Okabe-Ito colours in order.
+    Axes: (1 + len(masks)) * T.
+    """
+    frames = _rgb_frames(frames, "plot_clip frames")
+    rows = [("frame", [None] * len(frames), None)]
+    for i, (label, value) in enumerate(masks.items()):
+        color = (colors or {}).get(label, OKABE_ITO[i % len(OKABE_ITO)])
+        rows.append((label, _frame_masks(value, frames, f"plot_clip masks[{label!r}]"), color))
+    t = len(frames)
+    fig = _new_figure(1.8 * t, 1.8 * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), t, squeeze=False)
+    for r, (label, row_masks, color) in enumerate(rows):
+        for c in range(t):
+            mask = row_masks[c]
+            image = frames[c] if mask is None else overlay(frames[c], mask, color)
+            _image_axis(axes[r, c], image, f"frame {c + 1}" if r == 0 else None)
+            if mask is None and r > 0:
+                axes[r, c].text(0.5, 0.5, "no mask", transform=axes[r, c].transAxes, ha="center",
+                                va="center", color="white", fontsize="small")
+        axes[r, 0].set_ylabel(label)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_class_counts(df: pd.DataFrame, title: str = "Videos per category") -> Figure:
+    """Videos per category and split (horizontal grouped bars).
+
+    Args:
+        df: one row per video, columns `split`, `category` (e.g. the metadata CSV).
+    Axes: 1.
+    """
+    _require_columns(df, ["split", "category"], "plot_class_counts")
+    categories = _category_order(df["category"])
+    splits = _ordered(df["split"], ["train", "val", "test"] if set(df["split"]) <= {"train", "val", "test"} else None)
+    counts = pd.crosstab(df["category"], df["split"]).reindex(index=categories, columns=splits, fill_value=0)
+    fig = _new_figure(7, 0.3 * len(categories) + 1.2)
+    ax = fig.subplots()
+    height = 0.8 / len(splits)
+    y = np.arange(len(categories))
+    for i, split in enumerate(splits):
+        ax.barh(y + (i - (len(splits) - 1) / 2) * height, counts[split], height, label=split)
+    ax.set_yticks(y, categories)
+    ax.invert_yaxis()
+    ax.set_xlabel("videos")
+    ax.legend(title="split", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title)
+    return fig
+
+
+def plot_mask_area_hist(areas: pd.DataFrame, bins: int = 40, title: str = "Ground-truth mask area") -> Figure:
+    """Distribution of the mask's share of the frame, per split (step histograms, density).
+
+    Args:
+        areas: one row per mask, columns `split`, `area_fraction` (0..1).
+    Axes: 1.
+    """
+    _require_columns(areas, ["split", "area_fraction"], "plot_mask_area_hist")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    fig = _new_figure(6, 3.5)
+    ax = fig.subplots()
+    for split in _ordered(areas["split"], None):
+        values = areas.loc[areas["split"] == split, "area_fraction"].to_numpy(dtype=float)
+        ax.hist(values, bins=edges, density=True, histtype="step", linewidth=1.8, label=f"{split} (n={len(values)})")
+    ax.set_xlabel("mask area / frame area")
+    ax.set_ylabel("density")
+    ax.legend(title="split")
+    ax.set_title(title)
+    return fig
+
+
+def plot_waveform_and_logmel(waveform: Any, sr: int, log_mel: Any, title: str = "") -> Figure:
+    """A clip's sound: the waveform above the VGGish log-mel examples laid end to end.
+
+    Args:
+        waveform: float [N] mono, in [-1, 1]. sr: its sample rate (Hz).
+        log_mel: [n, 1, 96, 64] or [n, 96, 64] (examples of 96 frames x 64 mel bands).
+    Axes: 3 (waveform, log-mel, colour bar).
+    """
+    wave_np = _numpy(waveform).astype(np.float64)
+    if wave_np.ndim != 1:
+        raise ValueError(f"plot_waveform_and_logmel: expected a mono waveform [N], got {wave_np.shape}")
+    if sr <= 0:
+        raise ValueError(f"plot_waveform_and_logmel: sample rate must be positive, got {sr}")
+    mel = _numpy(log_mel).astype(np.float64)
+    if mel.ndim == 4 and mel.shape[1] == 1:
+        mel = mel[:, 0]  # [n, 1, 96, 64] -> [n, 96, 64]
+    if mel.ndim != 3 or mel.shape[1:] != (96, 64):
+        raise ValueError(f"plot_waveform_and_logmel: expected log-mel [n, 1, 96, 64] or [n, 96, 64], got {_numpy(log_mel).shape}")
+    n = mel.shape[0]
+    example_s = 96 * LOG_MEL_HOP_S
+    fig = _new_figure(8, 4.5)
+    ax_wave, ax_mel = fig.subplots(2, 1, sharex=True)
+    ax_wave.plot(np.arange(len(wave_np)) / sr, wave_np, linewidth=0.5, color=_hex(OKABE_ITO[0]))
+    ax_wave.set_ylabel("amplitude")
+    image = ax_mel.imshow(
+        mel.reshape(n * 96, 64).T,  # [n, 96, 64] -> [n*96 frames, 64] -> [64 bands, time]
+        origin="lower", aspect="auto", extent=(0.0, n * example_s, 0.0, 64.0), cmap="magma",
+    )
+    for k in range(1, n):
+        ax_mel.axvline(k * example_s, color="white", linewidth=0.8, linestyle="--")
+    ax_mel.grid(False)
+    ax_mel.set_xlabel("time (s)")
+    ax_mel.set_ylabel("mel band")
+    fig.colorbar(image, ax=ax_mel, label="log(mel + 0.01)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_boxes_on_frames(frames: Any, boxes: Any, masks: Any = None, title: str = "") -> Figure:
+    """Crop labels drawn on their frames, optionally over the ground-truth masks.
+
+    Args:
+        frames: uint8 [T, S, S, 3].
+        boxes: [T, 4] (xmin, ymin, xmax, ymax) in pixels, max exclusive (CONTRACTS: boxes).
+        masks: None, bool [T, S, S], or a length-T list of optional [S, S] masks.
+    Axes: T.
+    """
+    frames = _rgb_frames(frames, "plot_boxes_on_frames frames")
+    boxes = _numpy(boxes).astype(np.float64)
+    if boxes.shape != (len(frames), 4):
+        raise ValueError(f"plot_boxes_on_frames: expected boxes [{len(frames)}, 4], got {boxes.shape}")
+    frame_masks = _frame_masks(masks, frames, "plot_boxes_on_frames masks")
+    fig = _new_figure(2.2 * len(frames), 2.6)
+    axes = fig.subplots(1, len(frames), squeeze=False)[0]
+    for i, (ax, box) in enumerate(zip(axes, boxes, strict=True)):
+        mask = frame_masks[i]
+        _image_axis(ax, frames[i] if mask is None else overlay(frames[i], mask, GT_COLOR), f"frame {i + 1}")
+        xmin, ymin, xmax, ymax = box
+        # Pixel k spans [k - 0.5, k + 0.5] in imshow coordinates; the box covers pixels xmin..xmax-1.
+        ax.add_patch(Rectangle((xmin - 0.5, ymin - 0.5), xmax - xmin, ymax - ymin,
+                               fill=False, edgecolor=_hex(FP_COLOR), linewidth=2))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_crop_grid(crops: Any, labels: Sequence[str], ncols: int = 5, title: str = "") -> Figure:
+    """Crops of the sounding object with their labels.
+
+    Args:
+        crops: uint8 [N, c, c, 3]. labels: N strings. ncols: grid width.
+    Axes: N (empty grid cells are removed).
+    """
+    crops = _rgb_frames(crops, "plot_crop_grid crops")
+    if len(labels) != len(crops):
+        raise ValueError(f"plot_crop_grid: {len(crops)} crops but {len(labels)} labels")
+    if ncols < 1:
+        raise ValueError(f"plot_crop_grid: ncols must be >= 1, got {ncols}")
+    ncols = min(ncols, len(crops))
+    nrows = math.ceil(len(crops) / ncols)
+    fig = _new_figure(2.0 * ncols, 2.2 * nrows + (0.3 if title else 0))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        if i < len(crops):
+            _image_axis(ax, crops[i], labels[i])
+        else:
+            fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_box_mask_iou_hist(df: pd.DataFrame, threshold: float | None = None, bins: int = 40,
+                           title: str = "Crop box vs. box of the GT mask") -> Figure:
+    """How well the crop labels agree with the masks; flagged frames stacked in another colour.
+
+    Args:
+        df: one row per labelled frame, columns `iou` (0..1) and `flagged` (bool).
+        threshold: draw the flagging threshold as a vertical line.
+    Axes: 1.
+    """
+    _require_columns(df, ["iou", "flagged"], "plot_box_mask_iou_hist")
+    flagged = df["flagged"].astype(bool).to_numpy()
+    iou = df["iou"].to_numpy(dtype=float)
+    fig = _new_figure(6, 3.5)
+    ax = fig.subplots()
+    ax.hist([iou[~flagged], iou[flagged]], bins=np.linspace(0, 1, bins + 1), stacked=True,
+            color=[_hex(OKABE_ITO[0]), _hex(FP_COLOR)],
+            label=[f"ok ({int((~flagged).sum())})", f"flagged ({int(flagged.sum())})"])
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("IoU(crop box, box of GT mask)")
+    ax.set_ylabel("frames")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------- training and results
+
+
+def loss_terms_long(steps: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
+    """A run's `steps.jsonl` (one row per step, one column per loss term) in the long format
+    `plot_loss_curves` takes: columns method, seed, global_step, term, value.
+
+    Every column except epoch, step, global_step and lr is a loss term.
+    """
+    _require_columns(steps, ["global_step"], "loss_terms_long")
+    terms = [c for c in steps.columns if c not in STEP_LOG_NON_LOSS_COLUMNS]
+    if not terms:
+        raise ValueError(f"loss_terms_long: no loss-term columns; the table has {list(steps.columns)}")
+    long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
+    long.insert(0, "seed", seed)
+    long.insert(0, "method", method)
+    return long
+
+
+def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | None = None,
+                     order: Sequence[str] | None = None, logy: bool = False, ncols: int = 3) -> Figure:
+    """Training losses, one panel per loss term, one colour per method.
+
+    Args:
+        df: long format, one row per (method, seed, global_step, term): columns `method`,
+            `seed`, `global_step`, `term`, `value` (`loss_terms_long` builds it from steps.jsonl).
+        smooth: rolling-mean window in steps, applied per seed (1 = raw).
+        terms: which terms, in which order (default: order of appearance). order: method order.
+    Thin lines are single seeds; the thick line is the mean over seeds at each step.
+    Axes: number of terms.
+    """
+    _require_columns(df, ["method", "seed", "global_step", "term", "value"], "plot_loss_curves")
+    if smooth < 1:
+        raise ValueError(f"plot_loss_curves: smooth must be >= 1, got {smooth}")
+    terms = _ordered(df["term"], terms)
+    methods = _ordered(df["method"], order)
+    colors = _method_colors(methods)
+    ncols = min(ncols, len(terms))
+    nrows = math.ceil(len(terms) / ncols)
+    fig = _new_figure(4.0 * ncols, 3.0 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, term in zip(axes, terms, strict=False):
+        for method in methods:
+            rows = df[(df["term"] == term) & (df["method"] == method)]
+            if rows.empty:
+                continue
+            per_seed = (
+                rows.pivot_table(index="global_step", columns="seed", values="value", aggfunc="mean")
+                .sort_index()
+                .rolling(smooth, min_periods=1)
+                .mean()
+            )  # [steps, seeds]
+            ax.plot(per_seed.index, per_seed.to_numpy(), color=colors[method], linewidth=0.6, alpha=0.35)
+            ax.plot(per_seed.index, per_seed.mean(axis=1), color=colors[method], linewidth=1.8, label=method)
+        ax.set_title(term)
+        ax.set_xlabel("global step")
+        if logy:
+            ax.set_yscale("log")
+    for ax in axes[len(terms):]:
+        fig.delaxes(ax)
+    axes[0].legend(title="method")
+    return fig
+
+
+def _mean_std(df: pd.DataFrame, methods: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-method mean and sample std (ddof=1) over seeds; std is 0 for a single seed."""
+    grouped = df.groupby("method")[column]
+    mean = grouped.mean().reindex(methods).to_numpy()
+    std = grouped.std(ddof=1).reindex(methods).fillna(0.0).to_numpy()
+    return mean, std
+
+
+def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None = None,
+                      references: Mapping[str, float] | None = None, title: str | None = None) -> Figure:
+    """A metric per method: bar = mean over seeds, error bar = sample std, dots = single seeds.
+
+    Args:
+        df: one row per (method, seed), columns `method`, `seed` and the metric column(s).
+        metric: the column to plot (e.g. "miou", "f_score").
+        references: label -> value drawn as dashed lines (e.g. {"paper baseline": 0.679}).
+    Axes: 1.
+    """
+    _require_columns(df, ["method", "seed", metric], "plot_results_bars")
+    methods = _ordered(df["method"], order)
+    colors = _method_colors(methods)
+    mean, std = _mean_std(df, methods, metric)
+    fig = _new_figure(1.2 * len(methods) + 2.5, 3.8)
+    ax = fig.subplots()
+    x = np.arange(len(methods))
+    ax.bar(x, mean, yerr=std, capsize=4, color=[colors[m] for m in methods], alpha=0.75)
+    for i, method in enumerate(methods):
+        values = df.loc[df["method"] == method, metric].to_numpy(dtype=float)
+        jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.scatter(x[i] + jitter, values, color="black", s=14, zorder=3)
+        ax.annotate(f"{mean[i]:.3f}", (x[i], mean[i] + std[i]), textcoords="offset points", xytext=(0, 4),
+                    ha="center", fontsize="small")
+    for k, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=_hex(OKABE_ITO[(k + 1) % len(OKABE_ITO)]), linestyle="--", linewidth=1, label=label)
+    if references:
+        ax.legend()
+    ax.set_xticks(x, methods, rotation=20, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(title if title is not None else f"{metric} (mean ± std over seeds)")
+    return fig
+
+
+def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
+                           title: str = "Does the mask follow the audio?") -> Figure:
+    """Listening rate (x) against mIoU (y): one small point per seed, a large marker per method mean.
+
+    Args:
+        df: one row per (method, seed), columns `method`, `seed`, `miou`, `listening_rate`.
+    Axes: 1.
+    """
+    _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
+    methods = _ordered(df["method"], order)
+    colors = _method_colors(methods)
+    fig = _new_figure(5.5, 4.2)
+    ax = fig.subplots()
+    for method in methods:
+        rows = df[df["method"] == method]
+        ax.scatter(rows["listening_rate"], rows["miou"], color=colors[method], s=20, alpha=0.7)
+        ax.scatter(rows["listening_rate"].mean(), rows["miou"].mean(), color=colors[method], s=160,
+                   marker="D", edgecolor="black", label=method, zorder=3)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("listening rate (swapped audio moves the mask)")
+    ax.set_ylabel("mIoU")
+    ax.legend(title="method (mean)")
+    ax.set_title(title)
+    return fig
+
+
+def plot_per_category(df: pd.DataFrame, order: Sequence[str] | None = None,
+                      title: str = "IoU per category") -> Figure:
+    """Mean IoU per category, one bar per method (horizontal grouped bars).
+
+    Args:
+        df: columns `method`, `category`, `iou`; any number of rows per (method, category)
+            (frames, clips or seeds): their mean is plotted.
+    Axes: 1.
+    """
+    _require_columns(df, ["method", "category", "iou"], "plot_per_category")
+    methods = _ordered(df["method"], order)
+    categories = _category_order(df["category"])
+    colors = _method_colors(methods)
+    means = df.groupby(["category", "method"])["iou"].mean().unstack("method").reindex(index=categories, columns=methods)
+    fig = _new_figure(7, 0.32 * len(categories) * max(1, len(methods) / 2) + 1.2)
+    ax = fig.subplots()
+    height = 0.8 / len(methods)
+    y = np.arange(len(categories))
+    for i, method in enumerate(methods):
+        ax.barh(y + (i - (len(methods) - 1) / 2) * height, means[method].to_numpy(), height,
+                color=colors[method], label=method)
+    ax.set_yticks(y, categories)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean IoU")
+    ax.legend(title="method", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------- qualitative figures
+
+
+def plot_audio_swap_panels(frame: Any, panels: Sequence[tuple[str, Any]], title: str = "") -> Figure:
+    """One frame, its predicted mask under different audio (true, swapped, silent, ...).
+
+    Args:
+        frame: uint8 [S, S, 3]. panels: (title, bool mask [S, S]) per condition.
+    Axes: 1 + len(panels) (the plain frame first).
+    """
+    frame = _rgb_frame(frame, "plot_audio_swap_panels frame")
+    if not panels:
+        raise ValueError("plot_audio_swap_panels: expected at least one (title, mask) panel")
+    fig = _new_figure(2.4 * (len(panels) + 1), 2.8)
+    axes = fig.subplots(1, len(panels) + 1, squeeze=False)[0]
+    _image_axis(axes[0], frame, "frame")
+    for ax, (label, mask) in zip(axes[1:], panels, strict=True):
+        _image_axis(ax, overlay(frame, _mask(mask, frame.shape[:2], f"panel {label!r}"), PRED_COLOR), label)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _error_legend(fig: Figure) -> None:
+    handles = [Patch(color=_hex(c), label=n) for c, n in
+               ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
+
+
+def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Failure cases, one per row: frame | ground truth | prediction (with IoU) | errors.
+
+    Args:
+        rows: dicts with `frame` uint8 [S, S, 3], `gt` and `pred` bool [S, S], `title` str.
+    Axes: 4 * len(rows).
+    """
+    if not rows:
+        raise ValueError("plot_failure_cases: expected at least one case")
+    fig = _new_figure(9.0, 2.4 * len(rows) + 0.5)
+    axes = fig.subplots(len(rows), 4, squeeze=False)
+    for r, case in enumerate(rows):
+        missing = [k for k in ("frame", "gt", "pred", "title") if k not in case]
+        if missing:
+            raise ValueError(f"plot_failure_cases: case {r} lacks {missing}")
+        frame = _rgb_frame(case["frame"], f"plot_failure_cases case {r} frame")
+        gt = _mask(case["gt"], frame.shape[:2], f"plot_failure_cases case {r} gt")
+        pred = _mask(case["pred"], frame.shape[:2], f"plot_failure_cases case {r} pred")
+        _image_axis(axes[r, 0], frame, "frame" if r == 0 else None)
+        _image_axis(axes[r, 1], overlay(frame, gt, GT_COLOR), "ground truth" if r == 0 else None)
+        _image_axis(axes[r, 2], overlay(frame, pred, PRED_COLOR), f"prediction, IoU {frame_iou(pred, gt):.2f}")
+        _image_axis(axes[r, 3], error_overlay(frame, pred, gt), "errors" if r == 0 else None)
+        axes[r, 0].set_ylabel(case["title"], fontsize="small")
+    _error_legend(fig)
+    return fig
+
+
+# ---------------------------------------------------------------- interactive browser
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG encoding of a uint8 [H, W, 3] image."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_rgb_frame(image, "png_bytes image")).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def wav_bytes(waveform: Any, sample_rate: int) -> bytes:
+    """A mono float waveform in [-1, 1] as 16-bit PCM WAV file bytes (for `ipywidgets.Audio`)."""
+    samples = _numpy(waveform).astype(np.float64)
+    if samples.ndim != 1:
+        raise ValueError(f"wav_bytes: expected a mono waveform [N], got shape {samples.shape}")
+    if sample_rate <= 0:
+        raise ValueError(f"wav_bytes: sample rate must be positive, got {sample_rate}")
+    pcm = np.rint(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def _upscale(image: np.ndarray, min_size: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by an integer factor so the longer side reaches `min_size`."""
+    factor = max(1, math.ceil(min_size / max(image.shape[:2])))
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)  # [H, W, 3] -> [kH, kW, 3]
+
+
+def compose_view(frame: np.ndarray, pred: np.ndarray | None, gt: np.ndarray | None,
+                 show_gt: bool, show_pred: bool, show_errors: bool) -> np.ndarray:
+    """The browser's picture: prediction filled (or TP/FP/FN colours when errors are shown and GT
+    exists), then the GT outline on top."""
+    image = frame
+    if pred is not None and show_errors and gt is not None:
+        image = error_overlay(image, pred, gt)
+    elif pred is not None and show_pred:
+        image = overlay(image, pred, PRED_COLOR)
+    if gt is not None and show_gt:
+        image = image.copy()
+        image[mask_outline(gt)] = GT_COLOR
+    return image
+
+
+_LEGEND_HTML = " ".join(
+    f'<span style="color:{_hex(c)}">&#9632;</span> {n}'
+    for c, n in ((GT_COLOR, "GT outline"), (PRED_COLOR, "prediction"), (TP_COLOR, "true positive"),
+                 (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))
+)
+
+
+class MaskBrowser:
+    """Step through clips and frames, compare runs, and hear the audio a mask was predicted from.
+
+    Args:
+        clips: dicts with `name` str, `category` str, `frames` uint8 [T, S, S, 3], `gt` (None,
+            bool [T, S, S], or a length-T list of [S, S] masks or None), and optionally
+            `swap_partner` str: the clip whose audio the "swapped audio" condition uses (shown in
+            the status line; "" or None means the clip has no partner and the toggle is disabled).
+        predict: predict(run, clip_index, swapped_audio) -> float probabilities [T, S, S] (array
+            or tensor); thresholded at `threshold` (> threshold is foreground). Results are
+            cached per (run, clip_index, swapped_audio).
+        runs: run names offered in the run selector (passed to `predict` as given).
+        audio: audio(clip_index, swapped_audio) -> (waveform float [N] in [-1, 1], sample_rate);
+            the player plays what the model heard: the clip's own audio, or the swapped-in audio
+            when the toggle is on. None: no player. Results are cached.
+        threshold: probability threshold. min_display_size: smaller frames are enlarged
+            (nearest neighbour, integer factor) until their longer side reaches this.
+
+    Any exception in a callback (predict, audio, bad shapes) is caught: the status line shows it
+    in red and `last_error` keeps it (it is not cleared by later successful updates).
+    `widget` is the top-level VBox; the browser displays itself as the last expression of a cell.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Mapping[str, Any]],
+        predict: Callable[[str, int, bool], Any],
+        runs: Sequence[str],
+        audio: Callable[[int, bool], tuple[Any, int]] | None = None,
+        threshold: float = 0.5,
+        min_display_size: int = 256,
+    ):
+        import ipywidgets as widgets
+
+        if not clips:
+            raise ValueError("MaskBrowser: expected at least one clip")
+        if not runs:
+            raise ValueError("MaskBrowser: expected at least one run name")
+        self.clips = [self._checked_clip(i, c) for i, c in enumerate(clips)]
+        self.predict, self.audio = predict, audio
+        self.runs = list(runs)
+        self.threshold, self.min_display_size = threshold, min_display_size
+        self.last_error: BaseException | None = None
+        self._predictions: dict[tuple[str, int, bool], np.ndarray] = {}
+        self._audio_cache: dict[tuple[int, bool], bytes] = {}
+        self._syncing = False
+
+        self.clip_dropdown = widgets.Dropdown(
+            options=[(f"{c['name']} ({c['category']})", i) for i, c in enumerate(self.clips)],
+            value=0, description="clip")
+        self.run_dropdown = widgets.Dropdown(options=self.runs, value=self.runs[0], description="run")
+        self.frame_slider = widgets.IntSlider(value=1, min=1, max=len(self.clips[0]["frames"]),
+                                              description="frame", continuous_update=False)
+        self.swapped_toggle = widgets.ToggleButton(value=False, description="swapped audio",
+                                                   tooltip="predict with another clip's audio")
+        self.show_gt = widgets.Checkbox(value=True, description="GT outline", indent=False)
+        self.show_prediction = widgets.Checkbox(value=True, description="prediction", indent=False)
+        self.show_errors = widgets.Checkbox(value=False, description="errors (TP/FP/FN)", indent=False)
+        self.image = widgets.Image(format="png")
+        self.audio_player = widgets.Audio(format="wav", autoplay=False, loop=False) if audio is not None else None
+        self.legend = widgets.HTML(_LEGEND_HTML)
+        self.status = widgets.HTML()
+
+        self._sync_clip_controls()
+        for control in (self.frame_slider, self.run_dropdown, self.show_gt, self.show_prediction, self.show_errors):
+            control.observe(self._on_view_change, names="value")
+        self.clip_dropdown.observe(self._on_clip_change, names="value")
+        self.swapped_toggle.observe(self._on_audio_change, names="value")
+
+        rows = [
+            widgets.HBox([self.clip_dropdown, self.run_dropdown]),
+            widgets.HBox([self.frame_slider, self.swapped_toggle]),
+            widgets.HBox([self.show_gt, self.show_prediction, self.show_errors]),
+            self.image, self.legend,
+        ]
+        if self.audio_player is not None:
+            rows.append(self.audio_player)
+        rows.append(self.status)
+        self.widget = widgets.VBox(rows)
+        self._update(audio_changed=True)
+
+    # -- inputs
+
+    @staticmethod
+    def _checked_clip(index: int, clip: Mapping[str, Any]) -> dict[str, Any]:
+        missing = [k for k in ("name", "category", "frames") if k not in clip]
+        if missing:
+            raise ValueError(f"MaskBrowser: clip {index} lacks {missing}")
+        frames = _rgb_frames(clip["frames"], f"MaskBrowser clip {index} ({clip['name']}) frames")
+        gt = _frame_masks(clip.get("gt"), frames, f"MaskBrowser clip {index} ({clip['name']}) gt")
+        return {**clip, "frames": frames, "gt": gt}
+
+    def _probabilities(self, run: str, index: int, swapped: bool) -> np.ndarray:
+        key = (run, index, swapped)
+        if key not in self._predictions:
+            probs = _numpy(self.predict(run, index, swapped)).astype(np.float64)
+            expected = self.clips[index]["frames"].shape[:3]
+            if probs.shape != expected:
+                raise ValueError(f"predict({run!r}, {index}, {swapped}) returned shape {probs.shape}, "
+                                 f"expected probabilities {expected}")
+            self._predictions[key] = probs
+        return self._predictions[key]
+
+    def _has_partner(self, index: int) -> bool:
+        clip = self.clips[index]
+        return "swap_partner" not in clip or bool(clip["swap_partner"])
+
+    # -- observers (errors are caught so they reach the user, not the kernel log)
+
+    def _on_view_change(self, change: dict) -> None:
+        if not self._syncing:
+            self._update()
+
+    def _on_clip_change(self, change: dict) -> None:
+        self._update(clip_changed=True, audio_changed=True)
+
+    def _on_audio_change(self, change: dict) -> None:
+        if not self._syncing:
+            self._update(audio_changed=True)
+
+    def _update(self, clip_changed: bool = False, audio_changed: bool = False) -> None:
+        """Run the steps a change needs; each failure is kept and shown, the others still run."""
+        steps = [self._sync_clip_controls] if clip_changed else []
+        if audio_changed and self.audio_player is not None:
+            steps.append(self._load_audio)
+        steps.append(self._render)
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - shown to the user, kept in last_error
+                errors.append(error)
+        if errors:
+            self.last_error = errors[-1]
+            lines = "<br>".join(f"<b>Error:</b> {html.escape(type(e).__name__)}: {html.escape(str(e))}"
+                                for e in errors)
+            self.status.value = f'<span style="color:#c00">{lines}</span><br>{self._context_html()}'
+
+    def _sync_clip_controls(self) -> None:
+        """Fit the frame slider and the swap toggle to the selected clip without re-rendering twice."""
+        index = self.clip_dropdown.value
+        self._syncing = True
+        try:
+            self.frame_slider.max = len(self.clips[index]["frames"])
+            self.frame_slider.value = 1
+            has_partner = self._has_partner(index)
+            if not has_partner:
+                self.swapped_toggle.value = False
+            self.swapped_toggle.disabled = not has_partner
+        finally:
+            self._syncing = False
+
+    def _load_audio(self) -> None:
+        key = (self.clip_dropdown.value, self.swapped_toggle.value)
+        if key not in self._audio_cache:
+            waveform, sample_rate = self.audio(*key)
+            self._audio_cache[key] = wav_bytes(waveform, sample_rate)
+        self.audio_player.value = self._audio_cache[key]
+
+    def _render(self) -> None:
+        index, run = self.clip_dropdown.value, self.run_dropdown.value
+        swapped, t = self.swapped_toggle.value, self.frame_slider.value - 1
+        clip = self.clips[index]
+        gt = clip["gt"][t]
+        try:
+            pred = self._probabilities(run, index, swapped)[t] > self.threshold
+        except Exception:
+            # Show the frame that was asked for (without a prediction) before reporting the error.
+            self._show(compose_view(clip["frames"][t], None, gt, self.show_gt.value, False, False))
+            raise
+        self._show(compose_view(clip["frames"][t], pred, gt, self.show_gt.value, self.show_prediction.value,
+                                self.show_errors.value))
+        score = f"IoU {frame_iou(pred, gt):.3f}" if gt is not None else "no GT for this frame"
+        self.status.value = f"{self._context_html()} · {score}"
+
+    def _show(self, image: np.ndarray) -> None:
+        self.image.value = png_bytes(_upscale(image, self.min_display_size))
+
+    def _context_html(self) -> str:
+        index = self.clip_dropdown.value
+        clip = self.clips[index]
+        layers = [n for n, box in (("GT", self.show_gt), ("prediction", self.show_prediction),
+                                   ("errors", self.show_errors)) if box.value]
+        if not self.swapped_toggle.value:
+            heard = "original audio"
+        elif clip.get("swap_partner"):
+            heard = f"swapped audio from {clip['swap_partner']}"
+        else:
+            heard = "swapped audio"
+        return (f"<b>{html.escape(str(clip['name']))}</b> ({html.escape(str(clip['category']))}) · "
+                f"frame {self.frame_slider.value}/{len(clip['frames'])} · run <code>{html.escape(str(self.run_dropdown.value))}</code> · "
+                f"{html.escape(heard)} · showing {', '.join(layers) or 'frame only'}")
+
+    # -- display
+
+    @property
+    def image_bytes(self) -> bytes:
+        """The PNG currently shown."""
+        return bytes(self.image.value)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -1,0 +1,432 @@
+"""Specifications of avs_lib.metrics: the official IoU / F-score rules, the split accumulator,
+and the audio-reliance measures."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from avs_lib.metrics import (
+    Evaluator,
+    audio_reliance_summary,
+    f_curves,
+    f_score,
+    f_score_curves,
+    listening_rate,
+    mask_iou,
+    miou,
+    moved_to_swapped,
+)
+
+
+def _logits_of(probabilities) -> torch.Tensor:
+    """Logits whose sigmoid is the given probabilities (float64)."""
+    p = torch.as_tensor(probabilities, dtype=torch.float64)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def _as_logits(mask: torch.Tensor) -> torch.Tensor:
+    """A confident prediction of a binary mask."""
+    return mask.double() * 20 - 10
+
+
+# ---------------------------------------------------------------- IoU
+
+
+def test_mask_iou_hand_case():
+    logits = _as_logits(torch.tensor([[[1, 1], [0, 0]]]))
+    target = torch.tensor([[[1, 0], [1, 0]]])
+    assert mask_iou(logits, target).tolist() == pytest.approx([1 / 3])
+
+
+def test_empty_ground_truth_scores_fraction_predicted_background():
+    logits = _as_logits(torch.tensor([[[1, 0], [0, 0]]]))
+    assert mask_iou(logits, torch.zeros(1, 2, 2)).tolist() == pytest.approx([3 / 4])
+
+
+@pytest.mark.parametrize(
+    ("logit", "target", "expected"),
+    [(1.0, 1.0, 1.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)],
+)
+def test_constant_frames_follow_the_official_rules(logit, target, expected):
+    # logit 0 -> sigmoid 0.5, which is not > 0.5: predicted background
+    iou = mask_iou(torch.full((2, 5, 5), logit), torch.full((2, 5, 5), target))
+    assert iou.tolist() == pytest.approx([expected, expected], abs=1e-6)
+
+
+def test_tiny_positive_logit_is_background_as_sigmoid_rounds_to_half():
+    # float32 sigmoid(1e-9) == 0.5 exactly, so the official rule says background
+    logits = torch.full((1, 2, 2), 1e-9, dtype=torch.float32)
+    assert mask_iou(logits, torch.ones(1, 2, 2)).tolist() == [0.0]
+
+
+def test_mask_iou_accepts_channel_dimension():
+    logits = _as_logits(torch.tensor([[[[1, 1], [0, 0]]]]))
+    target = torch.tensor([[[[1, 0], [1, 0]]]])
+    assert mask_iou(logits, target).shape == (1,)
+
+
+def test_mask_iou_rejects_non_binary_target():
+    with pytest.raises(ValueError, match="binary"):
+        mask_iou(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5))
+
+
+def test_mask_iou_agrees_with_torchmetrics_on_non_empty_frames():
+    from torchmetrics.classification import (
+        BinaryJaccardIndex,
+    )  # imported here: DDP workers re-import this file
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 16, 16)
+    target = torch.rand(6, 16, 16) > 0.6
+    ours = mask_iou(logits, target)
+    for i in range(6):
+        reference = BinaryJaccardIndex(threshold=0.5)(torch.sigmoid(logits[i]), target[i].int())
+        assert ours[i].item() == pytest.approx(reference.item(), abs=1e-6)
+
+
+def test_miou_is_the_frame_mean():
+    logits = _as_logits(torch.tensor([[[1, 1], [0, 0]], [[1, 0], [0, 0]]]))
+    target = torch.tensor([[[1, 0], [1, 0]], [[0, 0], [0, 0]]])
+    assert miou(logits, target) == pytest.approx((1 / 3 + 3 / 4) / 2)
+
+
+masks = st.lists(st.booleans(), min_size=9, max_size=9).map(
+    lambda bits: torch.tensor(bits).reshape(1, 3, 3)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pred=masks, target=masks)
+def test_iou_lies_in_unit_interval(pred, target):
+    iou = mask_iou(_as_logits(pred), target).item()
+    assert 0.0 <= iou <= 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(pred=masks, target=masks)
+def test_iou_is_symmetric_for_non_empty_masks(pred, target):
+    if pred.any() and target.any():
+        forward = mask_iou(_as_logits(pred), target).item()
+        backward = mask_iou(_as_logits(target), pred).item()
+        assert forward == pytest.approx(backward, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mask=masks)
+def test_iou_of_identical_masks_is_one(mask):
+    assert mask_iou(_as_logits(mask), mask).item() == pytest.approx(1.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------- F-score
+
+
+def _one_frame(probabilities, target):
+    return _logits_of(probabilities).reshape(1, 2, 2), torch.tensor(target).reshape(1, 2, 2)
+
+
+def test_f_score_curves_hand_values():
+    # thresholds are i / 254; index 127 is exactly 0.5
+    logits, target = _one_frame([0.9, 0.6, 0.3, 0.1], [1, 1, 0, 0])
+    precision, recall, valid = f_score_curves(logits, target)
+    assert precision.shape == recall.shape == (1, 255)
+    assert (precision[0, 0].item(), recall[0, 0].item()) == pytest.approx(
+        (0.5, 1.0)
+    )  # all 4 positive
+    assert (precision[0, 127].item(), recall[0, 127].item()) == pytest.approx(
+        (1.0, 1.0)
+    )  # 0.9, 0.6
+    assert (precision[0, 254].item(), recall[0, 254].item()) == (0.0, 0.0)  # none reaches 1.0
+    assert valid.tolist() == [True]
+
+
+def test_last_threshold_is_exactly_one_as_in_float32():
+    logits = torch.full((1, 2, 2), 40.0)  # sigmoid saturates to 1.0 in float32
+    precision, recall, _ = f_score_curves(logits, torch.ones(1, 2, 2))
+    assert (precision[0, 254].item(), recall[0, 254].item()) == (1.0, 1.0)
+
+
+def test_f_score_curves_match_a_threshold_by_threshold_count():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 8, 8) * 3
+    target = torch.rand(3, 8, 8) > 0.5
+    precision, recall, _ = f_score_curves(logits, target)
+    probs = torch.sigmoid(logits)
+    for i, threshold in enumerate(torch.linspace(0, 1 - 1e-10, 255)):
+        positive = probs >= threshold
+        tp = (positive & target).flatten(1).sum(1).double()
+        assert torch.allclose(precision[:, i], tp / (positive.flatten(1).sum(1) + 1e-20))
+        assert torch.allclose(recall[:, i], tp / (target.flatten(1).sum(1) + 1e-20))
+
+
+def test_f_score_of_a_separable_frame_is_one():
+    logits, target = _one_frame([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0])
+    assert f_score(logits, target) == pytest.approx(1.0)
+
+
+def test_f_score_skips_frames_with_empty_ground_truth():
+    logits, target = _one_frame([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0])
+    with_empty = f_score(
+        torch.cat([logits, torch.zeros(1, 2, 2)]),
+        torch.cat([target, torch.zeros(1, 2, 2, dtype=torch.long)]),
+    )
+    assert with_empty == pytest.approx(1.0)
+
+
+def test_f_score_of_a_batch_without_ground_truth_is_zero():
+    assert f_score(torch.randn(2, 2, 2), torch.zeros(2, 2, 2)) == 0.0
+
+
+def test_f_score_averages_per_frame_f_curves_then_takes_the_max():
+    a_logits, a_target = _one_frame([0.3, 0.3, 0.1, 0.1], [1, 1, 0, 0])
+    b_logits, b_target = _one_frame([0.9, 0.9, 0.6, 0.6], [1, 1, 0, 0])
+    logits, target = torch.cat([a_logits, b_logits]), torch.cat([a_target, b_target])
+    curves = f_curves(*f_score_curves(logits, target)[:2])
+    assert f_score(logits, target) == pytest.approx(curves.mean(0).max().item())
+    # hand value: at thresholds in (0.1, 0.3] frame a is perfect (F = 1) and frame b predicts
+    # everything (P = 0.5, R = 1, F = 1.3 * 0.5 / (0.3 * 0.5 + 1))
+    assert f_score(logits, target) == pytest.approx((1 + 0.65 / 1.15) / 2)
+
+
+# ---------------------------------------------------------------- Evaluator
+
+
+def _clip(probabilities, target, frames=1):
+    logits, mask = _one_frame(probabilities, target)
+    return logits.repeat(frames, 1, 1), mask.repeat(frames, 1, 1)
+
+
+def _two_clips_with_disjoint_best_thresholds():
+    """Clip a is perfectly separated at thresholds in (0.1, 0.3], clip b in (0.6, 0.9]."""
+    return _clip([0.3, 0.3, 0.1, 0.1], [1, 1, 0, 0]), _clip([0.9, 0.9, 0.6, 0.6], [1, 1, 0, 0])
+
+
+def _evaluate(batch_size, clips, names):
+    evaluator = Evaluator(official_batch_size=batch_size)
+    for (logits, target), name in zip(clips, names, strict=True):
+        evaluator.update(logits, target, [name], ["dog_barking"], torch.arange(logits.shape[0]))
+    return evaluator.compute()
+
+
+def test_official_f_score_changes_with_batch_size_but_split_f_score_does_not():
+    clips = _two_clips_with_disjoint_best_thresholds()
+    one = _evaluate(1, clips, ["a", "b"])
+    two = _evaluate(2, clips, ["a", "b"])
+    assert one["f_score_official"] == pytest.approx(1.0)  # each batch has its own best threshold
+    assert two["f_score_official"] == pytest.approx((1 + 0.65 / 1.15) / 2)  # one shared threshold
+    assert one["f_score_split"] == two["f_score_split"] == pytest.approx((1 + 0.65 / 1.15) / 2)
+    assert (one["official_batch_size"], two["official_batch_size"]) == (1, 2)
+
+
+def test_official_batch_groups_clips_not_frames():
+    # clips of 2 frames each; batch size 1 clip keeps both frames of a clip together
+    (a_logits, a_target), (b_logits, b_target) = _two_clips_with_disjoint_best_thresholds()
+    evaluator = Evaluator(official_batch_size=1)
+    logits = torch.cat([a_logits, a_logits, b_logits, b_logits])
+    target = torch.cat([a_target, a_target, b_target, b_target])
+    evaluator.update(logits, target, ["a", "b"], ["x", "y"], [0, 1, 0, 1])
+    result = evaluator.compute()
+    assert result["f_score_official"] == pytest.approx(1.0)
+    assert result["n_clips"] == 2 and result["n_frames"] == 4
+
+
+def test_split_f_score_does_not_depend_on_update_chunking():
+    torch.manual_seed(2)
+    logits, target = torch.randn(6, 4, 4), torch.rand(6, 4, 4) > 0.5
+    names = ["a", "a", "b", "b", "c", "c"]
+    whole = Evaluator()
+    whole.update(logits, target, names, ["x"] * 6, [0, 1] * 3)
+    pieces = Evaluator()
+    for i in range(6):
+        pieces.update(logits[i : i + 1], target[i : i + 1], [names[i]], ["x"], [i % 2])
+    assert pieces.compute()["f_score_split"] == pytest.approx(
+        whole.compute()["f_score_split"], rel=1e-12
+    )
+
+
+def test_evaluator_tables_per_frame_clip_and_category():
+    logits = _as_logits(torch.tensor([[[1, 1], [0, 0]], [[1, 0], [0, 0]], [[1, 1], [1, 1]]]))
+    target = torch.tensor([[[1, 0], [1, 0]], [[0, 0], [0, 0]], [[1, 1], [1, 1]]])
+    evaluator = Evaluator(official_batch_size=1)
+    evaluator.update(logits[:2], target[:2], ["a"], ["dog_barking"], [0, 1])
+    evaluator.update(logits[2:], target[2:], ["b"], ["helicopter"], [0])
+    result = evaluator.compute()
+    frames = result["per_frame"]
+    assert list(frames.columns) == ["name", "category", "frame", "iou", "has_gt"]
+    assert frames["iou"].tolist() == pytest.approx([1 / 3, 3 / 4, 1.0], abs=1e-6)
+    assert frames["has_gt"].tolist() == [True, False, True]
+    clips = result["per_clip"].set_index("name")
+    assert clips.loc["a", "iou"] == pytest.approx((1 / 3 + 3 / 4) / 2)
+    assert clips.loc["a", "n_frames"] == 2
+    categories = result["per_category"].set_index("category")
+    assert categories.loc["helicopter", "miou"] == pytest.approx(1.0, abs=1e-6)
+    assert categories.loc["dog_barking", "n_clips"] == 1
+    assert result["miou"] == pytest.approx((1 / 3 + 3 / 4 + 1) / 3, abs=1e-6)
+
+
+def test_official_miou_is_a_mean_of_batch_means():
+    # clip a: 2 frames IoU 1 and 0; clip b: 1 frame IoU 1; batch size 1 -> (0.5 + 1) / 2
+    ones = torch.ones(1, 2, 2)
+    logits = torch.cat([_as_logits(ones), _as_logits(0 * ones), _as_logits(ones)])
+    evaluator = Evaluator(official_batch_size=1)
+    evaluator.update(logits, ones.repeat(3, 1, 1), ["a", "a", "b"], ["x"] * 3, [0, 1, 0])
+    result = evaluator.compute()
+    assert result["miou_official"] == pytest.approx(0.75, abs=1e-6)
+    assert result["miou"] == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_dataset_indices_fix_the_official_grouping_order():
+    clips = _two_clips_with_disjoint_best_thresholds()
+    third = _clip([0.9, 0.9, 0.6, 0.6], [1, 1, 0, 0])
+    in_order = Evaluator(official_batch_size=2)
+    for (logits, target), name in zip([*clips, third], ["a", "b", "c"], strict=True):
+        in_order.update(logits, target, [name], ["x"], [0])
+    shuffled = Evaluator(official_batch_size=2)
+    for (logits, target), name, index in zip(
+        [third, clips[1], clips[0]], ["c", "b", "a"], [2, 1, 0], strict=True
+    ):
+        shuffled.update(logits, target, [name], ["x"], [0], indices=[index])
+    assert shuffled.compute()["f_score_official"] == pytest.approx(
+        in_order.compute()["f_score_official"]
+    )
+    assert shuffled.compute()["per_frame"]["name"].tolist() == ["a", "b", "c"]
+
+
+def test_evaluator_rejects_a_frame_seen_twice():
+    evaluator = Evaluator()
+    evaluator.update(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), ["a"], ["x"], [0])
+    evaluator.update(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), ["a"], ["x"], [0])
+    with pytest.raises(ValueError, match="more than once"):
+        evaluator.compute()
+
+
+def test_evaluator_reset_forgets_frames():
+    evaluator = Evaluator()
+    evaluator.update(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), ["a"], ["x"], [0])
+    evaluator.reset()
+    with pytest.raises(ValueError, match="update"):
+        evaluator.compute()
+
+
+def test_evaluator_rejects_names_that_fit_neither_frames_nor_clips():
+    with pytest.raises(ValueError, match="names"):
+        Evaluator().update(
+            torch.zeros(5, 2, 2), torch.ones(5, 2, 2), ["a", "b"], ["x"], list(range(5))
+        )
+
+
+def _ddp_worker(rank, world_size, store_path, out_path):
+    import torch.distributed as dist
+
+    store = dist.FileStore(store_path, world_size)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
+    torch.manual_seed(7)
+    logits, target = torch.randn(4, 5, 4, 4), torch.rand(4, 5, 4, 4) > 0.5  # 4 clips x 5 frames
+    evaluator = Evaluator(official_batch_size=2)
+    # DistributedSampler order: rank 0 gets clips 0, 2; rank 1 gets 1, 3 and a padded repeat of 0
+    mine = [0, 2] if rank == 0 else [1, 3, 0]
+    for clip in mine:
+        evaluator.update(
+            logits[clip], target[clip], [f"clip{clip}"], ["x"], range(5), indices=[clip]
+        )
+    result = evaluator.compute()
+    if rank == 0:
+        torch.save(
+            {k: result[k] for k in ("miou", "f_score_official", "f_score_split", "n_frames")},
+            out_path,
+        )
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_compute_gathers_all_ranks_and_drops_padding(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    torch.manual_seed(7)
+    logits, target = torch.randn(4, 5, 4, 4), torch.rand(4, 5, 4, 4) > 0.5
+    single = Evaluator(official_batch_size=2)
+    for clip in range(4):
+        single.update(logits[clip], target[clip], [f"clip{clip}"], ["x"], range(5))
+    expected = single.compute()
+    gathered = torch.load(out, weights_only=True)
+    assert gathered["n_frames"] == 20
+    for key in ("miou", "f_score_official", "f_score_split"):
+        assert gathered[key] == pytest.approx(expected[key], rel=1e-12)
+
+
+# ---------------------------------------------------------------- audio reliance
+
+
+def _objects():
+    """Two frames, each with a sounding object on the left and a distractor on the right."""
+    original = torch.zeros(2, 4, 4, dtype=torch.bool)
+    swapped = torch.zeros(2, 4, 4, dtype=torch.bool)
+    original[:, :, :2] = True
+    swapped[:, 1:3, 3] = True
+    return original, swapped
+
+
+def test_listening_rate_is_one_for_a_model_that_follows_the_audio():
+    original, swapped = _objects()
+    assert listening_rate(swapped, original, swapped) == 1.0
+
+
+def test_listening_rate_is_zero_for_a_model_that_ignores_the_audio():
+    original, swapped = _objects()
+    assert listening_rate(original, original, swapped) == 0.0
+
+
+def test_listening_rate_counts_ties_as_not_moved():
+    original, swapped = _objects()
+    empty = torch.zeros_like(original)
+    assert listening_rate(empty, original, swapped) == 0.0
+
+
+def test_listening_rate_excludes_frames_without_either_object():
+    original, swapped = _objects()
+    original[1], swapped[1] = False, False
+    pred = swapped.clone()
+    pred[1] = True  # would not count either way
+    moved, valid = moved_to_swapped(pred, original, swapped)
+    assert valid.tolist() == [True, False]
+    assert listening_rate(pred, original, swapped) == 1.0
+
+
+def test_listening_rate_without_any_object_is_an_error():
+    empty = torch.zeros(2, 4, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="nothing to measure"):
+        listening_rate(empty, empty, empty)
+
+
+def test_listening_rate_thresholds_logits():
+    original, swapped = _objects()
+    assert listening_rate(_as_logits(swapped), original.float(), swapped.float()) == 1.0
+
+
+def test_iou_overlap_does_not_favour_the_larger_object():
+    original, swapped = _objects()  # original 8 pixels, swapped 2
+    pred = torch.zeros_like(original)
+    pred[:, 0:3, 0] = True  # 3 pixels of the original (IoU 3/8)
+    pred[:, 1:3, 3] = True  # all of the swapped-in object (IoU 2/5)
+    assert listening_rate(pred, original, swapped, overlap="pixels") == 0.0
+    assert listening_rate(pred, original, swapped, overlap="iou") == 1.0
+
+
+def test_audio_reliance_summary_hand_values():
+    summary = audio_reliance_summary(
+        miou_true=0.8, miou_swapped=0.6, miou_silent=0.4, listening_rate=0.25
+    )
+    assert summary["drop_swapped"] == pytest.approx(0.2)
+    assert summary["drop_silent"] == pytest.approx(0.4)
+    assert summary["relative_drop_swapped"] == pytest.approx(0.25)
+    assert summary["relative_drop_silent"] == pytest.approx(0.5)
+    assert summary["listening_rate"] == 0.25
+
+
+def test_audio_reliance_summary_relative_drop_is_nan_without_true_miou():
+    summary = audio_reliance_summary(0.0, 0.0, 0.0, 0.0)
+    assert math.isnan(summary["relative_drop_swapped"])

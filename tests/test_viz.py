@@ -1,0 +1,447 @@
+"""Figures and the mask browser: right pixels, right panels, a PNG on disk, live widgets."""
+
+import io
+import wave
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from avs_lib import viz
+
+S, T = 8, 3
+
+
+def _frames(t: int = T, s: int = S, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(t, s, s, 3), dtype=np.uint8)
+
+
+def _square(s: int = S, top: int = 2, left: int = 2, size: int = 3) -> np.ndarray:
+    mask = np.zeros((s, s), dtype=bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+def _saves_png(fig: Figure, name: str, tmp_path) -> None:
+    path = viz.save_figure(fig, name, figures_dir=tmp_path / "figures")
+    assert path == tmp_path / "figures" / f"{name}.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def test_denormalize_inverts_imagenet_normalisation():
+    pixels = _frames()  # [T, S, S, 3]
+    mean, std = np.array(viz.IMAGENET_MEAN), np.array(viz.IMAGENET_STD)
+    normalised = ((pixels / 255.0 - mean) / std).transpose(0, 3, 1, 2)  # -> [T, 3, S, S]
+    out = viz.denormalize(torch.from_numpy(normalised).float())
+    assert out.dtype == np.uint8 and out.shape == (T, S, S, 3)
+    np.testing.assert_array_equal(out, pixels)
+
+
+def test_denormalize_rejects_channels_last_input():
+    with pytest.raises(ValueError, match=r"\[T, 3, S, S\]"):
+        viz.denormalize(np.zeros((T, S, S, 3)))
+
+
+def test_overlay_blends_only_the_masked_pixels():
+    frame = np.full((2, 2, 3), 100, dtype=np.uint8)
+    mask = np.array([[True, False], [False, False]])
+    out = viz.overlay(frame, mask, color=(200, 0, 51), alpha=0.5)
+    np.testing.assert_array_equal(out[0, 0], [150, 50, 76])  # round(75.5) = 76 (half to even)
+    np.testing.assert_array_equal(out[[0, 1, 1], [1, 0, 1]], np.full((3, 3), 100))
+    assert frame[0, 0, 0] == 100  # the input is not modified
+
+
+def test_overlay_rejects_a_mask_that_is_not_binary():
+    with pytest.raises(ValueError, match="binary"):
+        viz.overlay(np.zeros((2, 2, 3), np.uint8), np.array([[0.0, 0.7], [1.0, 0.0]]))
+
+
+def test_error_overlay_colours_true_positives_false_positives_and_false_negatives():
+    frame = np.zeros((2, 2, 3), dtype=np.uint8)
+    pred = np.array([[True, True], [False, False]])
+    gt = np.array([[True, False], [True, False]])
+    out = viz.error_overlay(frame, pred, gt, alpha=1.0)
+    np.testing.assert_array_equal(out[0, 0], viz.TP_COLOR)
+    np.testing.assert_array_equal(out[0, 1], viz.FP_COLOR)
+    np.testing.assert_array_equal(out[1, 0], viz.FN_COLOR)
+    np.testing.assert_array_equal(out[1, 1], [0, 0, 0])
+
+
+def test_mask_outline_keeps_the_border_and_drops_the_inside():
+    outline = viz.mask_outline(_square(s=5, top=1, left=1, size=3))
+    expected = _square(s=5, top=1, left=1, size=3)
+    expected[2, 2] = False
+    np.testing.assert_array_equal(outline, expected)
+
+
+def test_frame_iou_of_an_empty_ground_truth_is_the_background_fraction():
+    pred = np.zeros((2, 2), dtype=bool)
+    pred[0, 0] = True
+    assert viz.frame_iou(pred, np.zeros((2, 2), dtype=bool)) == pytest.approx(0.75)
+    assert viz.frame_iou(pred, pred) == pytest.approx(1.0)
+
+
+def test_wav_bytes_is_a_16_bit_mono_wav_at_the_given_rate():
+    data = viz.wav_bytes(np.array([0.0, 1.0, -1.0, 2.0]), 8000)
+    with wave.open(io.BytesIO(data)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        samples = np.frombuffer(w.readframes(4), dtype="<i2")
+    np.testing.assert_array_equal(samples, [0, 32767, -32767, 32767])
+
+
+# ---------------------------------------------------------------- saving
+
+
+def test_save_figure_writes_a_named_png_and_leaves_no_temporary_file(tmp_path):
+    fig = Figure()
+    fig.subplots().plot([0, 1])
+    path = viz.save_figure(fig, "curve.png", figures_dir=tmp_path)
+    assert path == tmp_path / "curve.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+def test_figures_show_themselves_as_png_without_pyplot():
+    fig = viz.plot_mask_area_hist(pd.DataFrame({"split": ["train"], "area_fraction": [0.2]}))
+    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_save_figure_refuses_a_name_with_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="file stem"):
+        viz.save_figure(Figure(), "../escape", figures_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- data figures
+
+
+def test_plot_clip_has_a_row_per_mask_and_accepts_missing_frame_masks(tmp_path):
+    masks = {
+        "ground truth": [_square(), None, None],
+        "prediction": np.stack([_square()] * T),
+        "none": None,
+    }
+    fig = viz.plot_clip(_frames(), masks, title="clip")
+    assert isinstance(fig, Figure) and len(fig.axes) == (1 + 3) * T
+    _saves_png(fig, "clip", tmp_path)
+
+
+def test_plot_class_counts_is_one_panel(tmp_path):
+    df = pd.DataFrame(
+        {
+            "split": ["train", "train", "val", "test"],
+            "category": ["helicopter", "baby_laughter", "helicopter", "race_car"],
+        }
+    )
+    fig = viz.plot_class_counts(df)
+    assert len(fig.axes) == 1
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "baby_laughter",
+        "helicopter",
+        "race_car",
+    ]
+    _saves_png(fig, "class_counts", tmp_path)
+
+
+def test_plot_class_counts_names_the_missing_column():
+    with pytest.raises(ValueError, match="category"):
+        viz.plot_class_counts(pd.DataFrame({"split": ["train"]}))
+
+
+def test_plot_mask_area_hist_is_one_panel(tmp_path):
+    areas = pd.DataFrame({"split": ["train", "val", "val"], "area_fraction": [0.1, 0.2, 0.5]})
+    fig = viz.plot_mask_area_hist(areas)
+    assert len(fig.axes) == 1
+    _saves_png(fig, "mask_area", tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 96, 64), (2, 96, 64)])
+def test_plot_waveform_and_logmel_has_waveform_logmel_and_colourbar(tmp_path, shape):
+    fig = viz.plot_waveform_and_logmel(
+        np.sin(np.arange(1600) / 5.0), 800, torch.zeros(shape), "audio"
+    )
+    assert len(fig.axes) == 3
+    _saves_png(fig, "audio", tmp_path)
+
+
+def test_plot_boxes_on_frames_draws_each_box_on_its_pixels(tmp_path):
+    boxes = np.array([[1, 2, 4, 6]] * T)
+    fig = viz.plot_boxes_on_frames(_frames(), boxes, masks=[_square(), None, _square()])
+    assert len(fig.axes) == T
+    rect = fig.axes[0].patches[0]
+    assert (rect.get_x(), rect.get_y(), rect.get_width(), rect.get_height()) == (0.5, 1.5, 3, 4)
+    _saves_png(fig, "boxes", tmp_path)
+
+
+def test_plot_crop_grid_has_one_panel_per_crop(tmp_path):
+    fig = viz.plot_crop_grid(_frames(t=7, s=4), [f"crop {i}" for i in range(7)], ncols=3)
+    assert len(fig.axes) == 7
+    _saves_png(fig, "crops", tmp_path)
+
+
+def test_plot_box_mask_iou_hist_is_one_panel(tmp_path):
+    df = pd.DataFrame({"iou": [0.9, 0.8, 0.2], "flagged": [False, False, True]})
+    fig = viz.plot_box_mask_iou_hist(df, threshold=0.5)
+    assert len(fig.axes) == 1
+    _saves_png(fig, "box_iou", tmp_path)
+
+
+# ---------------------------------------------------------------- training and results
+
+
+def test_loss_terms_long_keeps_loss_columns_only():
+    steps = pd.DataFrame(
+        {
+            "epoch": [0, 0],
+            "step": [0, 1],
+            "global_step": [1, 2],
+            "lr": [1e-4, 1e-4],
+            "total": [2.0, 1.5],
+            "first_frame_bce": [1.0, 0.7],
+        }
+    )
+    long = viz.loss_terms_long(steps, "baseline", 0)
+    assert list(long.columns) == ["method", "seed", "global_step", "term", "value"]
+    assert sorted(set(long["term"])) == ["first_frame_bce", "total"] and len(long) == 4
+
+
+def test_plot_loss_curves_has_one_panel_per_term(tmp_path):
+    rows = [
+        {"method": m, "seed": s, "global_step": g, "term": term, "value": 1.0 / g + s}
+        for m in ("baseline", "crop_losses")
+        for s in (0, 1)
+        for g in (1, 2, 3)
+        for term in ("total", "first_frame_bce", "audio_crop_cosine", "crop_ce")
+    ]
+    fig = viz.plot_loss_curves(pd.DataFrame(rows), smooth=2)
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == [
+        "total",
+        "first_frame_bce",
+        "audio_crop_cosine",
+        "crop_ce",
+    ]
+    _saves_png(fig, "loss", tmp_path)
+
+
+def _results() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "method": ["baseline"] * 3 + ["crop_losses"] * 2,
+            "seed": [0, 1, 2, 0, 1],
+            "miou": [0.5, 0.6, 0.7, 0.8, 0.8],
+            "listening_rate": [0.1, 0.2, 0.3, 0.6, 0.7],
+        }
+    )
+
+
+def test_plot_results_bars_bars_are_seed_means(tmp_path):
+    fig = viz.plot_results_bars(_results(), "miou", references={"paper baseline": 0.679})
+    assert len(fig.axes) == 1
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    np.testing.assert_allclose(heights, [0.6, 0.8])
+    _saves_png(fig, "results", tmp_path)
+
+
+def test_plot_listening_vs_miou_is_one_panel(tmp_path):
+    fig = viz.plot_listening_vs_miou(_results())
+    assert len(fig.axes) == 1
+    _saves_png(fig, "listening", tmp_path)
+
+
+def test_plot_per_category_has_a_bar_per_method_and_category(tmp_path):
+    df = pd.DataFrame(
+        {
+            "method": ["a", "a", "b", "b", "a"],
+            "category": ["helicopter", "race_car"] * 2 + ["race_car"],
+            "iou": [0.1, 0.2, 0.3, 0.4, 0.4],
+        }
+    )
+    fig = viz.plot_per_category(df)
+    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 4
+    _saves_png(fig, "per_category", tmp_path)
+
+
+# ---------------------------------------------------------------- qualitative figures
+
+
+def test_plot_audio_swap_panels_shows_the_frame_then_each_condition(tmp_path):
+    fig = viz.plot_audio_swap_panels(
+        _frames()[0], [("true audio", _square()), ("swapped", ~_square())]
+    )
+    assert len(fig.axes) == 3
+    _saves_png(fig, "swap", tmp_path)
+
+
+def test_plot_failure_cases_has_four_panels_per_case(tmp_path):
+    case = {
+        "frame": _frames()[0],
+        "gt": _square(),
+        "pred": _square(top=3),
+        "title": "towel, not baby",
+    }
+    fig = viz.plot_failure_cases([case, case])
+    assert len(fig.axes) == 8
+    _saves_png(fig, "failures", tmp_path)
+
+
+# ---------------------------------------------------------------- mask browser
+
+RUNS = ["baseline", "crop_losses", "broken"]
+
+
+class FakeModel:
+    """Probabilities whose foreground square moves with the run, clip, frame and audio."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, run: str, index: int, swapped: bool) -> np.ndarray:
+        self.calls.append((run, index, swapped))
+        if run == "broken":
+            raise RuntimeError("checkpoint for run 'broken' is unreadable")
+        probs = np.full((T, S, S), 0.1)
+        for t in range(T):
+            top, left = RUNS.index(run) + 3 * int(swapped), index + t
+            probs[t, top : top + 3, left : left + 3] = 0.9
+        return probs
+
+
+def _audio(index: int, swapped: bool) -> tuple[np.ndarray, int]:
+    return np.sin(np.arange(400) * (index + 1 + 5 * swapped) / 10.0), 8000
+
+
+def _clips() -> list[dict]:
+    return [
+        {
+            "name": "clip_a",
+            "category": "helicopter",
+            "frames": _frames(seed=1),
+            "gt": np.stack([_square(top=1, left=1)] * T),
+            "swap_partner": "clip_b",
+        },
+        {
+            "name": "clip_b",
+            "category": "race_car",
+            "frames": _frames(seed=2),
+            "gt": [_square(top=4, left=4), None, None],
+            "swap_partner": "clip_a",
+        },
+    ]
+
+
+@pytest.fixture
+def model():
+    return FakeModel()
+
+
+@pytest.fixture
+def browser(model):
+    return viz.MaskBrowser(_clips(), model, RUNS, audio=_audio)
+
+
+def _changes_view(browser, set_value) -> None:
+    before_image, before_status = browser.image_bytes, browser.status.value
+    set_value()
+    assert browser.image_bytes != before_image
+    assert browser.status.value != before_status
+    assert browser.last_error is None
+
+
+def test_browser_starts_on_the_first_clip_frame_and_run(browser):
+    assert browser.image_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "clip_a" in browser.status.value and "frame 1/3" in browser.status.value
+    assert "IoU" in browser.status.value and browser.last_error is None
+
+
+def test_browser_enlarges_small_frames_to_at_least_256_pixels(browser):
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(browser.image_bytes)).size == (256, 256)
+
+
+def test_browser_frame_slider_changes_view(browser):
+    _changes_view(browser, lambda: setattr(browser.frame_slider, "value", 2))
+    assert "frame 2/3" in browser.status.value
+
+
+def test_browser_clip_dropdown_changes_view(browser):
+    _changes_view(browser, lambda: setattr(browser.clip_dropdown, "value", 1))
+    assert "clip_b" in browser.status.value
+
+
+def test_browser_run_dropdown_changes_view(browser):
+    _changes_view(browser, lambda: setattr(browser.run_dropdown, "value", "crop_losses"))
+    assert "crop_losses" in browser.status.value
+
+
+@pytest.mark.parametrize("toggle", ["show_gt", "show_prediction", "show_errors"])
+def test_browser_overlay_toggles_change_view(browser, toggle):
+    box = getattr(browser, toggle)
+    _changes_view(browser, lambda: setattr(box, "value", not box.value))
+
+
+def test_browser_swapped_audio_changes_view_and_names_the_partner(browser):
+    _changes_view(browser, lambda: setattr(browser.swapped_toggle, "value", True))
+    assert "swapped audio from clip_b" in browser.status.value
+
+
+def test_browser_reports_a_frame_without_ground_truth(browser):
+    browser.clip_dropdown.value = 1
+    browser.frame_slider.value = 2
+    assert "no GT for this frame" in browser.status.value
+
+
+def test_browser_audio_player_follows_clip_and_swap(browser):
+    first = browser.audio_player.value
+    browser.clip_dropdown.value = 1
+    second = browser.audio_player.value
+    browser.swapped_toggle.value = True
+    assert len({bytes(first), bytes(second), bytes(browser.audio_player.value)}) == 3
+
+
+def test_browser_caches_predictions_per_run_clip_and_audio(browser, model):
+    for frame in (2, 3, 1):
+        browser.frame_slider.value = frame
+    browser.show_errors.value = True
+    assert model.calls == [("baseline", 0, False)]
+    browser.run_dropdown.value = "crop_losses"
+    browser.run_dropdown.value = "baseline"
+    assert model.calls == [("baseline", 0, False), ("crop_losses", 0, False)]
+
+
+def test_browser_shows_a_failing_predict_in_red_and_keeps_it(browser):
+    browser.run_dropdown.value = "broken"  # must not raise
+    assert isinstance(browser.last_error, RuntimeError)
+    assert "#c00" in browser.status.value and "unreadable" in browser.status.value
+    browser.run_dropdown.value = "baseline"
+    assert "#c00" not in browser.status.value and isinstance(browser.last_error, RuntimeError)
+
+
+def test_browser_reports_predictions_of_the_wrong_shape():
+    browser = viz.MaskBrowser(_clips(), lambda run, i, swapped: np.zeros((T, 4, 4)), ["r"])
+    assert isinstance(browser.last_error, ValueError)
+    assert "expected probabilities (3, 8, 8)" in browser.status.value
+
+
+def test_browser_disables_swap_for_a_clip_without_partner(model):
+    clips = _clips()
+    clips[1]["swap_partner"] = ""
+    browser = viz.MaskBrowser(clips, model, RUNS)
+    browser.swapped_toggle.value = True
+    browser.clip_dropdown.value = 1
+    assert browser.swapped_toggle.disabled and browser.swapped_toggle.value is False
+    assert browser.audio_player is None
+
+
+def test_browser_displays_as_a_widget(browser):
+    bundle = browser._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.widget.model_id
