@@ -1,0 +1,1037 @@
+"""A synthetic AVSBench (S4) dataset in which only the audio says which object sounds.
+
+Every clip shows one sounding object and 0..k silent distractors of *other* classes, drawn by
+the same rules (size range, contrast, motion, random drawing order), over low-contrast clutter.
+Each class has its own look (shape family, colour, texture) and its own sound (harmonic stacks,
+noise bands, pulses, tremolo, frequency modulation). A model that ignores the audio can only
+guess which of the visible objects to segment; ``visual_only_ceiling`` measures how well such
+guesses can do at best.
+
+The files follow the real S4 layout exactly (SPEC §2), so every reader, notebook and CLI path
+runs unchanged on it. Next to it, ``synth_sidecar/`` keeps what only a generator knows: every
+object's class, visible mask and box per frame, and a ``swap_partner`` clip whose sound belongs
+to one of this clip's distractors (for listening-rate tests that swap the audio).
+
+Crop boxes (``crop_labels`` and sidecar ``boxes``) are the tight box of the object's *whole*
+silhouette in that frame, occluded parts included, as an annotator boxes a partly hidden
+object; so the box always covers the visible mask and equals its tight box when nothing hides
+the object.
+
+Everything is deterministic for a seed: each clip draws from its own generator seeded by
+``(seed, split, index)``, so the bytes written do not depend on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from avs_lib.data.categories import FRAMES_PER_CLIP, NUM_CLASSES, S4_CATEGORIES, SPLITS
+from avs_lib.data.errors import DataFormatError
+
+GENERATOR_VERSION = 1
+SAMPLE_RATE = 16000
+CLIP_SECONDS = 5
+SIDECAR_DIR = "synth_sidecar"
+INFO_FILE = "info.json"
+META_FILE = "s4_meta_data.csv"
+_NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_NAME_LENGTH = 11  # YouTube ids
+
+
+# ---------------------------------------------------------------------------------------------
+# How each class looks
+
+SHAPES = ("disc", "square", "triangle", "star", "ring", "cross", "ellipse", "diamond")
+TEXTURES = ("solid", "stripes", "checks", "dots")
+
+
+@dataclass(frozen=True)
+class ClassLook:
+    """The appearance rules of one class; each (shape, texture) pair belongs to one class only."""
+
+    shape: str
+    texture: str
+    colour: tuple[float, float, float]  # RGB in [0, 1]
+    pattern_colour: tuple[float, float, float]
+    pattern_frequency: float  # texture periods per object radius
+    pattern_angle: float  # radians, orientation of stripes
+
+
+def _class_look(index: int) -> ClassLook:
+    # Classes sharing a shape (index, index + 8, index + 16) get hues a third of the circle
+    # apart and different textures, so no two classes look alike.
+    hue = ((index % 8) * 3 / 8 + (index // 8) / 3) % 1.0
+    colour = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    pattern_colour = colorsys.hsv_to_rgb(hue, 0.6, 0.3)
+    return ClassLook(
+        shape=SHAPES[index % 8],
+        texture=TEXTURES[(index // 8 + index % 2) % 4],
+        colour=colour,
+        pattern_colour=pattern_colour,
+        pattern_frequency=1.5 + 0.5 * (index % 3),
+        pattern_angle=math.radians((index * 37) % 180),
+    )
+
+
+CLASS_LOOKS: tuple[ClassLook, ...] = tuple(_class_look(i) for i in range(NUM_CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------
+# How each class sounds
+
+
+@dataclass(frozen=True)
+class SoundRecipe:
+    """A class's sound: a tonal part plus a noise band, shaped by an amplitude envelope.
+
+    The tonal part is ``sum_n n**-rolloff * sin(partial_n * phase)`` with an instantaneous
+    frequency ``f0 * 2**(fm_depth * wave(fm_rate * t))`` (vibrato, glides, two-tone sirens).
+    """
+
+    f0: float = 0.0  # Hz; 0 means no tonal part
+    partials: tuple[float, ...] = tuple(range(1, 9))  # frequency ratios to f0
+    rolloff: float = 1.0
+    fm_wave: str = "sine"  # "sine" | "saw" | "square"
+    fm_rate: float = 0.0  # Hz
+    fm_depth: float = 0.0  # octaves (peak)
+    noise_centre: float = 0.0  # Hz
+    noise_bandwidth: float = 0.0  # Hz (standard deviation of a Gaussian band is half of it)
+    noise_level: float = 0.0  # RMS relative to the tonal part (or absolute if no tonal part)
+    envelope: str = "steady"  # "steady" | "tremolo" | "pulses"
+    envelope_rate: float = 0.0  # Hz: tremolo rate or pulses per second
+    tremolo_depth: float = 0.0
+    decay: float = 0.1  # s, time constant of each pulse
+    onset_jitter: float = 0.05  # pulse timing jitter, fraction of the period
+
+
+def _harmonics(count: int) -> tuple[float, ...]:
+    return tuple(float(n) for n in range(1, count + 1))
+
+
+# One line per class reads as a table (fields in SoundRecipe order, named where skipped).
+# fmt: off
+CLASS_SOUNDS: dict[str, SoundRecipe] = {
+    "baby_laughter": SoundRecipe(420, _harmonics(8), 1.2, "sine", 3.0, 0.15, noise_centre=2500, noise_bandwidth=1500, noise_level=0.2, envelope="pulses", envelope_rate=5.0, decay=0.08),
+    "female_singing": SoundRecipe(330, _harmonics(10), 1.0, "sine", 5.5, 0.03, envelope="tremolo", envelope_rate=0.5, tremolo_depth=0.5),
+    "male_speech": SoundRecipe(115, _harmonics(20), 0.8, "sine", 2.0, 0.1, noise_centre=3000, noise_bandwidth=2000, noise_level=0.1, envelope="tremolo", envelope_rate=4.0, tremolo_depth=0.9),
+    "dog_barking": SoundRecipe(280, _harmonics(10), 0.7, noise_centre=900, noise_bandwidth=800, noise_level=0.6, envelope="pulses", envelope_rate=1.8, decay=0.09),
+    "cat_meowing": SoundRecipe(600, _harmonics(6), 1.3, "sine", 0.8, 0.4, envelope="pulses", envelope_rate=0.8, decay=0.45),
+    "lions_roaring": SoundRecipe(80, _harmonics(12), 0.6, noise_centre=300, noise_bandwidth=300, noise_level=0.8, envelope="tremolo", envelope_rate=0.35, tremolo_depth=0.8),
+    "horse_clip-clop": SoundRecipe(noise_centre=1200, noise_bandwidth=500, noise_level=1.0, envelope="pulses", envelope_rate=3.2, decay=0.04),
+    "coyote_howling": SoundRecipe(700, _harmonics(4), 1.5, "sine", 0.25, 0.6, envelope="tremolo", envelope_rate=0.25, tremolo_depth=0.6),
+    "mynah_bird_singing": SoundRecipe(2400, _harmonics(3), 1.5, "saw", 7.0, 0.5, envelope="pulses", envelope_rate=7.0, decay=0.06),
+    "playing_acoustic_guitar": SoundRecipe(196, _harmonics(12), 1.0, envelope="pulses", envelope_rate=2.0, decay=0.35),
+    "playing_tabla": SoundRecipe(300, (1.0, 1.5, 2.0, 2.5, 3.0), 1.0, "saw", 5.0, -0.2, envelope="pulses", envelope_rate=5.0, decay=0.08),
+    "playing_violin": SoundRecipe(440, _harmonics(14), 0.7, "sine", 6.0, 0.02, envelope="tremolo", envelope_rate=0.6, tremolo_depth=0.3),
+    "playing_piano": SoundRecipe(262, _harmonics(14), 1.1, envelope="pulses", envelope_rate=1.5, decay=0.6),
+    "playing_ukulele": SoundRecipe(392, _harmonics(8), 1.4, envelope="pulses", envelope_rate=3.0, decay=0.15),
+    "playing_glockenspiel": SoundRecipe(1560, (1.0, 2.76, 5.40), 1.0, envelope="pulses", envelope_rate=2.5, decay=0.3),
+    "helicopter": SoundRecipe(noise_centre=250, noise_bandwidth=300, noise_level=1.0, envelope="tremolo", envelope_rate=11.0, tremolo_depth=0.9),
+    "race_car": SoundRecipe(140, _harmonics(16), 0.6, "saw", 0.5, 1.0, noise_centre=1500, noise_bandwidth=2000, noise_level=0.3),
+    "driving_buses": SoundRecipe(55, _harmonics(20), 0.9, noise_centre=6000, noise_bandwidth=2000, noise_level=0.3),
+    "ambulance_siren": SoundRecipe(950, _harmonics(3), 1.0, "square", 0.7, 0.4),
+    "typing_on_computer_keyboard": SoundRecipe(noise_centre=4500, noise_bandwidth=3000, noise_level=1.0, envelope="pulses", envelope_rate=9.0, decay=0.015, onset_jitter=0.35),
+    "chainsawing_trees": SoundRecipe(120, _harmonics(30), 0.5, noise_centre=3000, noise_bandwidth=2000, noise_level=0.5, envelope="tremolo", envelope_rate=1.5, tremolo_depth=0.4),
+    "cap_gun_shooting": SoundRecipe(noise_centre=4000, noise_bandwidth=8000, noise_level=1.0, envelope="pulses", envelope_rate=0.9, decay=0.15),
+    "lawn_mowing": SoundRecipe(38, _harmonics(30), 0.5, noise_centre=700, noise_bandwidth=500, noise_level=1.0, envelope="tremolo", envelope_rate=25.0, tremolo_depth=0.3),
+}
+# fmt: on
+
+
+def _periodic_wave(kind: str, cycles: np.ndarray) -> np.ndarray:
+    """A unit-amplitude periodic wave of the given kind; ``cycles`` counts periods."""
+    if kind == "sine":
+        return np.sin(2 * np.pi * cycles)
+    if kind == "saw":
+        return 2.0 * (cycles % 1.0) - 1.0
+    if kind == "square":
+        return np.where(cycles % 1.0 < 0.5, 1.0, -1.0)
+    raise ValueError(f"unknown wave {kind!r}; expected 'sine', 'saw' or 'square'")
+
+
+def _tonal_part(
+    recipe: SoundRecipe, t: np.ndarray, pitch: float, rate: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Partials on a frequency-modulated fundamental, normalised to unit RMS."""
+    octaves = recipe.fm_depth * _periodic_wave(
+        recipe.fm_wave, recipe.fm_rate * rate * t + rng.uniform()
+    )
+    frequency = recipe.f0 * pitch * 2.0**octaves  # instantaneous, [n]
+    phase = 2 * np.pi * np.cumsum(frequency) / SAMPLE_RATE
+    wave = np.zeros_like(t)
+    for n, ratio in enumerate(recipe.partials, start=1):
+        below_nyquist = ratio * frequency < 0.45 * SAMPLE_RATE  # drop partials that would alias
+        offset = rng.uniform(0, 2 * np.pi)
+        wave += n**-recipe.rolloff * np.sin(ratio * phase + offset) * below_nyquist
+    return wave / (np.sqrt(np.mean(wave**2)) + 1e-12)
+
+
+def _noise_band(
+    centre: float, bandwidth: float, length: int, rng: np.random.Generator
+) -> np.ndarray:
+    """White noise through a Gaussian band-pass (in the FFT domain), unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    frequencies = np.fft.rfftfreq(length, 1.0 / SAMPLE_RATE)
+    spectrum *= np.exp(-0.5 * ((frequencies - centre) / (bandwidth / 2)) ** 2)
+    band = np.fft.irfft(spectrum, n=length)
+    return band / (np.sqrt(np.mean(band**2)) + 1e-12)
+
+
+def _envelope(
+    recipe: SoundRecipe, t: np.ndarray, rate: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Amplitude over time: constant, a slow/fast tremolo, or decaying pulses (notes, barks)."""
+    if recipe.envelope == "steady":
+        return np.ones_like(t)
+    speed = recipe.envelope_rate * rate
+    if recipe.envelope == "tremolo":
+        swing = 0.5 - 0.5 * np.cos(2 * np.pi * (speed * t + rng.uniform()))
+        return 1.0 - recipe.tremolo_depth * swing
+    if recipe.envelope == "pulses":
+        period = 1.0 / speed
+        onsets = np.arange(-period * rng.uniform(), t[-1] + period, period)
+        onsets = np.sort(onsets + rng.normal(0.0, recipe.onset_jitter * period, onsets.size))
+        last = np.searchsorted(onsets, t, side="right") - 1
+        since = np.where(last >= 0, t - onsets[np.maximum(last, 0)], np.inf)
+        attack = np.clip(since / 0.003, 0.0, 1.0)  # 3 ms ramp: no click at each onset
+        return attack * np.exp(-since / recipe.decay)
+    raise ValueError(f"unknown envelope {recipe.envelope!r}; expected steady, tremolo or pulses")
+
+
+def synthesize_sound(
+    category: int | str, rng: np.random.Generator, seconds: float = CLIP_SECONDS
+) -> np.ndarray:
+    """One clip's sound of a class at 16 kHz, float32 in [-1, 1].
+
+    Per-clip variation (pitch ±4 %, tempo ±10 %, gain, phases, a little pink background noise)
+    keeps two clips of a class from being identical while the class stays audible.
+    """
+    name = S4_CATEGORIES[int(category)] if isinstance(category, int | np.integer) else category
+    if name not in CLASS_SOUNDS:
+        raise ValueError(
+            f"no sound recipe for category {name!r}; expected one of {', '.join(S4_CATEGORIES)}"
+        )
+    recipe = CLASS_SOUNDS[name]
+    length = int(round(seconds * SAMPLE_RATE))
+    t = np.arange(length) / SAMPLE_RATE
+    pitch = math.exp(rng.uniform(math.log(0.96), math.log(1.04)))
+    rate = rng.uniform(0.9, 1.1)
+    signal = np.zeros(length)
+    if recipe.f0 > 0:
+        signal += _tonal_part(recipe, t, pitch, rate, rng)
+    if recipe.noise_level > 0:
+        signal += recipe.noise_level * _noise_band(
+            recipe.noise_centre * pitch, recipe.noise_bandwidth, length, rng
+        )
+    signal *= _envelope(recipe, t, rate, rng)
+    gain = rng.uniform(0.3, 0.8)
+    signal *= gain / (np.abs(signal).max() + 1e-12)
+    pink = np.fft.rfft(rng.standard_normal(length))
+    pink /= np.sqrt(np.maximum(np.fft.rfftfreq(length), 1.0 / length))  # 1/f power
+    background = np.fft.irfft(pink, n=length)
+    background *= gain * rng.uniform(0.005, 0.02) / (np.sqrt(np.mean(background**2)) + 1e-12)
+    return np.clip(signal + background, -1.0, 1.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters and the plan of the whole dataset
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Everything that decides the generated bytes (stored in ``info.json``)."""
+
+    videos_per_split: tuple[int, int, int] = (240, 60, 60)  # train, val, test
+    image_size: int = 224
+    seed: int = 0
+    max_distractors: int = 2
+    eval_distractor_fraction: float = 1.0  # val/test clips that get at least one distractor
+    small_object_probability: float = 0.25  # any object (sounding or not) may be small
+    overlap_probability: float = 0.35  # one object is placed against another
+    occluder_probability: float = 0.25  # a foreground bar crosses a random object
+    min_visible_fraction: float = 0.4  # every object keeps this much of itself in every frame
+
+    def __post_init__(self) -> None:
+        if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
+            raise ValueError(
+                f"videos_per_split must be 3 positive counts (train, val, test), got {self.videos_per_split}"
+            )
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
+        if not 0 <= self.max_distractors <= 4:
+            raise ValueError(f"max_distractors must be between 0 and 4, got {self.max_distractors}")
+        for name in (
+            "eval_distractor_fraction",
+            "small_object_probability",
+            "overlap_probability",
+            "occluder_probability",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"{name} must be a probability in [0, 1], got {getattr(self, name)}"
+                )
+        if not 0.0 < self.min_visible_fraction <= 1.0:
+            raise ValueError(
+                f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """One clip decided before drawing: its name, its sounding class and its distractors."""
+
+    split: str
+    index: int  # position in its split; seeds the clip's own random generator
+    name: str
+    start: int
+    classes: tuple[int, ...]  # [0] sounds, [1:] are silent distractors of other classes
+    swap_partner: str  # a clip of this split whose category is one of classes[1:], or ""
+
+    @property
+    def category(self) -> str:
+        return S4_CATEGORIES[self.classes[0]]
+
+
+def _unique_names(count: int, rng: np.random.Generator) -> list[str]:
+    alphabet = np.array(list(_NAME_ALPHABET))
+    names: list[str] = []
+    seen: set[str] = set()
+    while len(names) < count:
+        name = "".join(rng.choice(alphabet, _NAME_LENGTH))
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return names
+
+
+def _distractor_count(has_distractor: bool, params: SynthParams, rng: np.random.Generator) -> int:
+    low = 1 if has_distractor else 0
+    return int(rng.integers(low, params.max_distractors + 1)) if params.max_distractors else 0
+
+
+def _plan_split(
+    split: str, names: list[str], params: SynthParams, rng: np.random.Generator
+) -> list[ClipPlan]:
+    count = len(names)
+    # Balanced classes: repeated shuffles of all 23, so every class appears once per 23 clips.
+    repeats = math.ceil(count / NUM_CLASSES)
+    categories = np.concatenate([rng.permutation(NUM_CLASSES) for _ in range(repeats)])[:count]
+    with_distractor = np.zeros(count, dtype=bool)
+    if split != "train":
+        chosen = rng.permutation(count)[: round(params.eval_distractor_fraction * count)]
+        with_distractor[chosen] = True
+    present = sorted(set(categories.tolist()))
+    clips_of = {c: [i for i in range(count) if categories[i] == c] for c in present}
+    plans = []
+    for i, category in enumerate(categories.tolist()):
+        wanted = _distractor_count(bool(with_distractor[i]), params, rng)
+        # Prefer classes that some clip of this split sounds, so a swap partner exists.
+        here = [c for c in present if c != category]
+        elsewhere = [c for c in range(NUM_CLASSES) if c != category and c not in present]
+        from_here = rng.permutation(here)[:wanted].tolist()
+        from_elsewhere = rng.permutation(elsewhere)[: wanted - len(from_here)].tolist()
+        distractors = from_here + from_elsewhere
+        partner = ""
+        if from_here:
+            partner_class = from_here[int(rng.integers(len(from_here)))]
+            partner = names[
+                clips_of[partner_class][int(rng.integers(len(clips_of[partner_class])))]
+            ]
+        start = int(rng.integers(0, 300))
+        plans.append(ClipPlan(split, i, names[i], start, (category, *distractors), partner))
+    return plans
+
+
+def plan_clips(params: SynthParams) -> list[ClipPlan]:
+    """Names, classes, distractors and swap partners of every clip, in CSV order."""
+    rng = np.random.default_rng([params.seed, 7919])
+    names = _unique_names(sum(params.videos_per_split), rng)
+    plans: list[ClipPlan] = []
+    offset = 0
+    for split, count in zip(SPLITS, params.videos_per_split, strict=True):
+        plans += _plan_split(split, names[offset : offset + count], params, rng)
+        offset += count
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing one clip
+
+
+@dataclass(frozen=True)
+class _ObjectTrack:
+    """One object's pose in each of the 5 frames (pixels, radians)."""
+
+    category: int
+    centres: np.ndarray  # [5, 2] (x, y)
+    radii: np.ndarray  # [5]
+    angles: np.ndarray  # [5]
+    brightness: float
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """Pixels, sound and per-object ground truth of one clip (object 0 sounds)."""
+
+    frames: np.ndarray  # uint8 [5, S, S, 3]
+    masks: np.ndarray  # uint8 [K, 5, S, S] in {0, 1}, visible pixels after occlusion
+    boxes: np.ndarray  # int64 [K, 5, 4] whole-silhouette boxes, 0-based, exclusive max
+    visible_fraction: np.ndarray  # float32 [K, 5] visible / whole silhouette pixels
+    drawing_order: np.ndarray  # int64 [K] object indices, back to front
+    waveform: np.ndarray  # float32 [5 * 16000]
+
+
+def _silhouette(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside-test of a shape in object coordinates (every shape fits the unit disc)."""
+    rho2 = u**2 + v**2
+    if shape == "disc":
+        return rho2 <= 1.0
+    if shape == "ring":
+        return (rho2 <= 1.0) & (rho2 >= 0.5**2)
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.7
+    if shape == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.0
+    if shape == "ellipse":
+        return u**2 + (v / 0.55) ** 2 <= 1.0
+    if shape == "cross":
+        return ((np.abs(u) <= 0.3) & (np.abs(v) <= 0.95)) | (
+            (np.abs(v) <= 0.3) & (np.abs(u) <= 0.95)
+        )
+    if shape == "triangle":  # equilateral, inscribed in the unit circle: edges at distance 1/2
+        inside = np.ones(u.shape, dtype=bool)
+        for normal in (-np.pi / 2, np.pi / 6, 5 * np.pi / 6):
+            inside &= u * np.cos(normal) + v * np.sin(normal) <= 0.5
+        return inside
+    if shape == "star":  # five points: radius swings between 1 (tips) and 0.45
+        turn = (np.arctan2(v, u) / (2 * np.pi) * 5 + 0.25) % 1.0
+        return np.sqrt(rho2) <= 0.45 + 0.55 * np.abs(2 * turn - 1)
+    raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+
+
+def _texture(look: ClassLook, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """True where the pattern colour shows; the pattern moves and turns with the object."""
+    f = look.pattern_frequency
+    if look.texture == "solid":
+        return np.zeros(u.shape, dtype=bool)
+    if look.texture == "stripes":
+        across = u * math.cos(look.pattern_angle) + v * math.sin(look.pattern_angle)
+        return np.sin(2 * np.pi * f * across) > 0
+    if look.texture == "checks":
+        return (np.floor(f * u + 8) + np.floor(f * v + 8)) % 2 == 1
+    if look.texture == "dots":
+        return ((f * u) % 1.0 - 0.5) ** 2 + ((f * v) % 1.0 - 0.5) ** 2 < 0.3**2
+    raise ValueError(f"unknown texture {look.texture!r}; expected one of {', '.join(TEXTURES)}")
+
+
+def _draw_object(
+    track: _ObjectTrack, frame: int, size: int
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """Window (rows, columns), silhouette [h, w] and RGB [h, w, 3] of an object in one frame."""
+    (cx, cy), radius, angle = track.centres[frame], track.radii[frame], track.angles[frame]
+    x0, x1 = max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, size)
+    y0, y1 = max(int(cy - radius) - 1, 0), min(int(cy + radius) + 2, size)
+    dx = (np.arange(x0, x1) + 0.5 - cx)[None, :]  # pixel centres, [1, w]
+    dy = (np.arange(y0, y1) + 0.5 - cy)[:, None]  # [h, 1]
+    cos, sin = math.cos(angle), math.sin(angle)
+    u = (dx * cos + dy * sin) / radius  # [h, w] object coordinates
+    v = (-dx * sin + dy * cos) / radius
+    look = CLASS_LOOKS[track.category]
+    inside = _silhouette(look.shape, u, v)
+    pattern = _texture(look, u, v)[..., None]  # [h, w, 1]
+    shading = (1.0 - 0.25 * np.clip(u**2 + v**2, 0, 1))[..., None]  # a little roundness
+    rgb = np.where(pattern, look.pattern_colour, look.colour) * shading * track.brightness
+    return (slice(y0, y1), slice(x0, x1)), inside, rgb
+
+
+def _smooth_noise(size: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """[S, S, 3] blotches: a 6x6 grid of random colour offsets, bilinearly enlarged."""
+    coarse = rng.normal(0.0, scale, (6, 6, 3)).astype(np.float32)
+    enlarge = lambda grid: Image.fromarray(grid).resize((size, size), Image.BILINEAR)  # noqa: E731
+    return np.stack([np.asarray(enlarge(coarse[..., c])) for c in range(3)], axis=-1)
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A muted gradient, smooth blotches and faint lines: clutter that is no class."""
+    ramp = np.linspace(-0.5, 0.5, size)
+    direction = rng.uniform(0, 2 * np.pi)
+    mix = 0.5 + math.cos(direction) * ramp[None, :] + math.sin(direction) * ramp[:, None]  # [S, S]
+    low, high = (
+        np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.35, 0.75)))
+        for _ in range(2)
+    )
+    image = low + np.clip(mix, 0, 1)[..., None] * (high - low)  # [S, S, 3]
+    image = image + _smooth_noise(size, 0.05, rng)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    for _ in range(int(rng.integers(3, 9))):
+        shade = rng.uniform(-0.1, 0.1, 3)
+        cx, cy = rng.uniform(0, size, 2)
+        if rng.uniform() < 0.5:  # a soft blob
+            sigma = rng.uniform(0.05, 0.2) * size
+            image += shade * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))[..., None]
+        else:  # a faint line through (cx, cy)
+            angle = rng.uniform(0, np.pi)
+            distance = np.abs((xs - cx) * math.sin(angle) - (ys - cy) * math.cos(angle))
+            image += shade * (distance < rng.uniform(0.5, 1.5))[..., None]
+    return image
+
+
+def _object_tracks(
+    classes: Sequence[int], size: int, params: SynthParams, rng: np.random.Generator
+) -> list[_ObjectTrack]:
+    """Sizes, start positions and motion, drawn by the same rules for every object."""
+    count = len(classes)
+    base = (
+        np.where(
+            rng.uniform(size=count) < params.small_object_probability,
+            rng.uniform(0.07, 0.11, count),
+            rng.uniform(0.12, 0.24, count),
+        )
+        * size
+    )
+    base = np.maximum(base, 3.0)
+    low, high = base, size - base  # whole object inside the frame
+    centres0 = np.stack([rng.uniform(low, high), rng.uniform(low, high)], axis=1)  # [K, 2]
+    if count > 1 and rng.uniform() < params.overlap_probability:
+        i, j = rng.choice(count, 2, replace=False)
+        angle = rng.uniform(0, 2 * np.pi)
+        centres0[j] = centres0[i] + 0.75 * (base[i] + base[j]) * np.array(
+            [math.cos(angle), math.sin(angle)]
+        )
+    steps = np.arange(FRAMES_PER_CLIP) - (FRAMES_PER_CLIP - 1) / 2  # motion centred on frame 3
+    tracks = []
+    for k, category in enumerate(classes):
+        velocity = rng.uniform(-0.035, 0.035, 2) * size
+        radii = base[k] * np.clip(1 + rng.normal(0, 0.06, FRAMES_PER_CLIP), 0.88, 1.12)
+        centres = centres0[k] + steps[:, None] * velocity  # [5, 2]
+        centres = np.clip(centres, radii[:, None], size - radii[:, None])  # stay inside the frame
+        angles = rng.uniform(0, 2 * np.pi) + steps * rng.uniform(-0.15, 0.15)
+        tracks.append(
+            _ObjectTrack(int(category), centres, radii, angles, float(rng.uniform(0.85, 1.1)))
+        )
+    return tracks
+
+
+def _occluder(tracks: list[_ObjectTrack], size: int, rng: np.random.Generator) -> np.ndarray:
+    """[S, S] bool: a foreground bar (a pole, a branch) across a random object, sounding or not."""
+    target = tracks[int(rng.integers(len(tracks)))]
+    cx, cy = target.centres[FRAMES_PER_CLIP // 2] + rng.normal(0, 0.3 * target.radii[0], 2)
+    angle = rng.uniform(0, np.pi)
+    half_width = max(rng.uniform(0.02, 0.04) * size, 1.0)
+    half_length = rng.uniform(0.3, 0.6) * size
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    along = (xs - cx) * math.cos(angle) + (ys - cy) * math.sin(angle)
+    across = -(xs - cx) * math.sin(angle) + (ys - cy) * math.cos(angle)
+    return (np.abs(along) <= half_length) & (np.abs(across) <= half_width)
+
+
+def _compose(
+    tracks: list[_ObjectTrack], order: np.ndarray, bar: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """Lay objects in ``order`` (later ones on top), then the bar, over each frame.
+
+    Returns the owner of each pixel [5, S, S] (object index, -1 for background or bar), each
+    object's whole silhouette [K, 5, S, S], and the paint strokes to colour the frames with.
+    """
+    owner = np.full((FRAMES_PER_CLIP, size, size), -1, dtype=np.int8)
+    whole = np.zeros((len(tracks), FRAMES_PER_CLIP, size, size), dtype=bool)
+    paint = []
+    for t in range(FRAMES_PER_CLIP):
+        for k in order:
+            window, inside, rgb = _draw_object(tracks[k], t, size)
+            whole[k, t][window] = inside
+            owner[t][window][inside] = k
+            paint.append((t, window, inside, rgb))
+        if bar is not None:
+            owner[t][bar] = -1
+    return owner, whole, paint
+
+
+def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
+    """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip."""
+    rng = np.random.default_rng([params.seed, SPLITS.index(plan.split), plan.index])
+    size = params.image_size
+    background = _background(size, rng)
+    for _attempt in range(200):  # redraw layouts until every object stays visible enough
+        tracks = _object_tracks(plan.classes, size, params, rng)
+        order = rng.permutation(len(tracks))  # drawing order says nothing about who sounds
+        bar = _occluder(tracks, size, rng) if rng.uniform() < params.occluder_probability else None
+        owner, whole, paint = _compose(tracks, order, bar, size)
+        visible = owner[None] == np.arange(len(tracks))[:, None, None, None]  # [K, 5, S, S]
+        visible_pixels = visible.sum(axis=(2, 3))
+        fraction = visible_pixels / whole.sum(axis=(2, 3))
+        if (fraction >= params.min_visible_fraction).all() and (visible_pixels >= 8).all():
+            break
+    else:
+        raise RuntimeError(
+            f"could not place the objects of clip {plan.name} visibly; try a larger image_size"
+        )
+    frames = np.repeat(background[None].astype(np.float32), FRAMES_PER_CLIP, axis=0)  # [5, S, S, 3]
+    for t, window, inside, rgb in paint:
+        frames[t][window][inside] = rgb[inside]
+    if bar is not None:
+        bar_colour = colorsys.hsv_to_rgb(
+            rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.3), rng.choice([0.25, 0.8])
+        )
+        frames[:, bar] = bar_colour
+    # Sensor noise, new in every frame.
+    frames += 0.012 * rng.standard_normal(frames.shape, dtype=np.float32)
+    return RenderedClip(
+        frames=np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
+        masks=visible.astype(np.uint8),
+        boxes=_tight_boxes(whole),
+        visible_fraction=fraction.astype(np.float32),
+        drawing_order=order.astype(np.int64),
+        waveform=synthesize_sound(plan.classes[0], rng),
+    )
+
+
+def _tight_boxes(silhouettes: np.ndarray) -> np.ndarray:
+    """[K, 5, S, S] bool -> [K, 5, 4] int64 boxes (xmin, ymin, xmax, ymax), exclusive max."""
+    rows, columns = silhouettes.any(axis=3), silhouettes.any(axis=2)  # [K, 5, S] each
+    size = silhouettes.shape[-1]
+    x0, y0 = columns.argmax(axis=-1), rows.argmax(axis=-1)  # first occupied column / row
+    x1 = size - columns[..., ::-1].argmax(axis=-1)  # one past the last occupied column
+    y1 = size - rows[..., ::-1].argmax(axis=-1)
+    return np.stack([x0, y0, x1, y1], axis=-1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files
+
+
+def clip_paths(root: str | Path, split: str, category: str, name: str) -> dict[str, Path]:
+    """Where the S4 layout puts a clip's files (frame/mask/label paths use ``{i}`` = 1..5)."""
+    data = Path(root) / "s4_data"
+    return {
+        "frames": data / "visual_frames" / split / category / name,
+        "wav": data / "audio_wav" / split / category / f"{name}.wav",
+        "masks": data / "gt_masks" / split / category / name,
+        "crop_labels": data / "crop_labels" / split / category / name,
+        "sidecar": Path(root) / SIDECAR_DIR / split / f"{name}.npz",
+    }
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so the bytes depend on the data only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(entry, "w", force_zip64=True) as file:
+                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
+    os.replace(temporary, path)
+
+
+def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
+    """Render one clip and write all its files (run in a worker process)."""
+    from avs_lib.data.audio import write_wav
+    from avs_lib.data.boxes import write_voc
+
+    root, plan, params = task
+    clip = render_clip(plan, params)
+    paths = clip_paths(root, plan.split, plan.category, plan.name)
+    size = params.image_size
+    for key in ("frames", "masks", "crop_labels"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    mask_frames = (1,) if plan.split == "train" else range(1, FRAMES_PER_CLIP + 1)
+    for i in range(1, FRAMES_PER_CLIP + 1):
+        frame_path = paths["frames"] / f"{plan.name}_{i}.png"
+        # Fast zlib: the frames are noisy, so stronger compression costs time and saves little.
+        Image.fromarray(clip.frames[i - 1]).save(frame_path, compress_level=1)
+        box = tuple(int(v) for v in clip.boxes[0, i - 1])
+        # A root-relative image path keeps the XML identical wherever the dataset lives.
+        write_voc(
+            paths["crop_labels"] / f"{plan.name}_{i}.xml",
+            box,
+            name=plan.category,
+            image_path=frame_path.relative_to(root),
+            image_size=(size, size),
+        )
+        if i in mask_frames:
+            mask = clip.masks[0, i - 1] * np.uint8(255)  # [S, S] in {0, 255}
+            Image.fromarray(mask).save(paths["masks"] / f"{plan.name}_{i}.png", compress_level=1)
+    write_wav(paths["wav"], clip.waveform, SAMPLE_RATE)
+    sidecar = {
+        "classes": np.asarray(plan.classes, dtype=np.int64),
+        "masks": clip.masks,
+        "boxes": clip.boxes,
+        "visible_fraction": clip.visible_fraction,
+        "swap_partner": np.asarray(plan.swap_partner),
+    }
+    _save_npz(paths["sidecar"], sidecar)
+
+
+def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
+    with open(root / META_FILE, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["name", "start", "category", "split"])
+        for plan in plans:
+            writer.writerow([plan.name, plan.start, plan.category, plan.split])
+
+
+# ---------------------------------------------------------------------------------------------
+# The public entry points
+
+
+@dataclass
+class SynthInfo:
+    """What ``make_dataset`` wrote, and what it cost."""
+
+    root: Path
+    params: SynthParams
+    clips: dict[str, int]  # per split
+    frames: int
+    gt_masks: int
+    wavs: int
+    crop_labels: int
+    sidecars: int
+    seconds: float  # 0.0 when ``ensure_dataset`` found the dataset already there
+    bytes_on_disk: int
+    counts_by_category: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+
+def _counts(plans: list[ClipPlan]) -> dict:
+    def per_split(keep) -> dict[str, int]:
+        return {split: sum(p.split == split and keep(p) for p in plans) for split in SPLITS}
+
+    clips = per_split(lambda p: True)
+    return {
+        "clips": clips,
+        "frames": FRAMES_PER_CLIP * len(plans),
+        "gt_masks": clips["train"] + FRAMES_PER_CLIP * (clips["val"] + clips["test"]),
+        "wavs": len(plans),
+        "crop_labels": FRAMES_PER_CLIP * len(plans),
+        "sidecars": len(plans),
+        "clips_with_distractors": per_split(lambda p: len(p.classes) > 1),
+        "clips_with_swap_partner": per_split(lambda p: p.swap_partner != ""),
+        "counts_by_category": {
+            split: {
+                c: sum(p.split == split and p.category == c for p in plans) for c in S4_CATEGORIES
+            }
+            for split in SPLITS
+        },
+    }
+
+
+def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
+    parameters = asdict(params)
+    parameters["videos_per_split"] = list(params.videos_per_split)
+    return {
+        "generator": "avs_lib.synth",
+        "version": GENERATOR_VERSION,
+        "seed": params.seed,
+        "parameters": parameters,
+        "counts": _counts(plans),
+    }
+
+
+def _synth_info(root: Path, params: SynthParams, counts: dict, seconds: float) -> SynthInfo:
+    files = [root / META_FILE, *(root / "s4_data").rglob("*"), *(root / SIDECAR_DIR).rglob("*")]
+    return SynthInfo(
+        root=root,
+        params=params,
+        clips=counts["clips"],
+        frames=counts["frames"],
+        gt_masks=counts["gt_masks"],
+        wavs=counts["wavs"],
+        crop_labels=counts["crop_labels"],
+        sidecars=counts["sidecars"],
+        seconds=seconds,
+        bytes_on_disk=sum(f.stat().st_size for f in files if f.is_file()),
+        counts_by_category=counts["counts_by_category"],
+    )
+
+
+def _is_synthetic(root: Path) -> bool:
+    return (root / SIDECAR_DIR / INFO_FILE).is_file()
+
+
+def _clear(root: Path, overwrite: bool) -> None:
+    existing = [p for p in (root / META_FILE, root / "s4_data", root / SIDECAR_DIR) if p.exists()]
+    if not existing:
+        return
+    if not _is_synthetic(root):
+        raise FileExistsError(
+            f"{root} already holds files this generator did not write ({existing[0]}); "
+            "refusing to replace them (choose an empty directory)"
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"{root} already holds a synthetic dataset; pass overwrite=True to replace it"
+        )
+    (root / SIDECAR_DIR / INFO_FILE).unlink()  # first, so a half-deleted tree never looks complete
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _worker_count(workers: int | None, clips: int) -> int:
+    if workers is None:
+        workers = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    return max(1, min(workers, clips // 4))  # a pool costs more than it saves on a handful of clips
+
+
+def _write_all(
+    root: Path, params: SynthParams, plans: list[ClipPlan], workers: int | None, progress: bool
+) -> None:
+    tasks = [(str(root), plan, params) for plan in plans]
+    pool_size = _worker_count(workers, len(plans))
+    with tqdm(total=len(plans), desc="synthetic clips", unit="clip", disable=not progress) as bar:
+        if pool_size == 1:
+            for task in tasks:
+                _write_clip(task)
+                bar.update()
+            return
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(pool_size) as pool:
+            for _ in pool.imap_unordered(_write_clip, tasks, chunksize=4):
+                bar.update()
+
+
+def _params(videos_per_split: int | Sequence[int], **options) -> SynthParams:
+    if isinstance(videos_per_split, int):
+        counts = (videos_per_split,) * 3
+    else:
+        counts = tuple(int(n) for n in videos_per_split)
+    return SynthParams(videos_per_split=counts, **options)
+
+
+def make_dataset(
+    root: str | Path,
+    videos_per_split: int | Sequence[int] = (240, 60, 60),
+    image_size: int = 224,
+    seed: int = 0,
+    max_distractors: int = 2,
+    *,
+    eval_distractor_fraction: float = 1.0,
+    small_object_probability: float = 0.25,
+    overlap_probability: float = 0.35,
+    occluder_probability: float = 0.25,
+    min_visible_fraction: float = 0.4,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> SynthInfo:
+    """Write a synthetic S4 dataset under ``root`` (see the module docstring for what is in it).
+
+    ``videos_per_split`` is (train, val, test) or one count for all three. ``workers`` processes
+    draw clips in parallel (default: the usable CPUs); the bytes written do not depend on it.
+    ``info.json`` is written last, so its presence marks a complete dataset. An existing
+    synthetic dataset is replaced only with ``overwrite=True``; anything else is never touched.
+    """
+    params = _params(
+        videos_per_split,
+        image_size=image_size,
+        seed=seed,
+        max_distractors=max_distractors,
+        eval_distractor_fraction=eval_distractor_fraction,
+        small_object_probability=small_object_probability,
+        overlap_probability=overlap_probability,
+        occluder_probability=occluder_probability,
+        min_visible_fraction=min_visible_fraction,
+    )
+    began = time.perf_counter()
+    root = Path(root)
+    _clear(root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    plans = plan_clips(params)
+    _write_all(root, params, plans, workers, progress)
+    _write_meta(root, plans)
+    info = _info_json(params, plans)
+    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+
+
+def ensure_dataset(
+    root: str | Path,
+    videos_per_split: int | Sequence[int] = (240, 60, 60),
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    **options,
+) -> SynthInfo:
+    """``make_dataset`` unless ``root`` already holds a complete one made with the same parameters.
+
+    Notebooks call this so that rerunning them does not redraw the data; different parameters
+    (or an older generator version) replace the old synthetic dataset.
+    """
+    params = _params(videos_per_split, **options)
+    root = Path(root)
+    if _is_synthetic(root):
+        info = read_info(root)  # holds the generator version, the parameters and the counts
+        if info == _info_json(params, plan_clips(params)):
+            return _synth_info(root, params, info["counts"], seconds=0.0)
+    return make_dataset(
+        root, videos_per_split, workers=workers, overwrite=True, progress=progress, **options
+    )
+
+
+def read_info(root: str | Path) -> dict:
+    """The parsed ``synth_sidecar/info.json`` of a generated dataset."""
+    path = Path(root) / SIDECAR_DIR / INFO_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no synthetic-dataset info at {path} (not generated by avs_lib.synth, or incomplete)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataFormatError(path, f"not valid JSON ({error})") from None
+
+
+@dataclass(frozen=True)
+class SidecarClip:
+    """What the generator knows about one clip. Object 0 sounds; the others are silent."""
+
+    name: str
+    split: str
+    classes: np.ndarray  # int64 [K]
+    masks: np.ndarray = field(repr=False)  # uint8 [K, 5, H, W] in {0, 1}, visible pixels only
+    boxes: np.ndarray = field(repr=False)  # int64 [K, 5, 4] whole silhouette, exclusive max
+    visible_fraction: np.ndarray = field(repr=False)  # float32 [K, 5]
+    swap_partner: str = ""  # a clip of the same split sounding one of classes[1:], or ""
+
+    @property
+    def category(self) -> str:
+        return S4_CATEGORIES[int(self.classes[0])]
+
+    @property
+    def distractor_categories(self) -> list[str]:
+        return [S4_CATEGORIES[int(c)] for c in self.classes[1:]]
+
+
+_SIDECAR_KEYS = {"classes": 1, "masks": 4, "boxes": 3, "visible_fraction": 2, "swap_partner": 0}
+
+
+def read_sidecar(root: str | Path, split: str, name: str) -> SidecarClip:
+    """Load ``synth_sidecar/{split}/{name}.npz``, checking keys and shapes."""
+    path = Path(root) / SIDECAR_DIR / split / f"{name}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"synthetic sidecar not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise DataFormatError(path, f"not a readable .npz archive ({error})") from None
+    for key, ndim in _SIDECAR_KEYS.items():
+        if key not in arrays:
+            raise DataFormatError(
+                path, f"missing key {key!r}; expected keys {sorted(_SIDECAR_KEYS)}"
+            )
+        if arrays[key].ndim != ndim:
+            raise DataFormatError(
+                path, f"{key!r} has shape {arrays[key].shape}, expected {ndim} dimensions"
+            )
+    objects = arrays["classes"].shape[0]
+    expected = {
+        "masks": (objects, FRAMES_PER_CLIP),
+        "boxes": (objects, FRAMES_PER_CLIP, 4),
+        "visible_fraction": (objects, FRAMES_PER_CLIP),
+    }
+    for key, leading in expected.items():
+        if arrays[key].shape[: len(leading)] != leading:
+            raise DataFormatError(
+                path, f"{key!r} has shape {arrays[key].shape}, expected it to start with {leading}"
+            )
+    return SidecarClip(
+        name=name,
+        split=split,
+        classes=arrays["classes"].astype(np.int64),
+        masks=arrays["masks"],
+        boxes=arrays["boxes"].astype(np.int64),
+        visible_fraction=arrays["visible_fraction"],
+        swap_partner=str(arrays["swap_partner"]),
+    )
+
+
+def _read_split_names(root: Path, split: str) -> list[tuple[str, str]]:
+    path = root / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata not found: {path}")
+    with open(path, newline="") as file:
+        return [
+            (row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split
+        ]
+
+
+def _iou(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Per-frame IoU as the official code scores it (SPEC §5)."""
+    if not truth.any():
+        return float((~prediction).mean())
+    return float((prediction & truth).sum() / ((prediction | truth).sum() + 1e-7))
+
+
+VISUAL_STRATEGIES = (
+    "sounding_object",
+    "largest_object",
+    "most_central_object",
+    "random_object",
+    "union_of_objects",
+)
+
+
+def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """IoU of each strategy on one frame; ``objects`` [K, H, W] bool (0 sounds), ``truth`` [H, W]."""
+    height, width = truth.shape
+    areas = objects.sum(axis=(1, 2))  # [K]
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    centroid_x = (objects * xs).sum(axis=(1, 2)) / np.maximum(areas, 1)
+    centroid_y = (objects * ys).sum(axis=(1, 2)) / np.maximum(areas, 1)
+    off_centre = np.hypot(centroid_x - width / 2, centroid_y - height / 2)
+    return {
+        "sounding_object": _iou(objects[0], truth),
+        "largest_object": _iou(objects[int(areas.argmax())], truth),
+        "most_central_object": _iou(objects[int(off_centre.argmin())], truth),
+        "random_object": float(np.mean([_iou(o, truth) for o in objects])),
+        "union_of_objects": _iou(objects.any(axis=0), truth),
+    }
+
+
+def visual_only_ceiling(root: str | Path, split: str) -> dict[str, float]:
+    """mIoU against the GT mask files of strategies that see every object but hear nothing.
+
+    ``sounding_object`` is the oracle (1.0 when the files agree with the sidecar);
+    ``largest_object`` and ``most_central_object`` pick one visible object per frame by a
+    visual cue; ``random_object`` is the expected score of picking one uniformly;
+    ``union_of_objects`` segments them all. The gap between the oracle and the best visual
+    strategy is what listening must earn.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    root = Path(root)
+    scores: dict[str, list[float]] = {strategy: [] for strategy in VISUAL_STRATEGIES}
+    for name, category in _read_split_names(root, split):
+        visible = read_sidecar(root, split, name).masks.astype(bool)  # [K, 5, H, W]
+        mask_dir = clip_paths(root, split, category, name)["masks"]
+        for i in (1,) if split == "train" else range(1, FRAMES_PER_CLIP + 1):
+            path = mask_dir / f"{name}_{i}.png"
+            if not path.is_file():
+                raise FileNotFoundError(f"ground-truth mask not found: {path}")
+            with Image.open(path) as image:
+                truth = np.asarray(image.convert("L")) > 0
+            for strategy, score in _strategy_scores(visible[:, i - 1], truth).items():
+                scores[strategy].append(score)
+    if not scores["sounding_object"]:
+        raise ValueError(f"{root / META_FILE} lists no clips in split {split!r}")
+    return {strategy: float(np.mean(values)) for strategy, values in scores.items()}
