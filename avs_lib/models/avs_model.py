@@ -1,0 +1,259 @@
+"""The AVSBench ResNet model: encoder -> per-stage heads -> audio-visual fusion -> decoder.
+
+    frames [B*T, 3, H, W] --resnet--> 4 stages --conv1..4--> 4 maps [B*T, channel, H/4..H/32]
+      --tpavi_b1..4 (with audio [B*T, 128])--> fused maps --path4..1, output_conv--> logits [B*T, 1, H, W]
+
+Parameter names and registration order follow the official `Pred_endecoder`, so an official
+checkpoint loads with `load_state_dict(strict=True)` (see `weights.load_avs_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avs_lib.models.decoder import ClassifierModule, FeatureFusionBlock, output_head
+from avs_lib.models.fusion import FUSIONS, CrossModalAttention
+from avs_lib.models.resnet import STAGE_STRIDES, ResNetEncoder, check_resnet_name
+from avs_lib.models.tpavi import TPAVI, TPAVI_IMPLS
+
+AUDIO_DIM = 128  # VGGish embedding width
+
+
+def check_fusion_options(
+    *,
+    tpavi_stages: tuple[int, ...],
+    tpavi_vv: bool,
+    tpavi_va: bool,
+    fusion: str,
+    tpavi_impl: str,
+    frames: int,
+    channel: int,
+    cross_attention_heads: int,
+) -> None:
+    """Raise a ValueError naming the offending option; shared by AVSModel and ModelConfig."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    if tpavi_impl not in TPAVI_IMPLS:
+        raise ValueError(f"tpavi_impl must be one of {', '.join(TPAVI_IMPLS)}; got {tpavi_impl!r}")
+    bad = [s for s in tpavi_stages if s not in (0, 1, 2, 3)]
+    if bad or len(set(tpavi_stages)) != len(tpavi_stages):
+        raise ValueError(
+            f"tpavi_stages must be distinct stages among 0, 1, 2, 3; got {tuple(tpavi_stages)}"
+        )
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if channel < 2:
+        raise ValueError(f"channel must be >= 2, got {channel}")
+    if fusion == "tpavi" and tpavi_stages and not (tpavi_vv or tpavi_va):
+        raise ValueError(
+            "tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
+            "(tpavi_vv: visual self-attention; tpavi_va: the standard audio-visual attention)"
+        )
+    if fusion == "cross_attention":
+        if tpavi_vv or not tpavi_va:
+            raise ValueError(
+                "fusion='cross_attention' is audio-visual only: set tpavi_va=True, tpavi_vv=False"
+            )
+        if channel % cross_attention_heads != 0:
+            raise ValueError(
+                f"cross_attention_heads ({cross_attention_heads}) must divide channel ({channel})"
+            )
+
+
+class AVSModel(nn.Module):
+    """AVSBench's ResNet encoder-decoder with audio-visual fusion at chosen encoder stages.
+
+    Args:
+        backbone: "resnet18", "resnet34" or "resnet50" (official: resnet50).
+        channel: decoder width (official: 256).
+        tpavi_stages: encoder stages (0-3) that get a fusion block, named `tpavi_b{stage+1}`
+            (`cross_attention_b{stage+1}` with fusion="cross_attention").
+        tpavi_vv: visual-visual TPAVI (phi from the visual map); averaged with the audio-visual one
+            if both are on, sharing the block's weights, as the official code does.
+        tpavi_va: audio-visual TPAVI (the standard one).
+        frames: T, frames per clip; inputs are [B*T, ...] with the T frames of a clip adjacent.
+        fusion: "tpavi", "cross_attention" or "none" (no fusion blocks; visual-only model).
+        tpavi_impl: "fast" or "naive" (same numbers; naive forms the T*H*W square matrix).
+        cross_attention_heads: heads of the cross-attention fusion.
+        second_branch: build the official unused `layer3_2`/`layer4_2` (frozen); None means
+            "as the official layout": yes for resnet50, no otherwise.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        channel: int = 256,
+        tpavi_stages: tuple[int, ...] = (0, 1, 2, 3),
+        tpavi_vv: bool = False,
+        tpavi_va: bool = True,
+        frames: int = 5,
+        fusion: str = "tpavi",
+        tpavi_impl: str = "fast",
+        cross_attention_heads: int = 8,
+        second_branch: bool | None = None,
+    ):
+        super().__init__()
+        check_resnet_name(backbone)
+        tpavi_stages = tuple(tpavi_stages)
+        check_fusion_options(
+            tpavi_stages=tpavi_stages,
+            tpavi_vv=tpavi_vv,
+            tpavi_va=tpavi_va,
+            fusion=fusion,
+            tpavi_impl=tpavi_impl,
+            frames=frames,
+            channel=channel,
+            cross_attention_heads=cross_attention_heads,
+        )
+        self.frames = frames
+        self.channel = channel
+        self.fusion = fusion
+        self.tpavi_vv = tpavi_vv if fusion == "tpavi" else False
+        self.tpavi_va = tpavi_va if fusion != "none" else False
+        self.fusion_stages: tuple[int, ...] = (
+            () if fusion == "none" else tuple(sorted(tpavi_stages))
+        )
+        self._block_prefix = "cross_attention_b" if fusion == "cross_attention" else "tpavi_b"
+
+        if second_branch is None:
+            second_branch = backbone == "resnet50"
+        self.resnet = ResNetEncoder(backbone, second_branch=second_branch)
+        self.encoder_channels = self.resnet.stage_channels
+        c1, c2, c3, c4 = self.encoder_channels
+        self.conv4 = ClassifierModule(c4, channel)
+        self.conv3 = ClassifierModule(c3, channel)
+        self.conv2 = ClassifierModule(c2, channel)
+        self.conv1 = ClassifierModule(c1, channel)
+        self.path4 = FeatureFusionBlock(channel)
+        self.path3 = FeatureFusionBlock(channel)
+        self.path2 = FeatureFusionBlock(channel)
+        self.path1 = FeatureFusionBlock(channel)
+        # path4 gets no skip input, so its resConfUnit1 never runs (in the official model too). It is
+        # kept for checkpoint names and frozen, so DDP need not look for unused parameters.
+        self.path4.resConfUnit1.requires_grad_(False)
+        for stage in self.fusion_stages:
+            if fusion == "tpavi":
+                block: nn.Module = TPAVI(channel, AUDIO_DIM, impl=tpavi_impl)
+            else:
+                block = CrossModalAttention(channel, AUDIO_DIM, heads=cross_attention_heads)
+            setattr(self, f"{self._block_prefix}{stage + 1}", block)
+        self.output_conv = output_head(channel)
+
+    @property
+    def needs_audio(self) -> bool:
+        """Whether forward requires audio embeddings."""
+        return bool(self.fusion_stages) and self.tpavi_va
+
+    def fusion_block(self, stage: int) -> nn.Module:
+        """The fusion block of encoder stage 0-3 (`tpavi_b{stage+1}`)."""
+        return getattr(self, f"{self._block_prefix}{stage + 1}")
+
+    def forward(
+        self, frames: torch.Tensor, audio_emb: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+        """frames [B*T, 3, H, W], audio_emb [B*T, 128] or None -> (logits [B*T, 1, H, W],
+        4 fused maps [B*T, channel, h, w], 4 aligned audio features [B, T, channel] or None)."""
+        self._check_clip_frames(frames)
+        return self.fuse_and_decode(self.encode(frames), audio_emb)
+
+    def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """The audio-independent encoder: [N, 3, H, W] -> 4 ResNet stages [N, C_i, H/s_i, W/s_i].
+
+        Channels are `encoder_channels`; strides 4, 8, 16, 32. Any N and size (crops too); the
+        decoder needs N = B*T and sides that are multiples of 32.
+        """
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise ValueError(f"expected frames [N, 3, H, W], got {tuple(frames.shape)}")
+        return self.resnet(frames)
+
+    def _check_clip_frames(self, frames: torch.Tensor) -> None:
+        if frames.dim() != 4 or frames.shape[1] != 3:
+            raise ValueError(f"expected frames [B*T, 3, H, W], got {tuple(frames.shape)}")
+        H, W = frames.shape[-2:]
+        stride = STAGE_STRIDES[-1]
+        if H % stride or W % stride:
+            raise ValueError(
+                f"frame height and width must be multiples of {stride} (the encoder's total stride) "
+                f"so the decoder's x2 upsamplings meet the skip maps; got {H}x{W}"
+            )
+        if frames.shape[0] % self.frames:
+            raise ValueError(
+                f"expected B*T frames with T={self.frames} per clip; got {frames.shape[0]} frames"
+            )
+
+    def project(self, stages: list[torch.Tensor]) -> list[torch.Tensor]:
+        """conv1..conv4 heads: 4 encoder stages -> 4 maps [B*T, channel, h, w] (audio-independent).
+
+        At 224 px these heads cost more than the ResNet-50 itself, so a pass that varies only the
+        audio can run `project` once and `fuse_and_decode_projected` per audio.
+        """
+        heads = (self.conv1, self.conv2, self.conv3, self.conv4)
+        return [head(x) for head, x in zip(heads, stages, strict=True)]
+
+    def fuse_and_decode(
+        self, visual: list[torch.Tensor], audio_emb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+        """Encoder stages from `encode` + audio -> (logits, fused maps, aligned audio), as forward."""
+        return self.fuse_and_decode_projected(self.project(visual), audio_emb)
+
+    def fuse_and_decode_projected(
+        self, maps: list[torch.Tensor], audio_emb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+        """Maps from `project` + audio -> (logits, fused maps, aligned audio). Inputs are not modified.
+
+        The returned maps are ReLU(fused map): the official decoder applies an in-place ReLU to the
+        maps it reads, so the list it returns (and its AVM loss sees) holds the ReLU'd values.
+        """
+        sizes = [tuple(m.shape[-2:]) for m in maps]
+        if any(sizes[i] != (2 * h, 2 * w) for i, (h, w) in enumerate(sizes[1:])):
+            raise ValueError(
+                f"stage maps of sizes {sizes} do not halve stage by stage: frame sides must be "
+                f"multiples of {STAGE_STRIDES[-1]}"
+            )
+        if maps[0].shape[0] % self.frames:
+            raise ValueError(f"expected B*T maps with T={self.frames}; got {maps[0].shape[0]}")
+        audio = self._clip_audio(audio_emb, maps[0].shape[0])  # [B, T, 128] or None
+        maps = list(maps)
+        aligned: list[torch.Tensor | None] = [None] * 4
+        for stage in self.fusion_stages:
+            maps[stage], aligned[stage] = self._fuse(stage, maps[stage], audio)
+        d4 = self.path4(maps[3])  # [B*T, C, H/16, W/16]
+        d3 = self.path3(d4, maps[2])  # [B*T, C, H/8, W/8]
+        d2 = self.path2(d3, maps[1])  # [B*T, C, H/4, W/4]
+        d1 = self.path1(d2, maps[0])  # [B*T, C, H/2, W/2]
+        logits = self.output_conv(d1)  # [B*T, 1, H, W]
+        return logits, [F.relu(m) for m in maps], aligned
+
+    def _clip_audio(self, audio_emb: torch.Tensor | None, n_frames: int) -> torch.Tensor | None:
+        if not self.needs_audio:
+            return None
+        if audio_emb is None:
+            raise ValueError(
+                "this model fuses audio (tpavi_va=True at stages "
+                f"{self.fusion_stages}) but audio_emb is None"
+            )
+        if audio_emb.shape != (n_frames, AUDIO_DIM):
+            raise ValueError(
+                f"expected audio_emb [B*T, {AUDIO_DIM}] = [{n_frames}, {AUDIO_DIM}], got {tuple(audio_emb.shape)}"
+            )
+        return audio_emb.reshape(-1, self.frames, AUDIO_DIM)  # [B*T, 128] -> [B, T, 128]
+
+    def _fuse(
+        self, stage: int, x: torch.Tensor, audio: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        block = self.fusion_block(stage)
+        n, C, h, w = x.shape
+        # [B*T, C, h, w] -> [B, T, C, h, w] -> [B, C, T, h, w]
+        clip = x.view(-1, self.frames, C, h, w).permute(0, 2, 1, 3, 4)
+        outputs = []
+        aligned = None
+        if self.tpavi_vv:
+            outputs.append(block(clip, None)[0])
+        if self.tpavi_va:
+            fused, aligned = block(clip, audio)
+            outputs.append(fused)
+        z = outputs[0] if len(outputs) == 1 else sum(outputs) / len(outputs)
+        z = z.permute(0, 2, 1, 3, 4).reshape(n, C, h, w)  # [B, C, T, h, w] -> [B*T, C, h, w]
+        return z, aligned

@@ -1,0 +1,75 @@
+"""The ResNet encoder, laid out as the official AVSBench `B2_ResNet` names it.
+
+The official model keeps torchvision's ResNet-50 but renames `layer3`/`layer4` to `layer3_1`/`layer4_1`
+and carries a second, never-used branch `layer3_2`/`layer4_2` (inherited from a two-branch saliency
+network). Official checkpoints contain that branch, so a ResNet-50 encoder builds it by default
+(frozen: it gets no gradient either way) to keep `load_state_dict(strict=True)` working both ways.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+# name -> (torchvision builder, output channels of layer1..layer4)
+RESNETS: dict[str, tuple[Callable[..., torchvision.models.ResNet], tuple[int, int, int, int]]] = {
+    "resnet18": (torchvision.models.resnet18, (64, 128, 256, 512)),
+    "resnet34": (torchvision.models.resnet34, (64, 128, 256, 512)),
+    "resnet50": (torchvision.models.resnet50, (256, 512, 1024, 2048)),
+}
+
+# Stride of each stage relative to the input: an input side must be a multiple of the last one.
+STAGE_STRIDES = (4, 8, 16, 32)
+
+
+def check_resnet_name(name: str) -> None:
+    """Raise a ValueError listing the valid names if `name` is not a known ResNet."""
+    if name not in RESNETS:
+        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(RESNETS)}")
+
+
+def torchvision_resnet(name: str) -> torchvision.models.ResNet:
+    """A randomly initialised torchvision ResNet (never downloads: weights=None)."""
+    check_resnet_name(name)
+    return RESNETS[name][0](weights=None)
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet stages 1-4 as a feature pyramid: [N, 3, H, W] -> 4 maps at strides 4, 8, 16, 32.
+
+    Parameter names follow the official `resnet.*` layout (`layer3_1`, `layer4_1`, and with
+    `second_branch=True` the unused `layer3_2`, `layer4_2`).
+    """
+
+    def __init__(self, name: str = "resnet50", second_branch: bool = False):
+        super().__init__()
+        base = torchvision_resnet(name)
+        self.name = name
+        self.stage_channels: tuple[int, int, int, int] = RESNETS[name][1]
+        self.conv1 = base.conv1
+        self.bn1 = base.bn1
+        self.relu = base.relu
+        self.maxpool = base.maxpool
+        self.layer1 = base.layer1
+        self.layer2 = base.layer2
+        self.layer3_1 = base.layer3
+        self.layer4_1 = base.layer4
+        self.second_branch = second_branch
+        if second_branch:
+            # Same shapes as layer3/layer4 (both take layer2's output); kept only for checkpoints.
+            self.layer3_2 = copy.deepcopy(base.layer3)
+            self.layer4_2 = copy.deepcopy(base.layer4)
+            for p in [*self.layer3_2.parameters(), *self.layer4_2.parameters()]:
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 64, H/4, W/4]
+        x1 = self.layer1(x)  # [N, C1, H/4, W/4]
+        x2 = self.layer2(x1)  # [N, C2, H/8, W/8]
+        x3 = self.layer3_1(x2)  # [N, C3, H/16, W/16]
+        x4 = self.layer4_1(x3)  # [N, C4, H/32, W/32]
+        return [x1, x2, x3, x4]
