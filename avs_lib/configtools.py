@@ -86,7 +86,10 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
             f"unknown config key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(names))}"
         )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
-    obj = cls(**kwargs)
+    try:
+        obj = cls(**kwargs)  # dataclasses may validate in __post_init__
+    except ValueError as err:
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from err
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:

@@ -1,0 +1,3 @@
+from avs_lib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""`python -m avs_lib {synth, check-data, train, evaluate, report}`: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _videos(text: str) -> tuple[int, int, int]:
+    parts = [int(x) for x in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or TRAIN,VAL,TEST clip counts >= 1, got {text!r}")
+    return tuple(parts)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from avs_lib.synth import make_dataset
+
+    info = make_dataset(args.root, videos_per_split=args.videos, image_size=args.image_size,
+                        seed=args.seed, progress=not args.quiet)
+    print(f"wrote {args.root}: {info}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from avs_lib.data import check_dataset
+
+    report = check_dataset(args.root, progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from avs_lib.config import build_config
+    from avs_lib.train import fit
+
+    extra = {}
+    if args.seed is not None:
+        extra["seed"] = args.seed
+    if args.output_dir is not None:
+        extra["output_dir"] = args.output_dir
+    cfg = build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set, **extra)
+    result = fit(cfg, resume=args.resume)
+    print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
+                      "best_val_miou": result.best_val_miou, **result.test_metrics}, indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from avs_lib.evaluate import evaluate
+
+    metrics = evaluate(args.source, split=args.split, device=args.device, out_dir=args.out,
+                       diagnostics=not args.no_diagnostics, data_root=args.data_root)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from avs_lib.report import run_notebooks
+
+    run_notebooks(profile=args.profile, data_root=args.data_root, runs_dir=args.runs_dir, device=args.device,
+                  notebooks=args.only)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m avs_lib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic AVSBench-format dataset")
+    p.add_argument("root", type=Path)
+    p.add_argument("--videos", type=_videos, default=(240, 60, 60), help="TRAIN,VAL,TEST clips (default 240,60,60)")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("check-data", help="list every problem of an AVSBench-layout dataset; exit 1 if any")
+    p.add_argument("root", type=Path)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("train", help="train one experiment (profile + method + overrides)")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper")
+    p.add_argument("--method", default=None, help="a named method, e.g. tpavi, thesis, counterfactual")
+    p.add_argument("--config", default=None, help="a YAML file of overrides")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. loss.crop_ce=1.0")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint")
+    p.add_argument("source", type=Path)
+    p.add_argument("--split", default="test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--data-root", default=None, help="read the data from here instead of the config's root")
+    p.add_argument("--no-diagnostics", action="store_true", help="skip silent/swapped-audio runs")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="run the numbered notebooks with papermill")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data-root", default="data/synth")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--only", nargs="*", default=None, help="notebook names to run (default: all)")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

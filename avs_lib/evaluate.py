@@ -1,0 +1,210 @@
+"""Evaluation: the official metrics, the batch-independent F-score, and the audio-reliance checks.
+
+`evaluate_system` answers two questions on a split: how good are the masks (mIoU, F-score), and does
+the model segment what it *hears*? For the second it re-runs the split with silent audio and with
+audio swapped from a clip of another class; on the synthetic data, whose sidecar knows every object,
+it measures the listening rate: how often the mask moves onto the object whose sound was swapped in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from avs_lib.checkpoint import atomic_write_text
+from avs_lib.config import ExperimentConfig
+from avs_lib.data import collate_clips
+from avs_lib.data.factory import build_dataset
+from avs_lib.metrics import Evaluator, listening_rate, mask_iou
+
+SILENCE_LOG_MEL = math.log(0.01)  # log(mel + 0.01) of an all-zero waveform
+
+
+def _full(dataset):
+    """The whole split behind a `ClipSubset` (partners may lie outside the evaluated subset)."""
+    return getattr(dataset, "base", dataset)
+
+
+def swap_partners(dataset) -> list[int | None]:
+    """For each clip, the index (in the whole split) of the clip whose audio is swapped in.
+
+    The sidecar's partner where there is one (its class is a distractor in the frames), else the
+    next clip of another class.
+    """
+    full = _full(dataset)
+    names = {c.name: i for i, c in enumerate(full.clips)}
+    categories = [c.category_index for c in full.clips]
+    partners: list[int | None] = []
+    for i, clip in enumerate(dataset.clips):
+        sidecar = dataset.sidecar(clip.name)
+        if sidecar is not None and sidecar.swap_partner:
+            partners.append(names.get(sidecar.swap_partner))
+            continue
+        others = [j for j in range(i + 1, len(categories)) if categories[j] != categories[i]]  # wrap around
+        others += [j for j in range(0, i) if categories[j] != categories[i]]
+        partners.append(others[0] if others else None)
+    return partners
+
+
+def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Sidecar masks [T, S, S] of the sounding object and of the object of the partner's class."""
+    sidecar = dataset.sidecar(dataset.clips[index].name)
+    if sidecar is None:
+        return None
+    hits = np.flatnonzero(sidecar.classes == _full(dataset).clips[partner].category_index)
+    if len(hits) == 0 or hits[0] == 0:
+        return None
+    masks = torch.from_numpy((sidecar.masks[[0, hits[0]]] > 0).astype(np.float32))  # [2, T, H, W]
+    if masks.shape[-1] != size:
+        masks = torch.nn.functional.interpolate(masks, size=(size, size), mode="nearest")
+    return masks[0], masks[1]
+
+
+@torch.no_grad()
+def predict_logits(system, batch: dict, device: torch.device, audio: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [B*T, 1, S, S] for a batch, optionally with replacement audio [B, T, 1, 96, 64]."""
+    inputs = {"frames": batch["frames"].to(device), "audio": (batch["audio"] if audio is None else audio).to(device)}
+    use_amp = system.cfg.amp and device.type == "cuda"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        visual = system.model.encode(inputs["frames"].flatten(0, 1))
+        logits = system.model.fuse_and_decode(visual, system.embed_audio(inputs["audio"]))[0]
+    return logits.float()
+
+
+def _gt_frames(logits: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits of the frames that have a mask, those masks, and their frame indices."""
+    B = batch["masks"].shape[0]
+    T = logits.shape[0] // B
+    per_clip = logits.view(B, T, *logits.shape[1:])  # [B*T, 1, S, S] -> [B, T, 1, S, S]
+    idx = batch["mask_frames"]  # [B, M]
+    chosen = torch.stack([per_clip[b, idx[b]] for b in range(B)])  # [B, M, 1, S, S]
+    return chosen.flatten(0, 1), batch["masks"].flatten(0, 1).to(logits.device), idx.flatten()
+
+
+def _save_masks(logits: torch.Tensor, batch: dict, out_dir: Path) -> None:
+    """Predicted masks as PNG in the official layout: {category}/{name}/{name}_{i}.png."""
+    B = len(batch["name"])
+    pred = (torch.sigmoid(logits) > 0.5).view(B, -1, *logits.shape[-2:]).cpu().numpy()  # [B, T, S, S]
+    for b in range(B):
+        folder = out_dir / batch["category_name"][b] / batch["name"][b]
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(pred.shape[1]):
+            Image.fromarray(pred[b, t].astype(np.uint8) * 255).save(folder / f"{batch['name'][b]}_{t + 1}.png")
+
+
+def evaluate_system(
+    system,
+    cfg: ExperimentConfig,
+    split: str,
+    device: torch.device,
+    diagnostics: bool = True,
+    out_dir: str | Path | None = None,
+    dataset=None,
+) -> dict[str, Any]:
+    """Metrics of `system` on `split`; with `diagnostics`, also silent/swapped audio and listening rate."""
+    system.eval()
+    dataset = dataset if dataset is not None else build_dataset(cfg, split)
+    loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False,
+                        num_workers=cfg.data.num_workers, collate_fn=collate_clips)
+    partners = swap_partners(dataset) if diagnostics else []
+    evaluators = {"true": Evaluator(official_batch_size=cfg.eval_batch_size)}
+    if diagnostics:
+        evaluators["silent"] = Evaluator(official_batch_size=cfg.eval_batch_size)
+        evaluators["swapped"] = Evaluator(official_batch_size=cfg.eval_batch_size)
+    listen_pred, listen_orig, listen_new, listen_names = [], [], [], []
+    offset = 0
+    for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):
+        B = len(batch["name"])
+        audios: dict[str, torch.Tensor | None] = {"true": None}
+        logits_true: torch.Tensor | None = None
+        if diagnostics:
+            audios["silent"] = torch.full_like(batch["audio"], SILENCE_LOG_MEL)
+            batch_partners = partners[offset: offset + B]
+            audios["swapped"] = torch.stack([
+                _full(dataset).load_audio(p) if p is not None else batch["audio"][b]
+                for b, p in enumerate(batch_partners)
+            ])
+        for mode, audio in audios.items():
+            if mode != "true" and system.audio_encoder is None:
+                logits = logits_true  # a visual-only model hears nothing: the same prediction
+            else:
+                logits = predict_logits(system, batch, device, audio)
+            if mode == "true":
+                logits_true = logits
+                if out_dir is not None:
+                    _save_masks(logits, batch, Path(out_dir) / "pred_masks")
+            sel_logits, sel_masks, frame_ids = _gt_frames(logits, batch)
+            M = batch["masks"].shape[1]
+            evaluators[mode].update(
+                sel_logits, sel_masks,
+                names=[n for n in batch["name"] for _ in range(M)],
+                categories=[c for c in batch["category_name"] for _ in range(M)],
+                frame_ids=frame_ids.tolist(),
+            )
+            if mode == "swapped":
+                T = logits.shape[0] // B
+                for b, p in enumerate(batch_partners):
+                    masks = _object_masks(dataset, offset + b, p, logits.shape[-1]) if p is not None else None
+                    if masks is None:
+                        continue
+                    listen_pred.append(logits[b * T:(b + 1) * T, 0].cpu())
+                    listen_orig.append(masks[0])
+                    listen_new.append(masks[1])
+                    listen_names.append(batch["name"][b])
+        offset += B
+
+    results = evaluators["true"].compute()
+    metrics: dict[str, Any] = {
+        "miou": results["miou"],
+        "f_score_official": results["f_score_official"],
+        "f_score_batch_size": cfg.eval_batch_size,
+        "f_score_split": results["f_score_split"],
+        "frames": len(results["per_frame"]),
+    }
+    if diagnostics:
+        metrics["miou_silent"] = evaluators["silent"].compute()["miou"]
+        metrics["miou_swapped"] = evaluators["swapped"].compute()["miou"]
+        if listen_pred:
+            metrics["listening_rate"] = listening_rate(
+                torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
+            )
+            metrics["listening_frames"] = int(sum(len(p) for p in listen_pred))
+        else:
+            metrics["listening_rate"] = float("nan")
+            metrics["listening_frames"] = 0
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        per_frame: pd.DataFrame = results["per_frame"]
+        atomic_write_text(per_frame.to_csv(index=False), out_dir / "per_frame.csv")
+        atomic_write_text(results["per_clip"].to_csv(index=False), out_dir / "per_clip.csv")
+        atomic_write_text(results["per_category"].to_csv(index=False), out_dir / "per_category.csv")
+        atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
+    return metrics
+
+
+def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,
+             diagnostics: bool = True, data_root: str | None = None) -> dict[str, Any]:
+    """Evaluate a run directory (its best checkpoint) or a checkpoint file on `split`."""
+    from avs_lib.train import load_system, select_device
+
+    source = Path(source)
+    ckpt = source / "best.pt" if source.is_dir() else source
+    dev = select_device(device)
+    system, cfg = load_system(ckpt, dev)
+    if data_root is not None:
+        cfg.data.root = data_root
+    if out_dir is None:
+        out_dir = (source if source.is_dir() else source.parent) / f"eval_{split}"
+    return evaluate_system(system, cfg, split, dev, diagnostics=diagnostics, out_dir=out_dir)
+
+
+__all__ = ["evaluate", "evaluate_system", "mask_iou", "predict_logits", "swap_partners"]

@@ -1,0 +1,56 @@
+"""Run the numbered notebooks with papermill, in order, failing loudly with the notebook and cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The report's notebooks, `01_...ipynb` to `05_...ipynb`, in reading order."""
+    paths = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) found in {directory}")
+    return paths
+
+
+def run_notebooks(
+    profile: str = "cpu",
+    data_root: str = "data/synth",
+    runs_dir: str = "runs",
+    device: str = "auto",
+    notebooks: list[str] | None = None,
+    output_dir: Path | None = None,
+    extra_parameters: dict | None = None,
+) -> list[Path]:
+    """Execute the notebooks in place (or into `output_dir`) with the report's parameters.
+
+    The parameters are injected into each notebook's `parameters` cell; a notebook ignores the
+    ones it does not declare. A failing cell raises `RuntimeError` naming the notebook and the cell.
+    """
+    import papermill as pm
+
+    selected = notebook_paths()
+    if notebooks:
+        wanted = set(notebooks)
+        selected = [p for p in selected if p.name in wanted or p.stem in wanted]
+        missing = wanted - {p.name for p in selected} - {p.stem for p in selected}
+        if missing:
+            raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
+    params = {"PROFILE": profile, "DATA_ROOT": str(data_root), "RUNS_DIR": str(runs_dir), "DEVICE": device,
+              **(extra_parameters or {})}
+    written = []
+    for path in selected:
+        out = (output_dir / path.name) if output_dir else path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent),
+                                kernel_name="python3", progress_bar=False)
+        except pm.PapermillExecutionError as err:
+            raise RuntimeError(
+                f"{path.name}: cell {err.exec_count} failed with {err.ename}: {err.evalue} "
+                f"(executed notebook with the traceback: {out})"
+            ) from err
+        written.append(out)
+    return written

@@ -1,0 +1,73 @@
+"""Everything a training step runs, in one module: audio encoder, AVS model, crop branch.
+
+One `nn.Module` holds all trained parts so that one optimiser, one `state_dict`, one DDP wrapper
+and one checkpoint cover them. `forward` returns the dict that `avs_lib.losses.TotalLoss` reads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avs_lib.config import ExperimentConfig
+from avs_lib.data.boxes import crop_and_resize
+from avs_lib.models.build import build_audio_encoder, build_crop_classifier, build_model
+
+
+class AVSSystem(nn.Module):
+    """Audio encoder + AVS model (+ crop classifier and its 512 -> 256 projection for Loss C)."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frames = cfg.model.frames
+        self.model = build_model(cfg.model)
+        self.audio_encoder = build_audio_encoder(cfg.model) if cfg.model.fusion != "none" else None
+        loss = cfg.loss
+        self.needs_crops = any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
+        self.crop_classifier: nn.Module | None = None
+        self.crop_to_audio: nn.Module | None = None
+        if self.needs_crops:
+            # "shared": the crops go through the AVS model's own encoder (same parameters).
+            shared = self.model.resnet if cfg.model.crop_trunk == "shared" else None
+            self.crop_classifier = build_crop_classifier(cfg.model, shared_encoder=shared)
+            # Loss C compares crops with the 256-d audio the segmentation model consumes.
+            self.crop_to_audio = nn.Linear(512, cfg.model.channel)
+
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """Log-mel [B, T, 1, 96, 64] -> embeddings [B*T, 128] (None for the visual-only model)."""
+        if self.audio_encoder is None:
+            return None
+        return self.audio_encoder(audio.flatten(0, 1))  # [B*T, 1, 96, 64] -> [B*T, 128]
+
+    def forward(self, batch: dict, cf_audio: torch.Tensor | None = None) -> dict:
+        frames = batch["frames"]  # [B, T, 3, S, S]
+        B, T = frames.shape[:2]
+        flat = frames.flatten(0, 1)  # [B*T, 3, S, S]
+        maps = self.model.project(self.model.encode(flat))  # 4 x [B*T, C, h, w], audio-independent
+        audio_emb = self.embed_audio(batch["audio"])
+        logits, feature_maps, aligned = self.model.fuse_and_decode_projected(maps, audio_emb)
+        out = {"logits": logits, "feature_maps": feature_maps, "aligned_audio": aligned}
+        if cf_audio is not None:
+            # The counterfactual pass reuses the visual features: only fusion and decoder run twice.
+            out["cf_logits"] = self.model.fuse_and_decode_projected(maps, self.embed_audio(cf_audio))[0]
+        if self.needs_crops:
+            out.update(self._crop_outputs(batch, flat, aligned, B, T))
+        return out
+
+    def _crop_outputs(self, batch: dict, flat: torch.Tensor, aligned: list, B: int, T: int) -> dict:
+        if "boxes" not in batch:
+            raise ValueError(
+                "the crop losses need crop boxes: read the data with crop_labels=True "
+                "(labelImg files under s4_data/crop_labels) or set loss.crop_ce, loss.crop_pairwise "
+                "and loss.audio_crop_cosine to 0"
+            )
+        boxes = batch["boxes"].flatten(0, 1)  # [B, T, 4] -> [B*T, 4]
+        crops = crop_and_resize(flat, boxes, size=self.cfg.data.crop_size)  # [B*T, 3, c, c]
+        scores, emb = self.crop_classifier(crops)  # [B*T, 23], [B*T, 512]
+        out = {"crop_scores": scores, "crop_emb": emb.view(B, T, -1)}  # [B*T, 512] -> [B, T, 512]
+        stages = [a for a in aligned if a is not None]
+        if stages:  # Loss C: mean over the TPAVI stages of the aligned audio, [B, T, C]
+            out["crop_audio"] = torch.stack(stages).mean(0)
+            out["crop_emb_audio_space"] = self.crop_to_audio(emb).view(B, T, -1)
+        return out

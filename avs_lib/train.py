@@ -1,0 +1,368 @@
+"""Training: `fit(cfg)` runs one experiment end to end and returns what it measured.
+
+A straight line on purpose (torchvision references): set up -> for each epoch: train, checkpoint,
+validate -> test the best checkpoint. Every source of randomness is a function of (seed, epoch),
+and the full RNG state is checkpointed, so a run killed mid-epoch and resumed ends with the same
+weights, bit for bit, on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from avs_lib.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from avs_lib.config import ExperimentConfig, config_from_dict, save_config, to_dict
+from avs_lib.counterfactual import CounterfactualPairs
+from avs_lib.data import collate_clips
+from avs_lib.data.factory import build_dataset
+from avs_lib.losses import TotalLoss
+from avs_lib.system import AVSSystem
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_miou: float
+    test_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """The one place a device is chosen: CUDA when asked for or available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> DistInfo:
+    """Join the process group that `torchrun` describes in the environment (or run alone).
+
+    The only place the library reads the environment: torchrun's contract is RANK/WORLD_SIZE/LOCAL_RANK.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def build_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    params = [p for p in params if p.requires_grad]
+    if o.optimizer == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
+
+
+def build_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
+    """Linear warm-up then constant (`none`) or cosine decay, stepped once per optimiser step."""
+    warmup, kind = cfg.optim.warmup_steps, cfg.optim.scheduler
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "cosine":
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def move_batch(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(
+    system: torch.nn.Module,
+    loss_fn: TotalLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    loader: DataLoader,
+    device: torch.device,
+    epoch: int,
+    cfg: ExperimentConfig,
+    step_log=None,
+    global_step: int = 0,
+) -> tuple[dict[str, float], int]:
+    """One pass over `loader`; returns the mean of each loss term and the new global step."""
+    system.train()
+    use_amp = cfg.amp and device.type == "cuda"
+    sums: dict[str, float] = {}
+    steps = len(loader)
+    bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False, disable=cfg.quiet)
+    for step, batch in enumerate(bar):
+        batch = move_batch(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            outputs = system(batch, cf_audio=batch.get("cf_audio"))
+            total, parts = loss_fn(outputs, batch)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
+                + ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
+                + "; stopped before the update, the last checkpoint is intact"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        global_step += 1
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + value
+        bar.set_postfix(loss=f"{parts['total']:.4f}")
+        if step_log is not None:
+            step_log({"epoch": epoch, "step": step, "global_step": global_step,
+                      "lr": scheduler.get_last_lr()[0], **parts})
+    return {k: v / max(1, steps) for k, v in sums.items()}, global_step
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _unwrap(system: torch.nn.Module) -> AVSSystem:
+    return system.module if hasattr(system, "module") else system
+
+
+def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int, best: dict) -> dict:
+    core = _unwrap(system)
+    return {
+        "config": to_dict(cfg),
+        "system": core.state_dict(),
+        # The AVS model alone, with the official key names, for the official code to load.
+        "model": core.model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+        "epoch": epoch,
+        "global_step": global_step,
+        "best": best,
+    }
+
+
+def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
+    """Rebuild a trained system from its checkpoint alone (the config travels inside)."""
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    system = AVSSystem(cfg)
+    system.load_state_dict(ckpt["system"])
+    return system.to(device).eval(), cfg
+
+
+class _MetricsLog:
+    """Epoch metrics as JSON lines and CSV; step losses as JSON lines."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.run_dir, self.enabled = run_dir, enabled
+
+    def step(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.run_dir / "steps.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def epoch(self, history: list[dict]) -> None:
+        if not self.enabled:
+            return
+        atomic_write_text("".join(json.dumps(h) + "\n" for h in history), self.run_dir / "metrics.jsonl")
+        keys = sorted({k for h in history for k in h})
+        lines = [",".join(keys)] + [",".join(str(h.get(k, "")) for k in keys) for h in history]
+        atomic_write_text("\n".join(lines) + "\n", self.run_dir / "metrics.csv")
+
+
+def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
+    """After a resume, drop step records written after the checkpoint (they will be redone)."""
+    path = run_dir / "steps.jsonl"
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["global_step"] <= global_step]
+        atomic_write_text("".join(line + "\n" for line in kept), path)
+
+
+def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
+    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it."""
+    from avs_lib.evaluate import evaluate_system  # evaluate imports train helpers
+
+    started = time.perf_counter()
+    dinfo = init_distributed(cfg.device)
+    device = select_device(cfg.device)
+    if device.type == "cuda" and dinfo.world_size > 1:
+        device = torch.device("cuda", dinfo.local_rank)
+    seed_everything(cfg.seed)
+    run_dir = cfg.run_dir
+    if dinfo.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
+    train_set = build_dataset(cfg, "train")
+    if cfg.loss.counterfactual > 0:
+        train_set = CounterfactualPairs(train_set, seed=cfg.seed)
+    if cfg.optim.batch_size % dinfo.world_size:
+        raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by {dinfo.world_size} processes")
+    per_rank = cfg.optim.batch_size // dinfo.world_size
+    sampler = DistributedSampler(train_set, num_replicas=dinfo.world_size, rank=dinfo.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.num_workers, collate_fn=collate_clips,
+                        pin_memory=device.type == "cuda")
+    steps_per_epoch = len(loader) if cfg.optim.steps_per_epoch is None else min(len(loader), cfg.optim.steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training split has fewer clips ({len(train_set)}) than one batch ({cfg.optim.batch_size})")
+
+    system = AVSSystem(cfg).to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        system = system.to(memory_format=torch.channels_last)
+    loss_fn = TotalLoss(cfg.loss)
+    optimizer = build_optimizer(cfg, system.parameters())
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.optim.epochs)
+
+    start_epoch, global_step, history = 0, 0, []
+    best = {"epoch": -1, "val_miou": -1.0}
+    last_path = run_dir / "last.pt"
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        system.load_state_dict(ckpt["system"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, global_step, best = ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"]
+        if (run_dir / "metrics.jsonl").exists():
+            history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+                       if json.loads(x)["epoch"] < start_epoch]
+        if dinfo.is_main:
+            _truncate_steps_log(run_dir, global_step)
+    elif dinfo.is_main:
+        (run_dir / "steps.jsonl").unlink(missing_ok=True)
+
+    train_system = system
+    if dinfo.world_size > 1:
+        train_system = torch.nn.parallel.DistributedDataParallel(
+            system, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+        )
+    if cfg.compile and device.type == "cuda":
+        train_system = torch.compile(train_system)
+    log = _MetricsLog(run_dir, dinfo.is_main)
+
+    epochs = tqdm(range(start_epoch, cfg.optim.epochs), desc=cfg.name, disable=cfg.quiet or not dinfo.is_main,
+                  initial=start_epoch, total=cfg.optim.epochs)
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        if isinstance(train_set, CounterfactualPairs):
+            train_set.set_epoch(epoch)
+        epoch_loader = _limited(loader, steps_per_epoch)
+        train_parts, global_step = train_one_epoch(
+            train_system, loss_fn, optimizer, scheduler, epoch_loader, device, epoch, cfg,
+            step_log=log.step, global_step=global_step,
+        )
+        record = {"epoch": epoch, "global_step": global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
+        if dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
+            val = evaluate_system(system, cfg, "val", device, diagnostics=False)
+            record.update({"val_miou": val["miou"], "val_f_score_split": val["f_score_split"]})
+            if val["miou"] > best["val_miou"]:
+                best = {"epoch": epoch, "val_miou": val["miou"]}
+                atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, global_step, best),
+                                  run_dir / "best.pt")
+        history.append(record)
+        if dinfo.is_main:
+            atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, global_step, best), last_path)
+            log.epoch(history)
+            epochs.set_postfix(loss=f"{train_parts.get('total', float('nan')):.4f}", val=f"{best['val_miou']:.3f}")
+        if dinfo.world_size > 1:
+            dist.barrier()
+
+    test_metrics: dict[str, Any] = {}
+    if dinfo.is_main:
+        best_system, _ = load_system(run_dir / "best.pt", device)
+        test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True, out_dir=run_dir / "test")
+        summary = {"name": cfg.name, "seed": cfg.seed, "best_epoch": best["epoch"],
+                   "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
+                   **{f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, int | float)}}
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
+    return RunResult(run_dir, best["epoch"], best["val_miou"], test_metrics, history,
+                     time.perf_counter() - started)
+
+
+def _limited(loader: DataLoader, steps: int):
+    """The first `steps` batches of `loader`, with a length (for tqdm)."""
+
+    class _Limited:
+        def __len__(self) -> int:
+            return steps
+
+        def __iter__(self):
+            for i, batch in enumerate(loader):
+                if i >= steps:
+                    break
+                yield batch
+
+    return _Limited()
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def read_steps(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "steps.jsonl"
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+__all__ = ["RunResult", "fit", "load_system", "read_history", "read_steps", "select_device",
+           "seed_everything", "train_one_epoch"]

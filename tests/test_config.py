@@ -1,0 +1,88 @@
+"""Configuration is data: profiles, methods and overrides resolve, typos fail with the key named."""
+
+import pytest
+
+from avs_lib.config import (
+    METHODS,
+    PROFILES,
+    ConfigError,
+    build_config,
+    config_from_dict,
+    save_config,
+    to_dict,
+)
+from avs_lib.configtools import parse_assignment
+
+
+def test_every_profile_and_method_resolves():
+    for profile in PROFILES:
+        for method in METHODS:
+            cfg = build_config(profile, method)
+            assert cfg.name == method
+
+
+def test_set_override_reaches_the_nested_field():
+    cfg = build_config(
+        "cpu", overrides=["loss.crop_ce=1.0", "optim.lr=0.002", "model.tpavi_stages=[0, 2]"]
+    )
+    assert cfg.loss.crop_ce == 1.0 and cfg.optim.lr == 0.002 and cfg.model.tpavi_stages == (0, 2)
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match="loss.crop_cee"):
+        build_config("cpu", overrides=["loss.crop_cee=1"])
+
+
+def test_bad_value_type_is_an_error_naming_the_key():
+    with pytest.raises(ConfigError, match="optim.batch_size"):
+        build_config("cpu", overrides=["optim.batch_size=four"])
+
+
+def test_invalid_value_is_an_error_naming_the_section():
+    with pytest.raises(ConfigError, match="optim"):
+        build_config("cpu", overrides=["optim.lr=-1"])
+    with pytest.raises(ConfigError, match="loss"):
+        build_config("cpu", overrides=["loss.crop_ce=-2"])
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="smoke"):
+        build_config("laptop")
+
+
+def test_paper_profile_is_the_official_recipe():
+    cfg = build_config("paper")
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size, cfg.optim.epochs) == (
+        "adam",
+        1e-4,
+        4,
+        15,
+    )
+    assert cfg.model.backbone == "resnet50" and cfg.model.tpavi_stages == (0, 1, 2, 3)
+    assert cfg.model.audio_encoder == "vggish" and cfg.model.freeze_audio
+
+
+def test_thesis_method_turns_on_the_three_crop_losses():
+    cfg = build_config("paper", "thesis")
+    assert (cfg.loss.crop_ce, cfg.loss.crop_pairwise, cfg.loss.audio_crop_cosine) == (1.0, 1.0, 1.0)
+
+
+def test_yaml_file_then_overrides_win_in_order(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("optim:\n  lr: 0.01\nseed: 3\n")
+    cfg = build_config("smoke", yaml_file=path, overrides=["optim.lr=0.02"])
+    assert cfg.optim.lr == 0.02 and cfg.seed == 3
+
+
+def test_saved_config_rebuilds_the_same_experiment(tmp_path):
+    import yaml
+
+    cfg = build_config("cpu", "thesis", overrides=["seed=7"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text())) == cfg
+    assert to_dict(config_from_dict(to_dict(cfg))) == to_dict(cfg)
+
+
+def test_assignment_needs_an_equals_sign():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_assignment("loss.crop_ce")
