@@ -116,10 +116,9 @@ def evaluate_system(
     loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False,
                         num_workers=cfg.data.num_workers, collate_fn=collate_clips)
     partners = swap_partners(dataset) if diagnostics else []
-    evaluators = {"true": Evaluator(official_batch_size=cfg.eval_batch_size)}
-    if diagnostics:
-        evaluators["silent"] = Evaluator(official_batch_size=cfg.eval_batch_size)
-        evaluators["swapped"] = Evaluator(official_batch_size=cfg.eval_batch_size)
+    modes = ("true", "silent", "swapped") if diagnostics else ("true",)
+    # One rank evaluates (see train.fit), so the evaluators must not wait for the others.
+    evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size, distributed=False) for m in modes}
     listen_pred, listen_orig, listen_new, listen_names = [], [], [], []
     offset = 0
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):

@@ -203,11 +203,13 @@ class Evaluator:
     follows dataset order rather than rank order.
     """
 
-    def __init__(self, official_batch_size: int = 4, beta2: float = BETA2):
+    def __init__(self, official_batch_size: int = 4, beta2: float = BETA2, distributed: bool = True):
         if official_batch_size < 1:
             raise ValueError(f"official_batch_size must be >= 1, got {official_batch_size}")
         self.official_batch_size = official_batch_size
         self.beta2 = beta2
+        # False when only one rank evaluates (the engine validates on rank 0): no collective.
+        self.distributed = distributed
         self.reset()
 
     def reset(self) -> None:
@@ -260,7 +262,9 @@ class Evaluator:
             )
 
     def _gathered(self) -> list[FrameRecord]:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not self.distributed or not (dist.is_available() and dist.is_initialized()):
+            return self._records
+        if dist.get_world_size() == 1:
             return self._records
         parts: list[list[FrameRecord] | None] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, self._records)

@@ -143,6 +143,10 @@ def train_one_epoch(
 ) -> tuple[dict[str, float], int]:
     """One pass over `loader`; returns the mean of each loss term and the new global step."""
     system.train()
+    if cfg.freeze_bn:
+        for module in system.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     use_amp = cfg.amp and device.type == "cuda"
     sums: dict[str, float] = {}
     steps = len(loader)
@@ -290,9 +294,12 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
         (run_dir / "steps.jsonl").unlink(missing_ok=True)
 
     train_system = system
+    if dinfo.world_size > 1 and device.type == "cuda" and not cfg.freeze_bn:
+        # Batch statistics over the global batch, as one process would compute them.
+        train_system = torch.nn.SyncBatchNorm.convert_sync_batchnorm(system)
     if dinfo.world_size > 1:
         train_system = torch.nn.parallel.DistributedDataParallel(
-            system, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+            train_system, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
         )
     if cfg.compile and device.type == "cuda":
         train_system = torch.compile(train_system)
