@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from avs_lib.atomic import write_atomically, write_text_atomically
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -17,28 +17,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
     A crash (even SIGKILL) leaves either the old file or the new one, never a torn one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write a text file atomically (results tables, JSON summaries)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomically(path, text)
 
 
 def rng_state() -> dict[str, Any]:

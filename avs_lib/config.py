@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 import yaml
 
-from avs_lib.configtools import ConfigError, deep_merge, from_dict, load_yaml, parse_assignment, to_dict
+from avs_lib.atomic import write_text_atomically
+from avs_lib.configtools import (
+    ConfigError,
+    deep_merge,
+    from_dict,
+    load_yaml,
+    parse_assignment,
+    to_dict,
+)
 from avs_lib.losses import LossWeights
 from avs_lib.models.build import ModelConfig
 
@@ -183,11 +191,7 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomically(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 __all__ = [

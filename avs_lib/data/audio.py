@@ -9,8 +9,6 @@ FFT magnitude, 64 HTK-mel bands between 125 and 7500 Hz, log(mel + 0.01), and 96
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 import soundfile
 import torch
 
+from avs_lib.atomic import write_bytes_atomically
 from avs_lib.data.errors import DataFormatError
 
 SAMPLE_RATE = 16000
@@ -144,19 +143,6 @@ def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
     return examples.contiguous()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write beside the target and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def log_mel_cache_path(
     wav_path: str | Path, cache_dir: str | Path | None = None, root: str | Path | None = None
 ) -> Path:
@@ -205,7 +191,7 @@ def load_log_mel_cached(
     examples = load_audio_examples(wav_path, seconds)
     buffer = io.BytesIO()
     np.save(buffer, examples.numpy())
-    _write_atomically(cache, buffer.getvalue())
+    write_bytes_atomically(cache, buffer.getvalue())
     return examples
 
 
@@ -223,4 +209,4 @@ def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_
     )  # read back as /32768
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    _write_atomically(Path(path), buffer.getvalue())
+    write_bytes_atomically(Path(path), buffer.getvalue())

@@ -9,8 +9,6 @@ YOLO txt stores normalised pixel edges, which map straight onto the in-memory co
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avs_lib.atomic import write_bytes_atomically
 from avs_lib.data.errors import DataFormatError
 
 Box = tuple[int, int, int, int]
@@ -154,19 +153,6 @@ def _check_box(box: Sequence[int], image_size: tuple[int, int], what: str) -> Bo
     return xmin, ymin, xmax, ymax
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write beside the target and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_voc(
     path: str | Path,
     box: Sequence[int],
@@ -201,7 +187,7 @@ def write_voc(
     for tag, value in (("xmin", xmin + 1), ("ymin", ymin + 1), ("xmax", xmax), ("ymax", ymax)):
         ET.SubElement(bndbox, tag).text = str(value)
     ET.indent(root, space="\t")
-    _write_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
+    write_bytes_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
 
 
 # ---------------------------------------------------------------------------------------------
