@@ -22,7 +22,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     info = make_dataset(args.root, videos_per_split=args.videos, image_size=args.image_size,
                         seed=args.seed, progress=not args.quiet)
-    print(f"wrote {args.root}: {info}")
+    clips = ", ".join(f"{split} {n}" for split, n in info.clips.items())
+    print(f"wrote {args.root}: {clips} clips at {args.image_size} px, "
+          f"{info.bytes_on_disk / 1e6:.1f} MB in {info.seconds:.1f} s")
     return 0
 
 

@@ -1,0 +1,45 @@
+"""The command line: every subcommand has help, bad input exits non-zero with a message."""
+
+import subprocess
+import sys
+
+import pytest
+
+from avs_lib.cli import main
+
+
+@pytest.mark.parametrize("command", ["synth", "check-data", "train", "evaluate", "report"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+def test_unknown_config_key_exits_2_naming_it(capsys):
+    assert main(["train", "--profile", "smoke", "--set", "loss.crop_cee=1"]) == 2
+    assert "loss.crop_cee" in capsys.readouterr().err
+
+
+def test_synth_then_check_data_reports_no_problems(tmp_path):
+    root = tmp_path / "s"
+    run = [sys.executable, "-m", "avs_lib"]
+    made = subprocess.run([*run, "synth", str(root), "--videos", "3,2,2", "--image-size", "64", "--quiet"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert "train 3, val 2, test 2" in made.stdout
+    checked = subprocess.run([*run, "check-data", str(root), "--quiet"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "No problems found" in checked.stdout
+
+
+def test_check_data_exits_1_and_names_the_file_of_a_problem(tmp_path):
+    root = tmp_path / "s"
+    subprocess.run([sys.executable, "-m", "avs_lib", "synth", str(root), "--videos", "2,1,1", "--image-size", "64",
+                    "--quiet"], check=True, capture_output=True)
+    victim = next((root / "s4_data" / "visual_frames" / "val").rglob("*_3.png"))
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated PNG
+    checked = subprocess.run([sys.executable, "-m", "avs_lib", "check-data", str(root), "--quiet"],
+                             capture_output=True, text=True)
+    assert checked.returncode == 1
+    assert victim.name in checked.stdout
