@@ -44,8 +44,10 @@ report: install
 	$(PY) -m avs_lib check-data $(DATA_ROOT)
 	@if [ -d notebooks ]; then $(MAKE) --no-print-directory notebooks; fi
 
+# The suite, then the committed notebooks re-executed and compared by nbval (smoke profile).
 test: install
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -13,6 +14,11 @@ def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) found in {directory}")
     return paths
+
+
+def _from_notebooks(path: str | Path, directory: Path = NOTEBOOK_DIR) -> str:
+    """`path` (relative to the current directory, or absolute) as seen from the notebooks' folder."""
+    return os.path.relpath(Path(path).resolve(), directory)
 
 
 def run_notebooks(
@@ -38,8 +44,10 @@ def run_notebooks(
         missing = wanted - {p.name for p in selected} - {p.stem for p in selected}
         if missing:
             raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
-    params = {"PROFILE": profile, "DATA_ROOT": str(data_root), "RUNS_DIR": str(runs_dir), "DEVICE": device,
-              **(extra_parameters or {})}
+    # papermill runs each notebook with cwd = notebooks/: paths given relative to where the caller
+    # stands (the repository root for `make report`) are re-expressed relative to notebooks/.
+    params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(data_root), "RUNS_DIR": _from_notebooks(runs_dir),
+              "DEVICE": device, **(extra_parameters or {})}
     written = []
     for path in selected:
         out = (output_dir / path.name) if output_dir else path

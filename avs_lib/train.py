@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from avs_lib.checkpoint import atomic_torch_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from avs_lib.checkpoint import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from avs_lib.config import ExperimentConfig, config_from_dict, save_config, to_dict
 from avs_lib.counterfactual import CounterfactualPairs
 from avs_lib.data import collate_clips
@@ -205,7 +212,9 @@ def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     """Rebuild a trained system from its checkpoint alone (the config travels inside)."""
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
-    system = AVSSystem(cfg)
+    with warnings.catch_warnings():  # the checkpoint's weights replace the random initialisation
+        warnings.filterwarnings("ignore", message="no pretrained weights given")
+        system = AVSSystem(cfg)
     system.load_state_dict(ckpt["system"])
     return system.to(device).eval(), cfg
 

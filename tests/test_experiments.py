@@ -1,0 +1,268 @@
+"""experiments: grids, reuse of finished runs, result tables and computed conclusions.
+
+Run directories are written by hand (summary.json, config.yaml, steps.jsonl, test/*.csv), so
+nothing here trains a model.
+"""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from avs_lib import experiments
+from avs_lib.config import build_config, save_config, to_dict
+
+
+def fake_run(runs_dir, method, seed, miou=0.5, listening=0.2, steps=3, clips=None, config=None):
+    """A finished run as fit() leaves it, with the given test numbers."""
+    run = runs_dir / f"{method}_seed{seed}"
+    (run / "test").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config or {"name": method, "seed": seed}))
+    summary = {"name": method, "seed": seed, "best_epoch": 1, "best_val_miou": miou, "seconds": 2.0,
+               "test_miou": miou, "test_f_score_official": 0.7, "test_f_score_batch_size": 4,
+               "test_f_score_split": 0.71, "test_miou_silent": 0.1, "test_miou_swapped": 0.3,
+               "test_listening_rate": listening, "test_frames": 10}
+    (run / "summary.json").write_text(json.dumps(summary))
+    lines = [{"epoch": 0, "step": i, "global_step": i + 1, "lr": 1e-3, "avs_bce": 1.0 / (i + 1),
+              "total": 2.0 / (i + 1)} for i in range(steps)]
+    (run / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "test" / "per_category.csv").write_text(f"category,n_clips,n_frames,miou,f_score\nhelicopter,1,5,{miou},0.7\n")
+    clips = clips or {"clipA": miou, "clipB": miou + 0.1}
+    body = "".join(f"{name},helicopter,{iou},5\n" for name, iou in clips.items())
+    (run / "test" / "per_clip.csv").write_text("name,category,iou,n_frames\n" + body)
+    return run
+
+
+# ---------------------------------------------------------------- grids and data
+
+
+def test_default_smoke_grid_is_four_methods_one_seed():
+    grid = experiments.grid_for("smoke")
+    assert grid.all_methods == ["visual_only", "tpavi", "thesis", "counterfactual"]
+    assert grid.seeds == (0,)
+
+
+def test_cpu_grid_has_three_seeds_and_the_leave_one_out_ablations():
+    grid = experiments.grid_for("cpu")
+    assert grid.seeds == (0, 1, 2)
+    assert grid.all_methods[-3:] == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine"]
+
+
+def test_grid_for_given_methods_replace_the_default_and_drop_ablations():
+    grid = experiments.grid_for("cpu", methods=["tpavi"], seeds=[4])
+    assert grid.all_methods == ["tpavi"] and grid.seeds == (4,)
+
+
+def test_grid_for_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid methods: visual_only"):
+        experiments.grid_for("smoke", methods=["tpavi", "nope"])
+
+
+def test_paper_profile_needs_explicit_methods_and_seeds():
+    with pytest.raises(ValueError, match="pass METHODS and SEEDS"):
+        experiments.grid_for("paper")
+
+
+def test_prepare_data_makes_the_smoke_dataset_beside_the_default_root(tmp_path):
+    root = experiments.prepare_data("smoke", tmp_path / "data" / "synth")
+    assert root == tmp_path / "data" / "synth_smoke"
+    table = pd.read_csv(root / "s4_meta_data.csv")
+    assert table["split"].value_counts().to_dict() == {"train": 6, "val": 4, "test": 4}
+    assert not (tmp_path / "data" / "synth").exists()
+
+
+def test_prepare_data_missing_user_root_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="my_data"):
+        experiments.prepare_data("cpu", tmp_path / "my_data")
+
+
+def test_weight_overrides_load_the_resnet_file_into_the_crop_trunk_too():
+    assert experiments.weight_overrides("r.pth", None) == {"model": {"resnet_weights": "r.pth", "crop_weights": "r.pth"}}
+    assert experiments.weight_overrides(None, None) == {}
+
+
+# ---------------------------------------------------------------- run_grid
+
+
+def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
+    cfg = build_config("smoke", method, overrides={"data": {"root": str(data_root)}, "output_dir": str(runs_dir),
+                                                   "seed": seed, **changes})
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.run_dir / "config.yaml")
+    return cfg
+
+
+def test_run_grid_reuses_a_finished_run_without_training(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    cfg = _saved_config(runs, tmp_path / "data")
+    fake_run_summary = {"name": "tpavi", "seed": 0, "test_miou": 0.42, "seconds": 1.0}
+    (cfg.run_dir / "summary.json").write_text(json.dumps(fake_run_summary))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+    assert table[["method", "seed", "test_miou"]].to_dict("records") == [{"method": "tpavi", "seed": 0, "test_miou": 0.42}]
+
+
+def test_run_grid_trains_again_a_run_made_with_another_config(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    cfg = _saved_config(runs, tmp_path / "data", optim={"lr": 0.5})
+    (cfg.run_dir / "summary.json").write_text(json.dumps({"name": "tpavi", "seed": 0, "test_miou": 0.1}))
+    calls = []
+
+    def fake_fit(cfg, resume=False):
+        calls.append((cfg.optim.lr, resume, (cfg.run_dir / "summary.json").exists()))
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed, "test_miou": 0.9}))
+
+    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    with pytest.warns(UserWarning, match="optim.lr"):
+        table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+    assert calls == [(1e-3, False, False)]  # fresh start, stale summary removed first
+    assert table["test_miou"].tolist() == [0.9]
+
+
+def test_run_grid_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    _saved_config(runs, tmp_path / "data")
+    resumed = []
+
+    def fake_fit(cfg, resume=False):
+        resumed.append(resume)
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
+
+    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+    assert resumed == [True]
+
+
+def test_run_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
+    import warnings
+
+    def warning_fit(cfg, resume=False):
+        warnings.warn("no pretrained weights given; using random initialisation", UserWarning, stacklevel=2)
+        cfg.run_dir.mkdir(parents=True)
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
+
+    monkeypatch.setattr("avs_lib.train.fit", warning_fit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        experiments.run_grid("smoke", ["tpavi", "thesis"], [0, 1], tmp_path / "data", tmp_path / "runs")
+    assert [str(w.message) for w in caught] == ["no pretrained weights given; using random initialisation"]
+
+
+def test_config_differences_ignore_device_but_not_the_learning_rate(tmp_path):
+    a = to_dict(build_config("smoke", "tpavi", device="cpu"))
+    b = to_dict(build_config("smoke", "tpavi", device="auto"))
+    assert experiments.config_differences(a, b) == []
+    c = to_dict(build_config("smoke", "tpavi", overrides=["optim.lr=0.5"]))
+    assert experiments.config_differences(a, c) == ["optim.lr"]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_collect_results_one_row_per_finished_run_in_method_order(tmp_path):
+    fake_run(tmp_path, "thesis", 0)
+    fake_run(tmp_path, "tpavi", 1)
+    fake_run(tmp_path, "tpavi", 0)
+    (tmp_path / "cross_attention_seed0").mkdir()  # unfinished: no summary.json
+    table = experiments.collect_results(tmp_path)
+    assert list(zip(table["method"], table["seed"], strict=True)) == [("tpavi", 0), ("tpavi", 1), ("thesis", 0)]
+    assert table.columns[:6].tolist() == ["method", "seed", "best_epoch", "best_val_miou", "test_miou",
+                                          "test_f_score_official"]
+
+
+def test_collect_results_without_a_runs_folder_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        experiments.collect_results(tmp_path / "nowhere")
+
+
+def test_summarise_gives_mean_sample_std_and_text():
+    df = pd.DataFrame({"method": ["tpavi", "tpavi", "thesis"], "seed": [0, 1, 0], "m": [0.5, 0.7, 0.7]})
+    table = experiments.summarise(df, ["m"])
+    assert table.loc["tpavi", "m_mean"] == pytest.approx(0.6)
+    assert table.loc["tpavi", "m_std"] == pytest.approx(math.sqrt(0.02))
+    assert table.loc["tpavi", "m"] == "0.600 ± 0.141"
+    assert table.loc["thesis", "m"] == "0.700"  # one seed: no spread to show
+    assert table["n_seeds"].tolist() == [2, 1]
+
+
+def test_summarise_missing_metric_names_the_column():
+    with pytest.raises(ValueError, match="test_miou"):
+        experiments.summarise(pd.DataFrame({"method": ["a"], "seed": [0]}), ["test_miou"])
+
+
+def test_loss_curves_are_long_with_one_row_per_step_and_term(tmp_path):
+    fake_run(tmp_path, "tpavi", 0, steps=3)
+    long = experiments.loss_curves(tmp_path)
+    assert long.columns.tolist() == ["method", "seed", "global_step", "term", "value"]
+    assert len(long) == 6 and set(long["term"]) == {"avs_bce", "total"}
+    assert long.loc[(long["term"] == "total") & (long["global_step"] == 2), "value"].item() == 1.0
+
+
+def test_per_category_carries_method_seed_and_iou(tmp_path):
+    fake_run(tmp_path, "tpavi", 0, miou=0.25)
+    table = experiments.per_category(tmp_path)
+    assert table[["method", "seed", "category", "iou"]].to_dict("records") == [
+        {"method": "tpavi", "seed": 0, "category": "helicopter", "iou": 0.25}]
+
+
+def test_worst_clips_average_over_seeds_lowest_first(tmp_path):
+    fake_run(tmp_path, "tpavi", 0, clips={"a": 0.2, "b": 0.9, "c": 0.5})
+    fake_run(tmp_path, "tpavi", 1, clips={"a": 0.6, "b": 0.1, "c": 0.5})
+    worst = experiments.worst_clips(experiments.per_clip(tmp_path), "tpavi", n=2)
+    assert worst["name"].tolist() == ["a", "b"]
+    assert worst["iou"].tolist() == pytest.approx([0.4, 0.5])
+
+
+def test_reported_figures_are_labelled_as_not_measured_here():
+    table = experiments.reported_table()
+    assert set(table["status"]) == {"reported, not measured here"}
+    assert table.loc["thesis: + crop losses", "miou"] == 0.726
+
+
+def test_reference_lines_only_on_the_real_data():
+    assert experiments.reference_lines("cpu") == {}
+    assert experiments.reference_lines("paper")["thesis: baseline (reported)"] == 0.679
+
+
+def test_ablation_is_empty_without_leave_one_out_runs(tmp_path):
+    fake_run(tmp_path, "thesis", 0)
+    assert experiments.ablation(experiments.collect_results(tmp_path)).empty
+
+
+def test_ablation_change_is_relative_to_the_full_thesis_model(tmp_path):
+    fake_run(tmp_path, "thesis", 0, miou=0.6)
+    fake_run(tmp_path, "thesis_minus_cosine", 0, miou=0.45)
+    table = experiments.ablation(experiments.collect_results(tmp_path))
+    assert table["change"].tolist() == pytest.approx([0.0, -0.15])
+
+
+# ---------------------------------------------------------------- conclusions
+
+
+def _summary(values):
+    rows = [{"method": m, "seed": s, "test_miou": v, "test_listening_rate": v / 2}
+            for m, seeds in values.items() for s, v in enumerate(seeds)]
+    return experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate"])
+
+
+def test_conclusions_claim_a_gain_only_beyond_the_seed_spread():
+    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.62, 0.64], "thesis": [0.80, 0.82, 0.84]}))
+    assert "**thesis** has the highest mean test mIoU (0.820 ± 0.020)" in text
+    assert "thesis is better than tpavi" in text
+
+
+def test_conclusions_overlapping_seeds_claim_nothing():
+    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.70, 0.80], "thesis": [0.65, 0.75, 0.85]}))
+    assert "no difference can be claimed" in text and "better than" not in text
+
+
+def test_conclusions_with_one_seed_make_no_claim_and_report_ties():
+    text = experiments.conclusions(_summary({"tpavi": [0.0], "thesis": [0.0]}))
+    assert "**tpavi** and **thesis** tie for the highest mean test mIoU (0.000)" in text
+    assert "supports no claim" in text
