@@ -19,45 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from _common import PeakRSS, mem_available_bytes, run_child, write_json
+
 FRAMES, SIDE, CHANNELS = 5, 56, 256
-
-
-def _mem_available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _status_kib(field: str) -> int | None:
-    """A /proc/self/status memory field (VmRSS, VmHWM) in KiB, or None where there is none."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _naive_estimate_bytes(batch: int) -> int:
@@ -83,10 +51,8 @@ def child(impl: str, batch: int, repeats: int, threads: int) -> dict:
     small = torch.randn(1, CHANNELS, FRAMES, 8, 8, requires_grad=True)
     block(small, audio[:1])[0].sum().backward()
     block.zero_grad(set_to_none=True)
-    if _reset_peak():  # peak measured from the current RSS
-        base_kb, peak_field = _status_kib("VmRSS"), "VmHWM"
-    else:  # fallback: lifetime peak, which may hide a pass smaller than an earlier transient
-        base_kb, peak_field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, None
+    peak = PeakRSS()
+    peak.start()  # peak measured from the current RSS: inputs and weights already allocated
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -96,56 +62,30 @@ def child(impl: str, batch: int, repeats: int, threads: int) -> dict:
         x.grad = None
         block.zero_grad(set_to_none=True)
         del z
-    peak_kb = (
-        _status_kib(peak_field)
-        if peak_field
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    )
+    peak_mb = peak.peak_mb
     return {
         "impl": impl,
         "batch": batch,
         "threads": threads,
         "times_s": times,
         "median_s": statistics.median(times),
-        "peak_rss_mb": peak_kb / 1024,
-        "pass_mb": (peak_kb - base_kb) / 1024,
-        "peak_measure": "VmHWM after reset" if peak_field else "ru_maxrss",
+        "peak_rss_mb": peak_mb,
+        "pass_mb": peak_mb - peak.base_mb,
+        "peak_measure": peak.measure,
     }
 
 
 def run_one(impl: str, batch: int, repeats: int, threads: int) -> dict:
-    available = _mem_available_bytes()
+    available = mem_available_bytes()
     if impl == "naive" and available is not None and _naive_estimate_bytes(batch) > 0.8 * available:
         return {
             "impl": impl,
             "batch": batch,
             "skipped": f"needs about {_naive_estimate_bytes(batch) / 2**30:.1f} GiB, {available / 2**30:.1f} GiB available",
         }
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        impl,
-        str(batch),
-        "--repeats",
-        str(repeats),
-        "--threads",
-        str(threads),
-    ]
-    # A fixed mmap threshold makes glibc return every freed block of >= 1 MiB to the system, so the
-    # peak RSS is the peak of live tensors, not of blocks the allocator kept after earlier passes.
-    env = {
-        **os.environ,
-        "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "1048576"),
-    }
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if proc.returncode != 0:
-        return {
-            "impl": impl,
-            "batch": batch,
-            "skipped": f"subprocess failed ({proc.returncode}): {proc.stderr[-500:]}",
-        }
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    args = ["--child", impl, str(batch), "--repeats", str(repeats), "--threads", str(threads)]
+    row = run_child(__file__, args)
+    return {"impl": impl, "batch": batch, **row} if "skipped" in row else row
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -202,9 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "ratios": ratios,
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
     return result
 
 
