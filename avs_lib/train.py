@@ -124,6 +124,17 @@ def build_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Put every Conv2d weight in channels_last, in place.
+
+    `module.to(memory_format=torch.channels_last)` raises on TPAVI's 5-D Conv3d weights, so only
+    the 2-D convolutions are converted; their outputs carry the format through the network.
+    """
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+
+
 def move_batch(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
     out = {}
     for key, value in batch.items():
@@ -279,7 +290,7 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
 
     system = AVSSystem(cfg).to(device)
     if device.type == "cuda" and cfg.channels_last:
-        system = system.to(memory_format=torch.channels_last)
+        to_channels_last(system)
     loss_fn = TotalLoss(cfg.loss)
     optimizer = build_optimizer(cfg, system.parameters())
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.optim.epochs)

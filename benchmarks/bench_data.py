@@ -137,11 +137,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps")
     parser.add_argument("--batch-size", type=int, default=0, help="0: the cpu profile's (4)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of the training step (0: torch's default)")
     parser.add_argument("--quick", action="store_true",
-                        help="8 clips, 1 round, 1 step: checks that it runs")
+                        help="8 clips, 1 round, 1 step, 1 thread: checks that it runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.clips, args.rounds, args.steps, args.warmup = 8, 1, 1, 1
+        args.threads = args.threads or 1  # two threads on a busy machine can be 10x slower
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not args.root.is_dir():
         raise FileNotFoundError(
             f"synthetic dataset not found: {args.root} (make one with `python -m avs_lib synth`)")
@@ -171,7 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
     for r in summary["loader"]:
         print(f"{r['mode']:<10} {r['num_workers']:>7} {r['clips_per_s']:>8.1f} "
               f"{r['loader_over_consumer']:>11.1f}x {r['epoch_clips_per_s_if_serial']:>21.1f}")
+    import torch
+
     result = {"root": str(args.root), "clips_per_pass": args.clips, "batch_size": batch_size,
+              "threads": torch.get_num_threads(),
               "rounds": args.rounds, "steps_per_round": args.steps, "passes": passes,
               "step_times_s": step_times, **summary}
     write_json(args.out, result)

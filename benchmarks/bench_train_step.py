@@ -428,12 +428,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="count FLOPs per step on the CPU too (one more step); always on CUDA")
     parser.add_argument("--child-timeout", type=float, default=None, help="seconds per subprocess")
     parser.add_argument("--quick", action="store_true",
-                        help="resnet18, channel 32, 64 px, 1 step, no warm-up, 1 round, batch 1 unless "
+                        help="resnet18, channel 32, 32 px, 1 step, no warm-up, 1 round, 1 thread, batch 1 unless "
                         "given: checks that it runs, measures nothing of interest")
     parser.add_argument("--child", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:  # the plumbing only: a small model, so that a test runs it in seconds
-        args.image_size, args.steps, args.warmup, args.rounds = 64, 1, 0, 1
+        args.image_size, args.steps, args.warmup, args.rounds = 32, 1, 0, 1
+        # One thread: on a busy machine two OpenMP threads waiting on each other made it 10x slower.
+        args.threads = args.threads or 1
         args.backbone, args.channel = "resnet18", 32
     if args.batch is None:
         args.batch = [1] if args.quick else [1, 4]

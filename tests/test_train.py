@@ -157,3 +157,22 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_synth, 
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
             changed += 1
     assert changed > 0
+
+
+def test_channels_last_conversion_leaves_tpavi_conv3d_alone_and_keeps_outputs():
+    from avs_lib.system import AVSSystem
+    from avs_lib.train import to_channels_last
+
+    cfg = build_config("smoke", "tpavi")
+    torch.manual_seed(0)
+    system = AVSSystem(cfg).eval()
+    with pytest.raises(RuntimeError):  # the naive conversion is what crashed on CUDA
+        AVSSystem(cfg).to(memory_format=torch.channels_last)
+    batch = {"frames": torch.randn(1, 5, 3, 64, 64), "audio": torch.randn(1, 5, 1, 96, 64)}
+    with torch.no_grad():
+        before = system(batch)["logits"]
+        to_channels_last(system)
+        after = system(batch)["logits"]
+    assert any(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in system.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1)
+    torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-5)
