@@ -11,7 +11,7 @@ SYNTH_VIDEOS ?= 240,60,60
 SYNTH_SIZE ?= 96
 JOBS ?= 1
 
-.PHONY: help install report data check-data notebooks test test-fast test-browser lint bench clean
+.PHONY: help install browser-deps report data check-data notebooks test test-fast test-browser lint bench clean
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
@@ -48,6 +48,20 @@ report: install
 test: install
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+# What the browser test needs: Debian's Chromium (apt; sudo when not root) and Playwright from
+# PyPI. `playwright install` is never run: it would download a browser of its own.
+browser-deps: install
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	$(PY) -m pip install --quiet -e '.[dev,browser]'
+
+# JupyterLab in headless Chromium, driving the mask browser (`make test` runs it too when
+# Chromium and Playwright are present, and skips it otherwise).
+test-browser: browser-deps
+	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"

@@ -21,7 +21,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from avs_lib.synth import make_dataset
 
     info = make_dataset(args.root, videos_per_split=args.videos, image_size=args.image_size,
-                        seed=args.seed, progress=not args.quiet)
+                        seed=args.seed, num_classes=args.classes, progress=not args.quiet)
     clips = ", ".join(f"{split} {n}" for split, n in info.clips.items())
     print(f"wrote {args.root}: {clips} clips at {args.image_size} px, "
           f"{info.bytes_on_disk / 1e6:.1f} MB in {info.seconds:.1f} s")
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=_videos, default=(240, 60, 60), help="TRAIN,VAL,TEST clips (default 240,60,60)")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=int, default=23,
+                   help="draw only the first N of the 23 S4 categories (default 23)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 

@@ -38,6 +38,9 @@ class DataConfig:
     num_workers: int = 0
     train_limit: int | None = None  # use only the first N training clips (smoke runs)
     eval_limit: int | None = None  # use only the first N val/test clips
+    # Synthetic data only: supervise all 5 training frames with the sounding object's masks from
+    # the generator's sidecar (S4 train has one annotated frame; this is 5x the mask signal).
+    dense_train_masks: bool = False
 
     def validate(self) -> None:
         for name in ("image_size", "crop_size"):

@@ -24,7 +24,7 @@ from avs_lib.checkpoint import atomic_write_text
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
 from avs_lib.data.factory import build_dataset
-from avs_lib.metrics import Evaluator, listening_rate, mask_iou
+from avs_lib.metrics import Evaluator, audio_following_rate, listening_rate, mask_iou
 
 SILENCE_LOG_MEL = math.log(0.01)  # log(mel + 0.01) of an all-zero waveform
 
@@ -119,7 +119,7 @@ def evaluate_system(
     modes = ("true", "silent", "swapped") if diagnostics else ("true",)
     # One rank evaluates (see train.fit), so the evaluators must not wait for the others.
     evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size, distributed=False) for m in modes}
-    listen_pred, listen_orig, listen_new, listen_names = [], [], [], []
+    listen_pred, listen_true, listen_orig, listen_new, listen_names = [], [], [], [], []
     offset = 0
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):
         B = len(batch["name"])
@@ -156,6 +156,7 @@ def evaluate_system(
                     if masks is None:
                         continue
                     listen_pred.append(logits[b * T:(b + 1) * T, 0].cpu())
+                    listen_true.append(logits_true[b * T:(b + 1) * T, 0].cpu())
                     listen_orig.append(masks[0])
                     listen_new.append(masks[1])
                     listen_names.append(batch["name"][b])
@@ -176,9 +177,13 @@ def evaluate_system(
             metrics["listening_rate"] = listening_rate(
                 torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
             )
+            metrics["following_rate"] = audio_following_rate(
+                torch.cat(listen_true), torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
+            )
             metrics["listening_frames"] = int(sum(len(p) for p in listen_pred))
         else:
             metrics["listening_rate"] = float("nan")
+            metrics["following_rate"] = float("nan")
             metrics["listening_frames"] = 0
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -88,6 +88,7 @@ class SyntheticSpec:
     folder: str
     videos_per_split: tuple[int, int, int]
     image_size: int
+    num_classes: int = 23
 
 
 DEFAULT_SYNTH_FOLDER = "synth"  # `make data` and the notebooks' default DATA_ROOT end in it
@@ -111,7 +112,8 @@ def prepare_data(profile: str, data_root: str | Path, progress: bool = False) ->
     spec = SYNTHETIC_DATA.get(profile)
     if spec is not None and root.name == DEFAULT_SYNTH_FOLDER:
         root = root.parent / spec.folder
-        ensure_dataset(root, spec.videos_per_split, image_size=spec.image_size, progress=progress)
+        ensure_dataset(root, spec.videos_per_split, image_size=spec.image_size,
+                       num_classes=spec.num_classes, progress=progress)
         return root
     if not (root / "s4_meta_data.csv").is_file() and not (root / "ms3_meta_data.csv").is_file():
         raise FileNotFoundError(

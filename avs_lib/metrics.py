@@ -432,6 +432,27 @@ def listening_rate(
     return float(moved[valid].double().mean())
 
 
+def audio_following_rate(
+    pred_true: Tensor,
+    pred_swapped: Tensor,
+    original_obj_masks: Tensor,
+    swapped_obj_masks: Tensor,
+    overlap: str = "pixels",
+) -> float:
+    """Fraction of frames where the mask is on the sounding object with the true audio *and*
+    moves to the swapped-in object with the swapped audio.
+
+    The listening rate alone counts a model that ignores audio but happens to prefer the
+    other object by its looks (chance is about 1/2 with two objects); this paired rate is 0 for
+    every model whose prediction does not depend on the audio, and 1 for one that follows it.
+    """
+    stays, valid = moved_to_swapped(pred_true, swapped_obj_masks, original_obj_masks, overlap)
+    moved, _ = moved_to_swapped(pred_swapped, original_obj_masks, swapped_obj_masks, overlap)
+    if not bool(valid.any()):
+        raise ValueError("audio_following_rate: every frame has both objects empty; nothing to measure")
+    return float((stays & moved)[valid].double().mean())
+
+
 def audio_reliance_summary(
     miou_true: float, miou_swapped: float, miou_silent: float, listening_rate: float
 ) -> dict[str, float]:

@@ -265,6 +265,9 @@ class SynthParams:
     overlap_probability: float = 0.35  # one object is placed against another
     occluder_probability: float = 0.25  # a foreground bar crosses a random object
     min_visible_fraction: float = 0.4  # every object keeps this much of itself in every frame
+    # Only the first N of the 23 S4 categories are drawn: fewer classes, more clips per class,
+    # so a small model from scratch can learn which sound goes with which look sooner.
+    num_classes: int = NUM_CLASSES
 
     def __post_init__(self) -> None:
         if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
@@ -285,6 +288,11 @@ class SynthParams:
                 raise ValueError(
                     f"{name} must be a probability in [0, 1], got {getattr(self, name)}"
                 )
+        if not self.max_distractors + 1 <= self.num_classes <= NUM_CLASSES:
+            raise ValueError(
+                f"num_classes must be between max_distractors + 1 = {self.max_distractors + 1} "
+                f"and {NUM_CLASSES}, got {self.num_classes}"
+            )
         if not 0.0 < self.min_visible_fraction <= 1.0:
             raise ValueError(
                 f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}"
@@ -328,9 +336,10 @@ def _plan_split(
     split: str, names: list[str], params: SynthParams, rng: np.random.Generator
 ) -> list[ClipPlan]:
     count = len(names)
-    # Balanced classes: repeated shuffles of all 23, so every class appears once per 23 clips.
-    repeats = math.ceil(count / NUM_CLASSES)
-    categories = np.concatenate([rng.permutation(NUM_CLASSES) for _ in range(repeats)])[:count]
+    # Balanced classes: repeated shuffles of all N classes, so each appears once per N clips.
+    classes = params.num_classes
+    repeats = math.ceil(count / classes)
+    categories = np.concatenate([rng.permutation(classes) for _ in range(repeats)])[:count]
     with_distractor = np.zeros(count, dtype=bool)
     if split != "train":
         chosen = rng.permutation(count)[: round(params.eval_distractor_fraction * count)]
@@ -342,7 +351,7 @@ def _plan_split(
         wanted = _distractor_count(bool(with_distractor[i]), params, rng)
         # Prefer classes that some clip of this split sounds, so a swap partner exists.
         here = [c for c in present if c != category]
-        elsewhere = [c for c in range(NUM_CLASSES) if c != category and c not in present]
+        elsewhere = [c for c in range(classes) if c != category and c not in present]
         from_here = rng.permutation(here)[:wanted].tolist()
         from_elsewhere = rng.permutation(elsewhere)[: wanted - len(from_here)].tolist()
         distractors = from_here + from_elsewhere
@@ -829,6 +838,7 @@ def make_dataset(
     overlap_probability: float = 0.35,
     occluder_probability: float = 0.25,
     min_visible_fraction: float = 0.4,
+    num_classes: int = NUM_CLASSES,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -850,6 +860,7 @@ def make_dataset(
         overlap_probability=overlap_probability,
         occluder_probability=occluder_probability,
         min_visible_fraction=min_visible_fraction,
+        num_classes=num_classes,
     )
     began = time.perf_counter()
     root = Path(root)

@@ -28,6 +28,14 @@ def test_set_override_reaches_the_nested_field():
     assert cfg.loss.crop_ce == 1.0 and cfg.optim.lr == 0.002 and cfg.model.tpavi_stages == (0, 2)
 
 
+def test_exponent_without_a_dot_is_a_number():
+    # PyYAML reads `2e-3` as a string (YAML 1.1); `--set optim.lr=2e-3` must still work.
+    cfg = build_config("cpu", overrides=["optim.lr=2e-3", "loss.counterfactual=1e0"])
+    assert cfg.optim.lr == pytest.approx(0.002) and cfg.loss.counterfactual == 1.0
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        build_config("cpu", overrides=["optim.lr=fast"])
+
+
 def test_unknown_key_is_an_error_naming_it():
     with pytest.raises(ConfigError, match="loss.crop_cee"):
         build_config("cpu", overrides=["loss.crop_cee=1"])

@@ -14,6 +14,7 @@ from avs_lib.metrics import (
     f_curves,
     f_score,
     f_score_curves,
+    audio_following_rate,
     listening_rate,
     mask_iou,
     miou,
@@ -405,6 +406,28 @@ def test_listening_rate_without_any_object_is_an_error():
 def test_listening_rate_thresholds_logits():
     original, swapped = _objects()
     assert listening_rate(_as_logits(swapped), original.float(), swapped.float()) == 1.0
+
+
+def test_following_rate_is_zero_for_any_model_that_ignores_the_audio():
+    # An audio-ignoring model that prefers the swapped-in object by its looks scores 1.0 on the
+    # listening rate; the paired rate sees that its mask never moved.
+    original, swapped = _objects()
+    for fixed in (original, swapped, original | swapped, torch.zeros_like(original)):
+        assert audio_following_rate(fixed, fixed, original, swapped) == 0.0
+    assert listening_rate(swapped, original, swapped) == 1.0
+
+
+def test_following_rate_is_one_for_a_model_that_follows_the_audio():
+    original, swapped = _objects()
+    assert audio_following_rate(original, swapped, original, swapped) == 1.0
+    assert audio_following_rate(_as_logits(original), _as_logits(swapped), original, swapped) == 1.0
+
+
+def test_following_rate_counts_frames_separately():
+    original, swapped = _objects()
+    pred_true = original.clone()
+    pred_true[1] = swapped[1]  # frame 1 is on the wrong object even with the true audio
+    assert audio_following_rate(pred_true, swapped, original, swapped) == 0.5
 
 
 def test_iou_overlap_does_not_favour_the_larger_object():

@@ -188,6 +188,19 @@ def test_another_seed_gives_other_clips():
     assert [p.name for p in first] != [p.name for p in second]
 
 
+def test_fewer_classes_draw_only_the_first_categories_and_keep_the_rest_of_the_plan():
+    params = SynthParams((40, 20, 20), 64, seed=0, num_classes=5)
+    plans = plan_clips(params)
+    assert {c for p in plans for c in p.classes} == set(range(5))
+    for split in ("train", "val", "test"):  # balanced: each class sounds in ~1/5 of the clips
+        counts = np.bincount([p.classes[0] for p in plans if p.split == split], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert all(p.swap_partner for p in plans if p.split != "train")
+    # the default (all 23) plans exactly as before the option existed
+    assert plan_clips(SynthParams((6, 4, 4), 64, seed=0)) == plan_clips(
+        SynthParams((6, 4, 4), 64, seed=0, num_classes=NUM_CLASSES))
+
+
 def test_info_json_records_parameters_and_counts(root):
     info = read_info(root)
     assert info["parameters"]["videos_per_split"] == [6, 4, 4]
@@ -295,6 +308,8 @@ def test_sidecar_without_masks_is_a_format_error(tmp_path):
         {"image_size": 16},
         {"max_distractors": 9},
         {"occluder_probability": 1.5},
+        {"num_classes": 2},  # fewer than max_distractors + 1: no room for two distractors
+        {"num_classes": NUM_CLASSES + 1},
     ],
 )
 def test_bad_parameters_are_value_errors(bad, tmp_path):

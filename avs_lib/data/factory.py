@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4
@@ -34,6 +37,42 @@ class ClipSubset(Dataset):
         return getattr(self.base, name)
 
 
+class DenseSidecarMasks(Dataset):
+    """Training clips of a *synthetic* dataset with the sounding object's mask on every frame.
+
+    The S4 layout annotates only the first training frame; the generator's sidecar knows all five.
+    Each item's ``masks`` becomes [5, 1, S, S] and ``mask_frames`` [0..4]; everything else is kept.
+    """
+
+    def __init__(self, base: Dataset):
+        self.base = base
+        self.clips = base.clips
+        if base.sidecar(base.clips[0].name) is None:
+            raise ValueError(
+                f"data.dense_train_masks needs a synthetic dataset with a sidecar "
+                f"(synth_sidecar/ next to the data); {getattr(base, 'root', '?')} has none"
+            )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        sidecar = self.base.sidecar(item["name"])
+        masks = sidecar.masks[0]  # [5, H, W]: object 0 is the sounding one
+        size = item["frames"].shape[-1]
+        resized = [np.asarray(Image.fromarray((m > 0).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST))
+                   for m in masks]
+        item["masks"] = torch.from_numpy(np.stack(resized)[:, None].astype(np.float32))
+        item["mask_frames"] = torch.arange(len(resized), dtype=torch.int64)
+        return item
+
+    def __getattr__(self, name: str):
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     """The reader for `cfg.data.dataset` on `split`, limited as the config says."""
     d = cfg.data
@@ -43,4 +82,8 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     else:
         ds = AVSBenchMS3(d.root, split, image_size=d.image_size, audio=d.audio, cache_dir=d.cache_dir)
     limit = d.train_limit if split == "train" else d.eval_limit
-    return ClipSubset(ds, limit) if limit is not None else ds
+    if limit is not None:
+        ds = ClipSubset(ds, limit)
+    if split == "train" and d.dense_train_masks:
+        ds = DenseSidecarMasks(ds)
+    return ds
