@@ -64,8 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from avs_lib.report import run_notebooks
 
+    extra = {"FIGURES_DIR": args.figures_dir} if args.figures_dir else None
     run_notebooks(profile=args.profile, data_root=args.data_root, runs_dir=args.runs_dir, device=args.device,
-                  notebooks=args.only)
+                  notebooks=args.only, output_dir=args.output_dir, extra_parameters=extra)
     return 0
 
 
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--device", default="auto")
     p.add_argument("--only", nargs="*", default=None, help="notebook names to run (default: all)")
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help="write the executed notebooks here (default: in place, notebooks/)")
+    p.add_argument("--figures-dir", default=None, help="save figures here (default: figures/)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -44,16 +44,20 @@ def run_notebooks(
         missing = wanted - {p.name for p in selected} - {p.stem for p in selected}
         if missing:
             raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
-    # papermill runs each notebook with cwd = notebooks/: paths given relative to where the caller
-    # stands (the repository root for `make report`) are re-expressed relative to notebooks/.
-    params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(data_root), "RUNS_DIR": _from_notebooks(runs_dir),
-              "DEVICE": device, **(extra_parameters or {})}
+    # papermill runs each notebook in the folder it is written to (notebooks/, or `output_dir`,
+    # where nbval reruns it later): paths given relative to where the caller stands (the
+    # repository root for `make report`) are re-expressed relative to that folder.
+    out_dir = Path(output_dir).resolve() if output_dir else NOTEBOOK_DIR
+    params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(data_root, out_dir),
+              "RUNS_DIR": _from_notebooks(runs_dir, out_dir), "DEVICE": device}
+    for name, value in (extra_parameters or {}).items():
+        params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
     written = []
     for path in selected:
-        out = (output_dir / path.name) if output_dir else path
+        out = out_dir / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(path.parent),
+            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(out.parent),
                                 kernel_name="python3", progress_bar=False)
         except pm.PapermillExecutionError as err:
             raise RuntimeError(

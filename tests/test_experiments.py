@@ -6,9 +6,11 @@ nothing here trains a model.
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from avs_lib import experiments
@@ -266,3 +268,46 @@ def test_conclusions_with_one_seed_make_no_claim_and_report_ties():
     text = experiments.conclusions(_summary({"tpavi": [0.0], "thesis": [0.0]}))
     assert "**tpavi** and **thesis** tie for the highest mean test mIoU (0.000)" in text
     assert "supports no claim" in text
+
+
+def test_conclusions_report_the_counterfactual_objective_and_its_cost():
+    rows = []
+    for method, miou, listening, following in (("visual_only", 0.40, 0.45, 0.0), ("tpavi", 0.42, 0.50, 0.05),
+                                                 ("counterfactual", 0.35, 0.90, 0.80)):
+        for seed, noise in enumerate((-0.01, 0.0, 0.01)):
+            rows.append({"method": method, "seed": seed, "test_miou": miou + noise,
+                         "test_listening_rate": listening + noise, "test_following_rate": following + noise})
+    summary = experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate", "test_following_rate"])
+    text = experiments.conclusions(summary)
+    assert "Chance for the listening rate is what the model that hears nothing scores: 0.450 ± 0.010" in text
+    assert "**counterfactual** has the highest mean audio-following rate" in text
+    assert "On listening rate, counterfactual minus tpavi is +0.400" in text and "counterfactual is better than tpavi" in text
+    assert "Its cost: On test mIoU, counterfactual minus tpavi is -0.070" in text and "counterfactual is worse than tpavi" in text
+
+
+@pytest.mark.slow
+def test_run_grid_in_two_worker_processes_trains_every_run_once(tiny_synth, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    table = experiments.run_grid("smoke", ["tpavi", "visual_only"], [0], tiny_synth, runs, device="cpu", jobs=2)
+    assert table[["method", "seed"]].to_dict("records") == [
+        {"method": "tpavi", "seed": 0}, {"method": "visual_only", "seed": 0}]
+    assert table["test_miou"].notna().all()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    again = experiments.run_grid("smoke", ["tpavi", "visual_only"], [0], tiny_synth, runs, device="cpu", jobs=2)
+    assert again["test_miou"].tolist() == table["test_miou"].tolist()
+
+
+def test_run_grid_names_the_run_that_failed_in_a_worker(tmp_path):
+    with pytest.raises(RuntimeError, match=r"run (tpavi|thesis) seed 0 failed in a worker"):
+        experiments.run_grid("smoke", ["tpavi", "thesis"], [0], tmp_path / "no_data", tmp_path / "runs",
+                             device="cpu", jobs=2)
+
+
+def test_default_jobs_is_one_off_the_cpu():
+    assert experiments.default_jobs("cpu") in (1, 2)
+    if not torch.cuda.is_available():
+        assert experiments.default_jobs("cpu") == (2 if (os.cpu_count() or 1) >= 2 else 1)

@@ -76,3 +76,37 @@ def test_evaluation_conclusions_claim_nothing_from_one_seed(executed):
     text = "".join(o.get("data", {}).get("text/markdown", "") for o in cells[-1].outputs)
     assert "1 seed(s) each" in text and "supports no claim" in text
     assert "better than" not in text
+
+
+def _cells_without_injected_parameters(path):
+    cells = nbformat.read(path, as_version=4).cells
+    return [(c.cell_type, c.source) for c in cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_nbval_reference_has_the_same_cells_as_the_report_notebook(path):
+    """`make test` reruns notebooks/smoke/ with nbval; a report notebook changed without
+    `make smoke-notebooks` would leave CI checking old code."""
+    smoke = path.parent / "smoke" / path.name
+    assert smoke.is_file(), f"{smoke} missing: run `make smoke-notebooks`"
+    assert _cells_without_injected_parameters(smoke) == _cells_without_injected_parameters(path), (
+        f"{smoke} differs from {path}: run `make smoke-notebooks`")
+    injected = [c for c in nbformat.read(smoke, as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'PROFILE = "smoke"' in injected[0].source
+
+
+def test_run_notebooks_expresses_paths_from_the_output_folder(tmp_path, monkeypatch):
+    import papermill
+
+    calls = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda src, out, parameters, cwd, **kw: calls.append((parameters, cwd)))
+    out = tmp_path / "nb" / "smoke"
+    run_notebooks(profile="smoke", data_root=str(tmp_path / "data" / "synth"), runs_dir=str(tmp_path / "runs"),
+                  notebooks=["01_data_inspection"], output_dir=out,
+                  extra_parameters={"FIGURES_DIR": str(tmp_path / "figs"), "SEEDS": [0]})
+    (parameters, cwd), = calls
+    assert cwd == str(out.resolve())
+    assert parameters["DATA_ROOT"] == "../../data/synth" and parameters["RUNS_DIR"] == "../../runs"
+    assert parameters["FIGURES_DIR"] == "../../figs" and parameters["SEEDS"] == [0]
