@@ -148,6 +148,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "tpavi_avm": {"loss": {"avm": 0.5}},
     "thesis": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate"}},
     "thesis_shared": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "shared"}},
+    # The write-up puts a ReLU on the crop classifier's class scores; once every score is <= 0 the
+    # crop CE is stuck at ln(23) with no gradient (seen in the cpu grid). Not in the default grids.
+    "thesis_no_relu": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "crop_final_relu": False}},
     "cross_attention": {"model": {"fusion": "cross_attention"}},
     "counterfactual": {"loss": {"counterfactual": 1.0}},
     "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0},

@@ -634,9 +634,18 @@ def conclusions(summary: pd.DataFrame, digits: int = 3) -> str:
         lines.append(f"- Chance for the listening rate is what the model that hears nothing scores: "
                      f"{summary.loc['visual_only', 'test_listening_rate']} (it picks an object by its looks).")
     if "test_following_rate_mean" in summary.columns:
-        lines.append(f"- {_best(summary, 'test_following_rate', digits)}; this rate counts a frame only when "
-                     "the mask is on the sounding object with the true audio *and* on the other object "
-                     "with the swapped audio, so it is 0 for any model that ignores the audio.")
+        means = summary["test_following_rate_mean"].dropna()
+        top = means.idxmax() if not means.empty else None
+        definition = ("the audio-following rate counts a frame only when the mask is on the sounding "
+                      "object with the true audio *and* on the other object with the swapped audio, so it "
+                      "is 0 for any model that ignores the audio")
+        if top is not None and round(means[top], digits) > 0 and not (
+                means[top] <= 2 * (summary.loc[top, "test_following_rate_std"] or 0)):
+            lines.append(f"- {_best(summary, 'test_following_rate', digits)}; {definition}.")
+        else:
+            best = summary.loc[top, "test_following_rate"] if top is not None else "n/a"
+            lines.append(f"- **No method's masks follow the audio**: the highest mean audio-following rate "
+                         f"({best}) is not distinguishable from 0 ({definition}).")
         lines.append(f"- {_compare(summary, PROPOSED, BASELINE, 'test_following_rate', digits)}")
     if COUNTERFACTUAL in summary.index:
         lines.append(f"- {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_listening_rate', digits)}")

@@ -270,6 +270,16 @@ def test_conclusions_with_one_seed_make_no_claim_and_report_ties():
     assert "supports no claim" in text
 
 
+def test_conclusions_say_when_no_method_follows_the_audio():
+    rows = [{"method": m, "seed": k, "test_miou": 0.1, "test_listening_rate": 0.4, "test_following_rate": f}
+            for m, values in (("visual_only", (0.0, 0.0, 0.0)), ("tpavi", (0.0, 0.0, 0.004)))
+            for k, f in enumerate(values)]
+    summary = experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate", "test_following_rate"])
+    text = experiments.conclusions(summary)
+    assert "**No method's masks follow the audio**" in text and "highest mean audio-following rate" in text
+    assert "**tpavi** has the highest mean audio-following rate" not in text
+
+
 def test_conclusions_report_the_counterfactual_objective_and_its_cost():
     rows = []
     for method, miou, listening, following in (("visual_only", 0.40, 0.45, 0.0), ("tpavi", 0.42, 0.50, 0.05),
