@@ -651,7 +651,8 @@ def conclusions(summary: pd.DataFrame, digits: int = 3) -> str:
         lines.append(f"- {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_listening_rate', digits)}")
         if "test_following_rate_mean" in summary.columns:
             lines.append(f"- {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_following_rate', digits)}")
-        lines.append(f"- Its cost: {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_miou', digits)}")
+        lines.append(f"- What the counterfactual objective costs in segmentation. "
+                     f"{_compare(summary, COUNTERFACTUAL, BASELINE, 'test_miou', digits)}")
     return "\n".join(lines)
 
 

@@ -292,7 +292,7 @@ def test_conclusions_report_the_counterfactual_objective_and_its_cost():
     assert "Chance for the listening rate is what the model that hears nothing scores: 0.450 ± 0.010" in text
     assert "**counterfactual** has the highest mean audio-following rate" in text
     assert "On listening rate, counterfactual minus tpavi is +0.400" in text and "counterfactual is better than tpavi" in text
-    assert "Its cost: On test mIoU, counterfactual minus tpavi is -0.070" in text and "counterfactual is worse than tpavi" in text
+    assert "costs in segmentation. On test mIoU, counterfactual minus tpavi is -0.070" in text and "counterfactual is worse than tpavi" in text
 
 
 @pytest.mark.slow
