@@ -196,6 +196,12 @@ def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
     return "done" if (run_dir / "summary.json").is_file() else "partial"
 
 
+def _forget_summary(run_dir: Path) -> None:
+    """A summary must never outlive the run it describes: removed when (and only when) that run
+    starts training again, so an interrupted grid leaves the other runs' summaries alone."""
+    (run_dir / "summary.json").unlink(missing_ok=True)
+
+
 def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[tuple[str, str]]:
     """One run in a worker process with `threads` CPU threads; returns the warnings it gave."""
     import torch
@@ -204,9 +210,11 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
     from avs_lib.train import fit
 
     torch.set_num_threads(threads)
+    cfg = config_from_dict(cfg_dict)
+    _forget_summary(cfg.run_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit(config_from_dict(cfg_dict), resume=resume)
+        fit(cfg, resume=resume)
     return [(w.category.__name__, str(w.message)) for w in caught]
 
 
@@ -251,22 +259,24 @@ def run_grid(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     runs_dir = Path(runs_dir)
     pairs = [(m, int(s)) for m in methods for s in seeds]
+    # The saved config holds the absolute data root: a relative one would name another folder
+    # when the grid is rerun from elsewhere (a notebook runs in notebooks/, `make` in the root).
+    root = str(Path(data_root).resolve())
     todo = []
     for method, seed in pairs:
-        base = {"data": {"root": str(data_root)}, "output_dir": str(runs_dir), "device": device,
+        base = {"data": {"root": root}, "output_dir": str(runs_dir), "device": device,
                 "quiet": quiet, "seed": seed}
         cfg = build_config(profile, method, overrides=deep_merge(overrides or {}, base))
         status = _run_status(cfg.run_dir, to_dict(cfg))
         if status == "done" and skip_done:
             continue
-        # A summary must never outlive the run it describes (if this run is interrupted).
-        (cfg.run_dir / "summary.json").unlink(missing_ok=True)
         todo.append((cfg, status == "partial"))
     seen: set[tuple[type, str]] = set()
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
     if jobs == 1 or len(todo) <= 1:
         for cfg, resume in todo:
             bar.set_postfix_str(f"{cfg.name} seed {cfg.seed}")
+            _forget_summary(cfg.run_dir)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit(cfg, resume=resume)

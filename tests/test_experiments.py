@@ -7,6 +7,7 @@ nothing here trains a model.
 import json
 import math
 import os
+import warnings
 
 import pandas as pd
 import pytest
@@ -154,6 +155,47 @@ def test_run_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         experiments.run_grid("smoke", ["tpavi", "thesis"], [0, 1], tmp_path / "data", tmp_path / "runs")
     assert [str(w.message) for w in caught] == ["no pretrained weights given; using random initialisation"]
+
+
+def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypatch):
+    """`make` trains from the repository root with data/synth; the notebook reruns the grid from
+    notebooks/ with ../data/synth: the same folder, so nothing may be trained again."""
+    (tmp_path / "notebooks").mkdir()
+
+    def fake_fit(cfg, resume=False):
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, cfg.run_dir / "config.yaml")
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
+
+    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    monkeypatch.chdir(tmp_path)
+    experiments.run_grid("smoke", ["tpavi"], [0, 1], "data/synth", "runs")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not be trained again")
+
+    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even a "trained with another config" warning
+        table = experiments.run_grid("smoke", ["tpavi"], [0, 1], "../data/synth", "../runs")
+    assert table["seed"].tolist() == [0, 1]
+
+
+def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        cfg = _saved_config(runs, tmp_path / "data", seed=seed, optim={"lr": 0.5})  # stale: retrained
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": "tpavi", "seed": seed}))
+
+    def interrupted(cfg, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("avs_lib.train.fit", interrupted)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="optim.lr"):
+        experiments.run_grid("smoke", ["tpavi"], [0, 1], tmp_path / "data", runs)
+    assert not (runs / "tpavi_seed0" / "summary.json").exists()  # the run that started
+    assert (runs / "tpavi_seed1" / "summary.json").exists()  # the run never reached
 
 
 def test_config_differences_ignore_device_but_not_the_learning_rate(tmp_path):

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from avs_lib.metrics import (
     Evaluator,
+    audio_following_rate,
     audio_reliance_summary,
     f_curves,
     f_score,
     f_score_curves,
-    audio_following_rate,
     listening_rate,
     mask_iou,
     miou,
