@@ -10,7 +10,6 @@ DEVICE ?= auto
 SYNTH_VIDEOS ?= 240,60,60
 SYNTH_SIZE ?= 96
 SYNTH_CLASSES ?= 8
-JOBS ?= 1
 
 .PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean
 

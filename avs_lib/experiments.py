@@ -196,13 +196,30 @@ def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
     return "done" if (run_dir / "summary.json").is_file() else "partial"
 
 
+WarningRecord = tuple[type[Warning], str, str, int]  # category, message, file, line: picklable
+
+
+def _records(caught: list[warnings.WarningMessage]) -> list[WarningRecord]:
+    return [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
+
+
+def _warn_once(records: list[WarningRecord], seen: set[tuple[type, str]]) -> None:
+    """Re-issue the warnings of a run that no earlier run of the grid gave ("no pretrained
+    weights given" once per grid, not once per run). The "once" filter cannot do this: every
+    `catch_warnings` inside torch resets its memory."""
+    for category, message, filename, lineno in records:
+        if (category, message) not in seen:
+            seen.add((category, message))
+            warnings.warn_explicit(message, category, filename, lineno)
+
+
 def _forget_summary(run_dir: Path) -> None:
     """A summary must never outlive the run it describes: removed when (and only when) that run
     starts training again, so an interrupted grid leaves the other runs' summaries alone."""
     (run_dir / "summary.json").unlink(missing_ok=True)
 
 
-def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[tuple[str, str]]:
+def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[WarningRecord]:
     """One run in a worker process with `threads` CPU threads; returns the warnings it gave."""
     import torch
 
@@ -215,19 +232,15 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit(cfg, resume=resume)
-    return [(w.category.__name__, str(w.message)) for w in caught]
+    return _records(caught)
 
 
 def default_jobs(device: str = "auto") -> int:
-    """Runs at a time: 2 on a CPU-only machine with at least 2 cores (measured on 2 cores:
+    """Runs at a time: 2 when training on the CPU with at least 2 cores (measured on 2 cores:
     two 1-thread runs finish 1.4x more steps per second than one 2-thread run), else 1."""
-    import torch
-
     from avs_lib.train import select_device
 
-    if select_device(device).type != "cpu" or torch.cuda.is_available():
-        return 1
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    return 2 if select_device(device).type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
 
 def run_grid(
@@ -280,7 +293,7 @@ def run_grid(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit(cfg, resume=resume)
-            _warn_once(caught, seen)
+            _warn_once(_records(caught), seen)
             bar.update()
     else:
         import multiprocessing
@@ -292,31 +305,16 @@ def run_grid(
             for future in as_completed(futures):
                 cfg = futures[future]
                 try:
-                    messages = future.result()
+                    messages = future.result()  # the run's warnings
                 except Exception as error:
                     for other in futures:
                         other.cancel()
                     raise RuntimeError(f"run {cfg.name} seed {cfg.seed} failed in a worker: {error}") from error
                 bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
-                for category, message in messages:
-                    key = (UserWarning, f"{category}: {message}")
-                    if key not in seen:
-                        seen.add(key)
-                        warnings.warn(f"{category}: {message}", UserWarning, stacklevel=2)
+                _warn_once(messages, seen)
                 bar.update()
     bar.close()
     return pd.DataFrame([_summary_row(runs_dir / f"{m}_seed{s}") for m, s in pairs])
-
-
-def _warn_once(caught: list[warnings.WarningMessage], seen: set[tuple[type, str]]) -> None:
-    """Re-issue the warnings of a run that no earlier run of the grid gave ("no pretrained
-    weights given" once per grid, not once per run). The "once" filter cannot do this: every
-    `catch_warnings` inside torch resets its memory."""
-    for w in caught:
-        key = (w.category, str(w.message))
-        if key not in seen:
-            seen.add(key)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 # ---------------------------------------------------------------- reading results

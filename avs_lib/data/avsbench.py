@@ -306,7 +306,8 @@ def mask_values(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB")).max(axis=-1)  # an RGB mask: any coloured pixel
 
 
-def _resized(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+def resize_square(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
+    """`image` at size x size (frames bilinear, masks nearest); the one resize every reader uses."""
     return image if image.size == (size, size) else image.resize((size, size), resample)
 
 
@@ -438,7 +439,7 @@ class _AVSBenchClips(Dataset):
 
     def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
         size = self.image_size
-        resized = [np.asarray(_resized(f, size, Image.Resampling.BILINEAR)) for f in frames]
+        resized = [np.asarray(resize_square(f, size, Image.Resampling.BILINEAR)) for f in frames]
         return np.stack(resized)  # [T,S,S,3] uint8
 
     def load_frames_raw(self, index: int) -> np.ndarray:
@@ -462,7 +463,7 @@ class _AVSBenchClips(Dataset):
                 )
             # Any non-zero pixel is object; nearest resizing keeps the mask binary.
             binary = Image.fromarray((mask_values(image) != 0).astype(np.uint8))
-            masks.append(np.asarray(_resized(binary, self.image_size, Image.Resampling.NEAREST)))
+            masks.append(np.asarray(resize_square(binary, self.image_size, Image.Resampling.NEAREST)))
         return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))  # [M,1,S,S]
 
     def _read_audio(self, index: int) -> torch.Tensor:

@@ -9,27 +9,21 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4
+from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, resize_square
 
 if TYPE_CHECKING:
     from avs_lib.config import ExperimentConfig
 
 
-class ClipSubset(Dataset):
-    """The first `limit` clips of a dataset, keeping its clip-level helpers (sidecar, load_audio...)."""
+class _Wrapper(Dataset):
+    """A dataset around another that keeps its clip-level helpers (sidecar, load_audio...)."""
 
-    def __init__(self, base: Dataset, limit: int):
+    def __init__(self, base: Dataset):
         self.base = base
-        self.limit = min(limit, len(base))
-        self.clips = base.clips[: self.limit]
+        self.clips = base.clips
 
     def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.limit:
-            raise IndexError(f"clip index {index} out of range for {self.limit} clips")
-        return self.base[index]
+        return len(self.clips)
 
     def __getattr__(self, name: str):
         if name == "base":  # not yet set (during unpickling in a worker): avoid recursing
@@ -37,7 +31,21 @@ class ClipSubset(Dataset):
         return getattr(self.base, name)
 
 
-class DenseSidecarMasks(Dataset):
+class ClipSubset(_Wrapper):
+    """The first `limit` clips of a dataset."""
+
+    def __init__(self, base: Dataset, limit: int):
+        super().__init__(base)
+        self.limit = min(limit, len(base))
+        self.clips = base.clips[: self.limit]
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.limit:
+            raise IndexError(f"clip index {index} out of range for {self.limit} clips")
+        return self.base[index]
+
+
+class DenseSidecarMasks(_Wrapper):
     """Training clips of a *synthetic* dataset with the sounding object's mask on every frame.
 
     The S4 layout annotates only the first training frame; the generator's sidecar knows all five.
@@ -45,32 +53,23 @@ class DenseSidecarMasks(Dataset):
     """
 
     def __init__(self, base: Dataset):
-        self.base = base
-        self.clips = base.clips
+        super().__init__(base)
         if base.sidecar(base.clips[0].name) is None:
             raise ValueError(
                 f"data.dense_train_masks needs a synthetic dataset with a sidecar "
                 f"(synth_sidecar/ next to the data); {getattr(base, 'root', '?')} has none"
             )
 
-    def __len__(self) -> int:
-        return len(self.base)
-
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
-        sidecar = self.base.sidecar(item["name"])
-        masks = sidecar.masks[0]  # [5, H, W]: object 0 is the sounding one
+        sounding = self.base.sidecar(item["name"]).masks[0]  # [5, H, W]: object 0 sounds
         size = item["frames"].shape[-1]
-        resized = [np.asarray(Image.fromarray((m > 0).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST))
-                   for m in masks]
+        # Resized exactly as the reader resizes the annotated PNG masks.
+        resized = [np.asarray(resize_square(Image.fromarray((m > 0).astype(np.uint8)), size, Image.Resampling.NEAREST))
+                   for m in sounding]
         item["masks"] = torch.from_numpy(np.stack(resized)[:, None].astype(np.float32))
         item["mask_frames"] = torch.arange(len(resized), dtype=torch.int64)
         return item
-
-    def __getattr__(self, name: str):
-        if name == "base":
-            raise AttributeError(name)
-        return getattr(self.base, name)
 
 
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
