@@ -18,7 +18,7 @@ from avs_lib.models.crop import CropClassifier
 from avs_lib.models.logmel_cnn import LogMelCNN
 from avs_lib.models.resnet import RESNETS, ResNetEncoder, check_resnet_name
 from avs_lib.models.vggish import VGGish
-from avs_lib.models.weights import load_imagenet_resnet, load_vggish
+from avs_lib.models.weights import load_imagenet_resnet, load_small_audio, load_vggish
 
 # Backbones by name: name -> (torchvision builder, stage channels); `get_backbone` gives the encoder.
 BACKBONES = RESNETS
@@ -47,9 +47,9 @@ class ModelConfig:
     frames:          T, frames per clip
     second_branch:   build the official, unused, frozen layer3_2/layer4_2 so official checkpoints
                      load strictly; None = only for resnet50
-    audio_encoder:   "vggish" (official, pretrained) | "small" (LogMelCNN, trained) | "none"
-    freeze_audio:    keep VGGish frozen (official); the "small" encoder starts random, so it
-                     is always trained
+    audio_encoder:   "vggish" (official, pretrained) | "small" (LogMelCNN) | "none"
+    freeze_audio:    keep the audio encoder frozen (official for VGGish); a "small" encoder without
+                     `audio_weights` starts random, so it is always trained
     crop_trunk:      "separate" (own ResNet of the backbone's kind, as the thesis: ResNet-50),
                      "resnet18" | "resnet34" | "resnet50" (own ResNet of that kind), or "shared"
                      (the AVS model's own encoder)
@@ -57,6 +57,8 @@ class ModelConfig:
     resnet_weights:  torchvision ImageNet ResNet file for the AVS encoder (None: random init)
     vggish_weights:  VGGish state_dict file, e.g. vggish-10086976.pth (None: random init)
     crop_weights:    torchvision ImageNet ResNet file for a separate crop trunk (None: random init)
+    audio_weights:   LogMelCNN state_dict file for the "small" encoder, e.g. from
+                     `avs_lib.pretrain` (None: random init)
     """
 
     backbone: str = "resnet50"
@@ -76,6 +78,7 @@ class ModelConfig:
     resnet_weights: str | None = None
     vggish_weights: str | None = None
     crop_weights: str | None = None
+    audio_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.tpavi_stages = tuple(self.tpavi_stages)  # YAML gives lists
@@ -112,7 +115,12 @@ class ModelConfig:
             raise ValueError(
                 "crop_weights: must be None with crop_trunk='shared' (the AVS encoder is used)"
             )
-        for name in ("resnet_weights", "vggish_weights", "crop_weights"):
+        if self.audio_weights is not None and self.audio_encoder != "small":
+            raise ValueError(
+                f"audio_weights: a LogMelCNN file is for audio_encoder='small', not "
+                f"{self.audio_encoder!r} (VGGish reads vggish_weights)"
+            )
+        for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name}: expected a file path or None, got {value!r}")
@@ -148,7 +156,9 @@ def build_audio_encoder(cfg: ModelConfig) -> nn.Module | None:
     if cfg.audio_encoder == "none":
         return None
     if cfg.audio_encoder == "small":
-        return LogMelCNN()
+        if cfg.audio_weights is None:
+            return LogMelCNN()  # random init, always trained: no warning, it is the small encoder's use
+        return load_small_audio(LogMelCNN(freeze=cfg.freeze_audio), cfg.audio_weights)
     vggish = VGGish(freeze=cfg.freeze_audio)
     return load_vggish(vggish, cfg.vggish_weights)
 

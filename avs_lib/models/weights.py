@@ -216,6 +216,12 @@ def load_vggish(model: nn.Module, path: str | Path | None) -> nn.Module:
     return model
 
 
+def load_small_audio(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a LogMelCNN state_dict (e.g. one written by `avs_lib.pretrain`), strictly."""
+    load_exact(model, read_state_dict(path), path, "LogMelCNN audio encoder")
+    return model
+
+
 def load_avs_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a whole AVSModel state_dict, e.g. an official AVSBench `S4_best.pth`, strictly."""
     state = read_state_dict(path)
