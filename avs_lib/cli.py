@@ -1,4 +1,4 @@
-"""`python -m avs_lib {synth, check-data, train, evaluate, report}`: thin wrappers over the library."""
+"""`python -m avs_lib {synth, check-data, pretrain, train, evaluate, report}`: thin wrappers over the library."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.root, progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from avs_lib.pretrain import PretrainConfig, ensure_pretrained, weight_overrides_from
+
+    cfg = PretrainConfig(backbone=args.backbone, image_size=args.image_size, crop_size=args.crop_size,
+                         visual_epochs=args.visual_epochs, audio_epochs=args.audio_epochs, seed=args.seed)
+    out = args.out if args.out is not None else args.root / "pretrained"
+    report = ensure_pretrained(args.root, out, cfg, quiet=args.quiet)
+    print(f"visual val accuracy {report['visual']['val_accuracy']:.3f}, audio val accuracy "
+          f"{report['audio']['val_accuracy']:.3f} (chance {report['chance_accuracy']:.3f}); {out}")
+    sets = " ".join(f"--set model.{k}={v}" for k, v in weight_overrides_from(report)["model"].items())
+    print(f"train from them with: python -m avs_lib train {sets}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -88,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("pretrain", help="pretrain the ResNet and the small audio encoder on a dataset's "
+                       "train split (the cpu report's stand-in for ImageNet/AudioSet weights)")
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="default: ROOT/pretrained (reused when up to date)")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--image-size", type=int, default=64, help="frame size the AVS model reads (default 64)")
+    p.add_argument("--crop-size", type=int, default=32)
+    p.add_argument("--visual-epochs", type=int, default=6)
+    p.add_argument("--audio-epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train one experiment (profile + method + overrides)")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper")

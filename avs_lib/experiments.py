@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from avs_lib.config import METHODS, PROFILES, build_config, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data.errors import DataFormatError
+from avs_lib.pretrain import PretrainConfig
 from avs_lib.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
@@ -31,36 +32,53 @@ from avs_lib.viz import loss_terms_long
 
 @dataclass(frozen=True)
 class Grid:
-    """The runs of one profile: every method (and ablation) with every seed."""
+    """The runs of one profile: the main methods with every seed, extra methods compared with the
+    first seed only, and the ablations."""
 
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     ablations: tuple[str, ...] = ()
     ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
+    extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
+
+    @property
+    def compared(self) -> list[str]:
+        """The methods of the main comparison: the main ones, then the extras."""
+        return [*self.methods, *self.extras]
 
     @property
     def all_methods(self) -> list[str]:
-        return [*self.methods, *self.ablations]
+        return [*self.methods, *self.extras, *self.ablations]
 
     @property
     def runs(self) -> list[tuple[list[str], list[int]]]:
-        """(methods, seeds) groups to train: the methods with all seeds, then the ablations."""
+        """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
         groups = [(list(self.methods), list(self.seeds))]
+        if self.extras:
+            groups.append((list(self.extras), list(self.seeds[:1])))
         if self.ablations:
             seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
             groups.append((list(self.ablations), list(seeds)))
         return groups
 
+    @property
+    def pairs(self) -> list[tuple[str, int]]:
+        """Every (method, seed) run of the grid, in training order."""
+        return [(m, s) for methods, seeds in self.runs for m in methods for s in seeds]
+
 
 MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
                 "counterfactual", "thesis_counterfactual")
 ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
+# The cpu report's budget (about 45 min on 2 cores) holds 3 seeds of four methods: the floor, the
+# baseline, the thesis and the counterfactual objective; the other methods get one seed.
+CPU_METHODS = ("visual_only", "tpavi", "thesis", "counterfactual")
+CPU_EXTRAS = ("tpavi_avm", "cross_attention", "thesis_shared")
 
 DEFAULT_GRID: dict[str, Grid] = {
     # Proves the notebooks run end to end; one seed, so no claim can rest on it.
     "smoke": Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0,)),
-    # Ablations with one seed: the hour of 2 cores does not stretch to three (see README).
-    "cpu": Grid(MAIN_METHODS, (0, 1, 2), ABLATIONS, ablation_seeds=(0,)),
+    "cpu": Grid(CPU_METHODS, (0, 1, 2), ABLATIONS, ablation_seeds=(0,), extras=CPU_EXTRAS),
     "gpu": Grid(MAIN_METHODS, (0, 1, 2), ABLATIONS),
 }
 
@@ -83,15 +101,16 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
             raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
         picked_methods: tuple[str, ...] = tuple(methods)
         ablations: tuple[str, ...] = ()
+        extras: tuple[str, ...] = ()
     else:
-        picked_methods, ablations = default.methods, default.ablations
+        picked_methods, ablations, extras = default.methods, default.ablations, default.extras
     picked_seeds = tuple(int(s) for s in seeds) if seeds is not None else default.seeds
     if not picked_methods or not picked_seeds:
         raise ValueError("a grid needs at least one method and one seed")
     ablation_seeds = None
     if ablations and default.ablation_seeds is not None:
         ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
-    return Grid(picked_methods, picked_seeds, ablations, ablation_seeds)
+    return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras)
 
 
 # ---------------------------------------------------------------- the data a profile reads
@@ -99,19 +118,27 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Where and how big the synthetic dataset of a profile is."""
+    """Where and how big the synthetic dataset of a profile is, and how its encoders are pretrained.
+
+    `pretrain` (None: none) stands in for ImageNet/AudioSet weights when the user gives no local
+    weight files (`avs_lib.pretrain`); its files go to `{folder}/pretrained/`.
+    """
 
     folder: str
     videos_per_split: tuple[int, int, int]
     image_size: int
     num_classes: int = 23
+    pretrain: PretrainConfig | None = None
 
 
 DEFAULT_SYNTH_FOLDER = "synth"  # `make data` and the notebooks' default DATA_ROOT end in it
 SYNTHETIC_DATA: dict[str, SyntheticSpec] = {
-    "smoke": SyntheticSpec("synth_smoke", (6, 4, 4), 64),
-    # 8 of the 23 classes: ~30 training clips per sounding class instead of ~10.
-    "cpu": SyntheticSpec("synth", (240, 60, 60), 96, num_classes=8),
+    # One pretraining epoch each: exercises the path in seconds, learns little.
+    "smoke": SyntheticSpec("synth_smoke", (6, 4, 4), 64,
+                           pretrain=PretrainConfig(visual_epochs=1, audio_epochs=1, batch_size=16)),
+    # 8 of the 23 classes: ~30 training clips per sounding class instead of ~10. Pretrained
+    # encoders: from random init no method learned to follow the audio within the budget.
+    "cpu": SyntheticSpec("synth", (240, 60, 60), 96, num_classes=8, pretrain=PretrainConfig()),
     "gpu": SyntheticSpec("synth_gpu", (240, 60, 60), 224),
 }
 
@@ -138,6 +165,35 @@ def prepare_data(profile: str, data_root: str | Path, progress: bool = False) ->
             f"at the dataset, or at a folder named {DEFAULT_SYNTH_FOLDER!r} to generate synthetic data"
         )
     return root
+
+
+PRETRAINED_FOLDER = "pretrained"
+
+
+def profile_weights(
+    profile: str,
+    data_root: str | Path,
+    resnet_weights: str | None = None,
+    vggish_weights: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Config overrides for the encoders' starting weights of a grid.
+
+    Local weight files given by the user win (`weight_overrides`). Without them, a profile whose
+    synthetic data has a pretraining recipe (`SyntheticSpec.pretrain`) starts from encoders
+    pretrained on that data's training split, made once into `data_root/pretrained/` and reused;
+    any other profile or data root starts from random init (the model builder says so).
+    """
+    from avs_lib.pretrain import ensure_pretrained, weight_overrides_from
+
+    if resnet_weights is not None or vggish_weights is not None:
+        return weight_overrides(resnet_weights, vggish_weights)
+    spec = SYNTHETIC_DATA.get(profile)
+    root = Path(data_root)
+    if spec is None or spec.pretrain is None or root.name != spec.folder:
+        return {}
+    report = ensure_pretrained(root, root / PRETRAINED_FOLDER, spec.pretrain, quiet=quiet)
+    return weight_overrides_from(report)
 
 
 def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:
@@ -264,14 +320,34 @@ def run_grid(
     cpu_count // jobs threads; a run's result does not depend on which worker trained it,
     but CPU float sums may differ in the last bits between thread counts.
     """
-    from avs_lib.train import fit
-
     if not methods or not seeds:
         raise ValueError("run_grid needs at least one method and one seed")
+    return _train_pairs(profile, [(m, int(s)) for m in methods for s in seeds], data_root, runs_dir,
+                        device=device, overrides=overrides, skip_done=skip_done, quiet=quiet, jobs=jobs)
+
+
+def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | Path, **options: Any) -> pd.DataFrame:
+    """`run_grid` over every run of `grid` (methods, extras, ablations) in one pool of workers,
+    so no worker idles between the groups; one row per run. `options` as for `run_grid`."""
+    return _train_pairs(profile, grid.pairs, data_root, runs_dir, **options)
+
+
+def _train_pairs(
+    profile: str,
+    pairs: list[tuple[str, int]],
+    data_root: str | Path,
+    runs_dir: str | Path,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    skip_done: bool = True,
+    quiet: bool = True,
+    jobs: int = 1,
+) -> pd.DataFrame:
+    from avs_lib.train import fit
+
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     runs_dir = Path(runs_dir)
-    pairs = [(m, int(s)) for m in methods for s in seeds]
     # The saved config holds the absolute data root: a relative one would name another folder
     # when the grid is rerun from elsewhere (a notebook runs in notebooks/, `make` in the root).
     root = str(Path(data_root).resolve())
@@ -358,11 +434,13 @@ def _ordered_frame(rows: list[dict[str, Any]], first: list[str]) -> pd.DataFrame
 
 
 def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
-                    seeds: list[int] | None = None) -> pd.DataFrame:
+                    seeds: list[int] | None = None, pairs: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """One row per finished run under `runs_dir` (from summary.json), ordered by method and seed
-    (methods in the order of `config.METHODS`); optionally only the given methods and seeds."""
+    (methods in the order of `config.METHODS`); optionally only the given methods and seeds, or
+    only the given (method, seed) pairs (a grid's `pairs`: no run of an older, larger grid)."""
     rows = [_summary_row(d) for d in _run_dirs(runs_dir, "summary.json")]
-    rows = [r for r in rows if (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)]
+    rows = [r for r in rows if (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)
+            and (pairs is None or (r["method"], r["seed"]) in set(pairs))]
     if not rows:
         raise FileNotFoundError(f"no finished runs (*/summary.json) under {runs_dir}"
                                 + (f" for methods {methods}" if methods else "") + (f" seeds {seeds}" if seeds else ""))
@@ -589,7 +667,9 @@ def _best(summary: pd.DataFrame, metric: str, digits: int) -> str:
     top = means.max()
     tied = [m for m, v in means.items() if round(v, digits) == round(top, digits)]
     if len(tied) == 1:
-        return f"**{tied[0]}** has the highest mean {name} ({summary.loc[tied[0], metric]})"
+        seeds = int(summary.loc[tied[0], "n_seeds"]) if "n_seeds" in summary.columns else 2
+        note = "; one seed, so its spread is unknown" if seeds < 2 else ""
+        return f"**{tied[0]}** has the highest mean {name} ({summary.loc[tied[0], metric]}{note})"
     return f"{_join(tied)} tie for the highest mean {name} ({round(top, digits):.{digits}f})"
 
 
@@ -683,6 +763,8 @@ __all__ = [
     "per_category",
     "per_clip",
     "prepare_data",
+    "train_grid",
+    "profile_weights",
     "reference_lines",
     "reported_table",
     "representative_run",

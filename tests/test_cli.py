@@ -8,7 +8,7 @@ import pytest
 from avs_lib.cli import main
 
 
-@pytest.mark.parametrize("command", ["synth", "check-data", "train", "evaluate", "report"])
+@pytest.mark.parametrize("command", ["synth", "check-data", "pretrain", "train", "evaluate", "report"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -43,3 +43,24 @@ def test_check_data_exits_1_and_names_the_file_of_a_problem(tmp_path):
                              capture_output=True, text=True)
     assert checked.returncode == 1
     assert victim.name in checked.stdout
+
+
+def test_pretrain_defaults_are_the_library_defaults():
+    from dataclasses import fields
+
+    from avs_lib.cli import build_parser
+    from avs_lib.pretrain import PretrainConfig
+
+    args = build_parser().parse_args(["pretrain", "root"])
+    for field in fields(PretrainConfig):
+        if field.name not in ("batch_size", "lr"):
+            assert getattr(args, field.name) == field.default, field.name
+
+
+def test_pretrain_prints_the_overrides_that_train_from_its_files(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "enc"
+    assert main(["pretrain", str(tiny_synth), "--out", str(out), "--visual-epochs", "1", "--audio-epochs", "1",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"--set model.resnet_weights={(out / 'resnet_synth.pth').resolve()}" in printed
+    assert "--set model.audio_weights=" in printed and "--set model.freeze_audio=True" in printed

@@ -53,6 +53,18 @@ def test_cpu_grid_has_three_seeds_and_the_leave_one_out_ablations():
     assert grid.all_methods[-3:] == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine"]
 
 
+def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once():
+    grid = experiments.grid_for("cpu")
+    assert grid.compared == [*grid.methods, *grid.extras] and grid.extras
+    pairs = grid.pairs
+    assert len(pairs) == len(set(pairs))
+    assert len(pairs) == len(grid.methods) * 3 + len(grid.extras) + len(grid.ablations)
+    assert all(seed == 0 for method, seed in pairs if method in grid.extras + grid.ablations)
+    assert [m for m, _ in pairs][:3] == [grid.methods[0]] * 3  # main methods first, all seeds
+    # An explicit method list replaces the default, extras included.
+    assert experiments.grid_for("cpu", methods=["tpavi"], seeds=[0, 1]).pairs == [("tpavi", 0), ("tpavi", 1)]
+
+
 def test_grid_for_given_methods_replace_the_default_and_drop_ablations():
     grid = experiments.grid_for("cpu", methods=["tpavi"], seeds=[4])
     assert grid.all_methods == ["tpavi"] and grid.seeds == (4,)
@@ -180,6 +192,22 @@ def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypat
         warnings.simplefilter("error")  # not even a "trained with another config" warning
         table = experiments.run_grid("smoke", ["tpavi"], [0, 1], "../data/synth", "../runs")
     assert table["seed"].tolist() == [0, 1]
+
+
+def test_train_grid_trains_every_pair_of_the_grid_once(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_fit(cfg, resume=False):
+        trained.append((cfg.name, cfg.seed))
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
+
+    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    grid = experiments.Grid(("tpavi",), (0, 1), ("thesis_minus_cosine",), (1,), extras=("visual_only",))
+    table = experiments.train_grid("smoke", grid, tmp_path / "data", tmp_path / "runs")
+    expected = [("tpavi", 0), ("tpavi", 1), ("visual_only", 0), ("thesis_minus_cosine", 1)]
+    assert trained == expected == grid.pairs
+    assert list(zip(table["method"], table["seed"])) == expected
 
 
 def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_path, monkeypatch):
@@ -310,6 +338,11 @@ def test_conclusions_with_one_seed_make_no_claim_and_report_ties():
     text = experiments.conclusions(_summary({"tpavi": [0.0], "thesis": [0.0]}))
     assert "**tpavi** and **thesis** tie for the highest mean test mIoU (0.000)" in text
     assert "supports no claim" in text
+
+
+def test_conclusions_flag_a_best_method_that_has_one_seed():
+    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.62, 0.64], "cross_attention": [0.90]}))
+    assert "**cross_attention** has the highest mean test mIoU (0.900; one seed, so its spread is unknown)" in text
 
 
 def test_conclusions_say_when_no_method_follows_the_audio():

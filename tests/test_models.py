@@ -171,6 +171,31 @@ def test_tpavi_starts_as_layernorm_of_its_input():
     assert aligned.shape == (1, T, 8)
 
 
+@pytest.mark.parametrize("fusion", ["tpavi", "cross_attention"])
+def test_fusion_gate_init_opens_the_audio_path_at_step_zero(fusion):
+    """Closed (official, 0): the fused maps ignore the audio until the gate grows, and theta/phi get
+    no gradient. Open (> 0): the audio changes the maps and every fusion weight gets a gradient."""
+    torch.manual_seed(0)
+    frames, audio = clip_inputs(1, (64, 64))
+    other = torch.randn_like(audio)
+    for gate, listens in ((0.0, False), (1.0, True)):
+        model = small_model(fusion=fusion, tpavi_stages=(2, 3), fusion_gate_init=gate).eval()
+        with torch.no_grad():
+            a = model(frames, audio)[0]
+            b = model(frames, other)[0]
+        assert (not torch.allclose(a, b)) is listens
+        model(frames, audio)[0].sum().backward()
+        block = model.fusion_block(3)
+        first = block.theta.weight if fusion == "tpavi" else block.attention.in_proj_weight
+        assert (first.grad.abs().sum() > 0).item() is listens
+
+
+def test_fusion_gate_init_must_be_finite_and_not_negative():
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="fusion_gate_init"):
+            ModelConfig(fusion_gate_init=bad).validate()
+
+
 # --- whole-model wiring against a literal reference ----------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """Synthetic encoder pretraining: crops and labels, files that load as real weights, determinism."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +132,103 @@ def test_audio_weights_only_for_the_small_encoder_and_must_fit(tmp_path):
     torch.save({"features.0.0.weight": torch.zeros(3)}, wrong)
     with pytest.raises(DataFormatError, match="wrong.pth"):
         build_audio_encoder(ModelConfig(audio_encoder="small", audio_weights=str(wrong)))
+
+
+def test_ensure_pretrained_reuses_an_up_to_date_report_and_redoes_a_stale_one(tiny_synth, pretrained, tmp_path):
+    import shutil
+
+    from avs_lib.pretrain import ensure_pretrained
+
+    out, report = pretrained
+    visual = out / VISUAL_FILE
+    stamp = visual.stat().st_mtime_ns
+    assert ensure_pretrained(tiny_synth, out, TINY, quiet=True) == report
+    assert visual.stat().st_mtime_ns == stamp  # reused, not retrained
+
+    # The same path with regenerated (different) data gets another fingerprint: pretrained again.
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_synth, copy)
+    first = ensure_pretrained(copy, tmp_path / "enc", TINY, quiet=True)
+    meta = copy / "s4_meta_data.csv"
+    meta.write_text(meta.read_text() + "\n")
+    second = ensure_pretrained(copy, tmp_path / "enc", TINY, quiet=True)
+    assert second["data_fingerprint"] != first["data_fingerprint"]
+    # Another config is redone as well.
+    other = PretrainConfig(image_size=64, crop_size=32, visual_epochs=1, audio_epochs=1, batch_size=8, seed=1)
+    assert ensure_pretrained(copy, tmp_path / "enc", other, quiet=True)["config"]["seed"] == 1
+
+
+def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
+    from avs_lib.pretrain import ensure_pretrained
+
+    (tmp_path / REPORT_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match=REPORT_FILE):
+        ensure_pretrained(tiny_synth, tmp_path, TINY, quiet=True)
+
+
+def test_overrides_from_a_report_build_every_method(pretrained):
+    from avs_lib.config import build_config
+    from avs_lib.pretrain import weight_overrides_from
+    from avs_lib.system import AVSSystem
+
+    _, report = pretrained
+    overrides = weight_overrides_from(report)
+    saved = torch.load(report["visual_weights"], weights_only=True)
+    for method in ("tpavi", "thesis", "thesis_shared"):
+        cfg = build_config("smoke", method, overrides=overrides)
+        system = AVSSystem(cfg)
+        assert torch.equal(system.model.resnet.layer1[0].conv1.weight, saved["layer1.0.conv1.weight"])
+        assert not any(p.requires_grad for p in system.audio_encoder.parameters())
+
+
+def test_profile_weights_prefer_the_users_files_and_pretrain_only_the_profiles_synthetic_data(tmp_path):
+    from avs_lib import experiments
+
+    given = experiments.profile_weights("cpu", tmp_path / "synth", resnet_weights="/w/r.pth")
+    assert given == {"model": {"resnet_weights": "/w/r.pth", "crop_weights": "/w/r.pth"}}
+    # A root that is not the profile's synthetic folder is the user's data: no pretraining.
+    assert experiments.profile_weights("cpu", tmp_path / "AVSBench") == {}
+    assert experiments.profile_weights("paper", tmp_path / "synth") == {}
+
+
+def test_profile_weights_pretrain_the_smoke_data_once(tmp_path):
+    from avs_lib import experiments
+
+    root = experiments.prepare_data("smoke", tmp_path / "synth")
+    first = experiments.profile_weights("smoke", root, quiet=True)
+    files = [Path(first["model"][k]) for k in ("resnet_weights", "audio_weights")]
+    assert all(f.is_file() and f.parent == root / experiments.PRETRAINED_FOLDER for f in files)
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert experiments.profile_weights("smoke", root, quiet=True) == first
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_a_training_step(tiny_synth, pretrained):
+    from avs_lib.config import build_config
+    from avs_lib.data import collate_clips
+    from avs_lib.data.factory import build_dataset
+    from avs_lib.losses import TotalLoss
+    from avs_lib.system import AVSSystem
+
+    out, _ = pretrained
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "model": {
+        "resnet_weights": str(out / VISUAL_FILE), "freeze_backbone": True}})
+    system = AVSSystem(cfg)
+    system.train()
+    resnet = system.model.resnet
+    assert not resnet.training and not any(p.requires_grad for p in resnet.parameters())
+    before = {k: v.clone() for k, v in resnet.state_dict().items()}
+    trainable = [p for p in system.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=1e-2)
+    data = build_dataset(cfg, "train")
+    batch = collate_clips([data[0], data[1]])
+    total, _ = TotalLoss(cfg.loss)(system(batch), batch)
+    total.backward()
+    optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in resnet.state_dict().items())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.model.output_conv.parameters())
+
+
+def test_freezing_a_random_backbone_is_an_error():
+    with pytest.raises(ValueError, match="freeze_backbone"):
+        ModelConfig(freeze_backbone=True).validate()

@@ -79,6 +79,7 @@ class AVSModel(nn.Module):
         cross_attention_heads: heads of the cross-attention fusion.
         second_branch: build the official unused `layer3_2`/`layer4_2` (frozen); None means
             "as the official layout": yes for resnet50, no otherwise.
+        fusion_gate_init: starting scale of the fusion blocks' residual branch (0: official).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class AVSModel(nn.Module):
         tpavi_impl: str = "fast",
         cross_attention_heads: int = 8,
         second_branch: bool | None = None,
+        fusion_gate_init: float = 0.0,
     ):
         super().__init__()
         check_resnet_name(backbone)
@@ -135,9 +137,10 @@ class AVSModel(nn.Module):
         self.path4.resConfUnit1.requires_grad_(False)
         for stage in self.fusion_stages:
             if fusion == "tpavi":
-                block: nn.Module = TPAVI(channel, AUDIO_DIM, impl=tpavi_impl)
+                block: nn.Module = TPAVI(channel, AUDIO_DIM, impl=tpavi_impl, gate_init=fusion_gate_init)
             else:
-                block = CrossModalAttention(channel, AUDIO_DIM, heads=cross_attention_heads)
+                block = CrossModalAttention(channel, AUDIO_DIM, heads=cross_attention_heads,
+                                            gate_init=fusion_gate_init)
             setattr(self, f"{self._block_prefix}{stage + 1}", block)
         self.output_conv = output_head(channel)
 

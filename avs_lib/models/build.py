@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +44,9 @@ class ModelConfig:
     tpavi_va:        audio-visual TPAVI (the standard one)
     tpavi_impl:      "fast" (never forms the T*H*W square matrix) | "naive" (literal, as official)
     fusion:          "tpavi" | "cross_attention" | "none" (visual-only)
+    fusion_gate_init: starting scale of each fusion block's residual branch (TPAVI: W_z's BatchNorm
+                     weight). 0 = official: the blocks start closed and must grow in, which on the
+                     small cpu budget never happened; > 0 starts them open
     cross_attention_heads: heads of the cross-attention fusion
     frames:          T, frames per clip
     second_branch:   build the official, unused, frozen layer3_2/layer4_2 so official checkpoints
@@ -54,6 +58,9 @@ class ModelConfig:
                      "resnet18" | "resnet34" | "resnet50" (own ResNet of that kind), or "shared"
                      (the AVS model's own encoder)
     crop_final_relu: ReLU on the crop classifier's scores (as the write-up describes)
+    freeze_backbone: keep the AVS encoder (ResNet) frozen, BatchNorm statistics included; needs
+                     `resnet_weights`. Not the official recipe (which fine-tunes it); the cpu report
+                     uses it with its pretrained encoders to fit its time budget
     resnet_weights:  torchvision ImageNet ResNet file for the AVS encoder (None: random init)
     vggish_weights:  VGGish state_dict file, e.g. vggish-10086976.pth (None: random init)
     crop_weights:    torchvision ImageNet ResNet file for a separate crop trunk (None: random init)
@@ -68,6 +75,7 @@ class ModelConfig:
     tpavi_va: bool = True
     tpavi_impl: str = "fast"
     fusion: str = "tpavi"
+    fusion_gate_init: float = 0.0
     cross_attention_heads: int = 8
     frames: int = 5
     second_branch: bool | None = None
@@ -75,6 +83,7 @@ class ModelConfig:
     freeze_audio: bool = True
     crop_trunk: str = "separate"
     crop_final_relu: bool = True
+    freeze_backbone: bool = False
     resnet_weights: str | None = None
     vggish_weights: str | None = None
     crop_weights: str | None = None
@@ -97,6 +106,8 @@ class ModelConfig:
             channel=self.channel,
             cross_attention_heads=self.cross_attention_heads,
         )
+        if not math.isfinite(self.fusion_gate_init) or self.fusion_gate_init < 0:
+            raise ValueError(f"fusion_gate_init: expected a finite value >= 0, got {self.fusion_gate_init!r}")
         if self.audio_encoder not in AUDIO_ENCODERS:
             raise ValueError(
                 f"audio_encoder: unknown {self.audio_encoder!r}; valid: {', '.join(AUDIO_ENCODERS)}"
@@ -111,9 +122,15 @@ class ModelConfig:
             raise ValueError(
                 f"crop_trunk: unknown {self.crop_trunk!r}; valid: {', '.join(CROP_TRUNKS)}"
             )
-        if self.crop_trunk == "shared" and self.crop_weights is not None:
+        if self.crop_trunk == "shared" and self.crop_weights not in (None, self.resnet_weights):
             raise ValueError(
-                "crop_weights: must be None with crop_trunk='shared' (the AVS encoder is used)"
+                "crop_weights: must be None (or resnet_weights) with crop_trunk='shared' "
+                "(the AVS encoder, loaded from resnet_weights, is used)"
+            )
+        if self.freeze_backbone and self.resnet_weights is None:
+            raise ValueError(
+                "freeze_backbone: a frozen encoder needs resnet_weights (random features would "
+                "never be trained); give model.resnet_weights or set freeze_backbone=false"
             )
         if self.audio_weights is not None and self.audio_encoder != "small":
             raise ValueError(
@@ -145,8 +162,11 @@ def build_model(cfg: ModelConfig) -> AVSModel:
         tpavi_impl=cfg.tpavi_impl,
         cross_attention_heads=cfg.cross_attention_heads,
         second_branch=cfg.second_branch,
+        fusion_gate_init=cfg.fusion_gate_init,
     )
     load_imagenet_resnet(model, cfg.resnet_weights)
+    if cfg.freeze_backbone:
+        model.resnet.freeze()
     return model
 
 

@@ -19,13 +19,15 @@ class CrossModalAttention(nn.Module):
     """z = LayerNorm_C(x + MHA(q=x, k=v=align_channel(audio))), with the same interface as TPAVI.
 
     The attention's output projection starts at zero, so the block starts as LayerNorm(x), like TPAVI
-    with its zero-initialised W_z.
+    with its zero-initialised W_z; a positive `gate_init` instead keeps PyTorch's default init of
+    that projection, scaled by `gate_init` (the same switch as TPAVI's).
 
     Shape:
         x [B, C, T, H, W], audio [B, T, audio_dim] -> (z [B, C, T, H, W], aligned audio [B, T, C])
     """
 
-    def __init__(self, channels: int = 256, audio_dim: int = 128, heads: int = 8):
+    def __init__(self, channels: int = 256, audio_dim: int = 128, heads: int = 8,
+                 gate_init: float = 0.0):
         super().__init__()
         if channels % heads != 0:
             raise ValueError(f"cross-attention heads ({heads}) must divide channels ({channels})")
@@ -33,7 +35,8 @@ class CrossModalAttention(nn.Module):
         self.align_channel = nn.Linear(audio_dim, channels)
         self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
         self.norm_layer = nn.LayerNorm(channels)
-        nn.init.zeros_(self.attention.out_proj.weight)
+        with torch.no_grad():
+            self.attention.out_proj.weight.mul_(gate_init)
         nn.init.zeros_(self.attention.out_proj.bias)
 
     def forward(
