@@ -207,7 +207,7 @@ def test_train_grid_trains_every_pair_of_the_grid_once(tmp_path, monkeypatch):
     table = experiments.train_grid("smoke", grid, tmp_path / "data", tmp_path / "runs")
     expected = [("tpavi", 0), ("tpavi", 1), ("visual_only", 0), ("thesis_minus_cosine", 1)]
     assert trained == expected == grid.pairs
-    assert list(zip(table["method"], table["seed"])) == expected
+    assert list(zip(table["method"], table["seed"], strict=True)) == expected
 
 
 def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_path, monkeypatch):
