@@ -32,6 +32,7 @@ from avs_lib.checkpoint import (
     set_rng_state,
 )
 from avs_lib.config import ExperimentConfig, config_from_dict, save_config, to_dict
+from avs_lib.configtools import deep_merge
 from avs_lib.counterfactual import CounterfactualPairs
 from avs_lib.data import collate_clips
 from avs_lib.data.factory import build_dataset
@@ -220,13 +221,23 @@ def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int,
 
 
 def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
-    """Rebuild a trained system from its checkpoint alone (the config travels inside)."""
+    """Rebuild a trained system from its checkpoint alone (the config travels inside), for evaluation.
+
+    The starting-weight files named in the config are not read: the checkpoint replaces every
+    weight, and runs studied on another machine than the one that trained them lack those files.
+    A frozen backbone is frozen again; the system is returned in eval mode.
+    """
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
+    no_files = {"model": {"resnet_weights": None, "vggish_weights": None, "crop_weights": None,
+                          "audio_weights": None, "freeze_backbone": False}}
+    build_cfg = config_from_dict(deep_merge(to_dict(cfg), no_files))
     with warnings.catch_warnings():  # the checkpoint's weights replace the random initialisation
         warnings.filterwarnings("ignore", message="no pretrained weights given")
-        system = AVSSystem(cfg)
+        system = AVSSystem(build_cfg)
     system.load_state_dict(ckpt["system"])
+    if cfg.model.freeze_backbone:
+        system.model.resnet.freeze()
     return system.to(device).eval(), cfg
 
 

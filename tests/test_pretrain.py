@@ -232,3 +232,28 @@ def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_a_training_s
 def test_freezing_a_random_backbone_is_an_error():
     with pytest.raises(ValueError, match="freeze_backbone"):
         ModelConfig(freeze_backbone=True).validate()
+
+
+def test_a_run_from_pretrained_files_loads_without_them(tiny_synth, pretrained, tmp_path):
+    """Runs are studied on machines that did not train them: the checkpoint alone must do."""
+    import shutil
+
+    from avs_lib.config import build_config
+    from avs_lib.pretrain import weight_overrides_from
+    from avs_lib.train import fit, load_system
+
+    out, report = pretrained
+    files = tmp_path / "encoders"
+    shutil.copytree(out, files)
+    moved = json.loads(json.dumps(report).replace(str(out.resolve()), str(files.resolve())))
+    cfg = build_config("smoke", "tpavi", overrides={
+        **weight_overrides_from(moved), "data": {"root": str(tiny_synth), "train_limit": 2, "eval_limit": 2},
+        "optim": {"epochs": 1, "steps_per_epoch": 1}, "output_dir": str(tmp_path / "runs"), "quiet": True})
+    fit(cfg)
+    before, _ = load_system(cfg.run_dir / "best.pt")
+    shutil.rmtree(files)
+    system, saved = load_system(cfg.run_dir / "best.pt")
+    assert saved.model.freeze_backbone and saved.model.resnet_weights.startswith(str(files.resolve()))
+    assert system.model.resnet.frozen and not system.training
+    state, expected = system.state_dict(), before.state_dict()
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)

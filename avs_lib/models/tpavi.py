@@ -58,7 +58,7 @@ class TPAVI(nn.Module):
         self.W_z = nn.Sequential(
             nn.Conv3d(inter, channels, kernel_size=1), nn.BatchNorm3d(channels)
         )
-        # Zero BN scale and shift (official): the block starts as LayerNorm(x), attention grows in.
+        # BN scale = gate_init (official 0: the block starts as LayerNorm(x), attention grows in); shift 0.
         nn.init.constant_(self.W_z[1].weight, gate_init)
         nn.init.zeros_(self.W_z[1].bias)
         self.theta = nn.Conv3d(channels, inter, kernel_size=1)
