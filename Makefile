@@ -7,6 +7,10 @@ PROFILE ?= cpu
 DATA_ROOT ?= data/synth
 RUNS_DIR ?= runs
 DEVICE ?= auto
+RESNET_WEIGHTS ?=
+VGGISH_WEIGHTS ?=
+METHODS ?=
+SEEDS ?=
 SYNTH_VIDEOS ?= 240,60,60
 SYNTH_SIZE ?= 96
 SYNTH_CLASSES ?= 8
@@ -37,7 +41,9 @@ check-data: install
 	$(PY) -m avs_lib check-data $(DATA_ROOT)
 
 notebooks: install
-	$(PY) -m avs_lib report --profile $(PROFILE) --data-root $(DATA_ROOT) --runs-dir $(RUNS_DIR) --device $(DEVICE)
+	$(PY) -m avs_lib report --profile $(PROFILE) --data-root $(DATA_ROOT) --runs-dir $(RUNS_DIR) --device $(DEVICE) \
+	  $(if $(RESNET_WEIGHTS),--resnet-weights $(RESNET_WEIGHTS)) $(if $(VGGISH_WEIGHTS),--vggish-weights $(VGGISH_WEIGHTS)) \
+	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 report: install
 	@if [ "$(DATA_ROOT)" = "data/synth" ]; then $(MAKE) --no-print-directory data; fi

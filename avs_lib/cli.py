@@ -78,9 +78,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from avs_lib.report import run_notebooks
 
-    extra = {"FIGURES_DIR": args.figures_dir} if args.figures_dir else None
+    extra = {"FIGURES_DIR": args.figures_dir} if args.figures_dir else {}
+    # Weight files as absolute paths: the notebooks run in another folder. A missing file is an
+    # error before any notebook runs, not in the training notebook.
+    for name, value in (("RESNET_WEIGHTS", args.resnet_weights), ("VGGISH_WEIGHTS", args.vggish_weights)):
+        if value:
+            if not Path(value).is_file():
+                raise FileNotFoundError(f"{name.lower().replace('_', ' ')} file {value} does not exist")
+            extra[name] = str(Path(value).resolve())
+    if args.methods:
+        extra["METHODS"] = list(args.methods)
+    if args.seeds:
+        extra["SEEDS"] = list(args.seeds)
     run_notebooks(profile=args.profile, data_root=args.data_root, runs_dir=args.runs_dir, device=args.device,
-                  notebooks=args.only, output_dir=args.output_dir, extra_parameters=extra)
+                  notebooks=args.only, output_dir=args.output_dir, extra_parameters=extra or None)
     return 0
 
 
@@ -144,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=None,
                    help="write the executed notebooks here (default: in place, notebooks/)")
     p.add_argument("--figures-dir", default=None, help="save figures here (default: figures/)")
+    p.add_argument("--resnet-weights", default=None,
+                   help="local torchvision ImageNet ResNet file for the training notebook (default: none)")
+    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth (default: none)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="methods to train and compare (default: the profile's grid; needed for paper)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the profile's grid)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -64,3 +64,19 @@ def test_pretrain_prints_the_overrides_that_train_from_its_files(tiny_synth, tmp
     printed = capsys.readouterr().out
     assert f"--set model.resnet_weights={(out / 'resnet_synth.pth').resolve()}" in printed
     assert "--set model.audio_weights=" in printed and "--set model.freeze_audio=True" in printed
+
+
+def test_report_passes_local_weight_files_to_the_notebooks_as_absolute_paths(tmp_path, monkeypatch, capsys):
+    import avs_lib.report
+
+    seen = {}
+    monkeypatch.setattr(avs_lib.report, "run_notebooks", lambda **kwargs: seen.update(kwargs))
+    weights = tmp_path / "resnet50.pth"
+    weights.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--profile", "paper", "--resnet-weights", "resnet50.pth"]) == 0
+    assert seen["extra_parameters"] == {"RESNET_WEIGHTS": str(weights.resolve())}
+    assert main(["report", "--profile", "paper", "--methods", "tpavi", "thesis", "--seeds", "0", "2"]) == 0
+    assert seen["extra_parameters"] == {"METHODS": ["tpavi", "thesis"], "SEEDS": [0, 2]}
+    assert main(["report", "--vggish-weights", "missing.pth"]) == 2
+    assert "missing.pth" in capsys.readouterr().err
