@@ -37,11 +37,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from avs_lib.pretrain import PretrainConfig, ensure_pretrained, weight_overrides_from
+    from avs_lib.pretrain import (
+        PRETRAINED_FOLDER,
+        PretrainConfig,
+        ensure_pretrained,
+        weight_overrides_from,
+    )
 
     cfg = PretrainConfig(backbone=args.backbone, image_size=args.image_size, crop_size=args.crop_size,
                          visual_epochs=args.visual_epochs, audio_epochs=args.audio_epochs, seed=args.seed)
-    out = args.out if args.out is not None else args.root / "pretrained"
+    out = args.out if args.out is not None else args.root / PRETRAINED_FOLDER
     report = ensure_pretrained(args.root, out, cfg, quiet=args.quiet)
     print(f"visual val accuracy {report['visual']['val_accuracy']:.3f}, audio val accuracy "
           f"{report['audio']['val_accuracy']:.3f} (chance {report['chance_accuracy']:.3f}); {out}")

@@ -24,7 +24,12 @@ from tqdm.auto import tqdm
 from avs_lib.config import METHODS, PROFILES, build_config, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data.errors import DataFormatError
-from avs_lib.pretrain import PretrainConfig
+from avs_lib.pretrain import (
+    PRETRAINED_FOLDER,
+    PretrainConfig,
+    ensure_pretrained,
+    weight_overrides_from,
+)
 from avs_lib.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
@@ -167,9 +172,6 @@ def prepare_data(profile: str, data_root: str | Path, progress: bool = False) ->
     return root
 
 
-PRETRAINED_FOLDER = "pretrained"
-
-
 def profile_weights(
     profile: str,
     data_root: str | Path,
@@ -184,8 +186,6 @@ def profile_weights(
     pretrained on that data's training split, made once into `data_root/pretrained/` and reused;
     any other profile or data root starts from random init (the model builder says so).
     """
-    from avs_lib.pretrain import ensure_pretrained, weight_overrides_from
-
     if resnet_weights is not None or vggish_weights is not None:
         return weight_overrides(resnet_weights, vggish_weights)
     spec = SYNTHETIC_DATA.get(profile)
@@ -305,36 +305,19 @@ def run_grid(
     seeds: list[int],
     data_root: str | Path,
     runs_dir: str | Path,
-    device: str = "auto",
-    overrides: dict[str, Any] | None = None,
-    skip_done: bool = True,
-    quiet: bool = True,
-    jobs: int = 1,
+    **options: Any,
 ) -> pd.DataFrame:
     """Train every (method, seed) into `runs_dir/{method}_seed{seed}`; one row per run.
-
-    A finished run (summary.json, same config) is reused when `skip_done`; an interrupted one
-    resumes from its last checkpoint; a run made with another config is trained again.
-    `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
-    `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with
-    cpu_count // jobs threads; a run's result does not depend on which worker trained it,
-    but CPU float sums may differ in the last bits between thread counts.
-    """
+    `options` (device, overrides, skip_done, quiet, jobs) as for `train_grid`."""
     if not methods or not seeds:
         raise ValueError("run_grid needs at least one method and one seed")
-    return _train_pairs(profile, [(m, int(s)) for m in methods for s in seeds], data_root, runs_dir,
-                        device=device, overrides=overrides, skip_done=skip_done, quiet=quiet, jobs=jobs)
+    grid = Grid(tuple(methods), tuple(int(s) for s in seeds))
+    return train_grid(profile, grid, data_root, runs_dir, **options)
 
 
-def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | Path, **options: Any) -> pd.DataFrame:
-    """`run_grid` over every run of `grid` (methods, extras, ablations) in one pool of workers,
-    so no worker idles between the groups; one row per run. `options` as for `run_grid`."""
-    return _train_pairs(profile, grid.pairs, data_root, runs_dir, **options)
-
-
-def _train_pairs(
+def train_grid(
     profile: str,
-    pairs: list[tuple[str, int]],
+    grid: Grid,
     data_root: str | Path,
     runs_dir: str | Path,
     device: str = "auto",
@@ -343,11 +326,22 @@ def _train_pairs(
     quiet: bool = True,
     jobs: int = 1,
 ) -> pd.DataFrame:
+    """Train every run of `grid` (methods, extras, ablations) into `runs_dir/{method}_seed{seed}`
+    in one pool of workers, so no worker idles between the groups; one row per run.
+
+    A finished run (summary.json, same config) is reused when `skip_done`; an interrupted one
+    resumes from its last checkpoint; a run made with another config is trained again.
+    `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
+    `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with
+    cpu_count // jobs threads; a run's result does not depend on which worker trained it,
+    but CPU float sums may differ in the last bits between thread counts.
+    """
     from avs_lib.train import fit
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     runs_dir = Path(runs_dir)
+    pairs = grid.pairs
     # The saved config holds the absolute data root: a relative one would name another folder
     # when the grid is rerun from elsewhere (a notebook runs in notebooks/, `make` in the root).
     root = str(Path(data_root).resolve())
@@ -438,9 +432,10 @@ def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
     """One row per finished run under `runs_dir` (from summary.json), ordered by method and seed
     (methods in the order of `config.METHODS`); optionally only the given methods and seeds, or
     only the given (method, seed) pairs (a grid's `pairs`: no run of an older, larger grid)."""
+    wanted = None if pairs is None else set(pairs)
     rows = [_summary_row(d) for d in _run_dirs(runs_dir, "summary.json")]
     rows = [r for r in rows if (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)
-            and (pairs is None or (r["method"], r["seed"]) in set(pairs))]
+            and (wanted is None or (r["method"], r["seed"]) in wanted)]
     if not rows:
         raise FileNotFoundError(f"no finished runs (*/summary.json) under {runs_dir}"
                                 + (f" for methods {methods}" if methods else "") + (f" seeds {seeds}" if seeds else ""))

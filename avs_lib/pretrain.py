@@ -40,6 +40,7 @@ from avs_lib.models.resnet import torchvision_resnet
 VISUAL_FILE = "resnet_synth.pth"
 AUDIO_FILE = "logmel_cnn_synth.pth"
 REPORT_FILE = "pretrain.json"
+PRETRAINED_FOLDER = "pretrained"  # default output folder, inside the dataset root
 
 
 @dataclass(frozen=True)
