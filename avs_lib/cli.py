@@ -18,7 +18,7 @@ def _videos(text: str) -> tuple[int, int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from avs_lib.synth import make_dataset
+    from avs_lib.data.synth import make_dataset
 
     info = make_dataset(args.root, videos_per_split=args.videos, image_size=args.image_size,
                         seed=args.seed, num_classes=args.classes, progress=not args.quiet)
@@ -37,7 +37,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from avs_lib.pretrain import (
+    from avs_lib.engine.pretrain import (
         PRETRAINED_FOLDER,
         PretrainConfig,
         ensure_pretrained,
@@ -57,7 +57,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from avs_lib.config import build_config
-    from avs_lib.train import fit
+    from avs_lib.engine.train import fit
 
     extra = {}
     if args.seed is not None:
@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from avs_lib.evaluate import evaluate
+    from avs_lib.engine.evaluate import evaluate
 
     metrics = evaluate(args.source, split=args.split, device=args.device, out_dir=args.out,
                        diagnostics=not args.no_diagnostics, data_root=args.data_root)
@@ -81,7 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from avs_lib.report import run_notebooks
+    from avs_lib.report.notebooks import run_notebooks
 
     extra = {"FIGURES_DIR": args.figures_dir} if args.figures_dir else {}
     # Weight files as absolute paths: the notebooks run in another folder. A missing file is an

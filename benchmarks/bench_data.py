@@ -46,7 +46,7 @@ def loader_pass(root: Path, mode: str, workers: int, clips: int, cache_dir: Path
 
     from avs_lib.config import build_config
     from avs_lib.data import collate_clips
-    from avs_lib.data.factory import build_dataset
+    from avs_lib.engine.datasets import build_dataset
 
     if mode == "recompute":  # a fresh folder under cache_dir: every read misses
         cache_dir = Path(tempfile.mkdtemp(prefix="fresh_", dir=cache_dir))
@@ -71,10 +71,10 @@ class Consumer:
 
         from avs_lib.config import build_config
         from avs_lib.data import collate_clips
-        from avs_lib.data.factory import build_dataset
+        from avs_lib.engine.datasets import build_dataset
+        from avs_lib.engine.system import AVSSystem
+        from avs_lib.engine.train import build_optimizer
         from avs_lib.losses import TotalLoss
-        from avs_lib.system import AVSSystem
-        from avs_lib.train import build_optimizer
 
         torch.manual_seed(0)
         cfg = build_config("cpu", "tpavi", overrides={

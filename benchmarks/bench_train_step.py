@@ -154,9 +154,9 @@ class TrainStep:
                  bf16: bool = False, compile: bool = False):
         import torch
 
+        from avs_lib.engine.system import AVSSystem
+        from avs_lib.engine.train import build_optimizer
         from avs_lib.losses import TotalLoss
-        from avs_lib.system import AVSSystem
-        from avs_lib.train import build_optimizer
 
         with warnings.catch_warnings():  # no ImageNet weights here: random init is what we time
             warnings.filterwarnings("ignore", message="no pretrained weights given")
@@ -380,7 +380,7 @@ def plot_train_step(rows: list[dict], memory_key: str):
     import numpy as np
     from matplotlib.figure import Figure
 
-    from avs_lib import viz
+    from avs_lib.report import viz
 
     viz.set_style()
     done = [r for r in rows if "skipped" not in r]
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not args.no_figure and any("skipped" not in r for r in rows):
         fig = plot_train_step(rows, "cuda_step_mb" if cuda else "step_mb")
-        from avs_lib import viz
+        from avs_lib.report import viz
 
         result["figure"] = str(viz.save_figure(fig, "perf_train_step", args.figures_dir))
     write_json(args.out, result)

@@ -42,7 +42,7 @@ def channels_last_works(cfg: Any) -> bool:
     """Whether train.py's `system.to(memory_format=torch.channels_last)` runs for this model."""
     import torch
 
-    from avs_lib.system import AVSSystem
+    from avs_lib.engine.system import AVSSystem
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no pretrained weights given")
@@ -90,7 +90,7 @@ def timed_epochs(train_module: Any, device: Any, records: list[dict]) -> Any:
 
 
 def make_quick_dataset(folder: Path) -> Path:
-    from avs_lib.synth import make_dataset
+    from avs_lib.data.synth import make_dataset
 
     root = folder / "synth"
     make_dataset(root, videos_per_split=(6, 4, 4), image_size=64, seed=0, progress=False,
@@ -101,9 +101,10 @@ def make_quick_dataset(folder: Path) -> Path:
 def run(args: argparse.Namespace, scratch: Path) -> dict:
     import torch
 
-    import avs_lib.train as train_module
+    import avs_lib.engine.train as train_module
     from avs_lib.config import build_config
-    from avs_lib.train import fit, read_steps, select_device
+    from avs_lib.engine.system import select_device
+    from avs_lib.engine.train import fit, read_steps
 
     root = args.root if args.root is not None else make_quick_dataset(scratch)
     sets = (QUICK_SETS if args.quick else []) + list(args.set)

@@ -51,8 +51,8 @@ NOTEBOOK_CODE = """\
 import numpy as np
 
 from avs_lib.data.avsbench import AVSBenchS4
-from avs_lib.inspection import clip_view, clip_waveform
-from avs_lib.viz import MaskBrowser
+from avs_lib.report.inspection import clip_view, clip_waveform
+from avs_lib.report.viz import MaskBrowser
 
 dataset = AVSBenchS4({root!r}, "test", image_size=64, crop_labels=False)
 clips = [clip_view(dataset, i) for i in range(len(dataset))]
@@ -156,7 +156,7 @@ def _stop(process: subprocess.Popen, base: str, token: str) -> None:
 @pytest.fixture(scope="module")
 def jupyter_server(tmp_path_factory) -> Iterator[tuple[str, str]]:
     """A JupyterLab server on 127.0.0.1 over a folder with the test notebook: (base URL, token)."""
-    from avs_lib.synth import make_dataset
+    from avs_lib.data.synth import make_dataset
 
     tmp = tmp_path_factory.mktemp("browser")
     root_dir = tmp / "lab"

@@ -49,7 +49,7 @@ def test_pretrain_defaults_are_the_library_defaults():
     from dataclasses import fields
 
     from avs_lib.cli import build_parser
-    from avs_lib.pretrain import PretrainConfig
+    from avs_lib.engine.pretrain import PretrainConfig
 
     args = build_parser().parse_args(["pretrain", "root"])
     for field in fields(PretrainConfig):
@@ -67,10 +67,10 @@ def test_pretrain_prints_the_overrides_that_train_from_its_files(tiny_synth, tmp
 
 
 def test_report_passes_local_weight_files_to_the_notebooks_as_absolute_paths(tmp_path, monkeypatch, capsys):
-    import avs_lib.report
+    import avs_lib.report.notebooks
 
     seen = {}
-    monkeypatch.setattr(avs_lib.report, "run_notebooks", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(avs_lib.report.notebooks, "run_notebooks", lambda **kwargs: seen.update(kwargs))
     weights = tmp_path / "resnet50.pth"
     weights.write_bytes(b"x")
     monkeypatch.chdir(tmp_path)

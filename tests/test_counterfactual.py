@@ -5,9 +5,9 @@ import torch
 from official_layout import write_s4
 
 from avs_lib.config import build_config
-from avs_lib.counterfactual import CounterfactualPairs
 from avs_lib.data import AVSBenchS4
-from avs_lib.train import fit, read_steps
+from avs_lib.data.counterfactual import CounterfactualPairs
+from avs_lib.engine.train import fit, read_steps
 
 
 def test_without_a_sidecar_the_partner_has_another_class_and_the_target_is_empty(tmp_path):

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from official_layout import FRAME_SIZE, voc_xml, write_mask, write_s4
 
-from avs_lib.crop_review import (
+from avs_lib.data import AVSBenchS4
+from avs_lib.report.crop_review import (
     box_iou,
     box_statistics,
     crop_examples,
     review_crop_labels,
     save_review,
 )
-from avs_lib.data import AVSBenchS4
 
 
 def test_box_iou_of_identical_boxes_is_one():

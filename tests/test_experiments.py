@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from avs_lib import experiments
 from avs_lib.config import build_config, save_config, to_dict
+from avs_lib.report import experiments
 
 
 def fake_run(runs_dir, method, seed, miou=0.5, listening=0.2, steps=3, clips=None, config=None):
@@ -118,7 +118,7 @@ def test_run_grid_reuses_a_finished_run_without_training(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be trained again")
 
-    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    monkeypatch.setattr("avs_lib.engine.train.fit", no_training)
     table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
     assert table[["method", "seed", "test_miou"]].to_dict("records") == [{"method": "tpavi", "seed": 0, "test_miou": 0.42}]
 
@@ -133,7 +133,7 @@ def test_run_grid_trains_again_a_run_made_with_another_config(tmp_path, monkeypa
         calls.append((cfg.optim.lr, resume, (cfg.run_dir / "summary.json").exists()))
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed, "test_miou": 0.9}))
 
-    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     with pytest.warns(UserWarning, match="optim.lr"):
         table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
     assert calls == [(1e-3, False, False)]  # fresh start, stale summary removed first
@@ -149,7 +149,7 @@ def test_run_grid_resumes_an_interrupted_run(tmp_path, monkeypatch):
         resumed.append(resume)
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
-    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
     assert resumed == [True]
 
@@ -162,7 +162,7 @@ def test_run_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
         cfg.run_dir.mkdir(parents=True)
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
-    monkeypatch.setattr("avs_lib.train.fit", warning_fit)
+    monkeypatch.setattr("avs_lib.engine.train.fit", warning_fit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         experiments.run_grid("smoke", ["tpavi", "thesis"], [0, 1], tmp_path / "data", tmp_path / "runs")
@@ -179,14 +179,14 @@ def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypat
         save_config(cfg, cfg.run_dir / "config.yaml")
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
-    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     monkeypatch.chdir(tmp_path)
     experiments.run_grid("smoke", ["tpavi"], [0, 1], "data/synth", "runs")
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be trained again")
 
-    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    monkeypatch.setattr("avs_lib.engine.train.fit", no_training)
     monkeypatch.chdir(tmp_path / "notebooks")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a "trained with another config" warning
@@ -202,7 +202,7 @@ def test_train_grid_trains_every_pair_of_the_grid_once(tmp_path, monkeypatch):
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
-    monkeypatch.setattr("avs_lib.train.fit", fake_fit)
+    monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     grid = experiments.Grid(("tpavi",), (0, 1), ("thesis_minus_cosine",), (1,), extras=("visual_only",))
     table = experiments.train_grid("smoke", grid, tmp_path / "data", tmp_path / "runs")
     expected = [("tpavi", 0), ("tpavi", 1), ("visual_only", 0), ("thesis_minus_cosine", 1)]
@@ -219,7 +219,7 @@ def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_pa
     def interrupted(cfg, resume=False):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("avs_lib.train.fit", interrupted)
+    monkeypatch.setattr("avs_lib.engine.train.fit", interrupted)
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="optim.lr"):
         experiments.run_grid("smoke", ["tpavi"], [0, 1], tmp_path / "data", runs)
     assert not (runs / "tpavi_seed0" / "summary.json").exists()  # the run that started
@@ -381,7 +381,7 @@ def test_run_grid_in_two_worker_processes_trains_every_run_once(tiny_synth, tmp_
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be trained again")
 
-    monkeypatch.setattr("avs_lib.train.fit", no_training)
+    monkeypatch.setattr("avs_lib.engine.train.fit", no_training)
     again = experiments.run_grid("smoke", ["tpavi", "visual_only"], [0], tiny_synth, runs, device="cpu", jobs=2)
     assert again["test_miou"].tolist() == table["test_miou"].tolist()
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from avs_lib.config import build_config
 from avs_lib.data.avsbench import collate_clips
-from avs_lib.data.factory import build_dataset
+from avs_lib.engine.datasets import build_dataset
 
 
 def _cfg(root, **data):
@@ -50,7 +50,7 @@ def test_dense_masks_without_a_sidecar_name_the_dataset(tmp_path):
 
 
 def test_dense_masks_train_the_model(tiny_synth, tmp_path):
-    from avs_lib.train import fit
+    from avs_lib.engine.train import fit
 
     cfg = build_config("smoke", "tpavi", overrides={
         "data": {"root": str(tiny_synth), "dense_train_masks": True}, "output_dir": str(tmp_path),

@@ -5,7 +5,7 @@ import pytest
 from official_layout import FRAME_SIZE, write_s4
 
 from avs_lib.data import AVSBenchS4
-from avs_lib.inspection import clip_view, first_of_categories, mask_areas
+from avs_lib.report.inspection import clip_view, first_of_categories, mask_areas
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ The end-to-end tests execute all five notebooks once with papermill on the `smok
 import nbformat
 import pytest
 
-from avs_lib.report import notebook_paths, run_notebooks
+from avs_lib.report.notebooks import notebook_paths, run_notebooks
 
 PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
               "RESNET_WEIGHTS", "VGGISH_WEIGHTS")

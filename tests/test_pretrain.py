@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from avs_lib.data.errors import DataFormatError
-from avs_lib.models.build import ModelConfig, build_audio_encoder, build_model
-from avs_lib.models.logmel_cnn import LogMelCNN
-from avs_lib.pretrain import (
+from avs_lib.data.synth import read_sidecar
+from avs_lib.engine.pretrain import (
     AUDIO_FILE,
     REPORT_FILE,
     VISUAL_FILE,
@@ -18,7 +17,8 @@ from avs_lib.pretrain import (
     object_crops,
     pretrain_encoders,
 )
-from avs_lib.synth import read_sidecar
+from avs_lib.models.build import ModelConfig, build_audio_encoder, build_model
+from avs_lib.models.logmel_cnn import LogMelCNN
 
 TINY = PretrainConfig(image_size=64, crop_size=32, visual_epochs=1, audio_epochs=1, batch_size=8)
 
@@ -137,7 +137,7 @@ def test_audio_weights_only_for_the_small_encoder_and_must_fit(tmp_path):
 def test_ensure_pretrained_reuses_an_up_to_date_report_and_redoes_a_stale_one(tiny_synth, pretrained, tmp_path):
     import shutil
 
-    from avs_lib.pretrain import ensure_pretrained
+    from avs_lib.engine.pretrain import ensure_pretrained
 
     out, report = pretrained
     visual = out / VISUAL_FILE
@@ -159,7 +159,7 @@ def test_ensure_pretrained_reuses_an_up_to_date_report_and_redoes_a_stale_one(ti
 
 
 def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
-    from avs_lib.pretrain import ensure_pretrained
+    from avs_lib.engine.pretrain import ensure_pretrained
 
     (tmp_path / REPORT_FILE).write_text("{not json")
     with pytest.raises(ValueError, match=REPORT_FILE):
@@ -168,8 +168,8 @@ def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
 
 def test_overrides_from_a_report_build_every_method(pretrained):
     from avs_lib.config import build_config
-    from avs_lib.pretrain import weight_overrides_from
-    from avs_lib.system import AVSSystem
+    from avs_lib.engine.pretrain import weight_overrides_from
+    from avs_lib.engine.system import AVSSystem
 
     _, report = pretrained
     overrides = weight_overrides_from(report)
@@ -182,7 +182,7 @@ def test_overrides_from_a_report_build_every_method(pretrained):
 
 
 def test_profile_weights_prefer_the_users_files_and_pretrain_only_the_profiles_synthetic_data(tmp_path):
-    from avs_lib import experiments
+    from avs_lib.report import experiments
 
     given = experiments.profile_weights("cpu", tmp_path / "synth", resnet_weights="/w/r.pth")
     assert given == {"model": {"resnet_weights": "/w/r.pth", "crop_weights": "/w/r.pth"}}
@@ -192,7 +192,7 @@ def test_profile_weights_prefer_the_users_files_and_pretrain_only_the_profiles_s
 
 
 def test_profile_weights_pretrain_the_smoke_data_once(tmp_path):
-    from avs_lib import experiments
+    from avs_lib.report import experiments
 
     root = experiments.prepare_data("smoke", tmp_path / "synth")
     first = experiments.profile_weights("smoke", root, quiet=True)
@@ -206,9 +206,9 @@ def test_profile_weights_pretrain_the_smoke_data_once(tmp_path):
 def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_a_training_step(tiny_synth, pretrained):
     from avs_lib.config import build_config
     from avs_lib.data import collate_clips
-    from avs_lib.data.factory import build_dataset
+    from avs_lib.engine.datasets import build_dataset
+    from avs_lib.engine.system import AVSSystem
     from avs_lib.losses import TotalLoss
-    from avs_lib.system import AVSSystem
 
     out, _ = pretrained
     cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "model": {
@@ -239,8 +239,9 @@ def test_a_run_from_pretrained_files_loads_without_them(tiny_synth, pretrained, 
     import shutil
 
     from avs_lib.config import build_config
-    from avs_lib.pretrain import weight_overrides_from
-    from avs_lib.train import fit, load_system
+    from avs_lib.engine.pretrain import weight_overrides_from
+    from avs_lib.engine.system import load_system
+    from avs_lib.engine.train import fit
 
     out, report = pretrained
     files = tmp_path / "encoders"

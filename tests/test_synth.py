@@ -15,7 +15,7 @@ from PIL import Image
 from avs_lib.data.audio import waveform_to_examples
 from avs_lib.data.boxes import box_from_mask, read_voc
 from avs_lib.data.categories import CATEGORY_TO_INDEX, NUM_CLASSES, S4_CATEGORIES
-from avs_lib.synth import (
+from avs_lib.data.synth import (
     CLASS_LOOKS,
     CLASS_SOUNDS,
     SynthParams,
@@ -322,5 +322,5 @@ def test_bad_parameters_are_value_errors(bad, tmp_path):
 def test_info_json_is_valid_json_written_last(root):
     assert (
         json.loads((root / "synth_sidecar" / "info.json").read_text())["generator"]
-        == "avs_lib.synth"
+        == "avs_lib.data.synth"
     )

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from avs_lib.checkpoint import load_checkpoint
 from avs_lib.config import build_config
-from avs_lib.train import fit, read_steps
+from avs_lib.engine.checkpoint import load_checkpoint
+from avs_lib.engine.train import fit, read_steps
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_evaluation_writes_masks_in_the_official_layout(tiny_synth, tmp_path):
 
 
 def test_checkpoint_rebuilds_the_run_from_its_file_alone(tiny_synth, tmp_path):
-    from avs_lib.train import load_system
+    from avs_lib.engine.system import load_system
 
     cfg = _cfg(tiny_synth, tmp_path)
     fit(cfg)
@@ -77,7 +77,7 @@ def test_checkpoint_rebuilds_the_run_from_its_file_alone(tiny_synth, tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tiny_synth, tmp_path, monkeypatch):
-    import avs_lib.train as train
+    import avs_lib.engine.train as train
 
     cfg = _cfg(tiny_synth, tmp_path, optim={"epochs": 2, "steps_per_epoch": 2})
     original = train.TotalLoss.forward
@@ -160,8 +160,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_synth, 
 
 
 def test_channels_last_conversion_leaves_tpavi_conv3d_alone_and_keeps_outputs():
-    from avs_lib.system import AVSSystem
-    from avs_lib.train import to_channels_last
+    from avs_lib.engine.system import AVSSystem
+    from avs_lib.engine.train import to_channels_last
 
     cfg = build_config("smoke", "tpavi")
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from avs_lib import viz
+from avs_lib.report import viz
 
 S, T = 8, 3
 

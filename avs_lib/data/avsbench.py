@@ -41,12 +41,12 @@ from avs_lib.data.boxes import read_voc, read_voc_size, read_yolo
 from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.errors import DataFormatError
 from avs_lib.data.safe_pickle import load_tensor_pickle
+from avs_lib.data.sidecar import SIDECAR_DIR, read_sidecar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_MEL_SHAPE = (FRAMES_PER_CLIP, 1, 96, 64)  # one 0.96 s VGGish example per second
 AUDIO_SOURCES = ("wav", "pkl")
-SIDECAR_DIR = "synth_sidecar"
 _MAX_LISTED = 10  # rows named in one error message before "and N more"
 
 
@@ -419,15 +419,13 @@ class _AVSBenchClips(Dataset):
         return self._index[name]
 
     def sidecar(self, name: str) -> Any:
-        """The synthetic generator's per-clip truth (avs_lib.synth.SidecarClip), or None.
+        """The synthetic generator's per-clip truth (avs_lib.data.sidecar.SidecarClip), or None.
 
-        Only datasets made by ``avs_lib.synth.make_dataset`` have ``ROOT/synth_sidecar``.
+        Only datasets made by ``avs_lib.data.synth.make_dataset`` have ``ROOT/synth_sidecar``.
         """
         self.index_of(name)
         if not (self.root / SIDECAR_DIR).is_dir():
             return None
-        from avs_lib.synth import read_sidecar  # only synthetic datasets need the generator
-
         return read_sidecar(self.root, self.split, name)
 
     def _read_frames(self, index: int) -> list[Image.Image]:

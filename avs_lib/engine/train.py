@@ -13,7 +13,6 @@ import math
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,20 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from avs_lib.checkpoint import (
+from avs_lib.config import ExperimentConfig, save_config, to_dict
+from avs_lib.data import collate_clips
+from avs_lib.data.counterfactual import CounterfactualPairs
+from avs_lib.engine.checkpoint import (
     atomic_torch_save,
     atomic_write_text,
     load_checkpoint,
     rng_state,
     set_rng_state,
 )
-from avs_lib.config import ExperimentConfig, config_from_dict, save_config, to_dict
-from avs_lib.configtools import deep_merge
-from avs_lib.counterfactual import CounterfactualPairs
-from avs_lib.data import collate_clips
-from avs_lib.data.factory import build_dataset
+from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.evaluate import evaluate_system
+from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
-from avs_lib.system import AVSSystem
 
 
 @dataclass
@@ -51,16 +50,6 @@ class RunResult:
 
 
 # ---------------------------------------------------------------- set-up helpers
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """The one place a device is chosen: CUDA when asked for or available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
-    return device
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -220,27 +209,6 @@ def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int,
     }
 
 
-def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
-    """Rebuild a trained system from its checkpoint alone (the config travels inside), for evaluation.
-
-    The starting-weight files named in the config are not read: the checkpoint replaces every
-    weight, and runs studied on another machine than the one that trained them lack those files.
-    A frozen backbone is frozen again; the system is returned in eval mode.
-    """
-    ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"])
-    no_files = {"model": {"resnet_weights": None, "vggish_weights": None, "crop_weights": None,
-                          "audio_weights": None, "freeze_backbone": False}}
-    build_cfg = config_from_dict(deep_merge(to_dict(cfg), no_files))
-    with warnings.catch_warnings():  # the checkpoint's weights replace the random initialisation
-        warnings.filterwarnings("ignore", message="no pretrained weights given")
-        system = AVSSystem(build_cfg)
-    system.load_state_dict(ckpt["system"])
-    if cfg.model.freeze_backbone:
-        system.model.resnet.freeze()
-    return system.to(device).eval(), cfg
-
-
 class _MetricsLog:
     """Epoch metrics as JSON lines and CSV; step losses as JSON lines."""
 
@@ -271,7 +239,6 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
 
 def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
     """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it."""
-    from avs_lib.evaluate import evaluate_system  # evaluate imports train helpers
 
     started = time.perf_counter()
     dinfo = init_distributed(cfg.device)
@@ -402,5 +369,4 @@ def read_steps(run_dir: str | Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-__all__ = ["RunResult", "fit", "load_system", "read_history", "read_steps", "select_device",
-           "seed_everything", "train_one_epoch"]
+__all__ = ["RunResult", "fit", "read_history", "read_steps", "seed_everything", "train_one_epoch"]

@@ -20,10 +20,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from avs_lib.checkpoint import atomic_write_text
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
-from avs_lib.data.factory import build_dataset
+from avs_lib.engine.checkpoint import atomic_write_text
+from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.system import load_system, select_device
 from avs_lib.metrics import Evaluator, audio_following_rate, listening_rate, mask_iou
 
 SILENCE_LOG_MEL = math.log(0.01)  # log(mel + 0.01) of an all-zero waveform
@@ -198,7 +199,6 @@ def evaluate_system(
 def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,
              diagnostics: bool = True, data_root: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its best checkpoint) or a checkpoint file on `split`."""
-    from avs_lib.train import load_system, select_device
 
     source = Path(source)
     ckpt = source / "best.pt" if source.is_dir() else source

@@ -6,11 +6,16 @@ and one checkpoint cover them. `forward` returns the dict that `avs_lib.losses.T
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from avs_lib.config import ExperimentConfig
+from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
+from avs_lib.configtools import deep_merge
 from avs_lib.data.boxes import crop_and_resize
+from avs_lib.engine.checkpoint import load_checkpoint
 from avs_lib.models.build import build_audio_encoder, build_crop_classifier, build_model
 
 
@@ -71,3 +76,34 @@ class AVSSystem(nn.Module):
             out["crop_audio"] = torch.stack(stages).mean(0)
             out["crop_emb_audio_space"] = self.crop_to_audio(emb).view(B, T, -1)
         return out
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """The one place a device is chosen: CUDA when asked for or available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    return device
+
+
+def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
+    """Rebuild a trained system from its checkpoint alone (the config travels inside), for evaluation.
+
+    The starting-weight files named in the config are not read: the checkpoint replaces every
+    weight, and runs studied on another machine than the one that trained them lack those files.
+    A frozen backbone is frozen again; the system is returned in eval mode.
+    """
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    no_files = {"model": {"resnet_weights": None, "vggish_weights": None, "crop_weights": None,
+                          "audio_weights": None, "freeze_backbone": False}}
+    build_cfg = config_from_dict(deep_merge(to_dict(cfg), no_files))
+    with warnings.catch_warnings():  # the checkpoint's weights replace the random initialisation
+        warnings.filterwarnings("ignore", message="no pretrained weights given")
+        system = AVSSystem(build_cfg)
+    system.load_state_dict(ckpt["system"])
+    if cfg.model.freeze_backbone:
+        system.model.resnet.freeze()
+    return system.to(device).eval(), cfg

@@ -1,5 +1,5 @@
 """Looking at the data and at what trained runs predict: the plain data behind the notebooks'
-figures (`avs_lib.viz` draws them) and the callables of the mask browser.
+figures (`avs_lib.report.viz` draws them) and the callables of the mask browser.
 
 Everything here returns numpy arrays, lists and DataFrames; nothing draws.
 """
@@ -20,7 +20,7 @@ from avs_lib.config import ExperimentConfig, config_from_dict
 from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchS4, mask_values, open_image
 from avs_lib.data.categories import SPLITS
-from avs_lib.data.factory import build_dataset
+from avs_lib.engine.datasets import build_dataset
 
 # ---------------------------------------------------------------- the data
 
@@ -80,7 +80,7 @@ def clip_waveform(dataset, index: int) -> tuple[np.ndarray, int]:
 
 def synthetic_info(root: str | Path) -> dict[str, Any] | None:
     """The generator's info.json when `root` is a synthetic dataset, else None (real data)."""
-    from avs_lib.synth import read_info
+    from avs_lib.data.synth import read_info
 
     return read_info(root) if (Path(root) / "synth_sidecar" / "info.json").is_file() else None
 
@@ -149,7 +149,7 @@ def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str
 class RunPredictor:
     """Masks of trained runs on the test clips, with the clip's own, swapped-in or silent audio.
 
-    Loads each run's best.pt once (`train.load_system`) and keeps it. `predict` and `audio`
+    Loads each run's best.pt once (`system.load_system`) and keeps it. `predict` and `audio`
     have the signatures `viz.MaskBrowser` calls.
 
     Args:
@@ -160,8 +160,8 @@ class RunPredictor:
     """
 
     def __init__(self, runs_dir: str | Path, dataset, device: str = "cpu", runs: Sequence[str] | None = None):
-        from avs_lib.evaluate import swap_partners
-        from avs_lib.train import select_device
+        from avs_lib.engine.evaluate import swap_partners
+        from avs_lib.engine.system import select_device
 
         self.runs_dir = Path(runs_dir)
         available = sorted(p.parent.name for p in self.runs_dir.glob("*/best.pt"))
@@ -175,7 +175,7 @@ class RunPredictor:
         self._systems: dict[str, Any] = {}
 
     def system(self, run: str):
-        from avs_lib.train import load_system
+        from avs_lib.engine.system import load_system
 
         if run not in self._systems:
             with warnings.catch_warnings():  # the random init is overwritten by the checkpoint at once
@@ -188,7 +188,7 @@ class RunPredictor:
         return "" if partner is None else _full(self.dataset).clips[partner].name
 
     def _audio_input(self, index: int, item: dict, audio: str) -> torch.Tensor:
-        from avs_lib.evaluate import SILENCE_LOG_MEL
+        from avs_lib.engine.evaluate import SILENCE_LOG_MEL
 
         if audio == "true":
             return item["audio"]
@@ -203,7 +203,7 @@ class RunPredictor:
 
     def probabilities(self, run: str, index: int, audio: str = "true") -> np.ndarray:
         """Foreground probabilities float [T, S, S] of clip `index` as run `run` sees it."""
-        from avs_lib.evaluate import predict_logits
+        from avs_lib.engine.evaluate import predict_logits
 
         item = self.dataset[index]
         batch = {"frames": item["frames"][None], "audio": self._audio_input(index, item, audio)[None]}

@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 from avs_lib.config import METHODS, PROFILES, build_config, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data.errors import DataFormatError
-from avs_lib.pretrain import (
+from avs_lib.engine.pretrain import (
     PRETRAINED_FOLDER,
     PretrainConfig,
     ensure_pretrained,
     weight_overrides_from,
 )
-from avs_lib.viz import loss_terms_long
+from avs_lib.report.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
 
@@ -126,7 +126,7 @@ class SyntheticSpec:
     """Where and how big the synthetic dataset of a profile is, and how its encoders are pretrained.
 
     `pretrain` (None: none) stands in for ImageNet/AudioSet weights when the user gives no local
-    weight files (`avs_lib.pretrain`); its files go to `{folder}/pretrained/`.
+    weight files (`avs_lib.engine.pretrain`); its files go to `{folder}/pretrained/`.
     """
 
     folder: str
@@ -155,7 +155,7 @@ def prepare_data(profile: str, data_root: str | Path, progress: bool = False) ->
     profile's own folder beside it is made, or reused when it already holds the same data
     (`synth.ensure_dataset`). Any other root is the user's and is only checked to exist.
     """
-    from avs_lib.synth import ensure_dataset
+    from avs_lib.data.synth import ensure_dataset
 
     root = Path(data_root)
     spec = SYNTHETIC_DATA.get(profile)
@@ -280,7 +280,7 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
     import torch
 
     from avs_lib.config import config_from_dict
-    from avs_lib.train import fit
+    from avs_lib.engine.train import fit
 
     torch.set_num_threads(threads)
     cfg = config_from_dict(cfg_dict)
@@ -294,7 +294,7 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
 def default_jobs(device: str = "auto") -> int:
     """Runs at a time: 2 when training on the CPU with at least 2 cores (measured on 2 cores:
     two 1-thread runs finish 1.4x more steps per second than one 2-thread run), else 1."""
-    from avs_lib.train import select_device
+    from avs_lib.engine.system import select_device
 
     return 2 if select_device(device).type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
 
@@ -336,7 +336,7 @@ def train_grid(
     cpu_count // jobs threads; a run's result does not depend on which worker trained it,
     but CPU float sums may differ in the last bits between thread counts.
     """
-    from avs_lib.train import fit
+    from avs_lib.engine.train import fit
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")

@@ -120,7 +120,7 @@ def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 2
 
     Returns uint8 [N, size, size, 3] and the clips' categories as labels.
     """
-    from avs_lib.viz import denormalize
+    from avs_lib.report.viz import denormalize
 
     crops, labels = [], []
     for index in indices:
