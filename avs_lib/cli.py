@@ -55,16 +55,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config(args: argparse.Namespace):
+    """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
+    from avs_lib.engine.runs import prepare_data, run_config, starting_weights
+
+    root = prepare_data(args.profile, args.data_root, progress=True)
+    weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights)
+    return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
+                      weights=weights, overrides=args.set, yaml_file=args.config)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from avs_lib.config import build_config
+    from avs_lib.config import to_dict
+
+    cfg = train_config(args)
+    print(f"profile {args.profile}, method {cfg.name}, seed {cfg.seed}: data root {cfg.data.root}, "
+          f"run directory {cfg.run_dir}")
+    if args.dry_run:
+        print(json.dumps(to_dict(cfg), indent=2, default=str))
+        return 0
     from avs_lib.engine.train import fit
 
-    extra = {}
-    if args.seed is not None:
-        extra["seed"] = args.seed
-    if args.output_dir is not None:
-        extra["output_dir"] = args.output_dir
-    cfg = build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set, **extra)
     result = fit(cfg, resume=args.resume)
     print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
                       "best_val_miou": result.best_val_miou, **result.test_metrics}, indent=2, default=str))
@@ -132,14 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("train", help="train one experiment (profile + method + overrides)")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper")
-    p.add_argument("--method", default=None, help="a named method, e.g. tpavi, thesis, counterfactual")
+    p = sub.add_parser("train", help="train one run of a profile: the config and run directory of the report's run")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
+    p.add_argument("--method", default="tpavi", help="a named method, e.g. tpavi, thesis, counterfactual")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None,
+                   help="dataset root (default: the profile's; a synthetic profile generates it when missing)")
+    p.add_argument("--runs-dir", default="runs", help="the run goes to RUNS_DIR/PROFILE/METHOD_seedSEED")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
+    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")
     p.add_argument("--config", default=None, help="a YAML file of overrides")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. loss.crop_ce=1.0")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--output-dir", default=None)
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config; train nothing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint")
@@ -153,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the numbered notebooks with papermill")
     p.add_argument("--profile", default="cpu")
-    p.add_argument("--data-root", default="data/synth")
+    p.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--device", default="auto")
     p.add_argument("--only", nargs="*", default=None, help="notebook names to run (default: all)")

@@ -7,6 +7,7 @@ typo is an error that names the key instead of a setting that silently does noth
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,39 +108,145 @@ class ExperimentConfig:
         return Path(self.output_dir) / f"{self.name}_seed{self.seed}"
 
 
-# Profiles: how big and where. Each is a set of overrides on the defaults above.
-PROFILES: dict[str, dict[str, Any]] = {
-    # Seconds on 2 CPU cores: proves the pipeline runs, not that it learns much.
-    "smoke": {
-        "data": {"image_size": 64, "crop_size": 64, "train_limit": 8, "eval_limit": 4},
-        "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small"},
-        "optim": {"lr": 1e-3, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3},
-        "eval_batch_size": 2,
-    },
-    # The synthetic benchmark on a laptop: small images, a small backbone, every training frame
-    # supervised (the generator knows all five masks). The report starts from frozen encoders
-    # pretrained on the synthetic training split (`experiments.profile_weights`), and the fusion
-    # blocks start open (`fusion_gate_init`): with the official closed start, or from random
-    # encoders, no method used the audio within this budget. Two runs at a time, 1 thread each.
-    "cpu": {
-        "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
-        "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
-        "optim": {"lr": 2e-3, "batch_size": 4, "epochs": 6, "scheduler": "cosine", "warmup_steps": 20},
-    },
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How the two encoders are pretrained on a synthetic train split (`avs_lib.engine.pretrain`),
+    the stand-in for ImageNet/AudioSet weights; stored next to the weights in ``pretrain.json``."""
+
+    backbone: str = "resnet18"
+    image_size: int = 64  # frames are read at the size the AVS model sees them
+    crop_size: int = 32  # object crops are resized to this (objects are ~10-40 px at 64 px)
+    visual_epochs: int = 6
+    audio_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """How a profile's synthetic AVSBench-format dataset is generated (`avs_lib.data.synth`)."""
+
+    videos_per_split: tuple[int, int, int]
+    image_size: int
+    num_classes: int = 23
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The runs of one profile: the main methods with every seed, extra methods compared with the
+    first seed only, and the ablations."""
+
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    ablations: tuple[str, ...] = ()
+    ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
+    extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
+
+    @property
+    def compared(self) -> list[str]:
+        """The methods of the main comparison: the main ones, then the extras."""
+        return [*self.methods, *self.extras]
+
+    @property
+    def all_methods(self) -> list[str]:
+        return [*self.methods, *self.extras, *self.ablations]
+
+    @property
+    def runs(self) -> list[tuple[list[str], list[int]]]:
+        """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
+        groups = [(list(self.methods), list(self.seeds))]
+        if self.extras:
+            groups.append((list(self.extras), list(self.seeds[:1])))
+        if self.ablations:
+            seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
+            groups.append((list(self.ablations), list(seeds)))
+        return groups
+
+    @property
+    def pairs(self) -> list[tuple[str, int]]:
+        """Every (method, seed) run of the grid, in training order."""
+        return [(m, s) for methods, seeds in self.runs for m in methods for s in seeds]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything the runs of one profile need: how big (config overrides), which data (a root,
+    generated first when the profile is synthetic), where the encoders start (a pretraining
+    recipe used when the user gives no weight files), and what is compared (its default grid)."""
+
+    overrides: dict[str, Any]
+    data_root: str  # relative to where the command runs (the repository root for `make`)
+    synthetic: SyntheticData | None = None  # None: the user's data, which must exist at data_root
+    pretrain: PretrainConfig | None = None  # None: random init unless weight files are given
+    grid: Grid | None = None  # None: METHODS and SEEDS must be given
+
+
+ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
+MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
+                "counterfactual", "thesis_counterfactual")
+
+# Profiles: how big, where, from which start, and what is compared.
+PROFILES: dict[str, Profile] = {
+    # Seconds on 2 CPU cores: proves the pipeline runs (pretraining included), not that it learns.
+    "smoke": Profile(
+        overrides={
+            "data": {"image_size": 64, "crop_size": 64, "train_limit": 8, "eval_limit": 4},
+            "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small"},
+            "optim": {"lr": 1e-3, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3},
+            "eval_batch_size": 2,
+        },
+        data_root="data/synth_smoke",
+        synthetic=SyntheticData((6, 4, 4), 64),
+        pretrain=PretrainConfig(visual_epochs=1, audio_epochs=1, batch_size=16),
+        grid=Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0,)),
+    ),
+    # The synthetic benchmark on a laptop: 8 of the 23 classes, small images, a small backbone,
+    # every training frame supervised (the generator knows all five masks). Both encoders start
+    # from weights pretrained on the synthetic train split and stay frozen (`pretrain`; the
+    # weight overrides freeze them, a method may unfreeze), and the fusion blocks
+    # start open (`fusion_gate_init`): with the official closed start, or from random encoders,
+    # no method used the audio within this budget (notebook 03 shows the probes).
+    "cpu": Profile(
+        overrides={
+            "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
+            "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
+            "optim": {"lr": 2e-3, "batch_size": 4, "epochs": 6, "scheduler": "cosine", "warmup_steps": 20},
+        },
+        data_root="data/synth",
+        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8),
+        pretrain=PretrainConfig(),
+        grid=Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0, 1, 2), ABLATIONS,
+                  ablation_seeds=(0,), extras=("tpavi_avm", "cross_attention", "thesis_shared")),
+    ),
     # A GPU box with the synthetic data: the official architecture at the official size.
-    "gpu": {
-        "data": {"image_size": 224, "root": "data/synth_gpu", "num_workers": 8},
-        "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "small"},
-        "optim": {"lr": 2e-4, "batch_size": 8, "epochs": 20, "scheduler": "cosine", "warmup_steps": 100},
-    },
+    "gpu": Profile(
+        overrides={
+            "data": {"image_size": 224, "num_workers": 8},
+            "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "small"},
+            "optim": {"lr": 2e-4, "batch_size": 8, "epochs": 20, "scheduler": "cosine", "warmup_steps": 100},
+        },
+        data_root="data/synth_gpu",
+        synthetic=SyntheticData((240, 60, 60), 224),
+        grid=Grid(MAIN_METHODS, (0, 1, 2), ABLATIONS),
+    ),
     # AVSBench S4 with the official recipe; weights come from local files given by the user.
-    "paper": {
-        "data": {"root": "data/AVSBench/Single-source", "image_size": 224, "audio": "pkl",
-                 "crop_labels": False, "num_workers": 8},
-        "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "vggish",
-                  "freeze_audio": True, "tpavi_stages": (0, 1, 2, 3)},
-        "optim": {"optimizer": "adam", "lr": 1e-4, "batch_size": 4, "epochs": 15},
-    },
+    "paper": Profile(
+        overrides={
+            "data": {"image_size": 224, "audio": "pkl", "crop_labels": False, "num_workers": 8},
+            "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "vggish",
+                      "freeze_audio": True, "tpavi_stages": (0, 1, 2, 3)},
+            "optim": {"optimizer": "adam", "lr": 1e-4, "batch_size": 4, "epochs": 15},
+        },
+        data_root="data/AVSBench/Single-source",
+    ),
 }
 
 # Methods: what is compared. Each is a set of overrides applied after the profile.
@@ -150,6 +257,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "tpavi_avm": {"loss": {"avm": 0.5}},
     "thesis": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate"}},
     "thesis_shared": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "shared"}},
+    # The shared trunk with the encoder trained: the one wiring in which crop CE (A) and the
+    # pairwise distance (B) reach the segmentation model's own parameters.
+    "thesis_shared_trainable": {"loss": dict(THESIS_LOSSES),
+                                "model": {"crop_trunk": "shared", "freeze_backbone": False}},
     # The write-up puts a ReLU on the crop classifier's class scores; once every score is <= 0 the
     # crop CE is stuck at ln(23) with no gradient (seen in the cpu grid). Not in the default grids.
     "thesis_no_relu": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "crop_final_relu": False}},
@@ -170,15 +281,27 @@ def _lookup(table: dict[str, dict[str, Any]], name: str, what: str) -> dict[str,
     return table[name]
 
 
+def get_profile(name: str) -> Profile:
+    """The profile registered under `name`; an unknown name lists the valid ones."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
 def build_config(
     profile: str = "cpu",
     method: str | None = None,
     yaml_file: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    weights: dict[str, Any] | None = None,
     **top_level: Any,
 ) -> ExperimentConfig:
-    """Resolve defaults <- profile <- method <- YAML <- overrides into a validated config."""
-    values = deep_merge({}, _lookup(PROFILES, profile, "profile"))
+    """Resolve defaults <- profile <- starting weights <- method <- YAML <- overrides into a
+    validated config. `weights` are the overrides naming the encoders' starting files
+    (`avs_lib.engine.runs.starting_weights`); a method may still change what they leave frozen."""
+    spec = get_profile(profile)
+    values = deep_merge({"data": {"root": spec.data_root}}, spec.overrides)
+    values = deep_merge(values, weights or {})
     if method is not None:
         values = deep_merge(values, _lookup(METHODS, method, "method"))
         values.setdefault("name", method)
@@ -207,10 +330,15 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
+    "Grid",
     "METHODS",
     "OptimConfig",
     "PROFILES",
+    "PretrainConfig",
+    "Profile",
+    "SyntheticData",
     "build_config",
+    "get_profile",
     "config_from_dict",
     "save_config",
     "to_dict",

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from avs_lib.config import build_config, save_config, to_dict
+from avs_lib.engine import runs
 from avs_lib.report import experiments
 
 
@@ -80,29 +82,17 @@ def test_paper_profile_needs_explicit_methods_and_seeds():
         experiments.grid_for("paper")
 
 
-def test_prepare_data_makes_the_smoke_dataset_beside_the_default_root(tmp_path):
-    root = experiments.prepare_data("smoke", tmp_path / "data" / "synth")
-    assert root == tmp_path / "data" / "synth_smoke"
-    table = pd.read_csv(root / "s4_meta_data.csv")
-    assert table["split"].value_counts().to_dict() == {"train": 6, "val": 4, "test": 4}
-    assert not (tmp_path / "data" / "synth").exists()
-
-
-def test_prepare_data_missing_user_root_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="my_data"):
-        experiments.prepare_data("cpu", tmp_path / "my_data")
-
-
 def test_weight_overrides_load_the_resnet_file_into_the_crop_trunk_too():
-    assert experiments.weight_overrides("r.pth", None) == {"model": {"resnet_weights": "r.pth", "crop_weights": "r.pth"}}
-    assert experiments.weight_overrides(None, None) == {}
+    assert runs.weight_overrides("r.pth", None) == {"model": {"resnet_weights": "r.pth", "crop_weights": "r.pth"}}
+    assert runs.weight_overrides(None, None) == {}
 
 
 # ---------------------------------------------------------------- run_grid
 
 
 def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
-    cfg = build_config("smoke", method, overrides={"data": {"root": str(data_root)}, "output_dir": str(runs_dir),
+    cfg = build_config("smoke", method, overrides={"data": {"root": str(Path(data_root).resolve())},
+                                                   "output_dir": str(Path(runs_dir) / "smoke"),
                                                    "seed": seed, **changes})
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.run_dir / "config.yaml")
@@ -222,8 +212,8 @@ def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_pa
     monkeypatch.setattr("avs_lib.engine.train.fit", interrupted)
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="optim.lr"):
         experiments.run_grid("smoke", ["tpavi"], [0, 1], tmp_path / "data", runs)
-    assert not (runs / "tpavi_seed0" / "summary.json").exists()  # the run that started
-    assert (runs / "tpavi_seed1" / "summary.json").exists()  # the run never reached
+    assert not (runs / "smoke" / "tpavi_seed0" / "summary.json").exists()  # the run that started
+    assert (runs / "smoke" / "tpavi_seed1" / "summary.json").exists()  # the run never reached
 
 
 def test_config_differences_ignore_device_but_not_the_learning_rate(tmp_path):

@@ -181,25 +181,28 @@ def test_overrides_from_a_report_build_every_method(pretrained):
         assert not any(p.requires_grad for p in system.audio_encoder.parameters())
 
 
-def test_profile_weights_prefer_the_users_files_and_pretrain_only_the_profiles_synthetic_data(tmp_path):
-    from avs_lib.report import experiments
+def test_starting_weights_prefer_the_users_files_and_pretrain_only_on_synthetic_data(tmp_path):
+    from avs_lib.engine.runs import starting_weights
 
-    given = experiments.profile_weights("cpu", tmp_path / "synth", resnet_weights="/w/r.pth")
+    given = starting_weights("cpu", tmp_path / "synth", resnet_weights="/w/r.pth")
     assert given == {"model": {"resnet_weights": "/w/r.pth", "crop_weights": "/w/r.pth"}}
-    # A root that is not the profile's synthetic folder is the user's data: no pretraining.
-    assert experiments.profile_weights("cpu", tmp_path / "AVSBench") == {}
-    assert experiments.profile_weights("paper", tmp_path / "synth") == {}
+    # Without the generator's sidecar the data is the user's: the recipe cannot run, random init.
+    (tmp_path / "AVSBench").mkdir()
+    assert starting_weights("cpu", tmp_path / "AVSBench") == {}
+    (tmp_path / "synth" / "synth_sidecar").mkdir(parents=True)
+    assert starting_weights("paper", tmp_path / "synth") == {}  # no recipe
 
 
-def test_profile_weights_pretrain_the_smoke_data_once(tmp_path):
-    from avs_lib.report import experiments
+def test_starting_weights_pretrain_the_smoke_data_once(tmp_path):
+    from avs_lib.engine.pretrain import PRETRAINED_FOLDER
+    from avs_lib.engine.runs import prepare_data, starting_weights
 
-    root = experiments.prepare_data("smoke", tmp_path / "synth")
-    first = experiments.profile_weights("smoke", root, quiet=True)
+    root = prepare_data("smoke", tmp_path / "synth")
+    first = starting_weights("smoke", root, quiet=True)
     files = [Path(first["model"][k]) for k in ("resnet_weights", "audio_weights")]
-    assert all(f.is_file() and f.parent == root / experiments.PRETRAINED_FOLDER for f in files)
+    assert all(f.is_file() and f.parent == root / PRETRAINED_FOLDER for f in files)
     stamps = [f.stat().st_mtime_ns for f in files]
-    assert experiments.profile_weights("smoke", root, quiet=True) == first
+    assert starting_weights("smoke", root, quiet=True) == first
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
+from avs_lib.config import PretrainConfig
 from avs_lib.data.avsbench import AVSBenchS4
 from avs_lib.data.boxes import crop_and_resize
 from avs_lib.data.categories import NUM_CLASSES
@@ -41,27 +42,6 @@ VISUAL_FILE = "resnet_synth.pth"
 AUDIO_FILE = "logmel_cnn_synth.pth"
 REPORT_FILE = "pretrain.json"
 PRETRAINED_FOLDER = "pretrained"  # default output folder, inside the dataset root
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """How the two encoders are pretrained (stored next to the weights in ``pretrain.json``)."""
-
-    backbone: str = "resnet18"
-    image_size: int = 64  # frames are read at the size the AVS model sees them
-    crop_size: int = 32  # object crops are resized to this (objects are ~10-40 px at 64 px)
-    visual_epochs: int = 6
-    audio_epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 def object_crops(root: str | Path, split: str, image_size: int, crop_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,10 +215,10 @@ def weight_overrides_from(report: dict) -> dict:
     """Config overrides that start a run from the pretrained files of a ``pretrain.json`` report.
 
     Both encoders stay frozen: the audio one like VGGish in the paper recipe, the ResNet unlike it
-    (the paper fine-tunes it); on the cpu budget a frozen encoder makes a step 0.6x as long, and
-    measured on the cpu profile (tpavi, 8 epochs) it also learned to listen sooner: following rate
-    0.61 frozen against 0.37 fine-tuned. The ResNet file also initialises a separate crop trunk,
-    which is trained (as the ImageNet file does in the thesis recipe).
+    (the paper fine-tunes it; the cpu report freezes it for its budget, and notebook 03 shows the
+    probes that chose this). A method can unfreeze it (`thesis_shared_trainable`): methods apply
+    after these overrides. The ResNet file also initialises a separate crop trunk, which is
+    trained (as the ImageNet file does in the thesis recipe).
     """
     visual = report["visual_weights"]
     return {"model": {"backbone": report["config"]["backbone"], "resnet_weights": visual,

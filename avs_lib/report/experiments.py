@@ -13,7 +13,6 @@ import math
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,80 +20,20 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from avs_lib.config import METHODS, PROFILES, build_config, to_dict
-from avs_lib.configtools import deep_merge
+from avs_lib.config import ABLATIONS, METHODS, Grid, get_profile, to_dict
 from avs_lib.data.errors import DataFormatError
-from avs_lib.engine.pretrain import (
-    PRETRAINED_FOLDER,
-    PretrainConfig,
-    ensure_pretrained,
-    weight_overrides_from,
-)
+from avs_lib.engine.runs import run_config
 from avs_lib.report.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
 
-
-@dataclass(frozen=True)
-class Grid:
-    """The runs of one profile: the main methods with every seed, extra methods compared with the
-    first seed only, and the ablations."""
-
-    methods: tuple[str, ...]
-    seeds: tuple[int, ...]
-    ablations: tuple[str, ...] = ()
-    ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
-    extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
-
-    @property
-    def compared(self) -> list[str]:
-        """The methods of the main comparison: the main ones, then the extras."""
-        return [*self.methods, *self.extras]
-
-    @property
-    def all_methods(self) -> list[str]:
-        return [*self.methods, *self.extras, *self.ablations]
-
-    @property
-    def runs(self) -> list[tuple[list[str], list[int]]]:
-        """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
-        groups = [(list(self.methods), list(self.seeds))]
-        if self.extras:
-            groups.append((list(self.extras), list(self.seeds[:1])))
-        if self.ablations:
-            seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
-            groups.append((list(self.ablations), list(seeds)))
-        return groups
-
-    @property
-    def pairs(self) -> list[tuple[str, int]]:
-        """Every (method, seed) run of the grid, in training order."""
-        return [(m, s) for methods, seeds in self.runs for m in methods for s in seeds]
-
-
-MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
-                "counterfactual", "thesis_counterfactual")
-ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
-# The cpu report's budget (about 45 min on 2 cores) holds 3 seeds of four methods: the floor, the
-# baseline, the thesis and the counterfactual objective; the other methods get one seed.
-CPU_METHODS = ("visual_only", "tpavi", "thesis", "counterfactual")
-CPU_EXTRAS = ("tpavi_avm", "cross_attention", "thesis_shared")
-
-DEFAULT_GRID: dict[str, Grid] = {
-    # Proves the notebooks run end to end; one seed, so no claim can rest on it.
-    "smoke": Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0,)),
-    "cpu": Grid(CPU_METHODS, (0, 1, 2), ABLATIONS, ablation_seeds=(0,), extras=CPU_EXTRAS),
-    "gpu": Grid(MAIN_METHODS, (0, 1, 2), ABLATIONS),
-}
 
 BASELINE, PROPOSED, COUNTERFACTUAL = "tpavi", "thesis", "counterfactual"
 
 
 def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | None = None) -> Grid:
     """The profile's default grid, or the methods/seeds given (which then replace it)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    default = DEFAULT_GRID.get(profile)
+    default = get_profile(profile).grid
     if default is None and (methods is None or seeds is None):
         raise ValueError(
             f"profile {profile!r} has no default grid (its runs take hours on real data); "
@@ -116,98 +55,6 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
     if ablations and default.ablation_seeds is not None:
         ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
     return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras)
-
-
-# ---------------------------------------------------------------- the data a profile reads
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Where and how big the synthetic dataset of a profile is, and how its encoders are pretrained.
-
-    `pretrain` (None: none) stands in for ImageNet/AudioSet weights when the user gives no local
-    weight files (`avs_lib.engine.pretrain`); its files go to `{folder}/pretrained/`.
-    """
-
-    folder: str
-    videos_per_split: tuple[int, int, int]
-    image_size: int
-    num_classes: int = 23
-    pretrain: PretrainConfig | None = None
-
-
-DEFAULT_SYNTH_FOLDER = "synth"  # `make data` and the notebooks' default DATA_ROOT end in it
-SYNTHETIC_DATA: dict[str, SyntheticSpec] = {
-    # One pretraining epoch each: exercises the path in seconds, learns little.
-    "smoke": SyntheticSpec("synth_smoke", (6, 4, 4), 64,
-                           pretrain=PretrainConfig(visual_epochs=1, audio_epochs=1, batch_size=16)),
-    # 8 of the 23 classes: ~30 training clips per sounding class instead of ~10. Pretrained
-    # encoders: from random init no method learned to follow the audio within the budget.
-    "cpu": SyntheticSpec("synth", (240, 60, 60), 96, num_classes=8, pretrain=PretrainConfig()),
-    "gpu": SyntheticSpec("synth_gpu", (240, 60, 60), 224),
-}
-
-
-def prepare_data(profile: str, data_root: str | Path, progress: bool = False) -> Path:
-    """The dataset root a profile reads, generated first when it is the synthetic default.
-
-    A root whose folder is named `synth` (the default) stands for "the synthetic data": the
-    profile's own folder beside it is made, or reused when it already holds the same data
-    (`synth.ensure_dataset`). Any other root is the user's and is only checked to exist.
-    """
-    from avs_lib.data.synth import ensure_dataset
-
-    root = Path(data_root)
-    spec = SYNTHETIC_DATA.get(profile)
-    if spec is not None and root.name == DEFAULT_SYNTH_FOLDER:
-        root = root.parent / spec.folder
-        ensure_dataset(root, spec.videos_per_split, image_size=spec.image_size,
-                       num_classes=spec.num_classes, progress=progress)
-        return root
-    if not (root / "s4_meta_data.csv").is_file() and not (root / "ms3_meta_data.csv").is_file():
-        raise FileNotFoundError(
-            f"no AVSBench dataset at {root} (expected s4_meta_data.csv there); point DATA_ROOT "
-            f"at the dataset, or at a folder named {DEFAULT_SYNTH_FOLDER!r} to generate synthetic data"
-        )
-    return root
-
-
-def profile_weights(
-    profile: str,
-    data_root: str | Path,
-    resnet_weights: str | None = None,
-    vggish_weights: str | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Config overrides for the encoders' starting weights of a grid.
-
-    Local weight files given by the user win (`weight_overrides`). Without them, a profile whose
-    synthetic data has a pretraining recipe (`SyntheticSpec.pretrain`) starts from encoders
-    pretrained on that data's training split, made once into `data_root/pretrained/` and reused;
-    any other profile or data root starts from random init (the model builder says so).
-    """
-    if resnet_weights is not None or vggish_weights is not None:
-        return weight_overrides(resnet_weights, vggish_weights)
-    spec = SYNTHETIC_DATA.get(profile)
-    root = Path(data_root)
-    if spec is None or spec.pretrain is None or root.name != spec.folder:
-        return {}
-    report = ensure_pretrained(root, root / PRETRAINED_FOLDER, spec.pretrain, quiet=quiet)
-    return weight_overrides_from(report)
-
-
-def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:
-    """Config overrides that load local pretrained weights (None: train from random init).
-
-    The ImageNet ResNet file also initialises a separate crop trunk of the same kind.
-    """
-    model: dict[str, Any] = {}
-    if resnet_weights is not None:
-        model["resnet_weights"] = str(resnet_weights)
-        model["crop_weights"] = str(resnet_weights)
-    if vggish_weights is not None:
-        model["vggish_weights"] = str(vggish_weights)
-    return {"model": model} if model else {}
 
 
 # ---------------------------------------------------------------- running
@@ -307,8 +154,8 @@ def run_grid(
     runs_dir: str | Path,
     **options: Any,
 ) -> pd.DataFrame:
-    """Train every (method, seed) into `runs_dir/{method}_seed{seed}`; one row per run.
-    `options` (device, overrides, skip_done, quiet, jobs) as for `train_grid`."""
+    """Train every (method, seed) into `runs_dir/{profile}/{method}_seed{seed}`; one row per run.
+    `options` (device, weights, overrides, skip_done, quiet, jobs) as for `train_grid`."""
     if not methods or not seeds:
         raise ValueError("run_grid needs at least one method and one seed")
     grid = Grid(tuple(methods), tuple(int(s) for s in seeds))
@@ -321,13 +168,16 @@ def train_grid(
     data_root: str | Path,
     runs_dir: str | Path,
     device: str = "auto",
+    weights: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     skip_done: bool = True,
     quiet: bool = True,
     jobs: int = 1,
 ) -> pd.DataFrame:
-    """Train every run of `grid` (methods, extras, ablations) into `runs_dir/{method}_seed{seed}`
-    in one pool of workers, so no worker idles between the groups; one row per run.
+    """Train every run of `grid` (methods, extras, ablations) into
+    `runs_dir/{profile}/{method}_seed{seed}` in one pool of workers, so no worker idles between
+    the groups; one row per run. Each run's config is `engine.runs.run_config`'s, the same as
+    `python -m avs_lib train` resolves; `weights` come from `engine.runs.starting_weights`.
 
     A finished run (summary.json, same config) is reused when `skip_done`; an interrupted one
     resumes from its last checkpoint; a run made with another config is trained again.
@@ -340,16 +190,11 @@ def train_grid(
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    runs_dir = Path(runs_dir)
     pairs = grid.pairs
-    # The saved config holds the absolute data root: a relative one would name another folder
-    # when the grid is rerun from elsewhere (a notebook runs in notebooks/, `make` in the root).
-    root = str(Path(data_root).resolve())
     todo = []
     for method, seed in pairs:
-        base = {"data": {"root": root}, "output_dir": str(runs_dir), "device": device,
-                "quiet": quiet, "seed": seed}
-        cfg = build_config(profile, method, overrides=deep_merge(overrides or {}, base))
+        cfg = run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
+                         overrides=overrides, quiet=quiet)
         status = _run_status(cfg.run_dir, to_dict(cfg))
         if status == "done" and skip_done:
             continue
@@ -384,7 +229,8 @@ def train_grid(
                 _warn_once(messages, seen)
                 bar.update()
     bar.close()
-    return pd.DataFrame([_summary_row(runs_dir / f"{m}_seed{s}") for m, s in pairs])
+    run_root = Path(runs_dir) / profile
+    return pd.DataFrame([_summary_row(run_root / f"{m}_seed{s}") for m, s in pairs])
 
 
 # ---------------------------------------------------------------- reading results
@@ -740,12 +586,8 @@ def conclusions(summary: pd.DataFrame, digits: int = 3) -> str:
 
 
 __all__ = [
-    "ABLATIONS",
-    "DEFAULT_GRID",
-    "Grid",
     "REPORTED",
     "REPORTED_LABEL",
-    "SYNTHETIC_DATA",
     "ablation",
     "best_method",
     "collect_results",
@@ -757,16 +599,13 @@ __all__ = [
     "loss_curves",
     "per_category",
     "per_clip",
-    "prepare_data",
     "train_grid",
-    "profile_weights",
     "reference_lines",
     "reported_table",
     "representative_run",
     "results_table",
     "run_grid",
     "summarise",
-    "weight_overrides",
     "worst_clips",
     "worst_clips_compared",
 ]

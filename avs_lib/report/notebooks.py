@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from avs_lib.engine.runs import data_root_of
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
@@ -23,7 +25,7 @@ def _from_notebooks(path: str | Path, directory: Path = NOTEBOOK_DIR) -> str:
 
 def run_notebooks(
     profile: str = "cpu",
-    data_root: str = "data/synth",
+    data_root: str | None = None,
     runs_dir: str = "runs",
     device: str = "auto",
     notebooks: list[str] | None = None,
@@ -48,7 +50,8 @@ def run_notebooks(
     # where nbval reruns it later): paths given relative to where the caller stands (the
     # repository root for `make report`) are re-expressed relative to that folder.
     out_dir = Path(output_dir).resolve() if output_dir else NOTEBOOK_DIR
-    params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(data_root, out_dir),
+    root = data_root_of(profile, data_root)  # the profile's own root when none is given
+    params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(root, out_dir),
               "RUNS_DIR": _from_notebooks(runs_dir, out_dir), "DEVICE": device}
     for name, value in (extra_parameters or {}).items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value

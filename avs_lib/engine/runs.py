@@ -1,0 +1,113 @@
+"""One run of a profile, resolved the same way wherever it starts: the CLI's `train` and the
+report's grid both call `prepare_data`, `starting_weights` and `run_config`, so
+`python -m avs_lib train --profile cpu --method thesis --seed 0` trains exactly the report's run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from avs_lib.config import ExperimentConfig, build_config, config_from_dict, get_profile, to_dict
+from avs_lib.configtools import deep_merge
+from avs_lib.data.sidecar import SIDECAR_DIR
+from avs_lib.data.synth import ensure_dataset
+from avs_lib.engine.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
+
+META_FILES = ("s4_meta_data.csv", "ms3_meta_data.csv")
+
+
+def data_root_of(profile: str, data_root: str | Path | None = None) -> Path:
+    """The root a profile reads: the one given, else the profile's own."""
+    return Path(data_root if data_root is not None else get_profile(profile).data_root)
+
+
+def prepare_data(profile: str, data_root: str | Path | None = None, progress: bool = False) -> Path:
+    """The dataset root of a run, as given (or the profile's own); never another folder.
+
+    A synthetic profile generates its data there when the folder holds no dataset yet (and says
+    so), reuses a synthetic dataset made with the same parameters, and regenerates one made with
+    other parameters (saying so). Any other root must already hold an AVSBench dataset.
+    """
+    spec = get_profile(profile)
+    root = data_root_of(profile, data_root)
+    has_meta = any((root / name).is_file() for name in META_FILES)
+    is_synthetic = (root / SIDECAR_DIR).is_dir()
+    if spec.synthetic is not None and (is_synthetic or not has_meta):
+        data = spec.synthetic
+        info = ensure_dataset(root, data.videos_per_split, image_size=data.image_size,
+                              num_classes=data.num_classes, progress=progress)
+        if info.seconds > 0:
+            print(f"generated the {profile} profile's synthetic dataset at {root} in {info.seconds:.0f} s")
+        return root
+    if not has_meta:
+        raise FileNotFoundError(
+            f"no AVSBench dataset at {root} (expected {' or '.join(META_FILES)} there); give the "
+            f"dataset's root (--data-root / DATA_ROOT), or use a synthetic profile to generate one"
+        )
+    return root
+
+
+def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:
+    """Config overrides that load local pretrained weights (None: train from random init).
+
+    The ImageNet ResNet file also initialises a separate crop trunk of the same kind.
+    """
+    model: dict[str, Any] = {}
+    if resnet_weights is not None:
+        model["resnet_weights"] = str(resnet_weights)
+        model["crop_weights"] = str(resnet_weights)
+    if vggish_weights is not None:
+        model["vggish_weights"] = str(vggish_weights)
+    return {"model": model} if model else {}
+
+
+def starting_weights(
+    profile: str,
+    data_root: str | Path,
+    resnet_weights: str | None = None,
+    vggish_weights: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Config overrides for where the encoders start.
+
+    Local weight files given by the user win. Without them, a profile with a pretraining recipe
+    (`Profile.pretrain`) on synthetic data starts from encoders pretrained on `data_root`'s
+    training split (the recipe needs the generator's per-object truth), made once into
+    `data_root/pretrained/` and reused while data and recipe are unchanged; anything else starts
+    from random init (the model builder says so).
+    """
+    if resnet_weights is not None or vggish_weights is not None:
+        return weight_overrides(resnet_weights, vggish_weights)
+    recipe = get_profile(profile).pretrain
+    root = Path(data_root)
+    if recipe is None or not (root / SIDECAR_DIR).is_dir():
+        return {}
+    report = ensure_pretrained(root, root / PRETRAINED_FOLDER, recipe, quiet=quiet)
+    return weight_overrides_from(report)
+
+
+def run_config(
+    profile: str,
+    method: str | None,
+    seed: int,
+    data_root: str | Path,
+    runs_dir: str | Path = "runs",
+    device: str = "auto",
+    weights: dict[str, Any] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    yaml_file: str | Path | None = None,
+    quiet: bool = False,
+) -> ExperimentConfig:
+    """The resolved config of one run, written to `runs_dir/{profile}/{method}_seed{seed}`.
+
+    The data root is stored absolute: a relative one would name another folder when the run is
+    looked at from elsewhere (a notebook runs in notebooks/, `make` in the repository root).
+    """
+    cfg = build_config(profile, method, yaml_file=yaml_file, overrides=overrides, weights=weights)
+    placed = {"data": {"root": str(Path(data_root).resolve())},
+              "output_dir": str(Path(runs_dir) / profile), "device": device, "quiet": quiet, "seed": seed}
+    return config_from_dict(deep_merge(to_dict(cfg), placed))
+
+
+__all__ = ["data_root_of", "prepare_data", "run_config", "starting_weights", "weight_overrides"]
