@@ -24,7 +24,7 @@ from avs_lib.configtools import (
     to_dict,
 )
 from avs_lib.losses import LossWeights
-from avs_lib.models.build import ModelConfig
+from avs_lib.models.config import ModelConfig
 
 
 @dataclass

@@ -17,7 +17,8 @@ from avs_lib.engine.pretrain import (
     object_crops,
     pretrain_encoders,
 )
-from avs_lib.models.build import ModelConfig, build_audio_encoder, build_model
+from avs_lib.models.build import build_audio_encoder, build_model
+from avs_lib.models.config import ModelConfig
 from avs_lib.models.logmel_cnn import LogMelCNN
 
 TINY = PretrainConfig(image_size=64, crop_size=32, visual_epochs=1, audio_epochs=1, batch_size=8)

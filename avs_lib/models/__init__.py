@@ -2,13 +2,12 @@
 
 from avs_lib.models.avs_model import AVSModel
 from avs_lib.models.build import (
-    BACKBONES,
-    ModelConfig,
     build_audio_encoder,
     build_crop_classifier,
     build_model,
     get_backbone,
 )
+from avs_lib.models.config import BACKBONES, ModelConfig
 from avs_lib.models.crop import CropClassifier
 from avs_lib.models.decoder import ClassifierModule, FeatureFusionBlock, ResidualConvUnit
 from avs_lib.models.fusion import CrossModalAttention

@@ -13,114 +13,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avs_lib.models.config import ModelConfig
 from avs_lib.models.decoder import ClassifierModule, FeatureFusionBlock, output_head
-from avs_lib.models.fusion import FUSIONS, CrossModalAttention
-from avs_lib.models.resnet import STAGE_STRIDES, ResNetEncoder, check_resnet_name
-from avs_lib.models.tpavi import TPAVI, TPAVI_IMPLS
+from avs_lib.models.fusion import CrossModalAttention
+from avs_lib.models.resnet import STAGE_STRIDES, ResNetEncoder
+from avs_lib.models.tpavi import TPAVI
 
 AUDIO_DIM = 128  # VGGish embedding width
-
-
-def check_fusion_options(
-    *,
-    tpavi_stages: tuple[int, ...],
-    tpavi_vv: bool,
-    tpavi_va: bool,
-    fusion: str,
-    tpavi_impl: str,
-    frames: int,
-    channel: int,
-    cross_attention_heads: int,
-) -> None:
-    """Raise a ValueError naming the offending option; shared by AVSModel and ModelConfig."""
-    if fusion not in FUSIONS:
-        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
-    if tpavi_impl not in TPAVI_IMPLS:
-        raise ValueError(f"tpavi_impl must be one of {', '.join(TPAVI_IMPLS)}; got {tpavi_impl!r}")
-    bad = [s for s in tpavi_stages if s not in (0, 1, 2, 3)]
-    if bad or len(set(tpavi_stages)) != len(tpavi_stages):
-        raise ValueError(
-            f"tpavi_stages must be distinct stages among 0, 1, 2, 3; got {tuple(tpavi_stages)}"
-        )
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
-    if channel < 2:
-        raise ValueError(f"channel must be >= 2, got {channel}")
-    if fusion == "tpavi" and tpavi_stages and not (tpavi_vv or tpavi_va):
-        raise ValueError(
-            "tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
-            "(tpavi_vv: visual self-attention; tpavi_va: the standard audio-visual attention)"
-        )
-    if fusion == "cross_attention":
-        if tpavi_vv or not tpavi_va:
-            raise ValueError(
-                "fusion='cross_attention' is audio-visual only: set tpavi_va=True, tpavi_vv=False"
-            )
-        if channel % cross_attention_heads != 0:
-            raise ValueError(
-                f"cross_attention_heads ({cross_attention_heads}) must divide channel ({channel})"
-            )
 
 
 class AVSModel(nn.Module):
     """AVSBench's ResNet encoder-decoder with audio-visual fusion at chosen encoder stages.
 
-    Args:
-        backbone: "resnet18", "resnet34" or "resnet50" (official: resnet50).
-        channel: decoder width (official: 256).
-        tpavi_stages: encoder stages (0-3) that get a fusion block, named `tpavi_b{stage+1}`
-            (`cross_attention_b{stage+1}` with fusion="cross_attention").
-        tpavi_vv: visual-visual TPAVI (phi from the visual map); averaged with the audio-visual one
-            if both are on, sharing the block's weights, as the official code does.
-        tpavi_va: audio-visual TPAVI (the standard one).
-        frames: T, frames per clip; inputs are [B*T, ...] with the T frames of a clip adjacent.
-        fusion: "tpavi", "cross_attention" or "none" (no fusion blocks; visual-only model).
-        tpavi_impl: "fast" or "naive" (same numbers; naive forms the T*H*W square matrix).
-        cross_attention_heads: heads of the cross-attention fusion.
-        second_branch: build the official unused `layer3_2`/`layer4_2` (frozen); None means
-            "as the official layout": yes for resnet50, no otherwise.
-        fusion_gate_init: starting scale of the fusion blocks' residual branch (0: official).
+    Built from a `ModelConfig` (the default one is the official S4 ResNet-50 + TPAVI model); the
+    fields it reads: backbone, channel (decoder width), tpavi_stages (stages 0-3 with a fusion
+    block `tpavi_b{stage+1}`, or `cross_attention_b{stage+1}`), tpavi_vv / tpavi_va (visual and
+    audio-visual TPAVI, averaged when both are on, sharing the block's weights as the official
+    code does), frames (T; inputs are [B*T, ...] with a clip's frames adjacent), fusion,
+    tpavi_impl, cross_attention_heads, second_branch (the official unused, frozen
+    `layer3_2`/`layer4_2`; None: for resnet50 only) and fusion_gate_init. Weight files and
+    freezing are the factory's (`build.build_model`).
     """
 
-    def __init__(
-        self,
-        backbone: str = "resnet50",
-        channel: int = 256,
-        tpavi_stages: tuple[int, ...] = (0, 1, 2, 3),
-        tpavi_vv: bool = False,
-        tpavi_va: bool = True,
-        frames: int = 5,
-        fusion: str = "tpavi",
-        tpavi_impl: str = "fast",
-        cross_attention_heads: int = 8,
-        second_branch: bool | None = None,
-        fusion_gate_init: float = 0.0,
-    ):
+    def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
-        check_resnet_name(backbone)
-        tpavi_stages = tuple(tpavi_stages)
-        check_fusion_options(
-            tpavi_stages=tpavi_stages,
-            tpavi_vv=tpavi_vv,
-            tpavi_va=tpavi_va,
-            fusion=fusion,
-            tpavi_impl=tpavi_impl,
-            frames=frames,
-            channel=channel,
-            cross_attention_heads=cross_attention_heads,
-        )
+        cfg = cfg if cfg is not None else ModelConfig()
+        cfg.validate()
+        backbone, channel, fusion = cfg.backbone, cfg.channel, cfg.fusion
+        frames, tpavi_vv, tpavi_va = cfg.frames, cfg.tpavi_vv, cfg.tpavi_va
         self.frames = frames
         self.channel = channel
         self.fusion = fusion
         self.tpavi_vv = tpavi_vv if fusion == "tpavi" else False
         self.tpavi_va = tpavi_va if fusion != "none" else False
         self.fusion_stages: tuple[int, ...] = (
-            () if fusion == "none" else tuple(sorted(tpavi_stages))
+            () if fusion == "none" else tuple(sorted(cfg.tpavi_stages))
         )
         self._block_prefix = "cross_attention_b" if fusion == "cross_attention" else "tpavi_b"
 
-        if second_branch is None:
-            second_branch = backbone == "resnet50"
+        second_branch = cfg.second_branch if cfg.second_branch is not None else backbone == "resnet50"
         self.resnet = ResNetEncoder(backbone, second_branch=second_branch)
         self.encoder_channels = self.resnet.stage_channels
         c1, c2, c3, c4 = self.encoder_channels
@@ -137,10 +68,10 @@ class AVSModel(nn.Module):
         self.path4.resConfUnit1.requires_grad_(False)
         for stage in self.fusion_stages:
             if fusion == "tpavi":
-                block: nn.Module = TPAVI(channel, AUDIO_DIM, impl=tpavi_impl, gate_init=fusion_gate_init)
+                block: nn.Module = TPAVI(channel, AUDIO_DIM, impl=cfg.tpavi_impl, gate_init=cfg.fusion_gate_init)
             else:
-                block = CrossModalAttention(channel, AUDIO_DIM, heads=cross_attention_heads,
-                                            gate_init=fusion_gate_init)
+                block = CrossModalAttention(channel, AUDIO_DIM, heads=cfg.cross_attention_heads,
+                                            gate_init=cfg.fusion_gate_init)
             setattr(self, f"{self._block_prefix}{stage + 1}", block)
         self.output_conv = output_head(channel)
 
