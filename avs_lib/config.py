@@ -102,6 +102,11 @@ class ExperimentConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.eval_batch_size < 1 or self.eval_every < 1:
             raise ValueError("eval_batch_size and eval_every must be >= 1")
+        if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
+            raise ValueError(
+                "loss.crop_ce: MS3 clips have no category to classify crops by (several sources "
+                "sound); set loss.crop_ce=0 or train on S4"
+            )
 
     @property
     def run_dir(self) -> Path:

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 PR_NUM = 255
@@ -67,25 +66,40 @@ def _pair(logits: Tensor, target: Tensor, what: str) -> tuple[Tensor, Tensor]:
     return logits, _binary(target, f"{what} target").to(logits.device)
 
 
+def binary_iou(pred: Tensor | np.ndarray, target: Tensor | np.ndarray, eps: float = IOU_EPS) -> Tensor:
+    """Per-frame IoU of binary masks, float64 [N] — the one IoU of the project.
+
+    The official convention: inter / (union + eps); a frame whose target is empty scores the
+    fraction of its pixels predicted background, (#background pixels) / (#pixels + eps), so an
+    empty prediction of an empty target scores ~1 and not 0/0.
+
+    Args:
+        pred, target: bool (or 0/1) masks, [N, H, W], [N, 1, H, W] or one [H, W] frame.
+    """
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.dim() == 2:
+        pred, target = pred[None], target[None]  # one frame [H, W] -> [1, H, W]
+    pred, target = _frames(pred, "binary_iou") != 0, _frames(target, "binary_iou") != 0
+    if pred.shape != target.shape:
+        raise ValueError(f"binary_iou: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    target = target.to(pred.device)
+    inter = (pred & target).flatten(1).sum(1).double()  # [N]
+    union = (pred | target).flatten(1).sum(1).double()  # [N]
+    empty = ~target.flatten(1).any(1)  # [N]
+    background = (~pred).flatten(1).sum(1).double()  # [N]; equals ~pred & ~target when target is empty
+    pixels = torch.full_like(union, float(target.shape[-2] * target.shape[-1]))
+    return torch.where(empty, background, inter) / (torch.where(empty, pixels, union) + eps)
+
+
 def mask_iou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> Tensor:
-    """Per-frame IoU of the thresholded prediction, float64 [N].
+    """Per-frame IoU of the official binarisation, sigmoid(logit) > 0.5, float64 [N].
 
     Args:
         logits: [N, H, W] or [N, 1, H, W] mask logits.
         target: same shape, binary.
-    A frame with an empty target scores (#pixels predicted background) / (#pixels).
     """
     logits, target = _pair(logits, target, "mask_iou")
-    pred = _predicted(logits)
-    inter = (pred & target).flatten(1).sum(1).double()  # [N]
-    union = (pred | target).flatten(1).sum(1).double()  # [N]
-    empty = ~target.flatten(1).any(1)  # [N]
-    background_hits = (~pred & ~target).flatten(1).sum(1).double()
-    inter = torch.where(empty, background_hits, inter)
-    union = torch.where(
-        empty, torch.full_like(union, float(target.shape[-2] * target.shape[-1])), union
-    )
-    return inter / (union + eps)
+    return binary_iou(_predicted(logits), target, eps)
 
 
 def miou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> float:
@@ -197,19 +211,15 @@ class Evaluator:
             frame of `official_batch_size` consecutive clips. Default 4, as in the official
             test.sh that produced the paper's numbers (test.py's own default is 1).
         beta2: F-measure β².
-    Under torch.distributed, `compute()` is a collective (call it on every rank): it gathers
-    every rank's records (all_gather_object) and drops repeated (name, frame) pairs, which
-    DistributedSampler's padding creates; pass `indices` to update so the official grouping
-    follows dataset order rather than rank order.
+    One process evaluates (multi-process training validates and tests on rank 0), so the
+    records are never split across ranks.
     """
 
-    def __init__(self, official_batch_size: int = 4, beta2: float = BETA2, distributed: bool = True):
+    def __init__(self, official_batch_size: int = 4, beta2: float = BETA2):
         if official_batch_size < 1:
             raise ValueError(f"official_batch_size must be >= 1, got {official_batch_size}")
         self.official_batch_size = official_batch_size
         self.beta2 = beta2
-        # False when only one rank evaluates (the engine validates on rank 0): no collective.
-        self.distributed = distributed
         self.reset()
 
     def reset(self) -> None:
@@ -261,21 +271,6 @@ class Evaluator:
                 )
             )
 
-    def _gathered(self) -> list[FrameRecord]:
-        if not self.distributed or not (dist.is_available() and dist.is_initialized()):
-            return self._records
-        if dist.get_world_size() == 1:
-            return self._records
-        parts: list[list[FrameRecord] | None] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, self._records)
-        seen, records = set(), []
-        for part in parts:
-            for record in part or []:
-                if (record.name, record.frame) not in seen:
-                    seen.add((record.name, record.frame))
-                    records.append(record)
-        return records
-
     def compute(self) -> dict[str, Any]:
         """Everything about the split.
 
@@ -289,7 +284,7 @@ class Evaluator:
             f_score_split: mean F-curve over all non-empty frames of the split, then max;
             n_frames, n_clips.
         """
-        records = self._gathered()
+        records = self._records
         if not records:
             raise ValueError("Evaluator.compute: no frames; call update() first")
         keys = [(r.name, r.frame) for r in records]

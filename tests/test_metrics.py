@@ -3,6 +3,7 @@ and the audio-reliance measures."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -318,47 +319,6 @@ def test_evaluator_rejects_names_that_fit_neither_frames_nor_clips():
         )
 
 
-def _ddp_worker(rank, world_size, store_path, out_path):
-    import torch.distributed as dist
-
-    store = dist.FileStore(store_path, world_size)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
-    torch.manual_seed(7)
-    logits, target = torch.randn(4, 5, 4, 4), torch.rand(4, 5, 4, 4) > 0.5  # 4 clips x 5 frames
-    evaluator = Evaluator(official_batch_size=2)
-    # DistributedSampler order: rank 0 gets clips 0, 2; rank 1 gets 1, 3 and a padded repeat of 0
-    mine = [0, 2] if rank == 0 else [1, 3, 0]
-    for clip in mine:
-        evaluator.update(
-            logits[clip], target[clip], [f"clip{clip}"], ["x"], range(5), indices=[clip]
-        )
-    result = evaluator.compute()
-    if rank == 0:
-        torch.save(
-            {k: result[k] for k in ("miou", "f_score_official", "f_score_split", "n_frames")},
-            out_path,
-        )
-    dist.destroy_process_group()
-
-
-@pytest.mark.slow
-def test_distributed_compute_gathers_all_ranks_and_drops_padding(tmp_path):
-    import torch.multiprocessing as mp
-
-    out = tmp_path / "rank0.pt"
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
-    torch.manual_seed(7)
-    logits, target = torch.randn(4, 5, 4, 4), torch.rand(4, 5, 4, 4) > 0.5
-    single = Evaluator(official_batch_size=2)
-    for clip in range(4):
-        single.update(logits[clip], target[clip], [f"clip{clip}"], ["x"], range(5))
-    expected = single.compute()
-    gathered = torch.load(out, weights_only=True)
-    assert gathered["n_frames"] == 20
-    for key in ("miou", "f_score_official", "f_score_split"):
-        assert gathered[key] == pytest.approx(expected[key], rel=1e-12)
-
-
 # ---------------------------------------------------------------- audio reliance
 
 
@@ -453,3 +413,19 @@ def test_audio_reliance_summary_hand_values():
 def test_audio_reliance_summary_relative_drop_is_nan_without_true_miou():
     summary = audio_reliance_summary(0.0, 0.0, 0.0, 0.0)
     assert math.isnan(summary["relative_drop_swapped"])
+
+
+def test_binary_iou_is_the_one_definition_used_for_logits_masks_and_single_frames():
+    from avs_lib.metrics import binary_iou
+    from avs_lib.report.viz import frame_iou
+
+    pred = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
+    target = torch.tensor([[[True, True], [False, False]], [[False, False], [False, False]]])
+    # frame 0: inter 1 / union 2; frame 1: empty target, every pixel predicted background
+    assert binary_iou(pred, target).tolist() == pytest.approx([0.5, 1.0], abs=1e-6)
+    logits = torch.where(pred, 5.0, -5.0)
+    assert mask_iou(logits, target).tolist() == binary_iou(pred, target).tolist()
+    assert frame_iou(pred[1].numpy(), target[1].numpy()) == binary_iou(pred[1:], target[1:]).item()
+    # an empty target with a non-empty prediction scores its background share, not 0 or 1
+    assert binary_iou(np.ones((2, 2), bool), np.zeros((2, 2), bool)).item() == pytest.approx(0.0, abs=1e-6)
+    assert binary_iou(np.eye(2, dtype=bool), np.zeros((2, 2), bool)).item() == pytest.approx(0.5, abs=1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avs_lib.data.errors import DataFormatError
-from avs_lib.data.synth import read_sidecar
+from avs_lib.data.sidecar import read_sidecar
 from avs_lib.engine.pretrain import (
     AUDIO_FILE,
     REPORT_FILE,

@@ -15,6 +15,7 @@ from PIL import Image
 from avs_lib.data.audio import waveform_to_examples
 from avs_lib.data.boxes import box_from_mask, read_voc
 from avs_lib.data.categories import CATEGORY_TO_INDEX, NUM_CLASSES, S4_CATEGORIES
+from avs_lib.data.sidecar import read_info, read_sidecar
 from avs_lib.data.synth import (
     CLASS_LOOKS,
     CLASS_SOUNDS,
@@ -23,12 +24,10 @@ from avs_lib.data.synth import (
     ensure_dataset,
     make_dataset,
     plan_clips,
-    read_info,
-    read_sidecar,
     render_clip,
     synthesize_sound,
-    visual_only_ceiling,
 )
+from avs_lib.report.ceiling import visual_only_ceiling
 
 TINY = {"videos_per_split": (6, 4, 4), "image_size": 64, "seed": 3}
 

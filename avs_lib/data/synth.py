@@ -4,7 +4,7 @@ Every clip shows one sounding object and 0..k silent distractors of *other* clas
 the same rules (size range, contrast, motion, random drawing order), over low-contrast clutter.
 Each class has its own look (shape family, colour, texture) and its own sound (harmonic stacks,
 noise bands, pulses, tremolo, frequency modulation). A model that ignores the audio can only
-guess which of the visible objects to segment; ``visual_only_ceiling`` measures how well such
+guess which of the visible objects to segment; ``avs_lib.report.ceiling`` measures how well such
 guesses can do at best.
 
 The files follow the real S4 layout exactly (SPEC §2), so every reader, notebook and CLI path
@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from avs_lib.data.audio import write_wav
 from avs_lib.data.boxes import write_voc
 from avs_lib.data.categories import FRAMES_PER_CLIP, NUM_CLASSES, S4_CATEGORIES, SPLITS
-from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_info, read_sidecar
+from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_info
 
 GENERATOR_VERSION = 1
 SAMPLE_RATE = 16000
@@ -893,75 +893,3 @@ def ensure_dataset(
     return make_dataset(
         root, videos_per_split, workers=workers, overwrite=True, progress=progress, **options
     )
-
-
-def _read_split_names(root: Path, split: str) -> list[tuple[str, str]]:
-    path = root / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata not found: {path}")
-    with open(path, newline="") as file:
-        return [
-            (row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split
-        ]
-
-
-def _iou(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Per-frame IoU as the official code scores it (SPEC §5)."""
-    if not truth.any():
-        return float((~prediction).mean())
-    return float((prediction & truth).sum() / ((prediction | truth).sum() + 1e-7))
-
-
-VISUAL_STRATEGIES = (
-    "sounding_object",
-    "largest_object",
-    "most_central_object",
-    "random_object",
-    "union_of_objects",
-)
-
-
-def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU of each strategy on one frame; ``objects`` [K, H, W] bool (0 sounds), ``truth`` [H, W]."""
-    height, width = truth.shape
-    areas = objects.sum(axis=(1, 2))  # [K]
-    ys, xs = np.mgrid[0:height, 0:width] + 0.5
-    centroid_x = (objects * xs).sum(axis=(1, 2)) / np.maximum(areas, 1)
-    centroid_y = (objects * ys).sum(axis=(1, 2)) / np.maximum(areas, 1)
-    off_centre = np.hypot(centroid_x - width / 2, centroid_y - height / 2)
-    return {
-        "sounding_object": _iou(objects[0], truth),
-        "largest_object": _iou(objects[int(areas.argmax())], truth),
-        "most_central_object": _iou(objects[int(off_centre.argmin())], truth),
-        "random_object": float(np.mean([_iou(o, truth) for o in objects])),
-        "union_of_objects": _iou(objects.any(axis=0), truth),
-    }
-
-
-def visual_only_ceiling(root: str | Path, split: str) -> dict[str, float]:
-    """mIoU against the GT mask files of strategies that see every object but hear nothing.
-
-    ``sounding_object`` is the oracle (1.0 when the files agree with the sidecar);
-    ``largest_object`` and ``most_central_object`` pick one visible object per frame by a
-    visual cue; ``random_object`` is the expected score of picking one uniformly;
-    ``union_of_objects`` segments them all. The gap between the oracle and the best visual
-    strategy is what listening must earn.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    root = Path(root)
-    scores: dict[str, list[float]] = {strategy: [] for strategy in VISUAL_STRATEGIES}
-    for name, category in _read_split_names(root, split):
-        visible = read_sidecar(root, split, name).masks.astype(bool)  # [K, 5, H, W]
-        mask_dir = clip_paths(root, split, category, name)["masks"]
-        for i in (1,) if split == "train" else range(1, FRAMES_PER_CLIP + 1):
-            path = mask_dir / f"{name}_{i}.png"
-            if not path.is_file():
-                raise FileNotFoundError(f"ground-truth mask not found: {path}")
-            with Image.open(path) as image:
-                truth = np.asarray(image.convert("L")) > 0
-            for strategy, score in _strategy_scores(visible[:, i - 1], truth).items():
-                scores[strategy].append(score)
-    if not scores["sounding_object"]:
-        raise ValueError(f"{root / META_FILE} lists no clips in split {split!r}")
-    return {strategy: float(np.mean(values)) for strategy, values in scores.items()}

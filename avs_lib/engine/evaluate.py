@@ -119,7 +119,7 @@ def evaluate_system(
     partners = swap_partners(dataset) if diagnostics else []
     modes = ("true", "silent", "swapped") if diagnostics else ("true",)
     # One rank evaluates (see train.fit), so the evaluators must not wait for the others.
-    evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size, distributed=False) for m in modes}
+    evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size) for m in modes}
     listen_pred, listen_true, listen_orig, listen_new, listen_names = [], [], [], [], []
     offset = 0
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):

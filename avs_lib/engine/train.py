@@ -125,7 +125,7 @@ def to_channels_last(module: torch.nn.Module) -> None:
             m.to(memory_format=torch.channels_last)
 
 
-def move_batch(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+def move_batch(batch: dict, device: torch.device) -> dict:
     out = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):

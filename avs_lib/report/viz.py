@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from avs_lib.data.categories import S4_CATEGORIES
+from avs_lib.metrics import binary_iou
 
 RGB = tuple[int, int, int]
 
@@ -294,12 +295,9 @@ def mask_outline(mask: Any) -> np.ndarray:
     return mask & ~interior
 
 
-def frame_iou(pred: np.ndarray, gt: np.ndarray, eps: float = 1e-7) -> float:
-    """IoU of one frame as `avs_lib.metrics.mask_iou` defines it (SPEC §5): inter / (union + eps);
-    with an empty ground truth, the fraction of pixels predicted background."""
-    if not gt.any():
-        return float((~pred).sum() / (pred.size + eps))
-    return float((pred & gt).sum() / ((pred | gt).sum() + eps))
+def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of one frame, by the project's one definition (`avs_lib.metrics.binary_iou`)."""
+    return float(binary_iou(pred, gt)[0])
 
 
 # ---------------------------------------------------------------- data figures
