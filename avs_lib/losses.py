@@ -2,7 +2,7 @@
 
 The maths lives in pure functions (`first_frame_bce`, `avm_loss`, `crop_ce`, ...); each has a
 small `nn.Module` wrapper with the same arguments, and `TotalLoss` adds the weighted terms of a
-`LossWeights` into the one scalar that training calls `backward()` on (SPEC §1 item 6).
+`LossWeights` into the one scalar that training calls `backward()` on (the thesis: AVS loss + A + B + C, one backward).
 
 Baseline facts checked against the official AVSBench code (avs_scripts/avs_s4/loss.py,
 avs_scripts/avs_ms3/loss.py and the two train.sh):
@@ -414,7 +414,7 @@ class TotalLoss(nn.Module):
     - counterfactual: outputs cf_logits [B*T, 1, H, W]; batch cf_masks [B*T, 1, H, W] or
       [B, T, 1, H, W], cf_valid [B*T] or [B, T]
 
-    `crop_emb_audio_space` is for the SPEC §1 reading (crop embeddings mapped to the 256-d audio
+    `crop_emb_audio_space` is for the reading chosen here (crop embeddings mapped to the 256-d audio
     space while Loss B keeps the 512-d embedding); without it `crop_audio` must already live in
     the crop-embedding space.
 

@@ -1,4 +1,4 @@
-"""A tiny AVSBench written by hand in the official on-disk layout (SPEC §2), for reader tests.
+"""A tiny AVSBench written by hand in the official on-disk layout of the AVSBench download, for reader tests.
 
 Deliberately independent of ``avs_lib`` (no synthetic generator, no ``write_voc``/``write_wav``):
 paths are spelled out here as the official preprocessing scripts wrote them, so the reader is

@@ -1,4 +1,4 @@
-"""VGGish log-mel front end and WAV reading (SPEC section 3)."""
+"""VGGish log-mel front end and WAV reading (the official VGGish input pipeline)."""
 
 import math
 import os
@@ -33,7 +33,7 @@ def tone(seconds: float, rate: int = RATE, noise: float = 0.02) -> np.ndarray:
 
 
 def reference_log_mel_examples(signal: np.ndarray) -> np.ndarray:
-    """SPEC section 3 written out with loops, independent of avs_lib.data.audio."""
+    """The VGGish front end written out with loops, independent of avs_lib.data.audio."""
     window = scipy.signal.get_window("hann", 400, fftbins=True)  # periodic Hann
     num_frames = 1 + (len(signal) - 400) // 160
     spectrum = np.empty((num_frames, 257))

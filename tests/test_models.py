@@ -206,7 +206,7 @@ def conv1x1x1(conv, t):
 
 
 def reference_tpavi(block, x, audio):
-    """SPEC §4 literally: x [B, C, T, H, W], audio [B, T, 128] or None (phi from x)."""
+    """TPAVI "dot" mode as the AVSBench paper writes it, literally: x [B, C, T, H, W], audio [B, T, 128] or None (phi from x)."""
     B, C, T_, H, W = x.shape
     N = T_ * H * W
     aligned = None

@@ -1,4 +1,4 @@
-"""Restricted loading of AVSBench's pickled log-mel tensors (SPEC section 6)."""
+"""Restricted loading of AVSBench's pickled log-mel tensors (unpickling a dataset file must never run code)."""
 
 import pickle
 

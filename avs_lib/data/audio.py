@@ -1,4 +1,4 @@
-"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64] (SPEC section 3).
+"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64], as the VGGish reference front end.
 
 The numbers follow the reference VGGish input pipeline, so that the frozen VGGish weights see
 what they were trained on: 16 kHz mono, 25 ms periodic Hann windows every 10 ms, a 512-point

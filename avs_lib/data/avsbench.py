@@ -1,6 +1,6 @@
 """AVSBench clips as tensors: the S4 ("Single-source") and MS3 ("Multi-sources") readers.
 
-Both read the official layout (SPEC §2) as it comes out of the AVSBench download, so a
+Both read the official layout as it comes out of the AVSBench download, so a
 checkpoint trained here sees exactly the files the official scripts saw:
 
     ROOT/s4_meta_data.csv                      name,start,category,split

@@ -7,7 +7,7 @@ noise bands, pulses, tremolo, frequency modulation). A model that ignores the au
 guess which of the visible objects to segment; ``avs_lib.report.ceiling`` measures how well such
 guesses can do at best.
 
-The files follow the real S4 layout exactly (SPEC §2), so every reader, notebook and CLI path
+The files follow the real S4 layout of the AVSBench download exactly, so every reader, notebook and CLI path
 runs unchanged on it. Next to it, ``synth_sidecar/`` keeps what only a generator knows: every
 object's class, visible mask and box per frame, and a ``swap_partner`` clip whose sound belongs
 to one of this clip's distractors (for listening-rate tests that swap the audio).

@@ -72,7 +72,7 @@ class ResNetEncoder(nn.Module):
         """Stop training the encoder: no gradients, and BatchNorm keeps its (pretrained) statistics.
 
         A frozen encoder also needs no backward pass at all (nothing before it takes gradients),
-        which is most of the saving: on the cpu profile a training step takes 0.6x the time.
+        which is most of the saving (the training-step benchmark in benchmarks/ measures it).
         """
         self.frozen = True
         self.requires_grad_(False)

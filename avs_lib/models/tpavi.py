@@ -34,8 +34,8 @@ class TPAVI(nn.Module):
         impl: "fast" (reassociated, O(N C'^2)) or "naive" (literal N x N matrix).
         gate_init: starting value of W_z's BatchNorm scale. 0 is the official init: the block
             starts as LayerNorm(x), and since the gradients of theta, phi and g are proportional to
-            that scale, the audio path has to grow in from a saddle (measured on the cpu profile:
-            no audio effect at all after 360 steps). A positive value starts it open.
+            that scale, the audio path has to grow in from a saddle (notebook 03 shows what that
+            did on the cpu profile). A positive value starts it open.
 
     Shape:
         x [B, C, T, H, W], audio [B, T, audio_dim] or None ->

@@ -139,8 +139,9 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
 
 
 def default_jobs(device: str = "auto") -> int:
-    """Runs at a time: 2 when training on the CPU with at least 2 cores (measured on 2 cores:
-    two 1-thread runs finish 1.4x more steps per second than one 2-thread run), else 1."""
+    """Runs at a time: 2 when training on the CPU with at least 2 cores (two 1-thread runs make
+    more steps per second than one 2-thread run on small models; the README gives the
+    measurement), else 1."""
     from avs_lib.engine.system import select_device
 
     return 2 if select_device(device).type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
@@ -445,7 +446,7 @@ def worst_clips_compared(clips: pd.DataFrame, method: str, other: str, n: int = 
 # ---------------------------------------------------------------- the figures of others
 
 REPORTED_LABEL = "reported, not measured here"
-# Figures published elsewhere, on the real AVSBench S4 test split (SPEC §1). They are printed beside
+# Figures published elsewhere, on the real AVSBench S4 test split (the AVSBench paper and the thesis write-up). They are printed beside
 # our numbers for orientation only: our runs use other data, sizes and budgets.
 REPORTED: dict[str, dict[str, Any]] = {
     "thesis_baseline": {"label": "thesis: baseline", "source": "thesis write-up, S4 test, ResNet-50 + TPAVI",
