@@ -256,6 +256,8 @@ PROFILES: dict[str, Profile] = {
 
 # Methods: what is compared. Each is a set of overrides applied after the profile.
 THESIS_LOSSES = {"crop_ce": 1.0, "crop_pairwise": 1.0, "audio_crop_cosine": 1.0}
+_RANDOM_START = {"resnet_weights": None, "crop_weights": None, "audio_weights": None,
+                 "freeze_backbone": False, "freeze_audio": False}
 METHODS: dict[str, dict[str, Any]] = {
     "visual_only": {"model": {"fusion": "none"}},
     "tpavi": {},
@@ -273,6 +275,15 @@ METHODS: dict[str, dict[str, Any]] = {
     "counterfactual": {"loss": {"counterfactual": 1.0}},
     "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0},
                               "model": {"crop_trunk": "separate"}},
+    # Starts of the recipe ladder (notebook 03 compares them on the val split): the encoders'
+    # starting weights and the fusion gate, with the tpavi objective. "random" drops the
+    # profile's pretrained weights (the gpu profile's start); "closed" is the official gate.
+    "tpavi_random_closed": {"model": {**_RANDOM_START, "fusion_gate_init": 0.0}},
+    "tpavi_random_open": {"model": {**_RANDOM_START, "fusion_gate_init": 1.0}},
+    "tpavi_pretrained_closed": {"model": {"fusion_gate_init": 0.0}},
+    "tpavi_pretrained_trained": {"model": {"freeze_backbone": False}},
+    "counterfactual_random_closed": {"loss": {"counterfactual": 1.0},
+                                     "model": {**_RANDOM_START, "fusion_gate_init": 0.0}},
     # Leave-one-out ablations of the thesis' three crop losses.
     "thesis_minus_crop_ce": {"loss": {**THESIS_LOSSES, "crop_ce": 0.0}},
     "thesis_minus_pairwise": {"loss": {**THESIS_LOSSES, "crop_pairwise": 0.0}},
