@@ -14,7 +14,7 @@ from PIL import Image
 from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchS4
 from avs_lib.data.boxes import read_voc
-from avs_lib.data.sidecar import read_info, read_sidecar
+from avs_lib.data.sidecar import read_info, read_sidecar, sounding_on_screen
 from avs_lib.data.synth import (
     CLASS_LOOKS,
     SHARED_HUES,
@@ -72,6 +72,14 @@ def test_off_screen_clips_have_empty_targets_valid_files_and_say_so(shifted):
         xml = clip_paths(shifted, "test", clip.category, clip.name)["crop_labels"] / f"{clip.name}_1.xml"
         assert read_voc(xml, clip.category) == (0, 0, 64, 64)
     assert offscreen == 3 == read_info(shifted)["counts"]["clips_sounding_offscreen"]["test"]
+
+
+def test_on_screen_table_names_every_clip_and_marks_the_off_screen_ones(shifted, tiny_synth):
+    table = sounding_on_screen(shifted, "test")
+    assert sorted(table) == sorted(_meta_names(shifted)) and sum(not v for v in table.values()) == 3
+    assert all(sounding_on_screen(tiny_synth, "test").values())
+    with pytest.raises(FileNotFoundError, match="synth_sidecar"):
+        sounding_on_screen(shifted, "train")
 
 
 def test_clean_sidecars_do_not_store_the_on_screen_flag(tiny_synth):

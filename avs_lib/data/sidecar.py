@@ -105,3 +105,17 @@ def read_sidecar(root: str | Path, split: str, name: str) -> SidecarClip:
         swap_partner=str(arrays["swap_partner"]),
         sounding_on_screen=bool(on_screen),
     )
+
+
+def sounding_on_screen(root: str | Path, split: str) -> dict[str, bool]:
+    """Clip name -> whether its sounding object is on screen, for every sidecar of a split.
+
+    All True on clean datasets; a shifted test split (``synth.make_shifted_test``) marks the clips
+    whose target is empty because the sound comes from off-screen, so their scores can be read
+    apart from the others (``experiments.per_clip`` rows carry the same names).
+    """
+    folder = Path(root) / SIDECAR_DIR / split
+    paths = sorted(folder.glob("*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no synthetic sidecars (*.npz) in {folder}")
+    return {path.stem: read_sidecar(root, split, path.stem).sounding_on_screen for path in paths}
