@@ -44,6 +44,9 @@ class SidecarClip:
     boxes: np.ndarray = field(repr=False)  # int64 [K, 5, 4] whole silhouette, exclusive max
     visible_fraction: np.ndarray = field(repr=False)  # float32 [K, 5]
     swap_partner: str = ""  # a clip of the same split sounding one of classes[1:], or ""
+    # False on a shifted split's clip whose sounding object is heard but not shown (masks[0]
+    # empty); clean datasets do not store it and are always on screen.
+    sounding_on_screen: bool = True
 
     @property
     def category(self) -> str:
@@ -76,6 +79,11 @@ def read_sidecar(root: str | Path, split: str, name: str) -> SidecarClip:
             raise DataFormatError(
                 path, f"{key!r} has shape {arrays[key].shape}, expected {ndim} dimensions"
             )
+    on_screen = arrays.get("sounding_on_screen", np.asarray(True))
+    if on_screen.ndim != 0 or on_screen.dtype != np.bool_:
+        raise DataFormatError(
+            path, f"'sounding_on_screen' must be one boolean, got {on_screen.dtype} of shape {on_screen.shape}"
+        )
     objects = arrays["classes"].shape[0]
     expected = {
         "masks": (objects, FRAMES_PER_CLIP),
@@ -95,4 +103,19 @@ def read_sidecar(root: str | Path, split: str, name: str) -> SidecarClip:
         boxes=arrays["boxes"].astype(np.int64),
         visible_fraction=arrays["visible_fraction"],
         swap_partner=str(arrays["swap_partner"]),
+        sounding_on_screen=bool(on_screen),
     )
+
+
+def sounding_on_screen(root: str | Path, split: str) -> dict[str, bool]:
+    """Clip name -> whether its sounding object is on screen, for every sidecar of a split.
+
+    All True on clean datasets; a shifted test split (``synth.make_shifted_test``) marks the clips
+    whose target is empty because the sound comes from off-screen, so their scores can be read
+    apart from the others (``experiments.per_clip`` rows carry the same names).
+    """
+    folder = Path(root) / SIDECAR_DIR / split
+    paths = sorted(folder.glob("*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no synthetic sidecars (*.npz) in {folder}")
+    return {path.stem: read_sidecar(root, split, path.stem).sounding_on_screen for path in paths}

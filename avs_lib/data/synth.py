@@ -19,12 +19,20 @@ the object.
 
 Everything is deterministic for a seed: each clip draws from its own generator seeded by
 ``(seed, split, index)``, so the bytes written do not depend on the number of worker processes.
+
+A *shifted* test split (``ShiftParams``, ``make_shifted_test``) is drawn by the same rules from
+the same plan as the clean test split (same clip names, classes and swap partners), with the
+shortcuts a model could have learnt taken away: several looks per class, colours that no longer
+name a class, background noise over the sound at a given SNR, and clips whose sounding object is
+off-screen (the target is an empty mask). It is written as its own dataset root in the same
+layout, so a trained model is evaluated on it without retraining.
 """
 
 from __future__ import annotations
 
 import colorsys
 import csv
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -89,6 +97,64 @@ def _class_look(index: int) -> ClassLook:
 
 
 CLASS_LOOKS: tuple[ClassLook, ...] = tuple(_class_look(i) for i in range(NUM_CLASSES))
+
+# Hues every class may wear on a shifted split with shared colours (red, yellow, green, blue).
+SHARED_HUES = (0.0, 0.15, 0.33, 0.6)
+MAX_LOOKS_PER_CLASS = len(TEXTURES)
+
+
+def look_variant(index: int, variant: int) -> ClassLook:
+    """Look number `variant` of class `index`; variant 0 is the class's own (training) look.
+
+    Other variants turn the shape family by three places and the texture by one per variant,
+    so a variant may wear a shape or texture that another class wears in training: on a
+    shifted split, the look alone no longer names the class.
+    """
+    base = CLASS_LOOKS[index]
+    if variant == 0:
+        return base
+    return ClassLook(
+        shape=SHAPES[(SHAPES.index(base.shape) + 3 * variant) % len(SHAPES)],
+        texture=TEXTURES[(TEXTURES.index(base.texture) + variant) % len(TEXTURES)],
+        colour=base.colour,
+        pattern_colour=base.pattern_colour,
+        pattern_frequency=1.5 + 0.5 * ((index + variant) % 3),
+        pattern_angle=math.radians((index * 37 + variant * 61) % 180),
+    )
+
+
+def _shared_colour_look(look: ClassLook, hue: float) -> ClassLook:
+    colour = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return dataclasses.replace(look, colour=colour, pattern_colour=colorsys.hsv_to_rgb(hue, 0.6, 0.3))
+
+
+@dataclass(frozen=True)
+class ShiftParams:
+    """How a shifted test split departs from the clean one (the defaults depart in nothing).
+
+    looks_per_class:    each object wears one of this many looks of its class (`look_variant`),
+                        drawn uniformly; 1 keeps the training look
+    shared_colours:     each object's colour is drawn from `SHARED_HUES`, whatever its class
+    snr_db:             background (pink) noise mixed into every clip's sound at this
+                        signal-to-noise ratio in dB; None adds none
+    offscreen_fraction: share of the clips whose sounding object is not drawn: only the silent
+                        distractors are on screen and the target mask is empty
+    """
+
+    looks_per_class: int = 1
+    shared_colours: bool = False
+    snr_db: float | None = None
+    offscreen_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.looks_per_class <= MAX_LOOKS_PER_CLASS:
+            raise ValueError(
+                f"looks_per_class must be between 1 and {MAX_LOOKS_PER_CLASS}, got {self.looks_per_class}"
+            )
+        if self.snr_db is not None and not math.isfinite(self.snr_db):
+            raise ValueError(f"snr_db must be a finite number of dB or None, got {self.snr_db}")
+        if not 0.0 <= self.offscreen_fraction <= 1.0:
+            raise ValueError(f"offscreen_fraction must be a fraction in [0, 1], got {self.offscreen_fraction}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +279,32 @@ def _envelope(
     raise ValueError(f"unknown envelope {recipe.envelope!r}; expected steady, tremolo or pulses")
 
 
+def _pink_noise(length: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with 1/f power (equal energy per octave), as room and street backgrounds roughly are."""
+    pink = np.fft.rfft(rng.standard_normal(length))
+    pink /= np.sqrt(np.maximum(np.fft.rfftfreq(length), 1.0 / length))  # 1/f power
+    return np.fft.irfft(pink, n=length)
+
+
+def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``signal`` plus ``noise`` scaled to ``snr_db`` (mean power over the clip), float32.
+
+    The mixture is scaled down as a whole when it would leave [-1, 1], which keeps the SNR.
+    """
+    if signal.shape != noise.shape:
+        raise ValueError(f"signal {signal.shape} and noise {noise.shape} must have the same shape")
+    signal = signal.astype(np.float64)
+    signal_power, noise_power = np.mean(signal**2), np.mean(noise.astype(np.float64) ** 2)
+    if noise_power == 0:
+        raise ValueError("the noise is silent: no SNR can be set with it")
+    scale = math.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    mixture = signal + scale * noise
+    peak = np.abs(mixture).max()
+    if peak > 1.0:
+        mixture *= 0.99 / peak
+    return mixture.astype(np.float32)
+
+
 def synthesize_sound(
     category: int | str, rng: np.random.Generator, seconds: float = CLIP_SECONDS
 ) -> np.ndarray:
@@ -241,9 +333,7 @@ def synthesize_sound(
     signal *= _envelope(recipe, t, rate, rng)
     gain = rng.uniform(0.3, 0.8)
     signal *= gain / (np.abs(signal).max() + 1e-12)
-    pink = np.fft.rfft(rng.standard_normal(length))
-    pink /= np.sqrt(np.maximum(np.fft.rfftfreq(length), 1.0 / length))  # 1/f power
-    background = np.fft.irfft(pink, n=length)
+    background = _pink_noise(length, rng)
     background *= gain * rng.uniform(0.005, 0.02) / (np.sqrt(np.mean(background**2)) + 1e-12)
     return np.clip(signal + background, -1.0, 1.0).astype(np.float32)
 
@@ -268,6 +358,8 @@ class SynthParams:
     # Only the first N of the 23 S4 categories are drawn: fewer classes, more clips per class,
     # so a small model from scratch can learn which sound goes with which look sooner.
     num_classes: int = NUM_CLASSES
+    # A shifted split's departures from the clean data (None: the clean data; not in info.json).
+    shift: ShiftParams | None = None
 
     def __post_init__(self) -> None:
         if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
@@ -309,6 +401,7 @@ class ClipPlan:
     start: int
     classes: tuple[int, ...]  # [0] sounds, [1:] are silent distractors of other classes
     swap_partner: str  # a clip of this split whose category is one of classes[1:], or ""
+    sounding_on_screen: bool = True  # False: object 0 is heard but not drawn (shifted splits)
 
     @property
     def category(self) -> str:
@@ -391,6 +484,7 @@ class _ObjectTrack:
     radii: np.ndarray  # [5]
     angles: np.ndarray  # [5]
     brightness: float
+    look: ClassLook | None = None  # None: the class's own look (CLASS_LOOKS)
 
 
 @dataclass(frozen=True)
@@ -460,7 +554,7 @@ def _draw_object(
     cos, sin = math.cos(angle), math.sin(angle)
     u = (dx * cos + dy * sin) / radius  # [h, w] object coordinates
     v = (-dx * sin + dy * cos) / radius
-    look = CLASS_LOOKS[track.category]
+    look = track.look if track.look is not None else CLASS_LOOKS[track.category]
     inside = _silhouette(look.shape, u, v)
     pattern = _texture(look, u, v)[..., None]  # [h, w, 1]
     shading = (1.0 - 0.25 * np.clip(u**2 + v**2, 0, 1))[..., None]  # a little roundness
@@ -571,13 +665,49 @@ def _compose(
     return owner, whole, paint
 
 
+def _shifted_looks(classes: Sequence[int], shift: ShiftParams, rng: np.random.Generator) -> list[ClassLook]:
+    """The look each object wears on a shifted split (a variant of its class, maybe recoloured)."""
+    looks = []
+    for category in classes:
+        look = look_variant(int(category), int(rng.integers(shift.looks_per_class)))
+        if shift.shared_colours:
+            look = _shared_colour_look(look, SHARED_HUES[int(rng.integers(len(SHARED_HUES)))])
+        looks.append(look)
+    return looks
+
+
+def _add_offscreen_sounding_object(
+    masks: np.ndarray, boxes: np.ndarray, fraction: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Put object 0 (heard, not drawn) in front of the drawn objects' arrays: no visible pixel,
+    and the whole frame as its box, so the crop-label files stay valid boxes."""
+    frames = masks.shape[1]
+    empty = np.zeros((1, *masks.shape[1:]), dtype=masks.dtype)
+    whole_frame = np.tile(np.array([0, 0, size, size], dtype=np.int64), (1, frames, 1))  # [1, 5, 4]
+    return (np.concatenate([empty, masks]), np.concatenate([whole_frame, boxes]),
+            np.concatenate([np.zeros((1, frames), dtype=fraction.dtype), fraction]))
+
+
 def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
-    """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip."""
+    """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip.
+
+    With ``params.shift``, the looks and the noise come from a second generator, so an
+    on-screen clip keeps the layout and the clean sound of its clean twin as far as its new
+    looks allow.
+    """
     rng = np.random.default_rng([params.seed, SPLITS.index(plan.split), plan.index])
+    shift = params.shift
+    shift_rng = np.random.default_rng([params.seed, SPLITS.index(plan.split), plan.index, 1])
+    drawn = plan.classes if plan.sounding_on_screen else plan.classes[1:]
+    if not drawn:
+        raise ValueError(f"clip {plan.name}: an off-screen sounding object needs a distractor on screen")
+    looks = _shifted_looks(drawn, shift, shift_rng) if shift is not None else None
     size = params.image_size
     background = _background(size, rng)
     for _attempt in range(200):  # redraw layouts until every object stays visible enough
-        tracks = _object_tracks(plan.classes, size, params, rng)
+        tracks = _object_tracks(drawn, size, params, rng)
+        if looks is not None:
+            tracks = [dataclasses.replace(t, look=look) for t, look in zip(tracks, looks, strict=True)]
         order = rng.permutation(len(tracks))  # drawing order says nothing about who sounds
         bar = _occluder(tracks, size, rng) if rng.uniform() < params.occluder_probability else None
         owner, whole, paint = _compose(tracks, order, bar, size)
@@ -600,13 +730,20 @@ def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
         frames[:, bar] = bar_colour
     # Sensor noise, new in every frame.
     frames += 0.012 * rng.standard_normal(frames.shape, dtype=np.float32)
+    masks, boxes, fraction = visible.astype(np.uint8), _tight_boxes(whole), fraction.astype(np.float32)
+    if not plan.sounding_on_screen:
+        masks, boxes, fraction = _add_offscreen_sounding_object(masks, boxes, fraction, size)
+        order = order + 1  # the drawn objects are 1..K-1; object 0 is never drawn
+    waveform = synthesize_sound(plan.classes[0], rng)
+    if shift is not None and shift.snr_db is not None:
+        waveform = mix_at_snr(waveform, _pink_noise(len(waveform), shift_rng), shift.snr_db)
     return RenderedClip(
         frames=np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
-        masks=visible.astype(np.uint8),
-        boxes=_tight_boxes(whole),
-        visible_fraction=fraction.astype(np.float32),
+        masks=masks,
+        boxes=boxes,
+        visible_fraction=fraction,
         drawing_order=order.astype(np.int64),
-        waveform=synthesize_sound(plan.classes[0], rng),
+        waveform=waveform,
     )
 
 
@@ -682,6 +819,8 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
         "visible_fraction": clip.visible_fraction,
         "swap_partner": np.asarray(plan.swap_partner),
     }
+    if params.shift is not None:  # only shifted splits say it: clean sidecars keep their bytes
+        sidecar["sounding_on_screen"] = np.asarray(plan.sounding_on_screen)
     _save_npz(paths["sidecar"], sidecar)
 
 
@@ -740,12 +879,19 @@ def _counts(plans: list[ClipPlan]) -> dict:
 def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
     parameters = asdict(params)
     parameters["videos_per_split"] = list(params.videos_per_split)
+    counts = _counts(plans)
+    if params.shift is None:
+        del parameters["shift"]  # the clean data's info.json is as it was before shifts existed
+    else:
+        counts["clips_sounding_offscreen"] = {
+            split: sum(p.split == split and not p.sounding_on_screen for p in plans) for split in SPLITS
+        }
     return {
         "generator": "avs_lib.data.synth",
         "version": GENERATOR_VERSION,
         "seed": params.seed,
         "parameters": parameters,
-        "counts": _counts(plans),
+        "counts": counts,
     }
 
 
@@ -893,3 +1039,112 @@ def ensure_dataset(
     return make_dataset(
         root, videos_per_split, workers=workers, overwrite=True, progress=progress, **options
     )
+
+
+SHIFTED_SNRS_DB = (10.0, 0.0)  # the shifted test splits' noise levels
+
+
+def plan_shifted_test(params: SynthParams) -> list[ClipPlan]:
+    """The clean test split's plans (same names, classes, distractors and partners), with
+    ``params.shift.offscreen_fraction`` of them, drawn among the clips with a distractor, made
+    off-screen."""
+    if params.shift is None:
+        raise ValueError("plan_shifted_test needs params.shift (a ShiftParams)")
+    plans = [p for p in plan_clips(params) if p.split == "test"]
+    wanted = round(params.shift.offscreen_fraction * len(plans))
+    eligible = [i for i, p in enumerate(plans) if len(p.classes) > 1]
+    if wanted > len(eligible):
+        raise ValueError(
+            f"offscreen_fraction {params.shift.offscreen_fraction} asks for {wanted} off-screen clips, but "
+            f"only {len(eligible)} of {len(plans)} test clips have a distractor to show instead"
+        )
+    rng = np.random.default_rng([params.seed, 7919, 2])
+    chosen = set(rng.permutation(eligible)[:wanted].tolist())
+    return [dataclasses.replace(p, sounding_on_screen=False) if i in chosen else p for i, p in enumerate(plans)]
+
+
+def _shifted_params(base_params: SynthParams, shift: ShiftParams) -> SynthParams:
+    if base_params.shift is not None:
+        raise ValueError("base_params must be the clean data's parameters (shift=None)")
+    return dataclasses.replace(base_params, shift=shift)
+
+
+def make_shifted_test(
+    root: str | Path,
+    base_params: SynthParams,
+    shift: ShiftParams,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> SynthInfo:
+    """Write the shifted twin of ``base_params``' test split as its own dataset root.
+
+    Same layout as ``make_dataset`` (meta CSV, frames, masks, wavs, crop labels, sidecar) with a
+    test split only, so ``evaluate(run_dir, split="test", data_root=root)`` scores a trained model
+    on it. Off-screen clips have empty masks, the whole frame as crop box, and
+    ``sounding_on_screen`` False in their sidecar.
+    """
+    params = _shifted_params(base_params, shift)
+    began = time.perf_counter()
+    root = Path(root)
+    _clear(root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    plans = plan_shifted_test(params)
+    _write_all(root, params, plans, workers, progress)
+    _write_meta(root, plans)
+    info = _info_json(params, plans)
+    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+
+
+def ensure_shifted_test(
+    root: str | Path,
+    base_params: SynthParams,
+    shift: ShiftParams,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+) -> SynthInfo:
+    """``make_shifted_test`` unless ``root`` already holds the same shifted split."""
+    params = _shifted_params(base_params, shift)
+    root = Path(root)
+    if _is_synthetic(root) and read_info(root) == _info_json(params, plan_shifted_test(params)):
+        info = read_info(root)
+        return _synth_info(root, params, info["counts"], seconds=0.0)
+    return make_shifted_test(root, base_params, shift, workers=workers, overwrite=True, progress=progress)
+
+
+def shifted_test_name(shift: ShiftParams) -> str:
+    """A folder name that says what a shifted split changes, e.g. ``shifted_looks3_colours_offscreen0.2_snr10db``."""
+    parts = ["shifted"]
+    if shift.looks_per_class > 1:
+        parts.append(f"looks{shift.looks_per_class}")
+    if shift.shared_colours:
+        parts.append("colours")
+    if shift.offscreen_fraction > 0:
+        parts.append(f"offscreen{shift.offscreen_fraction:g}")
+    if shift.snr_db is not None:
+        parts.append(f"snr{shift.snr_db:g}db")
+    return "_".join(parts)
+
+
+def ensure_shifted_tests(
+    parent: str | Path,
+    base_params: SynthParams,
+    snrs_db: Sequence[float] = SHIFTED_SNRS_DB,
+    *,
+    looks_per_class: int = 3,
+    shared_colours: bool = True,
+    offscreen_fraction: float = 0.2,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict[str, SynthInfo]:
+    """One shifted test root per noise level under ``parent`` (named by `shifted_test_name`),
+    each with the same looks, colours and off-screen clips; made once, then reused."""
+    made = {}
+    for snr in snrs_db:
+        shift = ShiftParams(looks_per_class, shared_colours, float(snr), offscreen_fraction)
+        name = shifted_test_name(shift)
+        made[name] = ensure_shifted_test(Path(parent) / name, base_params, shift, workers=workers, progress=progress)
+    return made
