@@ -4,17 +4,57 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+# A temporary file of a target untouched for this long belongs to a write that was killed
+# (a live write keeps appending, so its modification time stays recent).
+STALE_TEMPORARY_SECONDS = 600.0
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(path: str | Path, older_than_s: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Delete the leftovers of killed writes of `path` (``.{name}.*.tmp`` beside it); return them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for temp in path.parent.glob(f"{_temporary_prefix(path)}*.tmp"):
+        try:
+            if temp.is_file() and temp.stat().st_mtime < cutoff:
+                temp.unlink()
+                removed.append(temp)
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+    return removed
+
 
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], fsync: bool = False) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (0666 less the
+    umask), not the 0600 of ``mkstemp``, so a group sharing a run or dataset folder can read
+    it. Temporaries left by an earlier write of the same target that was killed are removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             write(file)
             if fsync:
