@@ -61,6 +61,11 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], fsync:
                 file.flush()
                 os.fsync(file.fileno())
         os.replace(temp_name, path)
+    except OSError as err:
+        Path(temp_name).unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # a failed write on an open file (a full disk) names no file
+            raise OSError(err.errno, f"cannot write the file ({err.strerror or err})", str(path)) from err
+        raise
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

@@ -1,0 +1,343 @@
+"""A family of broken datasets, each made from the synthetic generator's output by one edit.
+
+For every case, check-data and the training reader must agree: both refuse with an error that
+names the broken file (or the metadata file and its row), or -- for the conversions the
+readers do on purpose (stereo or non-16 kHz WAVs, as VGGish does) -- both say so, the reader
+with one warning per dataset that names the files and their count. Nothing is written outside
+the cache folder the reader is given, and nothing is read through a name like ``../../x``.
+"""
+
+import os
+import pickle
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from PIL import Image
+
+from avs_lib.data import AVSBenchS4, check_dataset, load_audio_examples
+from avs_lib.data.avsbench import S4_LAYOUT, clip_paths, read_metadata
+from avs_lib.engine.evaluate import _save_masks
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """2 train / 2 val / 2 test clips at 32 px, with official-style log-mel pickles added."""
+    from avs_lib.data.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("hostile") / "base"
+    make_dataset(root, videos_per_split=(2, 2, 2), image_size=SIZE, seed=0, progress=False, workers=1)
+    for clip in read_metadata(root, S4_LAYOUT):
+        paths = clip_paths(S4_LAYOUT, root, clip)
+        paths.log_mel.parent.mkdir(parents=True, exist_ok=True)
+        with open(paths.log_mel, "wb") as file:  # as the official preprocessing: pickle.dump
+            pickle.dump(load_audio_examples(paths.wav), file)
+    return root
+
+
+def _val_clip(root: Path):
+    clip = next(c for c in read_metadata(root, S4_LAYOUT) if c.split == "val")
+    return clip, clip_paths(S4_LAYOUT, root, clip)
+
+
+def _write_csv_row(root: Path, row: str) -> Path:
+    csv = root / S4_LAYOUT.csv_name
+    csv.write_text(csv.read_text() + row + "\n")
+    return csv
+
+
+def _replace_first_val_row(root: Path, old: str, new: str) -> Path:
+    clip, _ = _val_clip(root)
+    csv = root / S4_LAYOUT.csv_name
+    lines = csv.read_text().splitlines()
+    lines[clip.line - 1] = lines[clip.line - 1].replace(old.format(clip=clip), new)
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def _float_wav(path: Path, waveform: np.ndarray, rate: int = 16000) -> Path:
+    soundfile.write(str(path), waveform, rate, subtype="FLOAT", format="WAV")
+    return path
+
+
+def _tone(seconds: float = 5.0, rate: int = 16000, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.3 * np.sin(2 * np.pi * 440 * t)
+    return mono if channels == 1 else np.stack([mono] * channels, axis=1)
+
+
+# --- the edits: each breaks one thing and returns the file that must be named ----------------
+
+
+def unsafe_name(root):
+    _write_csv_row(root, "../../evil,0,dog_barking,val")
+    return root / S4_LAYOUT.csv_name
+
+
+def unsafe_category(root):
+    return _replace_first_val_row(root, ",{clip.category},", ",../dog_barking,")
+
+
+def absolute_name(root):
+    return _replace_first_val_row(root, "{clip.name},", "/etc/passwd,")
+
+
+def name_with_separator(root):
+    return _replace_first_val_row(root, "{clip.name},", "a/b,")
+
+
+def ragged_row(root):
+    _write_csv_row(root, "x,0,dog_barking,val,extra")
+    return root / S4_LAYOUT.csv_name
+
+
+def duplicate_name(root):
+    clip, _ = _val_clip(root)
+    _write_csv_row(root, f"{clip.name},0,{clip.category},val")
+    return root / S4_LAYOUT.csv_name
+
+
+def noisy_mask(root):
+    _, paths = _val_clip(root)
+    values = np.asarray(Image.open(paths.masks[2]).convert("L")).copy()
+    values[values == 0] = 3  # JPEG-like noise on the background
+    Image.fromarray(values, mode="L").save(paths.masks[2])
+    return paths.masks[2]
+
+
+def mask_of_another_size(root):
+    _, paths = _val_clip(root)
+    Image.new("L", (SIZE // 2, SIZE // 2)).save(paths.masks[1])
+    return paths.masks[1]
+
+
+def missing_mask(root):
+    _, paths = _val_clip(root)
+    paths.masks[4].unlink()
+    return paths.masks[4]
+
+
+def greyscale_frame(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[0]).convert("L").save(paths.frames[0])
+    return paths.frames[0]
+
+
+def palette_frame(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[1]).convert("P").save(paths.frames[1])
+    return paths.frames[1]
+
+
+def frame_of_another_size(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[3]).resize((SIZE + 8, SIZE)).save(paths.frames[3])
+    return paths.frames[3]
+
+
+def truncated_frame(root):
+    _, paths = _val_clip(root)
+    paths.frames[2].write_bytes(paths.frames[2].read_bytes()[:40])
+    return paths.frames[2]
+
+
+def voc_size_disagrees(root):
+    _, paths = _val_clip(root)
+    xml = paths.crop_labels[0]
+    xml.write_text(xml.read_text().replace(f"<width>{SIZE}</width>", f"<width>{2 * SIZE}</width>"))
+    return xml
+
+
+def crop_label_of_another_object(root):
+    clip, paths = _val_clip(root)
+    xml = paths.crop_labels[1]
+    xml.write_text(xml.read_text().replace(f"<name>{clip.category}</name>", "<name>lion_roaring</name>"))
+    return xml
+
+
+def wav_with_nan(root):
+    _, paths = _val_clip(root)
+    waveform = _tone()
+    waveform[1000] = np.nan
+    return _float_wav(paths.wav, waveform)
+
+
+def wav_absurdly_scaled(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone() * 32767.0)  # integer-scaled samples in a float WAV
+
+
+def wav_short(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(seconds=2.0))
+
+
+def wav_not_audio(root):
+    _, paths = _val_clip(root)
+    paths.wav.write_text("not a wav")
+    return paths.wav
+
+
+def pkl_with_nan(root):
+    _, paths = _val_clip(root)
+    log_mel = load_audio_examples(paths.wav)
+    log_mel[0, 0, 0, 0] = float("inf")
+    paths.log_mel.write_bytes(pickle.dumps(log_mel))
+    return paths.log_mel
+
+
+def pkl_of_another_shape(root):
+    _, paths = _val_clip(root)
+    paths.log_mel.write_bytes(pickle.dumps(torch.zeros(5, 96, 64)))
+    return paths.log_mel
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def pkl_that_runs_code(root):
+    _, paths = _val_clip(root)
+    paths.log_mel.write_bytes(pickle.dumps(_RunsCode()))
+    return paths.log_mel
+
+
+def stereo_wav(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(channels=2))
+
+
+def wav_at_8_khz(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(rate=8000), rate=8000)
+
+
+@dataclass(frozen=True)
+class Case:
+    edit: Callable[[Path], Path]
+    check_kind: str  # the kind check-data reports; "converted" for a documented conversion
+    audio: str = "wav"  # which audio the reader reads
+
+
+CASES = [
+    Case(unsafe_name, "unsafe_name"),
+    Case(unsafe_category, "unsafe_name"),
+    Case(absolute_name, "unsafe_name"),
+    Case(name_with_separator, "unsafe_name"),
+    Case(ragged_row, "csv"),
+    Case(duplicate_name, "duplicate_name"),
+    Case(noisy_mask, "mask_not_binary"),
+    Case(mask_of_another_size, "mask_size"),
+    Case(missing_mask, "missing_file"),
+    Case(greyscale_frame, "frame_not_rgb"),
+    Case(palette_frame, "frame_not_rgb"),
+    Case(frame_of_another_size, "frame_size"),
+    Case(truncated_frame, "unreadable"),
+    Case(voc_size_disagrees, "crop_label"),
+    Case(crop_label_of_another_object, "crop_label"),
+    Case(wav_with_nan, "audio_values"),
+    Case(wav_absurdly_scaled, "audio_values"),
+    Case(wav_short, "audio_short"),
+    Case(wav_not_audio, "unreadable"),
+    Case(pkl_with_nan, "log_mel_values", audio="pkl"),
+    Case(pkl_of_another_shape, "log_mel_shape", audio="pkl"),
+    Case(pkl_that_runs_code, "unreadable", audio="pkl"),
+    Case(stereo_wav, "converted"),
+    Case(wav_at_8_khz, "converted"),
+]
+REFUSED = [case for case in CASES if case.check_kind != "converted"]
+CONVERTED = [case for case in CASES if case.check_kind == "converted"]
+
+
+def _files(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def broken(base, tmp_path, request):
+    """A copy of the base dataset with the case's edit, and the file the edit broke."""
+    root = tmp_path / "work" / "data"
+    shutil.copytree(base, root)
+    victim = request.param.edit(root)
+    return request.param, root, victim
+
+
+def _read_everything(root: Path, audio: str, cache_dir: Path) -> None:
+    for split in ("train", "val", "test"):
+        dataset = AVSBenchS4(root, split, image_size=SIZE, audio=audio, crop_labels=True, cache_dir=cache_dir)
+        for index in range(len(dataset)):
+            dataset[index]
+
+
+def test_the_family_covers_every_kind_of_break():
+    assert len(CASES) == 24
+    assert {case.check_kind for case in CASES} >= {
+        "unsafe_name", "mask_not_binary", "frame_not_rgb", "frame_size", "crop_label",
+        "audio_values", "log_mel_values", "converted",
+    }
+
+
+@pytest.mark.parametrize("broken", REFUSED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_check_data_names_the_broken_file(broken):
+    case, root, victim = broken
+    report = check_dataset(root, progress=False)
+    assert (victim, case.check_kind) in {(p.path, p.kind) for p in report.problems}, report.summary()
+
+
+@pytest.mark.parametrize("broken", REFUSED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_reader_refuses_naming_the_broken_file_and_writes_only_its_cache(broken, tmp_path):
+    case, root, victim = broken
+    before = _files(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)) as caught:
+        _read_everything(root, case.audio, tmp_path / "cache")
+    assert str(victim) in str(caught.value)
+    written = {p for p in _files(tmp_path).keys() - before.keys()}
+    assert all(p.is_relative_to(tmp_path / "cache") for p in written), written
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("broken", CONVERTED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_conversion_is_listed_by_check_data_and_warned_once_by_the_reader(broken, tmp_path):
+    case, root, victim = broken
+    report = check_dataset(root, progress=False)
+    assert report.ok, report.summary()
+    assert [(n.path, n.kind) for n in report.notes] == [(victim, "converted")]
+    assert "converted on reading" in report.summary()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _read_everything(root, case.audio, tmp_path / "cache")
+    messages = [str(w.message) for w in caught if "converted on reading" in str(w.message)]
+    assert len(messages) == 1  # once for the val split, whose clip it is; none for the others
+    assert "1 WAV file(s)" in messages[0] and str(victim) in messages[0]
+
+
+def test_unsafe_name_is_refused_naming_the_metadata_file_and_row(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    csv = _write_csv_row(root, "../../evil,0,dog_barking,val")
+    rows = len(csv.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"name '../../evil' on line {rows} is not a single path component"):
+        AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")
+
+
+def test_saved_masks_never_leave_their_output_folder(tmp_path):
+    out = tmp_path / "run" / "pred_masks"
+    batch = {"name": ["../../evil"], "category_name": [""]}
+    with pytest.raises(ValueError, match="outside the output folder"):
+        _save_masks(torch.zeros(5, 1, 4, 4), batch, out)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == []
+
+
+def test_saved_masks_of_a_plain_name_stay_inside(tmp_path):
+    out = tmp_path / "pred_masks"
+    _save_masks(torch.zeros(5, 1, 4, 4), {"name": ["clip"], "category_name": ["dog_barking"]}, out)
+    assert sorted(p.name for p in (out / "dog_barking" / "clip").iterdir()) == [f"clip_{i}.png" for i in range(1, 6)]
