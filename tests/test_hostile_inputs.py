@@ -341,3 +341,246 @@ def test_saved_masks_of_a_plain_name_stay_inside(tmp_path):
     out = tmp_path / "pred_masks"
     _save_masks(torch.zeros(5, 1, 4, 4), {"name": ["clip"], "category_name": ["dog_barking"]}, out)
     assert sorted(p.name for p in (out / "dog_barking" / "clip").iterdir()) == [f"clip_{i}.png" for i in range(1, 6)]
+
+
+# --- atomic writes ----------------------------------------------------------------------------
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_gives(tmp_path):
+    from avs_lib.atomic import write_text_atomically
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomically(tmp_path / "a.txt", "x")
+        with open(tmp_path / "plain.txt", "w") as file:
+            file.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+
+
+def test_atomic_write_removes_the_temporary_a_killed_write_left(tmp_path):
+    from avs_lib.atomic import write_text_atomically
+
+    killed = tmp_path / ".last.pt.abc123.tmp"  # what SIGKILL during a checkpoint write leaves
+    killed.write_bytes(b"half a checkpoint")
+    os.utime(killed, (1, 1))
+    live = tmp_path / ".last.pt.def456.tmp"  # another process writing right now
+    live.write_bytes(b"being written")
+    other = tmp_path / ".best.pt.abc123.tmp"  # another target's temporary is not ours to judge
+    other.write_bytes(b"")
+    os.utime(other, (1, 1))
+    write_text_atomically(tmp_path / "last.pt", "new")
+    assert not killed.exists() and live.exists() and other.exists()
+
+
+def test_full_disk_during_an_atomic_write_names_the_file_and_leaves_no_temporary(tmp_path):
+    import errno
+
+    from avs_lib.atomic import write_atomically
+
+    def full(file):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        write_atomically(tmp_path / "metrics.json", full)
+    assert caught.value.filename == str(tmp_path / "metrics.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_save_failure_is_an_os_error_naming_the_checkpoint(tmp_path, monkeypatch):
+    from avs_lib.engine import checkpoint
+
+    def enforce_fail(obj, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", enforce_fail)
+    with pytest.raises(OSError, match="is the disk full") as caught:
+        checkpoint.atomic_torch_save({"a": 1}, tmp_path / "last.pt")
+    assert caught.value.filename == str(tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- config ranges ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optim.grad_clip=-1", "grad_clip"),
+        ("optim.grad_clip=0", "grad_clip"),
+        ("optim.grad_clip=.nan", "grad_clip"),
+        ("optim.weight_decay=-0.1", "weight_decay"),
+        ("optim.warmup_steps=-5", "warmup_steps"),
+        ("optim.lr=.nan", "lr"),
+        ("optim.lr=.inf", "lr"),
+        ("loss.crop_ce=-1", "crop_ce"),
+        ("loss.avs_bce=.inf", "avs_bce"),
+        ("eval_batch_size=0", "eval_batch_size"),
+        ("seed=-1", "seed"),
+        ("name=../../evil", "name"),
+        ("data.image_size=8", "image_size"),
+        ("data.num_workers=-1", "num_workers"),
+        ("data.eval_limit=0", "eval_limit"),
+        ("data.cache_dir=''", "cache_dir"),
+    ],
+)
+def test_out_of_range_config_value_is_refused_naming_the_key(override, key):
+    from avs_lib.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match=key):
+        build_config("smoke", overrides=[override])
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+
+def _resume_cfg(tmp_path, **extra):
+    from avs_lib.config import build_config
+
+    overrides = {"data": {"root": str(tmp_path / "no_data")}, "output_dir": str(tmp_path / "runs"),
+                 "quiet": True, "device": "cpu", **extra}
+    return build_config("smoke", "tpavi", overrides=overrides)
+
+
+def _fake_run(cfg) -> str:
+    """A run folder with a checkpoint of `cfg` and its config.yaml; returns the YAML text."""
+    from avs_lib.config import save_config, to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save
+
+    cfg.run_dir.mkdir(parents=True)
+    atomic_torch_save({"config": to_dict(cfg), "system": {}}, cfg.run_dir / "last.pt")
+    save_config(cfg, cfg.run_dir / "config.yaml")
+    return (cfg.run_dir / "config.yaml").read_text()
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
+    from avs_lib.config import ConfigError
+    from avs_lib.engine.train import fit
+
+    saved = _fake_run(_resume_cfg(tmp_path))
+    changed = _resume_cfg(tmp_path, optim={"lr": 0.5}, model={"channel": 48})
+    with pytest.raises(ConfigError, match=r"2 key\(s\): model.channel: 32 -> 48; optim.lr: 0.001 -> 0.5"):
+        fit(changed, resume=True)
+    assert (changed.run_dir / "config.yaml").read_text() == saved
+
+
+def test_resume_allowed_to_change_config_keeps_config_yaml_when_the_checkpoint_does_not_load(
+    base, tmp_path
+):
+    from avs_lib.engine.train import fit
+
+    data = {"root": str(base), "cache_dir": str(tmp_path / "cache")}
+    saved = _fake_run(_resume_cfg(tmp_path, data=data))
+    wider = _resume_cfg(tmp_path, data=data, model={"channel": 48})
+    with pytest.warns(UserWarning, match="config changed"), \
+            pytest.raises(ValueError, match="does not fit the model this config builds"):
+        fit(wider, resume=True, allow_config_change=True)
+    assert (wider.run_dir / "config.yaml").read_text() == saved
+
+
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path):
+    from avs_lib.engine.train import fit
+
+    with pytest.warns(UserWarning, match="no checkpoint at .*last.pt; starting a fresh run"), \
+            pytest.raises(FileNotFoundError):  # then stops on the absent data, as a fresh run would
+        fit(_resume_cfg(tmp_path), resume=True)
+
+
+def test_resume_free_keys_may_change(tmp_path):
+    from avs_lib.config import to_dict
+    from avs_lib.engine.train import config_changes
+
+    cfg = _resume_cfg(tmp_path)
+    other = _resume_cfg(tmp_path, device="cuda", quiet=False, data={"root": str(tmp_path / "no_data"),
+                                                                       "num_workers": 4})
+    assert config_changes(to_dict(cfg), to_dict(other)) == {}
+
+
+def test_truncated_step_log_is_an_error_naming_the_file_and_line(tmp_path):
+    from avs_lib.engine.train import read_steps
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"global_st\n{"global_step": 3}\n')
+    with pytest.raises(ValueError, match=r"steps.jsonl: line 2 is not a record"):
+        read_steps(tmp_path)
+
+
+def test_resume_drops_the_torn_last_line_a_killed_run_left(tmp_path):
+    from avs_lib.engine.train import _truncate_steps_log
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"global_step": 2}\n{"global_st')
+    _truncate_steps_log(tmp_path, global_step=1)
+    assert (tmp_path / "steps.jsonl").read_text() == '{"global_step": 1}\n'
+
+
+# --- the command line: one `error:` line naming the file, exit code 2 --------------------------
+
+
+def _cli_error(argv, capsys) -> str:
+    from avs_lib.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_cli_malformed_config_yaml_names_the_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("optim:\n  lr: [1, 2\n")
+    assert str(config) in _cli_error(["train", "--profile", "smoke", "--config", str(config)], capsys)
+
+
+def test_cli_python_object_yaml_tag_is_refused_naming_the_file(tmp_path, capsys):
+    config = tmp_path / "evil.yaml"
+    config.write_text("optim: !!python/object/apply:os.system ['touch pwned']\n")
+    err = _cli_error(["train", "--profile", "smoke", "--config", str(config)], capsys)
+    assert str(config) in err and "python/object" in err
+    assert not Path("pwned").exists()
+
+
+def test_cli_set_value_that_does_not_parse_is_named(capsys):
+    err = _cli_error(["train", "--profile", "smoke", "--set", "optim.lr=[1,"], capsys)
+    assert "optim.lr=[1," in err and "not valid YAML" in err
+
+
+def test_cli_output_dir_that_is_a_file_is_named(tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("")
+    err = _cli_error(["train", "--profile", "smoke", "--output-dir", str(target)], capsys)
+    assert f"{target} is a file" in err
+
+
+def test_cli_non_finite_loss_is_one_line_naming_the_run(tmp_path, capsys, monkeypatch):
+    from avs_lib.engine import train
+
+    def diverges(cfg, **kwargs):
+        raise FloatingPointError("non-finite loss at epoch 0, step 1; the last checkpoint is intact")
+
+    monkeypatch.setattr(train, "fit", diverges)
+    err = _cli_error(["train", "--profile", "smoke", "--output-dir", str(tmp_path)], capsys)
+    assert str(tmp_path / "tpavi_seed0") in err and "non-finite loss" in err
+
+
+def test_cli_full_disk_is_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+    from avs_lib.engine import checkpoint, train
+
+    def enforce_fail(obj, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    def writes_a_checkpoint(cfg, **kwargs):
+        checkpoint.atomic_torch_save({}, tmp_path / "last.pt")
+
+    monkeypatch.setattr(checkpoint.torch, "save", enforce_fail)
+    monkeypatch.setattr(train, "fit", writes_a_checkpoint)
+    err = _cli_error(["train", "--profile", "smoke", "--output-dir", str(tmp_path)], capsys)
+    assert f"{tmp_path / 'last.pt'}: could not write the checkpoint" in err
+
+
+def test_cli_damaged_step_log_names_the_file(tmp_path, capsys, monkeypatch):
+    from avs_lib.engine import train
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"glo\n{"global_step": 3}\n')
+    monkeypatch.setattr(train, "fit", lambda cfg, **kwargs: train.read_steps(tmp_path))
+    assert f"{tmp_path / 'steps.jsonl'}: line 2" in _cli_error(["train", "--profile", "smoke"], capsys)
