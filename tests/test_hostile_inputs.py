@@ -584,3 +584,13 @@ def test_cli_damaged_step_log_names_the_file(tmp_path, capsys, monkeypatch):
     (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"glo\n{"global_step": 3}\n')
     monkeypatch.setattr(train, "fit", lambda cfg, **kwargs: train.read_steps(tmp_path))
     assert f"{tmp_path / 'steps.jsonl'}: line 2" in _cli_error(["train", "--profile", "smoke"], capsys)
+
+
+def test_ms3_video_id_that_leaves_its_folder_is_refused_naming_the_row(tmp_path):
+    from avs_lib.data.avsbench import MS3_LAYOUT
+    from avs_lib.data.errors import DataFormatError
+
+    (tmp_path / MS3_LAYOUT.csv_name).write_text("video_id,split\nok_clip,train\n..,train\n")
+    with pytest.raises(DataFormatError, match=r"video_id '\.\.' on line 3 is not a single path component") as caught:
+        read_metadata(tmp_path, MS3_LAYOUT)
+    assert caught.value.path == tmp_path / MS3_LAYOUT.csv_name
