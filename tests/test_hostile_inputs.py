@@ -494,7 +494,7 @@ def test_resume_free_keys_may_change(tmp_path):
 
     cfg = _resume_cfg(tmp_path)
     other = _resume_cfg(tmp_path, device="cuda", quiet=False, data={"root": str(tmp_path / "no_data"),
-                                                                       "num_workers": 4})
+                                                                       "num_workers": 4, "cache_dir": "c"})
     assert config_changes(to_dict(cfg), to_dict(other)) == {}
 
 

@@ -262,7 +262,7 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
 
 
 # Keys that may change between a run and its resumption: they do not change what is computed.
-RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers"})
+RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir"})
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
