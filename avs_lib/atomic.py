@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,7 +16,13 @@ STALE_TEMPORARY_SECONDS = 600.0
 
 
 def _temporary_prefix(path: Path) -> str:
+    """``.{name}.`` -- every temporary of `path` starts so, and nothing else beside it does."""
     return f".{path.name}."
+
+
+def _owner() -> str:
+    """Host and process of this write, put in the temporary's name to tell a dead writer."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _umask() -> int:
@@ -25,16 +32,35 @@ def _umask() -> int:
     return mask
 
 
+def _writer_is_dead(temp: Path, prefix: str) -> bool:
+    """True when the temporary names a process of this host that no longer runs."""
+    owner = temp.name[len(prefix) : -len(".tmp")].rsplit(".", 1)[0]  # host-pid.random -> host-pid
+    host, _, pid = owner.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's writer (a shared folder), or an older name: age decides
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
 def remove_stale_temporaries(path: str | Path, older_than_s: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
-    """Delete the leftovers of killed writes of `path` (``.{name}.*.tmp`` beside it); return them."""
+    """Delete the leftovers of killed writes of `path` (``.{name}.*.tmp`` beside it); return them.
+
+    A leftover is stale when the process that wrote it is gone (same host), or when it has not
+    been touched for `older_than_s` seconds.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    cutoff = time.time() - older_than_s
+    prefix, cutoff = _temporary_prefix(path), time.time() - older_than_s
     removed = []
-    for temp in path.parent.glob(f"{_temporary_prefix(path)}*.tmp"):
+    for temp in path.parent.glob(f"{prefix}*.tmp"):
         try:
-            if temp.is_file() and temp.stat().st_mtime < cutoff:
+            if temp.is_file() and (_writer_is_dead(temp, prefix) or temp.stat().st_mtime < cutoff):
                 temp.unlink()
                 removed.append(temp)
         except FileNotFoundError:  # another process cleaned it first
@@ -52,7 +78,9 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], fsync:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
+    handle, temp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{_temporary_prefix(path)}{_owner()}.", suffix=".tmp"
+    )
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:

@@ -333,7 +333,7 @@ def frame_problem(image: Image.Image) -> str | None:
     """Why a decoded frame is refused, or None: frames must be RGB.
 
     A greyscale or palette frame is refused rather than converted: AVSBench frames are RGB
-    JPEG-quality stills, so another mode means the file is not what the metadata says.
+    video stills, so another mode means the file is not the frame the metadata names.
     """
     if image.mode != "RGB":
         return f"frame is mode {image.mode}, expected RGB (convert the file to RGB)"
