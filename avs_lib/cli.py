@@ -57,8 +57,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def train_config(args: argparse.Namespace):
     """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
+    from avs_lib.config import build_config
     from avs_lib.engine.runs import prepare_data, run_config, starting_weights
 
+    # The overrides are checked before any data is generated or any encoder pretrained.
+    build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set)
     root = prepare_data(args.profile, args.data_root, progress=True)
     weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights)
     return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
@@ -76,7 +79,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from avs_lib.engine.train import fit
 
-    result = fit(cfg, resume=args.resume)
+    try:
+        result = fit(cfg, resume=args.resume or args.resume_changed_config,
+                     allow_config_change=args.resume_changed_config)
+    except FloatingPointError as err:  # name the run whose last checkpoint is intact
+        raise FloatingPointError(f"{cfg.run_dir}: {err}") from None
     print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
                       "best_val_miou": result.best_val_miou, **result.test_metrics}, indent=2, default=str))
     return 0
@@ -158,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config; train nothing")
+    p.add_argument("--resume-changed-config", action="store_true",
+                   help="resume even though the config differs from the checkpoint's (implies --resume)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint")
@@ -188,10 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error as one line that names its file: OSError's path first, then what went wrong."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+        text = f"{where}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    import yaml
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    # What a person can fix -- bad data, config, paths, a full disk, a diverged run -- is one line
+    # naming the file; anything else is a bug and keeps its traceback.
+    except (ValueError, OSError, FloatingPointError, yaml.YAMLError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -47,6 +47,10 @@ class DataConfig:
         for name in ("image_size", "crop_size"):
             if getattr(self, name) < 32:
                 raise ValueError(f"{name} must be at least 32 pixels, got {getattr(self, name)}")
+        if not self.root:
+            raise ValueError("root must name the dataset folder, got an empty string")
+        if self.cache_dir == "":
+            raise ValueError("cache_dir must be a folder or null (default ~/.cache/avs_lib/logmel), got ''")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         for name in ("train_limit", "eval_limit"):
@@ -68,12 +72,19 @@ class OptimConfig:
     grad_clip: float | None = None
 
     def validate(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("batch_size and epochs must be >= 1")
+            raise ValueError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        # A negative clip norm would scale the gradient by a negative factor: ascent, not descent.
+        if self.grad_clip is not None and (not math.isfinite(self.grad_clip) or self.grad_clip <= 0):
+            raise ValueError(f"grad_clip must be a finite number > 0 or null, got {self.grad_clip}")
 
 
 @dataclass
@@ -101,7 +112,15 @@ class ExperimentConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.eval_batch_size < 1 or self.eval_every < 1:
-            raise ValueError("eval_batch_size and eval_every must be >= 1")
+            raise ValueError(
+                f"eval_batch_size and eval_every must be >= 1, got {self.eval_batch_size} and {self.eval_every}"
+            )
+        if not 0 <= self.seed < 2**32:  # numpy's seed range
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"name {self.name!r} must be a plain folder name (it names the run folder)")
+        if not self.output_dir:
+            raise ValueError("output_dir must name a folder, got an empty string")
         if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
             raise ValueError(
                 "loss.crop_ce: MS3 clips have no category to classify crops by (several sources "

@@ -136,7 +136,10 @@ def parse_assignment(text: str) -> dict[str, Any]:
     keys = dotted.strip().split(".")
     if not all(keys):
         raise ConfigError(f"override {text!r}: empty key in {dotted!r}")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML ({_first_line(err)})") from None
     for key in reversed(keys):
         value = {key: value}
     return value
@@ -147,9 +150,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text())
+    try:
+        with open(path, encoding="utf-8") as file:  # an open file lets the YAML marks name it
+            data = yaml.safe_load(file)
+    except yaml.YAMLError as err:  # syntax errors, and tags such as !!python/object
+        raise ConfigError(f"{path}: not a valid YAML config ({_first_line(err)})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _first_line(err: Exception) -> str:
+    """A YAML error on one line (PyYAML spreads the context and the mark over several)."""
+    return " ".join(str(err).split())

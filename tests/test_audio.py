@@ -3,6 +3,7 @@
 import math
 import os
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,31 +248,34 @@ def test_write_wav_refuses_values_outside_unit_range(tmp_path):
     assert not (tmp_path / "a.wav").exists()
 
 
-def test_cache_is_written_beside_wav_and_reused(tmp_path):
+def test_cache_is_written_to_cache_dir_and_reused(tmp_path):
     wav = tmp_path / "clip.wav"
     write_wav(wav, tone(5.0))
-    first = load_log_mel_cached(wav)
-    cache = tmp_path / "clip.logmel.npy"
+    first = load_log_mel_cached(wav, cache_dir=tmp_path / "cache")
+    cache = log_mel_cache_path(wav, tmp_path / "cache")
     assert cache.is_file() and torch.equal(first, load_audio_examples(wav))
     marker = np.full((5, 1, 96, 64), 7.0, dtype=np.float32)
-    np.save(cache, marker)  # a newer cache is trusted, so the marker comes back
-    assert torch.equal(load_log_mel_cached(wav), torch.from_numpy(marker))
+    np.save(cache, marker)  # an entry of the same content is trusted, so the marker comes back
+    assert torch.equal(load_log_mel_cached(wav, cache_dir=tmp_path / "cache"), torch.from_numpy(marker))
 
 
-def test_cache_is_recomputed_when_wav_is_newer(tmp_path):
-    wav = tmp_path / "clip.wav"
+def test_cache_is_reread_when_wav_is_replaced_by_one_with_an_older_mtime(tmp_path):
+    wav, cache_dir = tmp_path / "clip.wav", tmp_path / "cache"
     write_wav(wav, tone(5.0))
-    cache = log_mel_cache_path(wav)
-    np.save(cache, np.zeros((5, 1, 96, 64), dtype=np.float32))
-    stamp = cache.stat().st_mtime_ns
-    os.utime(wav, ns=(stamp + 10**9, stamp + 10**9))
-    assert torch.equal(load_log_mel_cached(wav), load_audio_examples(wav))
+    old = load_log_mel_cached(wav, cache_dir=cache_dir)
+    stamp = wav.stat().st_mtime_ns
+    write_wav(wav, 0.5 * tone(5.0, noise=0.05))
+    os.utime(wav, ns=(stamp - 10**10, stamp - 10**10))  # as `tar -x` or `cp -p` leave it
+    fresh = load_audio_examples(wav)
+    assert torch.equal(load_log_mel_cached(wav, cache_dir=cache_dir), fresh)
+    assert not torch.equal(fresh, old)
 
 
-def test_cache_dir_mirrors_path_below_root(tmp_path):
-    wav = tmp_path / "data" / "audio_wav" / "train" / "dog" / "clip.wav"
-    wav.parent.mkdir(parents=True)
+def test_cache_defaults_to_a_folder_outside_the_dataset(tmp_path, monkeypatch):
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    wav = tmp_path / "data" / "clip.wav"
+    wav.parent.mkdir()
     write_wav(wav, tone(5.0))
-    load_log_mel_cached(wav, cache_dir=tmp_path / "cache", root=tmp_path / "data")
-    assert (tmp_path / "cache" / "audio_wav" / "train" / "dog" / "clip.logmel.npy").is_file()
-    assert not (wav.parent / "clip.logmel.npy").exists()
+    load_log_mel_cached(wav)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["clip.wav"]
+    assert len(list((tmp_path / "home" / ".cache" / "avs_lib" / "logmel").glob("*.logmel.npy"))) == 1

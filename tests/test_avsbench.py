@@ -102,14 +102,23 @@ def test_masks_resized_to_image_size_stay_binary(s4):
     assert masks[0].sum().item() == 10 * 12 / 4
 
 
-def test_any_nonzero_mask_pixel_is_object(s4):
+def test_zero_one_mask_is_read_as_binary(s4):
     root, specs = s4
     pixels = np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
-    pixels[2, 3] = 1  # a 0/1 mask, as some tools save them
-    pixels[5, 7] = 128
+    pixels[2, 3] = pixels[5, 7] = 1  # a 0/1 mask, as some tools save them
     Image.fromarray(pixels, mode="L").save(specs[VAL].files["mask1"])
     mask = AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]["masks"][0, 0]
     assert mask.sum().item() == 2 and mask[2, 3] == 1 and mask[5, 7] == 1
+
+
+def test_mask_with_compression_noise_is_refused_naming_the_file(s4):
+    root, specs = s4
+    pixels = np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
+    pixels[2, 3], pixels[5, 7] = 255, 3  # a JPEG-like stray value
+    Image.fromarray(pixels, mode="L").save(specs[VAL].files["mask1"])
+    with pytest.raises(DataFormatError, match="not binary") as caught:
+        AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]
+    assert caught.value.path == specs[VAL].files["mask1"]
 
 
 def test_category_and_names_come_from_the_csv(s4):
@@ -138,13 +147,14 @@ def test_boxes_are_scaled_to_image_size(s4):
     torch.testing.assert_close(item["boxes"], expected)
 
 
-def test_boxes_are_scaled_from_the_voc_image_size(s4):
+def test_voc_size_other_than_the_frame_is_refused(s4):
     root, specs = s4
     spec = specs[VAL]
-    doubled = tuple(2 * v for v in spec.boxes[0])  # the label was drawn on a 64x64 copy
+    doubled = tuple(2 * v for v in spec.boxes[0])  # a label drawn on a 64x64 copy
     spec.files["xml1"].write_text(voc_xml(spec.files["frame1"], doubled, spec.category, (64, 64)))
-    boxes = AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]["boxes"]
-    assert boxes[0].tolist() == list(map(float, spec.boxes[0]))
+    with pytest.raises(DataFormatError, match="<size> is 64x64 but its frame is 32x32") as caught:
+        AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]
+    assert caught.value.path == spec.files["xml1"]
 
 
 def test_yolo_crop_label_gives_the_same_box(s4):
@@ -195,9 +205,7 @@ def test_wav_log_mel_cache_is_written_once_then_reused(s4, tmp_path, monkeypatch
     dataset = AVSBenchS4(root, "val", audio="wav", cache_dir=cache_dir)
     first = dataset[0]["audio"]
     cached = list(cache_dir.rglob("*.logmel.npy"))
-    assert [p.relative_to(cache_dir) for p in cached] == [
-        specs[VAL].files["wav"].relative_to(root).with_name(f"{specs[VAL].name}.logmel.npy")
-    ]
+    assert cached == [audio_module.log_mel_cache_path(specs[VAL].files["wav"], cache_dir)]
 
     def recompute(*args, **kwargs):
         raise AssertionError("log-mel recomputed although the cache is fresh")

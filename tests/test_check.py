@@ -117,9 +117,10 @@ def test_frame_of_another_size_than_its_clip_is_reported(s4):
     frame = specs[VAL].files["frame3"]
     Image.new("RGB", (40, 32)).save(frame)
     report = check(root)
-    # the reader would refuse its mask too: a mask must match its own frame
+    # the reader would refuse its mask and box too: both must match their own frame
     kinds = {(p.path, p.kind) for p in report.problems}
-    assert kinds == {(frame, "frame_size"), (specs[VAL].files["mask3"], "mask_size")}
+    assert kinds == {(frame, "frame_size"), (specs[VAL].files["mask3"], "mask_size"),
+                     (specs[VAL].files["xml3"], "crop_label")}
     message = next(p.message for p in report.problems if p.kind == "frame_size")
     assert "frame is 40x32, expected 32x32" in message
 

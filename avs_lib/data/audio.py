@@ -8,6 +8,7 @@ FFT magnitude, 64 HTK-mel bands between 125 and 7500 Hz, log(mel + 0.01), and 96
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -115,16 +116,49 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return waveform, rate
 
 
+MAX_PEAK = 2.0  # a float WAV far beyond [-1, 1] was scaled as integers, not converted
+
+
+def wav_problem(waveform: np.ndarray) -> str | None:
+    """Why a decoded waveform cannot be used as it is, or None (the rule check-data shares)."""
+    if waveform.size and not np.all(np.isfinite(waveform)):
+        return "the WAV contains NaN or infinite samples, expected finite values in [-1, 1]"
+    peak = float(np.abs(waveform).max()) if waveform.size else 0.0
+    if peak > MAX_PEAK:
+        return (
+            f"peak amplitude {peak:g}, expected samples within [-1, 1] "
+            "(a float WAV holding integer-scaled samples?)"
+        )
+    return None
+
+
+def wav_conversion(channels: int, sample_rate: int) -> str | None:
+    """What reading a WAV of this format converts (mixed to mono, resampled), or None.
+
+    These are the VGGish front end's own conversions, so they are done -- and announced once
+    per dataset by the readers and listed by check-data -- rather than refused.
+    """
+    changes = []
+    if channels != 1:
+        changes.append(f"{channels} channels mixed to mono")
+    if sample_rate != SAMPLE_RATE:
+        changes.append(f"{sample_rate} Hz resampled to {SAMPLE_RATE} Hz")
+    return ", ".join(changes) or None
+
+
 def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
     """WAV -> [seconds, 1, 96, 64]; a short clip is padded by repeating its last example.
 
     Rule: the clip must last at least ``seconds - 1`` seconds (and hold one whole example);
     a shorter clip is an error rather than mostly padding. Longer clips keep their first
-    ``seconds`` examples.
+    ``seconds`` examples. Non-finite or absurdly scaled samples are an error (``wav_problem``).
     """
     if seconds < 1:
         raise ValueError(f"seconds must be >= 1, got {seconds}")
     waveform, rate = read_wav(wav_path)
+    problem = wav_problem(waveform)
+    if problem is not None:
+        raise DataFormatError(wav_path, problem)
     duration = waveform.shape[0] / rate
     minimum = max(seconds - 1, SAMPLES_PER_EXAMPLE / SAMPLE_RATE)
     if waveform.shape[0] == 0:
@@ -143,41 +177,55 @@ def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
     return examples.contiguous()
 
 
-def log_mel_cache_path(
-    wav_path: str | Path, cache_dir: str | Path | None = None, root: str | Path | None = None
-) -> Path:
-    """Where ``load_log_mel_cached`` keeps a WAV's log-mel: beside it, or mirrored under cache_dir.
+# Bump when the front end's output changes, so that old cache entries are not reused.
+CACHE_VERSION = 1
 
-    With ``cache_dir`` the WAV's path relative to ``root`` (default: its absolute path) is
-    repeated under ``cache_dir``, so clips of the same name in different folders never clash.
+
+def default_cache_dir() -> Path:
+    """Where log-mels are cached when no ``cache_dir`` is given: ~/.cache/avs_lib/logmel.
+
+    Outside the dataset on purpose: a dataset folder may be read-only or shared, and what
+    sits in it should be only what the dataset's authors put there.
     """
-    wav_path = Path(wav_path)
-    name = f"{wav_path.stem}.logmel.npy"
-    if cache_dir is None:
-        return wav_path.with_name(name)
-    absolute = wav_path.resolve()
-    relative = (
-        absolute.relative_to(Path(root).resolve())
-        if root is not None
-        else absolute.relative_to(absolute.anchor)
-    )
-    return Path(cache_dir) / relative.with_name(name)
+    return Path.home() / ".cache" / "avs_lib" / "logmel"
+
+
+def content_key(path: str | Path) -> str:
+    """A key of the file's bytes (size and BLAKE2b digest): equal keys mean equal content.
+
+    Modification times are not trusted: ``tar -x`` and ``cp -p`` give a replaced file an old one.
+    """
+    data = Path(path).read_bytes()
+    return f"{len(data)}-{hashlib.blake2b(data, digest_size=16).hexdigest()}"
+
+
+def log_mel_cache_path(
+    wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5
+) -> Path:
+    """Where ``load_log_mel_cached`` keeps a WAV's log-mel: named by the WAV's content.
+
+    The name is a function of the bytes (and of ``seconds`` and the front end's version), so a
+    changed WAV gets a new entry whatever its mtime, and equal WAVs share one.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"v{CACHE_VERSION}-{seconds}s-{content_key(wav_path)}.logmel.npy"
 
 
 def load_log_mel_cached(
     wav_path: str | Path,
     cache_dir: str | Path | None = None,
     seconds: int = 5,
-    *,
-    root: str | Path | None = None,
 ) -> torch.Tensor:
-    """``load_audio_examples`` computed once and kept as ``.npy``; recomputed when the WAV is newer."""
+    """``load_audio_examples`` computed once per WAV content and kept as ``.npy`` in ``cache_dir``.
+
+    ``cache_dir`` defaults to ``default_cache_dir()`` (outside the dataset).
+    """
     wav_path = Path(wav_path)
     if not wav_path.is_file():
         raise FileNotFoundError(f"WAV file not found: {wav_path}")
-    cache = log_mel_cache_path(wav_path, cache_dir, root)
+    cache = log_mel_cache_path(wav_path, cache_dir, seconds)
     expected_shape = (seconds, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS)
-    if cache.is_file() and cache.stat().st_mtime_ns >= wav_path.stat().st_mtime_ns:
+    if cache.is_file():
         try:
             cached = np.load(cache, allow_pickle=False)
             if cached.shape == expected_shape and cached.dtype == np.float32:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import csv
 import operator
-from collections import defaultdict
+import warnings
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import soundfile
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from avs_lib.data.audio import load_log_mel_cached
+from avs_lib.data.audio import load_log_mel_cached, wav_conversion
 from avs_lib.data.boxes import read_voc, read_voc_size, read_yolo
 from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.errors import DataFormatError
@@ -113,8 +115,27 @@ def mask_frames(layout: Layout, split: str) -> tuple[int, ...]:
     return tuple(range(FRAMES_PER_CLIP))
 
 
+def name_problem(value: str) -> str | None:
+    """Why a metadata value cannot name a folder or file, or None.
+
+    Names from the CSV become path components; one like ``../../x`` would make the readers
+    read, and the evaluation write, outside the dataset and output folders.
+    """
+    if value == "":
+        return "is empty"
+    if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        return "is not a single path component (no '/', '\\', '.' or '..')"
+    if Path(value).is_absolute() or Path(value).drive:
+        return "is an absolute path"
+    return None
+
+
 def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
     """The official file paths of one clip (S4 or MS3)."""
+    for column, value in ((layout.name_column, clip.name), ("category", clip.category)):
+        problem = name_problem(value) if value or column == layout.name_column else None
+        if problem is not None:
+            raise ValueError(f"clip {column} {value!r} {problem}")
     data = Path(root) / layout.data_dir
     name, numbers = clip.name, range(1, FRAMES_PER_CLIP + 1)
     masked = mask_frames(layout, clip.split)
@@ -206,7 +227,7 @@ def _lines(lines: Sequence[int]) -> str:
 def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
     """Every problem with the rows of a metadata table, as ``(kind, message)`` pairs.
 
-    Kinds: ``empty_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
+    Kinds: ``empty_name``, ``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
     ``duplicate_name``. Rows sharing a problem are grouped into one message.
     """
     issues: list[tuple[str, str]] = []
@@ -214,6 +235,17 @@ def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
     empty = table.loc[names == "", "line"].tolist()
     if empty:
         issues.append(("empty_name", f"empty {layout.name_column} on {_lines(empty)}"))
+    for column in (c for c in (layout.name_column, "category") if c in layout.columns):
+        for value, rows in table[table[column] != ""].groupby(column, sort=True):
+            problem = name_problem(value)
+            if problem is not None:
+                issues.append(
+                    (
+                        "unsafe_name",
+                        f"{column} {value!r} on {_lines(rows['line'].tolist())} {problem}; "
+                        "expected a plain name (it becomes a folder or file name)",
+                    )
+                )
     for split, rows in table[~table["split"].isin(SPLITS)].groupby("split", sort=True):
         issues.append(
             (
@@ -297,6 +329,42 @@ def open_image(path: Path, what: str) -> Image.Image:
         ) from error
 
 
+def frame_problem(image: Image.Image) -> str | None:
+    """Why a decoded frame is refused, or None: frames must be RGB.
+
+    A greyscale or palette frame is refused rather than converted: AVSBench frames are RGB
+    video stills, so another mode means the file is not the frame the metadata names.
+    """
+    if image.mode != "RGB":
+        return f"frame is mode {image.mode}, expected RGB (convert the file to RGB)"
+    return None
+
+
+def common_size(sizes: Sequence[tuple[int, int] | None]) -> tuple[int, int] | None:
+    """The size most of a clip's frames have (None when no frame was readable)."""
+    known = [size for size in sizes if size is not None]
+    return Counter(known).most_common(1)[0][0] if known else None
+
+
+BINARY_VALUE_SETS = ({0, 255}, {0, 1})
+
+
+def mask_problem(values: np.ndarray) -> str | None:
+    """Why a mask's raw values are refused, or None: a mask holds {0, 255} or {0, 1} only.
+
+    Compression noise (a mask saved as JPEG, or resized with smoothing) would otherwise turn
+    into object wherever a pixel is not exactly 0: a blob many times the object's size.
+    """
+    found = np.unique(values)
+    if any(set(found.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
+        return None
+    shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
+    return (
+        f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1) "
+        "(compression noise? save masks as lossless PNG)"
+    )
+
+
 def mask_values(image: Image.Image) -> np.ndarray:
     """A mask's raw single-channel values [H, W] (palette indices for mode P)."""
     if image.mode in ("1", "L", "P", "I", "I;16", "F"):
@@ -319,27 +387,71 @@ def normalise_frames(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(0, 3, 1, 2)))  # -> [T,3,H,W]
 
 
+def log_mel_problem(log_mel: torch.Tensor) -> str | None:
+    """Why a clip's log-mel is refused, or None: it must be finite and [5, 1, 96, 64]."""
+    if tuple(log_mel.shape) != LOG_MEL_SHAPE:
+        return f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}"
+    if not torch.isfinite(log_mel).all():
+        return "log-mel contains NaN or infinite values, expected finite numbers"
+    return None
+
+
+def audio_conversions(wavs: Sequence[Path]) -> dict[Path, str]:
+    """WAVs that reading converts (``wav_conversion``), each with what is done to it.
+
+    Only headers are read; unreadable or absent files are left for the reader to report.
+    """
+    found = {}
+    for wav in wavs:
+        try:
+            info = soundfile.info(str(wav))
+        except Exception:  # noqa: BLE001 -- libsndfile's errors vary; the reader reports them
+            continue
+        change = wav_conversion(info.channels, info.samplerate)
+        if change is not None:
+            found[wav] = change
+    return found
+
+
+def conversion_warning(where: str, conversions: dict[Path, str]) -> str:
+    """One message for all the files a dataset converts: the count and the first files."""
+    shown = "; ".join(f"{path} ({change})" for path, change in list(conversions.items())[:_MAX_LISTED])
+    more = f"; and {len(conversions) - _MAX_LISTED} more" if len(conversions) > _MAX_LISTED else ""
+    return f"{where}: {len(conversions)} WAV file(s) converted on reading: {shown}{more}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Crop labels (the thesis' boxes of the sounding object)
 
 
 def read_crop_label(
-    xml: Path, category: str, frame_size: tuple[int, int]
+    xml: Path, category: str, frame_size: tuple[int, int] | None
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
     """One frame's box of the sounding object and the image size it refers to.
 
     labelImg saves either Pascal VOC (``{name}_{i}.xml``, size recorded inside) or YOLO
     (``{name}_{i}.txt`` with ``classes.txt`` beside it, normalised, so in frame pixels).
-    The single object must be named after the clip's category.
+    The single object must be named after the clip's category, and a VOC ``<size>`` must be
+    the frame's size (``frame_size``; None skips that check, for an unreadable frame).
     """
     if xml.is_file():
-        return read_voc(xml, expected_name=category), read_voc_size(xml)
+        box, label_size = read_voc(xml, expected_name=category), read_voc_size(xml)
+        if frame_size is not None and tuple(label_size) != tuple(frame_size):
+            raise DataFormatError(
+                xml,
+                f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
+                f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was drawn on "
+                "(the box would be scaled into the wrong crop)",
+            )
+        return box, label_size
     txt = xml.with_suffix(".txt")
     if not txt.is_file():
         raise FileNotFoundError(
             f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO {txt.name} "
             "with classes.txt beside it)"
         )
+    if frame_size is None:
+        raise ValueError(f"{txt}: a YOLO label needs the size of its frame")
     found = read_yolo(txt, txt.parent / "classes.txt", image_size=frame_size)
     if len(found) != 1:
         raise DataFormatError(
@@ -399,6 +511,12 @@ class _AVSBenchClips(Dataset):
             )
         self._paths = [clip_paths(self.layout, self.root, clip) for clip in self.clips]
         self._index = {clip.name: i for i, clip in enumerate(self.clips)}
+        self.conversions: dict[Path, str] = {}
+        if audio == "wav":
+            self.conversions = audio_conversions([paths.wav for paths in self._paths])
+        if self.conversions:  # once per dataset, here rather than once per item and worker
+            where = f"AVSBench {self.layout.name.upper()} {split} at {self.root}"
+            warnings.warn(conversion_warning(where, self.conversions), stacklevel=3)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -429,11 +547,24 @@ class _AVSBenchClips(Dataset):
         return read_sidecar(self.root, self.split, name)
 
     def _read_frames(self, index: int) -> list[Image.Image]:
-        clip = self.clips[index]
-        return [
-            open_image(path, f"frame {i} of clip {clip.name!r} (an RGB PNG)").convert("RGB")
-            for i, path in enumerate(self._paths[index].frames, start=1)
+        clip, paths = self.clips[index], self._paths[index].frames
+        frames = [
+            open_image(path, f"frame {i} of clip {clip.name!r} (an RGB PNG)")
+            for i, path in enumerate(paths, start=1)
         ]
+        for path, frame in zip(paths, frames, strict=True):
+            problem = frame_problem(frame)
+            if problem is not None:
+                raise DataFormatError(path, problem)
+        expected = common_size([frame.size for frame in frames])
+        for path, frame in zip(paths, frames, strict=True):
+            if frame.size != expected:
+                raise DataFormatError(
+                    path,
+                    f"frame is {frame.size[0]}x{frame.size[1]}, expected {expected[0]}x{expected[1]} "
+                    f"like the other frames of clip {clip.name!r}",
+                )
+        return frames
 
     def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
         size = self.image_size
@@ -459,8 +590,12 @@ class _AVSBenchClips(Dataset):
                     f"mask is {image.size[0]}x{image.size[1]}, expected the size of its frame "
                     f"{paths.frames[k]} ({frames[k].size[0]}x{frames[k].size[1]})",
                 )
-            # Any non-zero pixel is object; nearest resizing keeps the mask binary.
-            binary = Image.fromarray((mask_values(image) != 0).astype(np.uint8))
+            values = mask_values(image)
+            problem = mask_problem(values)
+            if problem is not None:
+                raise DataFormatError(path, problem)
+            # Binary by now; nearest resizing keeps it binary.
+            binary = Image.fromarray((values != 0).astype(np.uint8))
             masks.append(np.asarray(resize_square(binary, self.image_size, Image.Resampling.NEAREST)))
         return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))  # [M,1,S,S]
 
@@ -473,8 +608,7 @@ class _AVSBenchClips(Dataset):
                     f"missing audio of clip {clip.name!r}: {path} (expected a 16 kHz WAV; "
                     "audio='pkl' reads the precomputed log-mel instead)"
                 )
-            # With a cache_dir the cache mirrors the dataset tree: cache_dir/s4_data/audio_wav/...
-            log_mel = load_log_mel_cached(path, self.cache_dir, root=self.root)
+            log_mel = load_log_mel_cached(path, self.cache_dir)
         else:
             path = paths.log_mel
             if not path.is_file():
@@ -483,14 +617,9 @@ class _AVSBenchClips(Dataset):
                     "[5, 1, 96, 64]; audio='wav' computes it from the WAV instead)"
                 )
             log_mel = load_tensor_pickle(path)
-        if tuple(log_mel.shape) != LOG_MEL_SHAPE:
-            raise DataFormatError(
-                path, f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}"
-            )
-        if not torch.isfinite(log_mel).all():
-            raise DataFormatError(
-                path, "log-mel contains NaN or infinite values, expected finite numbers"
-            )
+        problem = log_mel_problem(log_mel)
+        if problem is not None:
+            raise DataFormatError(path, problem)
         return log_mel.detach().to(torch.float32)
 
     def _crop_box(self, index: int, frame: int, frame_size: tuple[int, int]) -> tuple[float, ...]:
@@ -535,8 +664,9 @@ class AVSBenchS4(_AVSBenchClips):
     ``name``, ``index``, and with ``crop_labels=True`` ``boxes`` float32 [5,4]
     (xmin, ymin, xmax, ymax in S x S pixels, max exclusive).
 
-    ``audio="wav"`` computes the log-mel from the WAV (cached as .npy, see
-    ``load_log_mel_cached``); ``audio="pkl"`` reads the official pickles through a restricted
+    ``audio="wav"`` computes the log-mel from the WAV (cached as .npy under ``cache_dir``,
+    default ``~/.cache/avs_lib/logmel``, see ``load_log_mel_cached``); stereo or other-rate WAVs
+    are mixed to mono and resampled, with one warning per dataset listing them; ``audio="pkl"`` reads the official pickles through a restricted
     unpickler that refuses anything but a tensor.
     """
 

@@ -6,8 +6,9 @@ once instead and lists all that is missing, unreadable or inconsistent, plus any
 no CSV row explains. What counts as a problem:
 
 - ``csv``: the metadata CSV cannot be parsed or lacks a column (nothing else is checked);
-- ``empty_name``, ``unknown_split``, ``unknown_category``, ``bad_start``, ``duplicate_name``:
-  rows of the CSV;
+- ``empty_name``, ``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
+  ``duplicate_name``: rows of the CSV (a row whose name or category is not a plain file name,
+  e.g. ``../x``, is not followed to any file);
 - ``missing_dir``: a whole data folder (``visual_frames``, ``gt_masks``, the audio) is absent;
 - ``missing_file``: a frame, mask, WAV, .pkl or crop label that a row implies is absent
   (train clips need mask ``_1``; val and test clips ``_1`` .. ``_5``; extra train masks are fine);
@@ -19,10 +20,19 @@ no CSV row explains. What counts as a problem:
   other than {0, 255} or {0, 1};
 - ``audio_short``: a WAV shorter than 5 s minus ``audio_tolerance_s`` (the reader pads clips
   of 4 s or more by repeating the last second, and refuses shorter ones);
-- ``log_mel_shape``: a .pkl log-mel that is not [5, 1, 96, 64];
+- ``audio_values``: a WAV with NaN or infinite samples, or scaled far beyond [-1, 1];
+- ``log_mel_shape``, ``log_mel_values``: a .pkl log-mel that is not [5, 1, 96, 64], or holds
+  NaN or infinite values;
 - ``crop_label``: a labelImg file that is malformed, has no or several objects, a box outside
-  the image or of zero area, or names another object than the clip's category;
+  the image or of zero area, a ``<size>`` other than its frame's, or names another object
+  than the clip's category;
 - ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for.
+
+The rules are the readers' own functions (``frame_problem``, ``mask_problem``,
+``log_mel_problem``, ``wav_problem``, ``read_crop_label``), so a dataset that passes here
+reads without an error. What the readers convert rather than refuse -- stereo or non-16 kHz
+WAVs, mixed to mono and resampled as VGGish does -- is listed in ``Report.notes``, not as a
+problem.
 """
 
 from __future__ import annotations
@@ -32,13 +42,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import soundfile
 from PIL import Image
 from tqdm.auto import tqdm
 
-from avs_lib.data.audio import log_mel_cache_path
+from avs_lib.data.audio import read_wav, wav_conversion, wav_problem
 from avs_lib.data.avsbench import (
     LOG_MEL_SHAPE,
     MS3_LAYOUT,
@@ -47,7 +56,12 @@ from avs_lib.data.avsbench import (
     ClipRecord,
     Layout,
     clip_paths,
+    common_size,
+    frame_problem,
+    log_mel_problem,
+    mask_problem,
     mask_values,
+    name_problem,
     open_image,
     read_clip_table,
     read_crop_label,
@@ -62,7 +76,6 @@ from avs_lib.data.safe_pickle import load_tensor_pickle
 LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
 AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
 CLIP_SECONDS = 5.0
-BINARY_VALUE_SETS = ({0, 255}, {0, 1})
 _CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
 
 
@@ -87,6 +100,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> category -> clips
     files_checked: int = 0
+    notes: list[Problem] = field(default_factory=list)  # files the readers convert (kind "converted")
 
     @property
     def ok(self) -> bool:
@@ -123,6 +137,9 @@ class Report:
             f"AVSBench {self.layout.upper()} at {self.root}: {self.clips_checked} clips "
             f"({per_split or 'none'}){over}; {self.files_checked} files checked."
         ]
+        if self.notes:
+            lines.append(f"{len(self.notes)} file(s) converted on reading (not problems):")
+            lines += [f"  {note}" for note in self.notes[:max_listed]]
         if self.ok:
             lines.append("No problems found.")
             return "\n".join(lines)
@@ -148,6 +165,7 @@ class _Audit:
     check_labels: bool
     min_seconds: float
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
     files_checked: int = 0
 
     def add(self, path: Path, kind: str, message: str) -> None:
@@ -231,7 +249,8 @@ def check_dataset(
     report.problems += [
         Problem(csv_path, kind, message) for kind, message in table_issues(table, subset)
     ]
-    records = table_records(table, subset)
+    # A row naming '../x' is reported above and never followed outside the dataset.
+    records = [clip for clip in table_records(table, subset) if _safe(clip)]
     chosen = [clip for clip in records if splits is None or clip.split in wanted]
     report.counts = split_counts(chosen)
 
@@ -255,8 +274,13 @@ def check_dataset(
         _check_clip(audit, clip, clip_paths(subset, root, clip), present)
     _check_orphans(audit, records, None if splits is None else wanted)
     report.problems += audit.problems
+    report.notes = audit.notes
     report.files_checked = audit.files_checked
     return report
+
+
+def _safe(clip: ClipRecord) -> bool:
+    return name_problem(clip.name) is None and (not clip.category or name_problem(clip.category) is None)
 
 
 def _audio_to_check(data: Path, audio: str) -> tuple[bool, bool]:
@@ -308,8 +332,7 @@ def _clip_size(audit: _Audit, sizes: list[tuple[int, int] | None]) -> tuple[int,
     """The size a clip's frames should have: image_size if given, else the most common one."""
     if audit.image_size:
         return (audit.image_size, audit.image_size)
-    known = [size for size in sizes if size is not None]
-    return Counter(known).most_common(1)[0][0] if known else None
+    return common_size(sizes)
 
 
 def _check_frames(
@@ -320,8 +343,9 @@ def _check_frames(
     for i, path in enumerate(paths.frames, start=1):
         what = f"frame {i} of clip {clip.name!r}"
         image = audit.open(path, what, lambda: "every clip has 5 frames")
-        if image is not None and image.mode != "RGB":
-            audit.add(path, "frame_not_rgb", f"frame is mode {image.mode}, expected RGB")
+        problem = None if image is None else frame_problem(image)
+        if problem is not None:
+            audit.add(path, "frame_not_rgb", problem)
         sizes.append(None if image is None else image.size)
     expected = _clip_size(audit, sizes)
     why = "(image_size)" if audit.image_size else f"like the other frames of clip {clip.name!r}"
@@ -347,14 +371,9 @@ def _check_masks(
         image = audit.open(path, f"mask {k + 1} of clip {clip.name!r}", lambda: rule)
         if image is None:
             continue
-        values = np.unique(mask_values(image))
-        if not any(set(values.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
-            shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
-            audit.add(
-                path,
-                "mask_not_binary",
-                f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1)",
-            )
+        problem = mask_problem(mask_values(image))
+        if problem is not None:
+            audit.add(path, "mask_not_binary", problem)
         frame_size = sizes[k] or reference
         if frame_size is not None and image.size != frame_size:
             audit.add(
@@ -373,9 +392,19 @@ def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
         return
     try:
         info = soundfile.info(str(path))
+        waveform, _ = read_wav(path)
+    except DataFormatError as error:
+        audit.add(path, "unreadable", error.problem)
+        return
     except Exception as error:  # libsndfile's errors vary by version
         audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
         return
+    problem = wav_problem(waveform)
+    if problem is not None:
+        audit.add(path, "audio_values", problem)
+    change = wav_conversion(info.channels, info.samplerate)
+    if change is not None:
+        audit.notes.append(Problem(path, "converted", change))
     seconds = info.frames / info.samplerate
     if seconds < audit.min_seconds:
         audit.add(
@@ -399,12 +428,10 @@ def _check_pkl(audit: _Audit, clip: ClipRecord, path: Path) -> None:
     except DataFormatError as error:
         audit.add(path, "unreadable", error.problem)
         return
-    if tuple(log_mel.shape) != LOG_MEL_SHAPE:
-        audit.add(
-            path,
-            "log_mel_shape",
-            f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}",
-        )
+    problem = log_mel_problem(log_mel)
+    if problem is not None:
+        kind = "log_mel_shape" if tuple(log_mel.shape) != LOG_MEL_SHAPE else "log_mel_values"
+        audit.add(path, kind, problem)
 
 
 def _check_crop_labels(
@@ -431,7 +458,9 @@ def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:
     """Every file a row accounts for, including harmless extras (train masks _2.._5, caches)."""
     paths = clip_paths(layout, root, clip)
     mask_dir = paths.masks[0].parent
-    allowed = {*paths.frames, paths.wav, paths.log_mel, log_mel_cache_path(paths.wav)}
+    # {name}.logmel.npy beside the WAV: the log-mel cache of earlier versions, harmless.
+    legacy_cache = paths.wav.with_name(f"{clip.name}.logmel.npy")
+    allowed = {*paths.frames, paths.wav, paths.log_mel, legacy_cache}
     allowed |= {mask_dir / f"{clip.name}_{i}.png" for i in range(1, FRAMES_PER_CLIP + 1)}
     for xml in paths.crop_labels:
         allowed |= {xml, xml.with_suffix(".txt"), xml.parent / "classes.txt"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
     A crash (even SIGKILL) leaves either the old file or the new one, never a torn one.
     """
-    write_atomically(path, lambda f: torch.save(obj, f), fsync=True)
+    try:
+        write_atomically(path, lambda f: torch.save(obj, f), fsync=True)
+    except RuntimeError as err:
+        # torch's zip writer reports a failed write (a full disk) as "[enforce fail ...]".
+        reason = " ".join(str(err).split())
+        raise OSError(errno.EIO, f"could not write the checkpoint ({reason}); is the disk full?", str(path)) from err
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:

@@ -95,11 +95,19 @@ def _save_masks(logits: torch.Tensor, batch: dict, out_dir: Path) -> None:
     """Predicted masks as PNG in the official layout: {category}/{name}/{name}_{i}.png."""
     B = len(batch["name"])
     pred = (torch.sigmoid(logits) > 0.5).view(B, -1, *logits.shape[-2:]).cpu().numpy()  # [B, T, S, S]
+    base = Path(out_dir).resolve()
     for b in range(B):
-        folder = out_dir / batch["category_name"][b] / batch["name"][b]
+        name = batch["name"][b]
+        folder = (base / batch["category_name"][b] / name).resolve()
+        # Names come from the metadata CSV: never let one ('../x') write outside out_dir.
+        if not folder.is_relative_to(base) or folder == base:
+            raise ValueError(
+                f"clip {name!r} (category {batch['category_name'][b]!r}) would write its masks to "
+                f"{folder}, outside the output folder {base}"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         for t in range(pred.shape[1]):
-            Image.fromarray(pred[b, t].astype(np.uint8) * 255).save(folder / f"{batch['name'][b]}_{t + 1}.png")
+            Image.fromarray(pred[b, t].astype(np.uint8) * 255).save(folder / f"{name}_{t + 1}.png")
 
 
 def evaluate_system(

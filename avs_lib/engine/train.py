@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from avs_lib.config import ExperimentConfig, save_config, to_dict
+from avs_lib.config import ConfigError, ExperimentConfig, save_config, to_dict
 from avs_lib.data import collate_clips
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine.checkpoint import (
@@ -229,16 +230,87 @@ class _MetricsLog:
         atomic_write_text("\n".join(lines) + "\n", self.run_dir / "metrics.csv")
 
 
+def _read_jsonl(path: Path, key: str, torn_tail_ok: bool = False) -> list[tuple[str, dict]]:
+    """(line, record) pairs of a JSON-lines log; a bad line is an error naming the file and line.
+
+    With `torn_tail_ok`, an unreadable last line is dropped: it is the record a killed run was
+    appending, which comes after its last checkpoint and so is redone on resume.
+    """
+    lines = path.read_text().splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or key not in record:
+                raise ValueError(f"expected a JSON object with {key!r}")
+        except ValueError as err:
+            if torn_tail_ok and number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not a record of the log ({err}); "
+                             "the file is damaged (truncated or edited)") from None
+        records.append((line, record))
+    return records
+
+
 def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
     """After a resume, drop step records written after the checkpoint (they will be redone)."""
     path = run_dir / "steps.jsonl"
     if path.exists():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["global_step"] <= global_step]
+        records = _read_jsonl(path, "global_step", torn_tail_ok=True)
+        kept = [line for line, record in records if record["global_step"] <= global_step]
         atomic_write_text("".join(line + "\n" for line in kept), path)
 
 
-def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
-    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it."""
+# Keys that may change between a run and its resumption: they do not change what is computed.
+RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir"})
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between a checkpoint's config and this one: key -> (saved, now)."""
+    old, new = _flatten(saved), _flatten(current)
+    return {
+        key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
+        for key in sorted(set(old) | set(new))
+        if key not in RESUME_FREE_KEYS and old.get(key, "<absent>") != new.get(key, "<absent>")
+    }
+
+
+def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: bool) -> dict | None:
+    """The checkpoint to resume from, after checking it was made with this config; None if absent."""
+    if not path.exists():
+        warnings.warn(f"resume: no checkpoint at {path}; starting a fresh run", stacklevel=3)
+        return None
+    ckpt = load_checkpoint(path)
+    changes = config_changes(ckpt.get("config", {}), to_dict(cfg))
+    if changes and not allow_config_change:
+        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        raise ConfigError(
+            f"{path}: cannot resume, the config differs from the checkpoint's in {len(changes)} key(s): "
+            f"{listed}. Resume with the run's own config, or allow the change explicitly "
+            "(fit(..., allow_config_change=True); CLI --resume-changed-config)"
+        )
+    if changes:
+        warnings.warn(f"resume: config changed from {path}'s in {', '.join(changes)}", stacklevel=3)
+    return ckpt
+
+
+def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool = False) -> RunResult:
+    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it.
+
+    With `resume`, the run continues from its `last.pt`; a config that differs from the
+    checkpoint's (beyond RESUME_FREE_KEYS) is refused unless `allow_config_change`, and the run
+    folder's config.yaml is rewritten only once the checkpoint has loaded into the model.
+    """
 
     started = time.perf_counter()
     dinfo = init_distributed(cfg.device)
@@ -247,9 +319,16 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
         device = torch.device("cuda", dinfo.local_rank)
     seed_everything(cfg.seed)
     run_dir = cfg.run_dir
+    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{blocking} is a file, expected a folder for the run {run_dir} "
+                                 "(check output_dir)")
+    last_path = run_dir / "last.pt"
+    ckpt = _load_for_resume(last_path, cfg, allow_config_change) if resume else None
     if dinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        if ckpt is None:
+            save_config(cfg, run_dir / "config.yaml")
 
     train_set = build_dataset(cfg, "train")
     if cfg.loss.counterfactual > 0:
@@ -275,18 +354,22 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
 
     start_epoch, global_step, history = 0, 0, []
     best = {"epoch": -1, "val_miou": -1.0}
-    last_path = run_dir / "last.pt"
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        system.load_state_dict(ckpt["system"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt is not None:
+        try:
+            system.load_state_dict(ckpt["system"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            reason = " ".join(str(err).split())[:500]
+            raise ValueError(f"{last_path}: the checkpoint does not fit the model this config builds "
+                             f"({reason})") from None
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start_epoch, global_step, best = ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"]
         if (run_dir / "metrics.jsonl").exists():
-            history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-                       if json.loads(x)["epoch"] < start_epoch]
+            history = [record for _, record in _read_jsonl(run_dir / "metrics.jsonl", "epoch")
+                       if record["epoch"] < start_epoch]
         if dinfo.is_main:
+            save_config(cfg, run_dir / "config.yaml")  # only now: the checkpoint has loaded
             _truncate_steps_log(run_dir, global_step)
     elif dinfo.is_main:
         (run_dir / "steps.jsonl").unlink(missing_ok=True)
@@ -360,13 +443,14 @@ def _limited(loader: DataLoader, steps: int):
 
 def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [record for _, record in _read_jsonl(path, "epoch")] if path.exists() else []
 
 
 def read_steps(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "steps.jsonl"
-    with open(path) as f:
-        return [json.loads(line) for line in f]
+    if not path.is_file():
+        raise FileNotFoundError(f"step log not found: {path}")
+    return [record for _, record in _read_jsonl(path, "global_step")]
 
 
 __all__ = ["RunResult", "fit", "read_history", "read_steps", "seed_everything", "train_one_epoch"]

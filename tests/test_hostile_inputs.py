@@ -1,0 +1,623 @@
+"""A family of broken datasets, each made from the synthetic generator's output by one edit.
+
+For every case, check-data and the training reader must agree: both refuse with an error that
+names the broken file (or the metadata file and its row), or -- for the conversions the
+readers do on purpose (stereo or non-16 kHz WAVs, as VGGish does) -- both say so, the reader
+with one warning per dataset that names the files and their count. Nothing is written outside
+the cache folder the reader is given, and nothing is read through a name like ``../../x``.
+"""
+
+import os
+import pickle
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from PIL import Image
+
+from avs_lib.data import AVSBenchS4, check_dataset, load_audio_examples
+from avs_lib.data.avsbench import S4_LAYOUT, clip_paths, read_metadata
+from avs_lib.engine.evaluate import _save_masks
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """2 train / 2 val / 2 test clips at 32 px, with official-style log-mel pickles added."""
+    from avs_lib.data.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("hostile") / "base"
+    make_dataset(root, videos_per_split=(2, 2, 2), image_size=SIZE, seed=0, progress=False, workers=1)
+    for clip in read_metadata(root, S4_LAYOUT):
+        paths = clip_paths(S4_LAYOUT, root, clip)
+        paths.log_mel.parent.mkdir(parents=True, exist_ok=True)
+        with open(paths.log_mel, "wb") as file:  # as the official preprocessing: pickle.dump
+            pickle.dump(load_audio_examples(paths.wav), file)
+    return root
+
+
+def _val_clip(root: Path):
+    clip = next(c for c in read_metadata(root, S4_LAYOUT) if c.split == "val")
+    return clip, clip_paths(S4_LAYOUT, root, clip)
+
+
+def _write_csv_row(root: Path, row: str) -> Path:
+    csv = root / S4_LAYOUT.csv_name
+    csv.write_text(csv.read_text() + row + "\n")
+    return csv
+
+
+def _replace_first_val_row(root: Path, old: str, new: str) -> Path:
+    clip, _ = _val_clip(root)
+    csv = root / S4_LAYOUT.csv_name
+    lines = csv.read_text().splitlines()
+    lines[clip.line - 1] = lines[clip.line - 1].replace(old.format(clip=clip), new)
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def _float_wav(path: Path, waveform: np.ndarray, rate: int = 16000) -> Path:
+    soundfile.write(str(path), waveform, rate, subtype="FLOAT", format="WAV")
+    return path
+
+
+def _tone(seconds: float = 5.0, rate: int = 16000, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.3 * np.sin(2 * np.pi * 440 * t)
+    return mono if channels == 1 else np.stack([mono] * channels, axis=1)
+
+
+# --- the edits: each breaks one thing and returns the file that must be named ----------------
+
+
+def unsafe_name(root):
+    _write_csv_row(root, "../../evil,0,dog_barking,val")
+    return root / S4_LAYOUT.csv_name
+
+
+def unsafe_category(root):
+    return _replace_first_val_row(root, ",{clip.category},", ",../dog_barking,")
+
+
+def absolute_name(root):
+    return _replace_first_val_row(root, "{clip.name},", "/etc/passwd,")
+
+
+def name_with_separator(root):
+    return _replace_first_val_row(root, "{clip.name},", "a/b,")
+
+
+def ragged_row(root):
+    _write_csv_row(root, "x,0,dog_barking,val,extra")
+    return root / S4_LAYOUT.csv_name
+
+
+def duplicate_name(root):
+    clip, _ = _val_clip(root)
+    _write_csv_row(root, f"{clip.name},0,{clip.category},val")
+    return root / S4_LAYOUT.csv_name
+
+
+def noisy_mask(root):
+    _, paths = _val_clip(root)
+    values = np.asarray(Image.open(paths.masks[2]).convert("L")).copy()
+    values[values == 0] = 3  # JPEG-like noise on the background
+    Image.fromarray(values, mode="L").save(paths.masks[2])
+    return paths.masks[2]
+
+
+def mask_of_another_size(root):
+    _, paths = _val_clip(root)
+    Image.new("L", (SIZE // 2, SIZE // 2)).save(paths.masks[1])
+    return paths.masks[1]
+
+
+def missing_mask(root):
+    _, paths = _val_clip(root)
+    paths.masks[4].unlink()
+    return paths.masks[4]
+
+
+def greyscale_frame(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[0]).convert("L").save(paths.frames[0])
+    return paths.frames[0]
+
+
+def palette_frame(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[1]).convert("P").save(paths.frames[1])
+    return paths.frames[1]
+
+
+def frame_of_another_size(root):
+    _, paths = _val_clip(root)
+    Image.open(paths.frames[3]).resize((SIZE + 8, SIZE)).save(paths.frames[3])
+    return paths.frames[3]
+
+
+def truncated_frame(root):
+    _, paths = _val_clip(root)
+    paths.frames[2].write_bytes(paths.frames[2].read_bytes()[:40])
+    return paths.frames[2]
+
+
+def voc_size_disagrees(root):
+    _, paths = _val_clip(root)
+    xml = paths.crop_labels[0]
+    xml.write_text(xml.read_text().replace(f"<width>{SIZE}</width>", f"<width>{2 * SIZE}</width>"))
+    return xml
+
+
+def crop_label_of_another_object(root):
+    clip, paths = _val_clip(root)
+    xml = paths.crop_labels[1]
+    xml.write_text(xml.read_text().replace(f"<name>{clip.category}</name>", "<name>lion_roaring</name>"))
+    return xml
+
+
+def wav_with_nan(root):
+    _, paths = _val_clip(root)
+    waveform = _tone()
+    waveform[1000] = np.nan
+    return _float_wav(paths.wav, waveform)
+
+
+def wav_absurdly_scaled(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone() * 32767.0)  # integer-scaled samples in a float WAV
+
+
+def wav_short(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(seconds=2.0))
+
+
+def wav_not_audio(root):
+    _, paths = _val_clip(root)
+    paths.wav.write_text("not a wav")
+    return paths.wav
+
+
+def pkl_with_nan(root):
+    _, paths = _val_clip(root)
+    log_mel = load_audio_examples(paths.wav)
+    log_mel[0, 0, 0, 0] = float("inf")
+    paths.log_mel.write_bytes(pickle.dumps(log_mel))
+    return paths.log_mel
+
+
+def pkl_of_another_shape(root):
+    _, paths = _val_clip(root)
+    paths.log_mel.write_bytes(pickle.dumps(torch.zeros(5, 96, 64)))
+    return paths.log_mel
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def pkl_that_runs_code(root):
+    _, paths = _val_clip(root)
+    paths.log_mel.write_bytes(pickle.dumps(_RunsCode()))
+    return paths.log_mel
+
+
+def stereo_wav(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(channels=2))
+
+
+def wav_at_8_khz(root):
+    _, paths = _val_clip(root)
+    return _float_wav(paths.wav, _tone(rate=8000), rate=8000)
+
+
+@dataclass(frozen=True)
+class Case:
+    edit: Callable[[Path], Path]
+    check_kind: str  # the kind check-data reports; "converted" for a documented conversion
+    audio: str = "wav"  # which audio the reader reads
+
+
+CASES = [
+    Case(unsafe_name, "unsafe_name"),
+    Case(unsafe_category, "unsafe_name"),
+    Case(absolute_name, "unsafe_name"),
+    Case(name_with_separator, "unsafe_name"),
+    Case(ragged_row, "csv"),
+    Case(duplicate_name, "duplicate_name"),
+    Case(noisy_mask, "mask_not_binary"),
+    Case(mask_of_another_size, "mask_size"),
+    Case(missing_mask, "missing_file"),
+    Case(greyscale_frame, "frame_not_rgb"),
+    Case(palette_frame, "frame_not_rgb"),
+    Case(frame_of_another_size, "frame_size"),
+    Case(truncated_frame, "unreadable"),
+    Case(voc_size_disagrees, "crop_label"),
+    Case(crop_label_of_another_object, "crop_label"),
+    Case(wav_with_nan, "audio_values"),
+    Case(wav_absurdly_scaled, "audio_values"),
+    Case(wav_short, "audio_short"),
+    Case(wav_not_audio, "unreadable"),
+    Case(pkl_with_nan, "log_mel_values", audio="pkl"),
+    Case(pkl_of_another_shape, "log_mel_shape", audio="pkl"),
+    Case(pkl_that_runs_code, "unreadable", audio="pkl"),
+    Case(stereo_wav, "converted"),
+    Case(wav_at_8_khz, "converted"),
+]
+REFUSED = [case for case in CASES if case.check_kind != "converted"]
+CONVERTED = [case for case in CASES if case.check_kind == "converted"]
+
+
+def _files(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def broken(base, tmp_path, request):
+    """A copy of the base dataset with the case's edit, and the file the edit broke."""
+    root = tmp_path / "work" / "data"
+    shutil.copytree(base, root)
+    victim = request.param.edit(root)
+    return request.param, root, victim
+
+
+def _read_everything(root: Path, audio: str, cache_dir: Path) -> None:
+    for split in ("train", "val", "test"):
+        dataset = AVSBenchS4(root, split, image_size=SIZE, audio=audio, crop_labels=True, cache_dir=cache_dir)
+        for index in range(len(dataset)):
+            dataset[index]
+
+
+def test_the_family_covers_every_kind_of_break():
+    assert len(CASES) == 24
+    assert {case.check_kind for case in CASES} >= {
+        "unsafe_name", "mask_not_binary", "frame_not_rgb", "frame_size", "crop_label",
+        "audio_values", "log_mel_values", "converted",
+    }
+
+
+@pytest.mark.parametrize("broken", REFUSED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_check_data_names_the_broken_file(broken):
+    case, root, victim = broken
+    report = check_dataset(root, progress=False)
+    assert (victim, case.check_kind) in {(p.path, p.kind) for p in report.problems}, report.summary()
+
+
+@pytest.mark.parametrize("broken", REFUSED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_reader_refuses_naming_the_broken_file_and_writes_only_its_cache(broken, tmp_path):
+    case, root, victim = broken
+    before = _files(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)) as caught:
+        _read_everything(root, case.audio, tmp_path / "cache")
+    assert str(victim) in str(caught.value)
+    written = {p for p in _files(tmp_path).keys() - before.keys()}
+    assert all(p.is_relative_to(tmp_path / "cache") for p in written), written
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("broken", CONVERTED, indirect=True, ids=lambda case: case.edit.__name__)
+def test_conversion_is_listed_by_check_data_and_warned_once_by_the_reader(broken, tmp_path):
+    case, root, victim = broken
+    report = check_dataset(root, progress=False)
+    assert report.ok, report.summary()
+    assert [(n.path, n.kind) for n in report.notes] == [(victim, "converted")]
+    assert "converted on reading" in report.summary()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _read_everything(root, case.audio, tmp_path / "cache")
+    messages = [str(w.message) for w in caught if "converted on reading" in str(w.message)]
+    assert len(messages) == 1  # once for the val split, whose clip it is; none for the others
+    assert "1 WAV file(s)" in messages[0] and str(victim) in messages[0]
+
+
+def test_unsafe_name_is_refused_naming_the_metadata_file_and_row(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    csv = _write_csv_row(root, "../../evil,0,dog_barking,val")
+    rows = len(csv.read_text().splitlines())
+    with pytest.raises(ValueError, match=rf"name '../../evil' on line {rows} is not a single path component"):
+        AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")
+
+
+def test_saved_masks_never_leave_their_output_folder(tmp_path):
+    out = tmp_path / "run" / "pred_masks"
+    batch = {"name": ["../../evil"], "category_name": [""]}
+    with pytest.raises(ValueError, match="outside the output folder"):
+        _save_masks(torch.zeros(5, 1, 4, 4), batch, out)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == []
+
+
+def test_saved_masks_of_a_plain_name_stay_inside(tmp_path):
+    out = tmp_path / "pred_masks"
+    _save_masks(torch.zeros(5, 1, 4, 4), {"name": ["clip"], "category_name": ["dog_barking"]}, out)
+    assert sorted(p.name for p in (out / "dog_barking" / "clip").iterdir()) == [f"clip_{i}.png" for i in range(1, 6)]
+
+
+# --- atomic writes ----------------------------------------------------------------------------
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_gives(tmp_path):
+    from avs_lib.atomic import write_text_atomically
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomically(tmp_path / "a.txt", "x")
+        with open(tmp_path / "plain.txt", "w") as file:
+            file.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
+
+
+def test_atomic_write_removes_the_temporary_a_killed_write_left(tmp_path):
+    from avs_lib.atomic import write_text_atomically
+
+    killed = tmp_path / ".last.pt.abc123.tmp"  # what SIGKILL during a checkpoint write leaves
+    killed.write_bytes(b"half a checkpoint")
+    os.utime(killed, (1, 1))
+    live = tmp_path / ".last.pt.def456.tmp"  # another process writing right now
+    live.write_bytes(b"being written")
+    other = tmp_path / ".best.pt.abc123.tmp"  # another target's temporary is not ours to judge
+    other.write_bytes(b"")
+    os.utime(other, (1, 1))
+    write_text_atomically(tmp_path / "last.pt", "new")
+    assert not killed.exists() and live.exists() and other.exists()
+
+
+def test_atomic_write_removes_a_fresh_temporary_whose_writer_is_gone(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from avs_lib.atomic import write_text_atomically
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f".last.pt.{socket.gethostname()}-{gone.stdout.strip()}.x1y2z3.tmp"
+    dead.write_bytes(b"killed a second ago")
+    mine = tmp_path / f".last.pt.{socket.gethostname()}-{os.getpid()}.a1b2c3.tmp"
+    mine.write_bytes(b"another thread of this process, still writing")
+    write_text_atomically(tmp_path / "last.pt", "new")
+    assert not dead.exists() and mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "last.pt"])  # its own one is gone
+
+
+def test_full_disk_during_an_atomic_write_names_the_file_and_leaves_no_temporary(tmp_path):
+    import errno
+
+    from avs_lib.atomic import write_atomically
+
+    def full(file):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        write_atomically(tmp_path / "metrics.json", full)
+    assert caught.value.filename == str(tmp_path / "metrics.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_save_failure_is_an_os_error_naming_the_checkpoint(tmp_path, monkeypatch):
+    from avs_lib.engine import checkpoint
+
+    def enforce_fail(obj, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", enforce_fail)
+    with pytest.raises(OSError, match="is the disk full") as caught:
+        checkpoint.atomic_torch_save({"a": 1}, tmp_path / "last.pt")
+    assert caught.value.filename == str(tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- config ranges ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optim.grad_clip=-1", "grad_clip"),
+        ("optim.grad_clip=0", "grad_clip"),
+        ("optim.grad_clip=.nan", "grad_clip"),
+        ("optim.weight_decay=-0.1", "weight_decay"),
+        ("optim.warmup_steps=-5", "warmup_steps"),
+        ("optim.lr=.nan", "lr"),
+        ("optim.lr=.inf", "lr"),
+        ("loss.crop_ce=-1", "crop_ce"),
+        ("loss.avs_bce=.inf", "avs_bce"),
+        ("eval_batch_size=0", "eval_batch_size"),
+        ("seed=-1", "seed"),
+        ("name=../../evil", "name"),
+        ("data.image_size=8", "image_size"),
+        ("data.num_workers=-1", "num_workers"),
+        ("data.eval_limit=0", "eval_limit"),
+        ("data.cache_dir=''", "cache_dir"),
+    ],
+)
+def test_out_of_range_config_value_is_refused_naming_the_key(override, key):
+    from avs_lib.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match=key):
+        build_config("smoke", overrides=[override])
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+
+def _resume_cfg(tmp_path, **extra):
+    from avs_lib.config import build_config
+
+    overrides = {"data": {"root": str(tmp_path / "no_data")}, "output_dir": str(tmp_path / "runs"),
+                 "quiet": True, "device": "cpu", **extra}
+    return build_config("smoke", "tpavi", overrides=overrides)
+
+
+def _fake_run(cfg) -> str:
+    """A run folder with a checkpoint of `cfg` and its config.yaml; returns the YAML text."""
+    from avs_lib.config import save_config, to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save
+
+    cfg.run_dir.mkdir(parents=True)
+    atomic_torch_save({"config": to_dict(cfg), "system": {}}, cfg.run_dir / "last.pt")
+    save_config(cfg, cfg.run_dir / "config.yaml")
+    return (cfg.run_dir / "config.yaml").read_text()
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
+    from avs_lib.config import ConfigError
+    from avs_lib.engine.train import fit
+
+    saved = _fake_run(_resume_cfg(tmp_path))
+    changed = _resume_cfg(tmp_path, optim={"lr": 0.5}, model={"channel": 48})
+    with pytest.raises(ConfigError, match=r"2 key\(s\): model.channel: 32 -> 48; optim.lr: 0.001 -> 0.5"):
+        fit(changed, resume=True)
+    assert (changed.run_dir / "config.yaml").read_text() == saved
+
+
+def test_resume_allowed_to_change_config_keeps_config_yaml_when_the_checkpoint_does_not_load(
+    base, tmp_path
+):
+    from avs_lib.engine.train import fit
+
+    data = {"root": str(base), "cache_dir": str(tmp_path / "cache")}
+    saved = _fake_run(_resume_cfg(tmp_path, data=data))
+    wider = _resume_cfg(tmp_path, data=data, model={"channel": 48})
+    with pytest.warns(UserWarning, match="config changed"), \
+            pytest.raises(ValueError, match="does not fit the model this config builds"):
+        fit(wider, resume=True, allow_config_change=True)
+    assert (wider.run_dir / "config.yaml").read_text() == saved
+
+
+def test_resume_without_a_checkpoint_says_it_starts_fresh(tmp_path):
+    from avs_lib.engine.train import fit
+
+    with pytest.warns(UserWarning, match="no checkpoint at .*last.pt; starting a fresh run"), \
+            pytest.raises(FileNotFoundError):  # then stops on the absent data, as a fresh run would
+        fit(_resume_cfg(tmp_path), resume=True)
+
+
+def test_resume_free_keys_may_change(tmp_path):
+    from avs_lib.config import to_dict
+    from avs_lib.engine.train import config_changes
+
+    cfg = _resume_cfg(tmp_path)
+    other = _resume_cfg(tmp_path, device="cuda", quiet=False, data={"root": str(tmp_path / "no_data"),
+                                                                       "num_workers": 4, "cache_dir": "c"})
+    assert config_changes(to_dict(cfg), to_dict(other)) == {}
+
+
+def test_truncated_step_log_is_an_error_naming_the_file_and_line(tmp_path):
+    from avs_lib.engine.train import read_steps
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"global_st\n{"global_step": 3}\n')
+    with pytest.raises(ValueError, match=r"steps.jsonl: line 2 is not a record"):
+        read_steps(tmp_path)
+
+
+def test_resume_drops_the_torn_last_line_a_killed_run_left(tmp_path):
+    from avs_lib.engine.train import _truncate_steps_log
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"global_step": 2}\n{"global_st')
+    _truncate_steps_log(tmp_path, global_step=1)
+    assert (tmp_path / "steps.jsonl").read_text() == '{"global_step": 1}\n'
+
+
+# --- the command line: one `error:` line naming the file, exit code 2 --------------------------
+
+
+@pytest.fixture
+def no_data_prep(tmp_path, monkeypatch):
+    """`train` without generating or pretraining anything: these tests are about its errors."""
+    from avs_lib.engine import runs
+
+    monkeypatch.setattr(runs, "prepare_data", lambda profile, root=None, progress=False: tmp_path / "data")
+    monkeypatch.setattr(runs, "starting_weights", lambda *args, **kwargs: {})
+
+
+def _cli_error(argv, capsys) -> str:
+    from avs_lib.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_cli_malformed_config_yaml_names_the_file(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("optim:\n  lr: [1, 2\n")
+    assert str(config) in _cli_error(["train", "--profile", "smoke", "--config", str(config)], capsys)
+
+
+def test_cli_python_object_yaml_tag_is_refused_naming_the_file(tmp_path, capsys):
+    config = tmp_path / "evil.yaml"
+    config.write_text("optim: !!python/object/apply:os.system ['touch pwned']\n")
+    err = _cli_error(["train", "--profile", "smoke", "--config", str(config)], capsys)
+    assert str(config) in err and "python/object" in err
+    assert not Path("pwned").exists()
+
+
+def test_cli_set_value_that_does_not_parse_is_named(capsys):
+    err = _cli_error(["train", "--profile", "smoke", "--set", "optim.lr=[1,"], capsys)
+    assert "optim.lr=[1," in err and "not valid YAML" in err
+
+
+def test_cli_runs_dir_that_is_a_file_is_named(tmp_path, capsys, no_data_prep):
+    target = tmp_path / "a_file"
+    target.write_text("")
+    err = _cli_error(["train", "--profile", "smoke", "--runs-dir", str(target)], capsys)
+    assert f"{target} is a file" in err
+
+
+def test_cli_non_finite_loss_is_one_line_naming_the_run(tmp_path, capsys, monkeypatch, no_data_prep):
+    from avs_lib.engine import train
+
+    def diverges(cfg, **kwargs):
+        raise FloatingPointError("non-finite loss at epoch 0, step 1; the last checkpoint is intact")
+
+    monkeypatch.setattr(train, "fit", diverges)
+    err = _cli_error(["train", "--profile", "smoke", "--runs-dir", str(tmp_path)], capsys)
+    assert str(tmp_path / "smoke" / "tpavi_seed0") in err and "non-finite loss" in err
+
+
+def test_cli_full_disk_is_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch, no_data_prep):
+    from avs_lib.engine import checkpoint, train
+
+    def enforce_fail(obj, file):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    def writes_a_checkpoint(cfg, **kwargs):
+        checkpoint.atomic_torch_save({}, tmp_path / "last.pt")
+
+    monkeypatch.setattr(checkpoint.torch, "save", enforce_fail)
+    monkeypatch.setattr(train, "fit", writes_a_checkpoint)
+    err = _cli_error(["train", "--profile", "smoke", "--runs-dir", str(tmp_path)], capsys)
+    assert f"{tmp_path / 'last.pt'}: could not write the checkpoint" in err
+
+
+def test_cli_damaged_step_log_names_the_file(tmp_path, capsys, monkeypatch, no_data_prep):
+    from avs_lib.engine import train
+
+    (tmp_path / "steps.jsonl").write_text('{"global_step": 1}\n{"glo\n{"global_step": 3}\n')
+    monkeypatch.setattr(train, "fit", lambda cfg, **kwargs: train.read_steps(tmp_path))
+    assert f"{tmp_path / 'steps.jsonl'}: line 2" in _cli_error(["train", "--profile", "smoke"], capsys)
+
+
+def test_ms3_video_id_that_leaves_its_folder_is_refused_naming_the_row(tmp_path):
+    from avs_lib.data.avsbench import MS3_LAYOUT
+    from avs_lib.data.errors import DataFormatError
+
+    (tmp_path / MS3_LAYOUT.csv_name).write_text("video_id,split\nok_clip,train\n..,train\n")
+    with pytest.raises(DataFormatError, match=r"video_id '\.\.' on line 3 is not a single path component") as caught:
+        read_metadata(tmp_path, MS3_LAYOUT)
+    assert caught.value.path == tmp_path / MS3_LAYOUT.csv_name
