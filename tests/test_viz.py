@@ -445,3 +445,76 @@ def test_browser_displays_as_a_widget(browser):
     bundle = browser._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.widget.model_id
+
+
+# ---------------------------------------------------------------- one colour per method, one style
+
+
+def test_every_configured_method_has_a_colour_of_its_own():
+    from avs_lib.config import METHODS
+
+    assert set(METHODS) <= set(viz.METHOD_COLORS)
+    colours = [c.lower() for c in viz.METHOD_COLORS.values()]
+    assert len(set(colours)) == len(colours)
+
+
+def test_an_unknown_method_gets_a_fixed_fallback_colour_outside_the_mapping():
+    colour = viz.method_color("a_method_added_later")
+    assert colour == viz.method_color("a_method_added_later")
+    assert colour in viz.FALLBACK_COLORS
+    assert colour.lower() not in {c.lower() for c in viz.METHOD_COLORS.values()}
+
+
+def _bar_colours(fig) -> list[str]:
+    from matplotlib.colors import to_hex
+
+    return [to_hex(p.get_facecolor(), keep_alpha=False) for p in fig.axes[0].patches]
+
+
+def test_a_method_keeps_its_colour_whatever_the_other_methods_in_the_figure():
+    both = pd.DataFrame({"method": ["tpavi", "thesis"], "seed": [0, 0], "miou": [0.5, 0.6]})
+    alone = both[both["method"] == "thesis"]
+    assert _bar_colours(viz.plot_results_bars(both, "miou"))[1] == viz.METHOD_COLORS["thesis"]
+    assert _bar_colours(viz.plot_results_bars(alone, "miou")) == [viz.METHOD_COLORS["thesis"]]
+
+
+def test_loss_curves_colour_a_method_as_the_result_bars_do():
+    from matplotlib.colors import to_hex
+
+    steps = pd.DataFrame({"method": ["counterfactual"] * 2, "seed": [0, 0], "global_step": [1, 2],
+                          "term": ["total"] * 2, "value": [1.0, 0.5]})
+    fig = viz.plot_loss_curves(steps)
+    assert {to_hex(line.get_color()) for line in fig.axes[0].lines} == {viz.METHOD_COLORS["counterfactual"]}
+
+
+def test_set_style_applies_the_report_style_sheet():
+    import matplotlib as mpl
+
+    with mpl.rc_context():
+        mpl.rcParams["axes.spines.top"] = True
+        viz.set_style()
+        assert mpl.rcParams["axes.spines.top"] is False
+        assert mpl.rcParams["axes.prop_cycle"].by_key()["color"][0].lower() == "#0072b2"
+
+
+def test_the_style_sheet_ships_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["avs_lib.report"]
+    assert viz.STYLE_SHEET.is_file() and any(viz.STYLE_SHEET.match(p) for p in patterns)
+
+
+def test_listening_plot_draws_the_chance_line_at_the_visual_only_mean():
+    df = pd.DataFrame({"method": ["visual_only", "visual_only", "tpavi"], "seed": [0, 1, 0],
+                       "miou": [0.1, 0.2, 0.5], "listening_rate": [0.4, 0.5, 0.8]})
+    ax = viz.plot_listening_vs_miou(df).axes[0]
+    vertical = [line for line in ax.lines if line.get_xdata()[0] == line.get_xdata()[1]]
+    assert len(vertical) == 1 and vertical[0].get_xdata()[0] == pytest.approx(0.45)
+    assert "chance" in vertical[0].get_label()
+
+
+def test_listening_plot_title_names_the_listening_rate_not_following():
+    ax = viz.plot_listening_vs_miou(_results()).axes[0]
+    assert "follow" not in ax.get_title().lower() and "listening" in ax.get_title().lower()

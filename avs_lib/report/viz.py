@@ -3,10 +3,12 @@
 Each plotting function takes plain data (numpy arrays, pandas DataFrames, lists), never a
 model, and returns a `matplotlib.figure.Figure` built without pyplot: nothing is shown twice,
 nothing stays open, and a figure appears in a notebook when it is a cell's last expression.
-`save_figure` writes it as a named PNG. The look of every plot is decided once, in `set_style`.
+`save_figure` writes it as a named PNG. The look of every plot is decided once, in the style
+sheet `avs.mplstyle` beside this file, which `set_style` applies.
 
-Colours are the Okabe-Ito palette (readable with colour-blindness); mask colours are named
-constants so that a test, and a reader, know which pixel means what:
+One method has one colour in every figure (`METHOD_COLORS`; `method_color` gives a name outside
+it a fixed colour of its own). Colours are the Okabe-Ito palette (readable with colour-blindness);
+mask colours are named constants so that a test, and a reader, know which pixel means what:
 prediction = blue fill, ground truth = yellow outline, true positive = green, false positive =
 vermillion, false negative = purple.
 """
@@ -20,6 +22,7 @@ import os
 import re
 import tempfile
 import wave
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,29 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_MEL_HOP_S = 0.01  # VGGish frames are 10 ms apart; an example is 96 frames = 0.96 s
 STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
 
+STYLE_SHEET = Path(__file__).with_name("avs.mplstyle")
+
+# One colour per method, the same in every figure. The main comparison takes the Okabe-Ito colours
+# (the floor in grey, the baseline blue, the thesis vermillion); variants and ablations take
+# distinct darker or lighter shades. A method not named here gets `method_color`'s fallback.
+METHOD_COLORS: dict[str, str] = {
+    "visual_only": "#999999",
+    "tpavi": "#0072b2",
+    "tpavi_avm": "#56b4e9",
+    "thesis": "#d55e00",
+    "thesis_shared": "#e69f00",
+    "thesis_no_relu": "#8c564b",
+    "cross_attention": "#cc79a7",
+    "counterfactual": "#009e73",
+    "thesis_counterfactual": "#000000",
+    "thesis_minus_crop_ce": "#f4a582",
+    "thesis_minus_pairwise": "#b2182b",
+    "thesis_minus_cosine": "#762a83",
+}
+# For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
+FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
+                                    "#17becf", "#bcbd22", "#525252", "#9e9ac8", "#fdae6b")
+
 _style_applied = False
 
 
@@ -62,24 +88,24 @@ _style_applied = False
 
 
 def set_style() -> None:
-    """The one place where the look of every figure is decided (seaborn theme + rcParams)."""
-    import seaborn as sns
+    """Apply the report's style sheet (avs.mplstyle): the one place the look of every figure is
+    decided. Figures made after it take its rcParams."""
+    import matplotlib.style
 
     global _style_applied
-    sns.set_theme(
-        context="notebook",
-        style="whitegrid",
-        palette=[_hex(c) for c in OKABE_ITO],
-        rc={
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
-            "axes.titlesize": "medium",
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "legend.frameon": False,
-        },
-    )
+    if not STYLE_SHEET.is_file():
+        raise FileNotFoundError(f"the report's style sheet is missing: {STYLE_SHEET} "
+                                "(package data of avs_lib.report; reinstall the package)")
+    matplotlib.style.use(STYLE_SHEET)
     _style_applied = True
+
+
+def method_color(method: str) -> str:
+    """The colour of `method` in every figure: METHOD_COLORS, else a fallback picked by a checksum
+    of the name (the same in every session and every figure, whatever the other methods are)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return FALLBACK_COLORS[zlib.crc32(method.encode()) % len(FALLBACK_COLORS)]
 
 
 class ReportFigure(Figure):
@@ -200,8 +226,8 @@ def _hex(color: RGB) -> str:
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """The same method order gives the same colours in every figure."""
-    return {m: _hex(OKABE_ITO[i % len(OKABE_ITO)]) for i, m in enumerate(methods)}
+    """Each method's fixed colour (`method_color`): the same in every figure, whatever the order."""
+    return {m: method_color(m) for m in methods}
 
 
 def _ordered(values: pd.Series, order: Sequence[str] | None) -> list:
@@ -568,6 +594,10 @@ def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | N
     return fig
 
 
+REFERENCE_GREYS = ("#000000", "#555555", "#888888")
+REFERENCE_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+
 def _mean_std(df: pd.DataFrame, methods: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-method mean and sample std (ddof=1) over seeds; std is 0 for a single seed."""
     grouped = df.groupby("method")[column]
@@ -600,8 +630,10 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
         ax.scatter(x[i] + jitter, values, color="black", s=14, zorder=3)
         ax.annotate(f"{mean[i]:.3f}", (x[i], mean[i] + std[i]), textcoords="offset points", xytext=(0, 4),
                     ha="center", fontsize="small")
+    # References in shades of grey with their own dashes: no method colour means two things.
     for k, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=_hex(OKABE_ITO[(k + 1) % len(OKABE_ITO)]), linestyle="--", linewidth=1, label=label)
+        ax.axhline(value, color=REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
+                   linestyle=REFERENCE_DASHES[k % len(REFERENCE_DASHES)], linewidth=1, label=label)
     if references:
         ax.legend()
     ax.set_xticks(x, methods, rotation=20, ha="right")
@@ -610,12 +642,27 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     return fig
 
 
+CHANCE_METHOD = "visual_only"
+
+
+def listening_chance(df: pd.DataFrame, method: str = CHANCE_METHOD, column: str = "listening_rate") -> float | None:
+    """The listening rate's chance level: what a model that hears nothing scores (its looks-based
+    pick lands on the swapped-in object by chance), the mean of `method` over its seeds; None
+    when `df` has no run of it."""
+    rows = df.loc[df["method"] == method, column].dropna()
+    return float(rows.mean()) if not rows.empty else None
+
+
 def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
-                           title: str = "Does the mask follow the audio?") -> Figure:
-    """Listening rate (x) against mIoU (y): one small point per seed, a large marker per method mean.
+                           title: str = "Listening rate against mIoU",
+                           chance: float | None = None, chance_method: str = CHANCE_METHOD) -> Figure:
+    """Listening rate (x) against mIoU (y): one small point per seed, a large marker per method
+    mean, and the chance level of the listening rate as a dashed vertical line.
 
     Args:
         df: one row per (method, seed), columns `method`, `seed`, `miou`, `listening_rate`.
+        chance: the chance level; None: `listening_chance(df, chance_method)` (the visual-only
+            model's mean), and no line when `df` has no run of `chance_method`.
     Axes: 1.
     """
     _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
@@ -628,6 +675,12 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
         ax.scatter(rows["listening_rate"], rows["miou"], color=colors[method], s=20, alpha=0.7)
         ax.scatter(rows["listening_rate"].mean(), rows["miou"].mean(), color=colors[method], s=160,
                    marker="D", edgecolor="black", label=method, zorder=3)
+    label = "chance"
+    if chance is None:
+        chance = listening_chance(df, chance_method)
+        label = f"chance ({chance_method}: {chance:.2f})" if chance is not None else label
+    if chance is not None:
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=label, zorder=1)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("listening rate (swapped audio moves the mask)")
     ax.set_ylabel("mIoU")
