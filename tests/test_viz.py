@@ -732,3 +732,29 @@ def test_a_perfect_listener_masks_the_sounding_object_the_swapped_in_one_and_not
     swapped_in_clips = set(outcomes["name"])
     swapped = where[(where["condition"] == "swapped") & where["name"].isin(swapped_in_clips)]
     assert swapped["distractor"].mean() == pytest.approx(1.0, abs=0.02)
+
+
+def _write_run_masks(run_dir, dataset, masks_of) -> None:
+    """A run's test/pred_masks as `evaluate` writes them, from masks_of(index) -> bool [T, S, S]."""
+    from PIL import Image
+
+    for index, clip in enumerate(dataset.clips):
+        folder = run_dir / "test" / "pred_masks" / clip.category / clip.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for t, mask in enumerate(masks_of(index)):
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{clip.name}_{t + 1}.png")
+
+
+def test_failure_table_classifies_each_frame_a_run_predicted(tiny_synth, tmp_path):
+    from avs_lib.data import AVSBenchS4
+
+    dataset = AVSBenchS4(tiny_synth, "test", image_size=64, crop_labels=False)
+    # Clip 0 predicts nothing, every other clip predicts its sounding object exactly.
+    _write_run_masks(tmp_path, dataset, lambda i: inspection.sidecar_objects(dataset, i)[0] & (i != 0))
+    table = inspection.failure_table(tmp_path, dataset)
+    first = dataset.clips[0].name
+    assert set(table.loc[table["name"] == first, "kind"]) == {"empty"}
+    assert set(table.loc[table["name"] != first, "kind"]) == {"ok"}
+    picked, _ = inspection.pick_failures(table)
+    rows = inspection.failure_rows(tmp_path, dataset, picked)
+    assert len(rows) == 1 and rows[0]["title"].startswith("empty") and not rows[0]["pred"].any()
