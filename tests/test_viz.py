@@ -758,3 +758,16 @@ def test_failure_table_classifies_each_frame_a_run_predicted(tiny_synth, tmp_pat
     picked, _ = inspection.pick_failures(table)
     rows = inspection.failure_rows(tmp_path, dataset, picked)
     assert len(rows) == 1 and rows[0]["title"].startswith("empty") and not rows[0]["pred"].any()
+
+
+def test_no_clip_is_called_a_hit_when_no_mask_follows_the_audio():
+    outcomes = pd.DataFrame({"name": ["a", "b"], "follows": [0.0, 0.0]})
+    picked, rule = inspection.pick_swap_examples(outcomes)
+    assert list(picked) == ["miss"] and "no hit to show" in rule
+
+
+def test_a_single_seed_has_an_unknown_spread_not_a_zero_one():
+    df = pd.DataFrame({"method": ["tpavi"] * 2, "seed": [0, 0], "name": ["a", "b"], "frame": 0,
+                       "area": [0.01, 0.3], "iou": [0.2, 0.8]})
+    _, numbers = viz.plot_iou_vs_area(df, bins=2)
+    assert numbers["std"].isna().all()

@@ -124,6 +124,14 @@ def _full(dataset):
     return getattr(dataset, "base", dataset)
 
 
+def _index_in(dataset, name: str) -> int:
+    """The position of clip `name` among the clips of `dataset` (a subset included)."""
+    for index, clip in enumerate(dataset.clips):
+        if clip.name == name:
+            return index
+    raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {_full(dataset).root}")
+
+
 def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str = "") -> list[dict[str, Any]]:
     """Rows for `viz.plot_failure_cases`: for each clip, its worst frame as the run predicted it
     at test time (test/pred_masks), with the frame and the ground truth."""
@@ -375,7 +383,7 @@ def failure_rows(run_dir: str | Path, dataset, picked: pd.DataFrame, label: str 
     """Rows for `viz.plot_failure_cases` of the frames `pick_failures` chose, titled by kind."""
     rows = []
     for _, row in picked.iterrows():
-        index = _full(dataset).index_of(row["name"])
+        index = _index_in(dataset, row["name"])
         t = int(row["frame"])
         view = clip_view(dataset, index)
         pred = run_masks(run_dir, dataset, index)[t]
@@ -496,9 +504,8 @@ def qualitative_rows(predictor, runs: dict[str, str], names: Sequence[str], fram
     """Rows for `viz.plot_qualitative_grid`: per clip, one frame, its ground truth and the mask of
     each (method -> run) under each audio condition (None where the clip has no swap partner)."""
     rows = []
-    full = _full(predictor.dataset)
     for name in names:
-        index = full.index_of(name)
+        index = _index_in(predictor.dataset, name)
         view = clip_view(predictor.dataset, index)
         masks: dict[tuple[str, str], np.ndarray | None] = {}
         for method, run in runs.items():
@@ -543,17 +550,26 @@ def swap_outcomes(predictor, run: str) -> pd.DataFrame:
 
 
 def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], str]:
-    """A hit (the clip whose mask follows the audio on the most frames) and a miss (the fewest),
-    ties by name. Returns ({"hit": row, "miss": row}, the rule as a sentence)."""
+    """A hit (the clip whose mask follows the audio on the most frames, if any frame follows)
+    and a miss (the clip on the fewest, if any frame misses), ties by name. Returns
+    ({"hit": row, "miss": row}, the rule as a sentence); an outcome no clip shows is left out
+    and the sentence says so."""
     if outcomes.empty:
         raise ValueError("pick_swap_examples: no test clip has a swap partner in view")
+    picked: dict[str, pd.Series] = {}
     ranked = outcomes.sort_values(["follows", "name"], ascending=[False, True])
-    hit = ranked.iloc[0]
+    if ranked["follows"].iloc[0] > 0:
+        picked["hit"] = ranked.iloc[0]
     misses = outcomes.sort_values(["follows", "name"])
-    miss = misses.iloc[0]
+    if misses["follows"].iloc[0] < 1:
+        picked["miss"] = misses.iloc[0]
     rule = ("hit: the test clip whose mask follows the audio on the most frames; miss: the one on the "
             f"fewest (ties by name; {len(outcomes)} clips with a swap partner in view)")
-    return {"hit": hit, "miss": miss}, rule
+    if "hit" not in picked:
+        rule += "; no clip follows the audio on any frame, so there is no hit to show"
+    if "miss" not in picked:
+        rule += "; every clip follows the audio on every frame, so there is no miss to show"
+    return picked, rule
 
 
 def swap_example_rows(predictor, run: str, picked: dict[str, pd.Series]) -> list[dict[str, Any]]:

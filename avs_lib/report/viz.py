@@ -960,7 +960,8 @@ def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | Non
         counts = df[df["method"] == method].groupby("bin").size().reindex(range(len(x)), fill_value=0)
         for b in range(len(x)):
             rows.append({"method": method, "bin": b, "area_low": float(edges[b]), "area_high": float(edges[b + 1]),
-                         "frames": int(counts.iloc[b]), "mean": float(mean[b]), "std": float(std[b]),
+                         "frames": int(counts.iloc[b]), "mean": float(mean[b]),
+                         "std": float(std[b]) if per_seed.shape[1] > 1 else float("nan"),  # one seed: unknown
                          "seeds": int(per_seed.shape[1])})
     ax.set_xticks(x, [f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
     ax.set_xlabel("sounding object's share of the frame (quantile bins)")
@@ -1011,7 +1012,8 @@ def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALID
             ax.fill_between(mean.index, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color,
                             alpha=0.2, linewidth=0)
             rows += [{"method": method, "metric": metric, "epoch": int(e), "mean": float(mean[e]),
-                      "std": float(std[e]), "seeds": int(per_seed.loc[e].notna().sum())} for e in mean.index]
+                      "std": float(std[e]) if per_seed.shape[1] > 1 else float("nan"),  # one seed: unknown
+                      "seeds": int(per_seed.loc[e].notna().sum())} for e in mean.index]
         ax.set_ylim(0, 1)
         ax.legend(title="method (band: ± seed std)", fontsize="small")
     table = pd.DataFrame(rows, columns=["method", "metric", "epoch", "mean", "std", "seeds"])
