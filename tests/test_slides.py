@@ -80,3 +80,17 @@ def test_command_line_reports_a_deck_without_tagged_cells_as_a_message(tmp_path,
     with pytest.raises(SystemExit) as stopped:
         slides.main(["slides", "--out", str(tmp_path / "deck.html"), str(path)])
     assert stopped.value.code == 2 and "no cell is tagged 'slides'" in capsys.readouterr().err
+
+
+def test_slides_build_needs_no_network(tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access during the slide build")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    path = tmp_path / "04_part.ipynb"
+    nbformat.write(_two_notebooks()[0], path)
+    html = slides.build_slides([path], tmp_path / "deck.html").read_text()
+    assert "https://unpkg.com/reveal.js" in html  # linked for the browser, not fetched here

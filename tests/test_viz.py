@@ -679,7 +679,8 @@ def test_swap_examples_label_the_hit_and_the_miss():
             for outcome, swapped, f in (("hit", other, 1.0), ("miss", own, 0.0))]
     fig, numbers = viz.plot_swap_examples(rows)
     assert len(fig.axes) == 2 * 4
-    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::4]] == ["HIT", "MISS"]
+    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::4]] == ["HIT (follows on 100% of frames)",
+                                                                  "MISS (follows on 0% of frames)"]
     assert numbers["swapped audio: on swapped-in object"].tolist() == [9, 0]
     assert _has_gid(fig, "empty-marker") == 2
 

@@ -1186,7 +1186,9 @@ def plot_swap_examples(rows: Sequence[Mapping[str, Any]]) -> tuple[Figure, pd.Da
         outlined[mask_outline(swapped_in)] = SWAPPED_IN_COLOR
         outcome = str(row["outcome"]).upper()
         _image_axis(axes[r, 0], outlined, "objects: sounding (yellow),\nswapped-in (purple)")
-        axes[r, 0].set_ylabel(f"{outcome}\n{row['title']}", fontsize="x-small",
+        share = row.get("follows")
+        note = f" (follows on {share:.0%} of frames)" if share is not None and not math.isnan(share) else ""
+        axes[r, 0].set_ylabel(f"{outcome}{note}\n{row['title']}", fontsize="x-small",
                               color=_hex(TP_COLOR) if outcome == "HIT" else EMPTY_COLOR, fontweight="bold")
         entry = {"outcome": row["outcome"], "title": row["title"], "follows": row.get("follows")}
         for c, (label, mask) in enumerate(row["panels"]):
