@@ -772,3 +772,21 @@ def test_a_single_seed_has_an_unknown_spread_not_a_zero_one():
                        "area": [0.01, 0.3], "iou": [0.2, 0.8]})
     _, numbers = viz.plot_iou_vs_area(df, bins=2)
     assert numbers["std"].isna().all()
+
+
+def test_sentences_are_computed_from_the_figures_numbers():
+    where = pd.DataFrame([{"method": "tpavi", "condition": c, "runs": 3, "sounding object": 0.6, "distractor": 0.2,
+                           "background": 0.1, "empty": 0.1} for c in ("true", "swapped", "silent")])
+    assert "with its own audio 60% of the mask weight lies on the sounding object" in \
+        inspection.describe_destinations(where, "tpavi")
+    areas = pd.DataFrame({"method": "tpavi", "bin": [0, 1], "area_low": [0.01, 0.1], "area_high": [0.1, 0.3],
+                          "frames": [5, 5], "mean": [0.2, 0.7], "std": [0.1, 0.1], "seeds": [3, 3]})
+    assert inspection.describe_iou_by_area(areas, "tpavi").startswith("tpavi: mean IoU 0.200 on the smallest")
+    history = pd.DataFrame({"method": "tpavi", "metric": "val_miou", "epoch": [0, 1], "mean": [0.3, 0.5],
+                            "std": [0.01, 0.02], "seeds": [3, 3]})
+    history.attrs["not_logged"] = ["val_listening_rate"]
+    text = inspection.describe_validation(history)
+    assert "tpavi peaks at epoch 1 (0.500 ± 0.020, 3 seed(s))" in text and "val_listening_rate" in text
+    kinds = pd.DataFrame({"kind": ["empty", "empty", "ok", "partial"]})
+    assert inspection.describe_failure_kinds(kinds, "tpavi") == \
+        "tpavi: of 4 test frames: empty 50%, partial 25%, ok 25% (a frame at IoU >= 0.5 is ok)."

@@ -638,8 +638,73 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
 LOSS_TERMS = ("avs_bce", "avm", "crop_ce", "crop_pairwise", "audio_crop_cosine", "counterfactual")
 
 
+
+# ---------------------------------------------------------------- what the figures say, in words
+# Sentences computed from the numbers a figure returns, so the text under a figure cannot drift
+# from the picture.
+
+
+def describe_destinations(numbers: pd.DataFrame, method: str) -> str:
+    """One sentence on where `method`'s masks go under each audio condition
+    (`viz.plot_mask_destinations`' numbers)."""
+    rows = numbers[numbers["method"] == method].set_index("condition")
+    if rows.empty:
+        raise ValueError(f"describe_destinations: no numbers for method {method!r}")
+    parts = []
+    for condition, words in (("true", "with its own audio"), ("swapped", "with swapped-in audio"),
+                             ("silent", "with silence")):
+        if condition in rows.index:
+            r = rows.loc[condition]
+            parts.append(f"{words} {r['sounding object']:.0%} of the mask weight lies on the sounding object, "
+                         f"{r['distractor']:.0%} on a distractor, {r['background']:.0%} on the background "
+                         f"and {r['empty']:.0%} of frames are empty")
+    return f"{method}: " + "; ".join(parts) + f" (mean over {int(rows['runs'].max())} run(s))."
+
+
+def describe_iou_by_area(numbers: pd.DataFrame, method: str) -> str:
+    """One sentence comparing `method`'s IoU on the smallest and the largest sounding objects
+    (`viz.plot_iou_vs_area`' numbers)."""
+    rows = numbers[numbers["method"] == method].sort_values("bin")
+    if rows.empty:
+        raise ValueError(f"describe_iou_by_area: no numbers for method {method!r}")
+    small, large = rows.iloc[0], rows.iloc[-1]
+    return (f"{method}: mean IoU {small['mean']:.3f} on the smallest sounding objects "
+            f"({100 * small['area_low']:.1f}–{100 * small['area_high']:.1f} % of the frame, {int(small['frames'])} "
+            f"frames) against {large['mean']:.3f} on the largest ({100 * large['area_low']:.1f}–"
+            f"{100 * large['area_high']:.1f} %, {int(large['frames'])} frames).")
+
+
+def describe_validation(numbers: pd.DataFrame, metric: str = "val_miou") -> str:
+    """Per method, the epoch of the best mean `metric` and its value; names the metrics that were
+    not logged per epoch (`viz.plot_validation_curves`' numbers)."""
+    rows = numbers[numbers["metric"] == metric]
+    parts = []
+    for method in dict.fromkeys(rows["method"]):
+        curve = rows[rows["method"] == method]
+        best = curve.loc[curve["mean"].idxmax()]
+        spread = f" ± {best['std']:.3f}" if not np.isnan(best["std"]) else ""
+        parts.append(f"{method} peaks at epoch {int(best['epoch'])} ({best['mean']:.3f}{spread}, "
+                     f"{int(best['seeds'])} seed(s))")
+    text = f"Best mean {metric}: " + "; ".join(parts) + "." if parts else f"No run logged {metric}."
+    missing = numbers.attrs.get("not_logged", [])
+    if missing:
+        text += f" Not logged per epoch: {', '.join(missing)} (measured on the test split only)."
+    return text
+
+
+def describe_failure_kinds(table: pd.DataFrame, label: str = "") -> str:
+    """How often each kind of failure occurs among a run's test frames (`failure_table`)."""
+    if table.empty:
+        raise ValueError("describe_failure_kinds: the table has no frames")
+    counts = table["kind"].value_counts()
+    kinds = [k for k in (*FAILURE_KINDS, "ok") if k in counts.index]
+    shares = ", ".join(f"{k} {counts[k] / len(table):.0%}" for k in kinds)
+    who = f"{label}: " if label else ""
+    return f"{who}of {len(table)} test frames: {shares} (a frame at IoU >= {GOOD_IOU} is ok)."
+
 __all__ = ["AUDIO_CONDITIONS", "DESTINATIONS", "FAILURE_KINDS", "RunPredictor", "architecture_spec",
-           "classify_failure", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
+           "classify_failure", "describe_destinations", "describe_failure_kinds",
+           "describe_iou_by_area", "describe_validation", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
            "failure_rows", "failure_table", "first_of_categories", "frame_destination", "iou_with_area",
            "mask_areas", "mask_destinations", "object_masks", "per_frame_results", "pick_clips_by_quantiles",
            "pick_failures", "pick_swap_examples", "qualitative_rows", "run_config", "run_masks", "sidecar_objects",
