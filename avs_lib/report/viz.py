@@ -7,8 +7,13 @@ nothing stays open, and a figure appears in a notebook when it is a cell's last 
 sheet `avs.mplstyle` beside this file, which `set_style` applies.
 
 One method has one colour in every figure (`METHOD_COLORS`; `method_color` gives a name outside
-it a fixed colour of its own). Colours are the Okabe-Ito palette (readable with colour-blindness);
-mask colours are named constants so that a test, and a reader, know which pixel means what:
+it a fixed colour of its own). The figures that answer the report's question (qualitative grid,
+where the mask goes, IoU against object size, validation curves, architecture, swapped-audio
+examples) return `(figure, numbers)`: the numbers they draw, for the sentence under the figure.
+An empty predicted mask is marked (`mark_empty`: red frame, "empty"), never left invisible.
+
+Colours are the Okabe-Ito palette (readable with colour-blindness); mask colours are named
+constants so that a test, and a reader, know which pixel means what:
 prediction = blue fill, ground truth = yellow outline, true positive = green, false positive =
 vermillion, false negative = purple.
 """
@@ -321,7 +326,7 @@ def mask_outline(mask: Any) -> np.ndarray:
 
 
 def frame_iou(pred: np.ndarray, gt: np.ndarray, eps: float = 1e-7) -> float:
-    """IoU of one frame as `avs_lib.metrics.mask_iou` defines it (SPEC §5): inter / (union + eps);
+    """IoU of one frame as `avs_lib.metrics.mask_iou` defines it: inter / (union + eps);
     with an empty ground truth, the fraction of pixels predicted background."""
     if not gt.any():
         return float((~pred).sum() / (pred.size + eps))
@@ -749,7 +754,7 @@ def _error_legend(fig: Figure) -> None:
 
 
 def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Failure cases, one per row: frame | ground truth | prediction (with IoU) | errors.
+    """Failure cases, one per row: frame | ground truth | prediction (with IoU; an empty one marked) | errors.
 
     Args:
         rows: dicts with `frame` uint8 [S, S, 3], `gt` and `pred` bool [S, S], `title` str.
