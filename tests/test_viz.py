@@ -790,3 +790,13 @@ def test_sentences_are_computed_from_the_figures_numbers():
     kinds = pd.DataFrame({"kind": ["empty", "empty", "ok", "partial"]})
     assert inspection.describe_failure_kinds(kinds, "tpavi") == \
         "tpavi: of 4 test frames: empty 50%, partial 25%, ok 25% (a frame at IoU >= 0.5 is ok)."
+
+
+def test_grid_and_swap_sentences_count_what_the_figures_show():
+    _, numbers = viz.plot_qualitative_grid(_qualitative_rows(), ["tpavi", "thesis"])
+    text = inspection.describe_qualitative(numbers)
+    assert text.startswith("tpavi: true audio 0/2 empty, mean IoU 1.00, swapped audio 2/2 empty")
+    assert "thesis: true audio 0/2 empty, mean IoU 1.00, silent audio 2/2 empty" in text  # no swapped: no mask
+    swaps = pd.DataFrame({"outcome": ["hit", "miss"], "title": ["a", "b"], "follows": [0.8, 0.0]})
+    assert inspection.describe_swap_examples(swaps) == ("Hit: a, follows the audio on 80% of its frames. "
+                                                        "Miss: b, follows the audio on 0% of its frames.")

@@ -702,9 +702,33 @@ def describe_failure_kinds(table: pd.DataFrame, label: str = "") -> str:
     who = f"{label}: " if label else ""
     return f"{who}of {len(table)} test frames: {shares} (a frame at IoU >= {GOOD_IOU} is ok)."
 
+
+def describe_qualitative(numbers: pd.DataFrame) -> str:
+    """Per method and audio condition, how many of the grid's clips got an empty mask and the mean
+    IoU of the others (`viz.plot_qualitative_grid`' numbers)."""
+    parts = []
+    for method in dict.fromkeys(numbers["method"]):
+        cells = []
+        for condition in dict.fromkeys(numbers["condition"]):
+            rows = numbers[(numbers["method"] == method) & (numbers["condition"] == condition)
+                           & numbers["empty"].notna()]
+            if rows.empty:
+                continue
+            empty = int(rows["empty"].astype(bool).sum())
+            cells.append(f"{condition} audio {empty}/{len(rows)} empty, mean IoU {rows['iou'].mean():.2f}")
+        parts.append(f"{method}: " + ", ".join(cells))
+    return "; ".join(parts) + "."
+
+
+def describe_swap_examples(numbers: pd.DataFrame) -> str:
+    """Which clip is the hit and which the miss, with the share of its frames that follow the
+    audio (`viz.plot_swap_examples`' numbers)."""
+    return " ".join(f"{row['outcome'].capitalize()}: {row['title']}, follows the audio on {row['follows']:.0%} "
+                    "of its frames." for _, row in numbers.iterrows())
+
 __all__ = ["AUDIO_CONDITIONS", "DESTINATIONS", "FAILURE_KINDS", "RunPredictor", "architecture_spec",
            "classify_failure", "describe_destinations", "describe_failure_kinds",
-           "describe_iou_by_area", "describe_validation", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
+           "describe_iou_by_area", "describe_qualitative", "describe_swap_examples", "describe_validation", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
            "failure_rows", "failure_table", "first_of_categories", "frame_destination", "iou_with_area",
            "mask_areas", "mask_destinations", "object_masks", "per_frame_results", "pick_clips_by_quantiles",
            "pick_failures", "pick_swap_examples", "qualitative_rows", "run_config", "run_masks", "sidecar_objects",
