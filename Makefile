@@ -15,7 +15,7 @@ SYNTH_VIDEOS ?= 240,60,60
 SYNTH_SIZE ?= 96
 SYNTH_CLASSES ?= 8
 
-.PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean
+.PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
@@ -87,3 +87,14 @@ bench: install
 
 clean:
 	rm -rf $(RUNS_DIR) .pytest_cache
+
+# The executed report notebooks as HTML pages, for a reader without Jupyter (nothing is rerun).
+HTML_DIR ?= reports/html
+html: install
+	$(PY) -m avs_lib.report.slides html --out $(HTML_DIR) notebooks/0*.ipynb
+
+# A reveal.js deck for a defence from the report notebooks' cells tagged `slides` (a cell also
+# tagged `slides-continue` joins the slide before it); reveal.js is linked from a CDN, not downloaded.
+SLIDES ?= reports/slides/defence.slides.html
+slides: install
+	$(PY) -m avs_lib.report.slides slides --out $(SLIDES) notebooks/0*.ipynb

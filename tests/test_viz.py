@@ -445,3 +445,358 @@ def test_browser_displays_as_a_widget(browser):
     bundle = browser._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.widget.model_id
+
+
+# ---------------------------------------------------------------- one colour per method, one style
+
+
+def test_every_configured_method_has_a_colour_of_its_own():
+    from avs_lib.config import METHODS
+
+    assert set(METHODS) <= set(viz.METHOD_COLORS)
+    colours = [c.lower() for c in viz.METHOD_COLORS.values()]
+    assert len(set(colours)) == len(colours)
+
+
+def test_an_unknown_method_gets_a_fixed_fallback_colour_outside_the_mapping():
+    colour = viz.method_color("a_method_added_later")
+    assert colour == viz.method_color("a_method_added_later")
+    assert colour in viz.FALLBACK_COLORS
+    assert colour.lower() not in {c.lower() for c in viz.METHOD_COLORS.values()}
+
+
+def _bar_colours(fig) -> list[str]:
+    from matplotlib.colors import to_hex
+
+    return [to_hex(p.get_facecolor(), keep_alpha=False) for p in fig.axes[0].patches]
+
+
+def test_a_method_keeps_its_colour_whatever_the_other_methods_in_the_figure():
+    both = pd.DataFrame({"method": ["tpavi", "thesis"], "seed": [0, 0], "miou": [0.5, 0.6]})
+    alone = both[both["method"] == "thesis"]
+    assert _bar_colours(viz.plot_results_bars(both, "miou"))[1] == viz.METHOD_COLORS["thesis"]
+    assert _bar_colours(viz.plot_results_bars(alone, "miou")) == [viz.METHOD_COLORS["thesis"]]
+
+
+def test_loss_curves_colour_a_method_as_the_result_bars_do():
+    from matplotlib.colors import to_hex
+
+    steps = pd.DataFrame({"method": ["counterfactual"] * 2, "seed": [0, 0], "global_step": [1, 2],
+                          "term": ["total"] * 2, "value": [1.0, 0.5]})
+    fig = viz.plot_loss_curves(steps)
+    assert {to_hex(line.get_color()) for line in fig.axes[0].lines} == {viz.METHOD_COLORS["counterfactual"]}
+
+
+def test_set_style_applies_the_report_style_sheet():
+    import matplotlib as mpl
+
+    with mpl.rc_context():
+        mpl.rcParams["axes.spines.top"] = True
+        viz.set_style()
+        assert mpl.rcParams["axes.spines.top"] is False
+        assert mpl.rcParams["axes.prop_cycle"].by_key()["color"][0].lower() == "#0072b2"
+
+
+def test_the_style_sheet_ships_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["avs_lib.report"]
+    assert viz.STYLE_SHEET.is_file() and any(viz.STYLE_SHEET.match(p) for p in patterns)
+
+
+def test_listening_plot_draws_the_chance_line_at_the_visual_only_mean():
+    df = pd.DataFrame({"method": ["visual_only", "visual_only", "tpavi"], "seed": [0, 1, 0],
+                       "miou": [0.1, 0.2, 0.5], "listening_rate": [0.4, 0.5, 0.8]})
+    ax = viz.plot_listening_vs_miou(df).axes[0]
+    vertical = [line for line in ax.lines if line.get_xdata()[0] == line.get_xdata()[1]]
+    assert len(vertical) == 1 and vertical[0].get_xdata()[0] == pytest.approx(0.45)
+    assert "chance" in vertical[0].get_label()
+
+
+def test_listening_plot_title_names_the_listening_rate_not_following():
+    ax = viz.plot_listening_vs_miou(_results()).axes[0]
+    assert "follow" not in ax.get_title().lower() and "listening" in ax.get_title().lower()
+
+
+# ---------------------------------------------------------------- the figures that answer the question
+
+from avs_lib.report import inspection  # noqa: E402
+
+
+def _has_gid(fig, gid: str) -> int:
+    return sum(1 for artist in fig.findobj() if artist.get_gid() == gid)
+
+
+def _gids(fig, prefix: str) -> set[str]:
+    return {a.get_gid() for a in fig.findobj() if (a.get_gid() or "").startswith(prefix)}
+
+
+def _qualitative_rows(methods=("tpavi", "thesis")):
+    frame, gt, empty = _frames(1)[0], _square(), np.zeros((S, S), bool)
+    masks = {(m, c): (gt if c == "true" else empty) for m in methods for c in ("true", "swapped", "silent")}
+    masks[("thesis", "swapped")] = None  # e.g. no swap partner
+    return [{"name": f"clip{i}", "frame": frame, "gt": gt, "masks": dict(masks)} for i in range(2)]
+
+
+def test_qualitative_grid_has_a_panel_per_clip_method_and_condition():
+    fig, numbers = viz.plot_qualitative_grid(_qualitative_rows(), ["tpavi", "thesis"], rule="chosen by a rule")
+    assert len(fig.axes) == 2 * (1 + 2 * 3)
+    assert len(numbers) == 2 * 2 * 3
+    assert numbers.loc[numbers["condition"] == "true", "iou"].tolist() == pytest.approx([1.0] * 4)
+    assert fig._suptitle.get_text() == "chosen by a rule"
+
+
+def test_qualitative_grid_marks_every_empty_prediction_and_no_other():
+    fig, numbers = viz.plot_qualitative_grid(_qualitative_rows(), ["tpavi", "thesis"])
+    empties = int((numbers["empty"] == True).sum())  # noqa: E712 - None where no mask exists
+    assert empties == 2 * 3  # tpavi swapped + silent, thesis silent, in each of 2 clips
+    assert _has_gid(fig, "empty-marker") == empties
+
+
+def test_failure_cases_mark_an_empty_prediction():
+    case = {"frame": _frames(1)[0], "gt": _square(), "pred": np.zeros((S, S), bool), "title": "empty"}
+    assert _has_gid(viz.plot_failure_cases([case]), "empty-marker") == 1
+    assert _has_gid(viz.plot_failure_cases([{**case, "pred": _square()}]), "empty-marker") == 0
+
+
+def test_frame_destination_splits_the_mask_between_object_distractor_and_background():
+    sounding, distractor = _square(top=0, left=0, size=2), _square(top=4, left=4, size=2)
+    pred = sounding | distractor
+    pred[7, 7] = pred[7, 6] = True  # 4 + 4 + 2 background pixels
+    shares = inspection.frame_destination(pred, sounding, distractor[None])
+    assert shares == pytest.approx({"sounding object": 0.4, "distractor": 0.4, "background": 0.2, "empty": 0.0})
+    assert inspection.frame_destination(np.zeros((S, S), bool), sounding, distractor[None])["empty"] == 1.0
+
+
+def test_mask_destination_bars_stack_to_one_for_each_method_and_condition():
+    rows = []
+    for method in ("visual_only", "tpavi"):
+        for seed in (0, 1):
+            for condition in ("true", "swapped", "silent"):
+                shares = {"sounding object": 0.5, "distractor": 0.2, "background": 0.1, "empty": 0.2}
+                rows.append({"method": method, "run": f"{method}_seed{seed}", "condition": condition, **shares})
+    fig, numbers = viz.plot_mask_destinations(pd.DataFrame(rows))
+    bars = fig.axes[0].patches
+    assert len(bars) == 2 * 3 * 4
+    for i in range(0, len(bars), 4):
+        assert sum(b.get_height() for b in bars[i:i + 4]) == pytest.approx(1.0)
+    assert _bar_colours(fig)[:4] == list(viz.DESTINATION_COLORS.values())
+    assert numbers[["method", "condition", "runs"]].values.tolist()[0] == ["visual_only", "true", 2]
+
+
+def test_classify_failure_names_each_kind_by_where_the_mask_lies():
+    gt, distractor = _square(top=0, left=0, size=4), _square(top=5, left=5, size=3)
+    distractors = distractor[None]
+    background = np.zeros((S, S), bool)
+    background[5:8, 0:3] = True
+    assert inspection.classify_failure(np.zeros((S, S), bool), gt, distractors) == "empty"
+    assert inspection.classify_failure(gt, gt, distractors) == "ok"
+    assert inspection.classify_failure(distractor, gt, distractors) == "on distractor"
+    assert inspection.classify_failure(background, gt, distractors) == "background spill"
+    assert inspection.classify_failure(_square(top=0, left=0, size=1), gt, distractors) == "partial"
+
+
+def test_pick_failures_takes_the_worst_frame_of_each_kind_from_different_clips():
+    table = pd.DataFrame({"name": ["a", "a", "b", "c", "d"], "frame": [0, 1, 0, 0, 0],
+                          "iou": [0.0, 0.1, 0.0, 0.2, 0.3],
+                          "kind": ["empty", "on distractor", "empty", "on distractor", "ok"]})
+    picked, rule = inspection.pick_failures(table)
+    assert picked[["kind", "name"]].values.tolist() == [["empty", "a"], ["on distractor", "c"]]
+    assert "lowest IoU" in rule and "'background spill'" in rule and "'partial'" in rule
+
+
+def test_iou_vs_area_draws_one_line_per_method_at_the_seed_means():
+    df = pd.DataFrame({"method": ["tpavi"] * 4 + ["thesis"] * 4, "seed": [0, 0, 1, 1] * 2,
+                       "name": ["small", "large"] * 4, "frame": 0, "area": [0.01, 0.3] * 4,
+                       "iou": [0.2, 0.8, 0.4, 0.6, 0.1, 0.9, 0.1, 0.9]})
+    fig, numbers = viz.plot_iou_vs_area(df, bins=2)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["tpavi", "thesis"]
+    tpavi = numbers[numbers["method"] == "tpavi"]
+    assert tpavi["mean"].tolist() == pytest.approx([0.3, 0.7])
+    assert tpavi["std"].tolist() == pytest.approx([np.std([0.2, 0.4], ddof=1)] * 2)
+    assert [c.lower() for c in (fig.axes[0].lines[0].get_color(),)] == [viz.METHOD_COLORS["tpavi"]]
+
+
+def test_iou_with_area_refuses_a_frame_whose_area_is_unknown():
+    per_frame = pd.DataFrame({"method": ["tpavi"], "seed": [0], "name": ["x"], "frame": [0], "iou": [0.5],
+                              "has_gt": [True]})
+    areas = pd.DataFrame({"name": ["y"], "frame": [1], "area_fraction": [0.1]})
+    with pytest.raises(ValueError, match="no mask area"):
+        inspection.iou_with_area(per_frame, areas)
+
+
+def test_validation_curves_band_over_seeds_and_say_what_was_not_logged():
+    history = pd.DataFrame([{"method": m, "seed": s, "epoch": e, "metric": "val_miou", "value": 0.1 * e + 0.1 * s}
+                            for m in ("tpavi", "thesis") for s in (0, 1) for e in range(3)])
+    fig, numbers = viz.plot_validation_curves(history)
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].collections) == 2  # a mean and a band per method
+    assert numbers.attrs["not_logged"] == ["val_listening_rate"] and _has_gid(fig, "not-logged") == 1
+    first = numbers[(numbers["method"] == "tpavi") & (numbers["epoch"] == 0)].iloc[0]
+    assert first["mean"] == pytest.approx(0.05) and first["seeds"] == 2
+
+
+def test_architecture_is_drawn_from_the_configured_fusion_stages_and_losses():
+    from avs_lib.config import build_config
+
+    cfg = build_config("smoke", "tpavi_avm", overrides={"model": {"tpavi_stages": [1, 3]}})
+    spec = inspection.architecture_spec(cfg)
+    fig, components = viz.plot_architecture(spec)
+    assert _gids(fig, "fusion:") == {"fusion:1", "fusion:3"}
+    assert _gids(fig, "stage:") == {f"stage:{i}" for i in range(4)}
+    assert _gids(fig, "loss:") == {"loss:avs_bce", "loss:avm"}
+    assert not _gids(fig, "crop")
+    assert "encoder stage 4" in set(components["component"])
+
+
+def test_architecture_shows_the_thesis_crop_network_separate_or_shared():
+    from avs_lib.config import build_config
+
+    for method, shared in (("thesis", False), ("thesis_shared", True)):
+        spec = inspection.architecture_spec(build_config("smoke", method))
+        assert spec["crop"]["shared"] is shared
+        fig, _ = viz.plot_architecture(spec)
+        assert _gids(fig, "loss:") == {"loss:avs_bce", "loss:crop_ce", "loss:crop_pairwise", "loss:audio_crop_cosine"}
+        texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+        assert ("shared weights" in texts) is shared and ("(separate)" in texts) is not shared
+
+
+def test_visual_only_architecture_has_no_fusion_and_no_audio_encoder():
+    from avs_lib.config import build_config
+
+    spec = inspection.architecture_spec(build_config("smoke", "visual_only"))
+    fig, _ = viz.plot_architecture(spec)
+    assert spec["audio_encoder"] is None and not _gids(fig, "fusion:") and not _gids(fig, "audio")
+
+
+def test_swap_examples_label_the_hit_and_the_miss():
+    frame, own, other = _frames(1)[0], _square(top=0, left=0), _square(top=4, left=4)
+    empty = np.zeros((S, S), bool)
+    rows = [{"outcome": outcome, "title": outcome, "frame": frame, "sounding": own, "swapped_in": other,
+             "follows": f, "panels": [("true audio", own), ("swapped audio", swapped), ("silent audio", empty)]}
+            for outcome, swapped, f in (("hit", other, 1.0), ("miss", own, 0.0))]
+    fig, numbers = viz.plot_swap_examples(rows)
+    assert len(fig.axes) == 2 * 4
+    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::4]] == ["HIT (follows on 100% of frames)",
+                                                                  "MISS (follows on 0% of frames)"]
+    assert numbers["swapped audio: on swapped-in object"].tolist() == [9, 0]
+    assert _has_gid(fig, "empty-marker") == 2
+
+
+def test_pick_clips_by_quantiles_states_its_rule():
+    clips = pd.DataFrame({"method": "tpavi", "seed": [0, 1] * 5, "name": np.repeat(list("abcde"), 2),
+                          "iou": np.repeat([0.5, 0.1, 0.9, 0.3, 0.7], 2)})
+    names, rule = inspection.pick_clips_by_quantiles(clips, "tpavi", (0.0, 0.5, 1.0))
+    assert names == ["b", "a", "c"]
+    assert rule.startswith("test clips at the 0, 50, 100 percentiles of tpavi's per-clip IoU") and "2 seed(s)" in rule
+
+
+def test_pick_swap_examples_takes_the_clips_that_follow_most_and_least():
+    outcomes = pd.DataFrame({"name": ["a", "b", "c"], "follows": [0.4, 1.0, 0.0]})
+    picked, rule = inspection.pick_swap_examples(outcomes)
+    assert (picked["hit"]["name"], picked["miss"]["name"]) == ("b", "c")
+    assert "most frames" in rule and "fewest" in rule
+
+
+class _ListeningPredictor:
+    """Predicts the object whose sound it hears, nothing under silence: a perfect listener."""
+
+    def __init__(self, dataset):
+        from avs_lib.engine.evaluate import swap_partners
+
+        self.dataset, self.partners = dataset, swap_partners(dataset)
+
+    def probabilities(self, run, index, audio):
+        sounding, distractors = inspection.sidecar_objects(self.dataset, index)
+        if audio == "true":
+            return sounding.astype(float)
+        if audio == "silent":
+            return np.zeros(sounding.shape)
+        partner_class = self.dataset.clips[self.partners[index]].category_index
+        classes = self.dataset.sidecar(self.dataset.clips[index].name).classes
+        hits = np.flatnonzero(classes == partner_class)
+        return distractors[hits[0] - 1].astype(float) if len(hits) and hits[0] > 0 else np.zeros(sounding.shape)
+
+
+def test_a_perfect_listener_masks_the_sounding_object_the_swapped_in_one_and_nothing(tiny_synth):
+    from avs_lib.data import AVSBenchS4
+
+    predictor = _ListeningPredictor(AVSBenchS4(tiny_synth, "test", image_size=64, crop_labels=False))
+    where = inspection.mask_destinations(predictor, {"listener": ["listener_seed0"]})
+    means = where.groupby("condition")[list(inspection.DESTINATIONS)].mean()
+    assert means.loc["true", "sounding object"] == pytest.approx(1.0, abs=0.02)
+    assert means.loc["silent", "empty"] == 1.0
+    outcomes = inspection.swap_outcomes(predictor, "listener_seed0")
+    assert not outcomes.empty and (outcomes["follows"] == 1.0).all()
+    swapped_in_clips = set(outcomes["name"])
+    swapped = where[(where["condition"] == "swapped") & where["name"].isin(swapped_in_clips)]
+    assert swapped["distractor"].mean() == pytest.approx(1.0, abs=0.02)
+
+
+def _write_run_masks(run_dir, dataset, masks_of) -> None:
+    """A run's test/pred_masks as `evaluate` writes them, from masks_of(index) -> bool [T, S, S]."""
+    from PIL import Image
+
+    for index, clip in enumerate(dataset.clips):
+        folder = run_dir / "test" / "pred_masks" / clip.category / clip.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for t, mask in enumerate(masks_of(index)):
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{clip.name}_{t + 1}.png")
+
+
+def test_failure_table_classifies_each_frame_a_run_predicted(tiny_synth, tmp_path):
+    from avs_lib.data import AVSBenchS4
+
+    dataset = AVSBenchS4(tiny_synth, "test", image_size=64, crop_labels=False)
+    # Clip 0 predicts nothing, every other clip predicts its sounding object exactly.
+    _write_run_masks(tmp_path, dataset, lambda i: inspection.sidecar_objects(dataset, i)[0] & (i != 0))
+    table = inspection.failure_table(tmp_path, dataset)
+    first = dataset.clips[0].name
+    assert set(table.loc[table["name"] == first, "kind"]) == {"empty"}
+    assert set(table.loc[table["name"] != first, "kind"]) == {"ok"}
+    picked, _ = inspection.pick_failures(table)
+    rows = inspection.failure_rows(tmp_path, dataset, picked)
+    assert len(rows) == 1 and rows[0]["title"].startswith("empty") and not rows[0]["pred"].any()
+
+
+def test_no_clip_is_called_a_hit_when_no_mask_follows_the_audio():
+    outcomes = pd.DataFrame({"name": ["a", "b"], "follows": [0.0, 0.0]})
+    picked, rule = inspection.pick_swap_examples(outcomes)
+    assert list(picked) == ["miss"] and "no hit to show" in rule
+
+
+def test_a_single_seed_has_an_unknown_spread_not_a_zero_one():
+    df = pd.DataFrame({"method": ["tpavi"] * 2, "seed": [0, 0], "name": ["a", "b"], "frame": 0,
+                       "area": [0.01, 0.3], "iou": [0.2, 0.8]})
+    _, numbers = viz.plot_iou_vs_area(df, bins=2)
+    assert numbers["std"].isna().all()
+
+
+def test_sentences_are_computed_from_the_figures_numbers():
+    where = pd.DataFrame([{"method": "tpavi", "condition": c, "runs": 3, "sounding object": 0.6, "distractor": 0.2,
+                           "background": 0.1, "empty": 0.1} for c in ("true", "swapped", "silent")])
+    assert "with its own audio 60% of the mask weight lies on the sounding object" in \
+        inspection.describe_destinations(where, "tpavi")
+    areas = pd.DataFrame({"method": "tpavi", "bin": [0, 1], "area_low": [0.01, 0.1], "area_high": [0.1, 0.3],
+                          "frames": [5, 5], "mean": [0.2, 0.7], "std": [0.1, 0.1], "seeds": [3, 3]})
+    assert inspection.describe_iou_by_area(areas, "tpavi").startswith("tpavi: mean IoU 0.200 on the smallest")
+    history = pd.DataFrame({"method": "tpavi", "metric": "val_miou", "epoch": [0, 1], "mean": [0.3, 0.5],
+                            "std": [0.01, 0.02], "seeds": [3, 3]})
+    history.attrs["not_logged"] = ["val_listening_rate"]
+    text = inspection.describe_validation(history)
+    assert "tpavi peaks at epoch 1 (0.500 ± 0.020, 3 seed(s))" in text and "val_listening_rate" in text
+    kinds = pd.DataFrame({"kind": ["empty", "empty", "ok", "partial"]})
+    assert inspection.describe_failure_kinds(kinds, "tpavi") == \
+        "tpavi: of 4 test frames: empty 50%, partial 25%, ok 25% (a frame at IoU >= 0.5 is ok)."
+
+
+def test_grid_and_swap_sentences_count_what_the_figures_show():
+    _, numbers = viz.plot_qualitative_grid(_qualitative_rows(), ["tpavi", "thesis"])
+    text = inspection.describe_qualitative(numbers)
+    assert text.startswith("tpavi: true audio 0/2 empty, mean IoU 1.00, swapped audio 2/2 empty")
+    assert "thesis: true audio 0/2 empty, mean IoU 1.00, silent audio 2/2 empty" in text  # no swapped: no mask
+    swaps = pd.DataFrame({"outcome": ["hit", "miss"], "title": ["a", "b"], "follows": [0.8, 0.0]})
+    assert inspection.describe_swap_examples(swaps) == ("Hit: a, follows the audio on 80% of its frames. "
+                                                        "Miss: b, follows the audio on 0% of its frames.")

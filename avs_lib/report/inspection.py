@@ -6,6 +6,7 @@ Everything here returns numpy arrays, lists and DataFrames; nothing draws.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,12 @@ import pandas as pd
 import torch
 import yaml
 
-from avs_lib.config import ExperimentConfig, config_from_dict
+from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchS4, mask_values, open_image
 from avs_lib.data.categories import SPLITS
 from avs_lib.engine.datasets import build_dataset
+from avs_lib.report.viz import frame_iou
 
 # ---------------------------------------------------------------- the data
 
@@ -120,6 +122,14 @@ def evaluation_dataset(run_dir: str | Path, data_root: str | Path):
 
 def _full(dataset):
     return getattr(dataset, "base", dataset)
+
+
+def _index_in(dataset, name: str) -> int:
+    """The position of clip `name` among the clips of `dataset` (a subset included)."""
+    for index, clip in enumerate(dataset.clips):
+        if clip.name == name:
+            return index
+    raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {_full(dataset).root}")
 
 
 def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str = "") -> list[dict[str, Any]]:
@@ -249,5 +259,477 @@ class RunPredictor:
         raise ValueError("no test clip has a swap partner")
 
 
-__all__ = ["RunPredictor", "clip_table", "clip_view", "clip_waveform", "failure_cases", "first_of_categories",
-           "mask_areas", "object_masks", "run_config", "evaluation_dataset", "synthetic_info"]
+
+# ---------------------------------------------------------------- where the mask goes, and why it fails
+
+AUDIO_CONDITIONS = ("true", "swapped", "silent")
+DESTINATIONS = ("sounding object", "distractor", "background", "empty")
+FAILURE_KINDS = ("empty", "on distractor", "background spill", "partial")
+GOOD_IOU = 0.5  # a frame at or above this IoU is not a failure
+
+
+def sidecar_objects(dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic clip's visible object masks at the dataset's image size: the sounding
+    object bool [T, S, S] and the silent distractors bool [K, T, S, S] (K may be 0)."""
+    masks = list(object_masks(dataset, index).values())  # sounding first
+    sounding = masks[0]
+    size = sounding.shape[-2:]
+    distractors = np.stack(masks[1:]) if len(masks) > 1 else np.zeros((0, *sounding.shape), dtype=bool)
+    if distractors.shape[-2:] != size:
+        raise ValueError(f"clip {dataset.clips[index].name!r}: object masks of different sizes")
+    return sounding, distractors
+
+
+def frame_destination(pred: np.ndarray, sounding: np.ndarray, distractors: np.ndarray) -> dict[str, float]:
+    """Where one frame's predicted foreground lies: shares on the sounding object, on any
+    distractor and on the background (summing to 1), or `empty` = 1 when nothing is predicted.
+
+    A pixel on both the sounding object and a distractor counts as the sounding object (the
+    sidecar's masks hold visible pixels only, so this happens only at resampled edges).
+
+    Args:
+        pred, sounding: bool [S, S]; distractors: bool [K, S, S].
+    Returns:
+        the four DESTINATIONS -> share of the frame's weight (one of them 1 for an empty mask).
+    """
+    pred, sounding = np.asarray(pred, bool), np.asarray(sounding, bool)
+    other = np.asarray(distractors, bool).any(axis=0) if len(distractors) else np.zeros_like(sounding)
+    total = int(pred.sum())
+    if total == 0:
+        return {"sounding object": 0.0, "distractor": 0.0, "background": 0.0, "empty": 1.0}
+    on_sounding = int((pred & sounding).sum())
+    on_distractor = int((pred & other & ~sounding).sum())
+    return {"sounding object": on_sounding / total, "distractor": on_distractor / total,
+            "background": (total - on_sounding - on_distractor) / total, "empty": 0.0}
+
+
+def _frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    return frame_iou(np.asarray(pred, bool), np.asarray(gt, bool))
+
+
+def classify_failure(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray, good_iou: float = GOOD_IOU) -> str:
+    """The kind of one frame's failure, by a fixed rule:
+
+    "empty" (nothing predicted), "ok" (IoU >= good_iou), else where most of the predicted
+    foreground lies: "on distractor" (a silent object), "background spill" (no object), or
+    "partial" (mostly on the sounding object, but too little or too much of it).
+
+    Args:
+        pred, gt: bool [S, S] (gt: the sounding object's mask); distractors: bool [K, S, S].
+    """
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    if not pred.any():
+        return "empty"
+    if _frame_iou(pred, gt) >= good_iou:
+        return "ok"
+    shares = frame_destination(pred, gt, distractors)
+    top = max(("sounding object", "distractor", "background"), key=lambda k: shares[k])  # first wins ties
+    return {"sounding object": "partial", "distractor": "on distractor", "background": "background spill"}[top]
+
+
+def run_masks(run_dir: str | Path, dataset, index: int) -> np.ndarray:
+    """The masks a run predicted at test time for clip `index` (test/pred_masks), bool [T, S, S]."""
+    clip = dataset.clips[index]
+    folder = Path(run_dir) / "test" / "pred_masks" / clip.category / clip.name
+    masks = []
+    for t in range(len(dataset.load_frames_raw(index))):
+        png = folder / f"{clip.name}_{t + 1}.png"
+        masks.append(mask_values(open_image(png, f"predicted mask of clip {clip.name!r}")) != 0)
+    return np.stack(masks)
+
+
+def failure_table(run_dir: str | Path, dataset, good_iou: float = GOOD_IOU) -> pd.DataFrame:
+    """Every test frame with a mask as the run predicted it: name, category, frame (0-based), iou,
+    kind (`classify_failure`), the sounding object's share of the frame (area) and the four
+    destination shares. Synthetic data only (the distractors come from the sidecar)."""
+    rows = []
+    for index, clip in enumerate(dataset.clips):
+        pred = run_masks(run_dir, dataset, index)
+        view = clip_view(dataset, index)
+        _, distractors = sidecar_objects(dataset, index)
+        if pred.shape != view["frames"].shape[:3]:
+            raise ValueError(f"{run_dir}: predicted masks {pred.shape} do not match the frames "
+                             f"{view['frames'].shape[:3]} of {clip.name!r}; read the dataset at the "
+                             "run's image size (evaluation_dataset)")
+        for t, gt in enumerate(view["gt"]):
+            if gt is None:
+                continue
+            shares = frame_destination(pred[t], gt, distractors[:, t])
+            rows.append({"name": clip.name, "category": clip.category, "frame": t,
+                         "iou": _frame_iou(pred[t], gt), "kind": classify_failure(pred[t], gt, distractors[:, t], good_iou),
+                         "area": float(gt.mean()), **shares})
+    return pd.DataFrame(rows)
+
+
+def pick_failures(table: pd.DataFrame, kinds: Sequence[str] = FAILURE_KINDS) -> tuple[pd.DataFrame, str]:
+    """One frame per failure kind: the lowest-IoU frame of that kind (ties: clip name, frame),
+    each from a different clip; kinds with no frame are left out and named in the rule text.
+    Returns (the chosen rows, the rule as a sentence)."""
+    chosen, used, absent = [], set(), []
+    for kind in kinds:
+        rows = table[(table["kind"] == kind) & ~table["name"].isin(used)].sort_values(["iou", "name", "frame"])
+        if rows.empty:
+            absent.append(kind)
+            continue
+        chosen.append(rows.iloc[0])
+        used.add(rows.iloc[0]["name"])
+    rule = ("For each failure kind, the test frame of that kind with the lowest IoU (one per clip; "
+            f"a frame at IoU >= {GOOD_IOU} is no failure)")
+    rule += f"; no frame of kind {', '.join(repr(k) for k in absent)}." if absent else "."
+    return pd.DataFrame(chosen).reset_index(drop=True), rule
+
+
+def failure_rows(run_dir: str | Path, dataset, picked: pd.DataFrame, label: str = "") -> list[dict[str, Any]]:
+    """Rows for `viz.plot_failure_cases` of the frames `pick_failures` chose, titled by kind."""
+    rows = []
+    for _, row in picked.iterrows():
+        index = _index_in(dataset, row["name"])
+        t = int(row["frame"])
+        view = clip_view(dataset, index)
+        pred = run_masks(run_dir, dataset, index)[t]
+        title = "\n".join(x for x in (row["kind"], label, row["name"], f"frame {t + 1}") if x)
+        rows.append({"frame": view["frames"][t], "gt": view["gt"][t], "pred": pred, "title": title})
+    return rows
+
+
+def mask_destinations(predictor, runs: dict[str, Sequence[str]],
+                      conditions: Sequence[str] = AUDIO_CONDITIONS) -> pd.DataFrame:
+    """Where each run's masks go on every test frame, per audio condition: one row per
+    (method, seed/run, condition, clip, frame) with the four DESTINATIONS shares.
+
+    Args:
+        predictor: a `RunPredictor` over a synthetic test split.
+        runs: method -> its run names (e.g. every seed).
+    The "sounding object" is the clip's own; under swapped audio a model that listens moves its
+    mask onto a distractor (the swapped-in class), under silence it should predict nothing.
+    """
+    dataset = predictor.dataset
+    objects = [sidecar_objects(dataset, i) for i in range(len(dataset))]
+    rows = []
+    for method, names in runs.items():
+        for run in names:
+            for condition in conditions:
+                for index, (sounding, distractors) in enumerate(objects):
+                    if condition == "swapped" and predictor.partners[index] is None:
+                        continue  # no partner: the clip has no swapped condition (said in the docs)
+                    pred = predictor.probabilities(run, index, condition) > 0.5  # [T, S, S]
+                    for t in range(len(pred)):
+                        rows.append({"method": method, "run": run, "condition": condition,
+                                     "name": dataset.clips[index].name, "frame": t,
+                                     **frame_destination(pred[t], sounding[t], distractors[:, t])})
+    return pd.DataFrame(rows)
+
+
+def per_frame_results(runs_dir: str | Path, runs: Sequence[str]) -> pd.DataFrame:
+    """The test/per_frame.csv of each named run, with method and seed from its config."""
+    frames = []
+    for run in runs:
+        path = Path(runs_dir) / run / "test" / "per_frame.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"per-frame test results not found: {path}")
+        cfg = run_config(Path(runs_dir) / run)
+        table = pd.read_csv(path)
+        table.insert(0, "seed", cfg.seed)
+        table.insert(0, "method", cfg.name)
+        frames.append(table)
+    if not frames:
+        raise ValueError("per_frame_results: expected at least one run")
+    return pd.concat(frames, ignore_index=True)
+
+
+def iou_with_area(per_frame: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
+    """Per-frame test IoU beside the sounding object's share of the frame.
+
+    Args:
+        per_frame: `per_frame_results` (frame 0-based, has_gt). areas: `mask_areas(root, ["test"])`
+            (frame 1-based).
+    Every frame with a mask must find its area: a missing one is an error, not a dropped row.
+    """
+    scored = per_frame[per_frame["has_gt"].astype(bool)].copy()
+    scored["frame_number"] = scored["frame"].astype(int) + 1
+    lookup = areas.set_index(["name", "frame"])["area_fraction"]
+    keys = list(zip(scored["name"], scored["frame_number"], strict=True))
+    missing = [k for k in keys if k not in lookup.index]
+    if missing:
+        raise ValueError(f"iou_with_area: no mask area for {len(missing)} frame(s), e.g. {missing[0]} "
+                         "(name, 1-based frame); the areas come from another split or dataset")
+    scored["area"] = [float(lookup[k]) for k in keys]
+    return scored.drop(columns="frame_number")
+
+
+def validation_history(runs_dir: str | Path, runs: Sequence[str]) -> pd.DataFrame:
+    """Each run's metrics.jsonl in long format: method, seed, epoch, metric, value, for every
+    per-epoch validation metric (`val_*`) the run logged."""
+    rows = []
+    for run in runs:
+        path = Path(runs_dir) / run / "metrics.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"per-epoch metrics not found: {path}")
+        cfg = run_config(Path(runs_dir) / run)
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            for key, value in record.items():
+                if key.startswith("val_") and isinstance(value, int | float):
+                    rows.append({"method": cfg.name, "seed": cfg.seed, "epoch": int(record["epoch"]),
+                                 "metric": key, "value": float(value)})
+    return pd.DataFrame(rows, columns=["method", "seed", "epoch", "metric", "value"])
+
+
+# ---------------------------------------------------------------- clips chosen by a rule
+
+
+def pick_clips_by_quantiles(clips: pd.DataFrame, method: str,
+                            quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> tuple[list[str], str]:
+    """Test clips at the given quantiles of `method`'s per-clip IoU (mean over its seeds): the
+    clip at position round(q * (n - 1)) in IoU order (ties by name). Returns (names, the rule as
+    a sentence) so a figure says how its clips were chosen."""
+    rows = clips[clips["method"] == method]
+    if rows.empty:
+        raise ValueError(f"no per-clip results for method {method!r}; have {sorted(set(clips['method']))}")
+    if any(not 0.0 <= q <= 1.0 for q in quantiles):
+        raise ValueError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
+    mean = rows.groupby("name")["iou"].mean().reset_index().sort_values(["iou", "name"]).reset_index(drop=True)
+    names = [str(mean["name"].iloc[round(q * (len(mean) - 1))]) for q in quantiles]
+    seeds = rows["seed"].nunique() if "seed" in rows.columns else 1
+    percents = ", ".join(f"{100 * q:g}" for q in quantiles)
+    rule = (f"test clips at the {percents} percentiles of {method}'s per-clip IoU "
+            f"(mean over {seeds} seed(s), {len(mean)} clips; ties by name)")
+    return names, rule
+
+
+def qualitative_rows(predictor, runs: dict[str, str], names: Sequence[str], frame: int = 0,
+                     conditions: Sequence[str] = AUDIO_CONDITIONS) -> list[dict[str, Any]]:
+    """Rows for `viz.plot_qualitative_grid`: per clip, one frame, its ground truth and the mask of
+    each (method -> run) under each audio condition (None where the clip has no swap partner)."""
+    rows = []
+    for name in names:
+        index = _index_in(predictor.dataset, name)
+        view = clip_view(predictor.dataset, index)
+        masks: dict[tuple[str, str], np.ndarray | None] = {}
+        for method, run in runs.items():
+            for condition in conditions:
+                if condition == "swapped" and predictor.partners[index] is None:
+                    masks[(method, condition)] = None
+                    continue
+                masks[(method, condition)] = predictor.probabilities(run, index, condition)[frame] > 0.5
+        rows.append({"name": name, "frame": view["frames"][frame], "gt": view["gt"][frame], "masks": masks})
+    return rows
+
+
+def swap_outcomes(predictor, run: str) -> pd.DataFrame:
+    """Per test clip with a swap partner whose class is in view: the share of frames whose mask
+    follows the audio (on the sounding object with the true audio and on the swapped-in object
+    with the swapped audio, `metrics.moved_to_swapped` both ways) and the first such frame."""
+    from avs_lib.metrics import moved_to_swapped
+
+    dataset, full = predictor.dataset, _full(predictor.dataset)
+    rows = []
+    for index, partner in enumerate(predictor.partners):
+        if partner is None:
+            continue
+        sidecar = dataset.sidecar(dataset.clips[index].name)
+        hits = np.flatnonzero(sidecar.classes == full.clips[partner].category_index) if sidecar is not None else []
+        if len(hits) == 0 or hits[0] == 0:
+            continue
+        sounding, distractors = sidecar_objects(dataset, index)
+        swapped_in = distractors[hits[0] - 1]
+        true = torch.from_numpy(predictor.probabilities(run, index, "true") > 0.5)
+        swapped = torch.from_numpy(predictor.probabilities(run, index, "swapped") > 0.5)
+        own, other = torch.from_numpy(sounding), torch.from_numpy(swapped_in)
+        stays, valid = moved_to_swapped(true, other, own)
+        moved, _ = moved_to_swapped(swapped, own, other)
+        follows = (stays & moved & valid).numpy()
+        rows.append({"name": dataset.clips[index].name, "index": index, "partner": full.clips[partner].name,
+                     "follows": float(follows[valid.numpy()].mean()) if valid.any() else float("nan"),
+                     "first_follow": int(np.argmax(follows)) if follows.any() else -1,
+                     "first_miss": int(np.argmax(~follows)) if (~follows).any() else -1,
+                     "swapped_in": swapped_in})
+    return pd.DataFrame(rows)
+
+
+def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], str]:
+    """A hit (the clip whose mask follows the audio on the most frames, if any frame follows)
+    and a miss (the clip on the fewest, if any frame misses), ties by name. Returns
+    ({"hit": row, "miss": row}, the rule as a sentence); an outcome no clip shows is left out
+    and the sentence says so."""
+    if outcomes.empty:
+        raise ValueError("pick_swap_examples: no test clip has a swap partner in view")
+    picked: dict[str, pd.Series] = {}
+    ranked = outcomes.sort_values(["follows", "name"], ascending=[False, True])
+    if ranked["follows"].iloc[0] > 0:
+        picked["hit"] = ranked.iloc[0]
+    misses = outcomes.sort_values(["follows", "name"])
+    if misses["follows"].iloc[0] < 1:
+        picked["miss"] = misses.iloc[0]
+    rule = ("hit: the test clip whose mask follows the audio on the most frames; miss: the one on the "
+            f"fewest (ties by name; {len(outcomes)} clips with a swap partner in view)")
+    if "hit" not in picked:
+        rule += "; no clip follows the audio on any frame, so there is no hit to show"
+    if "miss" not in picked:
+        rule += "; every clip follows the audio on every frame, so there is no miss to show"
+    return picked, rule
+
+
+def swap_example_rows(predictor, run: str, picked: dict[str, pd.Series]) -> list[dict[str, Any]]:
+    """Rows for `viz.plot_swap_examples`: per picked clip, the frame that shows the outcome, the
+    masks under true / swapped / silent audio and the outlines of the two objects."""
+    rows = []
+    for outcome, row in picked.items():
+        index = int(row["index"])
+        t = int(row["first_follow"] if outcome == "hit" else row["first_miss"])
+        t = max(t, 0)
+        sounding, _ = sidecar_objects(predictor.dataset, index)
+        view = clip_view(predictor.dataset, index)
+        panels = [(f"{condition} audio", predictor.probabilities(run, index, condition)[t] > 0.5)
+                  for condition in AUDIO_CONDITIONS]
+        rows.append({"outcome": outcome, "title": f"{row['name']} (audio from {row['partner']}), frame {t + 1}",
+                     "frame": view["frames"][t], "panels": panels, "sounding": sounding[t],
+                     "swapped_in": row["swapped_in"][t], "follows": float(row["follows"])})
+    return rows
+
+
+# ---------------------------------------------------------------- the architecture, from the code
+
+
+def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
+    """What `viz.plot_architecture` draws, read from a built system's modules (built from `cfg`
+    when not given, without weight files): encoder stage channels, the stages with a fusion
+    block, decoder blocks, audio encoder, crop network, and the loss terms with a non-zero weight."""
+    from avs_lib.engine.system import AVSSystem
+
+    if system is None:
+        cfg = config_from_dict(to_dict(cfg))  # a copy: the weight files are dropped below
+        for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
+            setattr(cfg.model, name, None)
+        cfg.model.freeze_backbone = False
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="no pretrained weights given")
+            system = AVSSystem(cfg)
+    model = system.model
+    fusion_blocks = {stage: type(model.fusion_block(stage)).__name__ for stage in model.fusion_stages}
+    crop = None
+    if system.crop_classifier is not None:
+        crop = {"shared": bool(system.crop_classifier.shared),
+                "trunk": "AVS encoder (shared)" if system.crop_classifier.shared else cfg.model.crop_trunk_name,
+                "embedding": int(system.crop_classifier.embedding.out_features),
+                "classes": int(system.crop_classifier.classifier.out_features),
+                "to_audio": int(system.crop_to_audio.out_features) if system.crop_to_audio is not None else None}
+    weights = {name: float(getattr(cfg.loss, name)) for name in LOSS_TERMS}
+    decoder = [name for name in ("path4", "path3", "path2", "path1") if hasattr(model, name)]
+    return {
+        "name": cfg.name,
+        "backbone": cfg.model.backbone,
+        "stage_channels": [int(c) for c in model.encoder_channels],
+        "channel": int(model.channel),
+        "fusion": model.fusion,
+        "fusion_blocks": fusion_blocks,
+        "decoder": decoder,
+        "audio_encoder": type(system.audio_encoder).__name__ if system.audio_encoder is not None else None,
+        "audio_frozen": (system.audio_encoder is not None
+                         and not any(p.requires_grad for p in system.audio_encoder.parameters())),
+        "crop": crop,
+        "losses": {k: v for k, v in weights.items() if v > 0},
+        "avm_stages": list(cfg.loss.avm_stages) if cfg.loss.avm > 0 else [],
+    }
+
+
+LOSS_TERMS = ("avs_bce", "avm", "crop_ce", "crop_pairwise", "audio_crop_cosine", "counterfactual")
+
+
+
+# ---------------------------------------------------------------- what the figures say, in words
+# Sentences computed from the numbers a figure returns, so the text under a figure cannot drift
+# from the picture.
+
+
+def describe_destinations(numbers: pd.DataFrame, method: str) -> str:
+    """One sentence on where `method`'s masks go under each audio condition
+    (`viz.plot_mask_destinations`' numbers)."""
+    rows = numbers[numbers["method"] == method].set_index("condition")
+    if rows.empty:
+        raise ValueError(f"describe_destinations: no numbers for method {method!r}")
+    parts = []
+    for condition, words in (("true", "with its own audio"), ("swapped", "with swapped-in audio"),
+                             ("silent", "with silence")):
+        if condition in rows.index:
+            r = rows.loc[condition]
+            parts.append(f"{words} {r['sounding object']:.0%} of the mask weight lies on the sounding object, "
+                         f"{r['distractor']:.0%} on a distractor, {r['background']:.0%} on the background "
+                         f"and {r['empty']:.0%} of frames are empty")
+    return f"{method}: " + "; ".join(parts) + f" (mean over {int(rows['runs'].max())} run(s))."
+
+
+def describe_iou_by_area(numbers: pd.DataFrame, method: str) -> str:
+    """One sentence comparing `method`'s IoU on the smallest and the largest sounding objects
+    (`viz.plot_iou_vs_area`' numbers)."""
+    rows = numbers[numbers["method"] == method].sort_values("bin")
+    if rows.empty:
+        raise ValueError(f"describe_iou_by_area: no numbers for method {method!r}")
+    small, large = rows.iloc[0], rows.iloc[-1]
+    return (f"{method}: mean IoU {small['mean']:.3f} on the smallest sounding objects "
+            f"({100 * small['area_low']:.1f}–{100 * small['area_high']:.1f} % of the frame, {int(small['frames'])} "
+            f"frames) against {large['mean']:.3f} on the largest ({100 * large['area_low']:.1f}–"
+            f"{100 * large['area_high']:.1f} %, {int(large['frames'])} frames).")
+
+
+def describe_validation(numbers: pd.DataFrame, metric: str = "val_miou") -> str:
+    """Per method, the epoch of the best mean `metric` and its value; names the metrics that were
+    not logged per epoch (`viz.plot_validation_curves`' numbers)."""
+    rows = numbers[numbers["metric"] == metric]
+    parts = []
+    for method in dict.fromkeys(rows["method"]):
+        curve = rows[rows["method"] == method]
+        best = curve.loc[curve["mean"].idxmax()]
+        spread = f" ± {best['std']:.3f}" if not np.isnan(best["std"]) else ""
+        parts.append(f"{method} peaks at epoch {int(best['epoch'])} ({best['mean']:.3f}{spread}, "
+                     f"{int(best['seeds'])} seed(s))")
+    text = f"Best mean {metric}: " + "; ".join(parts) + "." if parts else f"No run logged {metric}."
+    missing = numbers.attrs.get("not_logged", [])
+    if missing:
+        text += f" Not logged per epoch: {', '.join(missing)} (measured on the test split only)."
+    return text
+
+
+def describe_failure_kinds(table: pd.DataFrame, label: str = "") -> str:
+    """How often each kind of failure occurs among a run's test frames (`failure_table`)."""
+    if table.empty:
+        raise ValueError("describe_failure_kinds: the table has no frames")
+    counts = table["kind"].value_counts()
+    kinds = [k for k in (*FAILURE_KINDS, "ok") if k in counts.index]
+    shares = ", ".join(f"{k} {counts[k] / len(table):.0%}" for k in kinds)
+    who = f"{label}: " if label else ""
+    return f"{who}of {len(table)} test frames: {shares} (a frame at IoU >= {GOOD_IOU} is ok)."
+
+
+def describe_qualitative(numbers: pd.DataFrame) -> str:
+    """Per method and audio condition, how many of the grid's clips got an empty mask and the mean
+    IoU of the others (`viz.plot_qualitative_grid`' numbers)."""
+    parts = []
+    for method in dict.fromkeys(numbers["method"]):
+        cells = []
+        for condition in dict.fromkeys(numbers["condition"]):
+            rows = numbers[(numbers["method"] == method) & (numbers["condition"] == condition)
+                           & numbers["empty"].notna()]
+            if rows.empty:
+                continue
+            empty = int(rows["empty"].astype(bool).sum())
+            cells.append(f"{condition} audio {empty}/{len(rows)} empty, mean IoU {rows['iou'].mean():.2f}")
+        parts.append(f"{method}: " + ", ".join(cells))
+    return "; ".join(parts) + "."
+
+
+def describe_swap_examples(numbers: pd.DataFrame) -> str:
+    """Which clip is the hit and which the miss, with the share of its frames that follow the
+    audio (`viz.plot_swap_examples`' numbers)."""
+    return " ".join(f"{row['outcome'].capitalize()}: {row['title']}, follows the audio on {row['follows']:.0%} "
+                    "of its frames." for _, row in numbers.iterrows())
+
+__all__ = ["AUDIO_CONDITIONS", "DESTINATIONS", "FAILURE_KINDS", "RunPredictor", "architecture_spec",
+           "classify_failure", "describe_destinations", "describe_failure_kinds",
+           "describe_iou_by_area", "describe_qualitative", "describe_swap_examples", "describe_validation", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
+           "failure_rows", "failure_table", "first_of_categories", "frame_destination", "iou_with_area",
+           "mask_areas", "mask_destinations", "object_masks", "per_frame_results", "pick_clips_by_quantiles",
+           "pick_failures", "pick_swap_examples", "qualitative_rows", "run_config", "run_masks", "sidecar_objects",
+           "swap_example_rows", "swap_outcomes", "synthetic_info", "validation_history"]

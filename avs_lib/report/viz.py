@@ -3,7 +3,14 @@
 Each plotting function takes plain data (numpy arrays, pandas DataFrames, lists), never a
 model, and returns a `matplotlib.figure.Figure` built without pyplot: nothing is shown twice,
 nothing stays open, and a figure appears in a notebook when it is a cell's last expression.
-`save_figure` writes it as a named PNG. The look of every plot is decided once, in `set_style`.
+`save_figure` writes it as a named PNG. The look of every plot is decided once, in the style
+sheet `avs.mplstyle` beside this file, which `set_style` applies.
+
+One method has one colour in every figure (`METHOD_COLORS`; `method_color` gives a name outside
+it a fixed colour of its own). The figures that answer the report's question (qualitative grid,
+where the mask goes, IoU against object size, validation curves, architecture, swapped-audio
+examples) return `(figure, numbers)`: the numbers they draw, for the sentence under the figure.
+An empty predicted mask is marked (`mark_empty`: red frame, "empty"), never left invisible.
 
 Colours are the Okabe-Ito palette (readable with colour-blindness); mask colours are named
 constants so that a test, and a reader, know which pixel means what:
@@ -20,6 +27,7 @@ import os
 import re
 import tempfile
 import wave
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +64,29 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_MEL_HOP_S = 0.01  # VGGish frames are 10 ms apart; an example is 96 frames = 0.96 s
 STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
 
+STYLE_SHEET = Path(__file__).with_name("avs.mplstyle")
+
+# One colour per method, the same in every figure. The main comparison takes the Okabe-Ito colours
+# (the floor in grey, the baseline blue, the thesis vermillion); variants and ablations take
+# distinct darker or lighter shades. A method not named here gets `method_color`'s fallback.
+METHOD_COLORS: dict[str, str] = {
+    "visual_only": "#999999",
+    "tpavi": "#0072b2",
+    "tpavi_avm": "#56b4e9",
+    "thesis": "#d55e00",
+    "thesis_shared": "#e69f00",
+    "thesis_no_relu": "#8c564b",
+    "cross_attention": "#cc79a7",
+    "counterfactual": "#009e73",
+    "thesis_counterfactual": "#000000",
+    "thesis_minus_crop_ce": "#f4a582",
+    "thesis_minus_pairwise": "#b2182b",
+    "thesis_minus_cosine": "#762a83",
+}
+# For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
+FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
+                                    "#17becf", "#bcbd22", "#525252", "#9e9ac8", "#fdae6b")
+
 _style_applied = False
 
 
@@ -63,24 +94,24 @@ _style_applied = False
 
 
 def set_style() -> None:
-    """The one place where the look of every figure is decided (seaborn theme + rcParams)."""
-    import seaborn as sns
+    """Apply the report's style sheet (avs.mplstyle): the one place the look of every figure is
+    decided. Figures made after it take its rcParams."""
+    import matplotlib.style
 
     global _style_applied
-    sns.set_theme(
-        context="notebook",
-        style="whitegrid",
-        palette=[_hex(c) for c in OKABE_ITO],
-        rc={
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
-            "axes.titlesize": "medium",
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "legend.frameon": False,
-        },
-    )
+    if not STYLE_SHEET.is_file():
+        raise FileNotFoundError(f"the report's style sheet is missing: {STYLE_SHEET} "
+                                "(package data of avs_lib.report; reinstall the package)")
+    matplotlib.style.use(STYLE_SHEET)
     _style_applied = True
+
+
+def method_color(method: str) -> str:
+    """The colour of `method` in every figure: METHOD_COLORS, else a fallback picked by a checksum
+    of the name (the same in every session and every figure, whatever the other methods are)."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return FALLBACK_COLORS[zlib.crc32(method.encode()) % len(FALLBACK_COLORS)]
 
 
 class ReportFigure(Figure):
@@ -94,11 +125,11 @@ class ReportFigure(Figure):
         return buffer.getvalue()
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     """A figure outside pyplot's registry, styled once per session."""
     if not _style_applied:
         set_style()
-    return ReportFigure(figsize=(width, height), layout="constrained")
+    return ReportFigure(figsize=(width, height), layout=layout)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -201,8 +232,8 @@ def _hex(color: RGB) -> str:
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """The same method order gives the same colours in every figure."""
-    return {m: _hex(OKABE_ITO[i % len(OKABE_ITO)]) for i, m in enumerate(methods)}
+    """Each method's fixed colour (`method_color`): the same in every figure, whatever the order."""
+    return {m: method_color(m) for m in methods}
 
 
 def _ordered(values: pd.Series, order: Sequence[str] | None) -> list:
@@ -566,6 +597,10 @@ def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | N
     return fig
 
 
+REFERENCE_GREYS = ("#000000", "#555555", "#888888")
+REFERENCE_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+
 def _mean_std(df: pd.DataFrame, methods: list[str], column: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-method mean and sample std (ddof=1) over seeds; std is 0 for a single seed."""
     grouped = df.groupby("method")[column]
@@ -598,8 +633,10 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
         ax.scatter(x[i] + jitter, values, color="black", s=14, zorder=3)
         ax.annotate(f"{mean[i]:.3f}", (x[i], mean[i] + std[i]), textcoords="offset points", xytext=(0, 4),
                     ha="center", fontsize="small")
+    # References in shades of grey with their own dashes: no method colour means two things.
     for k, (label, value) in enumerate((references or {}).items()):
-        ax.axhline(value, color=_hex(OKABE_ITO[(k + 1) % len(OKABE_ITO)]), linestyle="--", linewidth=1, label=label)
+        ax.axhline(value, color=REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
+                   linestyle=REFERENCE_DASHES[k % len(REFERENCE_DASHES)], linewidth=1, label=label)
     if references:
         ax.legend()
     ax.set_xticks(x, methods, rotation=20, ha="right")
@@ -608,12 +645,27 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     return fig
 
 
+CHANCE_METHOD = "visual_only"
+
+
+def listening_chance(df: pd.DataFrame, method: str = CHANCE_METHOD, column: str = "listening_rate") -> float | None:
+    """The listening rate's chance level: what a model that hears nothing scores (its looks-based
+    pick lands on the swapped-in object by chance), the mean of `method` over its seeds; None
+    when `df` has no run of it."""
+    rows = df.loc[df["method"] == method, column].dropna()
+    return float(rows.mean()) if not rows.empty else None
+
+
 def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
-                           title: str = "Does the mask follow the audio?") -> Figure:
-    """Listening rate (x) against mIoU (y): one small point per seed, a large marker per method mean.
+                           title: str = "Listening rate against mIoU",
+                           chance: float | None = None, chance_method: str = CHANCE_METHOD) -> Figure:
+    """Listening rate (x) against mIoU (y): one small point per seed, a large marker per method
+    mean, and the chance level of the listening rate as a dashed vertical line.
 
     Args:
         df: one row per (method, seed), columns `method`, `seed`, `miou`, `listening_rate`.
+        chance: the chance level; None: `listening_chance(df, chance_method)` (the visual-only
+            model's mean), and no line when `df` has no run of `chance_method`.
     Axes: 1.
     """
     _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
@@ -626,6 +678,12 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
         ax.scatter(rows["listening_rate"], rows["miou"], color=colors[method], s=20, alpha=0.7)
         ax.scatter(rows["listening_rate"].mean(), rows["miou"].mean(), color=colors[method], s=160,
                    marker="D", edgecolor="black", label=method, zorder=3)
+    label = "chance"
+    if chance is None:
+        chance = listening_chance(df, chance_method)
+        label = f"chance ({chance_method}: {chance:.2f})" if chance is not None else label
+    if chance is not None:
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=label, zorder=1)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("listening rate (swapped audio moves the mask)")
     ax.set_ylabel("mIoU")
@@ -694,7 +752,7 @@ def _error_legend(fig: Figure) -> None:
 
 
 def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """Failure cases, one per row: frame | ground truth | prediction (with IoU) | errors.
+    """Failure cases, one per row: frame | ground truth | prediction (with IoU; an empty one marked) | errors.
 
     Args:
         rows: dicts with `frame` uint8 [S, S, 3], `gt` and `pred` bool [S, S], `title` str.
@@ -713,11 +771,437 @@ def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
         pred = _mask(case["pred"], frame.shape[:2], f"plot_failure_cases case {r} pred")
         _image_axis(axes[r, 0], frame, "frame" if r == 0 else None)
         _image_axis(axes[r, 1], overlay(frame, gt, GT_COLOR), "ground truth" if r == 0 else None)
-        _image_axis(axes[r, 2], overlay(frame, pred, PRED_COLOR), f"prediction, IoU {frame_iou(pred, gt):.2f}")
+        _prediction_panel(axes[r, 2], frame, pred, f"prediction, IoU {frame_iou(pred, gt):.2f}")
         _image_axis(axes[r, 3], error_overlay(frame, pred, gt), "errors" if r == 0 else None)
         axes[r, 0].set_ylabel(case["title"], fontsize="small")
     _error_legend(fig)
     return fig
+
+
+# ---------------------------------------------------------------- figures that answer the question
+
+EMPTY_COLOR = "#c00000"  # the marker of an empty prediction: a red frame and a red "empty" label
+CONDITION_LABELS = {"true": "own audio", "swapped": "swapped audio", "silent": "silent"}
+DESTINATION_COLORS = {"sounding object": _hex(TP_COLOR), "distractor": _hex(FP_COLOR),
+                      "background": "#bbbbbb", "empty": "#ffffff"}
+LOSS_LABELS = {"avs_bce": "segmentation BCE", "avm": "AVM", "crop_ce": "A: crop CE",
+               "crop_pairwise": "B: pairwise", "audio_crop_cosine": "C: audio-crop cosine",
+               "counterfactual": "counterfactual BCE"}
+LOSS_COLOR = "#c00000"
+
+
+def mark_empty(ax: Axes) -> None:
+    """Mark an image panel whose predicted mask is empty (an empty mask draws nothing at all):
+    a thick red frame and a red "empty" label, so a reader sees it."""
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_edgecolor(EMPTY_COLOR)
+        spine.set_linewidth(3)
+    label = ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center", color="white",
+                    fontsize="small", fontweight="bold", bbox={"facecolor": EMPTY_COLOR, "edgecolor": "none"})
+    label.set_gid("empty-marker")
+
+
+def _prediction_panel(ax: Axes, frame: np.ndarray, pred: np.ndarray | None, title: str | None) -> None:
+    """A prediction over its frame; an empty prediction marked, a missing one (None) said."""
+    if pred is None:
+        _image_axis(ax, frame, title)
+        ax.text(0.5, 0.5, "n/a", transform=ax.transAxes, ha="center", va="center", color="white")
+        return
+    _image_axis(ax, overlay(frame, pred, PRED_COLOR), title)
+    if not pred.any():
+        mark_empty(ax)
+
+
+def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
+                          conditions: Sequence[str] = ("true", "swapped", "silent"),
+                          rule: str = "") -> tuple[Figure, pd.DataFrame]:
+    """Clips (rows) x methods x audio conditions (columns): the predicted mask over the frame,
+    the ground truth first; empty predictions marked (`mark_empty`).
+
+    Args:
+        rows: dicts with `name`, `frame` uint8 [S, S, 3], `gt` bool [S, S] and `masks`:
+            (method, condition) -> bool [S, S] or None (no such condition for the clip).
+            `inspection.qualitative_rows` builds them.
+        rule: how the clips were chosen (shown as the figure's title).
+    Returns:
+        the figure (len(rows) x (1 + methods x conditions) axes) and its numbers: one row per
+        (name, method, condition) with the IoU against the ground truth and whether it is empty.
+    """
+    if not rows or not methods or not conditions:
+        raise ValueError("plot_qualitative_grid: expected at least one clip, one method and one condition")
+    ncols = 1 + len(methods) * len(conditions)
+    fig = _new_figure(1.5 * ncols, 1.6 * len(rows) + 0.9)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    numbers = []
+    for r, row in enumerate(rows):
+        frame = _rgb_frame(row["frame"], f"plot_qualitative_grid row {r} frame")
+        gt = _mask(row["gt"], frame.shape[:2], f"plot_qualitative_grid row {r} gt")
+        _image_axis(axes[r, 0], overlay(frame, gt, GT_COLOR), "ground truth" if r == 0 else None)
+        axes[r, 0].set_ylabel(str(row["name"]), fontsize="x-small")
+        for m, method in enumerate(methods):
+            for c, condition in enumerate(conditions):
+                key = (method, condition)
+                if key not in row["masks"]:
+                    raise ValueError(f"plot_qualitative_grid: clip {row['name']!r} has no mask for {key}")
+                value = row["masks"][key]
+                pred = None if value is None else _mask(value, frame.shape[:2], f"mask {key} of {row['name']!r}")
+                ax = axes[r, 1 + m * len(conditions) + c]
+                title = f"{method}\n{CONDITION_LABELS.get(condition, condition)}" if r == 0 else None
+                _prediction_panel(ax, frame, pred, title)
+                if r == 0:
+                    ax.title.set_color(method_color(method))
+                if pred is not None:
+                    ax.set_xlabel(f"IoU {frame_iou(pred, gt):.2f}", fontsize="x-small")
+                numbers.append({"name": row["name"], "method": method, "condition": condition,
+                                "iou": float("nan") if pred is None else frame_iou(pred, gt),
+                                "empty": None if pred is None else not pred.any()})
+    if rule:
+        fig.suptitle(rule, fontsize="small")
+    return fig, pd.DataFrame(numbers)
+
+
+def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
+                           conditions: Sequence[str] = ("true", "swapped", "silent"),
+                           title: str = "Where the mask goes") -> tuple[Figure, pd.DataFrame]:
+    """Per method and audio condition, where the predicted foreground lies (stacked bars): on the
+    sounding object, on a distractor, on the background, or nowhere (the empty-mask rate).
+
+    Each frame weighs the same: an empty frame adds to "empty", any other spreads its weight over
+    the three places by pixel share; the bar is the mean over a method's runs of their mean over
+    frames, so the four parts sum to 1.
+
+    Args:
+        df: one row per (method, run, condition, frame) with the four `DESTINATION_COLORS`
+            columns (`inspection.mask_destinations`).
+    Returns:
+        the figure (1 axis, methods x conditions x 4 bars) and its numbers: one row per (method,
+        condition) with the mean and the std over runs of each part, and the number of runs.
+    """
+    parts = list(DESTINATION_COLORS)
+    _require_columns(df, ["method", "run", "condition", *parts], "plot_mask_destinations")
+    methods = _ordered(df["method"], order)
+    conditions = [c for c in conditions if c in set(df["condition"])]
+    per_run = df.groupby(["method", "condition", "run"])[parts].mean()
+    mean = per_run.groupby(["method", "condition"]).mean()
+    std = per_run.groupby(["method", "condition"]).std(ddof=1)
+    runs = per_run.groupby(["method", "condition"]).size()
+    fig = _new_figure(1.0 * len(methods) * len(conditions) + 2.5, 4.0)
+    ax = fig.subplots()
+    width, gap = 0.8, 0.6
+    rows, ticks, labels = [], [], []
+    for m, method in enumerate(methods):
+        for c, condition in enumerate(conditions):
+            x = m * (len(conditions) + gap) + c
+            if (method, condition) not in mean.index:
+                continue
+            bottom = 0.0
+            for part in parts:
+                value = float(mean.loc[(method, condition), part])
+                ax.bar(x, value, width, bottom=bottom, color=DESTINATION_COLORS[part], edgecolor="black",
+                       linewidth=0.5, hatch="//" if part == "empty" else None, label=part if not rows else None)
+                bottom += value
+            ticks.append(x)
+            labels.append({"true": "own", "swapped": "swapped"}.get(condition, condition))
+            rows.append({"method": method, "condition": condition, "runs": int(runs.loc[(method, condition)]),
+                         **{part: float(mean.loc[(method, condition), part]) for part in parts},
+                         **{f"{part}_std": float(std.loc[(method, condition), part]) for part in parts}})
+        centre = m * (len(conditions) + gap) + (len(conditions) - 1) / 2
+        ax.text(centre, -0.09, method, ha="center", va="top", transform=ax.get_xaxis_transform(),
+                color=method_color(method), fontweight="bold")
+    ax.set_xticks(ticks, labels, fontsize="small")
+    ax.set_xlabel("audio: own / swapped in from another clip / silent", labelpad=22)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of frames × share of their mask")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title)
+    return fig, pd.DataFrame(rows)
+
+
+def area_bins(areas: pd.Series, bins: int = 4) -> np.ndarray:
+    """Bin edges at the quantiles of the sounding object's area (so each bin holds about as many
+    frames); duplicate edges (many equal areas) are merged."""
+    values = areas.to_numpy(dtype=float)
+    if len(values) == 0:
+        raise ValueError("area_bins: no areas")
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([values[0], values[0] + 1e-9])
+    return edges
+
+
+def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | None = None,
+                     title: str = "IoU against the sounding object's size") -> tuple[Figure, pd.DataFrame]:
+    """Test IoU per bin of the sounding object's share of the frame, per method: the mean over
+    seeds of each seed's mean IoU in the bin, with a band of ± the seed std.
+
+    Args:
+        df: one row per (method, seed, frame) with `iou` and `area` (0..1)
+            (`inspection.iou_with_area`). bins: quantile bins of the frames' areas.
+    Returns:
+        the figure (1 axis, one line per method) and its numbers: one row per (method, bin) with
+        the bin's edges, frames, mean, std and seeds.
+    """
+    _require_columns(df, ["method", "seed", "iou", "area"], "plot_iou_vs_area")
+    methods = _ordered(df["method"], order)
+    frames = df.drop_duplicates(["name", "frame"]) if {"name", "frame"} <= set(df.columns) else df
+    edges = area_bins(frames["area"], bins)
+    df = df.assign(bin=np.clip(np.searchsorted(edges, df["area"].to_numpy(float), side="right") - 1,
+                               0, len(edges) - 2))
+    fig = _new_figure(6.5, 4.0)
+    ax = fig.subplots()
+    x = np.arange(len(edges) - 1)
+    rows = []
+    for method in methods:
+        per_seed = df[df["method"] == method].groupby(["bin", "seed"])["iou"].mean().unstack("seed")
+        per_seed = per_seed.reindex(range(len(edges) - 1))  # [bins, seeds]
+        mean = per_seed.mean(axis=1).to_numpy()
+        std = per_seed.std(axis=1, ddof=1).fillna(0.0).to_numpy() if per_seed.shape[1] > 1 else np.zeros(len(x))
+        color = method_color(method)
+        ax.plot(x, mean, marker="o", color=color, label=method)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        counts = df[df["method"] == method].groupby("bin").size().reindex(range(len(x)), fill_value=0)
+        for b in range(len(x)):
+            rows.append({"method": method, "bin": b, "area_low": float(edges[b]), "area_high": float(edges[b + 1]),
+                         "frames": int(counts.iloc[b]), "mean": float(mean[b]),
+                         "std": float(std[b]) if per_seed.shape[1] > 1 else float("nan"),  # one seed: unknown
+                         "seeds": int(per_seed.shape[1])})
+    ax.set_xticks(x, [f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
+    ax.set_xlabel("sounding object's share of the frame (quantile bins)")
+    ax.set_ylabel("mean test IoU")
+    ax.set_ylim(0, 1)
+    ax.legend(title="method (band: ± seed std)")
+    ax.set_title(title)
+    return fig, pd.DataFrame(rows)
+
+
+VALIDATION_METRICS = ("val_miou", "val_listening_rate")
+
+
+def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALIDATION_METRICS,
+                           order: Sequence[str] | None = None) -> tuple[Figure, pd.DataFrame]:
+    """Validation metrics over training epochs, per method: mean over seeds with a ± std band.
+    A metric the runs did not log per epoch gets a panel that says so.
+
+    Args:
+        history: long format: method, seed, epoch, metric, value (`inspection.validation_history`).
+    Returns:
+        the figure (one axis per metric) and its numbers: one row per (method, metric, epoch)
+        with mean, std and seeds; `attrs["not_logged"]` lists the metrics no run logged.
+    """
+    _require_columns(history, ["method", "seed", "epoch", "metric", "value"], "plot_validation_curves")
+    methods = _ordered(history["method"], order)
+    fig = _new_figure(4.5 * len(metrics), 3.6)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    rows, not_logged = [], []
+    for ax, metric in zip(axes, metrics, strict=True):
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        values = history[history["metric"] == metric]
+        if values.empty:
+            not_logged.append(metric)
+            note = ax.text(0.5, 0.5, f"{metric}\nnot logged per epoch", transform=ax.transAxes, ha="center",
+                           va="center", color="0.4")
+            note.set_gid("not-logged")
+            continue
+        for method in methods:
+            per_seed = values[values["method"] == method].pivot_table(index="epoch", columns="seed", values="value")
+            if per_seed.empty:
+                continue
+            mean = per_seed.mean(axis=1)
+            std = per_seed.std(axis=1, ddof=1).fillna(0.0) if per_seed.shape[1] > 1 else mean * 0.0
+            color = method_color(method)
+            ax.plot(mean.index, mean.to_numpy(), color=color, marker="o", markersize=3, label=method)
+            ax.fill_between(mean.index, (mean - std).to_numpy(), (mean + std).to_numpy(), color=color,
+                            alpha=0.2, linewidth=0)
+            rows += [{"method": method, "metric": metric, "epoch": int(e), "mean": float(mean[e]),
+                      "std": float(std[e]) if per_seed.shape[1] > 1 else float("nan"),  # one seed: unknown
+                      "seeds": int(per_seed.loc[e].notna().sum())} for e in mean.index]
+        ax.set_ylim(0, 1)
+        ax.legend(title="method (band: ± seed std)", fontsize="small")
+    table = pd.DataFrame(rows, columns=["method", "metric", "epoch", "mean", "std", "seeds"])
+    table.attrs["not_logged"] = not_logged
+    return fig, table
+
+
+def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, gid: str,
+         face: str = "#f2f2f2", edge: str = "0.3", **text_kw: Any) -> tuple[float, float]:
+    """A labelled box with its lower-left corner at (x, y) in axes units; returns its centre."""
+    from matplotlib.patches import FancyBboxPatch
+
+    box = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.004", facecolor=face, edgecolor=edge, linewidth=1)
+    box.set_gid(gid)
+    ax.add_patch(box)
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=text_kw.pop("fontsize", 7), **text_kw)
+    return x + w / 2, y + h / 2
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], style: str = "-",
+           color: str = "0.35") -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": color, "linestyle": style,
+                                                      "linewidth": 0.9, "shrinkA": 2, "shrinkB": 2})
+
+
+def _loss(ax: Axes, x: float, y: float, name: str, weight: float) -> None:
+    label = ax.text(x, y, f"{LOSS_LABELS.get(name, name)} ×{weight:g}", ha="center", va="center", fontsize=7,
+                    color="white", fontweight="bold",
+                    bbox={"boxstyle": "round,pad=0.3", "facecolor": LOSS_COLOR, "edgecolor": "none"})
+    label.set_gid(f"loss:{name}")
+
+
+def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
+    """The model of one method as the code builds it: encoder stages (channels), the fusion
+    block of each stage that has one, the decoder, the audio encoder, the crop network, and a
+    red label where each loss with a non-zero weight attaches (its weight beside it).
+
+    Args:
+        spec: `inspection.architecture_spec(cfg)` (read from a built system, not written by hand).
+    Returns:
+        the figure (1 axis; boxes carry gids "stage:i", "fusion:i", "decoder:name", "audio",
+        "crop-trunk", "crop-head"; loss labels "loss:name") and its numbers: one row per component.
+    """
+    missing = [k for k in ("name", "backbone", "stage_channels", "channel", "fusion_blocks", "decoder",
+                           "audio_encoder", "crop", "losses") if k not in spec]
+    if missing:
+        raise ValueError(f"plot_architecture: the spec lacks {missing} (build it with inspection.architecture_spec)")
+    crop, losses = spec["crop"], dict(spec["losses"])
+    fig = _new_figure(10.0, 6.4 if crop else 4.8, layout=None)  # boxes placed by hand on one axis
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    rows = []
+    top, step, h = 0.86, 0.13, 0.09
+    lower = 0.05 if crop else 0.1
+    frames = _box(ax, 0.01, top - 1.5 * step, 0.11, h, "frames\n[B·T, 3, S, S]", "input:frames")
+    channel, fusion = spec["channel"], {int(k): v for k, v in spec["fusion_blocks"].items()}
+    stage_centres, decoder_centres = [], []
+    for i, c in enumerate(spec["stage_channels"]):
+        y = top - i * step
+        centre = _box(ax, 0.17, y, 0.16, h, f"stage {i + 1}: {spec['backbone']}\n{c} ch → {channel} ch",
+                      f"stage:{i}", face="#dbe9f6")
+        stage_centres.append(centre)
+        _arrow(ax, (frames[0] + 0.055, frames[1]), (0.17, centre[1]))
+        rows.append({"component": f"encoder stage {i + 1}", "detail": f"{spec['backbone']}, {c} channels"})
+        if i in fusion:
+            f_centre = _box(ax, 0.40, y, 0.13, h, f"{fusion[i]}\n{channel} ch", f"fusion:{i}", face="#fde2c8")
+            _arrow(ax, (0.33, centre[1]), (0.40, f_centre[1]))
+            out = (0.53, f_centre[1])
+            rows.append({"component": f"fusion at stage {i + 1}", "detail": fusion[i]})
+        else:
+            out = (0.33, centre[1])
+        decoder_centres.append(out)
+    names = list(spec["decoder"])
+    dec_xy = []
+    for k, name in enumerate(names):
+        y = top - (len(names) - 1 - k) * step  # path4 (deepest) at the bottom, path1 on top
+        dec_xy.append(_box(ax, 0.60, y, 0.13, h, f"decoder {name}\n{channel} ch", f"decoder:{name}", face="#e4f2e4"))
+        rows.append({"component": f"decoder {name}", "detail": f"{channel} channels"})
+    for k, out in enumerate(decoder_centres):  # stage i feeds path{i+1}
+        target = next((xy for name, xy in zip(names, dec_xy, strict=True) if name == f"path{k + 1}"), None)
+        if target is not None:
+            _arrow(ax, out, (0.60, target[1]))
+    for (x0, y0), (x1, y1) in zip(dec_xy[:-1], dec_xy[1:], strict=True):  # deepest block first, upwards
+        _arrow(ax, (x0, y0 + h / 2), (x1, y1 - h / 2))
+    head = _box(ax, 0.80, top, 0.12, h, "mask logits\n[B·T, 1, S, S]", "output")
+    if dec_xy:
+        _arrow(ax, (0.73, dec_xy[-1][1]), (0.80, head[1]))
+    if "avs_bce" in losses:
+        _loss(ax, head[0], top + h + 0.04, "avs_bce", losses["avs_bce"])
+    if "counterfactual" in losses:
+        _loss(ax, head[0], top - 0.05, "counterfactual", losses["counterfactual"])
+        ax.text(head[0], top - 0.1, "(second pass with\nanother clip's audio)", ha="center", va="top", fontsize=6)
+    if "avm" in losses:
+        stages = ", ".join(str(s + 1) for s in spec.get("avm_stages", []))
+        _loss(ax, 0.465, top - 3 * step - 0.06, "avm", losses["avm"])
+        ax.text(0.465, top - 3 * step - 0.1, f"(fused maps of stages {stages})", ha="center", va="top", fontsize=6)
+    audio_y = lower + (0.2 if crop else 0.0)
+    if spec["audio_encoder"] is not None:
+        frozen = " (frozen)" if spec.get("audio_frozen") else " (trained)"
+        audio = _box(ax, 0.17, audio_y, 0.16, h, f"log-mel [B·T, 1, 96, 64]\n→ {spec['audio_encoder']}{frozen}",
+                     "audio", face="#efe3f3")
+        rows.append({"component": "audio encoder", "detail": spec["audio_encoder"] + frozen})
+        for i in fusion:
+            _arrow(ax, (0.33, audio[1]), (0.465, top - i * step), style="--", color="#8e44ad")
+    else:
+        ax.text(0.25, audio_y + h / 2, "no audio encoder (the model hears nothing)", ha="center", fontsize=7,
+                color="0.4")
+        rows.append({"component": "audio encoder", "detail": "none"})
+    if crop:
+        shared = crop["shared"]
+        trunk_text = "crop trunk: the AVS encoder\n(shared weights)" if shared else f"crop trunk: own {crop['trunk']}\n(separate)"
+        crops = _box(ax, 0.01, lower, 0.11, h, "crops of the\nsounding object", "input:crops")
+        trunk = _box(ax, 0.40, lower, 0.13, h, trunk_text, "crop-trunk", face="#dbe9f6" if shared else "#fff3c4")
+        _arrow(ax, (0.12, crops[1]), (0.40, trunk[1]))
+        if shared:
+            _arrow(ax, stage_centres[-1], (trunk[0], lower + h), style=":", color="0.3")
+        emb = _box(ax, 0.60, lower, 0.13, h, f"embedding {crop['embedding']}\n→ {crop['classes']} classes",
+                   "crop-head", face="#fff3c4")
+        _arrow(ax, (0.53, trunk[1]), (0.60, emb[1]))
+        rows.append({"component": "crop network", "detail": f"{crop['trunk']}, embedding {crop['embedding']}, "
+                                                            f"{crop['classes']} classes"})
+        notes = {"crop_ce": "(class scores vs. the clip's class)",
+                 "crop_pairwise": "(embeddings of one clip's crops)",
+                 "audio_crop_cosine": f"(embedding → {crop.get('to_audio')} ch vs. the fused audio)"}
+        for k, name in enumerate(("crop_ce", "crop_pairwise", "audio_crop_cosine")):
+            if name in losses:
+                y = lower + h + 0.07 - k * 0.075
+                _loss(ax, 0.87, y, name, losses[name])
+                ax.text(0.87, y - 0.028, notes[name], ha="center", va="center", fontsize=5.5, color="0.3")
+                _arrow(ax, (0.73, emb[1]), (0.80, y), color=LOSS_COLOR)
+    inactive = [LOSS_LABELS.get(k, k) for k in LOSS_LABELS if k not in losses]
+    rows += [{"component": f"loss {k}", "detail": f"weight {v:g}"} for k, v in losses.items()]
+    ax.text(0.01, 0.995, f"{spec['name']}: {spec['backbone']}, {channel}-channel decoder", ha="left", va="top",
+            fontsize=9, fontweight="bold")
+    if inactive:
+        ax.text(0.99, 0.005, "weight 0 (not computed): " + ", ".join(inactive), ha="right", va="bottom",
+                fontsize=6, color="0.4")
+    return fig, pd.DataFrame(rows)
+
+
+SWAPPED_IN_COLOR: RGB = (204, 121, 167)  # outline of the object whose sound is swapped in
+
+
+def plot_swap_examples(rows: Sequence[Mapping[str, Any]]) -> tuple[Figure, pd.DataFrame]:
+    """Swapped-audio examples chosen by rule, one per row, labelled HIT or MISS: the frame with
+    the sounding object (yellow) and the swapped-in object (purple) outlined, then the mask
+    under each audio condition; empty masks marked.
+
+    Args:
+        rows: dicts with `outcome` ("hit" | "miss"), `title`, `frame` uint8 [S, S, 3], `panels`
+            [(label, bool [S, S])], `sounding` and `swapped_in` bool [S, S], `follows` (share of
+            the clip's frames that follow the audio). `inspection.swap_example_rows` builds them.
+    Returns:
+        the figure (len(rows) x (1 + panels) axes) and its numbers (outcome, title, follows,
+        pixels of each panel's mask on the swapped-in object).
+    """
+    if not rows:
+        raise ValueError("plot_swap_examples: expected at least one example")
+    ncols = 1 + max(len(r["panels"]) for r in rows)
+    fig = _new_figure(2.3 * ncols, 2.6 * len(rows) + 0.3)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    numbers = []
+    for r, row in enumerate(rows):
+        frame = _rgb_frame(row["frame"], f"plot_swap_examples row {r} frame")
+        outlined = frame.copy()
+        outlined[mask_outline(_mask(row["sounding"], frame.shape[:2], "sounding"))] = GT_COLOR
+        swapped_in = _mask(row["swapped_in"], frame.shape[:2], "swapped_in")
+        outlined[mask_outline(swapped_in)] = SWAPPED_IN_COLOR
+        outcome = str(row["outcome"]).upper()
+        _image_axis(axes[r, 0], outlined, "objects: sounding (yellow),\nswapped-in (purple)")
+        share = row.get("follows")
+        note = f" (follows on {share:.0%} of frames)" if share is not None and not math.isnan(share) else ""
+        axes[r, 0].set_ylabel(f"{outcome}{note}\n{row['title']}", fontsize="x-small",
+                              color=_hex(TP_COLOR) if outcome == "HIT" else EMPTY_COLOR, fontweight="bold")
+        entry = {"outcome": row["outcome"], "title": row["title"], "follows": row.get("follows")}
+        for c, (label, mask) in enumerate(row["panels"]):
+            pred = _mask(mask, frame.shape[:2], f"panel {label!r}")
+            _prediction_panel(axes[r, 1 + c], frame, pred, label)
+            entry[f"{label}: on swapped-in object"] = int((pred & swapped_in).sum())
+        for c in range(1 + len(row["panels"]), ncols):
+            fig.delaxes(axes[r, c])
+        numbers.append(entry)
+    return fig, pd.DataFrame(numbers)
 
 
 # ---------------------------------------------------------------- interactive browser

@@ -1,0 +1,251 @@
+"""Results as data: the runs' numbers written once as `results.csv` / `results.json`, the README's
+table rendered from that file, and the check that the two still agree.
+
+`results.csv` is long: one row per (run, metric) with columns method, seed, split, metric, value,
+so a table, a figure or a test can pick what it needs without knowing the report's layout.
+`results.json` holds the same rows and where they came from (profile, git commit, package
+versions). Both are written atomically: a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from avs_lib.atomic import write_text_atomically
+from avs_lib.report.experiments import RESULT_HEADERS, results_table
+
+LONG_COLUMNS = ["method", "seed", "split", "metric", "value"]
+# Columns of `experiments.collect_results` that name a run or a file, not a measurement.
+NOT_METRICS = ("method", "seed", "run_dir")
+# Columns whose split is not in their name: column -> (split, metric).
+SPECIAL_COLUMNS = {
+    "best_val_miou": ("val", "best_miou"),
+    "best_epoch": ("val", "best_epoch"),
+    "seconds": ("train", "seconds"),
+}
+PACKAGES = ("avs_lib", "torch", "torchvision", "numpy", "pandas", "matplotlib", "nbconvert")
+TABLE_FIRST_HEADERS = ("method", "seeds")
+
+
+# ---------------------------------------------------------------- wide <-> long
+
+
+def split_and_metric(column: str) -> tuple[str, str]:
+    """Where a results column was measured and what: "test_miou" -> ("test", "miou")."""
+    if column in SPECIAL_COLUMNS:
+        return SPECIAL_COLUMNS[column]
+    for split in ("test", "val", "train"):
+        if column.startswith(f"{split}_"):
+            return split, column[len(split) + 1:]
+    return "run", column
+
+
+def column_name(split: str, metric: str) -> str:
+    """The inverse of `split_and_metric`."""
+    for column, key in SPECIAL_COLUMNS.items():
+        if key == (split, metric):
+            return column
+    return metric if split == "run" else f"{split}_{metric}"
+
+
+def results_long(results: pd.DataFrame) -> pd.DataFrame:
+    """`experiments.collect_results`' frame (one row per run) as one row per run and metric.
+
+    Every numeric column is a metric; a missing value stays (NaN), it is not dropped.
+    """
+    missing = [c for c in ("method", "seed") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results_long: the results lack column(s) {missing}; have {list(results.columns)}")
+    if results.empty:
+        raise ValueError("results_long: no runs in the results; nothing to write")
+    metrics = [c for c in results.columns if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(results[c])]
+    rows = []
+    for _, run in results.iterrows():
+        for column in metrics:
+            split, metric = split_and_metric(column)
+            rows.append({"method": str(run["method"]), "seed": int(run["seed"]), "split": split,
+                         "metric": metric, "value": float(run[column])})
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def results_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per run again (method, seed, then `{split}_{metric}` columns), in the file's order."""
+    missing = [c for c in LONG_COLUMNS if c not in long.columns]
+    if missing:
+        raise ValueError(f"results_wide: the table lacks column(s) {missing}; have {list(long.columns)}")
+    long = long.assign(column=[column_name(s, m) for s, m in zip(long["split"], long["metric"], strict=True)])
+    duplicated = long.duplicated(["method", "seed", "column"])
+    if duplicated.any():
+        first = long[duplicated].iloc[0]
+        raise ValueError(f"results_wide: run {first['method']} seed {first['seed']} has metric "
+                         f"{first['column']!r} more than once")
+    runs = list(dict.fromkeys(zip(long["method"], long["seed"], strict=True)))
+    wide = long.pivot(index=["method", "seed"], columns="column", values="value")
+    wide = wide.reindex(pd.MultiIndex.from_tuples(runs, names=["method", "seed"])).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+# ---------------------------------------------------------------- the files
+
+
+def git_commit(repo: str | Path | None = None) -> str | None:
+    """`git rev-parse HEAD` of the repository holding `repo` (default: this package), or None
+    when there is no git or no repository (an installed copy)."""
+    where = Path(repo) if repo is not None else Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages that decide the numbers (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _json_value(value: float) -> float | None:
+    return None if math.isnan(value) else value  # JSON has no NaN
+
+
+def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
+                  repo: str | Path | None = None) -> tuple[Path, Path]:
+    """Write `out_dir/results.csv` and `out_dir/results.json` (atomically) from the frame of
+    `experiments.collect_results`; returns their paths.
+
+    The JSON adds the provenance: the profile, the git commit of `repo` (None when unknown) and
+    the versions of the packages that decide the numbers.
+    """
+    long = results_long(results)
+    out_dir = Path(out_dir)
+    csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
+    write_text_atomically(csv_path, long.to_csv(index=False))
+    rows = [{**row, "value": _json_value(row["value"])} for row in long.to_dict(orient="records")]
+    document = {"profile": profile, "git_commit": git_commit(repo), "packages": package_versions(),
+                "columns": LONG_COLUMNS, "rows": rows}
+    write_text_atomically(json_path, json.dumps(document, indent=2) + "\n")
+    return csv_path, json_path
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results.csv written by `write_results`, checked for its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file not found: {path}")
+    table = pd.read_csv(path)
+    missing = [c for c in LONG_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: expected columns {LONG_COLUMNS}, missing {missing}")
+    return table
+
+
+# ---------------------------------------------------------------- the README table
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    header = ["method", *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, row in table.iterrows():
+        lines.append("| " + " | ".join([str(method), *(str(v) for v in row)]) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
+                     metrics: list[str] | None = None) -> str:
+    """The README's results table (markdown) from results.csv's rows: one row per method,
+    "mean ± std" over seeds per metric, the same table as notebook 04's `results_table`.
+
+    Args:
+        long: `read_results(path)`. methods: which methods, in which order (default: the file's).
+        metrics: wide column names (default: `experiments.RESULT_HEADERS`).
+    """
+    wide = results_wide(long)
+    if methods is not None:
+        unknown = [m for m in methods if m not in set(wide["method"])]
+        if unknown:
+            raise ValueError(f"results_markdown: no runs of method(s) {unknown} in the results; "
+                             f"have {sorted(set(wide['method']))}")
+        wide = pd.concat([wide[wide["method"] == m] for m in methods], ignore_index=True)
+    metrics = metrics or list(RESULT_HEADERS)
+    absent = [m for m in [*metrics, "test_f_score_batch_size"] if m not in wide.columns]
+    if absent:
+        raise ValueError(f"results_markdown: the results have no {absent}")
+    return _markdown(results_table(wide, metrics))
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every pipe table in a markdown text, as rows of stripped cell strings (the `|---|` line
+    dropped)."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+            cells = [c.strip() for c in stripped[1:-1].split("|")]
+            if not all(set(c) <= set("-: ") and c for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def readme_results_table(text: str) -> list[list[str]]:
+    """The results table of a README: the one pipe table whose header starts "method | seeds"."""
+    found = [t for t in markdown_tables(text) if tuple(t[0][:2]) == TABLE_FIRST_HEADERS]
+    if len(found) != 1:
+        raise ValueError(f"expected one results table (a header starting | method | seeds |) in the "
+                         f"README, found {len(found)}")
+    return found[0]
+
+
+def table_disagreements(readme_text: str, long: pd.DataFrame) -> list[str]:
+    """Where the README's results table and results.csv differ, one line each (empty: they agree).
+
+    The README's own methods and columns are rendered from the file and compared cell by cell.
+    """
+    readme = readme_results_table(readme_text)
+    header, rows = readme[0], readme[1:]
+    methods = [r[0] for r in rows]
+    have = set(long["method"])
+    problems = [f"README method {m!r} has no runs in results.csv" for m in methods if m not in have]
+    if problems:
+        return problems
+    rendered = readme_results_table(results_markdown(long, methods=methods))
+    if header != rendered[0]:
+        return [f"README header {header} differs from the rendered header {rendered[0]}"]
+    for mine, theirs in zip(rows, rendered[1:], strict=True):
+        for column, a, b in zip(header[1:], mine[1:], theirs[1:], strict=True):
+            if a != b:
+                problems.append(f"{mine[0]}, {column}: README says {a!r}, results.csv gives {b!r}")
+    return problems
+
+
+def check_readme_table(readme: str | Path, results_csv: str | Path) -> None:
+    """Raise AssertionError listing each disagreement between a README's results table and a
+    results.csv (the test of the committed files calls this)."""
+    readme = Path(readme)
+    if not readme.is_file():
+        raise FileNotFoundError(f"README not found: {readme}")
+    problems = table_disagreements(readme.read_text(), read_results(results_csv))
+    if problems:
+        raise AssertionError(f"{readme} and {results_csv} disagree:\n" + "\n".join(problems))
+
+
+__all__ = ["check_readme_table", "column_name", "git_commit", "markdown_tables", "package_versions",
+           "read_results", "readme_results_table", "results_long", "results_markdown", "results_wide",
+           "split_and_metric", "table_disagreements", "write_results"]
