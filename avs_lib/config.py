@@ -32,7 +32,10 @@ class DataConfig:
     dataset: Literal["s4", "ms3"] = "s4"
     image_size: int = 224
     audio: Literal["wav", "pkl"] = "wav"
-    crop_labels: bool = True
+    # Crop labels (boxes, this project's addition to AVSBench): None reads them for the training
+    # split exactly when a crop loss is on; True reads them for every split; False never (a
+    # method with a crop loss then stops before training).
+    crop_labels: bool | None = None
     crop_size: int = 224  # crops are resized to this before the crop classifier (thesis: 224)
     cache_dir: str | None = None
     num_workers: int = 0
@@ -134,8 +137,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # AVSBench S4 with the official recipe; weights come from local files given by the user.
     "paper": {
-        "data": {"root": "data/AVSBench/Single-source", "image_size": 224, "audio": "pkl",
-                 "crop_labels": False, "num_workers": 8},
+        "data": {"root": "data/AVSBench/Single-source", "image_size": 224, "audio": "pkl", "num_workers": 8},
         "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "vggish",
                   "freeze_audio": True, "tpavi_stages": (0, 1, 2, 3)},
         "optim": {"optimizer": "adam", "lr": 1e-4, "batch_size": 4, "epochs": 15},
