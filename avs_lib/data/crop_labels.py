@@ -95,6 +95,14 @@ def is_hand_drawn(xml: Path) -> bool:
     return xml.with_suffix(".txt").is_file()
 
 
+def label_origin(xml: Path) -> str:
+    """How an existing label file's box was made: ORIGIN_MASK, ORIGIN_COPIED or ORIGIN_DRAWN."""
+    if not xml.is_file():
+        return ORIGIN_DRAWN  # a YOLO .txt: only labelImg writes those
+    derived = read_voc_annotation(xml).derived
+    return ORIGIN_DRAWN if derived is None else derived.get("origin", ORIGIN_DRAWN)
+
+
 @dataclass
 class BootstrapReport:
     """What ``bootstrap_crop_labels`` did, per file and per clip."""
@@ -211,4 +219,5 @@ __all__ = [
     "derive_boxes",
     "detect_layout",
     "is_hand_drawn",
+    "label_origin",
 ]
