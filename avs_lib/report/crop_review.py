@@ -213,7 +213,7 @@ def conclusion(review: pd.DataFrame, status: LabelStatus) -> str:
     origins = review["origin"].value_counts()
     made = ", ".join(f"{int(origins.get(o, 0))} {what}" for o, what in (
         (ORIGIN_MASK, "boxes of the frame's own mask"), (ORIGIN_COPIED, "copied from another frame"),
-        (ORIGIN_DRAWN, "drawn (no derived mark)")))
+        (ORIGIN_DRAWN, "without the derived mark (drawn in labelImg, or written by the synthetic generator)")))
     median = f"{pd.to_numeric(with_gt['iou']).median():.2f}" if len(with_gt) else "n/a"
     return (f"**What we see.** {int(with_gt['flagged'].sum())} of {len(with_gt)} frames with a mask are flagged; "
             f"the median box/mask IoU is {median}. Of {len(review)} frames: {made}. A box of the frame's own "
