@@ -180,7 +180,8 @@ def evaluate_system(
                     listen_names.append(batch["name"][b])
         offset += B
 
-    results = evaluators["true"].compute()
+    computed = {mode: evaluator.compute() for mode, evaluator in evaluators.items()}
+    results = computed["true"]
     metrics: dict[str, Any] = {
         "miou": results["miou"],
         "f_score_official": results["f_score_official"],
@@ -189,8 +190,8 @@ def evaluate_system(
         "frames": len(results["per_frame"]),
     }
     if diagnostics:
-        metrics["miou_silent"] = evaluators["silent"].compute()["miou"]
-        metrics["miou_swapped"] = evaluators["swapped"].compute()["miou"]
+        metrics["miou_silent"] = computed["silent"]["miou"]
+        metrics["miou_swapped"] = computed["swapped"]["miou"]
         metrics.update(_change_metrics(changes, metrics))
         if listen_pred:
             metrics["listening_rate"] = listening_rate(
@@ -208,7 +209,7 @@ def evaluate_system(
     if out_dir is not None:
         out_dir = Path(out_dir)
         if diagnostics:
-            atomic_write_text(_change_table(changes, evaluators).to_csv(index=False),
+            atomic_write_text(_change_table(changes, computed).to_csv(index=False),
                               out_dir / "audio_change_per_clip.csv")
         per_frame: pd.DataFrame = results["per_frame"]
         atomic_write_text(per_frame.to_csv(index=False), out_dir / "per_frame.csv")
@@ -242,14 +243,14 @@ def _change_metrics(changes: dict[str, AudioChangeMeter], metrics: dict[str, Any
     return out
 
 
-def _change_table(changes: dict[str, AudioChangeMeter], evaluators: dict[str, Evaluator]) -> pd.DataFrame:
+def _change_table(changes: dict[str, AudioChangeMeter], computed: dict[str, dict]) -> pd.DataFrame:
     """One row per (audio, clip): the mask changes, and the clip's IoU against the ground truth with
-    the true and with the changed audio."""
-    gt_true = evaluators["true"].compute()["per_clip"].set_index("name")["iou"]
+    the true and with the changed audio (`computed`: each Evaluator's results by audio)."""
+    gt_true = computed["true"]["per_clip"].set_index("name")["iou"]
     tables = []
     for mode, meter in changes.items():
         table = meter.compute()["per_clip"]
-        gt_changed = evaluators[mode].compute()["per_clip"].set_index("name")["iou"]
+        gt_changed = computed[mode]["per_clip"].set_index("name")["iou"]
         table.insert(0, "audio", mode)
         table["gt_iou_true"] = table["name"].map(gt_true)
         table["gt_iou_changed"] = table["name"].map(gt_changed)
