@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", nargs="+", default=None, help="splits to label (default: all)")
     p.add_argument("--subset", choices=("s4", "ms3"), default=None, help="default: the one whose CSV is in ROOT")
     p.add_argument("--overwrite", action="store_true", help="also replace hand-drawn labels")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_crop_labels)
 
     p = sub.add_parser("pretrain", help="pretrain the ResNet and the small audio encoder on a dataset's "
