@@ -1,4 +1,4 @@
-"""`python -m avs_lib {synth, check-data, pretrain, train, evaluate, report}`: thin wrappers over the library."""
+"""`python -m avs_lib {synth, check-data, crop-labels, pretrain, train, evaluate, report}`: thin wrappers over the library."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.root, progress=not args.quiet)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def cmd_crop_labels(args: argparse.Namespace) -> int:
+    from avs_lib.data.crop_labels import bootstrap_crop_labels
+
+    report = bootstrap_crop_labels(args.root, splits=args.split, subset=args.subset,
+                                   overwrite=args.overwrite, progress=not args.quiet)
+    print(report.summary())
+    return 0
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -136,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("crop-labels", help="write labelImg crop labels (boxes) from the ground-truth masks; "
+                       "hand-drawn files are kept")
+    p.add_argument("root", type=Path)
+    p.add_argument("--split", nargs="+", default=None, help="splits to label (default: all)")
+    p.add_argument("--subset", choices=("s4", "ms3"), default=None, help="default: the one whose CSV is in ROOT")
+    p.add_argument("--overwrite", action="store_true", help="also replace hand-drawn labels")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_crop_labels)
 
     p = sub.add_parser("pretrain", help="pretrain the ResNet and the small audio encoder on a dataset's "
                        "train split (the cpu report's stand-in for ImageNet/AudioSet weights)")

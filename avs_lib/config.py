@@ -23,6 +23,7 @@ from avs_lib.configtools import (
     parse_assignment,
     to_dict,
 )
+from avs_lib.data.avsbench import crop_labels_instruction
 from avs_lib.losses import LossWeights
 from avs_lib.models.config import ModelConfig
 
@@ -33,7 +34,10 @@ class DataConfig:
     dataset: Literal["s4", "ms3"] = "s4"
     image_size: int = 224
     audio: Literal["wav", "pkl"] = "wav"
-    crop_labels: bool = True
+    # Crop labels (boxes, this project's addition to AVSBench): None reads them for the training
+    # split exactly when a crop loss is on; True reads them for every split; False never (a
+    # method with a crop loss then stops before training).
+    crop_labels: bool | None = None
     crop_size: int = 224  # crops are resized to this before the crop classifier (thesis: 224)
     cache_dir: str | None = None
     num_workers: int = 0
@@ -121,6 +125,12 @@ class ExperimentConfig:
             raise ValueError(f"name {self.name!r} must be a plain folder name (it names the run folder)")
         if not self.output_dir:
             raise ValueError("output_dir must name a folder, got an empty string")
+        crop_losses = any(w > 0 for w in (self.loss.crop_ce, self.loss.crop_pairwise, self.loss.audio_crop_cosine))
+        if crop_losses and self.data.crop_labels is False:
+            raise ValueError(
+                f"method {self.name!r} has crop losses, which need crop labels, but data.crop_labels is "
+                f"false; set it to null or true ({crop_labels_instruction(self.data.root)})"
+            )
         if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
             raise ValueError(
                 "loss.crop_ce: MS3 clips have no category to classify crops by (several sources "
@@ -264,7 +274,7 @@ PROFILES: dict[str, Profile] = {
     # AVSBench S4 with the official recipe; weights come from local files given by the user.
     "paper": Profile(
         overrides={
-            "data": {"image_size": 224, "audio": "pkl", "crop_labels": False, "num_workers": 8},
+            "data": {"image_size": 224, "audio": "pkl", "num_workers": 8},
             "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "vggish",
                       "freeze_audio": True, "tpavi_stages": (0, 1, 2, 3)},
             "optim": {"optimizer": "adam", "lr": 1e-4, "batch_size": 4, "epochs": 15},

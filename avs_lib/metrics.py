@@ -473,3 +473,74 @@ def audio_reliance_summary(
         "relative_drop_swapped": relative(drop_swapped),
         "relative_drop_silent": relative(drop_silent),
     }
+
+
+# ---------------------------------------------------------------- audio changes on any data
+
+MOVED_BELOW_IOU = 0.5  # a clip's mask "moves" when it overlaps its true-audio mask less than this
+
+
+def predicted_area(logits: Tensor) -> Tensor:
+    """Per frame, the share of pixels predicted object (sigmoid > 0.5), float64 [N]."""
+    return _predicted(_frames(logits, "predicted_area")).flatten(1).double().mean(1)
+
+
+def prediction_iou(logits_a: Tensor, logits_b: Tensor) -> Tensor:
+    """Per frame, the IoU of two predicted masks, float64 [N]; two empty masks agree fully (1)."""
+    a, b = _predicted(_frames(logits_a, "prediction_iou")), _predicted(_frames(logits_b, "prediction_iou"))
+    if a.shape != b.shape:
+        raise ValueError(f"prediction_iou: masks {tuple(a.shape)} and {tuple(b.shape)} differ in shape")
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+class AudioChangeMeter:
+    """How much each clip's predicted mask changes when its audio is replaced (silence, another
+    clip's track). Needs no knowledge of the objects, so it runs on real AVSBench too.
+
+    Per clip, over its frames: the mean predicted area with the true and the changed audio, and
+    the mean IoU between the two predictions. The mask *moves* when that IoU is below
+    `moved_below` (default 0.5: the changed mask shares less than half of the union with the
+    true-audio one). A model that ignores the audio has IoU 1, area change 0 and moves never.
+    """
+
+    def __init__(self, moved_below: float = MOVED_BELOW_IOU):
+        if not 0.0 < moved_below <= 1.0:
+            raise ValueError(f"moved_below must be in (0, 1], got {moved_below}")
+        self.moved_below = moved_below
+        self.reset()
+
+    def reset(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    @torch.no_grad()
+    def update(self, logits_true: Tensor, logits_changed: Tensor, names: Sequence[str]) -> None:
+        """Add clips: logits [B*T, 1, H, W] (or [B*T, H, W]) clip-major, `names` one per clip (B)."""
+        n = _frames(logits_true, "AudioChangeMeter").shape[0]
+        if not names or n % len(names):
+            raise ValueError(f"AudioChangeMeter.update: {n} frames cannot be split into {len(names)} clips")
+        T = n // len(names)
+        area_true = predicted_area(logits_true).view(len(names), T).mean(1)  # [B*T] -> [B]
+        area_changed = predicted_area(logits_changed).view(len(names), T).mean(1)
+        agreement = prediction_iou(logits_true, logits_changed).view(len(names), T).mean(1)
+        for b, name in enumerate(names):
+            self._rows.append({"name": str(name), "area_true": float(area_true[b]),
+                               "area_changed": float(area_changed[b]), "iou_to_true": float(agreement[b]),
+                               "moved": bool(agreement[b] < self.moved_below)})
+
+    def compute(self) -> dict[str, Any]:
+        """per_clip DataFrame (name, area_true, area_changed, iou_to_true, moved) and the means:
+        clips, area_change (signed, share of the frame), abs_area_change, iou_to_true, moved_share.
+        NaN means when no clip was added."""
+        per_clip = pd.DataFrame(self._rows, columns=["name", "area_true", "area_changed", "iou_to_true", "moved"])
+        change = per_clip["area_changed"] - per_clip["area_true"]
+        empty = per_clip.empty
+        return {
+            "per_clip": per_clip,
+            "clips": len(per_clip),
+            "area_change": float("nan") if empty else float(change.mean()),
+            "abs_area_change": float("nan") if empty else float(change.abs().mean()),
+            "iou_to_true": float("nan") if empty else float(per_clip["iou_to_true"].mean()),
+            "moved_share": float("nan") if empty else float(per_clip["moved"].mean()),
+        }

@@ -141,7 +141,7 @@ def test_clips_hold_the_split_rows_in_csv_order(s4):
 
 def test_boxes_are_scaled_to_image_size(s4):
     root, specs = s4
-    item = AVSBenchS4(root, "val", image_size=16, audio="pkl")[0]
+    item = AVSBenchS4(root, "val", image_size=16, audio="pkl", crop_labels=True)[0]
     expected = torch.tensor(specs[VAL].boxes, dtype=torch.float32) / 2
     assert item["boxes"].dtype == torch.float32
     torch.testing.assert_close(item["boxes"], expected)
@@ -153,7 +153,7 @@ def test_voc_size_other_than_the_frame_is_refused(s4):
     doubled = tuple(2 * v for v in spec.boxes[0])  # a label drawn on a 64x64 copy
     spec.files["xml1"].write_text(voc_xml(spec.files["frame1"], doubled, spec.category, (64, 64)))
     with pytest.raises(DataFormatError, match="<size> is 64x64 but its frame is 32x32") as caught:
-        AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]
+        AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl", crop_labels=True)[0]
     assert caught.value.path == spec.files["xml1"]
 
 
@@ -169,7 +169,7 @@ def test_yolo_crop_label_gives_the_same_box(s4):
     (folder / spec.files["xml3"].with_suffix(".txt").name).write_text(
         f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
     )
-    boxes = AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl")[0]["boxes"]
+    boxes = AVSBenchS4(root, "val", image_size=FRAME_SIZE, audio="pkl", crop_labels=True)[0]["boxes"]
     assert boxes[2].tolist() == [float(v) for v in spec.boxes[2]]
 
 
@@ -178,11 +178,26 @@ def test_crop_labels_false_gives_no_boxes(s4):
     assert "boxes" not in AVSBenchS4(root, "val", audio="pkl", crop_labels=False)[0]
 
 
-def test_missing_crop_label_folder_suggests_crop_labels_false(tmp_path):
+def test_the_defaults_open_a_download_without_crop_labels(tmp_path):
+    write_s4(tmp_path / "s4", crop_labels=False)
+    write_ms3(tmp_path / "ms3")
+    assert "boxes" not in AVSBenchS4(tmp_path / "s4", "val", audio="pkl")[0]
+    assert "boxes" not in AVSBenchMS3(tmp_path / "ms3", "val")[0]
+
+
+def test_asking_for_missing_crop_labels_says_how_to_make_them(tmp_path):
     write_s4(tmp_path, crop_labels=False)
-    with pytest.raises(FileNotFoundError, match="crop_labels=False") as raised:
-        AVSBenchS4(tmp_path, "val", audio="pkl")
+    with pytest.raises(FileNotFoundError, match="python -m avs_lib crop-labels") as raised:
+        AVSBenchS4(tmp_path, "val", audio="pkl", crop_labels=True)
     assert str(tmp_path / "s4_data" / "crop_labels") in str(raised.value)
+
+
+def test_a_missing_crop_label_file_fails_when_the_dataset_is_built(s4):
+    root, specs = s4
+    specs[VAL].files["xml4"].unlink()
+    with pytest.raises(FileNotFoundError, match="1 crop label file") as raised:
+        AVSBenchS4(root, "val", audio="pkl", crop_labels=True)
+    assert str(specs[VAL].files["xml4"]) in str(raised.value)
 
 
 def test_pkl_audio_equals_the_pickled_tensor(s4):
@@ -250,7 +265,7 @@ def test_sidecar_is_read_through_the_sidecar_reader_when_present(s4, monkeypatch
 
 def test_collate_stacks_tensors_and_lists_strings(s4):
     root, specs = s4
-    dataset = AVSBenchS4(root, "train", image_size=FRAME_SIZE, audio="pkl")
+    dataset = AVSBenchS4(root, "train", image_size=FRAME_SIZE, audio="pkl", crop_labels=True)
     batch = collate_clips([dataset[0], dataset[1]])
     assert batch["frames"].shape == (2, 5, 3, FRAME_SIZE, FRAME_SIZE)
     assert batch["audio"].shape == (2, 5, 1, 96, 64)
@@ -266,7 +281,7 @@ def test_collate_stacks_tensors_and_lists_strings(s4):
 
 def test_collate_keeps_boxes_only_when_every_item_has_them(s4):
     root, _ = s4
-    with_boxes = AVSBenchS4(root, "train", audio="pkl")[0]
+    with_boxes = AVSBenchS4(root, "train", audio="pkl", crop_labels=True)[0]
     without = AVSBenchS4(root, "train", audio="pkl", crop_labels=False)[1]
     batch = collate_clips([with_boxes, without])
     assert "boxes" not in batch and batch["frames"].shape[0] == 2
@@ -460,7 +475,7 @@ def test_malformed_voc_xml_names_the_label(s4):
     xml = specs[VAL].files["xml2"]
     xml.write_text(xml.read_text()[:200])
     with pytest.raises(DataFormatError, match="malformed XML") as raised:
-        AVSBenchS4(root, "val", audio="pkl")[0]
+        AVSBenchS4(root, "val", audio="pkl", crop_labels=True)[0]
     assert raised.value.path == xml
 
 
@@ -469,7 +484,7 @@ def test_box_outside_the_image_is_refused(s4):
     spec = specs[VAL]
     spec.files["xml1"].write_text(voc_xml(spec.files["frame1"], (20, 4, 40, 12), spec.category))
     with pytest.raises(DataFormatError, match="outside the 32x32 image") as raised:
-        AVSBenchS4(root, "val", audio="pkl")[0]
+        AVSBenchS4(root, "val", audio="pkl", crop_labels=True)[0]
     assert raised.value.path == spec.files["xml1"]
 
 
@@ -479,7 +494,7 @@ def test_zero_area_box_is_refused(s4):
     # 1-based inclusive xmin=11, xmax=10 (what a 0-based (10, 4, 10, 12) becomes)
     spec.files["xml4"].write_text(voc_xml(spec.files["frame4"], (10, 4, 10, 12), spec.category))
     with pytest.raises(DataFormatError, match="zero-area") as raised:
-        AVSBenchS4(root, "val", audio="pkl")[0]
+        AVSBenchS4(root, "val", audio="pkl", crop_labels=True)[0]
     assert raised.value.path == spec.files["xml4"]
 
 
@@ -488,7 +503,7 @@ def test_crop_label_naming_another_object_is_refused(s4):
     spec = specs[VAL]
     spec.files["xml5"].write_text(voc_xml(spec.files["frame5"], spec.boxes[4], "male_speech"))
     with pytest.raises(DataFormatError, match="expected 'dog_barking'") as raised:
-        AVSBenchS4(root, "val", audio="pkl")[0]
+        AVSBenchS4(root, "val", audio="pkl", crop_labels=True)[0]
     assert raised.value.path == spec.files["xml5"]
 
 

@@ -9,15 +9,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from official_layout import FRAME_SIZE, voc_xml, write_mask, write_s4
+from official_layout import FRAME_SIZE, voc_xml, write_mask, write_ms3, write_s4
 
 from avs_lib.data import AVSBenchS4
+from avs_lib.data.crop_labels import bootstrap_crop_labels
 from avs_lib.report.crop_review import (
     box_iou,
     box_statistics,
+    conclusion,
+    coverage,
     crop_examples,
+    label_status,
+    review_all,
     review_crop_labels,
+    review_splits,
     save_review,
+    with_boxes,
 )
 
 
@@ -107,8 +114,53 @@ def test_box_statistics_count_flags_per_category(s4):
 
 def test_crop_examples_show_the_object_colour_the_classifier_sees(s4):
     root, _ = s4
-    crops, labels = crop_examples(AVSBenchS4(root, "val", image_size=FRAME_SIZE), [0], frame=0, size=16)
+    crops, labels = crop_examples(AVSBenchS4(root, "val", image_size=FRAME_SIZE, crop_labels=True), [0], frame=0, size=16)
     assert crops.shape == (1, 16, 16, 3) and crops.dtype == np.uint8
     assert labels == ["dog_barking"]
     # The box holds only the object: every pixel of the crop is its colour, give or take rounding.
     assert np.abs(crops[0].astype(int) - np.array([250, 200, 20])).max() <= 1
+
+
+# ---------------------------------------------------------------- trees as AVSBench ships them
+
+
+@pytest.mark.parametrize("subset", ["s4", "ms3"])
+def test_the_notebooks_review_of_a_tree_without_labels_says_how_to_make_them(tmp_path, subset):
+    if subset == "s4":
+        write_s4(tmp_path, crop_labels=False)
+    else:
+        write_ms3(tmp_path)
+    splits = review_splits(tmp_path, subset, image_size=FRAME_SIZE)
+    status = label_status(splits)
+    review = review_all(splits, status)
+    assert not status.found and with_boxes(splits, status) == {}
+    assert f"python -m avs_lib crop-labels {tmp_path}" in status.message
+    assert review.empty and coverage(review).empty and box_statistics(review).empty
+    assert save_review(review, tmp_path / "review.csv").is_file()
+    assert "Nothing to review" in conclusion(review, status)
+
+
+def test_coverage_counts_the_boxes_by_where_they_came_from(tmp_path):
+    write_s4(tmp_path, crop_labels=False)
+    bootstrap_crop_labels(tmp_path)
+    splits = review_splits(tmp_path, image_size=FRAME_SIZE)
+    table = coverage(review_all(splits, label_status(splits)))
+    assert table.loc["train", ["frames", "labelled", "from_mask", "copied", "drawn"]].tolist() == [10, 10, 2, 8, 0]
+    assert table.loc["val", "coverage"] == 1.0 and table.loc["val", "mean_iou"] == 1.0
+
+
+def test_hand_drawn_labels_count_as_drawn(s4):
+    root, _ = s4
+    splits = review_splits(root, image_size=FRAME_SIZE)
+    review = review_all(splits, label_status(splits))
+    assert set(review["origin"]) == {"drawn"}
+
+
+def test_a_tree_labelled_for_training_only_shows_boxes_for_training_only(tmp_path):
+    write_s4(tmp_path, crop_labels=False)
+    bootstrap_crop_labels(tmp_path, splits=["train"])
+    splits = review_splits(tmp_path, image_size=FRAME_SIZE)
+    status = label_status(splits)
+    assert status.missing == {"train": 0, "val": 5, "test": 5} and "files missing" in status.message
+    assert list(with_boxes(splits, status)) == ["train"]
+    assert coverage(review_all(splits, status)).loc["val", "coverage"] == 0.0

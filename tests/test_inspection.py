@@ -22,7 +22,7 @@ def test_mask_areas_one_row_per_mask_file_with_its_share_of_the_frame(s4_root):
 
 
 def test_clip_view_has_no_mask_where_the_train_split_has_none(s4_root):
-    view = clip_view(AVSBenchS4(s4_root, "train", image_size=FRAME_SIZE), 0)
+    view = clip_view(AVSBenchS4(s4_root, "train", image_size=FRAME_SIZE, crop_labels=True), 0)
     assert view["frames"].shape == (5, FRAME_SIZE, FRAME_SIZE, 3) and view["frames"].dtype == np.uint8
     assert view["gt"][0].sum() == 120 and view["gt"][1:] == [None] * 4
     assert view["boxes"].shape == (5, 4)

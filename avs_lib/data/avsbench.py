@@ -15,6 +15,13 @@ checkpoint trained here sees exactly the files the official scripts saw:
     ROOT/ms3_data/gt_masks/{split}/{video_id}/{video_id}_{i}.png            all 5, every split
     ROOT/ms3_data/audio_wav/{split}/{video_id}.wav
     ROOT/ms3_data/audio_log_mel/{split}/{video_id}.pkl
+    ROOT/ms3_data/crop_labels/{split}/{video_id}/{video_id}.mp4_{i}.xml      (this project's)
+
+Crop labels are not part of the AVSBench download: the readers read them only when asked
+(``crop_labels=True``), and ``python -m avs_lib crop-labels ROOT`` makes them from the masks
+(``avs_lib.data.crop_labels``). Each label file is named after its frame, as labelImg names
+the file it saves. An MS3 frame's box holds every sounding object (its mask does not separate
+them) and its object is named ``sounding``.
 
 The readers check the CSV when they are built and each file when it is read; a whole-dataset
 audit that lists every problem at once is ``avs_lib.data.check.check_dataset``.
@@ -50,6 +57,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_MEL_SHAPE = (FRAMES_PER_CLIP, 1, 96, 64)  # one 0.96 s VGGish example per second
 AUDIO_SOURCES = ("wav", "pkl")
 _MAX_LISTED = 10  # rows named in one error message before "and N more"
+CROP_LABELS_DIR = "crop_labels"
+MS3_OBJECT_NAME = "sounding"  # MS3 has no category: the object name of its crop labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +111,7 @@ class ClipPaths:
     mask_frames: tuple[int, ...]  # 0-based frame index of each mask
     wav: Path
     log_mel: Path
-    crop_labels: tuple[Path, ...]  # VOC XML per frame; () where the subset has none
+    crop_labels: tuple[Path, ...]  # VOC XML per frame (a YOLO .txt may stand in for each)
 
     def all(self) -> list[Path]:
         return [*self.frames, *self.masks, self.wav, self.log_mel, *self.crop_labels]
@@ -144,14 +153,15 @@ def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
         frame_dir = data / "visual_frames" / where / name
         frames = tuple(frame_dir / f"{name}_{i}.png" for i in numbers)
         mask_dir = data / "gt_masks" / where / name
-        label_dir = data / "crop_labels" / where / name
+        label_dir = data / CROP_LABELS_DIR / where / name
         crop_labels = tuple(label_dir / f"{name}_{i}.xml" for i in numbers)
         audio_where = where
     else:
         # MS3 frames carry the raw video's file name: "{id}.mp4_{i}.png", no split folder.
         frames = tuple(data / "visual_frames" / name / f"{name}.mp4_{i}.png" for i in numbers)
         mask_dir = data / "gt_masks" / clip.split / name
-        crop_labels = ()
+        label_dir = data / CROP_LABELS_DIR / clip.split / name
+        crop_labels = tuple(label_dir / f"{name}.mp4_{i}.xml" for i in numbers)
         audio_where = Path(clip.split)
     return ClipPaths(
         frames=frames,
@@ -424,6 +434,29 @@ def conversion_warning(where: str, conversions: dict[Path, str]) -> str:
 # Crop labels (the thesis' boxes of the sounding object)
 
 
+def crop_label_name(clip: ClipRecord) -> str:
+    """The object name a clip's crop labels carry: its S4 category, or ``sounding`` for MS3."""
+    return clip.category or MS3_OBJECT_NAME
+
+
+def crop_labels_instruction(root: str | Path) -> str:
+    """How to make crop labels for a tree that has none (the readers and notebook 02 say this)."""
+    return (
+        f"make them from the ground-truth masks with `python -m avs_lib crop-labels {root}`, "
+        "then review them in notebook 02 and correct them in labelImg"
+    )
+
+
+def missing_crop_labels(paths: Sequence[ClipPaths]) -> list[Path]:
+    """Label files absent in both labelImg formats (VOC .xml, or YOLO .txt beside it)."""
+    return [
+        xml
+        for clip in paths
+        for xml in clip.crop_labels
+        if not xml.is_file() and not xml.with_suffix(".txt").is_file()
+    ]
+
+
 def read_crop_label(
     xml: Path, category: str, frame_size: tuple[int, int] | None
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
@@ -493,14 +526,12 @@ class _AVSBenchClips(Dataset):
         self.split, self.image_size, self.audio = split, image_size, audio
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.crop_labels = crop_labels
-        if crop_labels:
-            label_root = self.root / self.layout.data_dir / "crop_labels"
-            if not label_root.is_dir():
-                raise FileNotFoundError(
-                    f"crop labels not found: {label_root} (expected labelImg files "
-                    "crop_labels/{split}/{category}/{name}/{name}_{i}.xml; "
-                    "pass crop_labels=False to read the dataset without boxes)"
-                )
+        label_root = self.root / self.layout.data_dir / CROP_LABELS_DIR
+        if crop_labels and not label_root.is_dir():
+            raise FileNotFoundError(
+                f"crop labels not found: {label_root} (AVSBench ships none; "
+                f"{crop_labels_instruction(self.root)}; or pass crop_labels=False)"
+            )
         everything = read_metadata(self.root, self.layout)
         self.clips: list[ClipRecord] = [clip for clip in everything if clip.split == split]
         if not self.clips:
@@ -517,6 +548,18 @@ class _AVSBenchClips(Dataset):
         if self.conversions:  # once per dataset, here rather than once per item and worker
             where = f"AVSBench {self.layout.name.upper()} {split} at {self.root}"
             warnings.warn(conversion_warning(where, self.conversions), stacklevel=3)
+        if crop_labels:
+            self._require_crop_labels()
+
+    def _require_crop_labels(self) -> None:
+        """Every label file present, checked now: a gap found mid-training wastes the run."""
+        missing = missing_crop_labels(self._paths)
+        if missing:
+            shown = ", ".join(str(path) for path in missing[:3])
+            raise FileNotFoundError(
+                f"{len(missing)} crop label file(s) missing in the {self.split} split, e.g. {shown} "
+                f"({crop_labels_instruction(self.root)})"
+            )
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -625,7 +668,7 @@ class _AVSBenchClips(Dataset):
     def _crop_box(self, index: int, frame: int, frame_size: tuple[int, int]) -> tuple[float, ...]:
         """Box of the sounding object in frame ``frame`` (0-based), in S x S pixels."""
         xml = self._paths[index].crop_labels[frame]
-        box, label_size = read_crop_label(xml, self.clips[index].category, frame_size)
+        box, label_size = read_crop_label(xml, crop_label_name(self.clips[index]), frame_size)
         scale_x, scale_y = self.image_size / label_size[0], self.image_size / label_size[1]
         xmin, ymin, xmax, ymax = box
         return (xmin * scale_x, ymin * scale_y, xmax * scale_x, ymax * scale_y)
@@ -662,7 +705,8 @@ class AVSBenchS4(_AVSBenchClips):
     [5,1,96,64] log-mel, ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M]
     (train M=1: frame 0 only; val/test M=5), ``category`` int64 scalar, ``category_name``,
     ``name``, ``index``, and with ``crop_labels=True`` ``boxes`` float32 [5,4]
-    (xmin, ymin, xmax, ymax in S x S pixels, max exclusive).
+    (xmin, ymin, xmax, ymax in S x S pixels, max exclusive). Crop labels are this project's
+    addition, so the default reads an unmodified AVSBench download.
 
     ``audio="wav"`` computes the log-mel from the WAV (cached as .npy under ``cache_dir``,
     default ``~/.cache/avs_lib/logmel``, see ``load_log_mel_cached``); stereo or other-rate WAVs
@@ -678,7 +722,7 @@ class AVSBenchS4(_AVSBenchClips):
         split: str,
         image_size: int = 224,
         audio: str = "wav",
-        crop_labels: bool = True,
+        crop_labels: bool = False,
         cache_dir: str | Path | None = None,
     ):
         super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
@@ -687,8 +731,8 @@ class AVSBenchS4(_AVSBenchClips):
 class AVSBenchMS3(_AVSBenchClips):
     """One split of AVSBench MS3 ("Multi-sources"): masks for all 5 frames, no category.
 
-    Items are as for AVSBenchS4 with M=5 in every split, ``category`` = -1,
-    ``category_name`` = "" and no ``boxes``.
+    Items are as for AVSBenchS4 with M=5 in every split, ``category`` = -1 and
+    ``category_name`` = ""; with ``crop_labels=True`` ``boxes`` [5,4] around all sounding objects.
     """
 
     layout = MS3_LAYOUT
@@ -700,8 +744,9 @@ class AVSBenchMS3(_AVSBenchClips):
         image_size: int = 224,
         audio: str = "pkl",
         cache_dir: str | Path | None = None,
+        crop_labels: bool = False,
     ):
-        super().__init__(root, split, image_size, audio, cache_dir, crop_labels=False)
+        super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
 
 
 # ---------------------------------------------------------------------------------------------

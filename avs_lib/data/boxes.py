@@ -4,6 +4,11 @@ In memory a box is ``(xmin, ymin, xmax, ymax)`` of ints, 0-based with exclusive 
 ``image[ymin:ymax, xmin:xmax]`` is the crop. Pascal VOC XML stores 1-based inclusive
 coordinates; the conversion happens only in ``read_voc_annotation`` and ``write_voc``.
 YOLO txt stores normalised pixel edges, which map straight onto the in-memory convention.
+
+A box this library made rather than a person carries a ``<derived>`` element (how it was made).
+labelImg reads only ``<object>``'s ``<name>``, ``<bndbox>`` and ``<difficult>`` and rewrites the
+whole file when it saves, so a box a person has opened and saved in labelImg loses the mark:
+an unmarked file counts as drawn by hand.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from avs_lib.atomic import write_bytes_atomically
 from avs_lib.data.errors import DataFormatError
 
 Box = tuple[int, int, int, int]
+DERIVED_TAG = "derived"  # our extension of the VOC file; labelImg ignores it and drops it on save
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class VocAnnotation:
     filename: str
     image_size: tuple[int, int]
     objects: list[VocObject]
+    derived: dict[str, str] | None = None  # the <derived> element's children; None: drawn by hand
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +124,9 @@ def read_voc_annotation(path: str | Path) -> VocAnnotation:
     filename_element = root.find("filename")
     filename = (filename_element.text or "").strip() if filename_element is not None else ""
     objects = [_parse_object(path, element, image_size) for element in root.findall("object")]
-    return VocAnnotation(filename, image_size, objects)
+    mark = root.find(DERIVED_TAG)
+    derived = None if mark is None else {child.tag: (child.text or "").strip() for child in mark}
+    return VocAnnotation(filename, image_size, objects, derived)
 
 
 def read_voc_objects(path: str | Path) -> list[VocObject]:
@@ -161,8 +170,13 @@ def write_voc(
     image_path: str | Path,
     image_size: tuple[int, int],
     depth: int = 3,
+    derived: dict[str, str] | None = None,
 ) -> None:
-    """Write a one-object VOC file with the tags labelImg writes, so labelImg can open and edit it."""
+    """Write a one-object VOC file with the tags labelImg writes, so labelImg can open and edit it.
+
+    ``derived`` (tag -> text) is written as a ``<derived>`` element after the object: the mark of
+    a box made by a program (see the module docstring).
+    """
     path, image_path = Path(path), Path(image_path)
     xmin, ymin, xmax, ymax = _check_box(box, image_size, str(path))
     root = ET.Element("annotation")
@@ -186,6 +200,10 @@ def write_voc(
     # 0-based exclusive max -> 1-based inclusive: only the minimum moves.
     for tag, value in (("xmin", xmin + 1), ("ymin", ymin + 1), ("xmax", xmax), ("ymax", ymax)):
         ET.SubElement(bndbox, tag).text = str(value)
+    if derived is not None:
+        mark = ET.SubElement(root, DERIVED_TAG)
+        for tag, text in derived.items():
+            ET.SubElement(mark, tag).text = text
     ET.indent(root, space="\t")
     write_bytes_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
 

@@ -72,14 +72,23 @@ class DenseSidecarMasks(_Wrapper):
         return item
 
 
+def reads_crop_labels(cfg: ExperimentConfig, split: str) -> bool:
+    """Whether `split` is read with its crop labels; a method that cannot train stops here.
+
+    A crop loss needs a box on every training frame; `data.crop_labels` None reads them then.
+    """
+    loss, d = cfg.loss, cfg.data
+    needed = split == "train" and any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
+    # A crop loss with data.crop_labels=false, or crop CE on MS3, is refused by the config.
+    return bool(d.crop_labels) or needed
+
+
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     """The reader for `cfg.data.dataset` on `split`, limited as the config says."""
     d = cfg.data
-    if d.dataset == "s4":
-        ds = AVSBenchS4(d.root, split, image_size=d.image_size, audio=d.audio,
-                        crop_labels=d.crop_labels, cache_dir=d.cache_dir)
-    else:
-        ds = AVSBenchMS3(d.root, split, image_size=d.image_size, audio=d.audio, cache_dir=d.cache_dir)
+    reader = AVSBenchS4 if d.dataset == "s4" else AVSBenchMS3
+    ds = reader(d.root, split, image_size=d.image_size, audio=d.audio,
+                crop_labels=reads_crop_labels(cfg, split), cache_dir=d.cache_dir)
     limit = d.train_limit if split == "train" else d.eval_limit
     if limit is not None:
         ds = ClipSubset(ds, limit)

@@ -2,8 +2,11 @@
 
 `evaluate_system` answers two questions on a split: how good are the masks (mIoU, F-score), and does
 the model segment what it *hears*? For the second it re-runs the split with silent audio and with
-audio swapped from a clip of another class; on the synthetic data, whose sidecar knows every object,
-it measures the listening rate: how often the mask moves onto the object whose sound was swapped in.
+audio swapped from a clip of another class. On any data (real AVSBench S4 and MS3 included) it
+measures how much each clip's predicted mask changes under those tracks (`AudioChangeMeter`: area,
+IoU with the true-audio mask, share of clips whose mask moves) and how the mIoU against the ground
+truth changes. Only on the synthetic data, whose sidecar knows every object, it also measures the
+listening and following rates: how often the mask moves onto the object whose sound was swapped in.
 """
 
 from __future__ import annotations
@@ -25,9 +28,18 @@ from avs_lib.data import collate_clips
 from avs_lib.engine.checkpoint import atomic_write_text
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.system import load_system, select_device
-from avs_lib.metrics import Evaluator, audio_following_rate, listening_rate, mask_iou
+from avs_lib.metrics import (
+    AudioChangeMeter,
+    Evaluator,
+    audio_following_rate,
+    listening_rate,
+    mask_iou,
+)
 
 SILENCE_LOG_MEL = math.log(0.01)  # log(mel + 0.01) of an all-zero waveform
+CHANGED_AUDIO = ("silent", "swapped")
+SIDECAR_ONLY_NOTE = ("synthetic-only: the listening and following rates need the masks of the swapped-in "
+                     "class's object, which only the synthetic generator's sidecar knows; this dataset has none")
 
 
 def _full(dataset):
@@ -39,19 +51,20 @@ def swap_partners(dataset) -> list[int | None]:
     """For each clip, the index (in the whole split) of the clip whose audio is swapped in.
 
     The sidecar's partner where there is one (its class is a distractor in the frames), else the
-    next clip of another class.
+    next clip of another class; MS3 clips have no class, so the next clip. None: no other clip.
     """
     full = _full(dataset)
     names = {c.name: i for i, c in enumerate(full.clips)}
     categories = [c.category_index for c in full.clips]
     partners: list[int | None] = []
-    for i, clip in enumerate(dataset.clips):
+    for i, clip in enumerate(dataset.clips):  # a ClipSubset is a prefix: i is also the index in `full`
         sidecar = dataset.sidecar(clip.name)
         if sidecar is not None and sidecar.swap_partner:
             partners.append(names.get(sidecar.swap_partner))
             continue
-        others = [j for j in range(i + 1, len(categories)) if categories[j] != categories[i]]  # wrap around
-        others += [j for j in range(0, i) if categories[j] != categories[i]]
+        order = [*range(i + 1, len(categories)), *range(0, i)]  # the next clips first, wrapping around
+        # MS3 clips have no class (-1): any other clip's track is another scene's sound.
+        others = [j for j in order if categories[j] != categories[i] or categories[i] == -1]
         partners.append(others[0] if others else None)
     return partners
 
@@ -128,6 +141,7 @@ def evaluate_system(
     modes = ("true", "silent", "swapped") if diagnostics else ("true",)
     # One rank evaluates (see train.fit), so the evaluators must not wait for the others.
     evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size) for m in modes}
+    changes = {m: AudioChangeMeter() for m in CHANGED_AUDIO}
     listen_pred, listen_true, listen_orig, listen_new, listen_names = [], [], [], [], []
     offset = 0
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):
@@ -150,6 +164,9 @@ def evaluate_system(
                 logits_true = logits
                 if out_dir is not None:
                     _save_masks(logits, batch, Path(out_dir) / "pred_masks")
+            else:
+                _update_change(changes[mode], logits_true, logits, batch["name"],
+                               None if mode == "silent" else batch_partners)
             sel_logits, sel_masks, frame_ids = _gt_frames(logits, batch)
             M = batch["masks"].shape[1]
             evaluators[mode].update(
@@ -171,7 +188,8 @@ def evaluate_system(
                     listen_names.append(batch["name"][b])
         offset += B
 
-    results = evaluators["true"].compute()
+    computed = {mode: evaluator.compute() for mode, evaluator in evaluators.items()}
+    results = computed["true"]
     metrics: dict[str, Any] = {
         "miou": results["miou"],
         "f_score_official": results["f_score_official"],
@@ -180,8 +198,9 @@ def evaluate_system(
         "frames": len(results["per_frame"]),
     }
     if diagnostics:
-        metrics["miou_silent"] = evaluators["silent"].compute()["miou"]
-        metrics["miou_swapped"] = evaluators["swapped"].compute()["miou"]
+        metrics["miou_silent"] = computed["silent"]["miou"]
+        metrics["miou_swapped"] = computed["swapped"]["miou"]
+        metrics.update(_change_metrics(changes, metrics))
         if listen_pred:
             metrics["listening_rate"] = listening_rate(
                 torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
@@ -194,14 +213,57 @@ def evaluate_system(
             metrics["listening_rate"] = float("nan")
             metrics["following_rate"] = float("nan")
             metrics["listening_frames"] = 0
+            metrics["listening_rate_note"] = SIDECAR_ONLY_NOTE
     if out_dir is not None:
         out_dir = Path(out_dir)
+        if diagnostics:
+            atomic_write_text(_change_table(changes, computed).to_csv(index=False),
+                              out_dir / "audio_change_per_clip.csv")
         per_frame: pd.DataFrame = results["per_frame"]
         atomic_write_text(per_frame.to_csv(index=False), out_dir / "per_frame.csv")
         atomic_write_text(results["per_clip"].to_csv(index=False), out_dir / "per_clip.csv")
         atomic_write_text(results["per_category"].to_csv(index=False), out_dir / "per_category.csv")
         atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
     return metrics
+
+
+def _update_change(meter: AudioChangeMeter, logits_true: torch.Tensor, logits: torch.Tensor,
+                   names: list[str], partners: list[int | None] | None) -> None:
+    """Add a batch to `meter`; for swapped audio only the clips that got another clip's track."""
+    B = len(names)
+    keep = [b for b in range(B) if partners is None or partners[b] is not None]
+    if not keep:
+        return
+    T = logits.shape[0] // B
+    frames = torch.tensor([b * T + t for b in keep for t in range(T)], device=logits.device)  # clip-major
+    meter.update(logits_true[frames], logits[frames], [names[b] for b in keep])
+
+
+def _change_metrics(changes: dict[str, AudioChangeMeter], metrics: dict[str, Any]) -> dict[str, Any]:
+    """`{mode}_area_change`, `_abs_area_change`, `_iou_to_true`, `_moved_share`, `_clips`, and
+    `{mode}_miou_change` (mIoU against the ground truth with that audio minus with the true one)."""
+    out: dict[str, Any] = {}
+    for mode, meter in changes.items():
+        result = meter.compute()
+        for key in ("area_change", "abs_area_change", "iou_to_true", "moved_share", "clips"):
+            out[f"{mode}_{key}"] = result[key]
+        out[f"{mode}_miou_change"] = metrics[f"miou_{mode}"] - metrics["miou"]
+    return out
+
+
+def _change_table(changes: dict[str, AudioChangeMeter], computed: dict[str, dict]) -> pd.DataFrame:
+    """One row per (audio, clip): the mask changes, and the clip's IoU against the ground truth with
+    the true and with the changed audio (`computed`: each Evaluator's results by audio)."""
+    gt_true = computed["true"]["per_clip"].set_index("name")["iou"]
+    tables = []
+    for mode, meter in changes.items():
+        table = meter.compute()["per_clip"]
+        gt_changed = computed[mode]["per_clip"].set_index("name")["iou"]
+        table.insert(0, "audio", mode)
+        table["gt_iou_true"] = table["name"].map(gt_true)
+        table["gt_iou_changed"] = table["name"].map(gt_changed)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,

@@ -5,11 +5,17 @@ ground-truth mask, the box should be close to the mask's tight box; a low IoU me
 on the wrong object, a stale box after the object moved, or an object mostly hidden (the box
 covers the whole object, the mask only its visible part). Such frames are listed for a person
 to look at, not corrected automatically.
+
+AVSBench ships no crop labels: `label_status` says whether a tree has them and, if not, how to
+make them (`python -m avs_lib crop-labels ROOT`), so the review reports their absence instead
+of failing. Each reviewed frame records its label's origin: the box of its own mask or copied
+from another frame (both written by that command), or drawn (no mark: made in labelImg).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +24,83 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from avs_lib.data.avsbench import mask_values, open_image, read_crop_label
+from avs_lib.data.avsbench import (
+    CROP_LABELS_DIR,
+    MS3_LAYOUT,
+    S4_LAYOUT,
+    AVSBenchMS3,
+    AVSBenchS4,
+    crop_label_name,
+    crop_labels_instruction,
+    mask_values,
+    missing_crop_labels,
+    open_image,
+    read_crop_label,
+)
 from avs_lib.data.boxes import box_from_mask, crop_and_resize, scale_box
+from avs_lib.data.categories import SPLITS
+from avs_lib.data.crop_labels import ORIGIN_COPIED, ORIGIN_DRAWN, ORIGIN_MASK, label_origin
 from avs_lib.data.errors import DataFormatError
 
 REVIEW_THRESHOLD = 0.5  # box/mask IoU below this is flagged for review
-REVIEW_COLUMNS = ["split", "category", "name", "frame", "has_gt", "box", "mask_box", "box_area_fraction",
-                  "box_aspect", "iou", "flagged", "reason"]
+REVIEW_COLUMNS = ["split", "category", "name", "frame", "has_gt", "box", "origin", "mask_box",
+                  "box_area_fraction", "box_aspect", "iou", "flagged", "reason"]
+
+
+@dataclass(frozen=True)
+class LabelStatus:
+    """Whether a dataset tree has crop labels, and what to tell the reader of the report."""
+
+    folder: Path  # ROOT/{s4,ms3}_data/crop_labels
+    found: bool  # the folder exists
+    missing: dict[str, int]  # label files absent, per split (empty when not found)
+
+    @property
+    def complete(self) -> bool:
+        return self.found and not any(self.missing.values())
+
+    @property
+    def message(self) -> str:
+        root = self.folder.parent.parent
+        if not self.found:
+            return (f"**No crop labels** in `{self.folder}`: AVSBench ships none. To {crop_labels_instruction(root)}. "
+                    "The thesis' methods need them; the other methods do not, and this review has nothing to show.")
+        if not self.complete:
+            gaps = ", ".join(f"{n} in {split}" for split, n in self.missing.items() if n)
+            return (f"Crop labels in `{self.folder}` with **files missing** ({gaps}); they are listed below as "
+                    f"flagged frames. To fill the gaps, {crop_labels_instruction(root)} (drawn files are kept).")
+        return f"Crop labels in `{self.folder}`: every frame of every split has a label file."
+
+
+def _readers(dataset: str):
+    if dataset not in ("s4", "ms3"):
+        raise ValueError(f"dataset must be s4 or ms3, got {dataset!r}")
+    return (S4_LAYOUT, AVSBenchS4) if dataset == "s4" else (MS3_LAYOUT, AVSBenchMS3)
+
+
+def review_splits(root: str | Path, dataset: str = "s4", image_size: int = 224, audio: str = "pkl") -> dict:
+    """Every split of the tree, read without boxes (the review reads each label file itself,
+    so a missing one is a finding, not an error)."""
+    reader = _readers(dataset)[1]
+    return {split: reader(root, split, image_size=image_size, audio=audio, crop_labels=False) for split in SPLITS}
+
+
+def label_status(splits: dict) -> LabelStatus:
+    """Whether the tree behind `splits` (from `review_splits`) has crop labels, and which are missing."""
+    first = next(iter(splits.values()))
+    folder = first.root / first.layout.data_dir / CROP_LABELS_DIR
+    if not folder.is_dir():
+        return LabelStatus(folder, False, {})
+    missing = {split: len(missing_crop_labels([ds.paths(i) for i in range(len(ds))])) for split, ds in splits.items()}
+    return LabelStatus(folder, True, missing)
+
+
+def with_boxes(splits: dict, status: LabelStatus) -> dict:
+    """The splits whose every label file exists, read with their boxes (for the figures)."""
+    if not status.found:
+        return {}
+    return {split: type(ds)(ds.root, split, image_size=ds.image_size, audio=ds.audio, crop_labels=True)
+            for split, ds in splits.items() if status.missing.get(split, 0) == 0}
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -48,15 +124,15 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshol
     """One labelled frame: its box, and where a mask exists, how well the two agree."""
     clip, paths = dataset.clips[index], dataset.paths(index)
     row = {"split": clip.split, "category": clip.category, "name": clip.name, "frame": frame + 1,
-           "has_gt": frame in masks, "box": None, "mask_box": None, "box_area_fraction": np.nan,
+           "has_gt": frame in masks, "box": None, "origin": "", "mask_box": None, "box_area_fraction": np.nan,
            "box_aspect": np.nan, "iou": np.nan, "flagged": False, "reason": ""}
     try:
         with Image.open(paths.frames[frame]) as image:
             frame_size = image.size  # (w, h)
-        box, label_size = read_crop_label(paths.crop_labels[frame], clip.category, frame_size)
+        box, label_size = read_crop_label(paths.crop_labels[frame], crop_label_name(clip), frame_size)
         width, height = box[2] - box[0], box[3] - box[1]
-        row.update(box=tuple(box), box_area_fraction=width * height / (label_size[0] * label_size[1]),
-                   box_aspect=width / height)
+        row.update(box=tuple(box), origin=label_origin(paths.crop_labels[frame]),
+                   box_area_fraction=width * height / (label_size[0] * label_size[1]), box_aspect=width / height)
         if frame in masks:
             mask = _read_mask(masks[frame], f"mask {frame + 1} of clip {clip.name!r}")
             mask_size = (mask.shape[1], mask.shape[0])
@@ -76,23 +152,45 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshol
 
 
 def review_crop_labels(dataset, threshold: float = REVIEW_THRESHOLD, progress: bool = False) -> pd.DataFrame:
-    """One row per labelled frame of `dataset` (an `AVSBenchS4` split): the box, and for frames
-    with a ground-truth mask its IoU with the mask's tight box; `flagged` rows need a look.
+    """One row per frame of `dataset` (an S4 or MS3 split): the box, and for frames with a
+    ground-truth mask its IoU with the mask's tight box; `flagged` rows need a look.
 
-    Columns: split, category, name, frame (1-based), has_gt, box, mask_box (xmin, ymin, xmax,
-    ymax, max exclusive; box in its label's pixels), box_area_fraction, box_aspect (w / h),
-    iou (NaN without a mask), flagged, reason. Unreadable or missing labels are flagged rows.
+    Columns: split, category, name, frame (1-based), has_gt, box, origin (mask | copied | drawn,
+    "" without a readable label), mask_box (xmin, ymin, xmax, ymax, max exclusive; box in its
+    label's pixels), box_area_fraction, box_aspect (w / h), iou (NaN without a mask), flagged,
+    reason. Unreadable or missing labels are flagged rows.
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     rows = []
     for index in tqdm(range(len(dataset)), desc=f"review {getattr(dataset, 'split', '')}", disable=not progress):
         paths = dataset.paths(index)
-        if not paths.crop_labels:
-            raise ValueError(f"{dataset!r} has no crop labels to review (S4 only)")
         masks = dict(zip(paths.mask_frames, paths.masks, strict=True))
         rows += [_frame_row(dataset, index, k, masks, threshold) for k in range(len(paths.frames))]
     return pd.DataFrame(rows, columns=REVIEW_COLUMNS)
+
+
+def review_all(splits: dict, status: LabelStatus, progress: bool = False) -> pd.DataFrame:
+    """`review_crop_labels` of every split, concatenated; no rows (same columns) without labels."""
+    if not status.found:
+        return pd.DataFrame(columns=REVIEW_COLUMNS)
+    return pd.concat([review_crop_labels(ds, progress=progress) for ds in splits.values()], ignore_index=True)
+
+
+def coverage(review: pd.DataFrame) -> pd.DataFrame:
+    """Per split: frames, frames with a readable box and their share, where the boxes came from
+    (own mask, copied from another frame, drawn), frames with a mask, mean box/mask IoU, flags."""
+    labelled = review["box"].notna()
+    table = review.assign(
+        labelled=labelled, from_mask=review["origin"] == ORIGIN_MASK,
+        copied=review["origin"] == ORIGIN_COPIED, drawn=review["origin"] == ORIGIN_DRAWN,
+        iou=pd.to_numeric(review["iou"]), has_gt=review["has_gt"].astype(bool), flagged=review["flagged"].astype(bool))
+    out = table.groupby("split", sort=False).agg(
+        frames=("frame", "size"), labelled=("labelled", "sum"), from_mask=("from_mask", "sum"),
+        copied=("copied", "sum"), drawn=("drawn", "sum"), with_gt=("has_gt", "sum"),
+        mean_iou=("iou", "mean"), flagged=("flagged", "sum"))
+    out.insert(2, "coverage", out["labelled"] / out["frames"])
+    return out
 
 
 def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +203,22 @@ def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
              mean_iou=("iou", "mean"), flagged=("flagged", "sum"))
         .sort_values("flagged", ascending=False, kind="stable")
     )
+
+
+def conclusion(review: pd.DataFrame, status: LabelStatus) -> str:
+    """The review's closing sentence, from its numbers (or the instruction, without labels)."""
+    if not status.found:
+        return f"**What we see.** Nothing to review: {status.message}"
+    with_gt = review[review["has_gt"].astype(bool)]
+    origins = review["origin"].value_counts()
+    made = ", ".join(f"{int(origins.get(o, 0))} {what}" for o, what in (
+        (ORIGIN_MASK, "boxes of the frame's own mask"), (ORIGIN_COPIED, "copied from another frame"),
+        (ORIGIN_DRAWN, "without the derived mark (drawn in labelImg, or written by the synthetic generator)")))
+    median = f"{pd.to_numeric(with_gt['iou']).median():.2f}" if len(with_gt) else "n/a"
+    return (f"**What we see.** {int(with_gt['flagged'].sum())} of {len(with_gt)} frames with a mask are flagged; "
+            f"the median box/mask IoU is {median}. Of {len(review)} frames: {made}. A box of the frame's own "
+            "mask agrees with it by construction; copied boxes and flags are the ones worth a look in labelImg "
+            "(on the synthetic data a flag means an object largely hidden by another).")
 
 
 def save_review(review: pd.DataFrame, path: str | Path) -> Path:
@@ -133,4 +247,5 @@ def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 2
     return denormalize(torch.stack(crops)), labels  # [N, 3, c, c] -> uint8 [N, c, c, 3]
 
 
-__all__ = ["REVIEW_THRESHOLD", "box_iou", "box_statistics", "crop_examples", "review_crop_labels", "save_review"]
+__all__ = ["REVIEW_THRESHOLD", "LabelStatus", "box_iou", "box_statistics", "conclusion", "coverage", "crop_examples", "label_status",
+           "review_all", "review_crop_labels", "review_splits", "save_review", "with_boxes"]

@@ -1,0 +1,223 @@
+"""Crop labels bootstrapped from the ground-truth masks, as labelImg files a person can correct.
+
+AVSBench has masks, not boxes; the thesis' crop losses need one box of the sounding object per
+frame. ``bootstrap_crop_labels`` writes, for every frame of every clip, a Pascal VOC file at the
+path the readers expect (``ROOT/s4_data/crop_labels/{split}/{category}/{name}/{name}_{i}.xml``;
+MS3: ``ROOT/ms3_data/crop_labels/{split}/{video_id}/{video_id}.mp4_{i}.xml``):
+
+- a frame with a non-empty mask gets the tight box of its mask (origin ``mask``);
+- a frame without a mask (S4 train annotates only frame 1) or with an empty mask (the object is
+  out of sight) gets the box of the nearest frame in time that has a non-empty mask, the earlier
+  one on a tie (origin ``copied``; for S4 train that is always frame 1's box). The crop losses
+  need a box on every frame, and the object seldom moves far within the clip's five seconds;
+  the copies are the boxes a person should check first;
+- a clip whose masks are all empty gets no file at all: there is nothing to derive a box from,
+  and the reader names the missing files until a person draws them.
+
+Each written file carries a ``<derived>`` element (``origin``, ``from_frame``, ``tool``). A file
+without it was drawn (or saved) in labelImg and is never replaced unless ``overwrite=True``; a
+YOLO ``.txt`` in place of the XML counts as drawn too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from avs_lib.data.avsbench import (
+    MS3_LAYOUT,
+    S4_LAYOUT,
+    ClipPaths,
+    Layout,
+    clip_paths,
+    crop_label_name,
+    mask_values,
+    open_image,
+    read_metadata,
+)
+from avs_lib.data.boxes import Box, box_from_mask, read_voc_annotation, write_voc
+from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
+from avs_lib.data.errors import DataFormatError
+
+ORIGIN_MASK = "mask"  # the tight box of the frame's own mask
+ORIGIN_COPIED = "copied"  # the box of another frame's mask (this frame has none, or an empty one)
+ORIGIN_DRAWN = "drawn"  # no <derived> mark: drawn or saved in labelImg, or written by another tool
+TOOL = "python -m avs_lib crop-labels"
+
+
+@dataclass(frozen=True)
+class DerivedBox:
+    """One frame's bootstrapped box and where it came from (``from_frame`` is 0-based)."""
+
+    box: Box
+    origin: str  # ORIGIN_MASK | ORIGIN_COPIED
+    from_frame: int
+
+    def mark(self) -> dict[str, str]:
+        """The ``<derived>`` element's children (frames 1-based, as in the file names)."""
+        return {"origin": self.origin, "from_frame": str(self.from_frame + 1), "tool": TOOL}
+
+
+def derive_boxes(
+    masks: dict[int, np.ndarray], frames: int = FRAMES_PER_CLIP
+) -> list[DerivedBox | None]:
+    """Each frame's box from the masks a clip has (0-based frame -> bool [H, W]).
+
+    Own non-empty mask: its box; otherwise the nearest frame with a non-empty mask (earlier on a
+    tie); None for every frame when no mask of the clip is non-empty.
+    """
+    boxes = {k: box_from_mask(mask) for k, mask in masks.items() if np.any(mask)}
+    derived: list[DerivedBox | None] = []
+    for k in range(frames):
+        if k in boxes:
+            derived.append(DerivedBox(boxes[k], ORIGIN_MASK, k))
+        elif boxes:
+            nearest = min(boxes, key=lambda j: (abs(j - k), j))
+            derived.append(DerivedBox(boxes[nearest], ORIGIN_COPIED, nearest))
+        else:
+            derived.append(None)
+    return derived
+
+
+def is_hand_drawn(xml: Path) -> bool:
+    """Whether a label file exists that a person made: an XML without the <derived> mark (or one
+    that cannot be parsed: a half-saved edit is a person's), or a YOLO .txt in its place."""
+    if xml.is_file():
+        try:
+            return read_voc_annotation(xml).derived is None
+        except DataFormatError:
+            return True
+    return xml.with_suffix(".txt").is_file()
+
+
+def label_origin(xml: Path) -> str:
+    """How an existing label file's box was made: ORIGIN_MASK, ORIGIN_COPIED or ORIGIN_DRAWN."""
+    if not xml.is_file():
+        return ORIGIN_DRAWN  # a YOLO .txt: only labelImg writes those
+    derived = read_voc_annotation(xml).derived
+    return ORIGIN_DRAWN if derived is None else derived.get("origin", ORIGIN_DRAWN)
+
+
+@dataclass
+class BootstrapReport:
+    """What ``bootstrap_crop_labels`` did, per file and per clip."""
+
+    root: Path
+    written: dict[str, int] = field(default_factory=lambda: {ORIGIN_MASK: 0, ORIGIN_COPIED: 0})
+    kept: list[Path] = field(default_factory=list)  # hand-drawn files left alone
+    unboxed_clips: list[str] = field(default_factory=list)  # "split/name": every mask empty
+
+    def summary(self) -> str:
+        lines = [
+            f"crop labels under {self.root}: wrote {sum(self.written.values())} file(s) "
+            f"({self.written[ORIGIN_MASK]} box of the frame's own mask, "
+            f"{self.written[ORIGIN_COPIED]} copied from the nearest frame with a mask)",
+            f"kept {len(self.kept)} hand-drawn file(s) (--overwrite replaces them)",
+        ]
+        if self.unboxed_clips:
+            shown = ", ".join(self.unboxed_clips[:10])
+            more = f" and {len(self.unboxed_clips) - 10} more" if len(self.unboxed_clips) > 10 else ""
+            lines.append(
+                f"{len(self.unboxed_clips)} clip(s) have only empty masks, so no box: {shown}{more} "
+                "(draw their boxes in labelImg)"
+            )
+        lines.append("review them in notebook 02; correct them in labelImg (its save folder: the "
+                     "frame's folder under crop_labels/)")
+        return "\n".join(lines)
+
+
+def detect_layout(root: Path, subset: str | None = None) -> Layout:
+    """The subset named, or the one whose metadata CSV is in ``root``."""
+    layouts = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
+    if subset is not None:
+        if subset not in layouts:
+            raise ValueError(f"subset must be s4 or ms3, got {subset!r}")
+        return layouts[subset]
+    present = [layout for layout in layouts.values() if (root / layout.csv_name).is_file()]
+    if len(present) != 1:
+        found = "both" if present else "neither"
+        raise FileNotFoundError(
+            f"{root} holds {found} of {S4_LAYOUT.csv_name} and {MS3_LAYOUT.csv_name}; "
+            "expected exactly one (or name the subset: --subset s4|ms3)"
+        )
+    return present[0]
+
+
+def _frame_sizes(paths: ClipPaths) -> list[tuple[tuple[int, int], int]]:
+    """(width, height) and channel count of each frame, read from the PNG header only."""
+    sizes = []
+    for path in paths.frames:
+        if not path.is_file():
+            raise FileNotFoundError(f"missing frame: {path} (each crop label names its frame)")
+        with Image.open(path) as image:
+            sizes.append((image.size, len(image.getbands())))
+    return sizes
+
+
+def _clip_masks(paths: ClipPaths, name: str, sizes: list[tuple[int, int]]) -> dict[int, np.ndarray]:
+    """The clip's masks as bool [H, W] by 0-based frame, each the size of its frame."""
+    masks = {}
+    for k, path in zip(paths.mask_frames, paths.masks, strict=True):
+        mask = mask_values(open_image(path, f"mask {k + 1} of clip {name!r}")) != 0
+        if (mask.shape[1], mask.shape[0]) != sizes[k]:
+            raise DataFormatError(
+                path, f"mask is {mask.shape[1]}x{mask.shape[0]}, expected the size of its frame "
+                f"{paths.frames[k]} ({sizes[k][0]}x{sizes[k][1]})")
+        masks[k] = mask
+    return masks
+
+
+def bootstrap_crop_labels(
+    root: str | Path,
+    splits: Iterable[str] | None = None,
+    subset: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> BootstrapReport:
+    """Write labelImg VOC crop labels from the ground-truth masks (see the module docstring).
+
+    Files this tool wrote before are rewritten; hand-drawn ones are kept unless ``overwrite``.
+    A missing or unreadable frame or mask raises (``python -m avs_lib check-data`` lists them all).
+    """
+    root = Path(root)
+    layout = detect_layout(root, subset)
+    chosen: Sequence[str] = list(SPLITS if splits is None else splits)
+    unknown = [split for split in chosen if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {', '.join(unknown)}; expected some of {', '.join(SPLITS)}")
+    report = BootstrapReport(root)
+    clips = [clip for clip in read_metadata(root, layout) if clip.split in chosen]
+    for clip in tqdm(clips, desc="crop labels", disable=not progress):
+        paths = clip_paths(layout, root, clip)
+        sizes = _frame_sizes(paths)
+        boxes = derive_boxes(_clip_masks(paths, clip.name, [size for size, _ in sizes]), len(paths.frames))
+        if all(box is None for box in boxes):
+            report.unboxed_clips.append(f"{clip.split}/{clip.name}")
+            continue
+        for frame, xml, derived, (size, depth) in zip(paths.frames, paths.crop_labels, boxes, sizes, strict=True):
+            if not overwrite and is_hand_drawn(xml):
+                report.kept.append(xml)
+                continue
+            write_voc(xml, derived.box, name=crop_label_name(clip), image_path=frame.resolve(),
+                      image_size=size, depth=depth, derived=derived.mark())
+            report.written[derived.origin] += 1
+    return report
+
+
+__all__ = [
+    "ORIGIN_COPIED",
+    "ORIGIN_DRAWN",
+    "ORIGIN_MASK",
+    "BootstrapReport",
+    "DerivedBox",
+    "bootstrap_crop_labels",
+    "derive_boxes",
+    "detect_layout",
+    "is_hand_drawn",
+    "label_origin",
+]
