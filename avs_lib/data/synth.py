@@ -961,7 +961,8 @@ def _write_all(
                 bar.update()
 
 
-def _params(videos_per_split: int | Sequence[int], **options) -> SynthParams:
+def synth_params(videos_per_split: int | Sequence[int], **options) -> SynthParams:
+    """Generator parameters from clip counts (one for all splits, or train, val, test) and options."""
     if isinstance(videos_per_split, int):
         counts = (videos_per_split,) * 3
     else:
@@ -993,7 +994,7 @@ def make_dataset(
     ``info.json`` is written last, so its presence marks a complete dataset. An existing
     synthetic dataset is replaced only with ``overwrite=True``; anything else is never touched.
     """
-    params = _params(
+    params = synth_params(
         videos_per_split,
         image_size=image_size,
         seed=seed,
@@ -1030,7 +1031,7 @@ def ensure_dataset(
     Notebooks call this so that rerunning them does not redraw the data; different parameters
     (or an older generator version) replace the old synthetic dataset.
     """
-    params = _params(videos_per_split, **options)
+    params = synth_params(videos_per_split, **options)
     root = Path(root)
     if _is_synthetic(root):
         info = read_info(root)  # holds the generator version, the parameters and the counts

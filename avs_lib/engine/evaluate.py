@@ -72,8 +72,8 @@ def swap_partners(dataset) -> list[int | None]:
 def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Sidecar masks [T, S, S] of the sounding object and of the object of the partner's class."""
     sidecar = dataset.sidecar(dataset.clips[index].name)
-    if sidecar is None:
-        return None
+    if sidecar is None or not sidecar.masks[0].any():
+        return None  # no sidecar, or the sound comes from off-screen: nothing to follow onto
     hits = np.flatnonzero(sidecar.classes == _full(dataset).clips[partner].category_index)
     if len(hits) == 0 or hits[0] == 0:
         return None
