@@ -35,6 +35,7 @@ from avs_lib.engine.checkpoint import (
 )
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.evaluate import evaluate_system
+from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
 
@@ -250,6 +251,7 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
     if dinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        write_provenance(run_dir, device)  # the code, versions, device and command of this run
 
     train_set = build_dataset(cfg, "train")
     if cfg.loss.counterfactual > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from avs_lib.engine.pretrain import (
     ensure_pretrained,
     weight_overrides_from,
 )
+from avs_lib.engine.provenance import code_version, read_provenance
 from avs_lib.report.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
@@ -196,6 +198,17 @@ def profile_weights(
     return weight_overrides_from(report)
 
 
+def with_assignments(overrides: dict[str, Any], assignments: list[str] | None) -> dict[str, Any]:
+    """`overrides` with `section.key=value` strings (the report's `--set`) merged on top: the
+    user's last word wins over the weights a profile chooses."""
+    from avs_lib.configtools import parse_assignment
+
+    merged = deep_merge({}, overrides)
+    for text in assignments or []:
+        merged = deep_merge(merged, parse_assignment(text))
+    return merged
+
+
 def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:
     """Config overrides that load local pretrained weights (None: train from random init).
 
@@ -239,8 +252,14 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
     return differ
 
 
-def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
-    """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (another config)."""
+def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, reuse_stale: bool = False) -> str:
+    """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (train again from scratch).
+
+    A run is reused or resumed only when its config and its code version (`provenance.code_version`,
+    from its provenance.json) match. A run made by other code, or with no provenance record, is
+    trained again, unless `reuse_stale`; the user is told either way. A run with another config is
+    always trained again: it is another experiment under the same name.
+    """
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         return "new"
@@ -249,6 +268,16 @@ def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
         warnings.warn(f"{run_dir} was trained with another config (differs in {', '.join(differences)}); "
                       "training it again", stacklevel=2)
         return "stale"
+    record = read_provenance(run_dir)
+    made_by = (record or {}).get("code_version", "unknown (no provenance.json)")
+    if made_by != code:
+        if not reuse_stale:
+            warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); training "
+                          "it again (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)",
+                          stacklevel=2)
+            return "stale"
+        warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); kept as asked "
+                      "(reuse_stale)", stacklevel=2)
     return "done" if (run_dir / "summary.json").is_file() else "partial"
 
 
@@ -315,6 +344,145 @@ def run_grid(
     return train_grid(profile, grid, data_root, runs_dir, **options)
 
 
+# ---------------------------------------------------------------- how long a grid takes
+
+
+@dataclass(frozen=True)
+class GridEstimate:
+    """A grid's expected training time from a measured warm-up of each distinct config."""
+
+    seconds: float
+    runs: int
+    jobs: int
+    step_seconds: dict[str, float]  # measured seconds per training step, by method name
+
+    def text(self) -> str:
+        steps = ", ".join(f"{name} {value:.2f} s" for name, value in self.step_seconds.items())
+        return (f"estimate: about {self.seconds / 60:.1f} min of training for {self.runs} run(s) on "
+                f"{self.jobs} job(s) (measured seconds per step: {steps}; validation and testing come on top)")
+
+
+def _config_key(cfg_dict: dict[str, Any]) -> str:
+    """A config without what differs between the runs of one method (seed, name, where it runs)."""
+    flat = _flatten(cfg_dict)
+    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_COMPARED | {"seed", "name"}},
+                      sort_keys=True, default=str)
+
+
+def estimate_grid_seconds(
+    cfgs: list[Any],
+    step_seconds: Any,
+    train_steps: Any,
+    jobs: int = 1,
+) -> GridEstimate:
+    """Expected training time of the runs `cfgs`, measuring each distinct config once.
+
+    `step_seconds(cfg)` times a few training steps of one config (seconds per step); configs that
+    differ only in seed share one measurement. `train_steps(cfg)` is a run's number of steps. The
+    sum is divided by the runs trained at once (`jobs`, at most the number of runs), which assumes
+    a worker's step takes as long as the warm-up's.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    measured: dict[str, float] = {}
+    per_method: dict[str, float] = {}
+    total = 0.0
+    for cfg in cfgs:
+        key = _config_key(to_dict(cfg))
+        if key not in measured:
+            measured[key] = float(step_seconds(cfg))
+            per_method.setdefault(cfg.name, measured[key])
+        total += measured[key] * train_steps(cfg)
+    parallel = max(1, min(jobs, len(cfgs)))
+    return GridEstimate(total / parallel, len(cfgs), parallel, per_method)
+
+
+def _train_set(cfg: Any):
+    from avs_lib.data.counterfactual import CounterfactualPairs
+    from avs_lib.engine.datasets import build_dataset
+
+    train_set = build_dataset(cfg, "train")
+    return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
+
+
+def train_steps(cfg: Any) -> int:
+    """Optimiser steps of one run: epochs x batches per epoch (capped by optim.steps_per_epoch)."""
+    batches = len(_train_set(cfg)) // cfg.optim.batch_size
+    if cfg.optim.steps_per_epoch is not None:
+        batches = min(batches, cfg.optim.steps_per_epoch)
+    return cfg.optim.epochs * batches
+
+
+def measure_step_seconds(cfg: Any, steps: int = 2) -> float:
+    """Seconds per training step of `cfg`, on its device: one untimed step (allocations, kernels
+    chosen), then `steps` timed ones, exactly as `train.fit` trains."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from avs_lib.data import collate_clips
+    from avs_lib.engine.system import AVSSystem, select_device
+    from avs_lib.engine.train import (
+        build_optimizer,
+        build_scheduler,
+        to_channels_last,
+        train_one_epoch,
+    )
+    from avs_lib.losses import TotalLoss
+
+    cfg = _with_top_level(cfg, quiet=True)
+    device = select_device(cfg.device)
+    loader = DataLoader(_train_set(cfg), batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
+                        num_workers=cfg.data.num_workers, collate_fn=collate_clips)
+    batches = list(_take(loader, steps + 1))
+    if not batches:
+        raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
+    system = AVSSystem(cfg).to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        to_channels_last(system)
+    optimizer = build_optimizer(cfg, system.parameters())
+    scheduler = build_scheduler(cfg, optimizer, len(batches))
+    loss_fn = TotalLoss(cfg.loss)
+    train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    train_one_epoch(system, loss_fn, optimizer, scheduler, batches[1:], device, 0, cfg)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / max(1, len(batches) - 1)
+
+
+def _take(iterable, count: int):
+    for i, item in enumerate(iterable):
+        if i >= count:
+            return
+        yield item
+
+
+def _with_top_level(cfg: Any, **top_level: Any):
+    """`cfg` rebuilt with some top-level fields changed (the original is left alone)."""
+    from avs_lib.config import config_from_dict
+
+    return config_from_dict({**to_dict(cfg), **top_level})
+
+
+class _RunProgress:
+    """One plain line per finished run with the time left: it reaches a terminal through papermill's
+    cell output, where a notebook's tqdm widget does not."""
+
+    def __init__(self, total: int, done: int):
+        self.total, self.done, self.trained = total, done, 0
+        self.started = time.perf_counter()
+
+    def finished(self, cfg: Any) -> None:
+        self.done += 1
+        self.trained += 1
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.trained * (self.total - self.done)
+        print(f"[runs] {self.done}/{self.total} done ({cfg.name} seed {cfg.seed}); "
+              f"{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left", flush=True)
+
+
 def train_grid(
     profile: str,
     grid: Grid,
@@ -325,12 +493,16 @@ def train_grid(
     skip_done: bool = True,
     quiet: bool = True,
     jobs: int = 1,
+    reuse_stale: bool = False,
+    estimate: bool = False,
 ) -> pd.DataFrame:
     """Train every run of `grid` (methods, extras, ablations) into `runs_dir/{method}_seed{seed}`
     in one pool of workers, so no worker idles between the groups; one row per run.
 
-    A finished run (summary.json, same config) is reused when `skip_done`; an interrupted one
-    resumes from its last checkpoint; a run made with another config is trained again.
+    A finished run (summary.json, same config and code version) is reused when `skip_done`; an
+    interrupted one resumes from its last checkpoint; a run made with another config, or by other
+    code (unless `reuse_stale`), is trained again (`_run_status`). `estimate` prints the expected
+    training time from a short warm-up of each distinct config before training starts.
     `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
     `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with
     cpu_count // jobs threads; a run's result does not depend on which worker trained it,
@@ -345,15 +517,20 @@ def train_grid(
     # The saved config holds the absolute data root: a relative one would name another folder
     # when the grid is rerun from elsewhere (a notebook runs in notebooks/, `make` in the root).
     root = str(Path(data_root).resolve())
+    code = code_version()
     todo = []
     for method, seed in pairs:
         base = {"data": {"root": root}, "output_dir": str(runs_dir), "device": device,
                 "quiet": quiet, "seed": seed}
         cfg = build_config(profile, method, overrides=deep_merge(overrides or {}, base))
-        status = _run_status(cfg.run_dir, to_dict(cfg))
+        status = _run_status(cfg.run_dir, to_dict(cfg), code, reuse_stale)
         if status == "done" and skip_done:
             continue
         todo.append((cfg, status == "partial"))
+    if estimate and todo:
+        print(estimate_grid_seconds([c for c, _ in todo], measure_step_seconds, train_steps,
+                                    jobs).text(), flush=True)
+    progress = _RunProgress(len(pairs), len(pairs) - len(todo))
     seen: set[tuple[type, str]] = set()
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
     if jobs == 1 or len(todo) <= 1:
@@ -365,6 +542,7 @@ def train_grid(
                 fit(cfg, resume=resume)
             _warn_once(_records(caught), seen)
             bar.update()
+            progress.finished(cfg)
     else:
         import multiprocessing
 
@@ -383,6 +561,7 @@ def train_grid(
                 bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
                 _warn_once(messages, seen)
                 bar.update()
+                progress.finished(cfg)
     bar.close()
     return pd.DataFrame([_summary_row(runs_dir / f"{m}_seed{s}") for m, s in pairs])
 
@@ -753,12 +932,15 @@ __all__ = [
     "config_differences",
     "default_jobs",
     "describe_methods",
+    "estimate_grid_seconds",
+    "measure_step_seconds",
     "grid_for",
     "loss_curves",
     "per_category",
     "per_clip",
     "prepare_data",
     "train_grid",
+    "train_steps",
     "profile_weights",
     "reference_lines",
     "reported_table",
@@ -767,6 +949,7 @@ __all__ = [
     "run_grid",
     "summarise",
     "weight_overrides",
+    "with_assignments",
     "worst_clips",
     "worst_clips_compared",
 ]
