@@ -358,8 +358,17 @@ class GridEstimate:
 
     def text(self) -> str:
         steps = ", ".join(f"{name} {value:.2f} s" for name, value in self.step_seconds.items())
-        return (f"estimate: about {self.seconds / 60:.1f} min of training for {self.runs} run(s) on "
+        return (f"estimate: about {duration_text(self.seconds)} of training for {self.runs} run(s) on "
                 f"{self.jobs} job(s) (measured seconds per step: {steps}; validation and testing come on top)")
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds for people: "40 s", "12.5 min", "3.2 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _config_key(cfg_dict: dict[str, Any]) -> str:
@@ -480,7 +489,7 @@ class _RunProgress:
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.trained * (self.total - self.done)
         print(f"[runs] {self.done}/{self.total} done ({cfg.name} seed {cfg.seed}); "
-              f"{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left", flush=True)
+              f"{duration_text(elapsed)} so far, about {duration_text(left)} left", flush=True)
 
 
 def train_grid(

@@ -19,6 +19,8 @@ REPO_DIR = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_DIR / "notebooks"
 FIGURES_DIR = REPO_DIR / "figures"
 REPORTS_DIR = REPO_DIR / "reports"
+SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
+                     "RESNET_WEIGHTS", "VGGISH_WEIGHTS")  # declared by every notebook
 COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures are committed
 
 
@@ -124,8 +126,12 @@ def run_notebooks(
         started = time.perf_counter()
         if log is not None:
             print(f"[report] {path.stem}: started {time.strftime('%H:%M:%S')}", file=log, flush=True)
+        declared = pm.inspect_notebook(str(path))
+        # The shared parameters go to every notebook; one that only some declare (OVERRIDES,
+        # KEEP_STALE) only to those, so papermill does not warn about the others.
+        given = {k: v for k, v in params.items() if k in declared or k in SHARED_PARAMETERS}
         try:
-            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(out.parent),
+            pm.execute_notebook(str(path), str(out), parameters=given, cwd=str(out.parent),
                                 kernel_name="python3", progress_bar=False, **streams)
         except pm.PapermillExecutionError as err:
             raise RuntimeError(
