@@ -118,6 +118,24 @@ def test_make_report_runs_the_command_of_the_paper_path_test():
                     "--set", "data.image_size=64", "--set", "optim.epochs=1"]
 
 
+# ---------------------------------------------------------------- what the notebooks compare
+
+
+def _trained(*methods):
+    import pandas as pd
+
+    return pd.DataFrame({"method": list(methods), "seed": [0] * len(methods)})
+
+
+def test_failure_cases_compare_the_baseline_with_the_thesis_model_when_both_ran():
+    assert experiments.failure_pair(_trained("visual_only", "tpavi", "thesis")) == ("tpavi", "thesis")
+
+
+def test_failure_cases_of_a_grid_of_one_method_show_that_method():
+    assert experiments.failure_pair(_trained("tpavi")) == ("tpavi", "tpavi")
+    assert experiments.failure_pair(_trained("cross_attention", "tpavi_avm")) == ("cross_attention", "tpavi_avm")
+
+
 # ---------------------------------------------------------------- how long it takes
 
 

@@ -704,6 +704,20 @@ def best_method(summary: pd.DataFrame, metric: str, exclude: tuple[str, ...] = (
     return str(means.idxmax())
 
 
+def failure_pair(results: pd.DataFrame) -> tuple[str, str]:
+    """(baseline, compared method) of the failure-case notebook: tpavi and the thesis model when
+    both were trained; else the baseline (or the first method trained) and the first other one,
+    or the same method twice when only one was trained (a grid of `tpavi` alone on MS3)."""
+    trained = list(dict.fromkeys(results["method"]))
+    if not trained:
+        raise ValueError("no finished runs to show failure cases of")
+    baseline = BASELINE if BASELINE in trained else trained[0]
+    if PROPOSED in trained and PROPOSED != baseline:
+        return baseline, PROPOSED
+    others = [m for m in trained if m != baseline]
+    return baseline, others[0] if others else baseline
+
+
 def representative_run(results: pd.DataFrame, method: str, metric: str = "test_miou") -> str:
     """The run of `method` whose `metric` is the median over its seeds (the lower one for an even
     count), so pictures of "the method" do not come from its best or worst seed."""
@@ -744,6 +758,8 @@ def _test_tables(runs_dir: str | Path, file_name: str) -> pd.DataFrame:
     for run_dir in _run_dirs(runs_dir, f"test/{file_name}"):
         method, seed = _run_identity(run_dir)
         table = pd.read_csv(run_dir / "test" / file_name)
+        if "category" in table.columns:  # MS3 has no classes: "" (read as NaN, which groupby drops)
+            table["category"] = table["category"].fillna("")
         table.insert(0, "seed", seed)
         table.insert(0, "method", method)
         frames.append(table)
@@ -942,6 +958,7 @@ __all__ = [
     "default_jobs",
     "describe_methods",
     "estimate_grid_seconds",
+    "failure_pair",
     "measure_step_seconds",
     "grid_for",
     "loss_curves",
