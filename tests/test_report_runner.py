@@ -146,27 +146,35 @@ def _cfgs(methods_and_seeds):
 def test_estimate_times_each_distinct_config_once_and_divides_by_the_jobs():
     timed = []
 
-    def fake_step_seconds(cfg):
+    def fake_measure(cfg):
         timed.append(cfg.name)
-        return {"tpavi": 2.0, "thesis": 3.0}[cfg.name]
+        return {"tpavi": experiments.RunCost(2.0, 0.5, 4.0), "thesis": experiments.RunCost(3.0)}[cfg.name]
 
     cfgs = _cfgs([("tpavi", 0), ("tpavi", 1), ("thesis", 0)])
-    estimate = experiments.estimate_grid_seconds(cfgs, fake_step_seconds, lambda cfg: 10, jobs=2)
+    estimate = experiments.estimate_grid_seconds(cfgs, fake_measure, lambda cfg: experiments.RunWork(10, 6), jobs=2)
     assert timed == ["tpavi", "thesis"]  # the seeds of one method share a measurement
-    assert estimate.seconds == pytest.approx((2.0 * 10 * 2 + 3.0 * 10) / 2)
+    assert estimate.seconds == pytest.approx(((4.0 + 2.0 * 10 + 0.5 * 6) * 2 + 3.0 * 10) / 2)
     assert estimate.step_seconds == {"tpavi": 2.0, "thesis": 3.0} and estimate.jobs == 2
 
 
 def test_estimate_never_counts_more_jobs_than_runs():
-    estimate = experiments.estimate_grid_seconds(_cfgs([("tpavi", 0)]), lambda cfg: 1.0, lambda cfg: 60, jobs=4)
+    estimate = experiments.estimate_grid_seconds(_cfgs([("tpavi", 0)]), lambda cfg: experiments.RunCost(1.0),
+                                                 lambda cfg: experiments.RunWork(60), jobs=4)
     assert estimate.jobs == 1 and estimate.seconds == pytest.approx(60.0)
-    assert "about 60 s of training for 1 run(s)" in estimate.text()
+    assert "about 60 s for 1 run(s) on 1 job(s)" in estimate.text()
 
 
-def test_train_steps_are_epochs_times_capped_batches(tiny_synth):
+def test_run_work_counts_capped_steps_validations_and_the_three_test_passes(tiny_synth):
     cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}})
-    # smoke: 8 training clips (train_limit), batch 2 -> 4 batches, capped at 3 per epoch, 2 epochs
-    assert experiments.train_steps(cfg) == 2 * 3
+    # smoke: 8 training clips (train_limit), batch 2 -> 4 batches, capped at 3 per epoch, 2 epochs;
+    # 4 val and 4 test clips (eval_limit) in batches of 2, a validation after each epoch.
+    assert experiments.run_work(cfg) == experiments.RunWork(2 * 3, 2 * 2 + 3 * 2)
+
+
+def test_measure_run_cost_times_real_steps(tiny_synth):
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
+    cost = experiments.measure_run_cost(cfg, steps=1)
+    assert cost.train_step > 0 and cost.eval_batch > 0 and cost.setup > 0
 
 
 def test_each_finished_run_prints_how_much_is_left(capsys):

@@ -348,8 +348,25 @@ def run_grid(
 
 
 @dataclass(frozen=True)
+class RunCost:
+    """What one run of a config costs, measured in a short warm-up (seconds)."""
+
+    train_step: float  # one optimiser step
+    eval_batch: float = 0.0  # one batch of validation or test (no gradients)
+    setup: float = 0.0  # reading the weight files and building the model, once per run
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """How much one run does: optimiser steps and evaluation batches (validations and the test)."""
+
+    train_steps: int
+    eval_batches: int = 0
+
+
+@dataclass(frozen=True)
 class GridEstimate:
-    """A grid's expected training time from a measured warm-up of each distinct config."""
+    """A grid's expected duration from a measured warm-up of each distinct config."""
 
     seconds: float
     runs: int
@@ -358,8 +375,8 @@ class GridEstimate:
 
     def text(self) -> str:
         steps = ", ".join(f"{name} {value:.2f} s" for name, value in self.step_seconds.items())
-        return (f"estimate: about {duration_text(self.seconds)} of training for {self.runs} run(s) on "
-                f"{self.jobs} job(s) (measured seconds per step: {steps}; validation and testing come on top)")
+        return (f"estimate: about {duration_text(self.seconds)} for {self.runs} run(s) on {self.jobs} job(s) "
+                f"(from a warm-up; seconds per training step: {steps})")
 
 
 def duration_text(seconds: float) -> str:
@@ -380,28 +397,29 @@ def _config_key(cfg_dict: dict[str, Any]) -> str:
 
 def estimate_grid_seconds(
     cfgs: list[Any],
-    step_seconds: Any,
-    train_steps: Any,
+    measure: Any,
+    work: Any,
     jobs: int = 1,
 ) -> GridEstimate:
-    """Expected training time of the runs `cfgs`, measuring each distinct config once.
+    """Expected duration of the runs `cfgs`, measuring each distinct config once.
 
-    `step_seconds(cfg)` times a few training steps of one config (seconds per step); configs that
-    differ only in seed share one measurement. `train_steps(cfg)` is a run's number of steps. The
-    sum is divided by the runs trained at once (`jobs`, at most the number of runs), which assumes
-    a worker's step takes as long as the warm-up's.
+    `measure(cfg)` gives a `RunCost` from a short warm-up; configs that differ only in seed share
+    one measurement. `work(cfg)` gives the run's `RunWork`. The sum is divided by the runs trained
+    at once (`jobs`, at most the number of runs), which assumes a worker's step takes as long as
+    the warm-up's.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    measured: dict[str, float] = {}
+    measured: dict[str, RunCost] = {}
     per_method: dict[str, float] = {}
     total = 0.0
     for cfg in cfgs:
         key = _config_key(to_dict(cfg))
         if key not in measured:
-            measured[key] = float(step_seconds(cfg))
-            per_method.setdefault(cfg.name, measured[key])
-        total += measured[key] * train_steps(cfg)
+            measured[key] = measure(cfg)
+            per_method.setdefault(cfg.name, measured[key].train_step)
+        cost, done = measured[key], work(cfg)
+        total += cost.setup + cost.train_step * done.train_steps + cost.eval_batch * done.eval_batches
     parallel = max(1, min(jobs, len(cfgs)))
     return GridEstimate(total / parallel, len(cfgs), parallel, per_method)
 
@@ -414,17 +432,29 @@ def _train_set(cfg: Any):
     return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
 
 
-def train_steps(cfg: Any) -> int:
-    """Optimiser steps of one run: epochs x batches per epoch (capped by optim.steps_per_epoch)."""
+# The test pass of `train.fit` runs the true, silent and swapped audio (evaluate_system diagnostics).
+TEST_PASSES = 3
+
+
+def run_work(cfg: Any) -> RunWork:
+    """Steps and evaluation batches of one run as `train.fit` does it: epochs x batches per epoch
+    (capped by optim.steps_per_epoch); a validation every `eval_every` epochs and after the last;
+    the test split with its silent- and swapped-audio passes."""
+    from avs_lib.engine.datasets import build_dataset
+
     batches = len(_train_set(cfg)) // cfg.optim.batch_size
     if cfg.optim.steps_per_epoch is not None:
         batches = min(batches, cfg.optim.steps_per_epoch)
-    return cfg.optim.epochs * batches
+    epochs = cfg.optim.epochs
+    validations = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0} | {epochs - 1})
+    val, test = (math.ceil(len(build_dataset(cfg, split)) / cfg.eval_batch_size) for split in ("val", "test"))
+    return RunWork(epochs * batches, validations * val + TEST_PASSES * test)
 
 
-def measure_step_seconds(cfg: Any, steps: int = 2) -> float:
-    """Seconds per training step of `cfg`, on its device: one untimed step (allocations, kernels
-    chosen), then `steps` timed ones, exactly as `train.fit` trains."""
+def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
+    """A config's `RunCost` on its device, measured as `train.fit` trains: building the model
+    (reading its weight files), one untimed step (allocations, kernels chosen), then `steps`
+    timed training steps and `steps` timed evaluation batches."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -433,6 +463,7 @@ def measure_step_seconds(cfg: Any, steps: int = 2) -> float:
     from avs_lib.engine.train import (
         build_optimizer,
         build_scheduler,
+        move_batch,
         to_channels_last,
         train_one_epoch,
     )
@@ -445,20 +476,40 @@ def measure_step_seconds(cfg: Any, steps: int = 2) -> float:
     batches = list(_take(loader, steps + 1))
     if not batches:
         raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
-    system = AVSSystem(cfg).to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        to_channels_last(system)
+
+    def timed(work) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started
+
+    holder: dict[str, Any] = {}
+
+    def build() -> None:
+        holder["system"] = AVSSystem(cfg).to(device)
+        if device.type == "cuda" and cfg.channels_last:
+            to_channels_last(holder["system"])
+
+    setup = timed(build)
+    system = holder["system"]
     optimizer = build_optimizer(cfg, system.parameters())
     scheduler = build_scheduler(cfg, optimizer, len(batches))
     loss_fn = TotalLoss(cfg.loss)
     train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    train_one_epoch(system, loss_fn, optimizer, scheduler, batches[1:], device, 0, cfg)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - started) / max(1, len(batches) - 1)
+    rest = batches[1:] or batches[:1]
+    train = timed(lambda: train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
+    system.eval()
+
+    def evaluate() -> None:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                             enabled=cfg.amp and device.type == "cuda"):
+            for batch in rest:
+                system(move_batch(batch, device))
+
+    return RunCost(train / len(rest), timed(evaluate) / len(rest), setup)
 
 
 def _take(iterable, count: int):
@@ -537,8 +588,7 @@ def train_grid(
             continue
         todo.append((cfg, status == "partial"))
     if estimate and todo:
-        print(estimate_grid_seconds([c for c, _ in todo], measure_step_seconds, train_steps,
-                                    jobs).text(), flush=True)
+        print(estimate_grid_seconds([c for c, _ in todo], measure_run_cost, run_work, jobs).text(), flush=True)
     progress = _RunProgress(len(pairs), len(pairs) - len(todo))
     seen: set[tuple[type, str]] = set()
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
@@ -959,14 +1009,14 @@ __all__ = [
     "describe_methods",
     "estimate_grid_seconds",
     "failure_pair",
-    "measure_step_seconds",
+    "measure_run_cost",
     "grid_for",
     "loss_curves",
     "per_category",
     "per_clip",
     "prepare_data",
     "train_grid",
-    "train_steps",
+    "run_work",
     "profile_weights",
     "reference_lines",
     "reported_table",
