@@ -11,6 +11,11 @@ RESNET_WEIGHTS ?=
 VGGISH_WEIGHTS ?=
 METHODS ?=
 SEEDS ?=
+# Where a report other than the committed cpu one goes (default reports/PROFILE/); KEEP_STALE=1
+# reuses finished runs made by other code; SET="data.dataset=ms3 ..." overrides every run's config.
+OUT ?=
+KEEP_STALE ?=
+SET ?=
 SYNTH_VIDEOS ?= 240,60,60
 SYNTH_SIZE ?= 96
 SYNTH_CLASSES ?= 8
@@ -43,7 +48,8 @@ check-data: install
 notebooks: install
 	$(PY) -m avs_lib report --profile $(PROFILE) --data-root $(DATA_ROOT) --runs-dir $(RUNS_DIR) --device $(DEVICE) \
 	  $(if $(RESNET_WEIGHTS),--resnet-weights $(RESNET_WEIGHTS)) $(if $(VGGISH_WEIGHTS),--vggish-weights $(VGGISH_WEIGHTS)) \
-	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS))
+	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(if $(OUT),--out $(OUT)) $(if $(KEEP_STALE),--keep-stale-runs) $(foreach s,$(SET),--set $(s))
 
 report: install
 	@if [ "$(DATA_ROOT)" = "data/synth" ]; then $(MAKE) --no-print-directory data; fi

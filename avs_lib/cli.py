@@ -108,11 +108,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from avs_lib.report.notebooks import run_notebooks
+    from avs_lib.report.notebooks import report_destination, run_notebooks
 
-    extra = {"FIGURES_DIR": args.figures_dir} if args.figures_dir else {}
     # Weight files as absolute paths: the notebooks run in another folder. A missing file is an
     # error before any notebook runs, not in the training notebook.
+    extra: dict = {}
     for name, value in (("RESNET_WEIGHTS", args.resnet_weights), ("VGGISH_WEIGHTS", args.vggish_weights)):
         if value:
             if not Path(value).is_file():
@@ -122,8 +122,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         extra["METHODS"] = list(args.methods)
     if args.seeds:
         extra["SEEDS"] = list(args.seeds)
+    if args.set:
+        extra["OVERRIDES"] = list(args.set)
+    if args.keep_stale_runs:
+        extra["KEEP_STALE"] = True
+    if args.output_dir is not None:  # the low-level form (`make smoke-notebooks`): as given
+        output_dir, figures_dir, html = args.output_dir, args.figures_dir, False
+    else:
+        where = report_destination(args.profile, args.out)
+        output_dir, html = where.notebooks, where.html
+        figures_dir = args.figures_dir or where.figures
+        print(f"[report] profile {args.profile}: notebooks -> {where.notebooks}, figures -> {figures_dir}",
+              flush=True)
     run_notebooks(profile=args.profile, data_root=args.data_root, runs_dir=args.runs_dir, device=args.device,
-                  notebooks=args.only, output_dir=args.output_dir, extra_parameters=extra or None)
+                  notebooks=args.only, output_dir=output_dir, extra_parameters=extra or None,
+                  figures_dir=figures_dir, html=html, log=sys.stdout)
     return 0
 
 
@@ -211,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods to train and compare (default: the profile's grid; needed for paper)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the profile's grid)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write executed notebooks, their HTML and figures here (default: in place for "
+                   "the cpu profile, reports/PROFILE/ for any other)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run and notebook, e.g. data.dataset=ms3")
+    p.add_argument("--keep-stale-runs", action="store_true",
+                   help="reuse finished runs made by other code (their config must still match)")
     p.set_defaults(func=cmd_report)
     return parser
 

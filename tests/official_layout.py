@@ -142,12 +142,12 @@ def _backgrounds(clip_number: int) -> list[tuple[int, int, int]]:
     return [(10 * clip_number + 20 * i, 40 + clip_number, 100 + 10 * i) for i in range(5)]
 
 
-def write_s4(root: Path, crop_labels: bool = True) -> list[ClipSpec]:
-    """S4 layout: 2 train / 1 val / 1 test clips over 2 categories, 32x32, 5 s audio."""
+def write_s4(root: Path, crop_labels: bool = True, clips=S4_CLIPS) -> list[ClipSpec]:
+    """S4 layout: 2 train / 1 val / 1 test clips over 2 categories (or `clips`), 32x32, 5 s audio."""
     data = root / "s4_data"
     lines = ["name,start,category,split"]
     specs = []
-    for number, (name, category, split) in enumerate(S4_CLIPS):
+    for number, (name, category, split) in enumerate(clips):
         lines.append(f"{name},{number},{category},{split}")
         spec = ClipSpec(
             name,
@@ -180,12 +180,12 @@ def write_s4(root: Path, crop_labels: bool = True) -> list[ClipSpec]:
     return specs
 
 
-def write_ms3(root: Path) -> list[ClipSpec]:
-    """MS3 layout: 2 train / 1 val / 1 test clips, masks for all 5 frames in every split."""
+def write_ms3(root: Path, clips=MS3_CLIPS) -> list[ClipSpec]:
+    """MS3 layout: 2 train / 1 val / 1 test clips (or `clips`), masks for all 5 frames in every split."""
     data = root / "ms3_data"
     lines = ["video_id,split"]
     specs = []
-    for number, (name, split) in enumerate(MS3_CLIPS):
+    for number, (name, split) in enumerate(clips):
         lines.append(f"{name},{split}")
         spec = ClipSpec(
             name,

@@ -17,6 +17,7 @@ import yaml
 
 from avs_lib.config import build_config, save_config, to_dict
 from avs_lib.engine import runs
+from avs_lib.engine.provenance import write_provenance
 from avs_lib.report import experiments
 
 
@@ -96,6 +97,7 @@ def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
                                                    "seed": seed, **changes})
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.run_dir / "config.yaml")
+    write_provenance(cfg.run_dir, "cpu")  # made by this code, as `train.fit` records it
     return cfg
 
 
@@ -167,6 +169,7 @@ def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypat
     def fake_fit(cfg, resume=False):
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.run_dir / "config.yaml")
+        write_provenance(cfg.run_dir, "cpu")
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)

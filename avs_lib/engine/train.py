@@ -36,6 +36,7 @@ from avs_lib.engine.checkpoint import (
 )
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.evaluate import evaluate_system
+from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
 
@@ -329,6 +330,7 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
         run_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None:
             save_config(cfg, run_dir / "config.yaml")
+        write_provenance(run_dir, device)  # the code, versions, device and command of this run
 
     train_set = build_dataset(cfg, "train")
     if cfg.loss.counterfactual > 0:

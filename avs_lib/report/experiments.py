@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 
 from avs_lib.config import ABLATIONS, METHODS, Grid, get_profile, to_dict
 from avs_lib.data.errors import DataFormatError
+from avs_lib.engine.provenance import code_version, read_provenance
 from avs_lib.engine.runs import run_config
 from avs_lib.report.viz import loss_terms_long
 
@@ -86,8 +89,14 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
     return differ
 
 
-def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
-    """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (another config)."""
+def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, reuse_stale: bool = False) -> str:
+    """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (train again from scratch).
+
+    A run is reused or resumed only when its config and its code version (`provenance.code_version`,
+    from its provenance.json) match. A run made by other code, or with no provenance record, is
+    trained again, unless `reuse_stale`; the user is told either way. A run with another config is
+    always trained again: it is another experiment under the same name.
+    """
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         return "new"
@@ -96,6 +105,16 @@ def _run_status(run_dir: Path, wanted: dict[str, Any]) -> str:
         warnings.warn(f"{run_dir} was trained with another config (differs in {', '.join(differences)}); "
                       "training it again", stacklevel=2)
         return "stale"
+    record = read_provenance(run_dir)
+    made_by = (record or {}).get("code_version", "unknown (no provenance.json)")
+    if made_by != code:
+        if not reuse_stale:
+            warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); training "
+                          "it again (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)",
+                          stacklevel=2)
+            return "stale"
+        warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); kept as asked "
+                      "(reuse_stale)", stacklevel=2)
     return "done" if (run_dir / "summary.json").is_file() else "partial"
 
 
@@ -163,6 +182,205 @@ def run_grid(
     return train_grid(profile, grid, data_root, runs_dir, **options)
 
 
+# ---------------------------------------------------------------- how long a grid takes
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What one run of a config costs, measured in a short warm-up (seconds)."""
+
+    train_step: float  # one optimiser step
+    eval_batch: float = 0.0  # one batch of validation or test (no gradients)
+    setup: float = 0.0  # reading the weight files and building the model, once per run
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """How much one run does: optimiser steps and evaluation batches (validations and the test)."""
+
+    train_steps: int
+    eval_batches: int = 0
+
+
+@dataclass(frozen=True)
+class GridEstimate:
+    """A grid's expected duration from a measured warm-up of each distinct config."""
+
+    seconds: float
+    runs: int
+    jobs: int
+    step_seconds: dict[str, float]  # measured seconds per training step, by method name
+
+    def text(self) -> str:
+        steps = ", ".join(f"{name} {value:.2f} s" for name, value in self.step_seconds.items())
+        return (f"estimate: about {duration_text(self.seconds)} for {self.runs} run(s) on {self.jobs} job(s) "
+                f"(from a warm-up; seconds per training step: {steps})")
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds for people: "40 s", "12.5 min", "3.2 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _config_key(cfg_dict: dict[str, Any]) -> str:
+    """A config without what differs between the runs of one method (seed, name, where it runs)."""
+    flat = _flatten(cfg_dict)
+    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_COMPARED | {"seed", "name"}},
+                      sort_keys=True, default=str)
+
+
+def estimate_grid_seconds(
+    cfgs: list[Any],
+    measure: Any,
+    work: Any,
+    jobs: int = 1,
+) -> GridEstimate:
+    """Expected duration of the runs `cfgs`, measuring each distinct config once.
+
+    `measure(cfg)` gives a `RunCost` from a short warm-up; configs that differ only in seed share
+    one measurement. `work(cfg)` gives the run's `RunWork`. The sum is divided by the runs trained
+    at once (`jobs`, at most the number of runs), which assumes a worker's step takes as long as
+    the warm-up's.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    measured: dict[str, RunCost] = {}
+    per_method: dict[str, float] = {}
+    total = 0.0
+    for cfg in cfgs:
+        key = _config_key(to_dict(cfg))
+        if key not in measured:
+            measured[key] = measure(cfg)
+            per_method.setdefault(cfg.name, measured[key].train_step)
+        cost, done = measured[key], work(cfg)
+        total += cost.setup + cost.train_step * done.train_steps + cost.eval_batch * done.eval_batches
+    parallel = max(1, min(jobs, len(cfgs)))
+    return GridEstimate(total / parallel, len(cfgs), parallel, per_method)
+
+
+def _train_set(cfg: Any):
+    from avs_lib.data.counterfactual import CounterfactualPairs
+    from avs_lib.engine.datasets import build_dataset
+
+    train_set = build_dataset(cfg, "train")
+    return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
+
+
+# The test pass of `train.fit` runs the true, silent and swapped audio (evaluate_system diagnostics).
+TEST_PASSES = 3
+
+
+def run_work(cfg: Any) -> RunWork:
+    """Steps and evaluation batches of one run as `train.fit` does it: epochs x batches per epoch
+    (capped by optim.steps_per_epoch); a validation every `eval_every` epochs and after the last;
+    the test split with its silent- and swapped-audio passes."""
+    from avs_lib.engine.datasets import build_dataset
+
+    batches = len(_train_set(cfg)) // cfg.optim.batch_size
+    if cfg.optim.steps_per_epoch is not None:
+        batches = min(batches, cfg.optim.steps_per_epoch)
+    epochs = cfg.optim.epochs
+    validations = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0} | {epochs - 1})
+    val, test = (math.ceil(len(build_dataset(cfg, split)) / cfg.eval_batch_size) for split in ("val", "test"))
+    return RunWork(epochs * batches, validations * val + TEST_PASSES * test)
+
+
+def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
+    """A config's `RunCost` on its device, measured as `train.fit` trains: building the model
+    (reading its weight files), one untimed step (allocations, kernels chosen), then `steps`
+    timed training steps and `steps` timed evaluation batches."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from avs_lib.data import collate_clips
+    from avs_lib.engine.system import AVSSystem, select_device
+    from avs_lib.engine.train import (
+        build_optimizer,
+        build_scheduler,
+        move_batch,
+        to_channels_last,
+        train_one_epoch,
+    )
+    from avs_lib.losses import TotalLoss
+
+    cfg = _with_top_level(cfg, quiet=True)
+    device = select_device(cfg.device)
+    loader = DataLoader(_train_set(cfg), batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
+                        num_workers=cfg.data.num_workers, collate_fn=collate_clips)
+    batches = list(_take(loader, steps + 1))
+    if not batches:
+        raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
+
+    def timed(work) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started
+
+    holder: dict[str, Any] = {}
+
+    def build() -> None:
+        holder["system"] = AVSSystem(cfg).to(device)
+        if device.type == "cuda" and cfg.channels_last:
+            to_channels_last(holder["system"])
+
+    setup = timed(build)
+    system = holder["system"]
+    optimizer = build_optimizer(cfg, system.parameters())
+    scheduler = build_scheduler(cfg, optimizer, len(batches))
+    loss_fn = TotalLoss(cfg.loss)
+    train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
+    rest = batches[1:] or batches[:1]
+    train = timed(lambda: train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
+    system.eval()
+
+    def evaluate() -> None:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                             enabled=cfg.amp and device.type == "cuda"):
+            for batch in rest:
+                system(move_batch(batch, device))
+
+    return RunCost(train / len(rest), timed(evaluate) / len(rest), setup)
+
+
+def _take(iterable, count: int):
+    for i, item in enumerate(iterable):
+        if i >= count:
+            return
+        yield item
+
+
+def _with_top_level(cfg: Any, **top_level: Any):
+    """`cfg` rebuilt with some top-level fields changed (the original is left alone)."""
+    from avs_lib.config import config_from_dict
+
+    return config_from_dict({**to_dict(cfg), **top_level})
+
+
+class _RunProgress:
+    """One plain line per finished run with the time left: it reaches a terminal through papermill's
+    cell output, where a notebook's tqdm widget does not."""
+
+    def __init__(self, total: int, done: int):
+        self.total, self.done, self.trained = total, done, 0
+        self.started = time.perf_counter()
+
+    def finished(self, cfg: Any) -> None:
+        self.done += 1
+        self.trained += 1
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.trained * (self.total - self.done)
+        print(f"[runs] {self.done}/{self.total} done ({cfg.name} seed {cfg.seed}); "
+              f"{duration_text(elapsed)} so far, about {duration_text(left)} left", flush=True)
+
+
 def train_grid(
     profile: str,
     grid: Grid,
@@ -174,14 +392,18 @@ def train_grid(
     skip_done: bool = True,
     quiet: bool = True,
     jobs: int = 1,
+    reuse_stale: bool = False,
+    estimate: bool = False,
 ) -> pd.DataFrame:
     """Train every run of `grid` (methods, extras, ablations) into
     `runs_dir/{profile}/{method}_seed{seed}` in one pool of workers, so no worker idles between
     the groups; one row per run. Each run's config is `engine.runs.run_config`'s, the same as
     `python -m avs_lib train` resolves; `weights` come from `engine.runs.starting_weights`.
 
-    A finished run (summary.json, same config) is reused when `skip_done`; an interrupted one
-    resumes from its last checkpoint; a run made with another config is trained again.
+    A finished run (summary.json, same config and code version) is reused when `skip_done`; an
+    interrupted one resumes from its last checkpoint; a run made with another config, or by other
+    code (unless `reuse_stale`), is trained again (`_run_status`). `estimate` prints the expected
+    training time from a short warm-up of each distinct config before training starts.
     `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
     `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with
     cpu_count // jobs threads; a run's result does not depend on which worker trained it,
@@ -192,14 +414,18 @@ def train_grid(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = grid.pairs
+    code = code_version()
     todo = []
     for method, seed in pairs:
         cfg = run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
                          overrides=overrides, quiet=quiet)
-        status = _run_status(cfg.run_dir, to_dict(cfg))
+        status = _run_status(cfg.run_dir, to_dict(cfg), code, reuse_stale)
         if status == "done" and skip_done:
             continue
         todo.append((cfg, status == "partial"))
+    if estimate and todo:
+        print(estimate_grid_seconds([c for c, _ in todo], measure_run_cost, run_work, jobs).text(), flush=True)
+    progress = _RunProgress(len(pairs), len(pairs) - len(todo))
     seen: set[tuple[type, str]] = set()
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
     if jobs == 1 or len(todo) <= 1:
@@ -211,6 +437,7 @@ def train_grid(
                 fit(cfg, resume=resume)
             _warn_once(_records(caught), seen)
             bar.update()
+            progress.finished(cfg)
     else:
         import multiprocessing
 
@@ -229,6 +456,7 @@ def train_grid(
                 bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
                 _warn_once(messages, seen)
                 bar.update()
+                progress.finished(cfg)
     bar.close()
     run_root = Path(runs_dir) / profile
     return pd.DataFrame([_summary_row(run_root / f"{m}_seed{s}") for m, s in pairs])
@@ -363,6 +591,20 @@ def best_method(summary: pd.DataFrame, metric: str, exclude: tuple[str, ...] = (
     return str(means.idxmax())
 
 
+def failure_pair(results: pd.DataFrame) -> tuple[str, str]:
+    """(baseline, compared method) of the failure-case notebook: tpavi and the thesis model when
+    both were trained; else the baseline (or the first method trained) and the first other one,
+    or the same method twice when only one was trained (a grid of `tpavi` alone on MS3)."""
+    trained = list(dict.fromkeys(results["method"]))
+    if not trained:
+        raise ValueError("no finished runs to show failure cases of")
+    baseline = BASELINE if BASELINE in trained else trained[0]
+    if PROPOSED in trained and PROPOSED != baseline:
+        return baseline, PROPOSED
+    others = [m for m in trained if m != baseline]
+    return baseline, others[0] if others else baseline
+
+
 def representative_run(results: pd.DataFrame, method: str, metric: str = "test_miou") -> str:
     """The run of `method` whose `metric` is the median over its seeds (the lower one for an even
     count), so pictures of "the method" do not come from its best or worst seed."""
@@ -403,6 +645,8 @@ def _test_tables(runs_dir: str | Path, file_name: str) -> pd.DataFrame:
     for run_dir in _run_dirs(runs_dir, f"test/{file_name}"):
         method, seed = _run_identity(run_dir)
         table = pd.read_csv(run_dir / "test" / file_name)
+        if "category" in table.columns:  # MS3 has no classes: "" (read as NaN, which groupby drops)
+            table["category"] = table["category"].fillna("")
         table.insert(0, "seed", seed)
         table.insert(0, "method", method)
         frames.append(table)
@@ -596,11 +840,15 @@ __all__ = [
     "config_differences",
     "default_jobs",
     "describe_methods",
+    "estimate_grid_seconds",
+    "failure_pair",
+    "measure_run_cost",
     "grid_for",
     "loss_curves",
     "per_category",
     "per_clip",
     "train_grid",
+    "run_work",
     "reference_lines",
     "reported_table",
     "representative_run",

@@ -19,7 +19,7 @@ import yaml
 
 from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.data.audio import read_wav
-from avs_lib.data.avsbench import AVSBenchS4, mask_values, open_image
+from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, mask_values, open_image
 from avs_lib.data.categories import SPLITS
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.report.viz import frame_iou
@@ -27,23 +27,43 @@ from avs_lib.report.viz import frame_iou
 # ---------------------------------------------------------------- the data
 
 
-def mask_areas(root: str | Path, splits: Sequence[str] = SPLITS) -> pd.DataFrame:
+MS3_CATEGORY = "(MS3: no classes)"  # MS3's metadata has no category column
+
+
+def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: int = 224):
+    """One split of an S4 or MS3 tree without crop labels (the data notebook looks, never trains)."""
+    if dataset == "ms3":
+        return AVSBenchMS3(root, split, image_size=image_size)
+    if dataset != "s4":
+        raise ValueError(f"dataset must be 's4' or 'ms3', got {dataset!r}")
+    return AVSBenchS4(root, split, image_size=image_size, crop_labels=False)
+
+
+def mask_areas(root: str | Path, splits: Sequence[str] = SPLITS, dataset: str = "s4") -> pd.DataFrame:
     """Share of the frame each ground-truth mask covers: one row per mask file
     (split, category, name, frame (1-based), area_fraction)."""
     rows = []
     for split in splits:
-        dataset = AVSBenchS4(root, split, crop_labels=False)
-        for index, clip in enumerate(dataset.clips):
-            paths = dataset.paths(index)
+        data = open_split(root, split, dataset)
+        for index, clip in enumerate(data.clips):
+            paths = data.paths(index)
             for k, path in zip(paths.mask_frames, paths.masks, strict=True):
                 mask = mask_values(open_image(path, f"mask {k + 1} of clip {clip.name!r}")) != 0
-                rows.append({"split": split, "category": clip.category, "name": clip.name,
+                rows.append({"split": split, "category": clip.category or MS3_CATEGORY, "name": clip.name,
                              "frame": k + 1, "area_fraction": float(mask.mean())})
     return pd.DataFrame(rows, columns=["split", "category", "name", "frame", "area_fraction"])
 
 
-def clip_table(root: str | Path) -> pd.DataFrame:
-    """The metadata CSV as a table: one row per clip (name, start, category, split)."""
+def clip_table(root: str | Path, dataset: str = "s4") -> pd.DataFrame:
+    """The metadata CSV as a table: one row per clip (name, category, split; S4 also start).
+    MS3 clips, which have no class, get the category "(MS3: no classes)"."""
+    if dataset == "ms3":
+        path = Path(root) / "ms3_meta_data.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"MS3 metadata not found: {path}")
+        table = pd.read_csv(path).rename(columns={"video_id": "name"})
+        table["category"] = MS3_CATEGORY
+        return table
     path = Path(root) / "s4_meta_data.csv"
     if not path.is_file():
         raise FileNotFoundError(f"S4 metadata not found: {path}")

@@ -1,13 +1,54 @@
-"""Run the numbered notebooks with papermill, in order, failing loudly with the notebook and cell."""
+"""Run the numbered notebooks with papermill, in order, failing loudly with the notebook and cell.
+
+Where the outputs go: the committed report is the `cpu` profile's, executed in place
+(`notebooks/*.ipynb`, figures in `figures/`). Every other profile, or an explicit output folder,
+writes the executed notebooks, an HTML export of each and the figures under
+`reports/<profile>/` (or that folder), so a `paper` run on a GPU box never overwrites the
+committed report.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from avs_lib.engine.runs import data_root_of
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+REPO_DIR = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = REPO_DIR / "notebooks"
+FIGURES_DIR = REPO_DIR / "figures"
+REPORTS_DIR = REPO_DIR / "reports"
+SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
+                     "RESNET_WEIGHTS", "VGGISH_WEIGHTS")  # declared by every notebook
+COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures are committed
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one report run writes: executed notebooks, figures, and whether to export HTML."""
+
+    notebooks: Path
+    figures: Path
+    html: bool
+
+
+def report_destination(profile: str, out: str | Path | None = None) -> Destination:
+    """In place for the committed profile without `out`; else `out` (default reports/<profile>/)
+    with figures in its `figures/` and an HTML export of each notebook.
+
+    An `out` that is the committed notebooks/ or figures/ folder is refused: only the committed
+    profile may write there, and only in place.
+    """
+    if out is None and profile == COMMITTED_PROFILE:
+        return Destination(NOTEBOOK_DIR, FIGURES_DIR, html=False)
+    folder = Path(out).resolve() if out is not None else REPORTS_DIR / profile
+    if folder in (NOTEBOOK_DIR, FIGURES_DIR):
+        raise ValueError(f"--out {folder} would overwrite the committed report; choose another folder "
+                         f"(default for profile {profile!r}: {REPORTS_DIR / profile})")
+    return Destination(folder, folder / "figures", html=True)
 
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -23,6 +64,28 @@ def _from_notebooks(path: str | Path, directory: Path = NOTEBOOK_DIR) -> str:
     return os.path.relpath(Path(path).resolve(), directory)
 
 
+def export_html(notebook: Path) -> Path:
+    """`notebook` beside itself as HTML (nbconvert), for reading without Jupyter."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def _select(notebooks: list[str] | None) -> list[Path]:
+    selected = notebook_paths()
+    if notebooks:
+        wanted = set(notebooks)
+        selected = [p for p in selected if p.name in wanted or p.stem in wanted]
+        missing = wanted - {p.name for p in selected} - {p.stem for p in selected}
+        if missing:
+            raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
+    return selected
+
+
 def run_notebooks(
     profile: str = "cpu",
     data_root: str | None = None,
@@ -31,21 +94,21 @@ def run_notebooks(
     notebooks: list[str] | None = None,
     output_dir: Path | None = None,
     extra_parameters: dict | None = None,
+    figures_dir: str | Path | None = None,
+    html: bool = False,
+    log: TextIO | None = None,
 ) -> list[Path]:
     """Execute the notebooks in place (or into `output_dir`) with the report's parameters.
 
     The parameters are injected into each notebook's `parameters` cell; a notebook ignores the
     ones it does not declare. A failing cell raises `RuntimeError` naming the notebook and the cell.
+    With `log` (e.g. sys.stdout), each notebook's start and duration and every cell's printed
+    output (the grid's per-run progress lines) are written there as they happen; `html` writes
+    an HTML export next to each executed notebook.
     """
     import papermill as pm
 
-    selected = notebook_paths()
-    if notebooks:
-        wanted = set(notebooks)
-        selected = [p for p in selected if p.name in wanted or p.stem in wanted]
-        missing = wanted - {p.name for p in selected} - {p.stem for p in selected}
-        if missing:
-            raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
+    selected = _select(notebooks)
     # papermill runs each notebook in the folder it is written to (notebooks/, or `output_dir`,
     # where nbval reruns it later): paths given relative to where the caller stands (the
     # repository root for `make report`) are re-expressed relative to that folder.
@@ -53,19 +116,36 @@ def run_notebooks(
     root = data_root_of(profile, data_root)  # the profile's own root when none is given
     params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(root, out_dir),
               "RUNS_DIR": _from_notebooks(runs_dir, out_dir), "DEVICE": device}
+    if figures_dir is not None:
+        Path(figures_dir).mkdir(parents=True, exist_ok=True)
+        params["FIGURES_DIR"] = _from_notebooks(figures_dir, out_dir)
     for name, value in (extra_parameters or {}).items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
+    streams = {"stdout_file": log, "stderr_file": log} if log is not None else {}
     written = []
     for path in selected:
         out = out_dir / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        if log is not None:
+            print(f"[report] {path.stem}: started {time.strftime('%H:%M:%S')}", file=log, flush=True)
+        declared = pm.inspect_notebook(str(path))
+        # The shared parameters go to every notebook; one that only some declare (OVERRIDES,
+        # KEEP_STALE) only to those, so papermill does not warn about the others.
+        given = {k: v for k, v in params.items() if k in declared or k in SHARED_PARAMETERS}
         try:
-            pm.execute_notebook(str(path), str(out), parameters=params, cwd=str(out.parent),
-                                kernel_name="python3", progress_bar=False)
+            pm.execute_notebook(str(path), str(out), parameters=given, cwd=str(out.parent),
+                                kernel_name="python3", progress_bar=False, **streams)
         except pm.PapermillExecutionError as err:
             raise RuntimeError(
                 f"{path.name}: cell {err.exec_count} failed with {err.ename}: {err.evalue} "
                 f"(executed notebook with the traceback: {out})"
             ) from err
+        if html:
+            export_html(out)
+        if log is not None:
+            print(f"[report] {path.stem}: done in {time.perf_counter() - started:.0f} s -> {out}",
+                  file=log, flush=True)
         written.append(out)
     return written
+

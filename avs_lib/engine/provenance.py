@@ -1,0 +1,118 @@
+"""What made a run: `provenance.json` in each run directory.
+
+It records the git commit (and whether the tree had uncommitted changes), the library versions,
+the device and the command, so a number in the report can be traced to the code that produced it.
+
+The *code version* that decides whether a finished run may be reused is not the git commit: a
+commit that only edits the README or a notebook would otherwise retrain every run. It is a hash
+of the sources that can change what a run computes: every `*.py` of the package except the report
+layer (`avs_lib/report/`) and the command line (`cli.py`, `__main__.py`), which only read runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from avs_lib.atomic import write_text_atomically
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PROVENANCE_FILE = "provenance.json"
+UNKNOWN = "unknown"
+_NOT_HASHED = ("report/", "cli.py", "__main__.py")  # read runs; never change what a run computes
+
+
+def code_version(package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 (first 16 hex digits) over the relative path and bytes of each hashed source file."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = path.relative_to(package_dir).as_posix()
+        if relative.startswith(_NOT_HASHED):
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def git_state(directory: Path = PACKAGE_DIR) -> dict[str, Any]:
+    """{"commit", "dirty"} of the checkout holding `directory`; "unknown" outside a git checkout
+    (an installed wheel, a tarball) or without git."""
+    commit = _git(["rev-parse", "HEAD"], directory)
+    if not commit:
+        return {"commit": UNKNOWN, "dirty": UNKNOWN}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], directory)
+    return {"commit": commit, "dirty": UNKNOWN if status is None else bool(status)}
+
+
+def _parent_commands(levels: int = 3) -> list[str]:
+    """Command lines of the processes above this one (Linux /proc; empty elsewhere). A run trained
+    from a notebook has a kernel's argv; the `python -m avs_lib report ...` that started the
+    kernel is one or two levels up."""
+    commands, pid = [], Path("/proc/self")
+    for _ in range(levels):
+        try:
+            stat = (pid / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid <= 1:
+                break
+            pid = Path(f"/proc/{ppid}")
+            commands.append((pid / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+        except (OSError, ValueError, IndexError):
+            break
+    return commands
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+
+
+def collect_provenance(device: Any) -> dict[str, Any]:
+    """The provenance record of a run about to train on `device` (a torch.device or its name)."""
+    import torch
+
+    device_text = str(device)
+    if getattr(device, "type", None) == "cuda" and torch.cuda.is_available():
+        device_text += f" ({torch.cuda.get_device_name(device)})"
+    return {"code_version": code_version(), "git": git_state(), "versions": _versions(),
+            "device": device_text, "command": list(sys.argv), "parent_commands": _parent_commands()}
+
+
+def write_provenance(run_dir: str | Path, device: Any) -> dict[str, Any]:
+    """Write `run_dir/provenance.json` atomically; returns what was written."""
+    record = collect_provenance(device)
+    write_text_atomically(Path(run_dir) / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's provenance record, or None when it has none (trained before provenance existed)
+    or the file is not valid JSON."""
+    path = Path(run_dir) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+__all__ = ["PROVENANCE_FILE", "code_version", "collect_provenance", "git_state", "read_provenance",
+           "write_provenance"]

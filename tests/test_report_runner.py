@@ -1,0 +1,213 @@
+"""How `make report` / `python -m avs_lib report` runs the notebooks: where the outputs go, what it
+prints while it works, how long it says a grid will take, and papermill called directly."""
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from avs_lib.cli import main
+from avs_lib.config import build_config
+from avs_lib.report import experiments, notebooks
+from avs_lib.report.notebooks import (
+    FIGURES_DIR,
+    NOTEBOOK_DIR,
+    REPO_DIR,
+    REPORTS_DIR,
+    report_destination,
+)
+
+# The README's example of papermill called directly, run as written from the repository root.
+PAPERMILL_EXAMPLE = """mkdir -p reports/smoke
+papermill notebooks/01_data_inspection.ipynb reports/smoke/01_data_inspection.ipynb \\
+  -p PROFILE smoke -p DATA_ROOT data/synth -p RUNS_DIR runs -p FIGURES_DIR reports/smoke/figures"""
+
+# ---------------------------------------------------------------- where the outputs go
+
+
+def test_the_cpu_profile_writes_the_committed_report_in_place():
+    assert report_destination("cpu") == notebooks.Destination(NOTEBOOK_DIR, FIGURES_DIR, html=False)
+
+
+def test_any_other_profile_writes_under_reports_profile_with_html():
+    where = report_destination("paper")
+    assert where == notebooks.Destination(REPORTS_DIR / "paper", REPORTS_DIR / "paper" / "figures", html=True)
+
+
+def test_an_explicit_out_moves_even_the_cpu_report_out_of_place(tmp_path):
+    assert report_destination("cpu", tmp_path) == notebooks.Destination(tmp_path, tmp_path / "figures", html=True)
+
+
+@pytest.mark.parametrize("folder", [NOTEBOOK_DIR, FIGURES_DIR], ids=["notebooks", "figures"])
+def test_out_onto_the_committed_report_is_refused(folder):
+    with pytest.raises(ValueError, match="committed report"):
+        report_destination("paper", folder)
+
+
+def _fake_papermill(monkeypatch):
+    """papermill.execute_notebook that copies the notebook and prints, recording its parameters."""
+    import papermill
+
+    calls = []
+
+    def execute(source, out, parameters, cwd, stdout_file=None, **kwargs):
+        calls.append((Path(source).stem, parameters))
+        Path(out).write_text(Path(source).read_text())
+        if stdout_file is not None:
+            stdout_file.write("cell output\n")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return calls
+
+
+def test_run_notebooks_exports_html_and_logs_each_notebook(tmp_path, monkeypatch, capsys):
+    _fake_papermill(monkeypatch)
+    notebooks.run_notebooks(profile="paper", notebooks=["04_evaluation"], output_dir=tmp_path,
+                            figures_dir=tmp_path / "figures", html=True, log=sys.stdout)
+    assert "<html" in (tmp_path / "04_evaluation.html").read_text()
+    printed = capsys.readouterr().out
+    assert "[report] 04_evaluation: started" in printed and "cell output" in printed
+    assert "[report] 04_evaluation: done in" in printed
+
+
+def test_overrides_go_only_to_the_notebooks_that_declare_them(tmp_path, monkeypatch):
+    calls = _fake_papermill(monkeypatch)
+    notebooks.run_notebooks(profile="paper", notebooks=["03_training", "04_evaluation"], output_dir=tmp_path,
+                            extra_parameters={"OVERRIDES": ["data.dataset=ms3"], "KEEP_STALE": True})
+    given = dict(calls)
+    assert given["03_training"]["OVERRIDES"] == ["data.dataset=ms3"] and given["03_training"]["KEEP_STALE"]
+    assert "OVERRIDES" not in given["04_evaluation"] and given["04_evaluation"]["PROFILE"] == "paper"
+
+
+def _report_call(monkeypatch, argv):
+    seen = {}
+    monkeypatch.setattr(notebooks, "run_notebooks", lambda **kwargs: seen.update(kwargs))
+    assert main(["report", *argv]) == 0
+    return seen
+
+
+def test_report_cli_sends_a_paper_report_to_reports_paper(monkeypatch):
+    seen = _report_call(monkeypatch, ["--profile", "paper"])
+    assert seen["output_dir"] == REPORTS_DIR / "paper" and seen["figures_dir"] == REPORTS_DIR / "paper" / "figures"
+    assert seen["html"] is True
+
+
+def test_report_cli_forwards_set_and_keep_stale_runs(monkeypatch, tmp_path):
+    seen = _report_call(monkeypatch, ["--profile", "paper", "--out", str(tmp_path), "--set", "data.dataset=ms3",
+                                      "--set", "optim.epochs=1", "--keep-stale-runs"])
+    assert seen["output_dir"] == tmp_path
+    assert seen["extra_parameters"] == {"OVERRIDES": ["data.dataset=ms3", "optim.epochs=1"], "KEEP_STALE": True}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_report_runs_the_command_of_the_paper_path_test():
+    variables = ["PROFILE=paper", "DATA_ROOT=/d", "METHODS=tpavi thesis counterfactual", "SEEDS=0", "OUT=/o",
+                 "SET=data.image_size=64 optim.epochs=1", "DEVICE=cpu", f"VENV={Path(sys.executable).parents[1]}"]
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "notebooks", *variables], cwd=REPO_DIR,
+                         capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
+    line = next(x for x in dry.splitlines() if "-m avs_lib report" in x)
+    args = shlex.split(line)
+    args = args[args.index("report") + 1:]
+    assert args == ["--profile", "paper", "--data-root", "/d", "--runs-dir", "runs", "--device", "cpu",
+                    "--methods", "tpavi", "thesis", "counterfactual", "--seeds", "0", "--out", "/o",
+                    "--set", "data.image_size=64", "--set", "optim.epochs=1"]
+
+
+# ---------------------------------------------------------------- what the notebooks compare
+
+
+def _trained(*methods):
+    import pandas as pd
+
+    return pd.DataFrame({"method": list(methods), "seed": [0] * len(methods)})
+
+
+def test_failure_cases_compare_the_baseline_with_the_thesis_model_when_both_ran():
+    assert experiments.failure_pair(_trained("visual_only", "tpavi", "thesis")) == ("tpavi", "thesis")
+
+
+def test_failure_cases_of_a_grid_of_one_method_show_that_method():
+    assert experiments.failure_pair(_trained("tpavi")) == ("tpavi", "tpavi")
+    assert experiments.failure_pair(_trained("cross_attention", "tpavi_avm")) == ("cross_attention", "tpavi_avm")
+
+
+# ---------------------------------------------------------------- how long it takes
+
+
+def _cfgs(methods_and_seeds):
+    return [build_config("smoke", m, seed=s) for m, s in methods_and_seeds]
+
+
+def test_estimate_times_each_distinct_config_once_and_divides_by_the_jobs():
+    timed = []
+
+    def fake_measure(cfg):
+        timed.append(cfg.name)
+        return {"tpavi": experiments.RunCost(2.0, 0.5, 4.0), "thesis": experiments.RunCost(3.0)}[cfg.name]
+
+    cfgs = _cfgs([("tpavi", 0), ("tpavi", 1), ("thesis", 0)])
+    estimate = experiments.estimate_grid_seconds(cfgs, fake_measure, lambda cfg: experiments.RunWork(10, 6), jobs=2)
+    assert timed == ["tpavi", "thesis"]  # the seeds of one method share a measurement
+    assert estimate.seconds == pytest.approx(((4.0 + 2.0 * 10 + 0.5 * 6) * 2 + 3.0 * 10) / 2)
+    assert estimate.step_seconds == {"tpavi": 2.0, "thesis": 3.0} and estimate.jobs == 2
+
+
+def test_estimate_never_counts_more_jobs_than_runs():
+    estimate = experiments.estimate_grid_seconds(_cfgs([("tpavi", 0)]), lambda cfg: experiments.RunCost(1.0),
+                                                 lambda cfg: experiments.RunWork(60), jobs=4)
+    assert estimate.jobs == 1 and estimate.seconds == pytest.approx(60.0)
+    assert "about 60 s for 1 run(s) on 1 job(s)" in estimate.text()
+
+
+def test_run_work_counts_capped_steps_validations_and_the_three_test_passes(tiny_synth):
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}})
+    # smoke: 8 training clips (train_limit), batch 2 -> 4 batches, capped at 3 per epoch, 2 epochs;
+    # 4 val and 4 test clips (eval_limit) in batches of 2, a validation after each epoch.
+    assert experiments.run_work(cfg) == experiments.RunWork(2 * 3, 2 * 2 + 3 * 2)
+
+
+def test_measure_run_cost_times_real_steps(tiny_synth):
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
+    cost = experiments.measure_run_cost(cfg, steps=1)
+    assert cost.train_step > 0 and cost.eval_batch > 0 and cost.setup > 0
+
+
+def test_each_finished_run_prints_how_much_is_left(capsys):
+    progress = experiments._RunProgress(total=3, done=1)
+    progress.finished(build_config("smoke", "tpavi"))
+    assert "[runs] 2/3 done (tpavi seed 0)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- papermill as users call it
+
+
+@pytest.mark.parametrize("path", notebooks.notebook_paths(), ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter_with_its_one_line_help(path):
+    """papermill's parser skips a line with a second "=" (in its comment, say) without failing:
+    such a parameter would then be dropped from `papermill --help-notebook` and from the report."""
+    import papermill
+
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    declared = [line.split("=")[0].strip() for line in cell.source.splitlines() if line.strip()]
+    parsed = papermill.inspect_notebook(str(path))
+    assert list(parsed) == declared
+    assert [name for name, p in parsed.items() if not p["help"]] == []
+
+
+@pytest.mark.timeout(600)
+def test_the_readme_papermill_example_runs_as_written_from_the_repository_root(tmp_path):
+    """In a copy of the root's notebooks/ (so nothing is written into the checkout)."""
+    shutil.copytree(NOTEBOOK_DIR, tmp_path / "notebooks")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_DIR),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", "-ec", PAPERMILL_EXAMPLE], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    executed = nbformat.read(tmp_path / "reports" / "smoke" / "01_data_inspection.ipynb", as_version=4)
+    assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert list((tmp_path / "reports" / "smoke" / "figures").glob("data_*.png"))
