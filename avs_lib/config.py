@@ -102,6 +102,11 @@ class ExperimentConfig:
     output_dir: str = "runs"
     eval_batch_size: int = 4  # clips per batch of the official F-score (official test.sh: 4)
     eval_every: int = 1  # epochs between validations
+    # Validation with the silent/swapped-audio diagnostics every epoch (listening and following
+    # rates over training); the checkpoint kept is still the epoch of best val mIoU.
+    val_diagnostics: bool = True
+    # False for the val-only probes that chose the recipe: they never see the test split.
+    evaluate_test: bool = True
     quiet: bool = False
     # BatchNorm layers keep their running statistics during training (eval mode). Multi-process
     # runs on CUDA use SyncBatchNorm instead; on the CPU (gloo) that does not exist, so exact
@@ -183,6 +188,7 @@ class Grid:
     ablations: tuple[str, ...] = ()
     ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
     extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
+    probes: tuple[str, ...] = ()  # val-only runs that chose the recipe, with seeds[:1]; never compared
 
     @property
     def compared(self) -> list[str]:
@@ -191,7 +197,7 @@ class Grid:
 
     @property
     def all_methods(self) -> list[str]:
-        return [*self.methods, *self.extras, *self.ablations]
+        return [*self.methods, *self.extras, *self.ablations, *self.probes]
 
     @property
     def runs(self) -> list[tuple[list[str], list[int]]]:
@@ -202,6 +208,8 @@ class Grid:
         if self.ablations:
             seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
             groups.append((list(self.ablations), list(seeds)))
+        if self.probes:
+            groups.append((list(self.probes), list(self.seeds[:1])))
         return groups
 
     @property
@@ -226,6 +234,15 @@ class Profile:
 ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
 MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
                 "counterfactual", "thesis_counterfactual")
+
+# The cpu report's comparison: the floor, the baseline, the thesis' losses in the three wirings that
+# matter (as described; without the dead-ReLU trap; with a trained shared encoder, the only one in
+# which losses A and B reach the segmentation model) and the counterfactual objective, 5 seeds each.
+CPU_METHODS = ("visual_only", "tpavi", "thesis", "thesis_no_relu", "thesis_shared_trainable", "counterfactual")
+# One seed each: the same objectives from the gpu profile's random start, and the frozen shared trunk.
+CPU_EXTRAS = ("tpavi_random_closed", "counterfactual_random_closed", "thesis_shared")
+# The rungs of the recipe ladder that are only read on val (notebook 03).
+LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed", "tpavi_pretrained_trained")
 
 # Profiles: how big, where, from which start, and what is compared.
 PROFILES: dict[str, Profile] = {
@@ -257,8 +274,7 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synth",
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8),
         pretrain=PretrainConfig(),
-        grid=Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0, 1, 2), ABLATIONS,
-                  ablation_seeds=(0,), extras=("tpavi_avm", "cross_attention", "thesis_shared")),
+        grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), ABLATIONS, extras=CPU_EXTRAS, probes=LADDER_PROBES),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(
@@ -308,9 +324,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # starting weights and the fusion gate, with the tpavi objective. "random" drops the
     # profile's pretrained weights (the gpu profile's start); "closed" is the official gate.
     "tpavi_random_closed": {"model": {**_RANDOM_START, "fusion_gate_init": 0.0}},
-    "tpavi_random_open": {"model": {**_RANDOM_START, "fusion_gate_init": 1.0}},
-    "tpavi_pretrained_closed": {"model": {"fusion_gate_init": 0.0}},
-    "tpavi_pretrained_trained": {"model": {"freeze_backbone": False}},
+    "tpavi_random_open": {"model": {**_RANDOM_START, "fusion_gate_init": 1.0}, "evaluate_test": False},
+    "tpavi_pretrained_closed": {"model": {"fusion_gate_init": 0.0}, "evaluate_test": False},
+    "tpavi_pretrained_trained": {"model": {"freeze_backbone": False}, "evaluate_test": False},
     "counterfactual_random_closed": {"loss": {"counterfactual": 1.0},
                                      "model": {**_RANDOM_START, "fusion_gate_init": 0.0}},
     # Leave-one-out ablations of the thesis' three crop losses.

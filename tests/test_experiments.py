@@ -1,4 +1,4 @@
-"""experiments: grids, reuse of finished runs, result tables and computed conclusions.
+"""experiments: grids, reuse of finished runs, result tables and the recipe ladder.
 
 Run directories are written by hand (summary.json, config.yaml, steps.jsonl, test/*.csv), so
 nothing here trains a model.
@@ -50,10 +50,11 @@ def test_default_smoke_grid_is_four_methods_one_seed():
     assert grid.seeds == (0,)
 
 
-def test_cpu_grid_has_three_seeds_and_the_leave_one_out_ablations():
+def test_cpu_grid_has_five_seeds_the_leave_one_out_ablations_and_the_ladder_probes():
     grid = experiments.grid_for("cpu")
-    assert grid.seeds == (0, 1, 2)
-    assert grid.all_methods[-3:] == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine"]
+    assert grid.seeds == (0, 1, 2, 3, 4)  # the evidence needs at least 5 paired seeds
+    assert list(grid.ablations) == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine"]
+    assert set(grid.probes) | {"tpavi", *grid.extras} >= set(experiments.LADDER)  # every rung is trained
 
 
 def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once():
@@ -61,9 +62,12 @@ def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once(
     assert grid.compared == [*grid.methods, *grid.extras] and grid.extras
     pairs = grid.pairs
     assert len(pairs) == len(set(pairs))
-    assert len(pairs) == len(grid.methods) * 3 + len(grid.extras) + len(grid.ablations)
-    assert all(seed == 0 for method, seed in pairs if method in grid.extras + grid.ablations)
-    assert [m for m, _ in pairs][:3] == [grid.methods[0]] * 3  # main methods first, all seeds
+    seeds = len(grid.seeds)
+    assert len(pairs) == (len(grid.methods) + len(grid.ablations)) * seeds + len(grid.extras) + len(grid.probes)
+    assert all(seed == 0 for method, seed in pairs if method in grid.extras + grid.probes)
+    assert {s for m, s in pairs if m in grid.ablations} == set(grid.seeds)  # ablations pair with every seed
+    assert [m for m, _ in pairs][:seeds] == [grid.methods[0]] * seeds  # main methods first, all seeds
+    assert not set(grid.probes) & set(grid.compared)  # the val-only probes are never compared
     # An explicit method list replaces the default, extras included.
     assert experiments.grid_for("cpu", methods=["tpavi"], seeds=[0, 1]).pairs == [("tpavi", 0), ("tpavi", 1)]
 
@@ -295,72 +299,28 @@ def test_reference_lines_only_on_the_real_data():
     assert experiments.reference_lines("paper")["thesis: baseline (reported)"] == 0.679
 
 
-def test_ablation_is_empty_without_leave_one_out_runs(tmp_path):
-    fake_run(tmp_path, "thesis", 0)
-    assert experiments.ablation(experiments.collect_results(tmp_path)).empty
+def _ladder_run(runs_dir, rung, gate, weights, frozen, following):
+    run_dir = runs_dir / f"{rung}_seed0"
+    run_dir.mkdir(parents=True)
+    model = {"fusion_gate_init": gate, "resnet_weights": weights, "freeze_backbone": frozen}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"name": rung, "seed": 0, "model": model}))
+    (run_dir / "summary.json").write_text(json.dumps({"name": rung, "seed": 0, "best_epoch": 3, "best_val_miou": 0.5,
+                                                      "val_following_rate": following}))
 
 
-def test_ablation_change_is_relative_to_the_full_thesis_model(tmp_path):
-    fake_run(tmp_path, "thesis", 0, miou=0.6)
-    fake_run(tmp_path, "thesis_minus_cosine", 0, miou=0.45)
-    table = experiments.ablation(experiments.collect_results(tmp_path))
-    assert table["change"].tolist() == pytest.approx([0.0, -0.15])
+def test_recipe_ladder_reads_each_rungs_start_from_its_own_config_and_its_val_numbers(tmp_path):
+    _ladder_run(tmp_path, "tpavi_random_closed", 0.0, None, False, 0.01)
+    _ladder_run(tmp_path, "tpavi", 1.0, "/w/r.pth", True, 0.6)
+    ladder = experiments.recipe_ladder(tmp_path)
+    assert list(ladder.index) == ["tpavi_random_closed", "tpavi"]  # rungs not trained are left out
+    assert ladder.loc["tpavi_random_closed", ["start", "gate", "backbone"]].tolist() == ["random", 0.0, "trained"]
+    assert ladder.loc["tpavi", ["start", "backbone", "chosen"]].tolist() == ["pretrained", "frozen", True]
+    assert ladder["val_following_rate"].tolist() == [0.01, 0.6]
+    assert ladder["val_listening_rate"].isna().all()  # not logged by these runs: NaN, not zero
 
 
-# ---------------------------------------------------------------- conclusions
-
-
-def _summary(values):
-    rows = [{"method": m, "seed": s, "test_miou": v, "test_listening_rate": v / 2}
-            for m, seeds in values.items() for s, v in enumerate(seeds)]
-    return experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate"])
-
-
-def test_conclusions_claim_a_gain_only_beyond_the_seed_spread():
-    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.62, 0.64], "thesis": [0.80, 0.82, 0.84]}))
-    assert "**thesis** has the highest mean test mIoU (0.820 ± 0.020)" in text
-    assert "thesis is better than tpavi" in text
-
-
-def test_conclusions_overlapping_seeds_claim_nothing():
-    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.70, 0.80], "thesis": [0.65, 0.75, 0.85]}))
-    assert "no difference can be claimed" in text and "better than" not in text
-
-
-def test_conclusions_with_one_seed_make_no_claim_and_report_ties():
-    text = experiments.conclusions(_summary({"tpavi": [0.0], "thesis": [0.0]}))
-    assert "**tpavi** and **thesis** tie for the highest mean test mIoU (0.000)" in text
-    assert "supports no claim" in text
-
-
-def test_conclusions_flag_a_best_method_that_has_one_seed():
-    text = experiments.conclusions(_summary({"tpavi": [0.60, 0.62, 0.64], "cross_attention": [0.90]}))
-    assert "**cross_attention** has the highest mean test mIoU (0.900; one seed, so its spread is unknown)" in text
-
-
-def test_conclusions_say_when_no_method_follows_the_audio():
-    rows = [{"method": m, "seed": k, "test_miou": 0.1, "test_listening_rate": 0.4, "test_following_rate": f}
-            for m, values in (("visual_only", (0.0, 0.0, 0.0)), ("tpavi", (0.0, 0.0, 0.004)))
-            for k, f in enumerate(values)]
-    summary = experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate", "test_following_rate"])
-    text = experiments.conclusions(summary)
-    assert "**No method's masks follow the audio**" in text and "highest mean audio-following rate" in text
-    assert "**tpavi** has the highest mean audio-following rate" not in text
-
-
-def test_conclusions_report_the_counterfactual_objective_and_its_cost():
-    rows = []
-    for method, miou, listening, following in (("visual_only", 0.40, 0.45, 0.0), ("tpavi", 0.42, 0.50, 0.05),
-                                                 ("counterfactual", 0.35, 0.90, 0.80)):
-        for seed, noise in enumerate((-0.01, 0.0, 0.01)):
-            rows.append({"method": method, "seed": seed, "test_miou": miou + noise,
-                         "test_listening_rate": listening + noise, "test_following_rate": following + noise})
-    summary = experiments.summarise(pd.DataFrame(rows), ["test_miou", "test_listening_rate", "test_following_rate"])
-    text = experiments.conclusions(summary)
-    assert "Chance for the listening rate is what the model that hears nothing scores: 0.450 ± 0.010" in text
-    assert "**counterfactual** has the highest mean audio-following rate" in text
-    assert "On listening rate, counterfactual minus tpavi is +0.400" in text and "counterfactual is better than tpavi" in text
-    assert "costs in segmentation. On test mIoU, counterfactual minus tpavi is -0.070" in text and "counterfactual is worse than tpavi" in text
+def test_recipe_ladder_without_runs_is_empty(tmp_path):
+    assert experiments.recipe_ladder(tmp_path).empty
 
 
 @pytest.mark.slow

@@ -401,10 +401,9 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
         )
         record = {"epoch": epoch, "global_step": global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
         if dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
-            val = evaluate_system(system, cfg, "val", device, diagnostics=False)
-            record.update({"val_miou": val["miou"], "val_f_score_split": val["f_score_split"]})
-            if val["miou"] > best["val_miou"]:
-                best = {"epoch": epoch, "val_miou": val["miou"]}
+            record.update(_validate(system, cfg, device))
+            if record["val_miou"] > best["val_miou"]:
+                best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
                 atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, global_step, best),
                                   run_dir / "best.pt")
         history.append(record)
@@ -417,14 +416,27 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
 
     test_metrics: dict[str, Any] = {}
     if dinfo.is_main:
-        best_system, _ = load_system(run_dir / "best.pt", device)
-        test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True, out_dir=run_dir / "test")
+        if cfg.evaluate_test:  # once, with the checkpoint val chose; the val-only probes never do
+            best_system, _ = load_system(run_dir / "best.pt", device)
+            test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True,
+                                           out_dir=run_dir / "test")
         summary = {"name": cfg.name, "seed": cfg.seed, "best_epoch": best["epoch"],
                    "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
+                   **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_miou"},
                    **{f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, int | float)}}
         atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
     return RunResult(run_dir, best["epoch"], best["val_miou"], test_metrics, history,
                      time.perf_counter() - started)
+
+
+# The validation metrics logged per epoch (with `val_diagnostics`, the audio checks too).
+VAL_METRICS = ("miou", "f_score_split", "miou_swapped", "miou_silent", "listening_rate", "following_rate")
+
+
+def _validate(system, cfg: ExperimentConfig, device: torch.device) -> dict[str, float]:
+    """One validation pass: `val_{metric}` for the metrics of VAL_METRICS it computed."""
+    val = evaluate_system(system, cfg, "val", device, diagnostics=cfg.val_diagnostics)
+    return {f"val_{k}": float(val[k]) for k in VAL_METRICS if k in val}
 
 
 def _limited(loader: DataLoader, steps: int):

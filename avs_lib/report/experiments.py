@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from avs_lib.config import ABLATIONS, METHODS, Grid, get_profile, to_dict
+from avs_lib.config import METHODS, Grid, get_profile, to_dict
 from avs_lib.data.errors import DataFormatError
 from avs_lib.engine.provenance import code_version, read_provenance
 from avs_lib.engine.runs import run_config
@@ -49,15 +49,17 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
         picked_methods: tuple[str, ...] = tuple(methods)
         ablations: tuple[str, ...] = ()
         extras: tuple[str, ...] = ()
+        probes: tuple[str, ...] = ()
     else:
         picked_methods, ablations, extras = default.methods, default.ablations, default.extras
+        probes = default.probes
     picked_seeds = tuple(int(s) for s in seeds) if seeds is not None else default.seeds
     if not picked_methods or not picked_seeds:
         raise ValueError("a grid needs at least one method and one seed")
     ablation_seeds = None
     if ablations and default.ablation_seeds is not None:
         ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
-    return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras)
+    return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras, probes)
 
 
 # ---------------------------------------------------------------- running
@@ -726,117 +728,44 @@ def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
 # ---------------------------------------------------------------- ablation and conclusions
 
 
-def ablation(results: pd.DataFrame, metric: str = "test_miou") -> pd.DataFrame:
-    """The full thesis model against each leave-one-out ablation: mean, std and the change.
+# ---------------------------------------------------------------- the recipe ladder (val)
 
-    Empty when the ablation runs do not exist (they are in the cpu and gpu grids only).
-    """
-    present = [m for m in (PROPOSED, *ABLATIONS) if m in set(results["method"])]
-    if PROPOSED not in present or len(present) == 1:
-        return pd.DataFrame(columns=["n_seeds", f"{metric}_mean", f"{metric}_std", metric, "change"])
-    table = summarise(results[results["method"].isin(present)], [metric])
-    table = table.reindex(present)
-    table["change"] = table[f"{metric}_mean"] - table.loc[PROPOSED, f"{metric}_mean"]
-    return table
+# The rungs: the same tpavi objective and budget from each start; `tpavi` is the cpu profile's.
+LADDER = ("tpavi_random_closed", "tpavi_random_open", "tpavi_pretrained_closed", "tpavi_pretrained_trained",
+          "tpavi")
 
 
-METRIC_NAMES = {"test_miou": "test mIoU", "test_listening_rate": "listening rate",
-                "test_following_rate": "audio-following rate",
-                "test_f_score_split": "split F-score", "test_miou_swapped": "mIoU with swapped audio"}
-
-
-def _best(summary: pd.DataFrame, metric: str, digits: int) -> str:
-    name = METRIC_NAMES.get(metric, metric)
-    means = summary[f"{metric}_mean"].dropna()
-    if means.empty:
-        return f"No method has a {name}."
-    top = means.max()
-    tied = [m for m, v in means.items() if round(v, digits) == round(top, digits)]
-    if len(tied) == 1:
-        seeds = int(summary.loc[tied[0], "n_seeds"]) if "n_seeds" in summary.columns else 2
-        note = "; one seed, so its spread is unknown" if seeds < 2 else ""
-        return f"**{tied[0]}** has the highest mean {name} ({summary.loc[tied[0], metric]}{note})"
-    return f"{_join(tied)} tie for the highest mean {name} ({round(top, digits):.{digits}f})"
-
-
-def _join(names: list[str]) -> str:
-    names = [f"**{n}**" for n in names]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _compare(summary: pd.DataFrame, a: str, b: str, metric: str, digits: int) -> str:
-    """Whether `a` beats `b` on `metric` by more than the seed spread (mean ± std not overlapping)."""
-    if a not in summary.index or b not in summary.index:
-        return f"The comparison of {a} with {b} needs runs of both."
-    ma, mb = summary.loc[a, f"{metric}_mean"], summary.loc[b, f"{metric}_mean"]
-    sa, sb = summary.loc[a, f"{metric}_std"], summary.loc[b, f"{metric}_std"]
-    n = int(min(summary.loc[a, "n_seeds"], summary.loc[b, "n_seeds"]))
-    diff = ma - mb
-    head = f"On {METRIC_NAMES.get(metric, metric)}, {a} minus {b} is {diff:+.{digits}f}"
-    if n < 2:
-        return (f"{head}; with one seed per method the seed-to-seed spread is unknown, so this "
-                "difference supports no claim either way.")
-    spread = sa + sb
-    if abs(diff) > spread:
-        verdict = "better than" if diff > 0 else "worse than"
-        return (f"{head}, larger than the seed spread ({spread:.{digits}f}, the sum of the two standard "
-                f"deviations over at least {n} seeds): {a} is {verdict} {b} here.")
-    return (f"{head}, within the seed spread ({spread:.{digits}f}, the sum of the two standard "
-            f"deviations over at least {n} seeds): no difference can be claimed.")
-
-
-def conclusions(summary: pd.DataFrame, digits: int = 3) -> str:
-    """Plain-language conclusions computed from a `summarise` table with test_miou and
-    test_listening_rate: never a claim the numbers do not carry."""
-    needed = ["n_seeds", "test_miou_mean", "test_miou_std", "test_listening_rate_mean", "test_listening_rate_std"]
-    missing = [c for c in needed if c not in summary.columns]
-    if missing:
-        raise ValueError(f"conclusions: the summary lacks {missing}; call "
-                         "summarise(results, ['test_miou', 'test_listening_rate'])")
-    seeds = sorted(set(summary["n_seeds"].astype(int)))
-    lines = [
-        f"- Compared: {len(summary)} methods, {'/'.join(map(str, seeds))} seed(s) each.",
-        f"- {_best(summary, 'test_miou', digits)}.",
-        f"- {_best(summary, 'test_listening_rate', digits)}; the listening rate is the share of "
-        "swapped-audio frames whose mask moved to the object that made the swapped-in sound.",
-        f"- {_compare(summary, PROPOSED, BASELINE, 'test_miou', digits)}",
-        f"- {_compare(summary, PROPOSED, BASELINE, 'test_listening_rate', digits)}",
-    ]
-    if "visual_only" in summary.index:
-        lines.append(f"- A model that hears nothing is the floor that listening must beat. "
-                     f"{_compare(summary, BASELINE, 'visual_only', 'test_miou', digits)}")
-        lines.append(f"- Chance for the listening rate is what the model that hears nothing scores: "
-                     f"{summary.loc['visual_only', 'test_listening_rate']} (it picks an object by its looks).")
-    if "test_following_rate_mean" in summary.columns:
-        means = summary["test_following_rate_mean"].dropna()
-        top = means.idxmax() if not means.empty else None
-        definition = ("the audio-following rate counts a frame only when the mask is on the sounding "
-                      "object with the true audio *and* on the other object with the swapped audio, so it "
-                      "is 0 for any model that ignores the audio")
-        if top is not None and round(means[top], digits) > 0 and not (
-                means[top] <= 2 * (summary.loc[top, "test_following_rate_std"] or 0)):
-            lines.append(f"- {_best(summary, 'test_following_rate', digits)}; {definition}.")
-        else:
-            best = summary.loc[top, "test_following_rate"] if top is not None else "n/a"
-            lines.append(f"- **No method's masks follow the audio**: the highest mean audio-following rate "
-                         f"({best}) is not distinguishable from 0 ({definition}).")
-        lines.append(f"- {_compare(summary, PROPOSED, BASELINE, 'test_following_rate', digits)}")
-    if COUNTERFACTUAL in summary.index:
-        lines.append(f"- {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_listening_rate', digits)}")
-        if "test_following_rate_mean" in summary.columns:
-            lines.append(f"- {_compare(summary, COUNTERFACTUAL, BASELINE, 'test_following_rate', digits)}")
-        lines.append(f"- What the counterfactual objective costs in segmentation. "
-                     f"{_compare(summary, COUNTERFACTUAL, BASELINE, 'test_miou', digits)}")
-    return "\n".join(lines)
+def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: int = 0,
+                  chosen: str = "tpavi") -> pd.DataFrame:
+    """The val-split numbers of each rung's run (its best epoch) beside what its start was, read
+    from the run's own config: encoders random or pretrained, the fusion gate, the backbone frozen
+    or trained. Rungs not trained are left out; an empty frame when none was."""
+    rows = []
+    for rung in rungs:
+        run_dir = Path(runs_dir) / f"{rung}_seed{seed}"
+        if not (run_dir / "summary.json").is_file():
+            continue
+        model = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {})
+        summary = _summary_row(run_dir)
+        rows.append({"rung": rung, "start": "pretrained" if model.get("resnet_weights") else "random",
+                     "gate": float(model.get("fusion_gate_init", 0.0)),
+                     "backbone": "frozen" if model.get("freeze_backbone") else "trained",
+                     "val_miou": summary.get("best_val_miou"),
+                     "val_listening_rate": summary.get("val_listening_rate", math.nan),
+                     "val_following_rate": summary.get("val_following_rate", math.nan),
+                     "best_epoch": summary.get("best_epoch"), "chosen": rung == chosen})
+    columns = ["start", "gate", "backbone", "val_miou", "val_listening_rate", "val_following_rate", "best_epoch",
+               "chosen"]
+    return pd.DataFrame(rows, columns=["rung", *columns]).set_index("rung")
 
 
 __all__ = [
+    "LADDER",
+    "recipe_ladder",
     "REPORTED",
     "REPORTED_LABEL",
-    "ablation",
     "best_method",
     "collect_results",
-    "conclusions",
     "config_differences",
     "default_jobs",
     "describe_methods",
