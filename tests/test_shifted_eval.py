@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 
 from avs_lib.config import build_config, to_dict
@@ -45,3 +46,14 @@ def test_every_run_is_scored_on_every_shifted_root_and_reused_after(tmp_path):
 
 def test_a_profile_on_real_data_has_no_shifted_split(tmp_path):
     assert shifted.shifted_roots("paper", tmp_path) == {}
+
+
+def test_two_workers_give_the_same_scores_as_one(tmp_path):
+    root = prepare_data("smoke", tmp_path / "synth")
+    roots = shifted.shifted_roots("smoke", root)
+    _saved_run(root, tmp_path / "runs")
+    one = shifted.evaluate_on_shifted(tmp_path / "runs", [("tpavi", 0)], roots, device="cpu")
+    for name in roots:  # force a fresh evaluation
+        (tmp_path / "runs" / "tpavi_seed0" / name / "metrics.json").unlink()
+    two = shifted.evaluate_on_shifted(tmp_path / "runs", [("tpavi", 0)], roots, device="cpu", jobs=2)
+    assert two["miou"].tolist() == pytest.approx(one["miou"].tolist(), abs=1e-6)

@@ -800,3 +800,20 @@ def test_grid_and_swap_sentences_count_what_the_figures_show():
     swaps = pd.DataFrame({"outcome": ["hit", "miss"], "title": ["a", "b"], "follows": [0.8, 0.0]})
     assert inspection.describe_swap_examples(swaps) == ("Hit: a, follows the audio on 80% of its frames. "
                                                         "Miss: b, follows the audio on 0% of its frames.")
+
+
+def test_paired_differences_draw_one_row_per_comparison_coloured_only_when_decided():
+    table = pd.DataFrame([
+        {"method": "counterfactual", "reference": "tpavi", "seed_diff": 0.02, "seed_low": 0.01, "seed_high": 0.03,
+         "clip_low": 0.005, "clip_high": 0.035, "verdict": "higher"},
+        {"method": "thesis", "reference": "tpavi", "seed_diff": -0.01, "seed_low": -0.04, "seed_high": 0.02,
+         "clip_low": float("nan"), "clip_high": float("nan"), "verdict": "no detectable difference at this budget"},
+    ])
+    fig = viz.plot_paired_differences(table)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["counterfactual − tpavi", "thesis − tpavi"]
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 4]
+    assert matplotlib.colors.to_hex(thick[0].get_color()) == matplotlib.colors.to_hex(viz.method_color("counterfactual"))
+    assert matplotlib.colors.to_hex(thick[1].get_color()) == matplotlib.colors.to_hex("0.55")
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_paired_differences(table.iloc[:0])

@@ -6,6 +6,9 @@ background noise at 10 and 0 dB SNR, clips whose sounding object is off-screen).
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -36,32 +39,49 @@ def _fresh(out: Path, run_dir: Path) -> bool:
     return metrics.is_file() and metrics.stat().st_mtime >= (run_dir / "best.pt").stat().st_mtime
 
 
+def _evaluate_one(run_dir: str, name: str, root: str, device: str, threads: int) -> dict:
+    """One (run, shifted split) evaluation, reused while newer than best.pt (runs in a worker)."""
+    import torch
+
+    from avs_lib.engine.evaluate import evaluate
+
+    torch.set_num_threads(threads)
+    out = Path(run_dir) / name
+    if _fresh(out, Path(run_dir)):
+        return json.loads((out / "metrics.json").read_text())
+    return evaluate(run_dir, split="test", device=device, out_dir=out, data_root=root)
+
+
 def evaluate_on_shifted(runs_dir: str | Path, pairs: list[tuple[str, int]], roots: dict[str, Path],
-                        device: str = "auto") -> pd.DataFrame:
+                        device: str = "auto", jobs: int = 1) -> pd.DataFrame:
     """Score each run's best checkpoint on each shifted root; one row per (run, split).
 
     Results go to `{run_dir}/{split name}/` (metrics.json, per-clip tables) and are reused while
     they are newer than the run's best.pt. Listening and following rates count only clips whose
     sounding object is on screen; `miou_onscreen` / `miou_offscreen` split the mIoU the same way
     (an off-screen clip's target is empty, so its IoU is the share of the frame left empty).
+    `jobs` > 1 evaluates that many at once in worker processes (CPU), cpu_count // jobs threads each.
     """
-    from avs_lib.engine.evaluate import evaluate
-
+    tasks = [(str(Path(runs_dir) / f"{m}_seed{s}"), name, str(root), m, s)
+             for m, s in pairs for name, root in roots.items()]
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    if jobs > 1 and len(tasks) > 1:
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(_evaluate_one, run, name, root, device, threads) for run, name, root, _, _ in tasks]
+            metrics = [f.result() for f in tqdm(futures, desc="shifted test splits", unit="eval")]
+    else:
+        metrics = [_evaluate_one(run, name, root, device, threads)
+                   for run, name, root, _, _ in tqdm(tasks, desc="shifted test splits", unit="eval")]
+    on_screen = {name: sounding_on_screen(root, "test") for name, root in roots.items()}
     rows = []
-    jobs = [(m, s, name, root) for m, s in pairs for name, root in roots.items()]
-    for method, seed, name, root in tqdm(jobs, desc="shifted test splits", unit="eval"):
-        run_dir = Path(runs_dir) / f"{method}_seed{seed}"
-        out = run_dir / name
-        if _fresh(out, run_dir):
-            metrics = json.loads((out / "metrics.json").read_text())
-        else:
-            metrics = evaluate(run_dir, split="test", device=device, out_dir=out, data_root=str(root))
-        clips = pd.read_csv(out / "per_clip.csv")
-        on_screen = clips["name"].map(sounding_on_screen(root, "test"))
+    for (run, name, _, method, seed), values in zip(tasks, metrics, strict=True):
+        clips = pd.read_csv(Path(run) / name / "per_clip.csv")
+        visible = clips["name"].map(on_screen[name]).astype(bool)
         row = {"method": method, "seed": seed, "split": name,
-               **{k: v for k, v in metrics.items() if isinstance(v, int | float)}}
-        row["miou_onscreen"] = _frame_weighted(clips[on_screen])
-        row["miou_offscreen"] = _frame_weighted(clips[~on_screen])
+               **{k: v for k, v in values.items() if isinstance(v, int | float)}}
+        row["miou_onscreen"] = _frame_weighted(clips[visible])
+        row["miou_offscreen"] = _frame_weighted(clips[~visible])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -861,6 +861,34 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
     return fig, pd.DataFrame(numbers)
 
 
+def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired differences") -> Figure:
+    """One row per comparison (`stats.compare_to_baseline`): the mean per-seed difference with its
+    95 % t-interval (thick) and the clip-bootstrap interval (thin, below), a line at 0. A row whose
+    verdict is "higher" or "lower" is drawn in its method's colour, the others in grey.
+
+    Axes: 1, with one labelled row per comparison.
+    """
+    _require_columns(comparisons, ["method", "reference", "seed_diff", "seed_low", "seed_high",
+                                   "clip_low", "clip_high", "verdict"], "plot_paired_differences")
+    fig = _new_figure(7.0, 0.45 * len(comparisons) + 1.2)
+    ax = fig.subplots()
+    labels = []
+    for y, row in enumerate(comparisons.itertuples(index=False)):
+        decided = row.verdict in ("higher", "lower")
+        color = method_color(row.method) if decided else "0.55"
+        ax.plot([row.seed_low, row.seed_high], [y, y], color=color, linewidth=4, solid_capstyle="butt")
+        if not (math.isnan(row.clip_low) or math.isnan(row.clip_high)):
+            ax.plot([row.clip_low, row.clip_high], [y + 0.22, y + 0.22], color=color, linewidth=1.2)
+        ax.plot([row.seed_diff], [y], "o", color="black", markersize=4)
+        labels.append(f"{row.method} − {row.reference}")
+    ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference (thick: 95 % t-interval over seeds; thin: clip bootstrap)")
+    ax.set_title(title)
+    return fig
+
+
 def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
                            conditions: Sequence[str] = ("true", "swapped", "silent"),
                            title: str = "Where the mask goes") -> tuple[Figure, pd.DataFrame]:
