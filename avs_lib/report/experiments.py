@@ -214,7 +214,8 @@ def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | No
 
 
 # Settings that change where or how fast a run goes, not what it computes.
-_NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers", "data.cache_dir"}
+_NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers", "data.cache_dir",
+                 "feature_cache"}
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
