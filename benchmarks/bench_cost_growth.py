@@ -44,9 +44,9 @@ def points() -> list[dict]:
 
 def child(impl: str, batch: int, image_size: int, frames: int, steps: int, warmup: int) -> dict:
     import torch
+    from bench_train_step import TrainStep
 
     from avs_lib.config import build_config
-    from bench_train_step import TrainStep
 
     torch.manual_seed(0)
     cfg = build_config("paper", overrides={
