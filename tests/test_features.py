@@ -49,6 +49,7 @@ def test_a_run_with_cached_features_has_the_losses_of_a_run_without(tiny_synth, 
     cached = fit(frozen_config(tiny_synth, weight_files, tmp_path / "cached"))
     live = fit(frozen_config(tiny_synth, weight_files, tmp_path / "live", feature_cache=False))
     assert any((tmp_path / "cached" / "feature_cache").glob("train-*/stage0.npy"))
+    assert any((tmp_path / "cached" / "feature_cache").glob("val-*/audio.npy"))  # validation reads them too
     assert not (tmp_path / "live" / "feature_cache").exists()
     steps_cached, steps_live = read_steps(cached.run_dir), read_steps(live.run_dir)
     assert len(steps_cached) == len(steps_live) == 3
@@ -56,6 +57,8 @@ def test_a_run_with_cached_features_has_the_losses_of_a_run_without(tiny_synth, 
         for key in ("total", "crop_ce", "audio_crop_cosine", "counterfactual"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     assert cached.best_val_miou == pytest.approx(live.best_val_miou, abs=1e-6)
+    for key in ("miou", "miou_silent", "miou_swapped"):
+        assert cached.test_metrics[key] == pytest.approx(live.test_metrics[key], abs=1e-6), key
 
 
 def test_cached_features_are_the_encoders_outputs(tiny_synth, weight_files, tmp_path):
@@ -123,3 +126,38 @@ def test_cached_features_for_a_trained_encoder_are_refused(tiny_synth):
     batch.update({f"encoder_stage{i}": torch.zeros(1, 5, 1) for i in range(4)})
     with pytest.raises(ValueError, match="freeze_backbone"):
         system(batch)
+
+
+def test_evaluation_computes_the_visual_maps_once_for_several_audio_tracks(tiny_synth, monkeypatch):
+    from avs_lib.engine.evaluate import predict_logits
+
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
+    system = AVSSystem(cfg).eval()
+    batch = collate_clips([build_dataset(cfg, "val")[i] for i in (0, 1)])
+    silent = torch.full_like(batch["audio"], -4.6)
+    calls = []
+    project = system.model.project
+    monkeypatch.setattr(system.model, "project", lambda stages: calls.append(1) or project(stages))
+    true_audio = predict_logits(system, batch, torch.device("cpu"))
+    with_silence = predict_logits(system, batch, torch.device("cpu"), silent)
+    assert len(calls) == 1
+    with torch.no_grad():
+        visual = system.model.encode(batch["frames"].flatten(0, 1))
+        assert torch.equal(with_silence, system.model.fuse_and_decode(visual, system.embed_audio(silent))[0])
+        assert torch.equal(true_audio, system.model.fuse_and_decode(visual, system.embed_audio(batch["audio"]))[0])
+
+
+def test_a_weight_change_drops_the_kept_visual_maps(tiny_synth):
+    from avs_lib.engine.evaluate import predict_logits
+
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
+    system = AVSSystem(cfg).eval()
+    batch = collate_clips([build_dataset(cfg, "val")[0]])
+    before = predict_logits(system, batch, torch.device("cpu"))
+    with torch.no_grad():
+        system.model.conv1.conv2d_list[0].weight.mul_(3.0)
+    after = predict_logits(system, batch, torch.device("cpu"))
+    with torch.no_grad():
+        fresh = system.model(batch["frames"].flatten(0, 1), system.embed_audio(batch["audio"]))[0]
+    assert not torch.equal(before, after)
+    assert torch.equal(after, fresh)

@@ -210,6 +210,11 @@ class WithFrozenFeatures(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
+    def __getattr__(self, name: str):  # the clip-level helpers of the dataset underneath
+        if name in ("base", "features"):  # not yet set (unpickling in a worker): avoid recursing
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]
         f = self.features

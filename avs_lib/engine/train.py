@@ -261,6 +261,7 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
 
     system = AVSSystem(cfg).to(device)
     train_set, pairs = _training_set(cfg, system, device)
+    val_set = _split_with_features(cfg, system, "val", device) if dinfo.is_main else None
     if cfg.optim.batch_size % dinfo.world_size:
         raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by {dinfo.world_size} processes")
     per_rank = cfg.optim.batch_size // dinfo.world_size
@@ -322,7 +323,7 @@ def fit(cfg: ExperimentConfig, resume: bool = False) -> RunResult:
         )
         record = {"epoch": epoch, "global_step": global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
         if dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
-            val = evaluate_system(system, cfg, "val", device, diagnostics=False)
+            val = evaluate_system(system, cfg, "val", device, diagnostics=False, dataset=val_set)
             record.update({"val_miou": val["miou"], "val_f_score_split": val["f_score_split"]})
             if val["miou"] > best["val_miou"]:
                 best = {"epoch": epoch, "val_miou": val["miou"]}
@@ -366,6 +367,16 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
     if features is not None:
         train_set = WithFrozenFeatures(train_set, features)
     return train_set, pairs
+
+
+def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, device: torch.device) -> Dataset:
+    """An evaluation split whose items carry the frozen encoders' cached outputs, where
+    `cfg.feature_cache` is on and an encoder is frozen (else the plain split)."""
+    dataset = build_dataset(cfg, split)
+    if not cfg.feature_cache:
+        return dataset
+    features = frozen_features(system, dataset, feature_cache_folder(cfg.data.cache_dir, cfg.output_dir), device)
+    return dataset if features is None else WithFrozenFeatures(dataset, features)
 
 
 def _limited(loader: DataLoader, steps: int):
