@@ -53,6 +53,7 @@ def child(impl: str, batch: int, image_size: int, frames: int, steps: int, warmu
         "data": {"image_size": image_size},
         "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "tpavi_impl": impl,
                   "frames": frames},
+        "loss": {"frames": frames},
     })
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no pretrained weights given")
@@ -82,7 +83,7 @@ def child(impl: str, batch: int, image_size: int, frames: int, steps: int, warmu
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", nargs=4, metavar=("IMPL", "BATCH", "SIZE", "FRAMES"), help=argparse.SUPPRESS)

@@ -8,7 +8,7 @@ instead of VGGish, whose pretrained weights are not available here (as in the `g
 audio encoder is ~0.1% of the step). Inputs are random tensors of the shapes the data reader
 gives (frames [B, 5, 3, S, S], log-mel [B, 5, 1, 96, 64], one mask per clip).
 
-Variants (CUDA-only ones are left out on the CPU):
+Variants:
 
     naive                 TPAVI forming the T*H*W x T*H*W matrix, as the official code
     fast                  TPAVI reassociated (never forms that matrix); the default
@@ -35,8 +35,8 @@ Memory. CPU: the peak resident size (VmHWM) during the warm-up and timed steps m
 resident size once the model, optimiser and inputs are built ("step MiB": activations,
 gradients and Adam's moments; the weights not counted). CUDA: max_memory_allocated minus
 memory_allocated at that point. "activation_mb" is the step memory less Adam's moments and one
-set of gradients, which every variant needs alike (the gradients of a step are still alive
-during the next forward, as in training). The whole-process peak RSS is reported too.
+set of gradients, which every variant needs alike (gradients are dropped before each forward, as
+in training, so they live only through the backward and the update). The whole-process peak RSS is reported too.
 
 FLOPs (on CUDA, or with --flops): one forward + backward counted with
 torch.utils.flop_counter.FlopCounterMode; MFU is those FLOPs per median step time over the
@@ -73,7 +73,6 @@ class Variant:
     bf16: bool = False
     compile: bool = False
     checkpoint: bool = False
-    cuda_only: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -224,8 +223,8 @@ class TrainStep:
         return total
 
     def __call__(self) -> float:
+        self.optimizer.zero_grad(set_to_none=True)  # as train_one_epoch: before the forward
         total = self._loss(self.model)
-        self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
         return float(total.detach())
@@ -504,9 +503,6 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
 
     names = args.variants or (list(VARIANTS) if cuda else list(DEFAULT_CPU))
-    cuda_only = [n for n in names if VARIANTS[n].cuda_only and not cuda]
-    if cuda_only:
-        raise ValueError(f"variants {', '.join(cuda_only)} need CUDA; this run is on {args.device}")
     rows = []
     for b in args.batch:
         per_round = [[run_variant(n, b, args, cuda) for n in names] for _ in range(args.rounds)]

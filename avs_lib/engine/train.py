@@ -169,6 +169,9 @@ def train_one_epoch(
     bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False, disable=cfg.quiet)
     for step, batch in enumerate(bar):
         batch = move_batch(batch, device)
+        # Before the forward, not after: the last step's gradients are not read by the forward, and
+        # dropping them first keeps them from living alongside its activations (peak memory).
+        optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outputs = system(batch, cf_audio=batch.get("cf_audio"))
             total, parts = loss_fn(outputs, batch)
@@ -178,7 +181,6 @@ def train_one_epoch(
                 + ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
                 + "; stopped before the update, the last checkpoint is intact"
             )
-        optimizer.zero_grad(set_to_none=True)
         total.backward()
         if cfg.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)
