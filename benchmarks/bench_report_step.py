@@ -8,8 +8,9 @@ timed in interleaved rounds so that a change in the machine's load hits them ali
     cache         the frozen encoders' outputs read from the feature cache
     cache_fused   + Adam's fused kernel (what `fit` runs now)
 
-Also timed once: building the cache of the training split, one validation pass and the test
-pass with its diagnostics, so a whole run can be predicted:
+Also timed once: building the cache of the training split, and, before and after (cached val
+features, visual maps kept across the diagnostics' audio tracks), one validation pass and the
+test pass with its diagnostics, so a whole run can be predicted:
 ``epochs * steps_per_epoch * step + epochs * val + test (+ the cache, once per grid)``.
 
 Needs a synthetic dataset and its pretrained encoders (the report's own start):
@@ -71,7 +72,12 @@ def bench_method(method: str, args: argparse.Namespace) -> dict:
     from avs_lib.data import collate_clips
     from avs_lib.engine.evaluate import evaluate_system
     from avs_lib.engine.system import AVSSystem
-    from avs_lib.engine.train import _training_set, build_optimizer, seed_everything
+    from avs_lib.engine.train import (
+        _split_with_features,
+        _training_set,
+        build_optimizer,
+        seed_everything,
+    )
     from avs_lib.losses import TotalLoss
 
     device = torch.device("cpu")
@@ -107,12 +113,21 @@ def bench_method(method: str, args: argparse.Namespace) -> dict:
                 feed = batches["plain" if variant == "before" else "cached"][r * args.steps:(r + 1) * args.steps]
                 times = time_steps(states[variant], feed, cfg, loss_fn, device)
                 states[variant]["times"] += times[1:] if r == 0 else times  # first step: warm-up
-        start = time.perf_counter()
-        evaluate_system(states["cache_fused"]["system"], cfg, "val", device, diagnostics=False)
-        val_s = time.perf_counter() - start
-        start = time.perf_counter()
-        evaluate_system(states["cache_fused"]["system"], cfg, "test", device, diagnostics=True)
-        test_s = time.perf_counter() - start
+        evaluated = states["cache_fused"]["system"]
+        val_cached = _split_with_features(cfg, evaluated, "val", device)
+        val_s, test_s = {}, {}
+        for variant in ("before", "after"):
+            if variant == "before":  # no kept visual maps: every audio track recomputes them
+                evaluated.visual_maps = lambda batch, s=evaluated: s.model.project(s.encoder_stages(batch))
+            else:
+                del evaluated.visual_maps
+            start = time.perf_counter()
+            evaluate_system(evaluated, cfg, "val", device, diagnostics=False,
+                            dataset=None if variant == "before" else val_cached)
+            val_s[variant] = time.perf_counter() - start
+            start = time.perf_counter()
+            evaluate_system(evaluated, cfg, "test", device, diagnostics=True)
+            test_s[variant] = time.perf_counter() - start
     row = {"method": method, "cache_build_s": cache_s, "val_s": val_s, "test_s": test_s,
            "data_s_per_batch": data_s, "threads": torch.get_num_threads()}
     steps_per_run = cfg.optim.epochs * len(plain_set) // cfg.optim.batch_size
@@ -123,7 +138,9 @@ def bench_method(method: str, args: argparse.Namespace) -> dict:
                         "data_s": data_s["plain" if variant == "before" else "cached"]}
         # A whole run: steps (with loading) + a validation per epoch + the test with diagnostics.
         per_step = step + row[variant]["data_s"]
-        row[variant]["predicted_run_s"] = steps_per_run * per_step + cfg.optim.epochs * val_s + test_s
+        phase = "before" if variant == "before" else "after"
+        row[variant]["predicted_run_s"] = (steps_per_run * per_step + cfg.optim.epochs * val_s[phase]
+                                           + test_s[phase])
     row["step_speedup"] = row["before"]["median_step_s"] / row["cache_fused"]["median_step_s"]
     row["run_speedup"] = row["before"]["predicted_run_s"] / row["cache_fused"]["predicted_run_s"]
     row["steps_per_run"] = steps_per_run
@@ -145,11 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [bench_method(m, args) for m in args.methods]
     print(f"cpu profile, {args.threads} thread(s); median step s (data loading apart); predicted run s")
     print(f"{'method':<16}" + "".join(f"{v:>14}" for v in VARIANTS) + f"{'step x':>8}{'run x':>8}"
-          f"{'cache s':>9}{'val s':>7}{'test s':>7}")
+          f"{'cache s':>9}{'val s before/after':>20}{'test s before/after':>20}")
     for r in rows:
         print(f"{r['method']:<16}" + "".join(f"{r[v]['median_step_s']:>14.3f}" for v in VARIANTS)
               + f"{r['step_speedup']:>8.2f}{r['run_speedup']:>8.2f}{r['cache_build_s']:>9.1f}"
-              f"{r['val_s']:>7.1f}{r['test_s']:>7.1f}")
+              f"{r['val_s']['before']:>6.1f}/{r['val_s']['after']:<4.1f}"
+              f"{r['test_s']['before']:>6.1f}/{r['test_s']['after']:<4.1f}")
         print(f"{'  run s':<16}" + "".join(f"{r[v]['predicted_run_s']:>14.0f}" for v in VARIANTS))
     result = {"profile": "cpu", "root": args.root, "steps": args.steps, "rounds": args.rounds,
               "threads": args.threads, "rows": rows}

@@ -276,15 +276,18 @@ def child(name: str, batch: int, args: argparse.Namespace) -> dict:
     peak.start()
     warmup = args.warmup + (1 if variant.compile else 0)  # the first backward compiles too
     losses = [step() for _ in range(warmup)]
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps):
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         losses.append(step())
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        # CPU seconds of all this process's threads: on a machine shared with other work the wall
+        # time also counts the waits for a core, this does not (ratios of it are steadier).
+        cpu_times.append(time.process_time() - cpu_start)
     row = {
         "variant": name,
         **asdict(variant),
@@ -297,6 +300,8 @@ def child(name: str, batch: int, args: argparse.Namespace) -> dict:
         "warmup_steps": warmup,
         "times_s": times,
         "median_s": statistics.median(times),
+        "cpu_times_s": cpu_times,
+        "median_cpu_s": statistics.median(cpu_times),
         "losses": losses,
         "trainable_params": step.trainable_params,
         "step_mb": peak.peak_mb - peak.base_mb,
@@ -354,6 +359,9 @@ def merge_rounds(rows: list[dict]) -> dict:
     merged = dict(done[0])
     merged["times_s"] = [t for r in done for t in r["times_s"]]
     merged["median_s"] = statistics.median(merged["times_s"])
+    if all("cpu_times_s" in r for r in done):
+        merged["cpu_times_s"] = [t for r in done for t in r["cpu_times_s"]]
+        merged["median_cpu_s"] = statistics.median(merged["cpu_times_s"])
     merged["rounds"] = len(done)
     for key in ("step_mb", "peak_rss_mb", "activation_mb", "cuda_step_mb", "cuda_peak_mb",
                 "cuda_activation_mb"):
@@ -369,7 +377,7 @@ def compute_ratios(rows: list[dict], batch: int, cuda: bool) -> dict:
     act_key = "cuda_activation_mb" if cuda else "activation_mb"
 
     def ratio(a: str, b: str, key: str) -> float | None:
-        if a in by and b in by and by[b][key] > 0:
+        if a in by and b in by and key in by[a] and by[b].get(key, 0) > 0:
             return by[a][key] / by[b][key]
         return None
 
@@ -387,12 +395,13 @@ def compute_ratios(rows: list[dict], batch: int, cuda: bool) -> dict:
         out[f"speedup_{name}_over_fast"] = ratio("fast", name, "median_s")
         out[f"speedup_{name}_over_naive"] = ratio("naive", name, "median_s")
         out[f"memory_{name}_over_naive"] = ratio(name, "naive", mem_key)
+        out[f"cpu_time_speedup_{name}_over_naive"] = ratio("naive", name, "median_cpu_s")
     return out
 
 
 def print_table(rows: list[dict], ratios: list[dict], cuda: bool) -> None:
     mem = "CUDA step MiB" if cuda else "step MiB"
-    print(f"{'variant':<22} {'B':>2} {'median s':>9} {'steps':>5} {mem:>13} {'peak RSS MiB':>13} "
+    print(f"{'variant':<22} {'B':>2} {'median s':>9} {'CPU s':>8} {'steps':>5} {mem:>13} {'peak RSS MiB':>13} "
           f"{'GFLOP/step':>10} {'MFU':>6}")
     for r in rows:
         if "skipped" in r:
@@ -402,7 +411,8 @@ def print_table(rows: list[dict], ratios: list[dict], cuda: bool) -> None:
         gflop = f"{r['flops_per_step'] / 1e9:10.0f}" if "flops_per_step" in r else f"{'-':>10}"
         mfu = r.get("mfu_of_bf16_peak")
         mfu_text = f"{100 * mfu:5.1f}%" if mfu is not None else f"{'-':>6}"
-        print(f"{r['variant']:<22} {r['batch']:>2} {r['median_s']:>9.3f} {len(r['times_s']):>5} "
+        print(f"{r['variant']:<22} {r['batch']:>2} {r['median_s']:>9.3f} {r.get('median_cpu_s', float('nan')):>8.2f} "
+              f"{len(r['times_s']):>5} "
               f"{step_mb:>13.0f} {r['peak_rss_mb']:>13.0f} {gflop} {mfu_text}")
     for q in ratios:
         parts = [f"B={q['batch']}:"]
