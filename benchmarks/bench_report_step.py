@@ -105,7 +105,7 @@ def bench_method(method: str, args: argparse.Namespace) -> dict:
         for variant in VARIANTS:
             copy_ = copy.deepcopy(system)
             params = [p for p in copy_.parameters() if p.requires_grad]
-            optimizer = (torch.optim.Adam(params, lr=cfg.optim.lr, fused=False) if variant == "before"
+            optimizer = (torch.optim.Adam(params, lr=cfg.optim.lr, fused=False) if variant != "cache_fused"
                          else build_optimizer(cfg, copy_.parameters()))
             states[variant] = {"system": copy_, "optimizer": optimizer, "losses": [], "times": []}
         for r in range(args.rounds):
