@@ -99,6 +99,10 @@ class ExperimentConfig:
     amp: bool = True  # bf16 autocast, used only on CUDA
     channels_last: bool = True  # used only on CUDA
     compile: bool = False
+    # Frozen encoders (model.freeze_backbone, a frozen audio encoder) run once per training split
+    # and their outputs are read back from disk (avs_lib.engine.features): the same numbers, and
+    # no encoder forward per step. Off: they run every step.
+    feature_cache: bool = True
     output_dir: str = "runs"
     eval_batch_size: int = 4  # clips per batch of the official F-score (official test.sh: 4)
     eval_every: int = 1  # epochs between validations

@@ -79,6 +79,11 @@ def test_ratios_compare_the_right_variants(bench_module):
     assert ratios["speedup_channels_last"] is None  # fast_cl was not run
 
 
-def test_cuda_only_variant_on_cpu_is_refused_by_name(bench_module):
-    with pytest.raises(ValueError, match="fast_bf16_cl need CUDA"):
-        bench_module.main(["--device", "cpu", "--variants", "fast_bf16_cl", "--quick"])
+def test_bf16_and_checkpointed_variants_run_on_the_cpu_with_the_same_loss(tmp_path):
+    out = tmp_path / "train_step.json"
+    run_script("bench_train_step.py", "--quick", "--variants", "fast_bf16_cl", "fast_bf16_cl_ckpt",
+               "--out", str(out), "--no-figure")
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"fast_bf16_cl", "fast_bf16_cl_ckpt"}
+    # Checkpointing recomputes the same forward: the loss does not change.
+    assert rows["fast_bf16_cl_ckpt"]["losses"] == pytest.approx(rows["fast_bf16_cl"]["losses"], rel=1e-6)

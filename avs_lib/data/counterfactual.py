@@ -73,6 +73,7 @@ class CounterfactualPairs(Dataset):
                 "two categories"
             )
         item["cf_audio"] = self.base.load_audio(partner)
+        item["cf_index"] = partner  # whose audio: lets a cache of audio embeddings look it up
         item["cf_masks"] = cf_masks
         item["cf_valid"] = torch.ones(frames)
         item["cf_present"] = torch.tensor(use_present)

@@ -85,12 +85,18 @@ def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.T
 
 @torch.no_grad()
 def predict_logits(system, batch: dict, device: torch.device, audio: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits [B*T, 1, S, S] for a batch, optionally with replacement audio [B, T, 1, 96, 64]."""
-    inputs = {"frames": batch["frames"].to(device), "audio": (batch["audio"] if audio is None else audio).to(device)}
+    """Logits [B*T, 1, S, S] for a batch, optionally with replacement audio [B, T, 1, 96, 64].
+
+    Cached encoder outputs in the batch (`avs_lib.engine.features`) are used; the visual maps of
+    the same frames are computed once for several audio tracks (`AVSSystem.visual_maps`).
+    """
+    cached = [k for k in batch if k.startswith("encoder_stage") or (audio is None and k == "audio_embedding")]
+    inputs = {k: batch[k].to(device) for k in ("frames", *cached)}
+    inputs["audio"] = (batch["audio"] if audio is None else audio).to(device)
     use_amp = system.cfg.amp and device.type == "cuda"
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        visual = system.model.encode(inputs["frames"].flatten(0, 1))
-        logits = system.model.fuse_and_decode(visual, system.embed_audio(inputs["audio"]))[0]
+        maps = system.visual_maps(inputs)
+        logits = system.model.fuse_and_decode_projected(maps, system.audio_embedding(inputs))[0]
     return logits.float()
 
 

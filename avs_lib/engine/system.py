@@ -26,6 +26,7 @@ class AVSSystem(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.frames = cfg.model.frames
+        self._visual_memo: tuple | None = None  # see visual_maps
         self.model = build_model(cfg.model)
         self.audio_encoder = build_audio_encoder(cfg.model) if cfg.model.fusion != "none" else None
         loss = cfg.loss
@@ -45,17 +46,62 @@ class AVSSystem(nn.Module):
             return None
         return self.audio_encoder(audio.flatten(0, 1))  # [B*T, 1, 96, 64] -> [B*T, 128]
 
+    def visual_maps(self, batch: dict) -> list[torch.Tensor]:
+        """`model.project` of the encoder stages: 4 maps [B*T, C, h, w], audio-independent.
+
+        In evaluation (eval mode, no gradients) the last result is kept and given again for the
+        same frames tensor while no weight has changed, so passes that vary only the audio
+        (silent, swapped) compute the visual side once; any weight update or `train()` drops it.
+        """
+        frames = batch["frames"]
+        reuse = not self.training and not torch.is_grad_enabled()
+        key = (frames._version, torch.is_autocast_enabled(frames.device.type),
+               tuple(p._version for p in self.model.parameters()))
+        memo = self._visual_memo
+        if reuse and memo is not None and memo[0] is frames and memo[1] == key:
+            return memo[2]
+        maps = self.model.project(self.encoder_stages(batch))
+        self._visual_memo = (frames, key, maps) if reuse else None
+        return maps
+
+    def train(self, mode: bool = True) -> AVSSystem:
+        self._visual_memo = None
+        return super().train(mode)
+
+    def encoder_stages(self, batch: dict) -> list[torch.Tensor]:
+        """The ResNet's 4 stage outputs [B*T, C_i, h_i, w_i]: cached ones from the batch (a frozen
+        encoder's, see `avs_lib.engine.features`), else computed from the frames."""
+        if "encoder_stage0" not in batch:
+            return self.model.encode(batch["frames"].flatten(0, 1))  # [B*T, 3, S, S] -> 4 stages
+        if not self.model.resnet.frozen:
+            raise ValueError("the batch carries cached encoder features, but this system's ResNet "
+                             "is trained (model.freeze_backbone=False): its features change every step")
+        return [batch[f"encoder_stage{i}"].flatten(0, 1) for i in range(4)]  # [B, T, ...] -> [B*T, ...]
+
+    def audio_embedding(self, batch: dict, key: str = "audio") -> torch.Tensor | None:
+        """Embeddings [B*T, 128] of `batch[key]` ("audio" or "cf_audio"): the cached ones
+        (`{key}_embedding`, from a frozen audio encoder) where the batch has them."""
+        cached = batch.get(f"{key}_embedding")
+        if cached is None or self.audio_encoder is None:
+            return self.embed_audio(batch[key])
+        if not getattr(self.audio_encoder, "frozen", False):
+            raise ValueError("the batch carries cached audio embeddings, but this system's audio "
+                             "encoder is trained (model.freeze_audio=False)")
+        return cached.flatten(0, 1)  # [B, T, 128] -> [B*T, 128]
+
     def forward(self, batch: dict, cf_audio: torch.Tensor | None = None) -> dict:
         frames = batch["frames"]  # [B, T, 3, S, S]
         B, T = frames.shape[:2]
         flat = frames.flatten(0, 1)  # [B*T, 3, S, S]
-        maps = self.model.project(self.model.encode(flat))  # 4 x [B*T, C, h, w], audio-independent
-        audio_emb = self.embed_audio(batch["audio"])
+        maps = self.visual_maps(batch)  # 4 x [B*T, C, h, w], audio-independent
+        audio_emb = self.audio_embedding(batch)
         logits, feature_maps, aligned = self.model.fuse_and_decode_projected(maps, audio_emb)
         out = {"logits": logits, "feature_maps": feature_maps, "aligned_audio": aligned}
         if cf_audio is not None:
             # The counterfactual pass reuses the visual features: only fusion and decoder run twice.
-            out["cf_logits"] = self.model.fuse_and_decode_projected(maps, self.embed_audio(cf_audio))[0]
+            cached = cf_audio is batch.get("cf_audio")  # the batch's own partner audio
+            cf_emb = self.audio_embedding(batch, "cf_audio") if cached else self.embed_audio(cf_audio)
+            out["cf_logits"] = self.model.fuse_and_decode_projected(maps, cf_emb)[0]
         if self.needs_crops:
             out.update(self._crop_outputs(batch, flat, aligned, B, T))
         return out

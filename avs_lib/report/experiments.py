@@ -66,7 +66,8 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
 
 
 # Settings that change where or how fast a run goes, not what it computes.
-_NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers", "data.cache_dir"}
+_NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers", "data.cache_dir",
+                 "feature_cache"}
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1491,3 +1491,38 @@ class MaskBrowser:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+# ---------------------------------------------------------------- how a step's cost grows
+
+COST_AXES = (("batch", "clips per step"), ("image_size", "image side (px)"), ("frames", "frames per clip"))
+
+
+def plot_cost_growth(rows: Sequence[Mapping[str, Any]], base: Mapping[str, int]) -> Figure:
+    """Step time and step memory against batch size, image size and frames, literal vs fast TPAVI.
+
+    `rows` and `base` as `benchmarks/bench_cost_growth.py` writes them (its JSON's "rows" and
+    "base"): each column varies one quantity from `base`, the others held at their base values.
+    Skipped points (would not fit) are left out of the lines.
+    """
+    set_style()
+    done = pd.DataFrame([dict(r) for r in rows if "skipped" not in r])
+    fig = Figure(figsize=(11, 5.6), layout="constrained")
+    axes = fig.subplots(2, len(COST_AXES), squeeze=False)
+    for col, (axis, label) in enumerate(COST_AXES):
+        held = [k for k, _ in COST_AXES if k != axis]
+        for impl, style in (("naive", "o--"), ("fast", "s-")):
+            sel = done[done["impl"] == impl]
+            for k in held:
+                sel = sel[sel[k] == base[k]]
+            sel = sel.sort_values(axis)
+            text = "literal TPAVI (official)" if impl == "naive" else "fast TPAVI"
+            axes[0, col].plot(sel[axis], sel["median_s"], style, label=text)
+            axes[1, col].plot(sel[axis], sel["step_mb"], style, label=text)
+        axes[1, col].set_xlabel(label)
+        axes[0, col].set_title(", ".join(f"{k.replace('image_size', 'px')}={base[k]}" for k in held), fontsize=9)
+    axes[0, 0].set_ylabel("step time (s)")
+    axes[1, 0].set_ylabel("step memory (MiB)")
+    axes[0, 0].legend()
+    fig.suptitle("Training step cost as the inputs grow (ResNet-18, width 32, TPAVI at 4 stages, CPU)")
+    return fig

@@ -1,0 +1,247 @@
+"""Outputs of frozen encoders, computed once per dataset split and read back memory-mapped.
+
+When the ResNet and the audio encoder are frozen (the cpu report starts from pretrained encoders
+and keeps them fixed, BatchNorm statistics included), every epoch would run them again on the same
+inputs and get the same outputs: the data reader applies no random augmentation, so a clip's
+frames and log-mel are the same each time they are read. Here those outputs are computed once,
+saved under a key made of the encoders' weights and the data's files, and handed to the training
+step with each clip (`AVSSystem.forward` uses them instead of running the encoders). Only what is
+frozen is cached: the per-stage heads (`AVSModel.project`), fusion, decoder and the crop network
+are trained and run every step as before.
+
+Layout: ``{folder}/{split}-{key}/`` holds ``stage0.npy`` .. ``stage3.npy`` (float32
+[clips, T, C_i, h_i, w_i], ResNet stages 1-4) and/or ``audio.npy`` (float32 [clips, T, 128]),
+plus ``meta.json``. A folder is written under a temporary name and renamed when complete, so a
+reader never sees half of it; a changed weight file or data file gives another key, hence a fresh
+folder (stale folders are left for the user to delete: another run may still read them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from avs_lib.data import collate_clips
+from avs_lib.engine.datasets import _Wrapper
+
+STAGES = 4
+FORMAT_VERSION = 1  # bump when the layout or what is cached changes
+
+
+@dataclass(frozen=True)
+class FrozenParts:
+    """Which encoders of a system are frozen, hence cacheable."""
+
+    visual: bool
+    audio: bool
+
+    @property
+    def any(self) -> bool:
+        return self.visual or self.audio
+
+
+def frozen_parts(system: nn.Module) -> FrozenParts:
+    """The frozen encoders of an `AVSSystem`: a frozen ResNet, a frozen audio encoder.
+
+    Frozen means no parameter takes gradients and the module stays in eval mode (its BatchNorm
+    statistics fixed), so its output is a function of its input alone.
+    """
+
+    def is_frozen(module: nn.Module | None) -> bool:
+        if module is None or not getattr(module, "frozen", False):
+            return False
+        return not any(p.requires_grad for p in module.parameters())
+
+    return FrozenParts(visual=is_frozen(system.model.resnet), audio=is_frozen(system.audio_encoder))
+
+
+def module_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's class and state (names, dtypes, shapes and bytes of every tensor)."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def data_fingerprint(dataset) -> str:
+    """SHA-256 of what the encoders read: the reader's kind, root, split, image size, audio source,
+    the clips in order, and each clip's frame and audio files (path, size, modification time).
+
+    File statistics rather than contents: reading every file again would cost what the cache saves;
+    a regenerated or edited file gets a new modification time.
+    """
+    h = hashlib.sha256()
+    base = dataset
+    while isinstance(base, _Wrapper):  # ClipSubset, DenseSidecarMasks: the reader is underneath
+        base = base.base
+    h.update(f"{type(base).__name__}|{Path(base.root).resolve()}|{base.split}|{base.image_size}|"
+             f"{base.audio}|".encode())
+    for index, clip in enumerate(dataset.clips):
+        paths = dataset.paths(index)
+        audio_file = paths.wav if base.audio == "wav" else paths.log_mel
+        h.update(f"{clip.name}|".encode())
+        for path in (*paths.frames, audio_file):
+            stat = Path(path).stat()
+            h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|".encode())
+    return h.hexdigest()
+
+
+def cache_key(system: nn.Module, parts: FrozenParts, dataset) -> str:
+    """The key of a split's cached features: encoder weights + data files + what is cached."""
+    h = hashlib.sha256(f"v{FORMAT_VERSION}|visual={parts.visual}|audio={parts.audio}|"
+                       f"frames={system.frames}|".encode())
+    if parts.visual:
+        h.update(module_digest(system.model.resnet).encode())
+    if parts.audio:
+        h.update(module_digest(system.audio_encoder).encode())
+    h.update(data_fingerprint(dataset).encode())
+    return h.hexdigest()[:24]
+
+
+@dataclass
+class FrozenFeatures:
+    """A split's cached encoder outputs, memory-mapped (None for an encoder that is not cached)."""
+
+    folder: Path
+    stages: list[np.ndarray] | None  # 4 x [clips, T, C_i, h_i, w_i]
+    audio: np.ndarray | None  # [clips, T, 128]
+
+    def __len__(self) -> int:
+        return len(self.stages[0]) if self.stages is not None else len(self.audio)
+
+
+@torch.no_grad()
+def _compute(system: nn.Module, parts: FrozenParts, dataset, device: torch.device,
+             batch_size: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Run the frozen encoders over every clip of `dataset`, in order (no DataLoader: iterating
+    one draws from the global RNG, and a cached run must draw what an uncached one draws)."""
+    stages: list[list[np.ndarray]] = [[] for _ in range(STAGES)]
+    audio: list[np.ndarray] = []
+    for start in range(0, len(dataset), batch_size):
+        batch = collate_clips([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        B, T = batch["frames"].shape[:2]
+        if parts.visual:
+            outputs = system.model.encode(batch["frames"].flatten(0, 1).to(device))  # 4 x [B*T, C, h, w]
+            for i, x in enumerate(outputs):
+                stages[i].append(x.float().cpu().view(B, T, *x.shape[1:]).numpy())  # -> [B, T, C, h, w]
+        if parts.audio:
+            emb = system.embed_audio(batch["audio"].to(device))  # [B*T, 128]
+            audio.append(emb.float().cpu().view(B, T, -1).numpy())  # -> [B, T, 128]
+    return ([np.concatenate(s) for s in stages] if parts.visual else [],
+            np.concatenate(audio) if parts.audio else None)
+
+
+def _write(folder: Path, stages: list[np.ndarray], audio: np.ndarray | None, meta: dict) -> None:
+    """Write the arrays into a temporary folder beside `folder`, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        for i, array in enumerate(stages):
+            np.save(temp / f"stage{i}.npy", array)
+        if audio is not None:
+            np.save(temp / "audio.npy", audio)
+        (temp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        try:
+            os.replace(temp, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():  # not another process's complete copy
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _open(folder: Path, parts: FrozenParts, clips: int) -> FrozenFeatures:
+    stages = [np.load(folder / f"stage{i}.npy", mmap_mode="r") for i in range(STAGES)] if parts.visual else None
+    audio = np.load(folder / "audio.npy", mmap_mode="r") if parts.audio else None
+    features = FrozenFeatures(folder, stages, audio)
+    if len(features) != clips:
+        raise ValueError(f"{folder}: cached features of {len(features)} clips, expected {clips}; "
+                         "delete the folder to have it computed again")
+    return features
+
+
+def frozen_features(system: nn.Module, dataset, folder: str | Path, device: torch.device,
+                    batch_size: int = 8) -> FrozenFeatures | None:
+    """The cached outputs of `system`'s frozen encoders on `dataset` (computed and saved on first
+    use); None when no encoder is frozen."""
+    parts = frozen_parts(system)
+    if not parts.any:
+        return None
+    split = getattr(dataset, "split", "data")
+    target = Path(folder) / f"{split}-{cache_key(system, parts, dataset)}"
+    if not (target / "meta.json").is_file():
+        was_training = system.training
+        system.eval()  # frozen encoders are in eval mode anyway; this only makes it explicit
+        stages, audio = _compute(system, parts, dataset, device, batch_size)
+        system.train(was_training)
+        meta = {"format": FORMAT_VERSION, "split": split, "clips": len(dataset), "visual": parts.visual,
+                "audio": parts.audio, "shapes": [list(a.shape) for a in stages]
+                + ([list(audio.shape)] if audio is not None else [])}
+        _write(target, stages, audio, meta)
+    return _open(target, parts, len(dataset))
+
+
+class WithFrozenFeatures(Dataset):
+    """Each item also carries its clip's cached encoder outputs.
+
+    Adds ``encoder_stage0`` .. ``encoder_stage3`` ([T, C_i, h_i, w_i]) when the ResNet is cached
+    and ``audio_embedding`` ([T, 128]) when the audio encoder is; with ``cf_index`` in an item (the
+    counterfactual partner, see `CounterfactualPairs`) also ``cf_audio_embedding``. Wrap the
+    counterfactual pairs, not the other way round, so the partner's embedding can be looked up.
+    """
+
+    def __init__(self, base: Dataset, features: FrozenFeatures):
+        if len(features) != len(base):
+            raise ValueError(f"{features.folder}: features of {len(features)} clips for a dataset of {len(base)}")
+        self.base, self.features = base, features
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getattr__(self, name: str):  # the clip-level helpers of the dataset underneath
+        if name in ("base", "features"):  # not yet set (unpickling in a worker): avoid recursing
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.base[index]
+        f = self.features
+        if f.stages is not None:
+            for i, stage in enumerate(f.stages):
+                item[f"encoder_stage{i}"] = torch.from_numpy(np.array(stage[index]))
+        if f.audio is not None:
+            item["audio_embedding"] = torch.from_numpy(np.array(f.audio[index]))
+            if "cf_index" in item:
+                item["cf_audio_embedding"] = torch.from_numpy(np.array(f.audio[int(item["cf_index"])]))
+        return item
+
+
+def feature_cache_folder(cache_dir: str | None, output_dir: str) -> Path:
+    """Where cached features live: ``{data.cache_dir}/features`` or ``{output_dir}/feature_cache``
+    (beside the runs of a grid, so that the grid's runs share them)."""
+    return Path(cache_dir) / "features" if cache_dir is not None else Path(output_dir) / "feature_cache"
+
+
+__all__ = [
+    "FrozenFeatures",
+    "FrozenParts",
+    "WithFrozenFeatures",
+    "cache_key",
+    "data_fingerprint",
+    "feature_cache_folder",
+    "frozen_features",
+    "frozen_parts",
+    "module_digest",
+]
