@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
-DATA_ROOT ?= data/synth
+# Empty: the profile's own data root (avs_lib.config.PROFILES; cpu: data/synth, generated when missing).
+DATA_ROOT ?=
 RUNS_DIR ?= runs
 DEVICE ?= auto
 RESNET_WEIGHTS ?=
@@ -16,9 +17,6 @@ SEEDS ?=
 OUT ?=
 KEEP_STALE ?=
 SET ?=
-SYNTH_VIDEOS ?= 240,60,60
-SYNTH_SIZE ?= 96
-SYNTH_CLASSES ?= 8
 
 .PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides
 
@@ -36,25 +34,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The default synthetic dataset is generated once; its info.json is the stamp.
-$(DATA_ROOT)/synth_sidecar/info.json: | install
-	$(PY) -m avs_lib synth $(DATA_ROOT) --videos $(SYNTH_VIDEOS) --image-size $(SYNTH_SIZE) --classes $(SYNTH_CLASSES)
-
-data: $(DATA_ROOT)/synth_sidecar/info.json
+# The profile's data (generated once when synthetic), checked file by file, and its encoders'
+# starting weights (pretrained once on the synthetic train split for cpu and smoke).
+data: install
+	$(PY) -m avs_lib prepare --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+	  $(if $(RESNET_WEIGHTS),--resnet-weights $(RESNET_WEIGHTS)) $(if $(VGGISH_WEIGHTS),--vggish-weights $(VGGISH_WEIGHTS))
 
 check-data: install
-	$(PY) -m avs_lib check-data $(DATA_ROOT)
+	$(PY) -m avs_lib check-data $(or $(DATA_ROOT),data/synth)
 
 notebooks: install
-	$(PY) -m avs_lib report --profile $(PROFILE) --data-root $(DATA_ROOT) --runs-dir $(RUNS_DIR) --device $(DEVICE) \
+	$(PY) -m avs_lib report --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --runs-dir $(RUNS_DIR) --device $(DEVICE) \
 	  $(if $(RESNET_WEIGHTS),--resnet-weights $(RESNET_WEIGHTS)) $(if $(VGGISH_WEIGHTS),--vggish-weights $(VGGISH_WEIGHTS)) \
 	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(if $(OUT),--out $(OUT)) $(if $(KEEP_STALE),--keep-stale-runs) $(foreach s,$(SET),--set $(s))
 
-report: install
-	@if [ "$(DATA_ROOT)" = "data/synth" ]; then $(MAKE) --no-print-directory data; fi
-	$(PY) -m avs_lib check-data $(DATA_ROOT)
-	@if [ -d notebooks ]; then $(MAKE) --no-print-directory notebooks; fi
+report: data
+	@$(MAKE) --no-print-directory notebooks
 
 # The suite, then the smoke copies of the notebooks re-executed and compared by nbval. (The
 # report notebooks in notebooks/ carry the cpu profile's results: an hour to rerun.)
@@ -65,7 +61,7 @@ test: install
 # Re-execute the nbval references (notebooks/smoke/) after changing a report notebook; a test
 # fails while their code differs from notebooks/*.ipynb. Figures go to runs/, not figures/.
 smoke-notebooks: install
-	OMP_NUM_THREADS=1 $(PY) -m avs_lib report --profile smoke --data-root data/synth --runs-dir runs \
+	OMP_NUM_THREADS=1 $(PY) -m avs_lib report --profile smoke --runs-dir runs \
 	  --device cpu --output-dir notebooks/smoke --figures-dir runs/smoke/figures
 
 # What the browser test needs: Debian's Chromium (apt; sudo when not root) and Playwright from

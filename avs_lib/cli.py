@@ -64,6 +64,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """The data a profile's runs read (generated when synthetic and missing), checked file by
+    file, and the encoders' starting weights (pretrained once when the profile says so)."""
+    from avs_lib.data import check_dataset
+    from avs_lib.engine.runs import prepare_data, starting_weights
+
+    root = prepare_data(args.profile, args.data_root, progress=not args.quiet)
+    report = check_dataset(root, progress=not args.quiet)
+    print(f"data root {root}: {report.summary()}")
+    if not report.ok:
+        return 1
+    weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
+    print("starting weights:", json.dumps(weights.get("model")) if weights else "random init (no weight files)")
+    return 0
+
+
 def train_config(args: argparse.Namespace):
     """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
     from avs_lib.config import build_config
@@ -180,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("prepare", help="generate (synthetic profiles) and check a profile's data, and make "
+                       "its encoders' starting weights")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
+    p.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
+    p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
+    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train one run of a profile: the config and run directory of the report's run")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")

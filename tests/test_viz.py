@@ -774,34 +774,6 @@ def test_a_single_seed_has_an_unknown_spread_not_a_zero_one():
     assert numbers["std"].isna().all()
 
 
-def test_sentences_are_computed_from_the_figures_numbers():
-    where = pd.DataFrame([{"method": "tpavi", "condition": c, "runs": 3, "sounding object": 0.6, "distractor": 0.2,
-                           "background": 0.1, "empty": 0.1} for c in ("true", "swapped", "silent")])
-    assert "with its own audio 60% of the mask weight lies on the sounding object" in \
-        inspection.describe_destinations(where, "tpavi")
-    areas = pd.DataFrame({"method": "tpavi", "bin": [0, 1], "area_low": [0.01, 0.1], "area_high": [0.1, 0.3],
-                          "frames": [5, 5], "mean": [0.2, 0.7], "std": [0.1, 0.1], "seeds": [3, 3]})
-    assert inspection.describe_iou_by_area(areas, "tpavi").startswith("tpavi: mean IoU 0.200 on the smallest")
-    history = pd.DataFrame({"method": "tpavi", "metric": "val_miou", "epoch": [0, 1], "mean": [0.3, 0.5],
-                            "std": [0.01, 0.02], "seeds": [3, 3]})
-    history.attrs["not_logged"] = ["val_listening_rate"]
-    text = inspection.describe_validation(history)
-    assert "tpavi peaks at epoch 1 (0.500 ± 0.020, 3 seed(s))" in text and "val_listening_rate" in text
-    kinds = pd.DataFrame({"kind": ["empty", "empty", "ok", "partial"]})
-    assert inspection.describe_failure_kinds(kinds, "tpavi") == \
-        "tpavi: of 4 test frames: empty 50%, partial 25%, ok 25% (a frame at IoU >= 0.5 is ok)."
-
-
-def test_grid_and_swap_sentences_count_what_the_figures_show():
-    _, numbers = viz.plot_qualitative_grid(_qualitative_rows(), ["tpavi", "thesis"])
-    text = inspection.describe_qualitative(numbers)
-    assert text.startswith("tpavi: true audio 0/2 empty, mean IoU 1.00, swapped audio 2/2 empty")
-    assert "thesis: true audio 0/2 empty, mean IoU 1.00, silent audio 2/2 empty" in text  # no swapped: no mask
-    swaps = pd.DataFrame({"outcome": ["hit", "miss"], "title": ["a", "b"], "follows": [0.8, 0.0]})
-    assert inspection.describe_swap_examples(swaps) == ("Hit: a, follows the audio on 80% of its frames. "
-                                                        "Miss: b, follows the audio on 0% of its frames.")
-
-
 def test_paired_differences_draw_one_row_per_comparison_coloured_only_when_decided():
     table = pd.DataFrame([
         {"method": "counterfactual", "reference": "tpavi", "seed_diff": 0.02, "seed_low": 0.01, "seed_high": 0.03,

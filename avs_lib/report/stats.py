@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from avs_lib.report.experiments import ABLATIONS, BASELINE, PROPOSED
+from avs_lib.config import ABLATIONS
+from avs_lib.report.experiments import BASELINE, PROPOSED
 
 CONFIDENCE = 0.95
 NO_DIFFERENCE = "no detectable difference at this budget"
