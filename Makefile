@@ -18,7 +18,7 @@ OUT ?=
 KEEP_STALE ?=
 SET ?=
 
-.PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides
+.PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
@@ -100,3 +100,11 @@ html: install
 SLIDES ?= reports/slides/defence.slides.html
 slides: install
 	$(PY) -m avs_lib.report.slides slides --out $(SLIDES) notebooks/0*.ipynb
+
+# The README's mask-browser screenshots (figures/mask_browser_{initial,frame,clip,swapped}.png),
+# taken in JupyterLab in headless Chromium over the trained runs of RUNS_DIR/PROFILE (the median
+# seeds of tpavi and counterfactual); refuses to run without them. Needs `make browser-deps` once.
+SHOTS_DIR ?= figures
+browser-screenshots: install
+	$(PY) tools/browser_screenshots.py --runs-dir $(RUNS_DIR) --profile $(PROFILE) --out $(SHOTS_DIR) \
+	  --device $(DEVICE)
