@@ -81,6 +81,12 @@ METHOD_COLORS: dict[str, str] = {
     "thesis_minus_crop_ce": "#f4a582",
     "thesis_minus_pairwise": "#b2182b",
     "thesis_minus_cosine": "#762a83",
+    "thesis_shared_trainable": "#6a3d9a",
+    "tpavi_random_closed": "#a6cee3",
+    "tpavi_random_open": "#b2df8a",
+    "tpavi_pretrained_closed": "#fb9a99",
+    "tpavi_pretrained_trained": "#cab2d6",
+    "counterfactual_random_closed": "#33a02c",
 }
 # For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
 FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
