@@ -87,6 +87,11 @@ def train_config(args: argparse.Namespace):
 
     # The overrides are checked before any data is generated or any encoder pretrained.
     build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set)
+    flags = {"data.root": "--data-root", "output_dir": "--runs-dir", "seed": "--seed", "device": "--device"}
+    placed = [f"{key} (use {flag})" for text in args.set for key, flag in flags.items()
+              if text.split("=", 1)[0].strip() == key]
+    if placed:  # these are the run's place, set by flags; an override would be silently replaced
+        raise ValueError(f"--set cannot change {', '.join(placed)}")
     root = prepare_data(args.profile, args.data_root, progress=True)
     weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights)
     return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,

@@ -86,8 +86,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--figure", type=Path, help="also save the report's cost-growth figure here (PNG)")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="draw --figure from a results file this script wrote, measuring nothing")
     parser.add_argument("--child", nargs=4, metavar=("IMPL", "BATCH", "SIZE", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        if args.figure is None:
+            parser.error("--replot needs --figure")
+        result = json.loads(args.replot.read_text())
+        _save_figure(result, args.figure)
+        return result
     import torch
 
     torch.set_num_threads(args.threads)
@@ -113,7 +122,15 @@ def main(argv: list[str] | None = None) -> dict:
               "base": BASE, "axes": {k: list(v) for k, v in AXES.items()}, "steps": args.steps,
               "warmup": args.warmup, "threads": args.threads, "rows": rows}
     write_json(args.out, result)
+    if args.figure is not None:
+        _save_figure(result, args.figure)
     return result
+
+
+def _save_figure(result: dict, path: Path) -> None:
+    from avs_lib.report.viz import plot_cost_growth, save_figure
+
+    save_figure(plot_cost_growth(result["rows"], result["base"]), path.stem, path.parent)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from avs_lib.report.notebooks import notebook_paths, run_notebooks
 
 PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
               "RESNET_WEIGHTS", "VGGISH_WEIGHTS")
-OWN_PARAMETERS = {"01_data_inspection": ("OVERRIDES",), "03_training": ("JOBS", "OVERRIDES", "KEEP_STALE")}  # own, besides the shared ones
+OWN_PARAMETERS = {"01_data_inspection": ("OVERRIDES",), "02_crop_label_review": ("OVERRIDES",), "03_training": ("JOBS", "OVERRIDES", "KEEP_STALE")}  # own, besides the shared ones
 # Every notebook saves figures under names with its own prefix.
 FIGURE_PREFIXES = {"01_data_inspection": "data_", "02_crop_label_review": "crops_", "03_training": "training_",
                    "04_evaluation": "results_", "05_failure_cases": "failures_"}

@@ -95,9 +95,6 @@ def test_paper_report_on_an_official_s4_tree_runs_every_notebook_out_of_place(tm
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="notebook 02 (crop label review) reads S4 crop labels and fails on an MS3 tree "
-                          "until it says plainly that a tree has none; remove this mark when it does")
 def test_paper_report_on_an_official_ms3_tree_runs_every_notebook_out_of_place(tmp_path, weights):
     data = tmp_path / "AVSBench" / "Multi-sources"
     write_ms3(data, clips=MS3_TREE)

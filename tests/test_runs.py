@@ -27,7 +27,8 @@ def cpu_start(tmp_path, monkeypatch):
         seconds = 0.0
 
     made = []
-    monkeypatch.setattr(runs, "ensure_dataset", lambda path, *a, **k: made.append(Path(path)) or Made())
+    monkeypatch.setattr(runs, "make_dataset", lambda path, *a, **k: made.append(Path(path)) or Made())
+    monkeypatch.setattr(runs, "same_synthetic", lambda *a: True)
     report = {"visual_weights": str(root / "pretrained/resnet_synth.pth"),
               "audio_weights": str(root / "pretrained/logmel_cnn_synth.pth"),
               "config": {"backbone": "resnet18"}}
@@ -89,7 +90,7 @@ def test_the_data_root_given_is_the_one_used(cpu_start):
     root, made = cpu_start
     cfg = _cli_config("--profile", "cpu", "--data-root", str(root))
     assert Path(cfg.data.root) == root.resolve()
-    assert made == [root]  # generated (or reused) exactly there, not in a sibling folder
+    assert made == []  # the data there is used, not regenerated, and no other folder is made
 
 
 def test_set_takes_several_assignments_after_one_flag(cpu_start):
@@ -136,3 +137,18 @@ def test_grid_without_a_default_needs_methods_and_seeds():
     with pytest.raises(ValueError, match="METHODS and SEEDS"):
         experiments.grid_for("paper")
     assert experiments.grid_for("paper", ["tpavi"], [0]) == Grid(("tpavi",), (0,))
+
+
+def test_the_runs_place_is_set_by_flags_not_by_overrides(cpu_start):
+    root, _ = cpu_start
+    with pytest.raises(ValueError, match=r"data.root \(use --data-root\)"):
+        _cli_config("--profile", "cpu", "--data-root", str(root), "--set", "data.root=/elsewhere")
+
+
+def test_a_synthetic_dataset_made_otherwise_is_used_as_it_is_with_a_warning(tmp_path):
+    root = tmp_path / "mine"
+    make_dataset(root, videos_per_split=(2, 1, 1), image_size=32, progress=False)
+    before = (root / "s4_meta_data.csv").read_text()
+    with pytest.warns(UserWarning, match="made with other parameters"):
+        assert runs.prepare_data("smoke", root) == root
+    assert (root / "s4_meta_data.csv").read_text() == before  # never replaced

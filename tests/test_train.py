@@ -100,7 +100,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tin
 
 def _train_cmd(data_root, out, extra=()):
     return [sys.executable, "-m", "avs_lib", "train", "--profile", "smoke", "--method", "counterfactual",
-            "--set", f"data.root={data_root}", "--set", "quiet=true", "--output-dir", str(out),
+            "--data-root", str(data_root), "--set", "quiet=true", "--runs-dir", str(out),
             "--set", "optim.epochs=3", "--set", "optim.steps_per_epoch=4", *extra]
 
 
@@ -109,7 +109,7 @@ def test_resume_after_sigkill_mid_epoch_gives_bitwise_identical_weights(tiny_syn
     full = subprocess.run(_train_cmd(tiny_synth, tmp_path / "full"), env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
 
-    run_dir = tmp_path / "killed" / "counterfactual_seed0"
+    run_dir = tmp_path / "killed" / "smoke" / "counterfactual_seed0"
     proc = subprocess.Popen(_train_cmd(tiny_synth, tmp_path / "killed"), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -125,7 +125,7 @@ def test_resume_after_sigkill_mid_epoch_gives_bitwise_identical_weights(tiny_syn
     resumed = subprocess.run(_train_cmd(tiny_synth, tmp_path / "killed", ["--resume"]), env=env,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = _weights(tmp_path / "full" / "counterfactual_seed0" / "last.pt")
+    a = _weights(tmp_path / "full" / "smoke" / "counterfactual_seed0" / "last.pt")
     b = _weights(run_dir / "last.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -149,8 +149,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_synth, 
     two_cmd = torchrun + _train_cmd(tiny_synth, tmp_path / "two")[3:] + common
     two = subprocess.run(two_cmd, env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
-    a = _weights(tmp_path / "one" / "counterfactual_seed0" / "last.pt")
-    b = _weights(tmp_path / "two" / "counterfactual_seed0" / "last.pt")
+    a = _weights(tmp_path / "one" / "smoke" / "counterfactual_seed0" / "last.pt")
+    b = _weights(tmp_path / "two" / "smoke" / "counterfactual_seed0" / "last.pt")
     changed = 0
     for key in a:
         if a[key].is_floating_point():

@@ -1,6 +1,7 @@
 """Figures and the mask browser: right pixels, right panels, a PNG on disk, live widgets."""
 
 import io
+import os
 import wave
 
 import matplotlib
@@ -789,3 +790,13 @@ def test_paired_differences_draw_one_row_per_comparison_coloured_only_when_decid
     assert matplotlib.colors.to_hex(thick[1].get_color()) == matplotlib.colors.to_hex("0.55")
     with pytest.raises(ValueError, match="empty"):
         viz.plot_paired_differences(table.iloc[:0])
+
+
+def test_saved_figures_get_the_umasks_mode_like_every_other_output(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = viz.save_figure(viz.plot_class_counts(pd.DataFrame({"category": ["a"], "split": ["train"]})),
+                               "x", tmp_path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

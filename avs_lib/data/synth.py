@@ -876,6 +876,11 @@ def _counts(plans: list[ClipPlan]) -> dict:
     }
 
 
+def synth_info_json(params: SynthParams) -> dict:
+    """The info.json a dataset made with `params` holds (generator version, parameters, counts)."""
+    return _info_json(params, plan_clips(params))
+
+
 def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
     parameters = asdict(params)
     parameters["videos_per_split"] = list(params.videos_per_split)

@@ -129,6 +129,49 @@ def _save_masks(logits: torch.Tensor, batch: dict, out_dir: Path) -> None:
             Image.fromarray(pred[b, t].astype(np.uint8) * 255).save(folder / f"{name}_{t + 1}.png")
 
 
+class _Listening:
+    """The swapped-audio frames of clips whose swapped-in class is in view (synthetic sidecar):
+    masks with the true and the swapped audio, and where the two objects are."""
+
+    def __init__(self):
+        self.pred, self.true, self.orig, self.new = [], [], [], []
+
+    def update(self, dataset, offset: int, partners: list, logits_true: torch.Tensor, logits: torch.Tensor) -> None:
+        T = logits.shape[0] // len(partners)
+        for b, p in enumerate(partners):
+            masks = _object_masks(dataset, offset + b, p, logits.shape[-1]) if p is not None else None
+            if masks is not None:
+                self.pred.append(logits[b * T:(b + 1) * T, 0].cpu())
+                self.true.append(logits_true[b * T:(b + 1) * T, 0].cpu())
+                self.orig.append(masks[0])
+                self.new.append(masks[1])
+
+    def compute(self) -> dict[str, Any]:
+        if not self.pred:  # real data: nowhere to look for the swapped-in object
+            return {"listening_rate": float("nan"), "following_rate": float("nan"), "listening_frames": 0,
+                    "listening_rate_note": SIDECAR_ONLY_NOTE}
+        pred, orig, new = torch.cat(self.pred), torch.cat(self.orig), torch.cat(self.new)
+        return {"listening_rate": listening_rate(pred, orig, new),
+                "following_rate": audio_following_rate(torch.cat(self.true), pred, orig, new),
+                "listening_frames": int(sum(len(p) for p in self.pred))}
+
+
+def _audio_conditions(batch: dict, dataset, partners: list | None) -> dict[str, torch.Tensor | None]:
+    """The audio of each condition for a batch: its own (None), silence, and a partner's track."""
+    if partners is None:
+        return {"true": None}
+    swapped = torch.stack([_full(dataset).load_audio(p) if p is not None else batch["audio"][b]
+                           for b, p in enumerate(partners)])
+    return {"true": None, "silent": torch.full_like(batch["audio"], SILENCE_LOG_MEL), "swapped": swapped}
+
+
+def _update_evaluator(evaluator: Evaluator, logits: torch.Tensor, batch: dict) -> None:
+    sel_logits, sel_masks, frame_ids = _gt_frames(logits, batch)
+    M = batch["masks"].shape[1]
+    evaluator.update(sel_logits, sel_masks, names=[n for n in batch["name"] for _ in range(M)],
+                     categories=[c for c in batch["category_name"] for _ in range(M)], frame_ids=frame_ids.tolist())
+
+
 def evaluate_system(
     system,
     cfg: ExperimentConfig,
@@ -138,30 +181,22 @@ def evaluate_system(
     out_dir: str | Path | None = None,
     dataset=None,
 ) -> dict[str, Any]:
-    """Metrics of `system` on `split`; with `diagnostics`, also silent/swapped audio and listening rate."""
+    """Metrics of `system` on `split`; with `diagnostics`, also with silent and swapped audio: the
+    mask changes (any data) and the listening and following rates (synthetic data)."""
     system.eval()
     dataset = dataset if dataset is not None else build_dataset(cfg, split)
     loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False,
                         num_workers=cfg.data.num_workers, collate_fn=collate_clips)
-    partners = swap_partners(dataset) if diagnostics else []
-    modes = ("true", "silent", "swapped") if diagnostics else ("true",)
-    # One rank evaluates (see train.fit), so the evaluators must not wait for the others.
-    evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size) for m in modes}
+    partners = swap_partners(dataset) if diagnostics else None
+    # One rank evaluates (see train.fit), so the evaluators never wait for other ranks.
+    evaluators = {m: Evaluator(official_batch_size=cfg.eval_batch_size)
+                  for m in (("true", *CHANGED_AUDIO) if diagnostics else ("true",))}
     changes = {m: AudioChangeMeter() for m in CHANGED_AUDIO}
-    listen_pred, listen_true, listen_orig, listen_new, listen_names = [], [], [], [], []
-    offset = 0
+    listening, offset = _Listening(), 0
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):
-        B = len(batch["name"])
-        audios: dict[str, torch.Tensor | None] = {"true": None}
-        logits_true: torch.Tensor | None = None
-        if diagnostics:
-            audios["silent"] = torch.full_like(batch["audio"], SILENCE_LOG_MEL)
-            batch_partners = partners[offset: offset + B]
-            audios["swapped"] = torch.stack([
-                _full(dataset).load_audio(p) if p is not None else batch["audio"][b]
-                for b, p in enumerate(batch_partners)
-            ])
-        for mode, audio in audios.items():
+        batch_partners = partners[offset: offset + len(batch["name"])] if partners is not None else None
+        logits_true = None
+        for mode, audio in _audio_conditions(batch, dataset, batch_partners).items():
             if mode != "true" and system.audio_encoder is None:
                 logits = logits_true  # a visual-only model hears nothing: the same prediction
             else:
@@ -173,64 +208,42 @@ def evaluate_system(
             else:
                 _update_change(changes[mode], logits_true, logits, batch["name"],
                                None if mode == "silent" else batch_partners)
-            sel_logits, sel_masks, frame_ids = _gt_frames(logits, batch)
-            M = batch["masks"].shape[1]
-            evaluators[mode].update(
-                sel_logits, sel_masks,
-                names=[n for n in batch["name"] for _ in range(M)],
-                categories=[c for c in batch["category_name"] for _ in range(M)],
-                frame_ids=frame_ids.tolist(),
-            )
+            _update_evaluator(evaluators[mode], logits, batch)
             if mode == "swapped":
-                T = logits.shape[0] // B
-                for b, p in enumerate(batch_partners):
-                    masks = _object_masks(dataset, offset + b, p, logits.shape[-1]) if p is not None else None
-                    if masks is None:
-                        continue
-                    listen_pred.append(logits[b * T:(b + 1) * T, 0].cpu())
-                    listen_true.append(logits_true[b * T:(b + 1) * T, 0].cpu())
-                    listen_orig.append(masks[0])
-                    listen_new.append(masks[1])
-                    listen_names.append(batch["name"][b])
-        offset += B
-
+                listening.update(dataset, offset, batch_partners, logits_true, logits)
+        offset += len(batch["name"])
     computed = {mode: evaluator.compute() for mode, evaluator in evaluators.items()}
-    results = computed["true"]
-    metrics: dict[str, Any] = {
-        "miou": results["miou"],
-        "f_score_official": results["f_score_official"],
-        "f_score_batch_size": cfg.eval_batch_size,
-        "f_score_split": results["f_score_split"],
-        "frames": len(results["per_frame"]),
-    }
+    metrics = _split_metrics(computed, cfg.eval_batch_size)
     if diagnostics:
-        metrics["miou_silent"] = computed["silent"]["miou"]
-        metrics["miou_swapped"] = computed["swapped"]["miou"]
         metrics.update(_change_metrics(changes, metrics))
-        if listen_pred:
-            metrics["listening_rate"] = listening_rate(
-                torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
-            )
-            metrics["following_rate"] = audio_following_rate(
-                torch.cat(listen_true), torch.cat(listen_pred), torch.cat(listen_orig), torch.cat(listen_new)
-            )
-            metrics["listening_frames"] = int(sum(len(p) for p in listen_pred))
-        else:
-            metrics["listening_rate"] = float("nan")
-            metrics["following_rate"] = float("nan")
-            metrics["listening_frames"] = 0
-            metrics["listening_rate_note"] = SIDECAR_ONLY_NOTE
+        metrics.update(listening.compute())
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        if diagnostics:
-            atomic_write_text(_change_table(changes, computed).to_csv(index=False),
-                              out_dir / "audio_change_per_clip.csv")
-        per_frame: pd.DataFrame = results["per_frame"]
-        atomic_write_text(per_frame.to_csv(index=False), out_dir / "per_frame.csv")
-        atomic_write_text(results["per_clip"].to_csv(index=False), out_dir / "per_clip.csv")
-        atomic_write_text(results["per_category"].to_csv(index=False), out_dir / "per_category.csv")
-        atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
+        _write_evaluation(Path(out_dir), metrics, computed, changes if diagnostics else None)
     return metrics
+
+
+def _split_metrics(computed: dict[str, dict], batch_size: int) -> dict[str, Any]:
+    """mIoU and both F-scores with the true audio; mIoU with each changed audio that was run."""
+    results = computed["true"]
+    metrics: dict[str, Any] = {"miou": results["miou"], "f_score_official": results["f_score_official"],
+                               "f_score_batch_size": batch_size, "f_score_split": results["f_score_split"],
+                               "frames": len(results["per_frame"])}
+    for mode in CHANGED_AUDIO:
+        if mode in computed:
+            metrics[f"miou_{mode}"] = computed[mode]["miou"]
+    return metrics
+
+
+def _write_evaluation(out_dir: Path, metrics: dict, computed: dict[str, dict],
+                      changes: dict[str, AudioChangeMeter] | None) -> None:
+    """metrics.json and the per-frame, per-clip and per-category tables (atomically)."""
+    results = computed["true"]
+    if changes is not None:
+        atomic_write_text(_change_table(changes, computed).to_csv(index=False), out_dir / "audio_change_per_clip.csv")
+    atomic_write_text(results["per_frame"].to_csv(index=False), out_dir / "per_frame.csv")
+    atomic_write_text(results["per_clip"].to_csv(index=False), out_dir / "per_clip.csv")
+    atomic_write_text(results["per_category"].to_csv(index=False), out_dir / "per_category.csv")
+    atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
 
 
 def _update_change(meter: AudioChangeMeter, logits_true: torch.Tensor, logits: torch.Tensor,

@@ -5,13 +5,21 @@ report's grid both call `prepare_data`, `starting_weights` and `run_config`, so
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-from avs_lib.config import ExperimentConfig, build_config, config_from_dict, get_profile, to_dict
+from avs_lib.config import (
+    ExperimentConfig,
+    SyntheticData,
+    build_config,
+    config_from_dict,
+    get_profile,
+    to_dict,
+)
 from avs_lib.configtools import deep_merge
-from avs_lib.data.sidecar import SIDECAR_DIR
-from avs_lib.data.synth import ensure_dataset
+from avs_lib.data.sidecar import SIDECAR_DIR, read_info
+from avs_lib.data.synth import make_dataset, synth_info_json, synth_params
 from avs_lib.engine.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
 
 META_FILES = ("s4_meta_data.csv", "ms3_meta_data.csv")
@@ -23,29 +31,38 @@ def data_root_of(profile: str, data_root: str | Path | None = None) -> Path:
 
 
 def prepare_data(profile: str, data_root: str | Path | None = None, progress: bool = False) -> Path:
-    """The dataset root of a run, as given (or the profile's own); never another folder.
+    """The dataset root of a run, as given (or the profile's own); never another folder, and an
+    existing dataset is never replaced.
 
     A synthetic profile generates its data there when the folder holds no dataset yet (and says
-    so), reuses a synthetic dataset made with the same parameters, and regenerates one made with
-    other parameters (saying so). Any other root must already hold an AVSBench dataset.
+    so). A synthetic dataset made with other parameters than the profile's is used as it is, with
+    a warning that names the root. Any other root must already hold an AVSBench dataset.
     """
     spec = get_profile(profile)
     root = data_root_of(profile, data_root)
     has_meta = any((root / name).is_file() for name in META_FILES)
-    is_synthetic = (root / SIDECAR_DIR).is_dir()
-    if spec.synthetic is not None and (is_synthetic or not has_meta):
+    if spec.synthetic is not None and not has_meta:
         data = spec.synthetic
-        info = ensure_dataset(root, data.videos_per_split, image_size=data.image_size,
-                              num_classes=data.num_classes, progress=progress)
-        if info.seconds > 0:
-            print(f"generated the {profile} profile's synthetic dataset at {root} in {info.seconds:.0f} s")
+        info = make_dataset(root, data.videos_per_split, image_size=data.image_size,
+                            num_classes=data.num_classes, progress=progress)
+        print(f"generated the {profile} profile's synthetic dataset at {root} in {info.seconds:.0f} s")
         return root
     if not has_meta:
         raise FileNotFoundError(
             f"no AVSBench dataset at {root} (expected {' or '.join(META_FILES)} there); give the "
             f"dataset's root (--data-root / DATA_ROOT), or use a synthetic profile to generate one"
         )
+    if spec.synthetic is not None and (root / SIDECAR_DIR).is_dir() and not same_synthetic(root, spec.synthetic):
+        warnings.warn(f"{root} holds a synthetic dataset made with other parameters (or another generator "
+                      f"version) than the {profile} profile's; using it as it is (delete it to regenerate)",
+                      stacklevel=2)
     return root
+
+
+def same_synthetic(root: Path, data: SyntheticData) -> bool:
+    """Whether the synthetic dataset at `root` is the one the profile's settings would generate."""
+    params = synth_params(data.videos_per_split, image_size=data.image_size, num_classes=data.num_classes)
+    return read_info(root) == synth_info_json(params)
 
 
 def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:

@@ -316,76 +316,132 @@ def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: boo
 
 
 def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool = False) -> RunResult:
-    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it.
+    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it once.
 
     With `resume`, the run continues from its `last.pt`; a config that differs from the
     checkpoint's (beyond RESUME_FREE_KEYS) is refused unless `allow_config_change`, and the run
     folder's config.yaml is rewritten only once the checkpoint has loaded into the model.
     """
-
     started = time.perf_counter()
     dinfo = init_distributed(cfg.device)
     device = select_device(cfg.device)
     if device.type == "cuda" and dinfo.world_size > 1:
         device = torch.device("cuda", dinfo.local_rank)
     seed_everything(cfg.seed)
-    run_dir = cfg.run_dir
-    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise NotADirectoryError(f"{blocking} is a file, expected a folder for the run {run_dir} "
-                                 "(check output_dir)")
-    last_path = run_dir / "last.pt"
-    ckpt = _load_for_resume(last_path, cfg, allow_config_change) if resume else None
-    if dinfo.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            save_config(cfg, run_dir / "config.yaml")
-        write_provenance(run_dir, device)  # the code, versions, device and command of this run
+    ckpt = _open_run_dir(cfg, dinfo, device, resume, allow_config_change)
 
     system = AVSSystem(cfg).to(device)
     train_set, pairs = _training_set(cfg, system, device)
     val_set = _split_with_features(cfg, system, "val", device) if dinfo.is_main else None
-    if cfg.optim.batch_size % dinfo.world_size:
-        raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by {dinfo.world_size} processes")
-    per_rank = cfg.optim.batch_size // dinfo.world_size
-    sampler = DistributedSampler(train_set, num_replicas=dinfo.world_size, rank=dinfo.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.num_workers, collate_fn=collate_clips,
-                        pin_memory=device.type == "cuda")
-    steps_per_epoch = len(loader) if cfg.optim.steps_per_epoch is None else min(len(loader), cfg.optim.steps_per_epoch)
-    if steps_per_epoch == 0:
-        raise ValueError(f"the training split has fewer clips ({len(train_set)}) than one batch ({cfg.optim.batch_size})")
-
+    loader, sampler, steps_per_epoch = _train_loader(cfg, train_set, dinfo, device)
     if device.type == "cuda" and cfg.channels_last:
         to_channels_last(system)
     loss_fn = TotalLoss(cfg.loss)
     optimizer = build_optimizer(cfg, system.parameters())
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.optim.epochs)
+    state = _restore(ckpt, cfg, system, optimizer, scheduler, dinfo)
+    train_system = _for_training(system, cfg, dinfo, device)
+    log = _MetricsLog(cfg.run_dir, dinfo.is_main)
 
-    start_epoch, global_step, history = 0, 0, []
-    best = {"epoch": -1, "val_miou": -1.0}
-    if ckpt is not None:
-        try:
-            system.load_state_dict(ckpt["system"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            reason = " ".join(str(err).split())[:500]
-            raise ValueError(f"{last_path}: the checkpoint does not fit the model this config builds "
-                             f"({reason})") from None
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, global_step, best = ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"]
-        if (run_dir / "metrics.jsonl").exists():
-            history = [record for _, record in _read_jsonl(run_dir / "metrics.jsonl", "epoch")
-                       if record["epoch"] < start_epoch]
+    epochs = tqdm(range(state.start_epoch, cfg.optim.epochs), desc=cfg.name, initial=state.start_epoch,
+                  total=cfg.optim.epochs, disable=cfg.quiet or not dinfo.is_main)
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        if pairs is not None:
+            pairs.set_epoch(epoch)
+        train_parts, state.global_step = train_one_epoch(
+            train_system, loss_fn, optimizer, scheduler, _limited(loader, steps_per_epoch), device, epoch, cfg,
+            step_log=log.step, global_step=state.global_step,
+        )
+        record = {"epoch": epoch, "global_step": state.global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
         if dinfo.is_main:
-            save_config(cfg, run_dir / "config.yaml")  # only now: the checkpoint has loaded
-            _truncate_steps_log(run_dir, global_step)
-    elif dinfo.is_main:
-        (run_dir / "steps.jsonl").unlink(missing_ok=True)
+            _end_of_epoch(record, state, system, optimizer, scheduler, cfg, device, val_set)
+            log.epoch(state.history)
+            epochs.set_postfix(loss=f"{train_parts.get('total', float('nan')):.4f}", val=f"{state.best['val_miou']:.3f}")
+        else:
+            state.history.append(record)
+        if dinfo.world_size > 1:
+            dist.barrier()
+    test_metrics = _test_and_summarise(cfg, state.best, device, started) if dinfo.is_main else {}
+    return RunResult(cfg.run_dir, state.best["epoch"], state.best["val_miou"], test_metrics, state.history,
+                     time.perf_counter() - started)
 
-    train_system = system
+
+@dataclass
+class _RunState:
+    """Where a run stands: the next epoch, the step count, the best epoch so far, the epoch records."""
+
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "val_miou": -1.0})
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _open_run_dir(cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device, resume: bool,
+                  allow_config_change: bool) -> dict | None:
+    """Check the run folder can be made, load the checkpoint to resume from (or None), and, for a
+    fresh run, write its config; provenance is written either way."""
+    run_dir = cfg.run_dir
+    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{blocking} is a file, expected a folder for the run {run_dir} "
+                                 "(check output_dir)")
+    ckpt = _load_for_resume(run_dir / "last.pt", cfg, allow_config_change) if resume else None
+    if dinfo.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            save_config(cfg, run_dir / "config.yaml")
+        write_provenance(run_dir, device)  # the code, versions, device and command of this run
+    return ckpt
+
+
+def _train_loader(cfg: ExperimentConfig, train_set: Dataset, dinfo: DistInfo,
+                  device: torch.device) -> tuple[DataLoader, DistributedSampler, int]:
+    """The training loader (this rank's share of each global batch), its sampler, steps per epoch."""
+    if cfg.optim.batch_size % dinfo.world_size:
+        raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by {dinfo.world_size} processes")
+    sampler = DistributedSampler(train_set, num_replicas=dinfo.world_size, rank=dinfo.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(train_set, batch_size=cfg.optim.batch_size // dinfo.world_size, sampler=sampler,
+                        drop_last=True, num_workers=cfg.data.num_workers, collate_fn=collate_clips,
+                        pin_memory=device.type == "cuda")
+    steps = len(loader) if cfg.optim.steps_per_epoch is None else min(len(loader), cfg.optim.steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"the training split has fewer clips ({len(train_set)}) than one batch ({cfg.optim.batch_size})")
+    return loader, sampler, steps
+
+
+def _restore(ckpt: dict | None, cfg: ExperimentConfig, system: AVSSystem, optimizer, scheduler,
+             dinfo: DistInfo) -> _RunState:
+    """The state to start from: fresh, or the checkpoint's (weights, optimiser, scheduler, RNG,
+    epoch records up to it), after which config.yaml is rewritten and later step records dropped."""
+    run_dir = cfg.run_dir
+    if ckpt is None:
+        if dinfo.is_main:
+            (run_dir / "steps.jsonl").unlink(missing_ok=True)
+        return _RunState()
+    try:
+        system.load_state_dict(ckpt["system"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        reason = " ".join(str(err).split())[:500]
+        raise ValueError(f"{run_dir / 'last.pt'}: the checkpoint does not fit the model this config builds "
+                         f"({reason})") from None
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    state = _RunState(ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"])
+    if (run_dir / "metrics.jsonl").exists():
+        state.history = [record for _, record in _read_jsonl(run_dir / "metrics.jsonl", "epoch")
+                         if record["epoch"] < state.start_epoch]
+    if dinfo.is_main:
+        save_config(cfg, run_dir / "config.yaml")  # only now: the checkpoint has loaded
+        _truncate_steps_log(run_dir, state.global_step)
+    return state
+
+
+def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device) -> torch.nn.Module:
+    """The module the training steps call: SyncBatchNorm + DDP over several processes, compiled on CUDA."""
+    train_system: torch.nn.Module = system
     if dinfo.world_size > 1 and device.type == "cuda" and not cfg.freeze_bn:
         # Batch statistics over the global batch, as one process would compute them.
         train_system = torch.nn.SyncBatchNorm.convert_sync_batchnorm(system)
@@ -395,47 +451,36 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
         )
     if cfg.compile and device.type == "cuda":
         train_system = torch.compile(train_system)
-    log = _MetricsLog(run_dir, dinfo.is_main)
+    return train_system
 
-    epochs = tqdm(range(start_epoch, cfg.optim.epochs), desc=cfg.name, disable=cfg.quiet or not dinfo.is_main,
-                  initial=start_epoch, total=cfg.optim.epochs)
-    for epoch in epochs:
-        sampler.set_epoch(epoch)
-        if pairs is not None:
-            pairs.set_epoch(epoch)
-        epoch_loader = _limited(loader, steps_per_epoch)
-        train_parts, global_step = train_one_epoch(
-            train_system, loss_fn, optimizer, scheduler, epoch_loader, device, epoch, cfg,
-            step_log=log.step, global_step=global_step,
-        )
-        record = {"epoch": epoch, "global_step": global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
-        if dinfo.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs):
-            record.update(_validate(system, cfg, device, val_set))
-            if record["val_miou"] > best["val_miou"]:
-                best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-                atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, global_step, best),
-                                  run_dir / "best.pt")
-        history.append(record)
-        if dinfo.is_main:
-            atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, global_step, best), last_path)
-            log.epoch(history)
-            epochs.set_postfix(loss=f"{train_parts.get('total', float('nan')):.4f}", val=f"{best['val_miou']:.3f}")
-        if dinfo.world_size > 1:
-            dist.barrier()
 
+def _end_of_epoch(record: dict, state: _RunState, system: AVSSystem, optimizer, scheduler,
+                  cfg: ExperimentConfig, device: torch.device, val_set: Dataset) -> None:
+    """Rank 0 after an epoch: validate when due, keep best.pt by val mIoU, always write last.pt."""
+    epoch = record["epoch"]
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+        record.update(_validate(system, cfg, device, val_set))
+        if record["val_miou"] > state.best["val_miou"]:
+            state.best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
+            atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, state.global_step, state.best),
+                              cfg.run_dir / "best.pt")
+    state.history.append(record)
+    atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, state.global_step, state.best),
+                      cfg.run_dir / "last.pt")
+
+
+def _test_and_summarise(cfg: ExperimentConfig, best: dict, device: torch.device, started: float) -> dict[str, Any]:
+    """Test the checkpoint val chose, once (the val-only probes never do), and write summary.json."""
     test_metrics: dict[str, Any] = {}
-    if dinfo.is_main:
-        if cfg.evaluate_test:  # once, with the checkpoint val chose; the val-only probes never do
-            best_system, _ = load_system(run_dir / "best.pt", device)
-            test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True,
-                                           out_dir=run_dir / "test")
-        summary = {"name": cfg.name, "seed": cfg.seed, "best_epoch": best["epoch"],
-                   "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
-                   **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_miou"},
-                   **{f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, int | float)}}
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "summary.json")
-    return RunResult(run_dir, best["epoch"], best["val_miou"], test_metrics, history,
-                     time.perf_counter() - started)
+    if cfg.evaluate_test:
+        best_system, _ = load_system(cfg.run_dir / "best.pt", device)
+        test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True, out_dir=cfg.run_dir / "test")
+    summary = {"name": cfg.name, "seed": cfg.seed, "best_epoch": best["epoch"],
+               "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
+               **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_miou"},
+               **{f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, int | float)}}
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", cfg.run_dir / "summary.json")
+    return test_metrics
 
 
 # The validation metrics logged per epoch (with `val_diagnostics`, the audio checks too).

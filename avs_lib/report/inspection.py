@@ -619,6 +619,7 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
     block, decoder blocks, audio encoder, crop network, and the loss terms with a non-zero weight."""
     from avs_lib.engine.system import AVSSystem
 
+    original = cfg.model
     if system is None:
         cfg = config_from_dict(to_dict(cfg))  # a copy: the weight files are dropped below
         for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
@@ -647,8 +648,11 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
         "fusion_blocks": fusion_blocks,
         "decoder": decoder,
         "audio_encoder": type(system.audio_encoder).__name__ if system.audio_encoder is not None else None,
-        "audio_frozen": (system.audio_encoder is not None
-                         and not any(p.requires_grad for p in system.audio_encoder.parameters())),
+        # Built without weight files, a "small" encoder comes out trainable; the config says whether
+        # the run's encoder (loaded from its file) is frozen.
+        "audio_frozen": system.audio_encoder is not None and (
+            not any(p.requires_grad for p in system.audio_encoder.parameters())
+            or (original.freeze_audio and original.audio_weights is not None)),
         "crop": crop,
         "losses": {k: v for k, v in weights.items() if v > 0},
         "avm_stages": list(cfg.loss.avm_stages) if cfg.loss.avm > 0 else [],

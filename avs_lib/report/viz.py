@@ -23,9 +23,7 @@ from __future__ import annotations
 import html
 import io
 import math
-import os
 import re
-import tempfile
 import wave
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +36,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from avs_lib.atomic import write_bytes_atomically
 from avs_lib.data.categories import S4_CATEGORIES
 from avs_lib.metrics import binary_iou
 
@@ -82,6 +81,12 @@ METHOD_COLORS: dict[str, str] = {
     "thesis_minus_crop_ce": "#f4a582",
     "thesis_minus_pairwise": "#b2182b",
     "thesis_minus_cosine": "#762a83",
+    "thesis_shared_trainable": "#6a3d9a",
+    "tpavi_random_closed": "#a6cee3",
+    "tpavi_random_open": "#b2df8a",
+    "tpavi_pretrained_closed": "#fb9a99",
+    "tpavi_pretrained_trained": "#cab2d6",
+    "counterfactual_random_closed": "#33a02c",
 }
 # For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
 FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
@@ -153,14 +158,9 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path = "figures", dpi
     folder = Path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.png"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    write_bytes_atomically(path, buffer.getvalue())  # the umask's mode, like every other output
     return path
 
 
