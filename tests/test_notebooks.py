@@ -73,11 +73,12 @@ def test_smoke_runs_and_the_crop_label_review_land_in_the_profile_folder(execute
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_evaluation_conclusions_claim_nothing_from_one_seed(executed):
+def test_evaluation_verdicts_claim_nothing_from_one_seed(executed):
     cells = _code_cells(executed / "executed" / "04_evaluation.ipynb")
-    text = "".join(o.get("data", {}).get("text/markdown", "") for o in cells[-1].outputs)
-    assert "1 seed(s) each" in text and "supports no claim" in text
-    assert "better than" not in text
+    verdict_cell = next(c for c in cells if c.source.startswith("def sentence("))
+    text = "".join(o.get("data", {}).get("text/markdown", "") for o in verdict_cell.outputs)
+    assert "one seed, so no interval and no verdict" in text
+    assert "**higher**" not in text and "**lower**" not in text
 
 
 def _cells_without_injected_parameters(path):
