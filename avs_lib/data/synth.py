@@ -975,6 +975,18 @@ def synth_params(videos_per_split: int | Sequence[int], **options) -> SynthParam
     return SynthParams(videos_per_split=counts, **options)
 
 
+def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool,
+                   workers: int | None, progress: bool, began: float) -> SynthInfo:
+    """Write every planned clip, the metadata CSV and info.json under `root` (a clean folder)."""
+    _clear(root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    _write_all(root, params, plans, workers, progress)
+    _write_meta(root, plans)
+    info = _info_json(params, plans)
+    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+
+
 def make_dataset(
     root: str | Path,
     videos_per_split: int | Sequence[int] = (240, 60, 60),
@@ -1012,15 +1024,7 @@ def make_dataset(
         num_classes=num_classes,
     )
     began = time.perf_counter()
-    root = Path(root)
-    _clear(root, overwrite)
-    root.mkdir(parents=True, exist_ok=True)
-    plans = plan_clips(params)
-    _write_all(root, params, plans, workers, progress)
-    _write_meta(root, plans)
-    info = _info_json(params, plans)
-    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+    return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress, began)
 
 
 def ensure_dataset(
@@ -1093,15 +1097,7 @@ def make_shifted_test(
     """
     params = _shifted_params(base_params, shift)
     began = time.perf_counter()
-    root = Path(root)
-    _clear(root, overwrite)
-    root.mkdir(parents=True, exist_ok=True)
-    plans = plan_shifted_test(params)
-    _write_all(root, params, plans, workers, progress)
-    _write_meta(root, plans)
-    info = _info_json(params, plans)
-    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+    return _write_dataset(Path(root), params, plan_shifted_test(params), overwrite, workers, progress, began)
 
 
 def ensure_shifted_test(

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from avs_lib.config import ConfigError, ExperimentConfig, save_config, to_dict
+from avs_lib.configtools import flatten
 from avs_lib.data import collate_clips
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine.checkpoint import (
@@ -276,19 +277,9 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
 RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir"})
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Keys whose value differs between a checkpoint's config and this one: key -> (saved, now)."""
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     return {
         key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
         for key in sorted(set(old) | set(new))

@@ -23,6 +23,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from avs_lib.config import METHODS, Grid, get_profile, to_dict
+from avs_lib.configtools import flatten
 from avs_lib.data.errors import DataFormatError
 from avs_lib.engine.provenance import code_version, read_provenance
 from avs_lib.engine.runs import run_config
@@ -70,20 +71,10 @@ _NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers
                  "feature_cache"}
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two config dicts, ignoring where/how fast it ran
     (the data root counts when the two paths lead to different folders)."""
-    a, b = _flatten(saved), _flatten(wanted)
+    a, b = flatten(saved), flatten(wanted)
     keys = sorted((set(a) | set(b)) - _NOT_COMPARED)
     differ = [k for k in keys if a.get(k) != b.get(k)]
     root_a, root_b = a.get("data.root"), b.get("data.root")
@@ -231,7 +222,7 @@ def duration_text(seconds: float) -> str:
 
 def _config_key(cfg_dict: dict[str, Any]) -> str:
     """A config without what differs between the runs of one method (seed, name, where it runs)."""
-    flat = _flatten(cfg_dict)
+    flat = flatten(cfg_dict)
     return json.dumps({k: v for k, v in flat.items() if k not in _NOT_COMPARED | {"seed", "name"}},
                       sort_keys=True, default=str)
 
