@@ -54,7 +54,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     )
 
     cfg = PretrainConfig(backbone=args.backbone, image_size=args.image_size, crop_size=args.crop_size,
-                         visual_epochs=args.visual_epochs, audio_epochs=args.audio_epochs, seed=args.seed)
+                         visual_epochs=args.visual_epochs, audio_epochs=args.audio_epochs, seed=args.seed,
+                         threads=args.threads)
     out = args.out if args.out is not None else args.root / PRETRAINED_FOLDER
     report = ensure_pretrained(args.root, out, cfg, quiet=args.quiet)
     print(f"visual val accuracy {report['visual']['val_accuracy']:.3f}, audio val accuracy "
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visual-epochs", type=int, default=6)
     p.add_argument("--audio-epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2,
+                   help="intra-op threads pretraining runs with, whatever the machine has: the weights "
+                        "depend on it (default 2, the cpu profile's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
 

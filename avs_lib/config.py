@@ -41,6 +41,9 @@ class DataConfig:
     crop_size: int = 224  # crops are resized to this before the crop classifier (thesis: 224)
     cache_dir: str | None = None
     num_workers: int = 0
+    # Decoded training and validation items kept in RAM after their first read (MiB; 0: off):
+    # the same tensors, read from disk once per run instead of once per epoch. Not with num_workers.
+    memory_cache_mb: int = 2048
     train_limit: int | None = None  # use only the first N training clips (smoke runs)
     eval_limit: int | None = None  # use only the first N val/test clips
     # Synthetic data only: supervise all 5 training frames with the sounding object's masks from
@@ -57,6 +60,8 @@ class DataConfig:
             raise ValueError("cache_dir must be a folder or null (default ~/.cache/avs_lib/logmel), got ''")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.memory_cache_mb < 0:
+            raise ValueError(f"memory_cache_mb must be >= 0 (0: off), got {self.memory_cache_mb}")
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -99,6 +104,10 @@ class ExperimentConfig:
     amp: bool = True  # bf16 autocast, used only on CUDA
     channels_last: bool = True  # used only on CUDA
     compile: bool = False
+    # Intra-op CPU threads of a run (None: the process's setting). CPU float sums are split across
+    # threads, so the numbers depend on it; a fixed count makes a run's numbers the same on a
+    # laptop with 2 cores or 16 (the report then trains cores // threads runs at once).
+    threads: int | None = None
     # Frozen encoders (model.freeze_backbone, a frozen audio encoder) run once per training split
     # and their outputs are read back from disk (avs_lib.engine.features): the same numbers, and
     # no encoder forward per step. Off: they run every step.
@@ -124,6 +133,8 @@ class ExperimentConfig:
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         if self.eval_batch_size < 1 or self.eval_every < 1:
             raise ValueError(
                 f"eval_batch_size and eval_every must be >= 1, got {self.eval_batch_size} and {self.eval_every}"
@@ -164,9 +175,13 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
+    # CPU float sums are split across intra-op threads, so the weights depend on the thread count;
+    # pretraining always runs with this many (whatever the caller's setting) for the encoders, hence
+    # every result built on them, to be the same on every machine of the same CPU kind.
+    threads: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size"):
+        for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -257,6 +272,7 @@ PROFILES: dict[str, Profile] = {
             "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small"},
             "optim": {"lr": 1e-3, "batch_size": 2, "epochs": 2, "steps_per_epoch": 3},
             "eval_batch_size": 2,
+            "threads": 1,
         },
         data_root="data/synth_smoke",
         synthetic=SyntheticData((6, 4, 4), 64),
@@ -274,6 +290,7 @@ PROFILES: dict[str, Profile] = {
             "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
             "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
             "optim": {"lr": 2e-3, "batch_size": 4, "epochs": 6, "scheduler": "cosine", "warmup_steps": 20},
+            "threads": 1,
         },
         data_root="data/synth",
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8),

@@ -16,13 +16,13 @@ from avs_lib.data.crop_labels import bootstrap_crop_labels
 from avs_lib.report.crop_review import (
     box_iou,
     box_statistics,
-    conclusion,
     coverage,
     crop_examples,
     label_status,
     review_all,
     review_crop_labels,
     review_splits,
+    review_summary,
     save_review,
     with_boxes,
 )
@@ -137,16 +137,23 @@ def test_the_notebooks_review_of_a_tree_without_labels_says_how_to_make_them(tmp
     assert f"python -m avs_lib crop-labels {tmp_path}" in status.message
     assert review.empty and coverage(review).empty and box_statistics(review).empty
     assert save_review(review, tmp_path / "review.csv").is_file()
-    assert "Nothing to review" in conclusion(review, status)
+    summary = review_summary(review, status)
+    assert not summary["found"] and summary["frames"] == summary["flagged"] == 0
 
 
 def test_coverage_counts_the_boxes_by_where_they_came_from(tmp_path):
     write_s4(tmp_path, crop_labels=False)
     bootstrap_crop_labels(tmp_path)
     splits = review_splits(tmp_path, image_size=FRAME_SIZE)
-    table = coverage(review_all(splits, label_status(splits)))
+    status = label_status(splits)
+    review = review_all(splits, status)
+    table = coverage(review)
     assert table.loc["train", ["frames", "labelled", "from_mask", "copied", "drawn"]].tolist() == [10, 10, 2, 8, 0]
     assert table.loc["val", "coverage"] == 1.0 and table.loc["val", "mean_iou"] == 1.0
+    summary = review_summary(review, status)  # notebook 02's closing sentence reads these
+    assert summary["frames"] == table["frames"].sum()
+    assert [summary[k] for k in ("from_mask", "copied", "drawn")] == [table[k].sum() for k in ("from_mask", "copied", "drawn")]
+    assert summary["flagged"] == int(review[review["has_gt"]]["flagged"].sum())
 
 
 def test_hand_drawn_labels_count_as_drawn(s4):

@@ -345,7 +345,38 @@ def test_run_grid_names_the_run_that_failed_in_a_worker(tmp_path):
                              device="cpu", jobs=2)
 
 
-def test_default_jobs_is_one_off_the_cpu():
-    assert experiments.default_jobs("cpu") in (1, 2)
-    if not torch.cuda.is_available():
-        assert experiments.default_jobs("cpu") == (2 if (os.cpu_count() or 1) >= 2 else 1)
+def test_default_jobs_is_one_run_per_core_as_memory_allows(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 24 * 2**30 // 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert experiments.default_jobs("cpu") == min(16, 24 * 2**30 // experiments.RUN_MEMORY_BYTES)
+    pages["SC_PHYS_PAGES"] = 64 * 2**30 // 4096
+    assert experiments.default_jobs("cpu") == 16
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert experiments.default_jobs("cpu") == 2
+    pages["SC_PHYS_PAGES"] = 2**30 // 4096  # less than one run's memory: still one run
+    assert experiments.default_jobs("cpu") == 1
+
+
+def test_the_laptop_profiles_fix_one_thread_per_run_and_fit_gives_the_callers_count_back(
+        tiny_synth, tmp_path, monkeypatch):
+    from avs_lib.config import build_config
+    from avs_lib.engine.train import fit
+
+    for profile in ("smoke", "cpu"):
+        assert build_config(profile, "tpavi").threads == 1
+    cfg = build_config("smoke", "visual_only", overrides={
+        "data": {"root": str(tiny_synth)}, "optim": {"epochs": 1, "steps_per_epoch": 1},
+        "output_dir": str(tmp_path), "device": "cpu", "quiet": True, "evaluate_test": False})
+    import avs_lib.engine.train as train_module
+
+    seen = []
+    original = train_module._fit
+    monkeypatch.setattr(train_module, "_fit", lambda *a: seen.append(torch.get_num_threads()) or original(*a))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit(cfg)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

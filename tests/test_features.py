@@ -31,10 +31,10 @@ def weight_files(tmp_path_factory):
     return folder / "resnet.pth", folder / "audio.pth"
 
 
-def frozen_config(root, weights, out, method="thesis_counterfactual", **top):
+def frozen_config(root, weights, out, method="thesis_counterfactual", data=None, **top):
     resnet, audio = weights
     overrides = {
-        "data": {"root": str(root), "crop_size": 32},
+        "data": {"root": str(root), "crop_size": 32, **(data or {})},
         "model": {"resnet_weights": str(resnet), "crop_weights": str(resnet), "freeze_backbone": True,
                   "audio_weights": str(audio), "freeze_audio": True},
         "optim": {"epochs": 1, "steps_per_epoch": 3},
@@ -59,6 +59,58 @@ def test_a_run_with_cached_features_has_the_losses_of_a_run_without(tiny_synth, 
     assert cached.best_val_miou == pytest.approx(live.best_val_miou, abs=1e-6)
     for key in ("miou", "miou_silent", "miou_swapped"):
         assert cached.test_metrics[key] == pytest.approx(live.test_metrics[key], abs=1e-6), key
+    # Validation reads the partner's cached embedding and the embedding of silence instead of
+    # running the audio encoder on those tracks: the same diagnostics.
+    (val_cached,), (val_live,) = cached.history, live.history
+    for key in ("val_miou", "val_miou_silent", "val_miou_swapped", "val_listening_rate", "val_following_rate"):
+        assert val_cached[key] == pytest.approx(val_live[key], abs=1e-6), key
+
+
+def test_evaluation_with_cached_audio_does_not_run_the_audio_encoder_on_swapped_or_silent_tracks(
+        tiny_synth, weight_files, tmp_path, monkeypatch):
+    from avs_lib.engine.evaluate import evaluate_system
+    from avs_lib.engine.features import feature_cache_folder
+
+    cfg = frozen_config(tiny_synth, weight_files, tmp_path, method="tpavi")
+    system = AVSSystem(cfg).eval()
+    dataset = build_dataset(cfg, "val")
+    features = frozen_features(system, dataset, feature_cache_folder(None, str(tmp_path)), torch.device("cpu"))
+    with_features = WithFrozenFeatures(dataset, features)
+    plain = evaluate_system(system, cfg, "val", torch.device("cpu"), dataset=dataset)
+    clips = []
+    encoder = system.audio_encoder.forward
+    monkeypatch.setattr(system.audio_encoder, "forward", lambda x: clips.append(len(x)) or encoder(x))
+    fast = evaluate_system(system, cfg, "val", torch.device("cpu"), dataset=with_features)
+    assert clips == [5]  # one silent clip's 5 frames, once per evaluation
+    for key in ("miou", "miou_silent", "miou_swapped", "listening_rate", "following_rate", "silent_area_change"):
+        assert fast[key] == pytest.approx(plain[key], abs=1e-6), key
+
+
+def test_items_kept_in_memory_give_the_same_run_bit_for_bit(tiny_synth, weight_files, tmp_path):
+    configs = [frozen_config(tiny_synth, weight_files, tmp_path / "kept"),
+               frozen_config(tiny_synth, weight_files, tmp_path / "read", data={"memory_cache_mb": 0})]
+    for cfg in configs:
+        cfg.optim.epochs = 3  # items are read again from memory in epochs 2 and 3
+    kept, read = (fit(cfg) for cfg in configs)
+    assert len(read_steps(kept.run_dir)) == 9
+    assert read_steps(kept.run_dir) == read_steps(read.run_dir)
+    assert kept.history == read.history
+
+
+def test_in_memory_items_are_copies_and_the_budget_holds(tiny_synth):
+    from avs_lib.engine.datasets import InMemory
+
+    cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
+    base = build_dataset(cfg, "val")
+    one = sum(v.nbytes for v in base[0].values() if isinstance(v, torch.Tensor))
+    memory = InMemory(base, budget_bytes=2 * one + 1)
+    first = memory[0]
+    first["added_by_a_wrapper"] = 1
+    assert "added_by_a_wrapper" not in memory[0]
+    for i in range(len(base)):
+        assert torch.equal(memory[i]["frames"], base[i]["frames"])
+    assert sorted(memory.items) == [0, 1]  # the budget held two items; the rest are read each time
+    assert memory.used <= memory.budget
 
 
 def test_cached_features_are_the_encoders_outputs(tiny_synth, weight_files, tmp_path):

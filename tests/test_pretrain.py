@@ -262,3 +262,24 @@ def test_a_run_from_pretrained_files_loads_without_them(tiny_synth, pretrained, 
     assert system.model.resnet.frozen and not system.training
     state, expected = system.state_dict(), before.state_dict()
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
+
+
+def test_pretraining_gives_the_same_weights_whatever_the_callers_thread_count(tiny_synth, tmp_path):
+    # CPU float sums are split across threads: a pretraining run at 1 thread and one at 2 threads
+    # gave other encoders (and another cpu report). The weights must depend on the config alone.
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = tmp_path / f"threads{threads}"
+            pretrain_encoders(tiny_synth, out, TINY, quiet=True)
+            assert torch.get_num_threads() == threads  # the caller's setting is given back
+            outs.append(out)
+    finally:
+        torch.set_num_threads(before)
+    for name in (VISUAL_FILE, AUDIO_FILE):
+        a = torch.load(outs[0] / name, weights_only=True)
+        b = torch.load(outs[1] / name, weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert json.loads((outs[0] / REPORT_FILE).read_text())["config"]["threads"] == TINY.threads

@@ -31,6 +31,47 @@ class _Wrapper(Dataset):
         return getattr(self.base, name)
 
 
+def full_split(dataset) -> Dataset:
+    """The reader underneath any stack of wrappers (subset, dense masks, in-memory copies, cached
+    features, counterfactual pairs): the whole split, whose clip indices partners refer to."""
+    while hasattr(dataset, "base"):
+        dataset = dataset.base
+    return dataset
+
+
+class InMemory(_Wrapper):
+    """Items kept in memory after their first read, up to `budget_bytes` of tensors.
+
+    The readers apply no random augmentation, so a clip's item is the same at every epoch; decoding
+    its PNG frames, masks and audio again each time was a sixth of a cpu run. Items are handed out
+    as shallow copies (wrappers above add keys); their tensors are shared, so nothing downstream
+    may write into them in place (the collate function copies them into each batch). Only for a
+    loader without worker processes: each worker would fill a memory of its own.
+    """
+
+    def __init__(self, base: Dataset, budget_bytes: int):
+        super().__init__(base)
+        self.budget, self.used = budget_bytes, 0
+        self.items: dict[int, dict] = {}
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items.get(index)
+        if item is None:
+            item = self.base[index]
+            size = sum(v.nbytes for v in item.values() if isinstance(v, torch.Tensor))
+            if self.used + size <= self.budget:
+                self.items[index], self.used = item, self.used + size
+        return dict(item)
+
+
+def kept_in_memory(cfg: ExperimentConfig, dataset: Dataset) -> Dataset:
+    """`dataset` with its items kept in memory when the config allows it (`data.memory_cache_mb`
+    above 0, no loader workers), else `dataset` itself."""
+    if cfg.data.memory_cache_mb <= 0 or cfg.data.num_workers > 0:
+        return dataset
+    return InMemory(dataset, cfg.data.memory_cache_mb * 2**20)
+
+
 class ClipSubset(_Wrapper):
     """The first `limit` clips of a dataset."""
 

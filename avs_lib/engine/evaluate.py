@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
 from avs_lib.engine.checkpoint import atomic_write_text
-from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.datasets import build_dataset, full_split
 from avs_lib.engine.system import load_system, select_device
 from avs_lib.metrics import (
     AudioChangeMeter,
@@ -42,18 +42,13 @@ SIDECAR_ONLY_NOTE = ("synthetic-only: the listening and following rates need the
                      "class's object, which only the synthetic generator's sidecar knows; this dataset has none")
 
 
-def _full(dataset):
-    """The whole split behind a `ClipSubset` (partners may lie outside the evaluated subset)."""
-    return getattr(dataset, "base", dataset)
-
-
 def swap_partners(dataset) -> list[int | None]:
     """For each clip, the index (in the whole split) of the clip whose audio is swapped in.
 
     The sidecar's partner where there is one (its class is a distractor in the frames), else the
     next clip of another class; MS3 clips have no class, so the next clip. None: no other clip.
     """
-    full = _full(dataset)
+    full = full_split(dataset)
     names = {c.name: i for i, c in enumerate(full.clips)}
     categories = [c.category_index for c in full.clips]
     partners: list[int | None] = []
@@ -74,7 +69,7 @@ def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.T
     sidecar = dataset.sidecar(dataset.clips[index].name)
     if sidecar is None or not sidecar.masks[0].any():
         return None  # no sidecar, or the sound comes from off-screen: nothing to follow onto
-    hits = np.flatnonzero(sidecar.classes == _full(dataset).clips[partner].category_index)
+    hits = np.flatnonzero(sidecar.classes == full_split(dataset).clips[partner].category_index)
     if len(hits) == 0 or hits[0] == 0:
         return None
     masks = torch.from_numpy((sidecar.masks[[0, hits[0]]] > 0).astype(np.float32))  # [2, T, H, W]
@@ -84,15 +79,20 @@ def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.T
 
 
 @torch.no_grad()
-def predict_logits(system, batch: dict, device: torch.device, audio: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits [B*T, 1, S, S] for a batch, optionally with replacement audio [B, T, 1, 96, 64].
+def predict_logits(system, batch: dict, device: torch.device, audio: torch.Tensor | None = None,
+                   audio_embedding: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [B*T, 1, S, S] for a batch, optionally with replacement audio: a log-mel
+    [B, T, 1, 96, 64], or the frozen audio encoder's embeddings of it [B, T, 128].
 
     Cached encoder outputs in the batch (`avs_lib.engine.features`) are used; the visual maps of
     the same frames are computed once for several audio tracks (`AVSSystem.visual_maps`).
     """
-    cached = [k for k in batch if k.startswith("encoder_stage") or (audio is None and k == "audio_embedding")]
+    own_audio = audio is None and audio_embedding is None
+    cached = [k for k in batch if k.startswith("encoder_stage") or (own_audio and k == "audio_embedding")]
     inputs = {k: batch[k].to(device) for k in ("frames", *cached)}
     inputs["audio"] = (batch["audio"] if audio is None else audio).to(device)
+    if audio_embedding is not None:
+        inputs["audio_embedding"] = audio_embedding.to(device)
     use_amp = system.cfg.amp and device.type == "cuda"
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         maps = system.visual_maps(inputs)
@@ -156,13 +156,42 @@ class _Listening:
                 "listening_frames": int(sum(len(p) for p in self.pred))}
 
 
-def _audio_conditions(batch: dict, dataset, partners: list | None) -> dict[str, torch.Tensor | None]:
-    """The audio of each condition for a batch: its own (None), silence, and a partner's track."""
+def _audio_conditions(batch: dict, dataset, partners: list | None,
+                      silent_embedding: torch.Tensor | None) -> dict[str, dict[str, torch.Tensor]]:
+    """The replacement audio of each condition for a batch, as `predict_logits` keywords: none for
+    its own track, then silence and a partner's track.
+
+    Where the split carries a frozen audio encoder's cached embeddings (`WithFrozenFeatures`), the
+    partner's cached embedding and the embedding of silence (`silent_embedding`, [T, 128]) are used
+    instead of running the encoder on those tracks again: the encoder is frozen, so they are its
+    outputs for them.
+    """
     if partners is None:
-        return {"true": None}
-    swapped = torch.stack([_full(dataset).load_audio(p) if p is not None else batch["audio"][b]
+        return {"true": {}}
+    features = getattr(dataset, "features", None)
+    cache = features.audio if features is not None else None
+    if cache is not None and silent_embedding is not None and all(p is None or p < len(cache) for p in partners):
+        own = batch["audio_embedding"]  # [B, T, 128]
+        swapped = torch.stack([torch.from_numpy(np.array(cache[p])) if p is not None else own[b]
+                               for b, p in enumerate(partners)])
+        return {"true": {}, "silent": {"audio_embedding": silent_embedding.expand_as(own)},
+                "swapped": {"audio_embedding": swapped}}
+    swapped = torch.stack([full_split(dataset).load_audio(p) if p is not None else batch["audio"][b]
                            for b, p in enumerate(partners)])
-    return {"true": None, "silent": torch.full_like(batch["audio"], SILENCE_LOG_MEL), "swapped": swapped}
+    return {"true": {}, "silent": {"audio": torch.full_like(batch["audio"], SILENCE_LOG_MEL)},
+            "swapped": {"audio": swapped}}
+
+
+@torch.no_grad()
+def _silent_embedding(system, dataset, device: torch.device) -> torch.Tensor | None:
+    """The frozen audio encoder's embedding [T, 128] of a silent track, computed once per
+    evaluation, where the split carries cached audio embeddings; else None."""
+    features = getattr(dataset, "features", None)
+    if features is None or features.audio is None or system.audio_encoder is None or len(dataset) == 0:
+        return None
+    item = dataset[0]
+    silent = torch.full_like(item["audio"][None], SILENCE_LOG_MEL).to(device)  # [1, T, 1, 96, 64]
+    return system.embed_audio(silent).float().cpu()  # [T, 128]
 
 
 def _update_evaluator(evaluator: Evaluator, logits: torch.Tensor, batch: dict) -> None:
@@ -193,14 +222,16 @@ def evaluate_system(
                   for m in (("true", *CHANGED_AUDIO) if diagnostics else ("true",))}
     changes = {m: AudioChangeMeter() for m in CHANGED_AUDIO}
     listening, offset = _Listening(), 0
+    silent_embedding = _silent_embedding(system, dataset, device) if diagnostics else None
     for batch in tqdm(loader, desc=f"evaluate {split}", leave=False, disable=cfg.quiet):
         batch_partners = partners[offset: offset + len(batch["name"])] if partners is not None else None
         logits_true = None
-        for mode, audio in _audio_conditions(batch, dataset, batch_partners).items():
+        conditions = _audio_conditions(batch, dataset, batch_partners, silent_embedding)
+        for mode, replacement in conditions.items():
             if mode != "true" and system.audio_encoder is None:
                 logits = logits_true  # a visual-only model hears nothing: the same prediction
             else:
-                logits = predict_logits(system, batch, device, audio)
+                logits = predict_logits(system, batch, device, **replacement)
             if mode == "true":
                 logits_true = logits
                 if out_dir is not None:

@@ -144,9 +144,19 @@ def pretrain_encoders(
     """Pretrain the visual and audio encoders on ``data_root``'s train split; write them to ``out_dir``.
 
     Returns (and writes as ``pretrain.json``) the config, the paths, per-epoch losses, val accuracies
-    and the chance level. Deterministic on the CPU for a seed.
+    and the chance level. Deterministic on the CPU for a config: it runs with `cfg.threads` intra-op
+    threads and gives the caller's thread count back afterwards.
     """
     cfg = cfg or PretrainConfig()
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _pretrain(data_root, out_dir, cfg, quiet)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _pretrain(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig, quiet: bool) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -35,7 +35,7 @@ from avs_lib.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.datasets import build_dataset, kept_in_memory
 from avs_lib.engine.evaluate import evaluate_system
 from avs_lib.engine.features import WithFrozenFeatures, feature_cache_folder, frozen_features
 from avs_lib.engine.provenance import write_provenance
@@ -274,7 +274,8 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
 
 
 # Keys that may change between a run and its resumption: they do not change what is computed.
-RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir"})
+RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir",
+                              "data.memory_cache_mb", "feature_cache"})
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -311,8 +312,19 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
 
     With `resume`, the run continues from its `last.pt`; a config that differs from the
     checkpoint's (beyond RESUME_FREE_KEYS) is refused unless `allow_config_change`, and the run
-    folder's config.yaml is rewritten only once the checkpoint has loaded into the model.
+    folder's config.yaml is rewritten only once the checkpoint has loaded into the model. On the
+    CPU it runs with `cfg.threads` threads (when set) and gives the caller's count back.
     """
+    before = torch.get_num_threads()
+    if cfg.threads is not None and select_device(cfg.device).type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(cfg, resume, allow_config_change)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(cfg: ExperimentConfig, resume: bool, allow_config_change: bool) -> RunResult:
     started = time.perf_counter()
     dinfo = init_distributed(cfg.device)
     device = select_device(cfg.device)
@@ -465,7 +477,9 @@ def _test_and_summarise(cfg: ExperimentConfig, best: dict, device: torch.device,
     test_metrics: dict[str, Any] = {}
     if cfg.evaluate_test:
         best_system, _ = load_system(cfg.run_dir / "best.pt", device)
-        test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True, out_dir=cfg.run_dir / "test")
+        test_set = _split_with_features(cfg, best_system, "test", device)
+        test_metrics = evaluate_system(best_system, cfg, "test", device, diagnostics=True, dataset=test_set,
+                                       out_dir=cfg.run_dir / "test")
     summary = {"name": cfg.name, "seed": cfg.seed, "best_epoch": best["epoch"],
                "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
                **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_miou"},
@@ -491,7 +505,7 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
     With `cfg.feature_cache` and frozen encoders, items carry the encoders' cached outputs
     (`avs_lib.engine.features`), computed before the first epoch when not on disk yet.
     """
-    train_set: Dataset = build_dataset(cfg, "train")
+    train_set: Dataset = kept_in_memory(cfg, build_dataset(cfg, "train"))
     features = None
     if cfg.feature_cache:
         folder = feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
@@ -507,7 +521,7 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
 def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, device: torch.device) -> Dataset:
     """An evaluation split whose items carry the frozen encoders' cached outputs, where
     `cfg.feature_cache` is on and an encoder is frozen (else the plain split)."""
-    dataset = build_dataset(cfg, split)
+    dataset = kept_in_memory(cfg, build_dataset(cfg, split))
     if not cfg.feature_cache:
         return dataset
     features = frozen_features(system, dataset, feature_cache_folder(cfg.data.cache_dir, cfg.output_dir), device)

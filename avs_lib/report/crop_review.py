@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -205,20 +206,16 @@ def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def conclusion(review: pd.DataFrame, status: LabelStatus) -> str:
-    """The review's closing sentence, from its numbers (or the instruction, without labels)."""
-    if not status.found:
-        return f"**What we see.** Nothing to review: {status.message}"
-    with_gt = review[review["has_gt"].astype(bool)]
-    origins = review["origin"].value_counts()
-    made = ", ".join(f"{int(origins.get(o, 0))} {what}" for o, what in (
-        (ORIGIN_MASK, "boxes of the frame's own mask"), (ORIGIN_COPIED, "copied from another frame"),
-        (ORIGIN_DRAWN, "without the derived mark (drawn in labelImg, or written by the synthetic generator)")))
-    median = f"{pd.to_numeric(with_gt['iou']).median():.2f}" if len(with_gt) else "n/a"
-    return (f"**What we see.** {int(with_gt['flagged'].sum())} of {len(with_gt)} frames with a mask are flagged; "
-            f"the median box/mask IoU is {median}. Of {len(review)} frames: {made}. A box of the frame's own "
-            "mask agrees with it by construction; copied boxes and flags are the ones worth a look in labelImg "
-            "(on the synthetic data a flag means an object largely hidden by another).")
+def review_summary(review: pd.DataFrame, status: LabelStatus) -> dict[str, Any]:
+    """The review's numbers for notebook 02's closing sentence: frames, frames with a mask, flagged
+    ones, the median box/mask IoU (NaN without masks) and where the boxes came from."""
+    with_gt = review[review["has_gt"].astype(bool)] if status.found else review
+    origins = review["origin"].value_counts() if status.found else pd.Series(dtype=int)
+    return {"found": status.found, "frames": len(review), "with_mask": len(with_gt),
+            "flagged": int(with_gt["flagged"].sum()) if len(with_gt) else 0,
+            "median_iou": float(pd.to_numeric(with_gt["iou"]).median()) if len(with_gt) else float("nan"),
+            "from_mask": int(origins.get(ORIGIN_MASK, 0)), "copied": int(origins.get(ORIGIN_COPIED, 0)),
+            "drawn": int(origins.get(ORIGIN_DRAWN, 0))}
 
 
 def save_review(review: pd.DataFrame, path: str | Path) -> Path:
@@ -247,5 +244,5 @@ def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 2
     return denormalize(torch.stack(crops)), labels  # [N, 3, c, c] -> uint8 [N, c, c, 3]
 
 
-__all__ = ["REVIEW_THRESHOLD", "LabelStatus", "box_iou", "box_statistics", "conclusion", "coverage", "crop_examples", "label_status",
+__all__ = ["REVIEW_THRESHOLD", "LabelStatus", "box_iou", "box_statistics", "review_summary", "coverage", "crop_examples", "label_status",
            "review_all", "review_crop_labels", "review_splits", "save_review", "with_boxes"]

@@ -151,13 +151,25 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
     return _records(caught)
 
 
+# Resident memory one cpu-profile run takes at most (thesis_shared_trainable, the largest),
+# rounded up; the report starts no more runs at once than the machine's memory holds.
+RUN_MEMORY_BYTES = 2 * 2**30
+
+
 def default_jobs(device: str = "auto") -> int:
-    """Runs at a time: 2 when training on the CPU with at least 2 cores (two 1-thread runs make
-    more steps per second than one 2-thread run on small models; the README gives the
-    measurement), else 1."""
+    """Runs at a time: on the CPU one per core (each run uses the `threads` its profile fixes, 1
+    for smoke and cpu, so its numbers do not depend on the machine), as many as memory holds;
+    on a GPU 1."""
     from avs_lib.engine.system import select_device
 
-    return 2 if select_device(device).type == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    if select_device(device).type != "cpu":
+        return 1
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: trust the core count
+        return cores
+    return max(1, min(cores, memory // RUN_MEMORY_BYTES))
 
 
 def run_grid(
@@ -399,9 +411,9 @@ def train_grid(
     code (unless `reuse_stale`), is trained again (`_run_status`). `estimate` prints the expected
     training time from a short warm-up of each distinct config before training starts.
     `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
-    `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with
-    cpu_count // jobs threads; a run's result does not depend on which worker trained it,
-    but CPU float sums may differ in the last bits between thread counts.
+    `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with the
+    `threads` of its config (else cpu_count // jobs); a run's result does not depend on which
+    worker trained it, nor, with `threads` set, on the machine's core count.
     """
     from avs_lib.engine.train import fit
 

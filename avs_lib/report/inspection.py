@@ -21,7 +21,7 @@ from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, mask_values, open_image
 from avs_lib.data.categories import SPLITS
-from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.datasets import build_dataset, full_split
 from avs_lib.report.viz import frame_iou
 
 # ---------------------------------------------------------------- the data
@@ -140,16 +140,12 @@ def evaluation_dataset(run_dir: str | Path, data_root: str | Path):
     return build_dataset(cfg, "test")
 
 
-def _full(dataset):
-    return getattr(dataset, "base", dataset)
-
-
 def _index_in(dataset, name: str) -> int:
     """The position of clip `name` among the clips of `dataset` (a subset included)."""
     for index, clip in enumerate(dataset.clips):
         if clip.name == name:
             return index
-    raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {_full(dataset).root}")
+    raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {full_split(dataset).root}")
 
 
 def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str = "") -> list[dict[str, Any]]:
@@ -159,7 +155,7 @@ def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str
     per_frame = pd.read_csv(run_dir / "test" / "per_frame.csv")
     rows = []
     for name in names:
-        index = dataset.index_of(name) if hasattr(dataset, "index_of") else _full(dataset).index_of(name)
+        index = dataset.index_of(name) if hasattr(dataset, "index_of") else full_split(dataset).index_of(name)
         frames = per_frame[(per_frame["name"] == name) & per_frame["has_gt"]]
         if frames.empty:
             raise ValueError(f"{run_dir}/test/per_frame.csv has no frame with a mask for clip {name!r}")
@@ -215,7 +211,7 @@ class RunPredictor:
 
     def partner_name(self, index: int) -> str:
         partner = self.partners[index]
-        return "" if partner is None else _full(self.dataset).clips[partner].name
+        return "" if partner is None else full_split(self.dataset).clips[partner].name
 
     def _audio_input(self, index: int, item: dict, audio: str) -> torch.Tensor:
         from avs_lib.engine.evaluate import SILENCE_LOG_MEL
@@ -228,7 +224,7 @@ class RunPredictor:
             partner = self.partners[index]
             if partner is None:
                 raise ValueError(f"clip {item['name']!r} has no swap partner")
-            return _full(self.dataset).load_audio(partner)
+            return full_split(self.dataset).load_audio(partner)
         raise ValueError(f"audio must be 'true', 'swapped' or 'silent', got {audio!r}")
 
     def probabilities(self, run: str, index: int, audio: str = "true") -> np.ndarray:
@@ -246,7 +242,7 @@ class RunPredictor:
 
     def audio(self, index: int, swapped: bool) -> tuple[np.ndarray, int]:
         """MaskBrowser's audio(clip_index, swapped_audio): the WAV the model heard."""
-        full = _full(self.dataset)
+        full = full_split(self.dataset)
         source = self.partners[index] if swapped else index
         if source is None:
             raise ValueError(f"clip {self.dataset.clips[index].name!r} has no swap partner")
@@ -262,7 +258,7 @@ class RunPredictor:
 
     def swap_panels(self, run: str, index: int, frame: int = 0) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
         """One frame and its masks under true, swapped and silent audio (for plot_audio_swap_panels)."""
-        full = _full(self.dataset)
+        full = full_split(self.dataset)
         partner = self.partners[index]
         conditions = [("true", f"own audio:\n{self.dataset.clips[index].category}")]
         if partner is not None:
@@ -544,7 +540,7 @@ def swap_outcomes(predictor, run: str) -> pd.DataFrame:
     with the swapped audio, `metrics.moved_to_swapped` both ways) and the first such frame."""
     from avs_lib.metrics import moved_to_swapped
 
-    dataset, full = predictor.dataset, _full(predictor.dataset)
+    dataset, full = predictor.dataset, full_split(predictor.dataset)
     rows = []
     for index, partner in enumerate(predictor.partners):
         if partner is None:
