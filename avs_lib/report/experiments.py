@@ -156,6 +156,16 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
 RUN_MEMORY_BYTES = 2 * 2**30
 
 
+def _expected_cost(cfg: Any) -> int:
+    """A rank of how long a run takes, for starting the long ones first (so that no worker is left
+    with a long run at the end while the others idle); the results do not depend on the order.
+    A trained ResNet runs forward and backward every step (no feature cache), a crop network adds
+    its own trunk, a second audio pass adds fusion and decoder again."""
+    loss = cfg.loss
+    crops = any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
+    return 4 * (not cfg.model.freeze_backbone) + 2 * crops + (loss.counterfactual > 0)
+
+
 def default_jobs(device: str = "auto") -> int:
     """Runs at a time: on the CPU one per core (each run uses the `threads` its profile fixes, 1
     for smoke and cpu, so its numbers do not depend on the machine), as many as memory holds;
@@ -450,7 +460,8 @@ def train_grid(
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_fit_in_worker, to_dict(cfg), resume, threads): cfg for cfg, resume in todo}
+            futures = {pool.submit(_fit_in_worker, to_dict(cfg), resume, threads): cfg
+                       for cfg, resume in sorted(todo, key=lambda run: -_expected_cost(run[0]))}
             for future in as_completed(futures):
                 cfg = futures[future]
                 try:
