@@ -14,6 +14,7 @@ Variants:
     fast                  TPAVI reassociated (never forms that matrix); the default
     no_tpavi              fusion="none": the visual-only model, the floor TPAVI adds to
     fast_cl               fast, model in channels_last memory format (as train.py on CUDA)
+    fast_cl_ckpt          + activation checkpointing (below), still fp32: the same numbers
     fast_bf16             fast + bf16 autocast (CUDA; on the CPU where it has bf16 units, e.g. AMX)
     fast_bf16_cl          + channels_last
     fast_bf16_cl_ckpt     + activation checkpointing of the heads, fusion-free decoder and output
@@ -80,6 +81,7 @@ VARIANTS: dict[str, Variant] = {
     "fast": Variant(),
     "no_tpavi": Variant(fusion="none"),
     "fast_cl": Variant(channels_last=True),
+    "fast_cl_ckpt": Variant(channels_last=True, checkpoint=True),
     "fast_bf16": Variant(bf16=True),
     "fast_bf16_cl": Variant(channels_last=True, bf16=True),
     "fast_bf16_cl_ckpt": Variant(channels_last=True, bf16=True, checkpoint=True),
@@ -87,7 +89,7 @@ VARIANTS: dict[str, Variant] = {
 }
 # Run when no --variants are given (compiling ResNet-50 forward + backward on a 2-core CPU takes
 # minutes; ask for fast_bf16_cl_compile by name).
-DEFAULT_CPU = ("naive", "fast", "no_tpavi", "fast_cl", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt")
+DEFAULT_CPU = ("naive", "fast", "no_tpavi", "fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt")
 
 
 class Checkpointed:
@@ -391,7 +393,7 @@ def compute_ratios(rows: list[dict], batch: int, cuda: bool) -> dict:
         "activation_memory_fast_over_naive": ratio("fast", "naive", act_key),
         "speedup_channels_last": ratio("fast", "fast_cl", "median_s"),
     }
-    for name in ("fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
+    for name in ("fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
         out[f"speedup_{name}_over_fast"] = ratio("fast", name, "median_s")
         out[f"speedup_{name}_over_naive"] = ratio("naive", name, "median_s")
         out[f"memory_{name}_over_naive"] = ratio(name, "naive", mem_key)
@@ -425,7 +427,7 @@ def print_table(rows: list[dict], ratios: list[dict], cuda: bool) -> None:
                          f"({q['activation_memory_fast_over_naive']:.2f} of its activations);")
         if q["speedup_channels_last"] is not None:
             parts.append(f"channels_last {q['speedup_channels_last']:.2f}x;")
-        for name in ("fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
+        for name in ("fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
             if q[f"speedup_{name}_over_naive"] is not None:
                 parts.append(f"{name}: {q[f'speedup_{name}_over_naive']:.2f}x the official (naive) speed, "
                              f"{q[f'memory_{name}_over_naive']:.2f} of its step memory;")
