@@ -213,3 +213,36 @@ def test_a_weight_change_drops_the_kept_visual_maps(tiny_synth):
         fresh = system.model(batch["frames"].flatten(0, 1), system.embed_audio(batch["audio"]))[0]
     assert not torch.equal(before, after)
     assert torch.equal(after, fresh)
+
+
+def test_evaluating_a_run_through_the_feature_cache_gives_its_scores(tiny_synth, weight_files, tmp_path):
+    from avs_lib.engine.evaluate import evaluate
+
+    run = fit(frozen_config(tiny_synth, weight_files, tmp_path / "runs", method="tpavi", evaluate_test=False))
+    cache = tmp_path / "cache"
+    plain = evaluate(run.run_dir, "test", device="cpu", out_dir=tmp_path / "plain")
+    cached = evaluate(run.run_dir, "test", device="cpu", out_dir=tmp_path / "cached", feature_cache=cache)
+    assert len(list(cache.glob("test-*/stage0.npy"))) == 1 and len(list(cache.glob("test-*/audio.npy"))) == 1
+    for key in ("miou", "miou_silent", "miou_swapped", "f_score_split", "listening_rate", "following_rate"):
+        assert cached[key] == pytest.approx(plain[key], abs=1e-6), key
+
+
+def test_best_checkpoint_holds_the_weights_and_last_holds_the_resume_state(tiny_synth, weight_files, tmp_path):
+    from avs_lib.engine.checkpoint import load_checkpoint
+    from avs_lib.engine.system import load_system
+
+    run = fit(frozen_config(tiny_synth, weight_files, tmp_path, method="thesis"))
+    best, last = load_checkpoint(run.run_dir / "best.pt"), load_checkpoint(run.run_dir / "last.pt")
+    assert {"optimizer", "scheduler", "rng"} <= set(last) and not {"optimizer", "scheduler", "rng"} & set(best)
+    assert (run.run_dir / "best.pt").stat().st_size < (run.run_dir / "last.pt").stat().st_size / 2
+    system, _ = load_system(run.run_dir / "best.pt")  # evaluation needs nothing else
+    assert all(torch.equal(system.state_dict()[k], v) for k, v in best["system"].items())
+
+
+def test_a_run_loaded_back_has_the_encoders_it_was_trained_with_frozen(tiny_synth, weight_files, tmp_path):
+    from avs_lib.engine.features import frozen_parts
+    from avs_lib.engine.system import load_system
+
+    run = fit(frozen_config(tiny_synth, weight_files, tmp_path, method="tpavi", evaluate_test=False))
+    system, _ = load_system(run.run_dir / "best.pt")
+    assert frozen_parts(system).visual and frozen_parts(system).audio  # so test and shifted splits read the cache

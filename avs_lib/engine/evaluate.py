@@ -27,6 +27,7 @@ from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
 from avs_lib.engine.checkpoint import atomic_write_text
 from avs_lib.engine.datasets import build_dataset, full_split
+from avs_lib.engine.features import WithFrozenFeatures, frozen_features
 from avs_lib.engine.system import load_system, select_device
 from avs_lib.metrics import (
     AudioChangeMeter,
@@ -317,8 +318,14 @@ def _change_table(changes: dict[str, AudioChangeMeter], computed: dict[str, dict
 
 
 def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,
-             diagnostics: bool = True, data_root: str | None = None) -> dict[str, Any]:
-    """Evaluate a run directory (its best checkpoint) or a checkpoint file on `split`."""
+             diagnostics: bool = True, data_root: str | None = None,
+             feature_cache: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a run directory (its best checkpoint) or a checkpoint file on `split`.
+
+    With `feature_cache` (a folder), the frozen encoders' outputs on the split are read from there
+    (computed on first use, `avs_lib.engine.features`): models that share frozen encoders, as every
+    run of a grid does, then run them once per split between them instead of once each.
+    """
 
     source = Path(source)
     ckpt = source / "best.pt" if source.is_dir() else source
@@ -328,7 +335,11 @@ def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | P
         cfg.data.root = data_root
     if out_dir is None:
         out_dir = (source if source.is_dir() else source.parent) / f"eval_{split}"
-    return evaluate_system(system, cfg, split, dev, diagnostics=diagnostics, out_dir=out_dir)
+    dataset = build_dataset(cfg, split)
+    if feature_cache is not None:
+        features = frozen_features(system, dataset, feature_cache, dev)
+        dataset = dataset if features is None else WithFrozenFeatures(dataset, features)
+    return evaluate_system(system, cfg, split, dev, diagnostics=diagnostics, out_dir=out_dir, dataset=dataset)
 
 
 __all__ = ["evaluate", "evaluate_system", "mask_iou", "predict_logits", "swap_partners"]

@@ -17,6 +17,7 @@ from avs_lib.configtools import deep_merge
 from avs_lib.data.boxes import crop_and_resize
 from avs_lib.engine.checkpoint import load_checkpoint
 from avs_lib.models.build import build_audio_encoder, build_crop_classifier, build_model
+from avs_lib.models.logmel_cnn import LogMelCNN
 
 
 class AVSSystem(nn.Module):
@@ -152,4 +153,10 @@ def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     system.load_state_dict(ckpt["system"])
     if cfg.model.freeze_backbone:
         system.model.resnet.freeze()
+    audio = system.audio_encoder
+    if cfg.model.freeze_audio and cfg.model.audio_weights is not None and isinstance(audio, LogMelCNN):
+        # Built without its weight file, the small encoder came up trainable; it was frozen in
+        # training (and its outputs cacheable, `avs_lib.engine.features`): frozen again.
+        audio.frozen = True
+        audio.requires_grad_(False)
     return system.to(device).eval(), cfg

@@ -222,6 +222,16 @@ def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int,
     }
 
 
+def _best_checkpoint(system, cfg, epoch: int, global_step: int, best: dict) -> dict:
+    """What evaluation reads (`load_system`): the config and the weights, in both key sets. Not the
+    optimiser's moments, the scheduler or the RNG state, which only resuming needs (from last.pt):
+    for the thesis' crop trunk, Adam's moments are two thirds of the file written each time val
+    improves."""
+    core = _unwrap(system)
+    return {"config": to_dict(cfg), "system": core.state_dict(), "model": core.model.state_dict(),
+            "epoch": epoch, "global_step": global_step, "best": best}
+
+
 class _MetricsLog:
     """Epoch metrics as JSON lines and CSV; step losses as JSON lines."""
 
@@ -459,13 +469,14 @@ def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, dev
 
 def _end_of_epoch(record: dict, state: _RunState, system: AVSSystem, optimizer, scheduler,
                   cfg: ExperimentConfig, device: torch.device, val_set: Dataset) -> None:
-    """Rank 0 after an epoch: validate when due, keep best.pt by val mIoU, always write last.pt."""
+    """Rank 0 after an epoch: validate when due, keep best.pt (weights) by val mIoU, always write
+    last.pt (weights and everything a resume needs)."""
     epoch = record["epoch"]
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
         record.update(_validate(system, cfg, device, val_set))
         if record["val_miou"] > state.best["val_miou"]:
             state.best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-            atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, state.global_step, state.best),
+            atomic_torch_save(_best_checkpoint(system, cfg, epoch, state.global_step, state.best),
                               cfg.run_dir / "best.pt")
     state.history.append(record)
     atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, state.global_step, state.best),

@@ -44,12 +44,16 @@ def _evaluate_one(run_dir: str, name: str, root: str, device: str, threads: int)
     import torch
 
     from avs_lib.engine.evaluate import evaluate
+    from avs_lib.engine.features import feature_cache_folder
 
     torch.set_num_threads(threads)
     out = Path(run_dir) / name
     if _fresh(out, Path(run_dir)):
         return json.loads((out / "metrics.json").read_text())
-    return evaluate(run_dir, split="test", device=device, out_dir=out, data_root=root)
+    # Every run of a grid has the same frozen encoders: their outputs on a shifted split are
+    # computed once, beside the runs, and read by all (the feature cache of the training runs).
+    cache = feature_cache_folder(None, str(Path(run_dir).parent))
+    return evaluate(run_dir, split="test", device=device, out_dir=out, data_root=root, feature_cache=cache)
 
 
 def evaluate_on_shifted(runs_dir: str | Path, pairs: list[tuple[str, int]], roots: dict[str, Path],
