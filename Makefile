@@ -53,7 +53,7 @@ report: data
 	@$(MAKE) --no-print-directory notebooks
 
 # The suite, then the smoke copies of the notebooks re-executed and compared by nbval. (The
-# report notebooks in notebooks/ carry the cpu profile's results: an hour to rerun.)
+# report notebooks in notebooks/ carry the cpu profile's results: about 42 min to rerun on 2 cores.)
 test: install
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/smoke/
