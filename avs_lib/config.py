@@ -96,6 +96,13 @@ class OptimConfig:
             raise ValueError(f"grad_clip must be a finite number > 0 or null, got {self.grad_clip}")
 
 
+# Dotted config keys that change where or how fast a run goes, not what it computes: a run may be
+# resumed with other values (`engine.train`), and runs that differ only in them are the same run
+# (`report.experiments`).
+RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir",
+                              "data.memory_cache_mb", "feature_cache"})
+
+
 @dataclass
 class ExperimentConfig:
     name: str = "tpavi"
@@ -145,8 +152,7 @@ class ExperimentConfig:
             raise ValueError(f"name {self.name!r} must be a plain folder name (it names the run folder)")
         if not self.output_dir:
             raise ValueError("output_dir must name a folder, got an empty string")
-        crop_losses = any(w > 0 for w in (self.loss.crop_ce, self.loss.crop_pairwise, self.loss.audio_crop_cosine))
-        if crop_losses and self.data.crop_labels is False:
+        if self.loss.crop_losses and self.data.crop_labels is False:
             raise ValueError(
                 f"method {self.name!r} has crop losses, which need crop labels, but data.crop_labels is "
                 f"false; set it to null or true ({crop_labels_instruction(self.data.root)})"
@@ -415,6 +421,7 @@ __all__ = [
     "Grid",
     "METHODS",
     "OptimConfig",
+    "RESUME_FREE_KEYS",
     "PROFILES",
     "PretrainConfig",
     "Profile",

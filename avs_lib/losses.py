@@ -362,6 +362,11 @@ class LossWeights:
     pairs: str = "all"
     frames: int = FRAMES_PER_CLIP
 
+    @property
+    def crop_losses(self) -> bool:
+        """Whether any of the thesis' three crop losses is on (they need crop boxes and a crop network)."""
+        return any(w > 0 for w in (self.crop_ce, self.crop_pairwise, self.audio_crop_cosine))
+
     def __post_init__(self) -> None:
         for name in TERMS:
             value = getattr(self, name)

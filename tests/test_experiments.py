@@ -231,6 +231,19 @@ def test_config_differences_ignore_device_but_not_the_learning_rate(tmp_path):
     assert experiments.config_differences(a, c) == ["optim.lr"]
 
 
+def test_reuse_ignores_exactly_the_settings_a_resume_may_change():
+    # One list: a grid once retrained every run after a change of data.memory_cache_mb, a
+    # setting that a resume already accepted as not changing results.
+    from avs_lib.config import RESUME_FREE_KEYS
+    a = to_dict(build_config("smoke", "tpavi", device="cpu"))
+    for key in RESUME_FREE_KEYS:
+        section, _, name = key.rpartition(".")
+        b = to_dict(build_config("smoke", "tpavi", device="cpu"))
+        holder = b[section] if section else b
+        holder[name] = "changed"
+        assert experiments.config_differences(a, b) == [], key
+
+
 # ---------------------------------------------------------------- tables
 
 

@@ -119,7 +119,7 @@ def reads_crop_labels(cfg: ExperimentConfig, split: str) -> bool:
     A crop loss needs a box on every training frame; `data.crop_labels` None reads them then.
     """
     loss, d = cfg.loss, cfg.data
-    needed = split == "train" and any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
+    needed = split == "train" and loss.crop_losses
     # A crop loss with data.crop_labels=false, or crop CE on MS3, is refused by the config.
     return bool(d.crop_labels) or needed
 

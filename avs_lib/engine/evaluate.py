@@ -27,7 +27,7 @@ from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
 from avs_lib.engine.checkpoint import atomic_write_text
 from avs_lib.engine.datasets import build_dataset, full_split
-from avs_lib.engine.features import WithFrozenFeatures, frozen_features
+from avs_lib.engine.features import with_frozen_features
 from avs_lib.engine.system import load_system, select_device
 from avs_lib.metrics import (
     AudioChangeMeter,
@@ -169,9 +169,8 @@ def _audio_conditions(batch: dict, dataset, partners: list | None,
     """
     if partners is None:
         return {"true": {}}
-    features = getattr(dataset, "features", None)
-    cache = features.audio if features is not None else None
-    if cache is not None and silent_embedding is not None and all(p is None or p < len(cache) for p in partners):
+    cache = dataset.features.audio if silent_embedding is not None else None  # see _silent_embedding
+    if cache is not None and all(p is None or p < len(cache) for p in partners):
         own = batch["audio_embedding"]  # [B, T, 128]
         swapped = torch.stack([torch.from_numpy(np.array(cache[p])) if p is not None else own[b]
                                for b, p in enumerate(partners)])
@@ -337,8 +336,7 @@ def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | P
         out_dir = (source if source.is_dir() else source.parent) / f"eval_{split}"
     dataset = build_dataset(cfg, split)
     if feature_cache is not None:
-        features = frozen_features(system, dataset, feature_cache, dev)
-        dataset = dataset if features is None else WithFrozenFeatures(dataset, features)
+        dataset = with_frozen_features(system, dataset, feature_cache, dev)
     return evaluate_system(system, cfg, split, dev, diagnostics=diagnostics, out_dir=out_dir, dataset=dataset)
 
 

@@ -228,6 +228,13 @@ class WithFrozenFeatures(Dataset):
         return item
 
 
+def with_frozen_features(system: nn.Module, dataset, folder: str | Path, device: torch.device):
+    """`dataset` whose items carry `system`'s frozen encoders' cached outputs (computed into `folder`
+    on first use), or `dataset` itself when no encoder of `system` is frozen."""
+    features = frozen_features(system, dataset, folder, device)
+    return dataset if features is None else WithFrozenFeatures(dataset, features)
+
+
 def feature_cache_folder(cache_dir: str | None, output_dir: str) -> Path:
     """Where cached features live: ``{data.cache_dir}/features`` or ``{output_dir}/feature_cache``
     (beside the runs of a grid, so that the grid's runs share them)."""
@@ -244,4 +251,5 @@ __all__ = [
     "frozen_features",
     "frozen_parts",
     "module_digest",
+    "with_frozen_features",
 ]

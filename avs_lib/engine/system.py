@@ -31,7 +31,7 @@ class AVSSystem(nn.Module):
         self.model = build_model(cfg.model)
         self.audio_encoder = build_audio_encoder(cfg.model) if cfg.model.fusion != "none" else None
         loss = cfg.loss
-        self.needs_crops = any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
+        self.needs_crops = loss.crop_losses
         self.crop_classifier: nn.Module | None = None
         self.crop_to_audio: nn.Module | None = None
         if self.needs_crops:
@@ -157,6 +157,5 @@ def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[A
     if cfg.model.freeze_audio and cfg.model.audio_weights is not None and isinstance(audio, LogMelCNN):
         # Built without its weight file, the small encoder came up trainable; it was frozen in
         # training (and its outputs cacheable, `avs_lib.engine.features`): frozen again.
-        audio.frozen = True
-        audio.requires_grad_(False)
+        audio.freeze()
     return system.to(device).eval(), cfg

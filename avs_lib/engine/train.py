@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from avs_lib.config import ConfigError, ExperimentConfig, save_config, to_dict
+from avs_lib.config import RESUME_FREE_KEYS, ConfigError, ExperimentConfig, save_config, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data import collate_clips
 from avs_lib.data.counterfactual import CounterfactualPairs
@@ -37,7 +37,12 @@ from avs_lib.engine.checkpoint import (
 )
 from avs_lib.engine.datasets import build_dataset, kept_in_memory
 from avs_lib.engine.evaluate import evaluate_system
-from avs_lib.engine.features import WithFrozenFeatures, feature_cache_folder, frozen_features
+from avs_lib.engine.features import (
+    WithFrozenFeatures,
+    feature_cache_folder,
+    frozen_features,
+    with_frozen_features,
+)
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
@@ -281,11 +286,6 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
         records = _read_jsonl(path, "global_step", torn_tail_ok=True)
         kept = [line for line, record in records if record["global_step"] <= global_step]
         atomic_write_text("".join(line + "\n" for line in kept), path)
-
-
-# Keys that may change between a run and its resumption: they do not change what is computed.
-RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir",
-                              "data.memory_cache_mb", "feature_cache"})
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -535,8 +535,7 @@ def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, d
     dataset = kept_in_memory(cfg, build_dataset(cfg, split))
     if not cfg.feature_cache:
         return dataset
-    features = frozen_features(system, dataset, feature_cache_folder(cfg.data.cache_dir, cfg.output_dir), device)
-    return dataset if features is None else WithFrozenFeatures(dataset, features)
+    return with_frozen_features(system, dataset, feature_cache_folder(cfg.data.cache_dir, cfg.output_dir), device)
 
 
 def _limited(loader: DataLoader, steps: int):

@@ -36,8 +36,13 @@ class LogMelCNN(nn.Module):
         )
         self.embeddings = nn.Sequential(nn.Linear(8 * width, embed_dim), nn.ReLU(inplace=True))
         if freeze:
-            self.requires_grad_(False)
-            self.train()  # i.e. eval mode
+            self.freeze()
+
+    def freeze(self) -> LogMelCNN:
+        """No gradients, and eval mode for good (BatchNorm statistics kept), as a pretrained encoder."""
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.train()  # i.e. eval mode
 
     def train(self, mode: bool = True) -> LogMelCNN:
         # A frozen (pretrained) encoder keeps its BatchNorm statistics: it stays in eval mode.

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from avs_lib.config import METHODS, Grid, get_profile, to_dict
+from avs_lib.config import METHODS, RESUME_FREE_KEYS, Grid, get_profile, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data.errors import DataFormatError
 from avs_lib.engine.provenance import code_version, read_provenance
@@ -67,8 +67,8 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
 
 
 # Settings that change where or how fast a run goes, not what it computes.
-_NOT_COMPARED = {"device", "quiet", "output_dir", "data.root", "data.num_workers", "data.cache_dir",
-                 "feature_cache"}
+# The keys a resume may change, and the data root (compared by the folder it leads to, below).
+_NOT_COMPARED = RESUME_FREE_KEYS | {"data.root"}
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -161,9 +161,7 @@ def _expected_cost(cfg: Any) -> int:
     with a long run at the end while the others idle); the results do not depend on the order.
     A trained ResNet runs forward and backward every step (no feature cache), a crop network adds
     its own trunk, a second audio pass adds fusion and decoder again."""
-    loss = cfg.loss
-    crops = any(w > 0 for w in (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine))
-    return 4 * (not cfg.model.freeze_backbone) + 2 * crops + (loss.counterfactual > 0)
+    return 4 * (not cfg.model.freeze_backbone) + 2 * cfg.loss.crop_losses + (cfg.loss.counterfactual > 0)
 
 
 def default_jobs(device: str = "auto") -> int:
