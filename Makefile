@@ -18,21 +18,39 @@ OUT ?=
 KEEP_STALE ?=
 SET ?=
 
-.PHONY: help install browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
+.PHONY: help install lock verify-report browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
 	@echo "make test     # install, run the whole test suite"
 
-# A stamp file makes the install idempotent: it is redone only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The exact versions that made the committed report (pip-compile of pyproject.toml's ranges, with
+# the dev and browser extras; `make lock` remakes it). LOCK= installs from the ranges instead.
+LOCK ?= requirements.lock
+
+# A stamp file makes the install idempotent: it is redone only when pyproject.toml or the lock changes.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(if $(LOCK),$(PY) -m pip install --quiet -r $(LOCK) && $(PY) -m pip install --quiet --no-deps -e .,$(PY) -m pip install --quiet -e '.[dev]')
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Remake the lock from pyproject.toml's ranges (the newest versions the registries serve), then
+# `make install` installs them; the report made with them is the one to commit beside the lock.
+lock:
+	$(PY) -m pip install --quiet pip-tools
+	$(PY) -m piptools compile --quiet --extra dev --extra browser --strip-extras --no-emit-index-url \
+	  --no-emit-find-links -o requirements.lock pyproject.toml
+
+# Retrain a few runs of the committed cpu grid from scratch (fresh data and pretraining, in
+# $(VERIFY_DIR)) and compare them with figures/results.csv within the README's tolerance.
+VERIFY_DIR ?= reports/verify
+VERIFY_RUNS ?= tpavi:0 thesis:0
+verify-report: install
+	$(PY) tools/verify_report.py --work $(VERIFY_DIR) --runs $(VERIFY_RUNS)
 
 # The profile's data (generated once when synthetic), checked file by file, and its encoders'
 # starting weights (pretrained once on the synthetic train split for cpu and smoke).
@@ -71,7 +89,7 @@ browser-deps: install
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
-	$(PY) -m pip install --quiet -e '.[dev,browser]'
+	$(PY) -m pip install --quiet -e '.[dev,browser]' $(if $(LOCK),-c $(LOCK))
 
 # JupyterLab in headless Chromium, driving the mask browser (`make test` runs it too when
 # Chromium and Playwright are present, and skips it otherwise).

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
+from typing import Any
 
 
 def _videos(text: str) -> tuple[int, int, int]:
@@ -15,6 +17,11 @@ def _videos(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected N or TRAIN,VAL,TEST clip counts >= 1, got {text!r}")
     return tuple(parts)
+
+
+def _defaults(config: type) -> dict[str, Any]:
+    """A config dataclass's field defaults by name: the CLI's defaults are the library's."""
+    return {f.name: f.default for f in fields(config) if f.default is not MISSING}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -53,9 +60,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         weight_overrides_from,
     )
 
-    cfg = PretrainConfig(backbone=args.backbone, image_size=args.image_size, crop_size=args.crop_size,
-                         visual_epochs=args.visual_epochs, audio_epochs=args.audio_epochs, seed=args.seed,
-                         threads=args.threads)
+    cfg = PretrainConfig(**{name: getattr(args, name) for name in _defaults(PretrainConfig) if hasattr(args, name)})
     out = args.out if args.out is not None else args.root / PRETRAINED_FOLDER
     report = ensure_pretrained(args.root, out, cfg, quiet=args.quiet)
     print(f"visual val accuracy {report['visual']['val_accuracy']:.3f}, audio val accuracy "
@@ -88,15 +93,16 @@ def train_config(args: argparse.Namespace):
 
     # The overrides are checked before any data is generated or any encoder pretrained.
     build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set)
-    flags = {"data.root": "--data-root", "output_dir": "--runs-dir", "seed": "--seed", "device": "--device"}
+    flags = {"data.root": "--data-root", "output_dir": "--runs-dir", "seed": "--seed", "device": "--device",
+             "quiet": "--quiet"}
     placed = [f"{key} (use {flag})" for text in args.set for key, flag in flags.items()
               if text.split("=", 1)[0].strip() == key]
     if placed:  # these are the run's place, set by flags; an override would be silently replaced
         raise ValueError(f"--set cannot change {', '.join(placed)}")
-    root = prepare_data(args.profile, args.data_root, progress=True)
-    weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights)
+    root = prepare_data(args.profile, args.data_root, progress=not args.quiet)
+    weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
     return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
-                      weights=weights, overrides=args.set, yaml_file=args.config)
+                      weights=weights, overrides=args.set, yaml_file=args.config, quiet=args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -163,16 +169,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from avs_lib.config import PretrainConfig, get_profile
+    from avs_lib.data.synth import SynthParams
+
     parser = argparse.ArgumentParser(prog="python -m avs_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # The defaults write the cpu profile's dataset (what `make report` reads), with the generator's seed.
+    data, seed = asdict(get_profile("cpu").synthetic), _defaults(SynthParams)["seed"]
     p = sub.add_parser("synth", help="write the synthetic AVSBench-format dataset")
     p.add_argument("root", type=Path)
-    p.add_argument("--videos", type=_videos, default=(240, 60, 60), help="TRAIN,VAL,TEST clips (default 240,60,60)")
-    p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classes", type=int, default=23,
-                   help="draw only the first N of the 23 S4 categories (default 23)")
+    videos = data["videos_per_split"]
+    p.add_argument("--videos", type=_videos, default=videos,
+                   help=f"TRAIN,VAL,TEST clips (default: the cpu profile's, {','.join(map(str, videos))})")
+    p.add_argument("--image-size", type=int, default=data["image_size"],
+                   help="default: the cpu profile's, %(default)s")
+    p.add_argument("--seed", type=int, default=seed, help="default %(default)s")
+    p.add_argument("--classes", type=int, default=data["num_classes"],
+                   help="draw only the first N of the 23 S4 categories (default: the cpu profile's, %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
@@ -194,15 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "train split (the cpu report's stand-in for ImageNet/AudioSet weights)")
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: ROOT/pretrained (reused when up to date)")
-    p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--image-size", type=int, default=64, help="frame size the AVS model reads (default 64)")
-    p.add_argument("--crop-size", type=int, default=32)
-    p.add_argument("--visual-epochs", type=int, default=6)
-    p.add_argument("--audio-epochs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2,
+    pretrain = _defaults(PretrainConfig)
+    p.add_argument("--backbone", default=pretrain["backbone"], help="default %(default)s")
+    p.add_argument("--image-size", type=int, default=pretrain["image_size"],
+                   help="frame size the AVS model reads (default %(default)s)")
+    p.add_argument("--crop-size", type=int, default=pretrain["crop_size"], help="default %(default)s")
+    p.add_argument("--visual-epochs", type=int, default=pretrain["visual_epochs"], help="default %(default)s")
+    p.add_argument("--audio-epochs", type=int, default=pretrain["audio_epochs"], help="default %(default)s")
+    p.add_argument("--seed", type=int, default=pretrain["seed"], help="default %(default)s")
+    p.add_argument("--threads", type=int, default=pretrain["threads"],
                    help="intra-op threads pretraining runs with, whatever the machine has: the weights "
-                        "depend on it (default 2, the cpu profile's)")
+                        "depend on it (default %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
 
@@ -230,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config; train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume-changed-config", action="store_true",
                    help="resume even though the config differs from the checkpoint's (implies --resume)")
     p.set_defaults(func=cmd_train)

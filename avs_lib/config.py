@@ -17,15 +17,25 @@ import yaml
 from avs_lib.atomic import write_text_atomically
 from avs_lib.configtools import (
     ConfigError,
+    check_at_most,
     deep_merge,
     from_dict,
     load_yaml,
     parse_assignment,
+    shorten,
     to_dict,
 )
 from avs_lib.data.avsbench import crop_labels_instruction
 from avs_lib.losses import LossWeights
 from avs_lib.models.config import ModelConfig
+
+# Upper bounds of the size-like keys, with why each sits where it does (memory grows with the
+# square of an image size and linearly with a batch).
+SIZE_LIMITS = {
+    "image_size": (1024, "the official AVSBench recipe uses 224"),
+    "crop_size": (1024, "the thesis resizes crops to 224"),
+}
+BATCH_LIMIT = (256, "the official recipe uses 4 clips of 5 frames, the gpu profile 8")
 
 
 @dataclass
@@ -54,18 +64,19 @@ class DataConfig:
         for name in ("image_size", "crop_size"):
             if getattr(self, name) < 32:
                 raise ValueError(f"{name} must be at least 32 pixels, got {getattr(self, name)}")
+        check_at_most(self, SIZE_LIMITS)
         if not self.root:
             raise ValueError("root must name the dataset folder, got an empty string")
         if self.cache_dir == "":
             raise ValueError("cache_dir must be a folder or null (default ~/.cache/avs_lib/logmel), got ''")
         if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise ValueError(f"num_workers must be >= 0, got {shorten(self.num_workers)}")
         if self.memory_cache_mb < 0:
-            raise ValueError(f"memory_cache_mb must be >= 0 (0: off), got {self.memory_cache_mb}")
+            raise ValueError(f"memory_cache_mb must be >= 0 (0: off), got {shorten(self.memory_cache_mb)}")
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+                raise ValueError(f"{name} must be >= 1 or null, got {shorten(value)}")
 
 
 @dataclass
@@ -86,11 +97,12 @@ class OptimConfig:
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"batch_size and epochs must be >= 1, got {self.batch_size} and {self.epochs}")
+            raise ValueError(f"batch_size and epochs must be >= 1, got {shorten(self.batch_size)} and {shorten(self.epochs)}")
+        check_at_most(self, {"batch_size": BATCH_LIMIT})
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch}")
+            raise ValueError(f"steps_per_epoch must be >= 1 or null, got {shorten(self.steps_per_epoch)}")
         if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ValueError(f"warmup_steps must be >= 0, got {shorten(self.warmup_steps)}")
         # A negative clip norm would scale the gradient by a negative factor: ascent, not descent.
         if self.grad_clip is not None and (not math.isfinite(self.grad_clip) or self.grad_clip <= 0):
             raise ValueError(f"grad_clip must be a finite number > 0 or null, got {self.grad_clip}")
@@ -139,22 +151,23 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {shorten(self.device)}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
+            raise ValueError(f"threads must be >= 1 or null, got {shorten(self.threads)}")
         if self.eval_batch_size < 1 or self.eval_every < 1:
             raise ValueError(
-                f"eval_batch_size and eval_every must be >= 1, got {self.eval_batch_size} and {self.eval_every}"
+                f"eval_batch_size and eval_every must be >= 1, got {shorten(self.eval_batch_size)} and {shorten(self.eval_every)}"
             )
+        check_at_most(self, {"eval_batch_size": BATCH_LIMIT})
         if not 0 <= self.seed < 2**32:  # numpy's seed range
-            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+            raise ValueError(f"seed must be in [0, 2**32), got {shorten(self.seed)}")
         if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
-            raise ValueError(f"name {self.name!r} must be a plain folder name (it names the run folder)")
+            raise ValueError(f"name {shorten(self.name)} must be a plain folder name (it names the run folder)")
         if not self.output_dir:
             raise ValueError("output_dir must name a folder, got an empty string")
         if self.loss.crop_losses and self.data.crop_labels is False:
             raise ValueError(
-                f"method {self.name!r} has crop losses, which need crop labels, but data.crop_labels is "
+                f"method {shorten(self.name)} has crop losses, which need crop labels, but data.crop_labels is "
                 f"false; set it to null or true ({crop_labels_instruction(self.data.root)})"
             )
         if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
@@ -190,6 +203,7 @@ class PretrainConfig:
         for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_most(self, {**SIZE_LIMITS, "batch_size": (1024, "pretraining's default is 64")})
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -365,14 +379,14 @@ METHODS: dict[str, dict[str, Any]] = {
 
 def _lookup(table: dict[str, dict[str, Any]], name: str, what: str) -> dict[str, Any]:
     if name not in table:
-        raise ConfigError(f"unknown {what} {name!r}; valid {what}s: {', '.join(table)}")
+        raise ConfigError(f"unknown {what} {shorten(name)}; valid {what}s: {', '.join(table)}")
     return table[name]
 
 
 def get_profile(name: str) -> Profile:
     """The profile registered under `name`; an unknown name lists the valid ones."""
     if name not in PROFILES:
-        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+        raise ConfigError(f"unknown profile {shorten(name)}; valid profiles: {', '.join(PROFILES)}")
     return PROFILES[name]
 
 

@@ -7,6 +7,7 @@ fields and profiles (the science) can be read separately.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,55 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be accepted; the message names the key."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader without the two things a config never needs and can be hurt by.
+
+    Anchors and aliases (`&a`, `*a`) let a few lines expand to gigabytes ("billion laughs"); a
+    duplicate key is silently resolved to its last value, so an edit can leave a stale setting.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            name = f"{'*' if isinstance(event, yaml.AliasEvent) else '&'}{event.anchor}"
+            raise yaml.composer.ComposerError(
+                None, None, f"{shorten(name)} on line {event.start_mark.line + 1}: anchors and aliases "
+                "are not allowed in a config (write the value out)"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<:` merges are resolved by SafeLoader, and overriding them is their use
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shorten(key)} on lines {lines[key]} and {line}"
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_strict(stream: Any) -> Any:
+    """YAML text or an open file read with `StrictLoader`."""
+    return yaml.load(stream, Loader=StrictLoader)
+
+
+_QUOTED = 80  # characters of a user's value an error message quotes
+_REPR = reprlib.Repr()  # bounded work too: a million-item list is not printed to be cut
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = _QUOTED
+
+
+def shorten(value: Any) -> str:
+    """`repr(value)` cut to 80 characters with an ellipsis: an error quoting a pasted blob stays one
+    readable line."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _QUOTED else text[: _QUOTED - 3] + "..."
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -38,14 +88,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"{key}: {value!r} does not match {annotation}")
+        raise ConfigError(f"{key}: {shorten(value)} does not match {annotation}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{key}: {shorten(value)} is not one of {list(args)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shorten(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
@@ -55,16 +105,16 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, annotation):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {shorten(value)}")
         return from_dict(annotation, value, prefix=f"{key}.")
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
     if annotation is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -75,22 +125,33 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
     return value
+
+
+def check_at_most(obj: Any, limits: dict[str, tuple[int, str]]) -> None:
+    """Raise a ValueError for the first field of `obj` above its limit, saying why the limit is there.
+
+    Upper bounds catch a slipped digit (`image_size=22400`) before it allocates, not after.
+    """
+    for name, (limit, why) in limits.items():
+        value = getattr(obj, name)
+        if value > limit:
+            raise ValueError(f"{name} must be at most {limit} ({why}), got {shorten(value)}")
 
 
 def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(values) - names, key=str)
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]}; valid keys here: {', '.join(sorted(names))}"
+            f"unknown config key {shorten(prefix + str(unknown[0]))}; valid keys here: {', '.join(sorted(names))}"
         )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
     try:
@@ -142,15 +203,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def parse_assignment(text: str) -> dict[str, Any]:
     """`'loss.crop_ce=1.0'` -> `{'loss': {'crop_ce': 1.0}}`; the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected the form section.key=value")
+        raise ConfigError(f"override {shorten(text)}: expected the form section.key=value")
     dotted, raw = text.split("=", 1)
     keys = dotted.strip().split(".")
     if not all(keys):
-        raise ConfigError(f"override {text!r}: empty key in {dotted!r}")
+        raise ConfigError(f"override {shorten(text)}: empty key in {shorten(dotted)}")
     try:
-        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+        value: Any = load_strict(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML ({_first_line(err)})") from None
+        raise ConfigError(f"override {shorten(text)}: the value {shorten(raw)} is not valid YAML ({_first_line(err)})") from None
     for key in reversed(keys):
         value = {key: value}
     return value
@@ -163,7 +224,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as file:  # an open file lets the YAML marks name it
-            data = yaml.safe_load(file)
+            data = load_strict(file)
     except yaml.YAMLError as err:  # syntax errors, and tags such as !!python/object
         raise ConfigError(f"{path}: not a valid YAML config ({_first_line(err)})") from None
     except UnicodeDecodeError as err:

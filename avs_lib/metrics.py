@@ -448,33 +448,6 @@ def audio_following_rate(
     return float((stays & moved)[valid].double().mean())
 
 
-def audio_reliance_summary(
-    miou_true: float, miou_swapped: float, miou_silent: float, listening_rate: float
-) -> dict[str, float]:
-    """One row that says how much a model's masks depend on its audio.
-
-    miou_* are the mIoU against the true sounding object's masks with the true audio, with
-    another clip's audio swapped in, and with silence. The drops are miou_true minus the
-    others; the relative drops divide by miou_true (NaN when it is 0). A model that ignores
-    audio has drops near 0 and listening rate near 0.
-    """
-
-    def relative(drop: float) -> float:
-        return drop / miou_true if miou_true > 0 else float("nan")
-
-    drop_swapped, drop_silent = miou_true - miou_swapped, miou_true - miou_silent
-    return {
-        "miou_true": miou_true,
-        "miou_swapped": miou_swapped,
-        "miou_silent": miou_silent,
-        "listening_rate": listening_rate,
-        "drop_swapped": drop_swapped,
-        "drop_silent": drop_silent,
-        "relative_drop_swapped": relative(drop_swapped),
-        "relative_drop_silent": relative(drop_silent),
-    }
-
-
 # ---------------------------------------------------------------- audio changes on any data
 
 MOVED_BELOW_IOU = 0.5  # a clip's mask "moves" when it overlaps its true-audio mask less than this

@@ -57,6 +57,15 @@ def test_pretrain_defaults_are_the_library_defaults():
             assert getattr(args, field.name) == field.default, field.name
 
 
+def test_synth_defaults_write_the_cpu_profiles_dataset():
+    from avs_lib.cli import build_parser
+    from avs_lib.config import get_profile
+
+    args = build_parser().parse_args(["synth", "root"])
+    data = get_profile("cpu").synthetic
+    assert (args.videos, args.image_size, args.classes) == (data.videos_per_split, data.image_size, data.num_classes)
+
+
 def test_pretrain_prints_the_overrides_that_train_from_its_files(tiny_synth, tmp_path, capsys):
     out = tmp_path / "enc"
     assert main(["pretrain", str(tiny_synth), "--out", str(out), "--visual-epochs", "1", "--audio-epochs", "1",

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from avs_lib.config import build_config, save_config, to_dict
+from avs_lib.config import Grid, build_config, save_config, to_dict
 from avs_lib.engine import runs
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.report import experiments
@@ -92,7 +92,7 @@ def test_weight_overrides_load_the_resnet_file_into_the_crop_trunk_too():
     assert runs.weight_overrides(None, None) == {}
 
 
-# ---------------------------------------------------------------- run_grid
+# ---------------------------------------------------------------- train_grid
 
 
 def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
@@ -105,7 +105,7 @@ def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
     return cfg
 
 
-def test_run_grid_reuses_a_finished_run_without_training(tmp_path, monkeypatch):
+def test_train_grid_reuses_a_finished_run_without_training(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     cfg = _saved_config(runs, tmp_path / "data")
     fake_run_summary = {"name": "tpavi", "seed": 0, "test_miou": 0.42, "seconds": 1.0}
@@ -115,11 +115,11 @@ def test_run_grid_reuses_a_finished_run_without_training(tmp_path, monkeypatch):
         raise AssertionError("a finished run must not be trained again")
 
     monkeypatch.setattr("avs_lib.engine.train.fit", no_training)
-    table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+    table = experiments.train_grid("smoke", Grid(("tpavi",), (0,)), tmp_path / "data", runs)
     assert table[["method", "seed", "test_miou"]].to_dict("records") == [{"method": "tpavi", "seed": 0, "test_miou": 0.42}]
 
 
-def test_run_grid_trains_again_a_run_made_with_another_config(tmp_path, monkeypatch):
+def test_train_grid_trains_again_a_run_made_with_another_config(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     cfg = _saved_config(runs, tmp_path / "data", optim={"lr": 0.5})
     (cfg.run_dir / "summary.json").write_text(json.dumps({"name": "tpavi", "seed": 0, "test_miou": 0.1}))
@@ -131,12 +131,12 @@ def test_run_grid_trains_again_a_run_made_with_another_config(tmp_path, monkeypa
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     with pytest.warns(UserWarning, match="optim.lr"):
-        table = experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+        table = experiments.train_grid("smoke", Grid(("tpavi",), (0,)), tmp_path / "data", runs)
     assert calls == [(1e-3, False, False)]  # fresh start, stale summary removed first
     assert table["test_miou"].tolist() == [0.9]
 
 
-def test_run_grid_resumes_an_interrupted_run(tmp_path, monkeypatch):
+def test_train_grid_resumes_an_interrupted_run(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     _saved_config(runs, tmp_path / "data")
     resumed = []
@@ -146,11 +146,11 @@ def test_run_grid_resumes_an_interrupted_run(tmp_path, monkeypatch):
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
-    experiments.run_grid("smoke", ["tpavi"], [0], tmp_path / "data", runs)
+    experiments.train_grid("smoke", Grid(("tpavi",), (0,)), tmp_path / "data", runs)
     assert resumed == [True]
 
 
-def test_run_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
+def test_train_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
     import warnings
 
     def warning_fit(cfg, resume=False):
@@ -161,11 +161,11 @@ def test_run_grid_repeats_no_warning_of_an_earlier_run(tmp_path, monkeypatch):
     monkeypatch.setattr("avs_lib.engine.train.fit", warning_fit)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        experiments.run_grid("smoke", ["tpavi", "thesis"], [0, 1], tmp_path / "data", tmp_path / "runs")
+        experiments.train_grid("smoke", Grid(("tpavi", "thesis"), (0, 1)), tmp_path / "data", tmp_path / "runs")
     assert [str(w.message) for w in caught] == ["no pretrained weights given; using random initialisation"]
 
 
-def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypatch):
+def test_train_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypatch):
     """`make` trains from the repository root with data/synth; the notebook reruns the grid from
     notebooks/ with ../data/synth: the same folder, so nothing may be trained again."""
     (tmp_path / "notebooks").mkdir()
@@ -178,7 +178,7 @@ def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypat
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
     monkeypatch.chdir(tmp_path)
-    experiments.run_grid("smoke", ["tpavi"], [0, 1], "data/synth", "runs")
+    experiments.train_grid("smoke", Grid(("tpavi",), (0, 1)), "data/synth", "runs")
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be trained again")
@@ -187,7 +187,7 @@ def test_run_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path / "notebooks")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a "trained with another config" warning
-        table = experiments.run_grid("smoke", ["tpavi"], [0, 1], "../data/synth", "../runs")
+        table = experiments.train_grid("smoke", Grid(("tpavi",), (0, 1)), "../data/synth", "../runs")
     assert table["seed"].tolist() == [0, 1]
 
 
@@ -200,7 +200,7 @@ def test_train_grid_trains_every_pair_of_the_grid_once(tmp_path, monkeypatch):
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
-    grid = experiments.Grid(("tpavi",), (0, 1), ("thesis_minus_cosine",), (1,), extras=("visual_only",))
+    grid = Grid(("tpavi",), (0, 1), ("thesis_minus_cosine",), (1,), extras=("visual_only",))
     table = experiments.train_grid("smoke", grid, tmp_path / "data", tmp_path / "runs")
     expected = [("tpavi", 0), ("tpavi", 1), ("visual_only", 0), ("thesis_minus_cosine", 1)]
     assert trained == expected == grid.pairs
@@ -218,7 +218,7 @@ def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_pa
 
     monkeypatch.setattr("avs_lib.engine.train.fit", interrupted)
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="optim.lr"):
-        experiments.run_grid("smoke", ["tpavi"], [0, 1], tmp_path / "data", runs)
+        experiments.train_grid("smoke", Grid(("tpavi",), (0, 1)), tmp_path / "data", runs)
     assert not (runs / "smoke" / "tpavi_seed0" / "summary.json").exists()  # the run that started
     assert (runs / "smoke" / "tpavi_seed1" / "summary.json").exists()  # the run never reached
 
@@ -293,12 +293,11 @@ def test_per_category_carries_method_seed_and_iou(tmp_path):
         {"method": "tpavi", "seed": 0, "category": "helicopter", "iou": 0.25}]
 
 
-def test_worst_clips_average_over_seeds_lowest_first(tmp_path):
-    fake_run(tmp_path, "tpavi", 0, clips={"a": 0.2, "b": 0.9, "c": 0.5})
-    fake_run(tmp_path, "tpavi", 1, clips={"a": 0.6, "b": 0.1, "c": 0.5})
-    worst = experiments.worst_clips(experiments.per_clip(tmp_path), "tpavi", n=2)
-    assert worst["name"].tolist() == ["a", "b"]
-    assert worst["iou"].tolist() == pytest.approx([0.4, 0.5])
+def test_per_clip_carries_method_seed_and_each_clips_iou(tmp_path):
+    fake_run(tmp_path, "tpavi", 1, clips={"a": 0.2, "b": 0.9})
+    table = experiments.per_clip(tmp_path)
+    assert table[["method", "seed", "name", "iou"]].to_dict("records") == [
+        {"method": "tpavi", "seed": 1, "name": "a", "iou": 0.2}, {"method": "tpavi", "seed": 1, "name": "b", "iou": 0.9}]
 
 
 def test_reported_figures_are_labelled_as_not_measured_here():
@@ -337,9 +336,9 @@ def test_recipe_ladder_without_runs_is_empty(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_grid_in_two_worker_processes_trains_every_run_once(tiny_synth, tmp_path, monkeypatch):
-    runs = tmp_path / "runs"
-    table = experiments.run_grid("smoke", ["tpavi", "visual_only"], [0], tiny_synth, runs, device="cpu", jobs=2)
+def test_train_grid_in_two_worker_processes_trains_every_run_once(tiny_synth, tmp_path, monkeypatch):
+    runs, grid = tmp_path / "runs", Grid(("tpavi", "visual_only"), (0,))
+    table = experiments.train_grid("smoke", grid, tiny_synth, runs, device="cpu", jobs=2)
     assert table[["method", "seed"]].to_dict("records") == [
         {"method": "tpavi", "seed": 0}, {"method": "visual_only", "seed": 0}]
     assert table["test_miou"].notna().all()
@@ -348,14 +347,14 @@ def test_run_grid_in_two_worker_processes_trains_every_run_once(tiny_synth, tmp_
         raise AssertionError("a finished run must not be trained again")
 
     monkeypatch.setattr("avs_lib.engine.train.fit", no_training)
-    again = experiments.run_grid("smoke", ["tpavi", "visual_only"], [0], tiny_synth, runs, device="cpu", jobs=2)
+    again = experiments.train_grid("smoke", grid, tiny_synth, runs, device="cpu", jobs=2)
     assert again["test_miou"].tolist() == table["test_miou"].tolist()
 
 
-def test_run_grid_names_the_run_that_failed_in_a_worker(tmp_path):
+def test_train_grid_names_the_run_that_failed_in_a_worker(tmp_path):
     with pytest.raises(RuntimeError, match=r"run (tpavi|thesis) seed 0 failed in a worker"):
-        experiments.run_grid("smoke", ["tpavi", "thesis"], [0], tmp_path / "no_data", tmp_path / "runs",
-                             device="cpu", jobs=2)
+        experiments.train_grid("smoke", Grid(("tpavi", "thesis"), (0,)), tmp_path / "no_data",
+                               tmp_path / "runs", device="cpu", jobs=2)
 
 
 def test_default_jobs_is_one_run_per_core_as_memory_allows(monkeypatch):

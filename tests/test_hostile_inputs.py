@@ -7,10 +7,15 @@ with one warning per dataset that names the files and their count. Nothing is wr
 the cache folder the reader is given, and nothing is read through a name like ``../../x``.
 """
 
+import io
 import os
 import pickle
+import pickletools
 import shutil
+import subprocess
+import sys
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +115,15 @@ def noisy_mask(root):
     values = np.asarray(Image.open(paths.masks[2]).convert("L")).copy()
     values[values == 0] = 3  # JPEG-like noise on the background
     Image.fromarray(values, mode="L").save(paths.masks[2])
+    return paths.masks[2]
+
+
+def mask_drawn_only_in_alpha(root):
+    _, paths = _val_clip(root)
+    values = np.asarray(Image.open(paths.masks[2]).convert("L"))
+    rgba = np.zeros((*values.shape, 4), dtype=np.uint8)
+    rgba[..., 3] = values  # black everywhere; the object only in the alpha channel
+    Image.fromarray(rgba, mode="RGBA").save(paths.masks[2])
     return paths.masks[2]
 
 
@@ -236,6 +250,7 @@ CASES = [
     Case(ragged_row, "csv"),
     Case(duplicate_name, "duplicate_name"),
     Case(noisy_mask, "mask_not_binary"),
+    Case(mask_drawn_only_in_alpha, "mask_alpha"),
     Case(mask_of_another_size, "mask_size"),
     Case(missing_mask, "missing_file"),
     Case(greyscale_frame, "frame_not_rgb"),
@@ -279,7 +294,7 @@ def _read_everything(root: Path, audio: str, cache_dir: Path) -> None:
 
 
 def test_the_family_covers_every_kind_of_break():
-    assert len(CASES) == 24
+    assert len(CASES) == 25
     assert {case.check_kind for case in CASES} >= {
         "unsafe_name", "mask_not_binary", "frame_not_rgb", "frame_size", "crop_label",
         "audio_values", "log_mel_values", "converted",
@@ -621,3 +636,255 @@ def test_ms3_video_id_that_leaves_its_folder_is_refused_naming_the_row(tmp_path)
     with pytest.raises(DataFormatError, match=r"video_id '\.\.' on line 3 is not a single path component") as caught:
         read_metadata(tmp_path, MS3_LAYOUT)
     assert caught.value.path == tmp_path / MS3_LAYOUT.csv_name
+
+
+# --- masks are read as they render -------------------------------------------------------------
+
+
+def test_palette_mask_reads_by_its_colours_not_its_indices(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    clip, paths = _val_clip(root)
+    dataset = AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")
+    assert dataset.clips[0].name == clip.name
+    before = dataset[0]["masks"]
+    for path in paths.masks:
+        grey = np.asarray(Image.open(path))  # 0 background, 255 object
+        inverted = Image.fromarray((grey == 0).astype(np.uint8), mode="P")  # the object is index 0 ...
+        inverted.putpalette([255, 255, 255, 0, 0, 0])  # ... which this palette draws white
+        inverted.save(path)
+    after = AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")[0]["masks"]
+    assert before.sum() > 0 and torch.equal(after, before)
+
+
+def test_synthetic_masks_are_greyscale_and_read_as_their_pixels(base, tmp_path):
+    _, paths = _val_clip(base)
+    masks = AVSBenchS4(base, "val", image_size=SIZE, cache_dir=tmp_path / "cache")[0]["masks"]  # [5,1,S,S]
+    for path, mask in zip(paths.masks, masks, strict=True):
+        with Image.open(path) as image:
+            assert image.mode == "L"
+            assert torch.equal(mask[0], torch.from_numpy(np.asarray(image) == 255).float())
+
+
+# --- loading is bounded: a small file cannot ask for gigabytes ---------------------------------
+
+
+class _StorageBytes:
+    """Pickles as ``torch.storage._load_from_bytes(payload)``, the storage of a pickled tensor."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.payload,))
+
+
+def _torch_zip(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _with_deflated_zeros(payload: bytes, size: int) -> bytes:
+    """The torch zip `payload` with its storage entry replaced by `size` zero bytes, deflated."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(payload)) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            zeros = info.filename.endswith("/data/0")
+            target.writestr(info.filename, bytes(size) if zeros else source.read(info))
+    return out.getvalue()
+
+
+def _with_storage_declaring(payload: bytes, size: int) -> bytes:
+    """The torch zip `payload`, deflated, whose storage entry's directory record says it unpacks to
+    `size` bytes (zip64 past 4 GiB): torch.load allocates that much before it inflates the entry."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(payload)) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+        next(i for i in target.infolist() if i.filename.endswith("/data/0")).file_size = size
+    return out.getvalue()
+
+
+def _legacy_storage_declaring(elements: int) -> bytes:
+    """A pickled tensor's own storage bytes (torch's legacy stream) declaring `elements` floats."""
+    pickled = pickle.dumps(torch.zeros(1000))
+    storage = next(arg for _, arg, _ in pickletools.genops(pickled) if isinstance(arg, bytes))
+    return storage.replace(b"M\xe8\x03", b"J" + elements.to_bytes(4, "little"), 1)  # 1000 -> elements
+
+
+def _zip_pkl(tmp_path):
+    path = tmp_path / "zip.pkl"
+    path.write_bytes(pickle.dumps(_StorageBytes(_with_storage_declaring(_torch_zip(torch.zeros(8)), 3 * 2**30))))
+    return path
+
+
+def _legacy_pkl(tmp_path):
+    path = tmp_path / "legacy.pkl"
+    path.write_bytes(pickle.dumps(_StorageBytes(_legacy_storage_declaring(2**29))))  # 2 GiB of floats
+    return path
+
+
+def _checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(_with_storage_declaring(_torch_zip({"system": {"w": torch.zeros(8)}}), 5 * 2**30))
+    return path
+
+
+_LOAD_UNDER_A_MEMORY_CAP = """
+import resource, sys
+from avs_lib.data import load_tensor_pickle
+from avs_lib.engine.checkpoint import load_checkpoint
+used = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, used + 2**30))  # 1 GiB past what imports took
+load = load_tensor_pickle if sys.argv[1].endswith(".pkl") else load_checkpoint
+try:
+    load(sys.argv[1])
+except ValueError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_zip_pkl, "its storage asks for up to 3072.0 MiB, more than the 64 MiB bound for a log-mel"),
+        (_legacy_pkl, "its storage asks for up to 8192.0 MiB, more than the 64 MiB bound for a log-mel"),
+        (_checkpoint, "unpacks to 5.0 GiB, more than the 4 GiB any avs_lib checkpoint takes"),
+    ],
+    ids=["zip_pkl", "legacy_pkl", "checkpoint"],
+)
+def test_file_declaring_gigabytes_is_refused_before_anything_is_allocated(tmp_path, build, message):
+    path = build(tmp_path)
+    assert path.stat().st_size < 2**14
+    done = subprocess.run([sys.executable, "-c", _LOAD_UNDER_A_MEMORY_CAP, str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr  # a MemoryError would end it with a traceback
+    assert done.stdout.count("\n") == 1 and done.stdout.startswith(f"{path}: {message}"), done.stdout
+
+
+def test_log_mel_pickle_of_deflated_zeros_is_refused_naming_the_file(tmp_path):
+    from avs_lib.data import load_tensor_pickle
+    from avs_lib.data.errors import DataFormatError
+
+    payload = _with_deflated_zeros(_torch_zip(torch.zeros(5, 1, 96, 64)), 128 * 2**20)
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(pickle.dumps(_StorageBytes(payload)))
+    assert path.stat().st_size < 2**20  # 128 MiB of zeros in under 1 MiB
+    with pytest.raises(DataFormatError, match=r"asks for up to 128\.0 MiB, more than the 64 MiB bound") as caught:
+        load_tensor_pickle(path)
+    assert caught.value.path == path
+
+
+def test_checkpoint_in_the_legacy_format_is_refused_naming_the_file(tmp_path):
+    from avs_lib.engine.checkpoint import load_checkpoint
+
+    path = tmp_path / "old.pt"
+    torch.save({"system": {}}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match=rf"{path}: not a readable avs_lib checkpoint \(expected the zip format"):
+        load_checkpoint(path)
+
+
+# --- YAML configs: no anchors, no duplicate keys ----------------------------------------------
+
+
+def test_yaml_config_with_anchors_is_refused_naming_the_file_and_line(tmp_path):
+    from avs_lib.config import ConfigError, build_config
+
+    config = tmp_path / "laughs.yaml"  # "billion laughs": each line multiplies the one before
+    config.write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+                      "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                      "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")
+    with pytest.raises(ConfigError, match=r"'&a' on line 1: anchors and aliases are not allowed") as caught:
+        build_config("smoke", yaml_file=config)
+    assert str(caught.value).startswith(f"{config}: ")
+
+
+def test_yaml_config_with_a_duplicate_key_is_refused_naming_the_key_and_both_lines(tmp_path):
+    from avs_lib.config import ConfigError, build_config
+
+    config = tmp_path / "twice.yaml"
+    config.write_text("optim:\n  lr: 0.1\n  batch_size: 2\n  lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'lr' on lines 2 and 4") as caught:
+        build_config("smoke", yaml_file=config)
+    assert str(caught.value).startswith(f"{config}: ")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim={lr: 0.1, lr: 0.5}", "duplicate key 'lr'"),
+        ("model.tpavi_stages=&s [0, 1]", "'&s' on line 1: anchors and aliases are not allowed"),
+    ],
+)
+def test_set_value_with_a_duplicate_key_or_an_anchor_is_refused(override, message):
+    from avs_lib.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match=message):
+        build_config("smoke", overrides=[override])
+
+
+# --- upper bounds on sizes, and short quotes of long values ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.image_size=22400", "image_size must be at most 1024 (the official AVSBench recipe uses 224), got 22400"),
+        ("data.crop_size=4096", "crop_size must be at most 1024 (the thesis resizes crops to 224), got 4096"),
+        ("optim.batch_size=4000", "batch_size must be at most 256 (the official recipe uses 4 clips"),
+        ("eval_batch_size=4000", "eval_batch_size must be at most 256 (the official recipe uses 4 clips"),
+        ("model.channel=65536", "channel must be at most 1024 (the official decoder and TPAVI width is 256)"),
+        ("model.frames=500", "frames must be at most 10 (an AVSBench clip has 5 frames (S4, MS3; AVSS: 10))"),
+    ],
+)
+def test_oversized_config_value_is_refused_saying_why(override, message):
+    import re
+
+    from avs_lib.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config("smoke", overrides=[override])
+
+
+def test_oversized_pretraining_image_is_refused_saying_why():
+    from avs_lib.config import PretrainConfig
+
+    with pytest.raises(ValueError, match=r"image_size must be at most 1024 \(the official AVSBench recipe uses 224\)"):
+        PretrainConfig(image_size=4096)
+
+
+@pytest.mark.parametrize(
+    ("override", "pasted"),
+    [
+        ("device=" + "x" * 5000, "x"),
+        ("optim.lr=" + "y" * 5000, "y"),
+        ("z" * 5000 + "=1", "z"),
+        ("optim.batch_size=" + "9" * 4000, "9"),
+    ],
+    ids=["device", "lr", "key", "batch_size"],
+)
+def test_config_error_quotes_at_most_80_characters_of_a_value(override, pasted):
+    from avs_lib.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError) as caught:
+        build_config("smoke", overrides=[override])
+    message = str(caught.value)
+    assert "..." in message and pasted * 80 not in message, message[:200]
+
+
+# --- the command line: `quiet` is a flag, not an override --------------------------------------
+
+
+def test_cli_set_quiet_is_refused_pointing_to_the_flag(capsys):
+    err = _cli_error(["train", "--profile", "smoke", "--set", "quiet=true"], capsys)
+    assert "--set cannot change quiet (use --quiet)" in err
+
+
+def test_cli_quiet_flag_reaches_the_run_config(no_data_prep):
+    from avs_lib.cli import build_parser, train_config
+
+    assert train_config(build_parser().parse_args(["train", "--profile", "smoke", "--quiet"])).quiet
+    assert not train_config(build_parser().parse_args(["train", "--profile", "smoke"])).quiet

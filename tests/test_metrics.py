@@ -1,8 +1,6 @@
 """Specifications of avs_lib.metrics: the official IoU / F-score rules, the split accumulator,
 and the audio-reliance measures."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,6 @@ from hypothesis import strategies as st
 from avs_lib.metrics import (
     Evaluator,
     audio_following_rate,
-    audio_reliance_summary,
     f_curves,
     f_score,
     f_score_curves,
@@ -397,22 +394,6 @@ def test_iou_overlap_does_not_favour_the_larger_object():
     pred[:, 1:3, 3] = True  # all of the swapped-in object (IoU 2/5)
     assert listening_rate(pred, original, swapped, overlap="pixels") == 0.0
     assert listening_rate(pred, original, swapped, overlap="iou") == 1.0
-
-
-def test_audio_reliance_summary_hand_values():
-    summary = audio_reliance_summary(
-        miou_true=0.8, miou_swapped=0.6, miou_silent=0.4, listening_rate=0.25
-    )
-    assert summary["drop_swapped"] == pytest.approx(0.2)
-    assert summary["drop_silent"] == pytest.approx(0.4)
-    assert summary["relative_drop_swapped"] == pytest.approx(0.25)
-    assert summary["relative_drop_silent"] == pytest.approx(0.5)
-    assert summary["listening_rate"] == 0.25
-
-
-def test_audio_reliance_summary_relative_drop_is_nan_without_true_miou():
-    summary = audio_reliance_summary(0.0, 0.0, 0.0, 0.0)
-    assert math.isnan(summary["relative_drop_swapped"])
 
 
 def test_binary_iou_is_the_one_definition_used_for_logits_masks_and_single_frames():

@@ -30,6 +30,19 @@ def test_provenance_records_code_git_versions_device_and_command(tmp_path):
     assert record["device"] == "cpu" and record["command"] == sys.argv
 
 
+def test_provenance_records_the_cpu_and_the_kernel_settings(tmp_path, monkeypatch):
+    # The trained float32 numbers depend on the CPU's kernels (README, "Reproducibility"): the
+    # record says which SIMD level and which kernel-choosing variables made them.
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    write_provenance(tmp_path, torch.device("cpu"))
+    machine = json.loads((tmp_path / PROVENANCE_FILE).read_text())["machine"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["kernel_settings"]["MKL_CBWR"] == "COMPATIBLE"
+    assert "ATEN_CPU_CAPABILITY" not in machine["kernel_settings"]
+    assert machine["cpu_model"]
+
+
 def test_git_state_is_unknown_outside_a_git_checkout(tmp_path):
     assert git_state(tmp_path) == {"commit": "unknown", "dirty": "unknown"}
 

@@ -1,10 +1,10 @@
-"""results.csv / results.json: written from the runs' table, read back, and checked against a README."""
+"""results.csv / results.json: written from the runs' table and read back; the README's table
+rendered from them (tests/test_readme_results.py compares it with the README)."""
 
 import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from avs_lib.report import results as rf
 
@@ -71,34 +71,3 @@ def test_markdown_table_is_mean_and_std_over_seeds():
     assert lines[0].startswith("| method | seeds | mIoU | F (official, batch 4) |")
     assert lines[2].startswith("| tpavi | 2 | 0.450 ± 0.071 |")
     assert lines[3].startswith("| thesis | 1 | 0.450 |")
-
-
-def _readme(table: str) -> str:
-    return f"# Project\n\nSome text.\n\n{table}\n\n![a figure](figures/x.png)\n"
-
-
-def test_readme_table_check_passes_when_the_readme_was_rendered_from_the_csv(tmp_path):
-    csv_path, _ = rf.write_results(_runs(), tmp_path, profile="cpu")
-    readme = tmp_path / "README.md"
-    readme.write_text(_readme(rf.results_markdown(rf.read_results(csv_path))))
-    rf.check_readme_table(readme, csv_path)  # no AssertionError
-
-
-def test_readme_table_check_fails_on_a_changed_number_and_names_it(tmp_path):
-    csv_path, _ = rf.write_results(_runs(), tmp_path, profile="cpu")
-    table = rf.results_markdown(rf.read_results(csv_path)).replace("0.450 ± 0.071", "0.460 ± 0.071")
-    readme = tmp_path / "README.md"
-    readme.write_text(_readme(table))
-    with pytest.raises(AssertionError, match=r"tpavi, mIoU: README says '0.460 ± 0.071', results.csv gives '0.450 ± 0.071'"):
-        rf.check_readme_table(readme, csv_path)
-
-
-def test_readme_table_check_fails_on_a_method_without_runs():
-    table = rf.results_markdown(rf.results_long(_runs())) + "\n| cross_attention | 1 | 0.1 | 0.1 | 0.1 | 0.1 | 0.1 | 0.1 | 0.1 |"
-    problems = rf.table_disagreements(_readme(table), rf.results_long(_runs()))
-    assert problems == ["README method 'cross_attention' has no runs in results.csv"]
-
-
-def test_readme_without_a_results_table_is_an_error():
-    with pytest.raises(ValueError, match="expected one results table"):
-        rf.table_disagreements("# Nothing here\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", rf.results_long(_runs()))

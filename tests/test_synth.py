@@ -21,7 +21,6 @@ from avs_lib.data.synth import (
     CLASS_SOUNDS,
     SynthParams,
     clip_paths,
-    ensure_dataset,
     make_dataset,
     plan_clips,
     render_clip,
@@ -266,23 +265,6 @@ def test_a_folder_not_written_by_the_generator_is_never_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="did not write"):
         make_dataset(tmp_path, **TINY, overwrite=True, progress=False)
     assert (tmp_path / "s4_meta_data.csv").read_text() == "name,start,category,split\n"
-
-
-def test_ensure_dataset_reuses_a_matching_dataset(root):
-    before = (root / "synth_sidecar" / "info.json").stat().st_mtime_ns
-    info = ensure_dataset(root, **TINY, progress=False)
-    assert info.seconds == 0.0 and info.clips == {"train": 6, "val": 4, "test": 4}
-    assert (root / "synth_sidecar" / "info.json").stat().st_mtime_ns == before
-
-
-def test_ensure_dataset_replaces_a_dataset_made_with_other_parameters(tmp_path):
-    small = {"videos_per_split": (2, 2, 2), "image_size": 32}
-    ensure_dataset(tmp_path, **small, seed=0, progress=False)
-    first = {r["name"] for r in _rows(tmp_path)}
-    info = ensure_dataset(tmp_path, **small, seed=1, progress=False)
-    assert info.seconds > 0 and info.params.seed == 1
-    assert {r["name"] for r in _rows(tmp_path)}.isdisjoint(first)
-    assert len(list((tmp_path / "s4_data" / "audio_wav").rglob("*.wav"))) == 6
 
 
 def test_missing_sidecar_is_reported_with_its_path(root):

@@ -100,7 +100,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tin
 
 def _train_cmd(data_root, out, extra=()):
     return [sys.executable, "-m", "avs_lib", "train", "--profile", "smoke", "--method", "counterfactual",
-            "--data-root", str(data_root), "--set", "quiet=true", "--runs-dir", str(out),
+            "--data-root", str(data_root), "--quiet", "--runs-dir", str(out),
             "--set", "optim.epochs=3", "--set", "optim.steps_per_epoch=4", *extra]
 
 

@@ -376,12 +376,29 @@ def mask_problem(values: np.ndarray) -> str | None:
 
 
 def mask_values(image: Image.Image) -> np.ndarray:
-    """A mask's raw single-channel values [H, W] (palette indices for mode P)."""
-    if image.mode in ("1", "L", "P", "I", "I;16", "F"):
+    """A mask's values [H, W] as it renders: a palette mask through its palette, not its indices
+    (an inverted palette draws the object with index 0), and in colour any coloured pixel."""
+    if image.mode in ("1", "L", "I", "I;16", "F"):
         return np.asarray(image)
-    if image.mode in ("LA", "PA"):
+    if image.mode == "LA":
         return np.asarray(image)[..., 0]
-    return np.asarray(image.convert("RGB")).max(axis=-1)  # an RGB mask: any coloured pixel
+    return np.asarray(image.convert("RGB")).max(axis=-1)
+
+
+def mask_alpha_problem(image: Image.Image) -> str | None:
+    """Why a mask's transparency is refused, or None: a mask is read by its colours, so one whose
+    object is drawn only in the alpha channel would read as empty; any transparent pixel is refused
+    rather than guessed at."""
+    if not image.has_transparency_data:
+        return None
+    transparent = int((np.asarray(image.convert("RGBA"))[..., 3] != 255).sum())
+    if transparent == 0:
+        return None
+    return (
+        f"mask has {transparent} transparent pixel(s); expected an opaque mask (masks are read by "
+        "their colours, so an object drawn in the alpha channel would read as empty; save it as "
+        "a greyscale PNG)"
+    )
 
 
 def resize_square(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -634,7 +651,7 @@ class _AVSBenchClips(Dataset):
                     f"{paths.frames[k]} ({frames[k].size[0]}x{frames[k].size[1]})",
                 )
             values = mask_values(image)
-            problem = mask_problem(values)
+            problem = mask_alpha_problem(image) or mask_problem(values)
             if problem is not None:
                 raise DataFormatError(path, problem)
             # Binary by now; nearest resizing keeps it binary.

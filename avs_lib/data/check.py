@@ -16,8 +16,8 @@ no CSV row explains. What counts as a problem:
   the restricted unpickler refuses);
 - ``frame_not_rgb``, ``frame_size``: a frame that is not RGB, or whose size differs from the
   clip's other frames (from ``image_size`` when given);
-- ``mask_size``, ``mask_not_binary``: a mask of another size than its frame, or with values
-  other than {0, 255} or {0, 1};
+- ``mask_size``, ``mask_not_binary``, ``mask_alpha``: a mask of another size than its frame,
+  with rendered values other than {0, 255} or {0, 1}, or with transparent pixels;
 - ``audio_short``: a WAV shorter than 5 s minus ``audio_tolerance_s`` (the reader pads clips
   of 4 s or more by repeating the last second, and refuses shorter ones);
 - ``audio_values``: a WAV with NaN or infinite samples, or scaled far beyond [-1, 1];
@@ -29,10 +29,10 @@ no CSV row explains. What counts as a problem:
 - ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for.
 
 The rules are the readers' own functions (``frame_problem``, ``mask_problem``,
-``log_mel_problem``, ``wav_problem``, ``read_crop_label``), so a dataset that passes here
-reads without an error. What the readers convert rather than refuse -- stereo or non-16 kHz
-WAVs, mixed to mono and resampled as VGGish does -- is listed in ``Report.notes``, not as a
-problem.
+``mask_alpha_problem``, ``log_mel_problem``, ``wav_problem``, ``read_crop_label``), so a
+dataset that passes here reads without an error. What the readers convert rather than refuse
+-- stereo or non-16 kHz WAVs, mixed to mono and resampled as VGGish does -- is listed in
+``Report.notes``, not as a problem.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from avs_lib.data.avsbench import (
     common_size,
     frame_problem,
     log_mel_problem,
+    mask_alpha_problem,
     mask_problem,
     mask_values,
     name_problem,
@@ -374,6 +375,9 @@ def _check_masks(
         problem = mask_problem(mask_values(image))
         if problem is not None:
             audit.add(path, "mask_not_binary", problem)
+        alpha = mask_alpha_problem(image)
+        if alpha is not None:
+            audit.add(path, "mask_alpha", alpha)
         frame_size = sizes[k] or reference
         if frame_size is not None and image.size != frame_size:
             audit.add(

@@ -12,6 +12,10 @@ tensor (checked with torch 2.14, pickle protocols 0-5) names only these globals:
 
 Each is replaced by a checked stand-in (storage bytes go through ``torch.load(weights_only=True)``);
 any other global is refused when the file names it, before it can be called.
+
+``torch.load`` also allocates every storage at the size the bytes declare before reading it, so
+a small file can ask for gigabytes: deflated zeros in a zip entry, or a legacy stream naming a
+huge storage. The declared sizes are totalled first and a file over ``LOG_MEL_MAX_BYTES`` refused.
 """
 
 from __future__ import annotations
@@ -21,22 +25,110 @@ import io
 import pickle
 import pickletools
 import re
+import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch._utils
 
 from avs_lib.data.errors import DataFormatError
 
+# One clip's log-mel is [5, 1, 96, 64] float32, 120 KiB (the official pickles are a few hundred kB):
+# 64 MiB is 500 times that, so only a file that would inflate is refused, never a real log-mel.
+LOG_MEL_MAX_BYTES = 64 * 2**20
+TORCH_ZIP_MAGIC = b"PK\x03\x04"  # how torch.load tells its zip format from the legacy stream
+_WIDEST_ELEMENT = 16  # bytes of complex128: a legacy storage declares elements, not bytes
+
 
 class RefusedGlobal(pickle.UnpicklingError):
     """The pickle named a global that a pickled tensor does not need."""
 
 
+class TooLarge(pickle.UnpicklingError):
+    """The storage bytes declare more memory than a log-mel can take."""
+
+
+def zip_unpacked_bytes(file: BinaryIO) -> int:
+    """Bytes a zip's entries unpack to, as its central directory declares them: torch.load
+    allocates each entry at that size before reading a byte of it."""
+    with zipfile.ZipFile(file) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+class _Inert:
+    """What every global of a legacy stream becomes while its sizes are read: it takes any call,
+    item or state and does nothing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        pass
+
+    def append(self, item) -> None:
+        pass
+
+    def extend(self, items) -> None:
+        pass
+
+
+class _StorageSizes(pickle.Unpickler):
+    """Follows a legacy torch.save stream only to total its storages, refusing past `limit` bytes
+    at the storage that crosses it (torch.load allocates each as it meets it, in the same order)."""
+
+    def __init__(self, file: BinaryIO, limit: int) -> None:
+        super().__init__(file)
+        self.limit, self.declared = limit, 0
+
+    def find_class(self, module: str, name: str):
+        return _Inert
+
+    def persistent_load(self, pid):
+        # ("storage", storage type, key, location, number of elements, view metadata); any other
+        # id allocates nothing, and the reading goes on to the storages after it.
+        if isinstance(pid, tuple) and len(pid) >= 5 and isinstance(pid[4], int):
+            self.declared += abs(pid[4]) * _WIDEST_ELEMENT
+            if self.declared > self.limit:
+                raise TooLarge(_too_large(self.declared))
+        return _Inert()
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"its storage asks for up to {size / 2**20:.1f} MiB, more than the {LOG_MEL_MAX_BYTES // 2**20} MiB "
+        "bound for a log-mel (one clip's is 120 KiB); refused before loading"
+    )
+
+
+def _check_declared_size(data: bytes) -> None:
+    """Refuse storage bytes that would make torch.load allocate more than a log-mel can take."""
+    if data[:4] == TORCH_ZIP_MAGIC:
+        try:
+            size = zip_unpacked_bytes(io.BytesIO(data))
+        except (zipfile.BadZipFile, EOFError, ValueError) as error:
+            raise pickle.UnpicklingError(f"storage bytes are not a readable zip ({error})") from None
+        if size > LOG_MEL_MAX_BYTES:
+            raise TooLarge(_too_large(size))
+        return
+    stream = io.BytesIO(data)
+    try:
+        for _ in range(4):  # magic number, protocol version, system info, then the storage itself
+            _StorageSizes(stream, LOG_MEL_MAX_BYTES).load()
+    except TooLarge:
+        raise
+    except Exception:
+        pass  # not a stream this reading can follow: torch.load's weights-only checks decide
+
+
 def _storage_from_bytes(data: bytes):
-    """Stand-in for ``torch.storage._load_from_bytes`` that admits only weights."""
+    """Stand-in for ``torch.storage._load_from_bytes`` that admits only weights, of a bounded size."""
     if not isinstance(data, bytes):
         raise pickle.UnpicklingError(f"storage payload is {type(data).__name__}, expected bytes")
+    _check_declared_size(data)
     try:
         return torch.load(io.BytesIO(data), weights_only=True)
     except pickle.UnpicklingError as error:
@@ -100,6 +192,8 @@ def load_tensor_pickle(path: str | Path) -> torch.Tensor:
         ) from None
     try:
         result = _TensorUnpickler(io.BytesIO(data)).load()
+    except TooLarge as error:
+        raise DataFormatError(path, str(error)) from None
     except RefusedGlobal as refused:
         raise DataFormatError(
             path,

@@ -848,7 +848,7 @@ class SynthInfo:
     wavs: int
     crop_labels: int
     sidecars: int
-    seconds: float  # 0.0 when ``ensure_dataset`` found the dataset already there
+    seconds: float  # 0.0 when ``ensure_shifted_test`` found the split already there
     bytes_on_disk: int
     counts_by_category: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
@@ -1025,30 +1025,6 @@ def make_dataset(
     )
     began = time.perf_counter()
     return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress, began)
-
-
-def ensure_dataset(
-    root: str | Path,
-    videos_per_split: int | Sequence[int] = (240, 60, 60),
-    *,
-    workers: int | None = None,
-    progress: bool = True,
-    **options,
-) -> SynthInfo:
-    """``make_dataset`` unless ``root`` already holds a complete one made with the same parameters.
-
-    Notebooks call this so that rerunning them does not redraw the data; different parameters
-    (or an older generator version) replace the old synthetic dataset.
-    """
-    params = synth_params(videos_per_split, **options)
-    root = Path(root)
-    if _is_synthetic(root):
-        info = read_info(root)  # holds the generator version, the parameters and the counts
-        if info == _info_json(params, plan_clips(params)):
-            return _synth_info(root, params, info["counts"], seconds=0.0)
-    return make_dataset(
-        root, videos_per_split, workers=workers, overwrite=True, progress=progress, **options
-    )
 
 
 SHIFTED_SNRS_DB = (10.0, 0.0)  # the shifted test splits' noise levels

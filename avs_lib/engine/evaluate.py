@@ -23,9 +23,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from avs_lib.atomic import write_text_atomically
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
-from avs_lib.engine.checkpoint import atomic_write_text
 from avs_lib.engine.datasets import build_dataset, full_split
 from avs_lib.engine.features import with_frozen_features
 from avs_lib.engine.system import load_system, select_device
@@ -270,11 +270,12 @@ def _write_evaluation(out_dir: Path, metrics: dict, computed: dict[str, dict],
     """metrics.json and the per-frame, per-clip and per-category tables (atomically)."""
     results = computed["true"]
     if changes is not None:
-        atomic_write_text(_change_table(changes, computed).to_csv(index=False), out_dir / "audio_change_per_clip.csv")
-    atomic_write_text(results["per_frame"].to_csv(index=False), out_dir / "per_frame.csv")
-    atomic_write_text(results["per_clip"].to_csv(index=False), out_dir / "per_clip.csv")
-    atomic_write_text(results["per_category"].to_csv(index=False), out_dir / "per_category.csv")
-    atomic_write_text(json.dumps(metrics, indent=2) + "\n", out_dir / "metrics.json")
+        write_text_atomically(out_dir / "audio_change_per_clip.csv",
+                              _change_table(changes, computed).to_csv(index=False))
+    write_text_atomically(out_dir / "per_frame.csv", results["per_frame"].to_csv(index=False))
+    write_text_atomically(out_dir / "per_clip.csv", results["per_clip"].to_csv(index=False))
+    write_text_atomically(out_dir / "per_category.csv", results["per_category"].to_csv(index=False))
+    write_text_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
 def _update_change(meter: AudioChangeMeter, logits_true: torch.Tensor, logits: torch.Tensor,

@@ -202,7 +202,7 @@ def ensure_pretrained(
     """``pretrain.json`` of ``out_dir`` when it was made from ``data_root`` with ``cfg``, else pretrain.
 
     Pretraining is the first few minutes of the `cpu` report; a rerun of the notebooks reuses it,
-    as `synth.ensure_dataset` reuses the data. A report that lists another config, data root or
+    as `runs.prepare_data` reuses the data. A report that lists another config, data root or
     data fingerprint (regenerated data), or whose weight files are missing, is redone.
     """
     cfg = cfg or PretrainConfig()

@@ -1,7 +1,10 @@
 """What made a run: `provenance.json` in each run directory.
 
 It records the git commit (and whether the tree had uncommitted changes), the library versions,
-the device and the command, so a number in the report can be traced to the code that produced it.
+the device, the CPU and its kernel settings, and the command, so a number in the report can be
+traced to the code that produced it. The CPU is part of it: the same code and versions on another
+CPU round float32 sums differently (other SIMD kernels in PyTorch, MKL and oneDNN), and training
+carries that into the trained numbers (README, "Reproducibility").
 
 The *code version* that decides whether a finished run may be reused is not the git commit: a
 commit that only edits the README or a notebook would otherwise retrain every run. It is a hash
@@ -83,6 +86,33 @@ def _versions() -> dict[str, str]:
             "torchvision": torchvision.__version__, "numpy": numpy.__version__}
 
 
+# Environment variables that choose the CPU kernels, and so the rounding of float32 results.
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
+                   "NPY_DISABLE_CPU_FEATURES", "OMP_NUM_THREADS")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or UNKNOWN
+
+
+def machine_record() -> dict[str, Any]:
+    """The CPU a float32 result was computed on: model, the SIMD level PyTorch's kernels use, the
+    kernel-choosing environment variables that are set, and the library versions."""
+    import os
+
+    import torch
+
+    return {"cpu_model": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "kernel_settings": {k: os.environ[k] for k in KERNEL_SETTINGS if k in os.environ},
+            "versions": _versions()}
+
+
 def collect_provenance(device: Any) -> dict[str, Any]:
     """The provenance record of a run about to train on `device` (a torch.device or its name)."""
     import torch
@@ -90,8 +120,10 @@ def collect_provenance(device: Any) -> dict[str, Any]:
     device_text = str(device)
     if getattr(device, "type", None) == "cuda" and torch.cuda.is_available():
         device_text += f" ({torch.cuda.get_device_name(device)})"
-    return {"code_version": code_version(), "git": git_state(), "versions": _versions(),
-            "device": device_text, "command": list(sys.argv), "parent_commands": _parent_commands()}
+    machine = machine_record()
+    return {"code_version": code_version(), "git": git_state(), "versions": machine.pop("versions"),
+            "device": device_text, "machine": machine, "command": list(sys.argv),
+            "parent_commands": _parent_commands()}
 
 
 def write_provenance(run_dir: str | Path, device: Any) -> dict[str, Any]:
@@ -114,5 +146,5 @@ def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-__all__ = ["PROVENANCE_FILE", "code_version", "collect_provenance", "git_state", "read_provenance",
-           "write_provenance"]
+__all__ = ["KERNEL_SETTINGS", "PROVENANCE_FILE", "code_version", "collect_provenance", "git_state",
+           "machine_record", "read_provenance", "write_provenance"]

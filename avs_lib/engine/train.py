@@ -24,13 +24,13 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from avs_lib.atomic import write_text_atomically
 from avs_lib.config import RESUME_FREE_KEYS, ConfigError, ExperimentConfig, save_config, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data import collate_clips
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine.checkpoint import (
     atomic_torch_save,
-    atomic_write_text,
     load_checkpoint,
     rng_state,
     set_rng_state,
@@ -251,10 +251,10 @@ class _MetricsLog:
     def epoch(self, history: list[dict]) -> None:
         if not self.enabled:
             return
-        atomic_write_text("".join(json.dumps(h) + "\n" for h in history), self.run_dir / "metrics.jsonl")
+        write_text_atomically(self.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         keys = sorted({k for h in history for k in h})
         lines = [",".join(keys)] + [",".join(str(h.get(k, "")) for k in keys) for h in history]
-        atomic_write_text("\n".join(lines) + "\n", self.run_dir / "metrics.csv")
+        write_text_atomically(self.run_dir / "metrics.csv", "\n".join(lines) + "\n")
 
 
 def _read_jsonl(path: Path, key: str, torn_tail_ok: bool = False) -> list[tuple[str, dict]]:
@@ -285,7 +285,7 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
     if path.exists():
         records = _read_jsonl(path, "global_step", torn_tail_ok=True)
         kept = [line for line, record in records if record["global_step"] <= global_step]
-        atomic_write_text("".join(line + "\n" for line in kept), path)
+        write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -495,7 +495,7 @@ def _test_and_summarise(cfg: ExperimentConfig, best: dict, device: torch.device,
                "best_val_miou": best["val_miou"], "seconds": time.perf_counter() - started,
                **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_miou"},
                **{f"test_{k}": v for k, v in test_metrics.items() if isinstance(v, int | float)}}
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", cfg.run_dir / "summary.json")
+    write_text_atomically(cfg.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return test_metrics
 
 

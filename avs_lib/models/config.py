@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from avs_lib.configtools import check_at_most, shorten
 from avs_lib.models.fusion import FUSIONS
 from avs_lib.models.resnet import RESNETS
 from avs_lib.models.tpavi import TPAVI_IMPLS
@@ -16,6 +17,11 @@ from avs_lib.models.tpavi import TPAVI_IMPLS
 BACKBONES = RESNETS
 AUDIO_ENCODERS = ("vggish", "small", "none")
 CROP_TRUNKS = ("separate", "shared", *RESNETS)
+# Upper bounds, each with its reason: the widths and clip lengths the field uses, with room to spare.
+MODEL_LIMITS = {
+    "channel": (1024, "the official decoder and TPAVI width is 256"),
+    "frames": (10, "an AVSBench clip has 5 frames (S4, MS3; AVSS: 10)"),
+}
 
 
 @dataclass
@@ -80,18 +86,19 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise a ValueError naming the field for any value that cannot be built."""
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone: unknown {self.backbone!r}; valid: {', '.join(BACKBONES)}")
+            raise ValueError(f"backbone: unknown {shorten(self.backbone)}; valid: {', '.join(BACKBONES)}")
         if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion: unknown {self.fusion!r}; valid: {', '.join(FUSIONS)}")
+            raise ValueError(f"fusion: unknown {shorten(self.fusion)}; valid: {', '.join(FUSIONS)}")
         if self.tpavi_impl not in TPAVI_IMPLS:
-            raise ValueError(f"tpavi_impl: unknown {self.tpavi_impl!r}; valid: {', '.join(TPAVI_IMPLS)}")
+            raise ValueError(f"tpavi_impl: unknown {shorten(self.tpavi_impl)}; valid: {', '.join(TPAVI_IMPLS)}")
         stages = self.tpavi_stages
         if any(s not in (0, 1, 2, 3) for s in stages) or len(set(stages)) != len(stages):
-            raise ValueError(f"tpavi_stages: expected distinct stages among 0, 1, 2, 3; got {stages}")
+            raise ValueError(f"tpavi_stages: expected distinct stages among 0, 1, 2, 3; got {shorten(stages)}")
         if self.frames < 1:
-            raise ValueError(f"frames: expected >= 1, got {self.frames}")
+            raise ValueError(f"frames: expected >= 1, got {shorten(self.frames)}")
         if self.channel < 2:
-            raise ValueError(f"channel: expected >= 2, got {self.channel}")
+            raise ValueError(f"channel: expected >= 2, got {shorten(self.channel)}")
+        check_at_most(self, MODEL_LIMITS)
         if self.fusion == "tpavi" and stages and not (self.tpavi_vv or self.tpavi_va):
             raise ValueError(
                 "tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
@@ -110,7 +117,7 @@ class ModelConfig:
             raise ValueError(f"fusion_gate_init: expected a finite value >= 0, got {self.fusion_gate_init!r}")
         if self.audio_encoder not in AUDIO_ENCODERS:
             raise ValueError(
-                f"audio_encoder: unknown {self.audio_encoder!r}; valid: {', '.join(AUDIO_ENCODERS)}"
+                f"audio_encoder: unknown {shorten(self.audio_encoder)}; valid: {', '.join(AUDIO_ENCODERS)}"
             )
         uses_audio = self.fusion != "none" and bool(self.tpavi_stages) and self.tpavi_va
         if uses_audio and self.audio_encoder == "none":
@@ -120,7 +127,7 @@ class ModelConfig:
             )
         if self.crop_trunk not in CROP_TRUNKS:
             raise ValueError(
-                f"crop_trunk: unknown {self.crop_trunk!r}; valid: {', '.join(CROP_TRUNKS)}"
+                f"crop_trunk: unknown {shorten(self.crop_trunk)}; valid: {', '.join(CROP_TRUNKS)}"
             )
         if self.crop_trunk == "shared" and self.crop_weights not in (None, self.resnet_weights):
             raise ValueError(
@@ -140,7 +147,7 @@ class ModelConfig:
         for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name}: expected a file path or None, got {value!r}")
+                raise ValueError(f"{name}: expected a file path or None, got {shorten(value)}")
 
     @property
     def crop_trunk_name(self) -> str:

@@ -1,6 +1,6 @@
 """The report's experiments: which runs, running them once, and the tables the notebooks show.
 
-`run_grid` trains every (method, seed) of a grid with `train.fit`, skipping runs that already
+`train_grid` trains every (method, seed) of a grid with `train.fit`, skipping runs that already
 finished, so a rerun of the training notebook costs nothing. Everything else reads the files a
 run leaves behind (summary.json, steps.jsonl, test/*.csv), never a model: the results can be
 studied on a machine that did not train them.
@@ -178,22 +178,6 @@ def default_jobs(device: str = "auto") -> int:
     except (ValueError, OSError, AttributeError):  # not a POSIX system: trust the core count
         return cores
     return max(1, min(cores, memory // RUN_MEMORY_BYTES))
-
-
-def run_grid(
-    profile: str,
-    methods: list[str],
-    seeds: list[int],
-    data_root: str | Path,
-    runs_dir: str | Path,
-    **options: Any,
-) -> pd.DataFrame:
-    """Train every (method, seed) into `runs_dir/{profile}/{method}_seed{seed}`; one row per run.
-    `options` (device, weights, overrides, skip_done, quiet, jobs) as for `train_grid`."""
-    if not methods or not seeds:
-        raise ValueError("run_grid needs at least one method and one seed")
-    grid = Grid(tuple(methods), tuple(int(s) for s in seeds))
-    return train_grid(profile, grid, data_root, runs_dir, **options)
 
 
 # ---------------------------------------------------------------- how long a grid takes
@@ -598,14 +582,6 @@ def describe_methods(methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"method": methods, "changes": [", ".join(text(METHODS[m])) or "(baseline)" for m in methods]})
 
 
-def best_method(summary: pd.DataFrame, metric: str, exclude: tuple[str, ...] = ()) -> str:
-    """The method with the highest mean `metric` (the first in table order on a tie)."""
-    means = summary.loc[[m for m in summary.index if m not in exclude], f"{metric}_mean"].dropna()
-    if means.empty:
-        raise ValueError(f"no method with a {metric} value outside {list(exclude)}")
-    return str(means.idxmax())
-
-
 def failure_pair(results: pd.DataFrame) -> tuple[str, str]:
     """(baseline, compared method) of the failure-case notebook: tpavi and the thesis model when
     both were trained; else the baseline (or the first method trained) and the first other one,
@@ -680,26 +656,6 @@ def per_category(runs_dir: str | Path) -> pd.DataFrame:
 def per_clip(runs_dir: str | Path) -> pd.DataFrame:
     """Each run's test/per_clip.csv (name, category, iou, n_frames), with method and seed."""
     return _test_tables(runs_dir, "per_clip.csv")
-
-
-def worst_clips(clips: pd.DataFrame, method: str, n: int = 3) -> pd.DataFrame:
-    """The `n` test clips with the lowest IoU for `method`, averaged over its seeds."""
-    rows = clips[clips["method"] == method]
-    if rows.empty:
-        raise ValueError(f"no per-clip results for method {method!r}; have {sorted(set(clips['method']))}")
-    mean = rows.groupby(["name", "category"], sort=False)["iou"].mean().reset_index()
-    return mean.sort_values(["iou", "name"]).head(n).reset_index(drop=True)
-
-
-def worst_clips_compared(clips: pd.DataFrame, method: str, other: str, n: int = 3) -> pd.DataFrame:
-    """`method`'s worst clips with `other`'s IoU on the same clips beside them (means over seeds)."""
-    worst = worst_clips(clips, method, n).rename(columns={"iou": f"{method} IoU"})
-    rows = clips[clips["method"] == other]
-    if rows.empty:
-        raise ValueError(f"no per-clip results for method {other!r}; have {sorted(set(clips['method']))}")
-    other_iou = rows.groupby("name")["iou"].mean()
-    worst[f"{other} IoU"] = worst["name"].map(other_iou)
-    return worst
 
 
 # ---------------------------------------------------------------- the figures of others
@@ -777,7 +733,6 @@ __all__ = [
     "recipe_ladder",
     "REPORTED",
     "REPORTED_LABEL",
-    "best_method",
     "collect_results",
     "config_differences",
     "default_jobs",
@@ -795,8 +750,5 @@ __all__ = [
     "reported_table",
     "representative_run",
     "results_table",
-    "run_grid",
     "summarise",
-    "worst_clips",
-    "worst_clips_compared",
 ]

@@ -148,30 +148,6 @@ def _index_in(dataset, name: str) -> int:
     raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {full_split(dataset).root}")
 
 
-def failure_cases(run_dir: str | Path, dataset, names: Sequence[str], label: str = "") -> list[dict[str, Any]]:
-    """Rows for `viz.plot_failure_cases`: for each clip, its worst frame as the run predicted it
-    at test time (test/pred_masks), with the frame and the ground truth."""
-    run_dir = Path(run_dir)
-    per_frame = pd.read_csv(run_dir / "test" / "per_frame.csv")
-    rows = []
-    for name in names:
-        index = dataset.index_of(name) if hasattr(dataset, "index_of") else full_split(dataset).index_of(name)
-        frames = per_frame[(per_frame["name"] == name) & per_frame["has_gt"]]
-        if frames.empty:
-            raise ValueError(f"{run_dir}/test/per_frame.csv has no frame with a mask for clip {name!r}")
-        worst = frames.sort_values(["iou", "frame"]).iloc[0]
-        t = int(worst["frame"])  # 0-based
-        view = clip_view(dataset, index)
-        png = run_dir / "test" / "pred_masks" / view["category"] / name / f"{name}_{t + 1}.png"
-        pred = mask_values(open_image(png, f"predicted mask of clip {name!r}")) != 0
-        if pred.shape != view["frames"].shape[1:3]:
-            raise ValueError(f"{png} is {pred.shape}, the frames are {view['frames'].shape[1:3]}: "
-                             "read the dataset at the run's image size (inspection.evaluation_dataset)")
-        title = "\n".join(x for x in (label, name, f"{view['category']}, frame {t + 1}") if x)
-        rows.append({"frame": view["frames"][t], "gt": view["gt"][t], "pred": pred, "title": title})
-    return rows
-
-
 class RunPredictor:
     """Masks of trained runs on the test clips, with the clip's own, swapped-in or silent audio.
 
@@ -255,25 +231,6 @@ class RunPredictor:
             view = clip_view(self.dataset, index)
             clips.append({**view, "swap_partner": self.partner_name(index)})
         return clips
-
-    def swap_panels(self, run: str, index: int, frame: int = 0) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-        """One frame and its masks under true, swapped and silent audio (for plot_audio_swap_panels)."""
-        full = full_split(self.dataset)
-        partner = self.partners[index]
-        conditions = [("true", f"own audio:\n{self.dataset.clips[index].category}")]
-        if partner is not None:
-            conditions.append(("swapped", f"swapped in:\n{full.clips[partner].category}"))
-        conditions.append(("silent", "silent"))
-        panels = [(title, self.probabilities(run, index, audio)[frame] > 0.5) for audio, title in conditions]
-        return self.dataset.load_frames_raw(index)[frame], panels
-
-    def first_swappable(self) -> int:
-        """The first test clip with a swap partner."""
-        for index, partner in enumerate(self.partners):
-            if partner is not None:
-                return index
-        raise ValueError("no test clip has a swap partner")
-
 
 
 # ---------------------------------------------------------------- where the mask goes, and why it fails
@@ -660,7 +617,7 @@ LOSS_TERMS = ("avs_bce", "avm", "crop_ce", "crop_pairwise", "audio_crop_cosine",
 
 
 __all__ = ["AUDIO_CONDITIONS", "DESTINATIONS", "FAILURE_KINDS", "RunPredictor", "architecture_spec",
-           "classify_failure", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset", "failure_cases",
+           "classify_failure", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset",
            "failure_rows", "failure_table", "first_of_categories", "frame_destination", "iou_with_area",
            "mask_areas", "mask_destinations", "object_masks", "per_frame_results", "pick_clips_by_quantiles",
            "pick_failures", "pick_swap_examples", "qualitative_rows", "run_config", "run_masks", "sidecar_objects",

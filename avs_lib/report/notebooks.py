@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from avs_lib.engine.runs import data_root_of
+from avs_lib.report.slides import export_html
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_DIR / "notebooks"
@@ -62,17 +63,6 @@ def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
 def _from_notebooks(path: str | Path, directory: Path = NOTEBOOK_DIR) -> str:
     """`path` (relative to the current directory, or absolute) as seen from the notebooks' folder."""
     return os.path.relpath(Path(path).resolve(), directory)
-
-
-def export_html(notebook: Path) -> Path:
-    """`notebook` beside itself as HTML (nbconvert), for reading without Jupyter."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    out = notebook.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
-    return out
 
 
 def _select(notebooks: list[str] | None) -> list[Path]:
@@ -142,7 +132,7 @@ def run_notebooks(
                 f"(executed notebook with the traceback: {out})"
             ) from err
         if html:
-            export_html(out)
+            export_html([out], out.parent)  # out.html beside it
         if log is not None:
             print(f"[report] {path.stem}: done in {time.perf_counter() - started:.0f} s -> {out}",
                   file=log, flush=True)

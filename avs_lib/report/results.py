@@ -1,5 +1,5 @@
-"""Results as data: the runs' numbers written once as `results.csv` / `results.json`, the README's
-table rendered from that file, and the check that the two still agree.
+"""Results as data: the runs' numbers written once as `results.csv` / `results.json`, and the
+README's table rendered from that file (tests/test_readme_results.py checks that the two agree).
 
 `results.csv` is long: one row per (run, metric) with columns method, seed, split, metric, value,
 so a table, a figure or a test can pick what it needs without knowing the report's layout.
@@ -31,7 +31,6 @@ SPECIAL_COLUMNS = {
     "seconds": ("train", "seconds"),
 }
 PACKAGES = ("avs_lib", "torch", "torchvision", "numpy", "pandas", "matplotlib", "nbconvert")
-TABLE_FIRST_HEADERS = ("method", "seeds")
 
 
 # ---------------------------------------------------------------- wide <-> long
@@ -188,64 +187,5 @@ def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
     return _markdown(results_table(wide, metrics))
 
 
-def markdown_tables(text: str) -> list[list[list[str]]]:
-    """Every pipe table in a markdown text, as rows of stripped cell strings (the `|---|` line
-    dropped)."""
-    tables, current = [], []
-    for line in [*text.splitlines(), ""]:
-        stripped = line.strip()
-        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
-            cells = [c.strip() for c in stripped[1:-1].split("|")]
-            if not all(set(c) <= set("-: ") and c for c in cells):
-                current.append(cells)
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
-
-
-def readme_results_table(text: str) -> list[list[str]]:
-    """The results table of a README: the one pipe table whose header starts "method | seeds"."""
-    found = [t for t in markdown_tables(text) if tuple(t[0][:2]) == TABLE_FIRST_HEADERS]
-    if len(found) != 1:
-        raise ValueError(f"expected one results table (a header starting | method | seeds |) in the "
-                         f"README, found {len(found)}")
-    return found[0]
-
-
-def table_disagreements(readme_text: str, long: pd.DataFrame) -> list[str]:
-    """Where the README's results table and results.csv differ, one line each (empty: they agree).
-
-    The README's own methods and columns are rendered from the file and compared cell by cell.
-    """
-    readme = readme_results_table(readme_text)
-    header, rows = readme[0], readme[1:]
-    methods = [r[0] for r in rows]
-    have = set(long["method"])
-    problems = [f"README method {m!r} has no runs in results.csv" for m in methods if m not in have]
-    if problems:
-        return problems
-    rendered = readme_results_table(results_markdown(long, methods=methods))
-    if header != rendered[0]:
-        return [f"README header {header} differs from the rendered header {rendered[0]}"]
-    for mine, theirs in zip(rows, rendered[1:], strict=True):
-        for column, a, b in zip(header[1:], mine[1:], theirs[1:], strict=True):
-            if a != b:
-                problems.append(f"{mine[0]}, {column}: README says {a!r}, results.csv gives {b!r}")
-    return problems
-
-
-def check_readme_table(readme: str | Path, results_csv: str | Path) -> None:
-    """Raise AssertionError listing each disagreement between a README's results table and a
-    results.csv (the test of the committed files calls this)."""
-    readme = Path(readme)
-    if not readme.is_file():
-        raise FileNotFoundError(f"README not found: {readme}")
-    problems = table_disagreements(readme.read_text(), read_results(results_csv))
-    if problems:
-        raise AssertionError(f"{readme} and {results_csv} disagree:\n" + "\n".join(problems))
-
-
-__all__ = ["check_readme_table", "column_name", "git_commit", "markdown_tables", "package_versions",
-           "read_results", "readme_results_table", "results_long", "results_markdown", "results_wide",
-           "split_and_metric", "table_disagreements", "write_results"]
+__all__ = ["column_name", "git_commit", "package_versions", "read_results", "results_long", "results_markdown",
+           "results_wide", "split_and_metric", "write_results"]
