@@ -25,7 +25,7 @@ from avs_lib.configtools import (
     shorten,
     to_dict,
 )
-from avs_lib.data.avsbench import crop_labels_instruction
+from avs_lib.data.errors import crop_labels_instruction
 from avs_lib.losses import LossWeights
 from avs_lib.models.config import ModelConfig
 

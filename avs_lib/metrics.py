@@ -91,6 +91,11 @@ def binary_iou(pred: Tensor | np.ndarray, target: Tensor | np.ndarray, eps: floa
     return torch.where(empty, background, inter) / (torch.where(empty, pixels, union) + eps)
 
 
+
+def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of one [H, W] frame as a float, by `binary_iou` (the figures and the failure table use it)."""
+    return float(binary_iou(pred, gt)[0])
+
 def mask_iou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> Tensor:
     """Per-frame IoU of the official binarisation, sigmoid(logit) > 0.5, float64 [N].
 

@@ -286,6 +286,22 @@ def test_loss_curves_are_long_with_one_row_per_step_and_term(tmp_path):
     assert long.loc[(long["term"] == "total") & (long["global_step"] == 2), "value"].item() == 1.0
 
 
+def test_loss_terms_long_keeps_loss_columns_only():
+    steps = pd.DataFrame(
+        {
+            "epoch": [0, 0],
+            "step": [0, 1],
+            "global_step": [1, 2],
+            "lr": [1e-4, 1e-4],
+            "total": [2.0, 1.5],
+            "first_frame_bce": [1.0, 0.7],
+        }
+    )
+    long = experiments.loss_terms_long(steps, "baseline", 0)
+    assert list(long.columns) == ["method", "seed", "global_step", "term", "value"]
+    assert sorted(set(long["term"])) == ["first_frame_bce", "total"] and len(long) == 4
+
+
 def test_per_category_carries_method_seed_and_iou(tmp_path):
     fake_run(tmp_path, "tpavi", 0, miou=0.25)
     table = experiments.per_category(tmp_path)

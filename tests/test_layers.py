@@ -95,6 +95,43 @@ def test_no_module_imports_a_higher_layer():
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
+CORE = ("avs_lib.models", "avs_lib.losses", "avs_lib.metrics", "avs_lib.config", "avs_lib.engine",
+        "avs_lib.data")
+BENCHMARK = ("avs_lib.data.synth",)  # the synthetic generator sits beside the core, not in it
+ANALYSIS = ("avs_lib.report.experiments", "avs_lib.report.inspection", "avs_lib.report.stats",
+            "avs_lib.report.results")
+# engine.runs.prepare_data generates a synthetic profile's data when its folder is empty, and the
+# CLI, notebooks and tools call it there; moving it up a layer is a larger change (issue #26).
+CORE_BENCHMARK_IMPORTS = {("avs_lib.engine.runs", "avs_lib.data.synth")}
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _core_modules(graph: dict[str, set[str]]) -> list[str]:
+    return [module for module in graph if _within(module, CORE) and not _within(module, BENCHMARK)]
+
+
+def test_the_core_never_imports_the_report():
+    graph = import_graph()
+    leaks = [f"{module} imports {target}" for module in _core_modules(graph)
+             for target in sorted(graph[module]) if _within(target, ("avs_lib.report",))]
+    assert not leaks, "core modules importing the report:\n" + "\n".join(leaks)
+
+
+def test_the_core_imports_the_synthetic_benchmark_only_where_known():
+    graph = import_graph()
+    leaks = {(module, target) for module in _core_modules(graph)
+             for target in graph[module] if _within(target, BENCHMARK)}
+    assert leaks <= CORE_BENCHMARK_IMPORTS, f"new core imports of the benchmark: {sorted(leaks - CORE_BENCHMARK_IMPORTS)}"
+
+
+def test_the_reports_analysis_never_imports_its_plotting():
+    graph = import_graph()
+    leaks = [f"{module} imports avs_lib.report.viz" for module in ANALYSIS if "avs_lib.report.viz" in graph[module]]
+    assert not leaks, "analysis modules importing viz:\n" + "\n".join(leaks)
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle of `graph` as a list of modules, or None. A package's own
     `__init__` importing its submodules is not a cycle with them unless they import it back."""

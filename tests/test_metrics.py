@@ -13,6 +13,7 @@ from avs_lib.metrics import (
     f_curves,
     f_score,
     f_score_curves,
+    frame_iou,
     listening_rate,
     mask_iou,
     miou,
@@ -396,9 +397,15 @@ def test_iou_overlap_does_not_favour_the_larger_object():
     assert listening_rate(pred, original, swapped, overlap="iou") == 1.0
 
 
+def test_frame_iou_of_an_empty_ground_truth_is_the_background_fraction():
+    pred = np.zeros((2, 2), dtype=bool)
+    pred[0, 0] = True
+    assert frame_iou(pred, np.zeros((2, 2), dtype=bool)) == pytest.approx(0.75)
+    assert frame_iou(pred, pred) == pytest.approx(1.0)
+
+
 def test_binary_iou_is_the_one_definition_used_for_logits_masks_and_single_frames():
     from avs_lib.metrics import binary_iou
-    from avs_lib.report.viz import frame_iou
 
     pred = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
     target = torch.tensor([[[True, True], [False, False]], [[False, False], [False, False]]])

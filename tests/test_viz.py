@@ -84,13 +84,6 @@ def test_mask_outline_keeps_the_border_and_drops_the_inside():
     np.testing.assert_array_equal(outline, expected)
 
 
-def test_frame_iou_of_an_empty_ground_truth_is_the_background_fraction():
-    pred = np.zeros((2, 2), dtype=bool)
-    pred[0, 0] = True
-    assert viz.frame_iou(pred, np.zeros((2, 2), dtype=bool)) == pytest.approx(0.75)
-    assert viz.frame_iou(pred, pred) == pytest.approx(1.0)
-
-
 def test_wav_bytes_is_a_16_bit_mono_wav_at_the_given_rate():
     data = viz.wav_bytes(np.array([0.0, 1.0, -1.0, 2.0]), 8000)
     with wave.open(io.BytesIO(data)) as w:
@@ -195,22 +188,6 @@ def test_plot_box_mask_iou_hist_is_one_panel(tmp_path):
 
 
 # ---------------------------------------------------------------- training and results
-
-
-def test_loss_terms_long_keeps_loss_columns_only():
-    steps = pd.DataFrame(
-        {
-            "epoch": [0, 0],
-            "step": [0, 1],
-            "global_step": [1, 2],
-            "lr": [1e-4, 1e-4],
-            "total": [2.0, 1.5],
-            "first_frame_bce": [1.0, 0.7],
-        }
-    )
-    long = viz.loss_terms_long(steps, "baseline", 0)
-    assert list(long.columns) == ["method", "seed", "global_step", "term", "value"]
-    assert sorted(set(long["term"])) == ["first_frame_bce", "total"] and len(long) == 4
 
 
 def test_plot_loss_curves_has_one_panel_per_term(tmp_path):

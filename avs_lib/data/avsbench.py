@@ -48,7 +48,7 @@ from torch.utils.data import Dataset
 from avs_lib.data.audio import load_log_mel_cached, wav_conversion
 from avs_lib.data.boxes import read_voc, read_voc_size, read_yolo
 from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
-from avs_lib.data.errors import DataFormatError
+from avs_lib.data.errors import DataFormatError, crop_labels_instruction
 from avs_lib.data.safe_pickle import load_tensor_pickle
 from avs_lib.data.sidecar import SIDECAR_DIR, read_sidecar
 
@@ -454,14 +454,6 @@ def conversion_warning(where: str, conversions: dict[Path, str]) -> str:
 def crop_label_name(clip: ClipRecord) -> str:
     """The object name a clip's crop labels carry: its S4 category, or ``sounding`` for MS3."""
     return clip.category or MS3_OBJECT_NAME
-
-
-def crop_labels_instruction(root: str | Path) -> str:
-    """How to make crop labels for a tree that has none (the readers and notebook 02 say this)."""
-    return (
-        f"make them from the ground-truth masks with `python -m avs_lib crop-labels {root}`, "
-        "then review them in notebook 02 and correct them in labelImg"
-    )
 
 
 def missing_crop_labels(paths: Sequence[ClipPaths]) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Errors for bad dataset files: always carry the path and what was expected."""
+"""Errors for bad dataset files (always carry the path and what was expected), and the fixes they suggest."""
 
 from pathlib import Path
 
@@ -10,3 +10,12 @@ class DataFormatError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def crop_labels_instruction(root: str | Path) -> str:
+    """How to make crop labels for a tree that has none (the readers, the config check and
+    notebook 02 say this)."""
+    return (
+        f"make them from the ground-truth masks with `python -m avs_lib crop-labels {root}`, "
+        "then review them in notebook 02 and correct them in labelImg"
+    )

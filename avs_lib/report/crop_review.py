@@ -32,7 +32,6 @@ from avs_lib.data.avsbench import (
     AVSBenchMS3,
     AVSBenchS4,
     crop_label_name,
-    crop_labels_instruction,
     mask_values,
     missing_crop_labels,
     open_image,
@@ -41,7 +40,7 @@ from avs_lib.data.avsbench import (
 from avs_lib.data.boxes import box_from_mask, crop_and_resize, scale_box
 from avs_lib.data.categories import SPLITS
 from avs_lib.data.crop_labels import ORIGIN_COPIED, ORIGIN_DRAWN, ORIGIN_MASK, label_origin
-from avs_lib.data.errors import DataFormatError
+from avs_lib.data.errors import DataFormatError, crop_labels_instruction
 
 REVIEW_THRESHOLD = 0.5  # box/mask IoU below this is flagged for review
 REVIEW_COLUMNS = ["split", "category", "name", "frame", "has_gt", "box", "origin", "mask_box",

@@ -27,7 +27,6 @@ from avs_lib.configtools import flatten
 from avs_lib.data.errors import DataFormatError
 from avs_lib.engine.provenance import code_version, read_provenance
 from avs_lib.engine.runs import run_config
-from avs_lib.report.viz import loss_terms_long
 
 # ---------------------------------------------------------------- what is run
 
@@ -606,6 +605,30 @@ def representative_run(results: pd.DataFrame, method: str, metric: str = "test_m
     return f"{method}_seed{seed}"
 
 
+
+STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
+
+
+def loss_terms_long(steps: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
+    """A run's `steps.jsonl` (one row per step, one column per loss term) in the long format
+    `viz.plot_loss_curves` takes: columns method, seed, global_step, term, value.
+
+    Every column except epoch, step, global_step and lr is a loss term.
+    """
+    if not isinstance(steps, pd.DataFrame):
+        raise ValueError(f"loss_terms_long: expected a pandas DataFrame, got {type(steps).__name__}")
+    if "global_step" not in steps.columns:
+        raise ValueError(f"loss_terms_long: missing column(s) ['global_step']; the table has {list(steps.columns)}")
+    if steps.empty:
+        raise ValueError("loss_terms_long: the table is empty; nothing to plot")
+    terms = [c for c in steps.columns if c not in STEP_LOG_NON_LOSS_COLUMNS]
+    if not terms:
+        raise ValueError(f"loss_terms_long: no loss-term columns; the table has {list(steps.columns)}")
+    long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
+    long.insert(0, "seed", seed)
+    long.insert(0, "method", method)
+    return long
+
 def loss_curves(runs_dir: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
     """Every run's steps.jsonl in the long format of `viz.plot_loss_curves`
     (method, seed, global_step, term, value)."""
@@ -742,6 +765,7 @@ __all__ = [
     "measure_run_cost",
     "grid_for",
     "loss_curves",
+    "loss_terms_long",
     "per_category",
     "per_clip",
     "train_grid",

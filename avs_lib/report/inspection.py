@@ -22,7 +22,7 @@ from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, mask_values, open_image
 from avs_lib.data.categories import SPLITS
 from avs_lib.engine.datasets import build_dataset, full_split
-from avs_lib.report.viz import frame_iou
+from avs_lib.metrics import frame_iou
 
 # ---------------------------------------------------------------- the data
 

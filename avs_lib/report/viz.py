@@ -38,7 +38,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from avs_lib.atomic import write_bytes_atomically
 from avs_lib.data.categories import S4_CATEGORIES
-from avs_lib.metrics import binary_iou
+from avs_lib.metrics import frame_iou
 
 RGB = tuple[int, int, int]
 
@@ -61,7 +61,6 @@ FN_COLOR: RGB = (204, 121, 167)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_MEL_HOP_S = 0.01  # VGGish frames are 10 ms apart; an example is 96 frames = 0.96 s
-STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
 
 STYLE_SHEET = Path(__file__).with_name("avs.mplstyle")
 
@@ -326,11 +325,6 @@ def mask_outline(mask: Any) -> np.ndarray:
     return mask & ~interior
 
 
-def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of one frame, by the project's one definition (`avs_lib.metrics.binary_iou`)."""
-    return float(binary_iou(pred, gt)[0])
-
-
 # ---------------------------------------------------------------- data figures
 
 
@@ -536,29 +530,13 @@ def plot_box_mask_iou_hist(df: pd.DataFrame, threshold: float | None = None, bin
 # ---------------------------------------------------------------- training and results
 
 
-def loss_terms_long(steps: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
-    """A run's `steps.jsonl` (one row per step, one column per loss term) in the long format
-    `plot_loss_curves` takes: columns method, seed, global_step, term, value.
-
-    Every column except epoch, step, global_step and lr is a loss term.
-    """
-    _require_columns(steps, ["global_step"], "loss_terms_long")
-    terms = [c for c in steps.columns if c not in STEP_LOG_NON_LOSS_COLUMNS]
-    if not terms:
-        raise ValueError(f"loss_terms_long: no loss-term columns; the table has {list(steps.columns)}")
-    long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
-    long.insert(0, "seed", seed)
-    long.insert(0, "method", method)
-    return long
-
-
 def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | None = None,
                      order: Sequence[str] | None = None, logy: bool = False, ncols: int = 3) -> Figure:
     """Training losses, one panel per loss term, one colour per method.
 
     Args:
         df: long format, one row per (method, seed, global_step, term): columns `method`,
-            `seed`, `global_step`, `term`, `value` (`loss_terms_long` builds it from steps.jsonl).
+            `seed`, `global_step`, `term`, `value` (`experiments.loss_curves` builds it from steps.jsonl).
         smooth: rolling-mean window in steps, applied per seed (1 = raw).
         terms: which terms, in which order (default: order of appearance). order: method order.
     Thin lines are single seeds; the thick line is the mean over seeds at each step.
