@@ -40,18 +40,18 @@ COMPARED = {
     ("test", "miou_swapped"): "test_miou_swapped",
     ("test", "miou_silent"): "test_miou_silent",
 }
-# How far one run's number may move on another CPU (absolute). Derived from the measured machine
-# effect: the cpu grid's headline runs retrained under ATEN_CPU_CAPABILITY=default (README,
-# "Reproducibility", and benchmarks/results/machine_effect.csv): about twice the largest shift seen
-# there for each metric, so that a run on another CPU passes and a change of behaviour does not.
+# How far one run's number may move on another CPU (absolute): twice the largest shift of one run
+# measured when the cpu grid's tpavi, thesis and counterfactual runs (5 seeds) were retrained under
+# ATEN_CPU_CAPABILITY=default (benchmarks/results/machine_effect.csv, README "Reproducibility").
+# One run on another CPU moves about as much as a change of seed; the per-method means move less.
 TOLERANCE = {
-    "best_val_miou": 0.06,
-    "test_miou": 0.06,
-    "test_f_score_split": 0.06,
-    "test_listening_rate": 0.15,
-    "test_following_rate": 0.15,
-    "test_miou_swapped": 0.10,
-    "test_miou_silent": 0.10,
+    "best_val_miou": 0.15,
+    "test_miou": 0.16,
+    "test_f_score_split": 0.12,
+    "test_listening_rate": 0.14,
+    "test_following_rate": 0.26,
+    "test_miou_swapped": 0.08,
+    "test_miou_silent": 0.18,
 }
 
 
