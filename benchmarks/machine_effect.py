@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from avs_lib.report.experiments import BASELINE
 from avs_lib.report.stats import paired_seed_difference, verdict
-
-BASELINE = "tpavi"
 
 
 def shift_table(comparison: pd.DataFrame) -> pd.DataFrame:

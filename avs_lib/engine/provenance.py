@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -104,8 +105,6 @@ def _cpu_model() -> str:
 def machine_record() -> dict[str, Any]:
     """The CPU a float32 result was computed on: model, the SIMD level PyTorch's kernels use, the
     kernel-choosing environment variables that are set, and the library versions."""
-    import os
-
     import torch
 
     return {"cpu_model": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
