@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from avs_lib.report.stats import (
+    IDENTICAL,
     NO_DIFFERENCE,
     compare_to_baseline,
     default_pairs,
+    holm,
+    minimum_detectable_effect,
     paired_clip_bootstrap,
     paired_seed_difference,
     verdict,
@@ -53,9 +56,9 @@ def test_one_seed_gives_nan_interval_and_says_one_seed():
 
 
 def test_mismatched_seeds_are_an_error_naming_them():
-    with pytest.raises(ValueError, match=r"seed\(s\) \[2\] missing from b"):
+    with pytest.raises(ValueError, match=r"seeds on both sides: only in a \[2\]"):
         paired_seed_difference({0: 1.0, 1: 1.0, 2: 1.0}, {0: 1.0, 1: 1.0})
-    with pytest.raises(ValueError, match=r"seed\(s\) \[5\] missing from a"):
+    with pytest.raises(ValueError, match=r"only in b \[5\]"):
         paired_seed_difference({0: 1.0}, {0: 1.0, 5: 1.0})
 
 
@@ -197,7 +200,8 @@ def test_a_metric_without_per_clip_scores_gets_only_the_seed_interval():
     per_seed, per_clip = _grid()
     per_seed["test_listening_rate"] = per_seed["test_miou"]
     row = compare_to_baseline(per_seed, per_clip, metric="listening_rate").iloc[0]
-    assert math.isnan(row["clip_low"]) and row["verdict_clip"] == "" and row["verdict"] == row["verdict_seed"]
+    assert math.isnan(row["clip_low"]) and row["n_clips"] == 0
+    assert row["decided_by"] == "seed t-test (Holm)" and "bootstrap" not in row["decided_by"]
 
 
 def test_missing_baseline_or_metric_is_an_error():
@@ -206,3 +210,88 @@ def test_missing_baseline_or_metric_is_an_error():
         compare_to_baseline(per_seed, per_clip, baseline="visual_only")
     with pytest.raises(ValueError, match="test_f_score"):
         compare_to_baseline(per_seed, per_clip, metric="f_score")
+
+
+def test_minimum_detectable_effect_has_the_power_it_claims():
+    # simulate the paired t-test at the MDE: it must reject about 80 % of the time
+    sd, n = 0.02, 5
+    mde = minimum_detectable_effect(sd, n)
+    assert mde == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * sd / math.sqrt(n), rel=0.05)
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(mde, sd, size=(20000, n))
+    p = stats.ttest_1samp(diffs, 0.0, axis=1).pvalue
+    assert (p < 0.05).mean() == pytest.approx(0.8, abs=0.015)
+    assert minimum_detectable_effect(sd, 10) < mde < minimum_detectable_effect(sd, 3)
+    assert math.isnan(minimum_detectable_effect(sd, 1)) and minimum_detectable_effect(0.0, 5) == 0.0
+
+
+def test_one_sided_upper_bound_lies_inside_the_two_sided_interval():
+    a, b = [0.51, 0.48, 0.55, 0.50, 0.47], [0.50, 0.49, 0.50, 0.46, 0.48]
+    d = paired_seed_difference(a, b)
+    assert d.mean < d.upper < d.high
+    diff = np.subtract(a, b)
+    assert d.upper == pytest.approx(diff.mean() + stats.t.ppf(0.95, 4) * diff.std(ddof=1) / math.sqrt(5))
+
+
+def test_holm_matches_a_hand_computation_and_leaves_nan_out_of_the_family():
+    adjusted = holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[[0, 1, 3]] == pytest.approx([0.03, 0.06, 0.06])  # 3 x 0.01, max(2 x 0.03, .), 1 x 0.04 -> 0.06
+    assert math.isnan(adjusted[2])
+    assert list(holm([0.5, 0.9])) == [1.0, 1.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=12))
+def test_holm_never_lowers_a_p_value_and_keeps_their_order(p):
+    adjusted = holm(p)
+    assert (adjusted >= np.asarray(p) - 1e-15).all() and (adjusted <= 1).all()
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(adjusted[order]) >= -1e-15).all()
+
+
+def test_holm_turns_a_lone_significant_result_into_no_verdict_in_a_large_family():
+    per_seed, per_clip = _grid()
+    lone = compare_to_baseline(per_seed, per_clip, pairs=[("thesis", "tpavi")])
+    assert lone["p_holm"].item() == pytest.approx(lone["p"].item())
+    both = compare_to_baseline(per_seed, per_clip, pairs=[("thesis", "tpavi"), ("counterfactual", "tpavi")])
+    assert both["p_holm"].min() == pytest.approx(2 * both["p"].min())
+    assert (both["p_holm"] >= both["p"]).all()
+    # a p-value between alpha / 2 and alpha: significant alone, not in a family of two
+    p = np.array([0.04, 0.001])
+    assert holm(p)[0] < 0.05 and holm(np.array([0.04, 0.03]))[0] >= 0.05
+
+
+def test_identical_methods_count_once_and_the_repeat_says_which_comparison_it_is():
+    per_seed, per_clip = _grid()
+    # an ablation whose runs are the baseline's, bit for bit (as thesis_minus_cosine is tpavi's)
+    copy_seed = per_seed[per_seed.method == "tpavi"].assign(method="thesis_minus_cosine")
+    copy_clip = per_clip[per_clip.method == "tpavi"].assign(method="thesis_minus_cosine")
+    per_seed = pd.concat([per_seed, copy_seed], ignore_index=True)
+    per_clip = pd.concat([per_clip, copy_clip], ignore_index=True)
+    pairs = [("thesis", "tpavi"), ("thesis_minus_cosine", "thesis"), ("thesis_minus_cosine", "tpavi")]
+    table = compare_to_baseline(per_seed, per_clip, pairs=pairs)
+    assert list(table["same_as"]) == ["", "thesis − tpavi", ""]
+    assert table.loc[1, "verdict"] == "counted as thesis − tpavi" and math.isnan(table.loc[1, "p_holm"])
+    assert table.loc[2, "verdict"] == IDENTICAL and table.loc[2, "seed_diff"] == 0
+    assert table.loc[0, "p_holm"] == pytest.approx(table.loc[0, "p"])  # a family of one: no inflation
+
+
+def test_claimed_gain_is_excluded_only_when_the_upper_bound_lies_below_it():
+    per_seed, per_clip = _grid()
+    table = compare_to_baseline(per_seed, per_clip, claimed_gain=0.069).set_index("method")
+    thesis, cf = table.loc["thesis"], table.loc["counterfactual"]
+    assert thesis["claimed_gain"] == pytest.approx(0.069 * thesis["reference_mean"])
+    assert thesis["claim_excluded"] == (thesis["upper_bound"] < thesis["claimed_gain"]) and thesis["claim_excluded"]
+    assert not cf["claim_excluded"] or cf["upper_bound"] < cf["claimed_gain"]
+    assert not compare_to_baseline(per_seed, per_clip)["claim_excluded"].any()  # no claim given: nothing excluded
+
+
+def test_a_verdict_within_the_machine_margin_of_flipping_is_marked_on_the_edge():
+    per_seed, per_clip = _grid()
+    plain = compare_to_baseline(per_seed, per_clip).set_index("method")
+    nearest = min(abs(plain.loc["counterfactual", "seed_low"]), abs(plain.loc["counterfactual", "seed_high"]))
+    assert not plain["edge"].any()
+    near = compare_to_baseline(per_seed, per_clip, machine_margin=nearest * 1.01).set_index("method")
+    far = compare_to_baseline(per_seed, per_clip, machine_margin=nearest * 0.99).set_index("method")
+    assert near.loc["counterfactual", "edge"] and not far.loc["counterfactual", "edge"]
+    assert near.loc["counterfactual", "verdict"] == "higher"  # the edge is said, the verdict stays

@@ -1,21 +1,20 @@
-"""Paired comparisons of methods that share seeds and test clips.
+"""Paired comparisons of methods that share seeds and test clips, with verdicts an examiner accepts.
 
-Every method of a grid is trained with the same seeds and tested on the same clips, so the
-question "does method A beat method B?" is about the *paired* differences: seed by seed (how
-much of the difference survives training randomness) and clip by clip (how much survives the
-choice of test clips). Two intervals answer it:
+Every method of a grid is trained with the same seeds and tested on the same clips, so "does A
+beat B?" is a question about *paired* differences, answered twice:
 
-- `paired_seed_difference`: the mean per-seed difference with a Student t-interval on n - 1
-  degrees of freedom (the paired t-test; `scipy.stats.ttest_rel` gives the same t and p).
-- `paired_clip_bootstrap`: a paired bootstrap over test clips. Each clip's score is first
-  averaged over the seeds of each method; the clips are then resampled with replacement, the
-  same clip indices for both methods, and the percentile interval of the resampled mean
-  difference is reported. Averaging over seeds first keeps the clip the unit that is resampled
-  (the seeds are not independent draws of a clip), which is the standard paired design.
+- seed by seed: the paired t-test (`scipy.stats.ttest_rel`) and its t-interval, how much of the
+  difference survives training randomness. With 3-10 seeds this is the wider interval, and it
+  decides the verdict, after Holm's correction across the family of comparisons made together;
+- clip by clip: a paired percentile bootstrap over test clips (`scipy.stats.bootstrap`), each
+  clip's score first averaged over the seeds (the clip is the unit resampled). A verdict also
+  needs this interval to exclude 0 on the same side.
 
-`compare_to_baseline` puts both intervals side by side for every method against the baseline
-and every leave-one-out ablation against its full method, with a short verdict that follows
-the intervals and nothing else.
+Beside each comparison: the minimum detectable effect (the difference the seed test finds with
+80 % power at the observed seed spread), the one-sided 95 % upper bound (is a gain as large as a
+claimed one excluded?), and whether the verdict sits on the edge: within a stated machine margin
+(how far a CPU moves a method's mean) of flipping. Methods whose runs are identical are one
+method: a comparison that repeats another through them is marked and not counted again.
 """
 
 from __future__ import annotations
@@ -26,15 +25,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from scipy import stats as scipy_stats
 
 from avs_lib.config import ABLATIONS
 from avs_lib.report.experiments import BASELINE, PROPOSED
 
-CONFIDENCE = 0.95
+CONFIDENCE, ALPHA, POWER = 0.95, 0.05, 0.8
 NO_DIFFERENCE = "no detectable difference at this budget"
 HIGHER, LOWER = "higher", "lower"
 ONE_SEED = "one seed"
+IDENTICAL = "identical runs"
 
 # The per-run summary column of a metric, and the per-clip column it is the mean of.
 CLIP_COLUMNS = {"miou": "iou"}
@@ -45,10 +46,8 @@ CLIP_COLUMNS = {"miou": "iou"}
 
 @dataclass(frozen=True)
 class SeedDifference:
-    """Mean paired difference a - b over seeds, its 95 % t-interval, and the paired t-test.
-
-    With one seed the interval, t and p are NaN: one pair says nothing about the seed spread.
-    """
+    """Mean paired difference a - b over seeds: its t-interval, the paired t-test, the one-sided
+    upper bound at the same confidence, and the minimum detectable effect. NaN with one seed."""
 
     mean: float
     low: float
@@ -57,6 +56,8 @@ class SeedDifference:
     per_seed: dict[int, float] = field(repr=False)
     t: float
     p: float
+    upper: float = math.nan
+    mde: float = math.nan
 
     @property
     def note(self) -> str:
@@ -72,28 +73,43 @@ def _seed_series(values, what: str) -> pd.Series:
         series = pd.Series({int(k): float(v) for k, v in values.items()}, dtype=float)
     else:
         series = pd.Series(np.asarray(values, dtype=float).reshape(-1))
+    if series.empty:
+        raise ValueError(f"{what}: no per-seed values")
     if series.index.has_duplicates:
         raise ValueError(f"{what}: seed(s) {sorted(set(series.index[series.index.duplicated()]))} appear twice")
     if series.isna().any():
         raise ValueError(f"{what}: no value for seed(s) {list(series.index[series.isna()])}")
-    if series.empty:
-        raise ValueError(f"{what}: no per-seed values")
     return series
 
 
-def _check_same_seeds(a: pd.Series, b: pd.Series) -> None:
-    only_a, only_b = sorted(set(a.index) - set(b.index)), sorted(set(b.index) - set(a.index))
+def _check_same(a: Sequence, b: Sequence, what: str) -> None:
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if only_a or only_b:
-        raise ValueError(
-            "paired comparison needs the same seeds on both sides: "
-            + "; ".join(part for part in (
-                f"seed(s) {only_b} missing from a" if only_b else "",
-                f"seed(s) {only_a} missing from b" if only_a else "") if part)
-        )
+        raise ValueError(f"paired comparison needs the same {what} on both sides: "
+                         f"only in a {only_a}, only in b {only_b}")
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean difference the two-sided paired t-test at `alpha` finds with
+    probability `power`, for n pairs whose differences spread with standard deviation `sd`
+    (exact, by the noncentral t distribution)."""
+    if n < 2 or not sd > 0:
+        return math.nan if n < 2 else 0.0
+    df, crit = n - 1, scipy_stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def shortfall(delta: float) -> float:
+        nc = delta * math.sqrt(n) / sd
+        lower_tail = np.nan_to_num(scipy_stats.nct.cdf(-crit, df, nc))  # scipy gives NaN where it is ~0
+        return scipy_stats.nct.sf(crit, df, nc) + lower_tail - power
+
+    high = (crit + 1) * sd / math.sqrt(n)
+    while shortfall(high) < 0:  # widen until the power is reached (few steps: power grows with delta)
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high))
 
 
 def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifference:
-    """Mean of (a - b) over the seeds both share, with a Student t-interval (n - 1 dof).
+    """Mean of (a - b) over the seeds, with the paired t-test of `scipy.stats.ttest_rel`.
 
     Args:
         a, b: per-seed values of the two methods: a Series or mapping seed -> value, or two
@@ -102,22 +118,23 @@ def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifferen
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     a, b = _seed_series(a, "a"), _seed_series(b, "b")
-    _check_same_seeds(a, b)
+    _check_same(a.index, b.index, "seeds")
     seeds = sorted(a.index)
-    diff = (a.reindex(seeds) - b.reindex(seeds)).to_numpy()  # [n]
+    a, b = a.reindex(seeds).to_numpy(), b.reindex(seeds).to_numpy()
+    diff = a - b  # [n]
     n, mean = len(diff), float(diff.mean())
     per_seed = {int(s) if isinstance(s, int | np.integer) else s: float(d) for s, d in zip(seeds, diff, strict=True)}
     if n < 2:
         return SeedDifference(mean, math.nan, math.nan, n, per_seed, math.nan, math.nan)
-    se = float(diff.std(ddof=1)) / math.sqrt(n)
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    if se == 0.0:  # identical differences: no spread; t is infinite unless the mean is 0
-        t = math.nan if mean == 0 else math.copysign(math.inf, mean)
-        p = math.nan if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * scipy_stats.t.sf(abs(t), n - 1))
-    return SeedDifference(mean, mean - half, mean + half, n, per_seed, t, p)
+    sd = float(diff.std(ddof=1))
+    if sd == 0.0:  # the same difference at every seed: no spread, so the interval is a point
+        t, p = (math.nan, math.nan) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
+        return SeedDifference(mean, mean, mean, n, per_seed, t, p, mean, 0.0)
+    test = scipy_stats.ttest_rel(a, b)
+    interval = test.confidence_interval(confidence)
+    upper = scipy_stats.ttest_rel(a, b, alternative="less").confidence_interval(confidence).high
+    return SeedDifference(mean, float(interval.low), float(interval.high), n, per_seed, float(test.statistic),
+                          float(test.pvalue), float(upper), minimum_detectable_effect(sd, n, 1 - confidence))
 
 
 # ---------------------------------------------------------------- per-clip bootstrap
@@ -141,46 +158,42 @@ def _clip_matrix(values, what: str, column: str) -> tuple[np.ndarray, list, list
     `n_frames` column, when present, weights the clips like the frame-level mIoU does). An array
     is [clips] (one seed) or [seeds, clips].
     """
-    if isinstance(values, pd.DataFrame):
-        missing = [c for c in ("seed", "name", column) if c not in values.columns]
-        if missing:
-            raise ValueError(f"{what}: per-clip table lacks column(s) {missing}; has {list(values.columns)}")
-        twice = values.duplicated(["seed", "name"])
-        if twice.any():
-            first = values[twice].iloc[0]
-            raise ValueError(f"{what}: clip {first['name']!r} appears twice for seed {first['seed']} "
-                             "(pass one method's rows only)")
-        table = values.pivot(index="seed", columns="name", values=column)
-        if table.isna().any().any():
-            holes = table.isna().stack()
-            seed, name = holes[holes].index[0]
-            raise ValueError(f"{what}: seed {seed} has no score for clip {name!r}; every seed must test every clip")
-        frames = None
-        if "n_frames" in values.columns:
-            frames = values.groupby("name")["n_frames"].first().reindex(table.columns).to_numpy(dtype=float)
-        return table.to_numpy(dtype=float), list(table.index), list(table.columns), frames
-    matrix = np.asarray(values, dtype=float)
-    if matrix.ndim == 1:
-        matrix = matrix[None]
-    if matrix.ndim != 2 or matrix.shape[1] == 0:
-        raise ValueError(f"{what}: expected per-clip scores [clips] or [seeds, clips], got shape {matrix.shape}")
-    return matrix, list(range(matrix.shape[0])), list(range(matrix.shape[1])), None
+    if not isinstance(values, pd.DataFrame):
+        matrix = np.asarray(values, dtype=float)
+        matrix = matrix[None] if matrix.ndim == 1 else matrix
+        if matrix.ndim != 2 or matrix.shape[1] == 0:
+            raise ValueError(f"{what}: expected per-clip scores [clips] or [seeds, clips], got shape {matrix.shape}")
+        return matrix, list(range(matrix.shape[0])), list(range(matrix.shape[1])), None
+    missing = [c for c in ("seed", "name", column) if c not in values.columns]
+    if missing:
+        raise ValueError(f"{what}: per-clip table lacks column(s) {missing}; has {list(values.columns)}")
+    twice = values.duplicated(["seed", "name"])
+    if twice.any():
+        first = values[twice].iloc[0]
+        raise ValueError(f"{what}: clip {first['name']!r} appears twice for seed {first['seed']} "
+                         "(pass one method's rows only)")
+    table = values.pivot(index="seed", columns="name", values=column)
+    if table.isna().any().any():
+        holes = table.isna().stack()
+        seed, name = holes[holes].index[0]
+        raise ValueError(f"{what}: seed {seed} has no score for clip {name!r}; every seed must test every clip")
+    frames = None
+    if "n_frames" in values.columns:
+        frames = values.groupby("name")["n_frames"].first().reindex(table.columns).to_numpy(dtype=float)
+    return table.to_numpy(dtype=float), list(table.index), list(table.columns), frames
 
 
-def paired_clip_bootstrap(
-    per_clip_a,
-    per_clip_b,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    column: str = "iou",
-    confidence: float = CONFIDENCE,
-) -> ClipBootstrap:
-    """Paired bootstrap over test clips of the mean difference a - b.
+def _weighted_mean(diff: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (diff * weights).sum(axis) / weights.sum(axis)
 
-    Per clip, each method's score is averaged over its seeds; clips are resampled with
-    replacement (`numpy.random.default_rng(seed)`, the same indices for both methods) and the
-    interval is the 2.5 and 97.5 percentiles of the resampled mean differences. Clips are
-    weighted by their frame count when the tables have one (so the mean is the mIoU difference).
+
+def paired_clip_bootstrap(per_clip_a, per_clip_b, n_resamples: int = 2000, seed: int = 0, column: str = "iou",
+                          confidence: float = CONFIDENCE) -> ClipBootstrap:
+    """Paired percentile bootstrap over test clips of the mean difference a - b.
+
+    Per clip, each method's score is averaged over its seeds; `scipy.stats.bootstrap` resamples
+    the clips (with their frame counts as weights, so the mean is the mIoU difference) from
+    `numpy.random.default_rng(seed)`.
 
     Args:
         per_clip_a, per_clip_b: one method's rows of `experiments.per_clip` (seed, name, iou,
@@ -188,48 +201,57 @@ def paired_clip_bootstrap(
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     a, seeds_a, clips_a, frames = _clip_matrix(per_clip_a, "per_clip_a", column)
     b, seeds_b, clips_b, _ = _clip_matrix(per_clip_b, "per_clip_b", column)
-    _check_same_seeds(pd.Series(0, index=seeds_a), pd.Series(0, index=seeds_b))
-    if clips_a != clips_b:
-        only_a, only_b = sorted(set(clips_a) - set(clips_b)), sorted(set(clips_b) - set(clips_a))
-        if only_a or only_b:
-            raise ValueError(f"paired bootstrap needs the same test clips: only in a {only_a}, only in b {only_b}")
-        b = pd.DataFrame(b, columns=clips_b)[clips_a].to_numpy()  # same clips, another order
+    _check_same(seeds_a, seeds_b, "seeds")
+    _check_same(clips_a, clips_b, "test clips")
+    b = pd.DataFrame(b, columns=clips_b)[clips_a].to_numpy()  # the same clips, maybe in another order
     diff = a.mean(0) - b.mean(0)  # [clips]: seeds pooled per method first
     weights = np.ones_like(diff) if frames is None else frames
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(diff), size=(n_resamples, len(diff)))  # [R, clips]
-    resampled = (diff[picks] * weights[picks]).sum(1) / weights[picks].sum(1)  # [R]
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    mean = float((diff * weights).sum() / weights.sum())
-    return ClipBootstrap(mean, float(low), float(high), len(diff), n_resamples)
+    mean = float(_weighted_mean(diff, weights))
+    if len(diff) < 2 or np.ptp(diff) == 0:  # nothing to resample: the interval is the point
+        return ClipBootstrap(mean, mean, mean, len(diff), n_resamples)
+    boot = scipy_stats.bootstrap((diff, weights), _weighted_mean, paired=True, vectorized=True,
+                                 n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                                 random_state=np.random.default_rng(seed))
+    return ClipBootstrap(mean, float(boot.confidence_interval.low), float(boot.confidence_interval.high),
+                         len(diff), n_resamples)
 
 
-# ---------------------------------------------------------------- the comparison table
+# ---------------------------------------------------------------- verdicts
 
 
 def verdict(low: float, high: float) -> str:
     """The short label an interval supports: higher / lower when it excludes 0, else no claim."""
     if math.isnan(low) or math.isnan(high):
         return ONE_SEED
-    if low > 0:
-        return HIGHER
-    if high < 0:
-        return LOWER
-    return NO_DIFFERENCE
+    return HIGHER if low > 0 else LOWER if high < 0 else NO_DIFFERENCE
 
 
-def _combined_verdict(seed_verdict: str, clip_verdict: str | None) -> str:
-    """Higher / lower only when every interval there is agrees; one seed stays "one seed"."""
-    if seed_verdict == ONE_SEED:
-        return ONE_SEED
-    if clip_verdict is None or clip_verdict == seed_verdict:
-        return seed_verdict
-    return NO_DIFFERENCE
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control; NaN stays NaN, outside the family)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def identical_groups(per_seed_df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
+    """method -> the first method (in table order) whose runs give exactly the same values in
+    every column at every seed: such methods train the same model, so they are one method."""
+    first_of: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for method, rows in per_seed_df.groupby("method", sort=False):
+        values = rows.sort_values("seed")[["seed", *columns]].itertuples(index=False)
+        key = tuple(tuple(None if pd.isna(v) else v for v in row) for row in values)  # NaN equals NaN here
+        first_of[method] = seen.setdefault(key, method)
+    return first_of
 
 
 def default_pairs(methods: Sequence[str], baseline: str = BASELINE) -> list[tuple[str, str]]:
@@ -252,27 +274,77 @@ def _per_seed(results: pd.DataFrame, method: str, column: str) -> pd.Series:
     return rows.set_index("seed")[column]
 
 
-def compare_to_baseline(
-    per_seed_df: pd.DataFrame,
-    per_clip_df: pd.DataFrame | None = None,
-    baseline: str = BASELINE,
-    metric: str = "miou",
-    pairs: Sequence[tuple[str, str]] | None = None,
-    n_resamples: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """One row per (method, reference) pair: the paired per-seed t-interval, the paired clip
-    bootstrap interval (for metrics with a per-clip column: mIoU), and the verdict.
+def _clip_interval(per_clip_df: pd.DataFrame, method: str, reference: str, seeds: list, column: str,
+                   n_resamples: int, seed: int) -> ClipBootstrap:
+    parts = {}
+    for name in (method, reference):
+        part = per_clip_df[(per_clip_df["method"] == name) & per_clip_df["seed"].isin(seeds)]
+        lacking = sorted(set(seeds) - set(part["seed"]))
+        if lacking:
+            raise ValueError(f"per-clip results of {name} lack seed(s) {lacking} (test/per_clip.csv)")
+        parts[name] = part
+    return paired_clip_bootstrap(parts[method], parts[reference], n_resamples=n_resamples, seed=seed, column=column)
 
-    Only the seeds both methods ran are paired; they are listed in `seeds`, and the seeds one
-    side ran alone in `unpaired_seeds` (never used, never hidden). `verdict` is "higher" or
-    "lower" only when both intervals exclude 0 on that side, "one seed" when a t-interval
-    cannot be formed, and "no detectable difference at this budget" otherwise.
+
+def _comparison_row(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None, method: str, reference: str,
+                    metric: str, n_resamples: int, seed: int) -> dict:
+    column = f"test_{metric}"
+    a, b = _per_seed(per_seed_df, method, column), _per_seed(per_seed_df, reference, column)
+    shared = sorted(set(a.index) & set(b.index))
+    if not shared:
+        raise ValueError(f"{method} (seeds {sorted(a.index)}) and {reference} (seeds {sorted(b.index)}) "
+                         "share no seed: nothing to pair")
+    diff = paired_seed_difference(a.reindex(shared), b.reindex(shared))
+    row = {"method": method, "reference": reference, "metric": metric, "n_seeds": diff.n, "seeds": shared,
+           "unpaired_seeds": sorted(set(a.index) ^ set(b.index)),
+           "mean": float(a.reindex(shared).mean()), "reference_mean": float(b.reindex(shared).mean()),
+           "seed_diff": diff.mean, "seed_low": diff.low, "seed_high": diff.high, "t": diff.t, "p": diff.p,
+           "upper_bound": diff.upper, "mde": diff.mde,
+           "clip_diff": math.nan, "clip_low": math.nan, "clip_high": math.nan, "n_clips": 0, "n_resamples": 0}
+    clip_column = CLIP_COLUMNS.get(metric)
+    if per_clip_df is not None and clip_column is not None:
+        boot = _clip_interval(per_clip_df, method, reference, shared, clip_column, n_resamples, seed)
+        row.update({"clip_diff": boot.mean, "clip_low": boot.low, "clip_high": boot.high,
+                    "n_clips": boot.n_clips, "n_resamples": boot.n_resamples})
+    return row
+
+
+def _decide(row: pd.Series, alpha: float, margin: float) -> tuple[str, str, bool]:
+    """(verdict, the interval that decided it, on the edge?) of one counted comparison."""
+    if row["n_seeds"] < 2:
+        return ONE_SEED, "", False
+    seed_side = verdict(row["seed_low"], row["seed_high"]) if row["p_holm"] < alpha else NO_DIFFERENCE
+    clip_side = verdict(row["clip_low"], row["clip_high"]) if row["n_clips"] else None
+    nearest = min(abs(row["seed_low"]), abs(row["seed_high"]))
+    edge = bool(margin > 0 and nearest < margin)
+    if seed_side == NO_DIFFERENCE:
+        return NO_DIFFERENCE, "seed t-test (Holm)", edge
+    if clip_side not in (None, seed_side):
+        return NO_DIFFERENCE, "clip bootstrap", edge
+    return seed_side, "seed t-test (Holm)" + (" and clip bootstrap" if clip_side else ""), edge
+
+
+def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None = None,
+                        baseline: str = BASELINE, metric: str = "miou",
+                        pairs: Sequence[tuple[str, str]] | None = None, n_resamples: int = 2000, seed: int = 0,
+                        claimed_gain: float = math.nan, machine_margin: float = 0.0,
+                        alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (method, reference) pair: the paired seed t-interval and test, the clip
+    bootstrap (metrics with a per-clip column: mIoU), MDE, one-sided upper bound, Holm-adjusted p
+    and the verdict. The rows form one family for Holm's correction.
+
+    Methods with identical runs count once: a pair that repeats an earlier one through them (in
+    either order) is marked in `same_as`, left out of the family, and gets no verdict of its own;
+    a pair of identical methods gets "identical runs".
 
     Args:
         per_seed_df: `experiments.collect_results` (method, seed, test_{metric}, ...).
         per_clip_df: `experiments.per_clip` (method, seed, name, iou, n_frames), or None.
         pairs: (method, reference) pairs; default `default_pairs` of the methods present.
+        claimed_gain: a claimed improvement (relative, e.g. 0.069 for +6.9 %): `claim_excluded`
+            says whether the one-sided upper bound lies below it (as an absolute difference).
+        machine_margin: how far a CPU moves a method's mean on this metric; a verdict whose
+            nearer interval bound lies within it of 0 is marked `edge`.
     """
     column = f"test_{metric}"
     if column not in per_seed_df.columns:
@@ -282,48 +354,42 @@ def compare_to_baseline(
         if baseline not in methods:
             raise ValueError(f"no runs of the baseline {baseline!r}; have {methods}")
         pairs = default_pairs(methods, baseline)
-    clip_column = CLIP_COLUMNS.get(metric)
-    rows = []
+    tests = [c for c in per_seed_df.columns if c.startswith("test_")]
+    same = identical_groups(per_seed_df, tests)
+    rows, counted = [], {}
     for method, reference in pairs:
-        a, b = _per_seed(per_seed_df, method, column), _per_seed(per_seed_df, reference, column)
-        shared = sorted(set(a.index) & set(b.index))
-        if not shared:
-            raise ValueError(f"{method} (seeds {sorted(a.index)}) and {reference} (seeds {sorted(b.index)}) "
-                             "share no seed: nothing to pair")
-        unpaired = sorted(set(a.index) ^ set(b.index))
-        by_seed = paired_seed_difference(a.reindex(shared), b.reindex(shared))
-        row = {"method": method, "reference": reference, "metric": metric, "n_seeds": by_seed.n,
-               "seeds": shared, "unpaired_seeds": unpaired,
-               "mean": float(a.reindex(shared).mean()), "reference_mean": float(b.reindex(shared).mean()),
-               "seed_diff": by_seed.mean, "seed_low": by_seed.low, "seed_high": by_seed.high,
-               "t": by_seed.t, "p": by_seed.p,
-               "clip_diff": math.nan, "clip_low": math.nan, "clip_high": math.nan, "n_clips": 0,
-               "n_resamples": 0}
-        clip_verdict = None
-        if per_clip_df is not None and clip_column is not None:
-            rows_a = per_clip_df[(per_clip_df["method"] == method) & per_clip_df["seed"].isin(shared)]
-            rows_b = per_clip_df[(per_clip_df["method"] == reference) & per_clip_df["seed"].isin(shared)]
-            for name, part in ((method, rows_a), (reference, rows_b)):
-                lacking = sorted(set(shared) - set(part["seed"]))
-                if lacking:
-                    raise ValueError(f"per-clip results of {name} lack seed(s) {lacking} (test/per_clip.csv)")
-            boot = paired_clip_bootstrap(rows_a, rows_b, n_resamples=n_resamples, seed=seed, column=clip_column)
-            row.update({"clip_diff": boot.mean, "clip_low": boot.low, "clip_high": boot.high,
-                        "n_clips": boot.n_clips, "n_resamples": boot.n_resamples})
-            clip_verdict = verdict(boot.low, boot.high)
-        row["verdict_seed"] = verdict(by_seed.low, by_seed.high)
-        row["verdict_clip"] = clip_verdict if clip_verdict is not None else ""
-        row["verdict"] = _combined_verdict(row["verdict_seed"], clip_verdict)
+        row = _comparison_row(per_seed_df, per_clip_df, method, reference, metric, n_resamples, seed)
+        key = frozenset((same.get(method, method), same.get(reference, reference)))
+        row["same_as"] = counted.get(key, "")
+        if len(key) > 1 and not row["same_as"]:
+            counted[key] = f"{method} − {reference}"
+        row["identical"] = len(key) == 1
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    family = (table["same_as"] == "") & ~table["identical"]
+    table["p_holm"] = holm(table["p"].where(family))
+    gain = claimed_gain * table["reference_mean"]
+    table["claimed_gain"] = gain
+    table["claim_excluded"] = table["upper_bound"] < gain
+    decided = [_decide(r, alpha, machine_margin) for _, r in table.iterrows()]
+    table["verdict"], table["decided_by"], table["edge"] = zip(*decided, strict=True) if decided else ((), (), ())
+    table.loc[table["identical"], ["verdict", "decided_by"]] = (IDENTICAL, "")
+    repeated = table["same_as"] != ""
+    table.loc[repeated, "verdict"] = "counted as " + table.loc[repeated, "same_as"]
+    table.loc[repeated, ["decided_by", "edge"]] = ("", False)
+    return table
 
 
 __all__ = [
+    "IDENTICAL",
     "NO_DIFFERENCE",
     "ClipBootstrap",
     "SeedDifference",
     "compare_to_baseline",
     "default_pairs",
+    "holm",
+    "identical_groups",
+    "minimum_detectable_effect",
     "paired_clip_bootstrap",
     "paired_seed_difference",
     "verdict",
