@@ -12,6 +12,8 @@ RESNET_WEIGHTS ?=
 VGGISH_WEIGHTS ?=
 METHODS ?=
 SEEDS ?=
+# Runs train at once: one per CPU core as memory allows (2 GiB each), one on a GPU
+# (experiments.default_jobs; notebook 03's JOBS parameter overrides it).
 # Where a report other than the committed cpu one goes (default reports/PROFILE/); KEEP_STALE=1
 # reuses finished runs made by other code; SET="data.dataset=ms3 ..." overrides every run's config.
 OUT ?=

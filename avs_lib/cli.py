@@ -1,4 +1,5 @@
-"""`python -m avs_lib {synth, check-data, crop-labels, pretrain, train, evaluate, report}`: thin wrappers over the library."""
+"""`python -m avs_lib {synth, check-data, crop-labels, pretrain, prepare, train, evaluate, report}`: thin wrappers
+over the library."""
 
 from __future__ import annotations
 
@@ -35,10 +36,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reads(profile: str | None, sets: list[str]) -> dict[str, Any]:
+    """`check_dataset` arguments that check what a profile's runs read (the subset, WAVs or
+    log-mels); with no profile, whatever the folder holds."""
+    if profile is None:
+        return {}
+    from avs_lib.config import build_config
+
+    data = build_config(profile, overrides=sets).data
+    return {"audio": data.audio, "layout": data.dataset}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from avs_lib.data import check_dataset
 
-    report = check_dataset(args.root, progress=not args.quiet)
+    report = check_dataset(args.root, progress=not args.quiet, **_reads(args.profile, args.set))
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -76,8 +88,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from avs_lib.data import check_dataset
     from avs_lib.engine.runs import prepare_data, starting_weights
 
-    root = prepare_data(args.profile, args.data_root, progress=not args.quiet)
-    report = check_dataset(root, progress=not args.quiet)
+    root = prepare_data(args.profile, args.data_root, progress=not args.quiet, overrides=args.set)
+    report = check_dataset(root, progress=not args.quiet, **_reads(args.profile, args.set))
     print(f"data root {root}: {report.summary()}")
     if not report.ok:
         return 1
@@ -89,18 +101,31 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def train_config(args: argparse.Namespace):
     """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
     from avs_lib.config import build_config
-    from avs_lib.engine.runs import prepare_data, run_config, starting_weights
+    from avs_lib.engine.runs import (
+        data_root_of,
+        prepare_data,
+        run_config,
+        starting_weights,
+        weight_overrides,
+    )
 
-    # The overrides are checked before any data is generated or any encoder pretrained.
-    build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set)
+    # The overrides are checked before any data is generated or any encoder pretrained, with the
+    # root given (a message names it).
+    root = str(data_root_of(args.profile, args.data_root).resolve())
+    build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set, data={"root": root})
     flags = {"data.root": "--data-root", "output_dir": "--runs-dir", "seed": "--seed", "device": "--device",
              "quiet": "--quiet"}
     placed = [f"{key} (use {flag})" for text in args.set for key, flag in flags.items()
               if text.split("=", 1)[0].strip() == key]
     if placed:  # these are the run's place, set by flags; an override would be silently replaced
         raise ValueError(f"--set cannot change {', '.join(placed)}")
-    root = prepare_data(args.profile, args.data_root, progress=not args.quiet)
-    weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
+    if getattr(args, "dry_run", False):  # generate, pretrain and write nothing: show where it would go
+        root = data_root_of(args.profile, args.data_root)
+        weights = weight_overrides(args.resnet_weights, args.vggish_weights)
+    else:
+        root = prepare_data(args.profile, args.data_root, progress=not args.quiet,
+                            overrides=args.set if args.config is None else None)
+        weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
     return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
                       weights=weights, overrides=args.set, yaml_file=args.config, quiet=args.quiet)
 
@@ -113,13 +138,15 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"run directory {cfg.run_dir}")
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2, default=str))
+        print("dry run: no data generated, no encoder pretrained, nothing written (weights a profile "
+              "pretrains are not in the config above)")
         return 0
     from avs_lib.engine.train import fit
 
     try:
         result = fit(cfg, resume=args.resume or args.resume_changed_config,
                      allow_config_change=args.resume_changed_config)
-    except FloatingPointError as err:  # name the run whose last checkpoint is intact
+    except FloatingPointError as err:  # name the run that diverged
         raise FloatingPointError(f"{cfg.run_dir}: {err}") from None
     print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
                       "best_val_miou": result.best_val_miou, **result.test_metrics}, indent=2, default=str))
@@ -135,8 +162,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_report(args: argparse.Namespace) -> None:
+    """What would stop the report in a notebook, refused before the first one runs: a profile
+    without a default grid and no METHODS/SEEDS, a dataset root lacking what the runs read."""
+    from avs_lib.config import build_config
+    from avs_lib.engine.runs import META_FILES, check_reads, data_root_of
+    from avs_lib.report.experiments import grid_for
+
+    grid_for(args.profile, args.methods, args.seeds)
+    root = data_root_of(args.profile, args.data_root).resolve()
+    if any((root / name).is_file() for name in META_FILES):
+        check_reads(root, build_config(args.profile, overrides=args.set))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from avs_lib.report.notebooks import report_destination, run_notebooks
+
+    _check_report(args)
 
     # Weight files as absolute paths: the notebooks run in another folder. A missing file is an
     # error before any notebook runs, not in the training notebook.
@@ -157,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output_dir is not None:  # the low-level form (`make smoke-notebooks`): as given
         output_dir, figures_dir, html = args.output_dir, args.figures_dir, False
     else:
-        where = report_destination(args.profile, args.out)
+        where = report_destination(args.profile, args.out, args.data_root)
         output_dir, html = where.notebooks, where.html
         figures_dir = args.figures_dir or where.figures
         print(f"[report] profile {args.profile}: notebooks -> {where.notebooks}, figures -> {figures_dir}",
@@ -192,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="list every problem of an AVSBench-layout dataset; exit 1 if any")
     p.add_argument("root", type=Path)
+    p.add_argument("--profile", default=None,
+                   help="check what this profile's runs read (WAVs or log-mels, S4 or MS3); default: what is there")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --profile: the runs' overrides, e.g. data.dataset=ms3 or data.audio=pkl")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_check)
 
@@ -228,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
     p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
     p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the runs' overrides (what they read is checked), e.g. data.dataset=ms3")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_prepare)
 
@@ -237,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None,
                    help="dataset root (default: the profile's; a synthetic profile generates it when missing)")
-    p.add_argument("--runs-dir", default="runs", help="the run goes to RUNS_DIR/PROFILE/METHOD_seedSEED")
+    p.add_argument("--runs-dir", default="runs",
+                   help="the run goes to RUNS_DIR/PROFILE/DATASET-DIGEST/METHOD_seedSEED (DIGEST: of the data root)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
     p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")

@@ -215,6 +215,9 @@ class SyntheticData:
     videos_per_split: tuple[int, int, int]
     image_size: int
     num_classes: int = 23
+    # The test split's own generator seed (`SynthParams.test_seed`): a fresh test split no probe
+    # has seen; the one drawn from the data's seed stays as the development test split.
+    test_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -274,14 +277,20 @@ ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosi
 MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
                 "counterfactual", "thesis_counterfactual")
 
-# The cpu report's comparison: the floor, the baseline, the thesis' losses in the three wirings that
-# matter (as described; without the dead-ReLU trap; with a trained shared encoder, the only one in
-# which losses A and B reach the segmentation model) and the counterfactual objective, 5 seeds each.
-CPU_METHODS = ("visual_only", "tpavi", "thesis", "thesis_no_relu", "thesis_shared_trainable", "counterfactual")
+# The cpu report's comparison, 5 seeds each: the floor, the baseline, the thesis' losses with the
+# AVS encoder frozen, the counterfactual objective, and the thesis as written (the AVS encoder
+# trained beside a separate crop trunk) with its control, the same training without crop losses.
+CPU_METHODS = ("visual_only", "tpavi", "thesis", "counterfactual", "tpavi_trained", "thesis_trained")
 # One seed each: the same objectives from the gpu profile's random start, and the frozen shared trunk.
 CPU_EXTRAS = ("tpavi_random_closed", "counterfactual_random_closed", "thesis_shared")
-# The rungs of the recipe ladder that are only read on val (notebook 03).
-LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed", "tpavi_pretrained_trained")
+# With 3 seeds: the leave-one-out ablations and loss C read literally (frozen audio embedding).
+CPU_ABLATIONS = (*ABLATIONS, "thesis_literal_c")
+# Read on val only (notebook 03): the rungs of the recipe ladder, and the crop-loss weight of the
+# trained-encoder thesis (1, the write-up's, is `thesis_trained` itself).
+LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed")
+LAMBDA_PROBES = ("thesis_trained_lambda0.1", "thesis_trained_lambda0.01")
+# A method judged against its own control rather than the baseline (`report.stats.default_pairs`).
+CONTROLS = {"thesis_trained": "tpavi_trained", "thesis_trained_literal_c": "tpavi_trained"}
 
 # Profiles: how big, where, from which start, and what is compared.
 PROFILES: dict[str, Profile] = {
@@ -313,9 +322,10 @@ PROFILES: dict[str, Profile] = {
             "threads": 1,
         },
         data_root="data/synth",
-        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8),
+        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1),
         pretrain=PretrainConfig(),
-        grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), ABLATIONS, extras=CPU_EXTRAS, probes=LADDER_PROBES),
+        grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), CPU_ABLATIONS, ablation_seeds=(0, 1, 2), extras=CPU_EXTRAS,
+                  probes=(*LADDER_PROBES, *LAMBDA_PROBES)),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(
@@ -357,6 +367,21 @@ METHODS: dict[str, dict[str, Any]] = {
     # The write-up puts a ReLU on the crop classifier's class scores; once every score is <= 0 the
     # crop CE is stuck at ln(23) with no gradient (seen in the cpu grid). Not in the default grids.
     "thesis_no_relu": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "crop_final_relu": False}},
+    # Loss C read literally (the write-up: the cosine of each crop with the clip's averaged audio
+    # features): the audio encoder's frozen embedding, not TPAVI's. With a separate trunk none of
+    # A, B, C then reaches the segmentation model (`engine.gradflow` traces it).
+    "thesis_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"}, "model": {"crop_trunk": "separate"}},
+    # The thesis as written: the AVS encoder trained together with a separate crop trunk, A+B+C.
+    # A trained encoder is never read from the feature cache (`engine.features.frozen_parts`).
+    "thesis_trained": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "freeze_backbone": False}},
+    "thesis_trained_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"},
+                                 "model": {"crop_trunk": "separate", "freeze_backbone": False}},
+    # thesis_trained's control: the same training with no crop losses (compared paired with it).
+    "tpavi_trained": {"model": {"freeze_backbone": False}},
+    # The crop-loss weight of thesis_trained, chosen on val (1 is thesis_trained itself).
+    **{f"thesis_trained_lambda{w:g}": {"loss": {"crop_ce": w, "crop_pairwise": w, "audio_crop_cosine": w},
+                                       "model": {"crop_trunk": "separate", "freeze_backbone": False},
+                                       "evaluate_test": False} for w in (0.1, 0.01)},
     "cross_attention": {"model": {"fusion": "cross_attention"}},
     "counterfactual": {"loss": {"counterfactual": 1.0}},
     "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0},

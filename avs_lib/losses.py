@@ -23,6 +23,10 @@ from avs_lib.data.categories import FRAMES_PER_CLIP
 MASK_POOLINGS: tuple[str, ...] = ("avg", "max")
 AVM_RECIPES: tuple[str, ...] = ("kl", "cosine")
 CROP_PAIRS: tuple[str, ...] = ("all", "consecutive")
+# Which audio Loss C compares crops with (see `TotalLoss`): "tpavi", TPAVI's trainable aligned audio
+# (this project's reading, through which C reaches the segmentation model), or "frozen", the audio
+# encoder's own embedding, frozen as VGGish is in AVSBench (the write-up read literally).
+COSINE_AUDIO: tuple[str, ...] = ("tpavi", "frozen")
 
 
 # ---------------------------------------------------------------- segmentation (BCE) losses
@@ -345,7 +349,8 @@ class LossWeights:
     """Weights of the loss terms (0 skips a term entirely) and the options of those terms.
 
     Defaults are the official S4 baseline: first-frame BCE only. The thesis' "as described"
-    configuration sets crop_ce = crop_pairwise = audio_crop_cosine = 1.
+    configuration sets crop_ce = crop_pairwise = audio_crop_cosine = 1. `cosine_audio` picks the
+    audio Loss C compares crops with (`COSINE_AUDIO`; see `TotalLoss`).
     """
 
     avs_bce: float = 1.0
@@ -360,6 +365,7 @@ class LossWeights:
     avm_threshold: bool | None = None
     avm_normalize: bool | None = None
     pairs: str = "all"
+    cosine_audio: str = "tpavi"
     frames: int = FRAMES_PER_CLIP
 
     @property
@@ -390,6 +396,8 @@ class LossWeights:
             raise ValueError(f"avm_recipe must be one of {AVM_RECIPES}, got {self.avm_recipe!r}")
         if self.pairs not in CROP_PAIRS:
             raise ValueError(f"pairs must be one of {CROP_PAIRS}, got {self.pairs!r}")
+        if self.cosine_audio not in COSINE_AUDIO:
+            raise ValueError(f"cosine_audio must be one of {COSINE_AUDIO}, got {self.cosine_audio!r}")
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if all(getattr(self, name) == 0 for name in TERMS):
@@ -422,6 +430,12 @@ class TotalLoss(nn.Module):
     `crop_emb_audio_space` is for the reading chosen here (crop embeddings mapped to the 256-d audio
     space while Loss B keeps the 512-d embedding); without it `crop_audio` must already live in
     the crop-embedding space.
+
+    What `crop_audio` is depends on `weights.cosine_audio` (`AVSSystem` makes it to match):
+    "tpavi", TPAVI's aligned audio [B, T, channel] averaged over stages, trainable, so C reaches
+    TPAVI's `align_channel` (and a trained audio encoder); "frozen", the audio encoder's embedding
+    [B, T, 128] (the write-up's "average of the 5 audio features" read literally, VGGish frozen as
+    in AVSBench), detached here, so C trains only the crop side.
 
     Args:
         weights: a LossWeights.
@@ -472,6 +486,8 @@ class TotalLoss(nn.Module):
                 else "crop_emb"
             )
             crops = _need(outputs, "outputs", key, "audio_crop_cosine", w.audio_crop_cosine)
+            if w.cosine_audio == "frozen":  # the literal reading: the audio side never learns from C
+                audio = audio.detach()
             terms["audio_crop_cosine"] = audio_crop_cosine(audio, self._per_clip(crops, key))
         if w.counterfactual:
             terms["counterfactual"] = counterfactual_bce(

@@ -15,6 +15,10 @@ Variants:
     no_tpavi              fusion="none": the visual-only model, the floor TPAVI adds to
     fast_cl               fast, model in channels_last memory format (as train.py on CUDA)
     fast_cl_ckpt          + activation checkpointing (below), still fp32: the same numbers
+    fast_recompute        fast + model.recompute_stages=(0, 1, 2): the ResNet's stem and layer1 to
+                          layer3, where its activations are largest, recomputed in the backward
+                          (BatchNorm-safe: the same numbers, less memory, one more forward)
+    fast_cl_recompute     + channels_last
     fast_bf16             fast + bf16 autocast (CUDA; on the CPU where it has bf16 units, e.g. AMX)
     fast_bf16_cl          + channels_last
     fast_bf16_cl_ckpt     + activation checkpointing of the heads, fusion-free decoder and output
@@ -74,6 +78,7 @@ class Variant:
     bf16: bool = False
     compile: bool = False
     checkpoint: bool = False
+    recompute_stages: tuple[int, ...] = ()  # model.recompute_stages: the ResNet's checkpointing
 
 
 VARIANTS: dict[str, Variant] = {
@@ -82,6 +87,8 @@ VARIANTS: dict[str, Variant] = {
     "no_tpavi": Variant(fusion="none"),
     "fast_cl": Variant(channels_last=True),
     "fast_cl_ckpt": Variant(channels_last=True, checkpoint=True),
+    "fast_recompute": Variant(recompute_stages=(0, 1, 2)),
+    "fast_cl_recompute": Variant(channels_last=True, recompute_stages=(0, 1, 2)),
     "fast_bf16": Variant(bf16=True),
     "fast_bf16_cl": Variant(channels_last=True, bf16=True),
     "fast_bf16_cl_ckpt": Variant(channels_last=True, bf16=True, checkpoint=True),
@@ -89,7 +96,11 @@ VARIANTS: dict[str, Variant] = {
 }
 # Run when no --variants are given (compiling ResNet-50 forward + backward on a 2-core CPU takes
 # minutes; ask for fast_bf16_cl_compile by name).
-DEFAULT_CPU = ("naive", "fast", "no_tpavi", "fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt")
+DEFAULT_CPU = ("naive", "fast", "no_tpavi", "fast_cl", "fast_cl_ckpt", "fast_recompute", "fast_cl_recompute",
+               "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt")
+# The variants whose speed and memory are given as ratios over naive (and over fast).
+COMPARED = ("fast_cl", "fast_cl_ckpt", "fast_recompute", "fast_cl_recompute", "fast_bf16", "fast_bf16_cl",
+            "fast_bf16_cl_ckpt", "fast_bf16_cl_compile")
 
 
 class Checkpointed:
@@ -187,6 +198,7 @@ def variant_config(variant: Variant, image_size: int, backbone: str = "resnet50"
                 "audio_encoder": "small",
                 "tpavi_impl": variant.tpavi_impl,
                 "fusion": variant.fusion,
+                "recompute_stages": variant.recompute_stages,
             },
         },
     )
@@ -393,7 +405,7 @@ def compute_ratios(rows: list[dict], batch: int, cuda: bool) -> dict:
         "activation_memory_fast_over_naive": ratio("fast", "naive", act_key),
         "speedup_channels_last": ratio("fast", "fast_cl", "median_s"),
     }
-    for name in ("fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
+    for name in COMPARED:
         out[f"speedup_{name}_over_fast"] = ratio("fast", name, "median_s")
         out[f"speedup_{name}_over_naive"] = ratio("naive", name, "median_s")
         out[f"memory_{name}_over_naive"] = ratio(name, "naive", mem_key)
@@ -427,7 +439,7 @@ def print_table(rows: list[dict], ratios: list[dict], cuda: bool) -> None:
                          f"({q['activation_memory_fast_over_naive']:.2f} of its activations);")
         if q["speedup_channels_last"] is not None:
             parts.append(f"channels_last {q['speedup_channels_last']:.2f}x;")
-        for name in ("fast_cl", "fast_cl_ckpt", "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt", "fast_bf16_cl_compile"):
+        for name in COMPARED:
             if q[f"speedup_{name}_over_naive"] is not None:
                 parts.append(f"{name}: {q[f'speedup_{name}_over_naive']:.2f}x the official (naive) speed, "
                              f"{q[f'memory_{name}_over_naive']:.2f} of its step memory;")

@@ -8,7 +8,8 @@ import pytest
 from avs_lib.cli import main
 
 
-@pytest.mark.parametrize("command", ["synth", "check-data", "pretrain", "train", "evaluate", "report"])
+@pytest.mark.parametrize("command", ["synth", "check-data", "crop-labels", "pretrain", "prepare", "train", "evaluate",
+                                     "report"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -83,9 +84,36 @@ def test_report_passes_local_weight_files_to_the_notebooks_as_absolute_paths(tmp
     weights = tmp_path / "resnet50.pth"
     weights.write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "--profile", "paper", "--resnet-weights", "resnet50.pth"]) == 0
-    assert seen["extra_parameters"] == {"RESNET_WEIGHTS": str(weights.resolve())}
+    assert main(["report", "--profile", "paper", "--resnet-weights", "resnet50.pth", "--methods", "tpavi",
+                 "--seeds", "0"]) == 0
+    assert seen["extra_parameters"] == {"RESNET_WEIGHTS": str(weights.resolve()), "METHODS": ["tpavi"], "SEEDS": [0]}
     assert main(["report", "--profile", "paper", "--methods", "tpavi", "thesis", "--seeds", "0", "2"]) == 0
     assert seen["extra_parameters"] == {"METHODS": ["tpavi", "thesis"], "SEEDS": [0, 2]}
     assert main(["report", "--vggish-weights", "missing.pth"]) == 2
     assert "missing.pth" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for command in ("synth", "check-data", "crop-labels", "pretrain", "prepare", "train", "evaluate", "report"):
+        assert command in listed
+
+
+def test_a_paper_report_without_methods_stops_before_any_notebook_in_one_line(monkeypatch, capsys):
+    import avs_lib.report.notebooks
+
+    monkeypatch.setattr(avs_lib.report.notebooks, "run_notebooks", lambda **kwargs: pytest.fail("a notebook ran"))
+    assert main(["report", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no default grid" in err and "--methods" in err
+
+
+def test_a_report_on_an_ms3_root_without_the_ms3_flag_stops_before_any_notebook(tmp_path, monkeypatch, capsys):
+    import avs_lib.report.notebooks
+
+    monkeypatch.setattr(avs_lib.report.notebooks, "run_notebooks", lambda **kwargs: pytest.fail("a notebook ran"))
+    (tmp_path / "ms3_meta_data.csv").write_text("video_id,split\n")
+    assert main(["report", "--profile", "paper", "--data-root", str(tmp_path), "--methods", "tpavi", "--seeds", "0"]) == 2
+    assert "pass --set data.dataset=ms3" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """Configuration is data: profiles, methods and overrides resolve, typos fail with the key named."""
 
+import dataclasses
+
 import pytest
 
 from avs_lib.config import (
@@ -73,6 +75,40 @@ def test_paper_profile_is_the_official_recipe():
 def test_thesis_method_turns_on_the_three_crop_losses():
     cfg = build_config("paper", "thesis")
     assert (cfg.loss.crop_ce, cfg.loss.crop_pairwise, cfg.loss.audio_crop_cosine) == (1.0, 1.0, 1.0)
+
+
+def test_cosine_audio_defaults_to_tpavis_audio_so_no_existing_run_changes():
+    for method in ("thesis", "thesis_shared_trainable", "thesis_trained"):
+        assert build_config("cpu", method).loss.cosine_audio == "tpavi"
+
+
+def test_unknown_cosine_audio_is_one_line_naming_the_key_and_the_valid_values():
+    with pytest.raises(ConfigError, match=r"cosine_audio must be one of \('tpavi', 'frozen'\), got 'vggish'") as info:
+        build_config("cpu", overrides=["loss.cosine_audio=vggish"])
+    assert "\n" not in str(info.value)
+
+
+def test_thesis_as_written_and_both_readings_of_loss_c_build():
+    weights = {"model": {"resnet_weights": "visual.pth", "crop_weights": "visual.pth", "freeze_backbone": True}}
+
+    def built(method):  # as the cpu profile starts a run: pretrained encoders, frozen unless the method says
+        return build_config("cpu", method, weights=weights)
+
+    literal, trained, control = built("thesis_literal_c"), built("thesis_trained"), built("tpavi_trained")
+    assert literal.loss.cosine_audio == "frozen" and literal.model.freeze_backbone
+    assert literal.model == built("thesis").model  # thesis with only Loss C's audio changed
+    assert literal.loss == dataclasses.replace(built("thesis").loss, cosine_audio="frozen")
+    assert not trained.model.freeze_backbone and trained.model.crop_trunk == "separate"
+    assert (trained.loss.crop_ce, trained.loss.crop_pairwise, trained.loss.audio_crop_cosine) == (1.0, 1.0, 1.0)
+    assert not control.model.freeze_backbone and not control.loss.crop_losses
+    literal_trained = built("thesis_trained_literal_c")
+    assert literal_trained.loss.cosine_audio == "frozen" and not literal_trained.model.freeze_backbone
+
+
+def test_one_override_sets_the_crop_loss_weight_of_a_sweep():
+    sweep = ["loss.crop_ce=0.1", "loss.crop_pairwise=0.1", "loss.audio_crop_cosine=0.1"]
+    loss = build_config("cpu", "thesis_trained", overrides=sweep).loss
+    assert (loss.crop_ce, loss.crop_pairwise, loss.audio_crop_cosine, loss.avs_bce) == (0.1, 0.1, 0.1, 1.0)
 
 
 def test_yaml_file_then_overrides_win_in_order(tmp_path):

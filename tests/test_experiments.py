@@ -8,7 +8,6 @@ import json
 import math
 import os
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -96,12 +95,10 @@ def test_weight_overrides_load_the_resnet_file_into_the_crop_trunk_too():
 
 
 def _saved_config(runs_dir, data_root, method="tpavi", seed=0, **changes):
-    cfg = build_config("smoke", method, overrides={"data": {"root": str(Path(data_root).resolve())},
-                                                   "output_dir": str(Path(runs_dir) / "smoke"),
-                                                   "seed": seed, **changes})
+    cfg = runs.run_config("smoke", method, seed, data_root, runs_dir, overrides=changes)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cfg.run_dir / "config.yaml")
-    write_provenance(cfg.run_dir, "cpu")  # made by this code, as `train.fit` records it
+    write_provenance(cfg.run_dir, "cpu", cfg)  # made by this code on this data, as `train.fit` records it
     return cfg
 
 
@@ -173,7 +170,7 @@ def test_train_grid_reuses_runs_when_rerun_from_another_folder(tmp_path, monkeyp
     def fake_fit(cfg, resume=False):
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.run_dir / "config.yaml")
-        write_provenance(cfg.run_dir, "cpu")
+        write_provenance(cfg.run_dir, "cpu", cfg)
         (cfg.run_dir / "summary.json").write_text(json.dumps({"name": cfg.name, "seed": cfg.seed}))
 
     monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
@@ -219,8 +216,9 @@ def test_an_interrupted_grid_keeps_the_summaries_of_runs_it_did_not_reach(tmp_pa
     monkeypatch.setattr("avs_lib.engine.train.fit", interrupted)
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="optim.lr"):
         experiments.train_grid("smoke", Grid(("tpavi",), (0, 1)), tmp_path / "data", runs)
-    assert not (runs / "smoke" / "tpavi_seed0" / "summary.json").exists()  # the run that started
-    assert (runs / "smoke" / "tpavi_seed1" / "summary.json").exists()  # the run never reached
+    folder = cfg.run_dir.parent  # runs/smoke/s4-<digest of the data root>
+    assert not (folder / "tpavi_seed0" / "summary.json").exists()  # the run that started
+    assert (folder / "tpavi_seed1" / "summary.json").exists()  # the run never reached
 
 
 def test_config_differences_ignore_device_but_not_the_learning_rate(tmp_path):

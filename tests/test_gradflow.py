@@ -87,6 +87,56 @@ def test_a_frozen_shared_trunk_stops_crop_losses_a_and_b_before_the_avs_model(ti
     assert table.loc["avs_bce", "avs_encoder"] == 0  # frozen: no gradient for any term
 
 
+SEGMENTATION_MODEL = ["avs_encoder", "fusion", "decoder"]
+
+
+@pytest.mark.parametrize("frozen_encoder", [True, False], ids=["frozen_avs_encoder", "trained_avs_encoder"])
+def test_literal_cosine_leaves_every_crop_loss_off_the_segmentation_model(tiny_synth, resnet_file, frozen_encoder):
+    """Loss C read literally (`loss.cosine_audio="frozen"`, methods thesis_literal_c and
+    thesis_trained_literal_c): the crops are compared with the audio encoder's frozen embedding,
+    so with a separate crop trunk A, B and C can change only the crop network (its trunk, heads and
+    its projection to the audio width): none of them can change what the segmentation model
+    predicts, whether its encoder is frozen or trained. Today's C (TPAVI's aligned audio) is the
+    one route to the segmentation model: it reaches TPAVI's audio projection (and the audio encoder
+    when that is trained)."""
+    method = "thesis_literal_c" if frozen_encoder else "thesis_trained_literal_c"
+    start = {"resnet_weights": resnet_file, "freeze_backbone": True} if frozen_encoder else {}
+    literal, _ = _flow(_config(tiny_synth, method, **start))
+    for term in CROP_TERMS:
+        assert (literal.loc[term, [*SEGMENTATION_MODEL, "audio_encoder"]] == 0).all(), term
+        assert literal.loc[term, "crop_network"] > 0, term
+    assert (literal.loc["avs_bce", ["fusion", "decoder"]] > 0).all()  # the model itself still learns
+    today, _ = _flow(_config(tiny_synth, "thesis", **start))  # the same wiring, today's C
+    assert today.loc["audio_crop_cosine", "fusion"] > 0 and today.loc["audio_crop_cosine", "audio_encoder"] > 0
+
+
+def test_literal_cosine_trains_its_projection_not_tpavis(tiny_synth):
+    cfg = _config(tiny_synth, "thesis_literal_c")
+    torch.manual_seed(0)
+    system = AVSSystem(cfg)
+    groups = {"align_channel": ("model.tpavi_b1.align_channel.",), "crop_to_audio": ("crop_to_audio.",)}
+    table = gradient_flow(system, first_batch(cfg), terms=["audio_crop_cosine"], groups=groups)
+    assert table.loc["audio_crop_cosine", "align_channel"] == 0
+    assert table.loc["audio_crop_cosine", "crop_to_audio"] > 0
+    assert system.crop_to_audio.out_features == 128  # the audio encoder's width, not TPAVI's channel
+
+
+def test_thesis_as_written_reaches_the_segmentation_model_only_through_todays_cosine(tiny_synth):
+    """thesis_trained (the write-up's training: AVS encoder trained beside a separate crop trunk):
+    A and B reach only the crop trunk; C reaches TPAVI, so C is the only crop loss that can change
+    the segmentation model. Its control tpavi_trained trains the same encoder with no crop loss."""
+    table = gradient_flow_table({m: _config(tiny_synth, m) for m in ("thesis_trained", "tpavi_trained")})
+    thesis = table.loc["thesis_trained"]
+    for term in ("crop_ce", "crop_pairwise"):
+        assert thesis.loc[term, "crop_network"] > 0
+        assert (thesis.loc[term, [*SEGMENTATION_MODEL, "audio_encoder"]] == 0).all()
+    assert thesis.loc["audio_crop_cosine", "fusion"] > 0
+    assert thesis.loc["audio_crop_cosine", "avs_encoder"] == 0 and thesis.loc["audio_crop_cosine", "decoder"] == 0
+    control = table.loc["tpavi_trained"]
+    assert list(control.index) == ["avs_bce"] and control.loc["avs_bce", "avs_encoder"] > 0
+    assert thesis.loc["avs_bce", "avs_encoder"] > 0  # trained in both, unlike thesis in the cpu profile
+
+
 def test_counterfactual_term_reaches_fusion_decoder_and_audio(tiny_synth):
     table, _ = _flow(_config(tiny_synth, "counterfactual", fusion_gate_init=1.0))
     row = table.loc["counterfactual"]

@@ -555,7 +555,7 @@ def no_data_prep(tmp_path, monkeypatch):
     """`train` without generating or pretraining anything: these tests are about its errors."""
     from avs_lib.engine import runs
 
-    monkeypatch.setattr(runs, "prepare_data", lambda profile, root=None, progress=False: tmp_path / "data")
+    monkeypatch.setattr(runs, "prepare_data", lambda profile, root=None, progress=False, **kwargs: tmp_path / "data")
     monkeypatch.setattr(runs, "starting_weights", lambda *args, **kwargs: {})
 
 
@@ -600,9 +600,12 @@ def test_cli_non_finite_loss_is_one_line_naming_the_run(tmp_path, capsys, monkey
     def diverges(cfg, **kwargs):
         raise FloatingPointError("non-finite loss at epoch 0, step 1; the last checkpoint is intact")
 
+    from avs_lib.cli import build_parser, train_config
+
     monkeypatch.setattr(train, "fit", diverges)
-    err = _cli_error(["train", "--profile", "smoke", "--runs-dir", str(tmp_path)], capsys)
-    assert str(tmp_path / "smoke" / "tpavi_seed0") in err and "non-finite loss" in err
+    argv = ["train", "--profile", "smoke", "--runs-dir", str(tmp_path)]
+    err = _cli_error(argv, capsys)
+    assert f"{train_config(build_parser().parse_args(argv)).run_dir}: non-finite loss" in err
 
 
 def test_cli_full_disk_is_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch, no_data_prep):
@@ -876,3 +879,349 @@ def test_cli_quiet_flag_reaches_the_run_config(no_data_prep):
 
     assert train_config(build_parser().parse_args(["train", "--profile", "smoke", "--quiet"])).quiet
     assert not train_config(build_parser().parse_args(["train", "--profile", "smoke"])).quiet
+
+
+# --- nothing outside: no write leaves its folder, whatever a link or a checkpoint says ---------
+
+
+def _outside_link(root: Path, inside: Path, outside: Path) -> None:
+    """Move `inside` (a folder or file of the dataset) to `outside` and leave a symlink to it."""
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(inside, outside)
+    inside.symlink_to(outside)
+
+
+def test_crop_labels_refuse_to_write_through_a_symlinked_folder_leaving_the_root(base, tmp_path, capsys):
+    root, outside = tmp_path / "data", tmp_path / "elsewhere" / "val"
+    shutil.copytree(base, root)
+    _outside_link(root, root / "s4_data" / "crop_labels" / "val", outside)
+    before = _files(outside)
+    err = _cli_error(["crop-labels", str(root), "--overwrite", "--quiet"], capsys)
+    assert "outside the dataset root" in err and str(root / "s4_data" / "crop_labels" / "val") in err
+    assert _files(outside) == before
+
+
+def test_crop_labels_refuse_to_write_through_a_symlinked_file_leaving_the_root(base, tmp_path):
+    from avs_lib.data.crop_labels import bootstrap_crop_labels
+
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    _, paths = _val_clip(root)
+    _outside_link(root, paths.crop_labels[0], tmp_path / "elsewhere.xml")
+    with pytest.raises(ValueError, match=rf"{paths.crop_labels[0]}: a symlink leads it to .*elsewhere.xml, outside"):
+        bootstrap_crop_labels(root, splits=["val"], overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def foreign_run(base, tmp_path_factory):
+    """A run folder whose checkpoint's config names folders of someone else: cache and runs."""
+    from avs_lib.config import build_config, to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save
+    from avs_lib.engine.system import AVSSystem
+
+    folder = tmp_path_factory.mktemp("foreign")
+    cfg = build_config("smoke", "tpavi", overrides={
+        "data": {"root": str(base), "cache_dir": str(folder / "their_cache")},
+        "output_dir": str(folder / "their_runs"), "device": "cpu", "quiet": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        system = AVSSystem(cfg)
+    (folder / "run").mkdir()
+    atomic_torch_save({"config": to_dict(cfg), "system": system.state_dict()}, folder / "run" / "best.pt")
+    return folder
+
+
+def test_evaluate_writes_only_where_its_caller_says_not_where_the_checkpoint_says(foreign_run, tmp_path):
+    from avs_lib.engine.evaluate import evaluate
+
+    evaluate(foreign_run / "run", split="val", device="cpu", out_dir=tmp_path / "out", diagnostics=False,
+             cache_dir=tmp_path / "cache")
+    assert not (foreign_run / "their_cache").exists() and not (foreign_run / "their_runs").exists()
+    assert list((tmp_path / "cache").glob("*.logmel.npy")) and (tmp_path / "out" / "metrics.json").is_file()
+
+
+def test_without_home_the_log_mel_cache_is_the_run_folders_never_the_root(base, foreign_run, tmp_path,
+                                                                           monkeypatch):
+    from avs_lib.data.audio import cache_dir_or, load_log_mel_cached
+    from avs_lib.engine.evaluate import evaluate
+
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(foreign_run / "run" / "best.pt", run / "best.pt")
+    monkeypatch.setenv("HOME", "")  # Path.home() would say "/"
+    with pytest.warns(UserWarning, match=rf"HOME is unset or empty.*caching log-mels in {run / 'cache'}") as said:
+        evaluate(run, split="val", device="cpu", out_dir=tmp_path / "out", diagnostics=False)
+        assert cache_dir_or(None, run / "cache") == run / "cache"
+    assert sum("HOME is unset" in str(w.message) for w in said) == 1  # said once
+    assert list((run / "cache").glob("*.logmel.npy"))
+    with pytest.raises(ValueError, match="HOME is unset or empty; give cache_dir"):
+        load_log_mel_cached(_val_clip(base)[1].wav)  # the library alone: no cache at "/" either
+
+
+def test_evaluate_out_inside_the_dataset_root_is_refused(base, foreign_run, tmp_path, capsys):
+    out = base / "results"
+    err = _cli_error(["evaluate", str(foreign_run / "run"), "--out", str(out), "--no-diagnostics"], capsys)
+    assert f"evaluation folder {out} is inside the dataset root {base}" in err
+    assert not out.exists()
+
+
+def test_report_out_inside_the_dataset_root_is_refused(base, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    err = _cli_error(["report", "--profile", "smoke", "--data-root", str(root), "--out", str(root / "report")],
+                     capsys)
+    assert f"--out {root / 'report'} is inside the dataset root {root}" in err
+    assert not (root / "report").exists()
+
+
+def test_symlink_leaving_the_root_is_noted_once_by_the_reader_and_listed_by_check_data(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    _, paths = _val_clip(root)
+    _outside_link(root, paths.frames[0], tmp_path / "elsewhere" / "frame.png")
+    _outside_link(root, paths.wav, tmp_path / "elsewhere" / "clip.wav")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")
+        dataset[0], dataset[1]
+        AVSBenchS4(root, "train", image_size=SIZE, cache_dir=tmp_path / "cache")
+    notes = [str(w.message) for w in caught if "symlinks leading outside" in str(w.message)]
+    assert len(notes) == 1 and "2 path(s) in the val split" in notes[0], notes
+    report = check_dataset(root, progress=False)
+    assert report.ok, report.summary()
+    assert sorted((n.path, n.kind) for n in report.notes) == sorted(
+        [(paths.frames[0], "symlink_outside"), (paths.wav, "symlink_outside")])
+    assert "2 symlink(s) leading outside the dataset root" in report.summary()
+
+
+# --- content, not metadata -------------------------------------------------------------------
+
+
+def test_feature_cache_key_follows_content_not_size_and_mtime(base, tmp_path):
+    from avs_lib.engine.features import data_fingerprint
+
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    dataset = AVSBenchS4(root, "val", image_size=SIZE, cache_dir=tmp_path / "cache")
+    before = data_fingerprint(dataset)
+    wav, other = dataset.paths(0).wav, dataset.paths(1).wav
+    stat = wav.stat()
+    assert other.stat().st_size == stat.st_size and other.read_bytes() != wav.read_bytes()
+    shutil.copyfile(other, wav)  # another clip's track, same size ...
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... with the old time, as `cp -p` gives
+    assert data_fingerprint(dataset) != before
+    shutil.copyfile(base / wav.relative_to(root), wav)  # the clip's own track again: its old key
+    assert data_fingerprint(dataset) == before
+
+
+def test_feature_cache_folders_follow_the_umask(tmp_path):
+    from avs_lib.engine.features import _write
+
+    old = os.umask(0o022)
+    try:
+        _write(tmp_path / "features" / "val-abc", [np.zeros((1, 2), np.float32)], None, {"clips": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "features" / "val-abc").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "features" / "val-abc" / "stage0.npy").stat().st_mode & 0o777 == 0o644
+
+
+# --- what the config says is what runs --------------------------------------------------------
+
+
+def test_resume_with_a_changed_lr_trains_with_the_new_lr(tmp_path):
+    from avs_lib.engine.checkpoint import rng_state
+    from avs_lib.engine.train import DistInfo, _restore, build_optimizer, build_scheduler
+
+    def optimiser(cfg, steps):
+        layer = torch.nn.Linear(3, 1)
+        optimizer = build_optimizer(cfg, layer.parameters())
+        scheduler = build_scheduler(cfg, optimizer, total_steps=100)
+        for _ in range(steps):
+            optimizer.step()
+            scheduler.step()
+        return layer, optimizer, scheduler
+
+    saved = _resume_cfg(tmp_path, optim={"lr": 1e-3, "warmup_steps": 10})
+    layer, optimizer, scheduler = optimiser(saved, 4)
+    ckpt = {"system": layer.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": rng_state(), "epoch": 0, "global_step": 4, "best": {"epoch": 0, "val_miou": 0.0}}
+    changed = _resume_cfg(tmp_path, optim={"lr": 0.5, "warmup_steps": 10})
+    changed.run_dir.mkdir(parents=True)
+    layer, optimizer, scheduler = optimiser(changed, 0)
+    _restore(ckpt, changed, layer, optimizer, scheduler, DistInfo())
+    expected = optimiser(changed, 4)[2].get_last_lr()  # a run that had the new lr from the start
+    assert [group["lr"] for group in optimizer.param_groups] == expected == scheduler.get_last_lr()
+    optimizer.step()
+    scheduler.step()
+    assert scheduler.get_last_lr() == optimiser(changed, 5)[2].get_last_lr()
+    assert "lr: 0.5" in (changed.run_dir / "config.yaml").read_text()
+
+
+def test_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
+    from avs_lib.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["train", "--profile", "smoke", "--dry-run", "--data-root", str(tmp_path / "data"),
+                 "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert sorted(tmp_path.rglob("*")) == before
+    assert "nothing written" in capsys.readouterr().out
+
+
+# --- one writer per run folder ------------------------------------------------------------------
+
+
+def test_second_train_on_a_busy_run_folder_names_the_holder_and_exits_2(tmp_path, capsys, no_data_prep):
+    from avs_lib.cli import build_parser, train_config
+
+    argv = ["train", "--profile", "smoke", "--runs-dir", str(tmp_path)]
+    run_dir = train_config(build_parser().parse_args(argv)).run_dir
+    run_dir.mkdir(parents=True)
+    holder = os.getppid()  # a live process that is not this one
+    (run_dir / "train.lock").write_text(f"{holder}\n")
+    err = _cli_error(argv, capsys)
+    assert f"{run_dir / 'train.lock'}: the run folder is in use by process {holder}" in err
+    assert (run_dir / "train.lock").read_text() == f"{holder}\n" and sorted(run_dir.iterdir()) == [run_dir / "train.lock"]
+
+
+def test_a_dead_processs_lock_is_taken_over_with_a_note(tmp_path):
+    from avs_lib.engine.train import _release_lock, _take_lock
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "train.lock").write_text(f"{gone}\n")
+    with pytest.warns(UserWarning, match=rf"taking over the lock of process {gone}, which is no longer running"):
+        _take_lock(tmp_path)
+    assert (tmp_path / "train.lock").read_text() == f"{os.getpid()}\n"
+    _release_lock(tmp_path)
+    assert not (tmp_path / "train.lock").exists()
+
+
+def test_the_lock_is_held_while_training_and_released_on_an_error(tmp_path, monkeypatch):
+    from avs_lib.config import ConfigError
+    from avs_lib.engine import train
+
+    cfg = _resume_cfg(tmp_path)
+    _fake_run(cfg)
+    held = []
+
+    def refuses(path, cfg, allow):
+        held.append((cfg.run_dir / "train.lock").read_text())
+        raise ConfigError("refused")
+
+    monkeypatch.setattr(train, "_load_for_resume", refuses)
+    with pytest.raises(ConfigError):
+        train.fit(cfg, resume=True)
+    assert held == [f"{os.getpid()}\n"] and not (cfg.run_dir / "train.lock").exists()
+
+
+# --- every command checks its input first, and says it in one line -----------------------------
+
+
+def test_report_with_an_unknown_key_fails_at_once_as_train_does(capsys, monkeypatch):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    train_err = _cli_error(["train", "--profile", "smoke", "--set", "optim.lrate=1"], capsys)
+    report_err = _cli_error(["report", "--profile", "smoke", "--out", "/nonexistent/r", "--set", "optim.lrate=1"],
+                            capsys)
+    assert report_err == train_err and "unknown config key 'optim.lrate'" in report_err
+
+
+def _foreign_checkpoint(kind: str, path: Path) -> str:
+    """Write a checkpoint `evaluate` cannot use; return what its error must say."""
+    from avs_lib.config import build_config, to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save
+    from avs_lib.engine.system import AVSSystem
+
+    if kind == "torchvision_state_dict":
+        atomic_torch_save({"conv1.weight": torch.zeros(2, 3, 1, 1), "fc.bias": torch.zeros(2)}, path)
+        return "found a state_dict of 2 tensors (keys 'conv1.weight', 'fc.bias')"
+    if kind == "bare_tensor":
+        atomic_torch_save(torch.zeros(3, 4), path)
+        return "found a bare tensor of shape [3, 4]"
+    cfg = to_dict(build_config("smoke", "tpavi"))
+    if kind == "unknown_config_key":
+        cfg["optim"]["lrate"] = 1
+        atomic_torch_save({"config": cfg, "system": {}}, path)
+        return "the checkpoint's config does not fit this version of avs_lib (unknown config key 'optim.lrate'"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = AVSSystem(build_config("smoke", "tpavi", overrides=["model.channel=16"]))
+    atomic_torch_save({"config": cfg, "system": other.state_dict()}, path)
+    return "its weights do not fit the model its config builds (Error(s) in loading state_dict for AVSSystem"
+
+
+@pytest.mark.parametrize("kind", ["torchvision_state_dict", "bare_tensor", "unknown_config_key", "another_width"])
+def test_evaluate_names_the_checkpoint_and_what_it_found(kind, tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    expected = _foreign_checkpoint(kind, path)
+    err = _cli_error(["evaluate", str(path), "--out", str(tmp_path / "out"), "--device", "cpu"], capsys)
+    assert err.startswith(f"error: {path}: ") and expected in err, err
+
+
+def test_torchs_advice_to_load_with_weights_only_false_is_never_passed_on(tmp_path):
+    from avs_lib.engine.checkpoint import load_checkpoint
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"config": np.zeros(3), "system": {}}, path)  # an ndarray: a pickled Python object
+    with pytest.raises(ValueError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a readable avs_lib checkpoint (it holds the Python object numpy")
+    assert "weights_only" not in message and "would run code from the file; refused" in message
+
+
+# --- check-data reads what training reads ---------------------------------------------------------
+
+
+def test_check_data_reports_a_broken_test_frame_before_training(base, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    clip = next(c for c in read_metadata(root, S4_LAYOUT) if c.split == "test")
+    frame = clip_paths(S4_LAYOUT, root, clip).frames[2]
+    frame.write_bytes(frame.read_bytes()[: frame.stat().st_size * 2 // 3])  # cut mid-image
+    report = check_dataset(root, progress=False)
+    assert [(p.path, p.kind) for p in report.problems] == [(frame, "unreadable")], report.summary()
+
+
+def test_check_data_flags_a_deleted_sidecar_of_a_synthetic_tree(base, tmp_path):
+    from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR
+
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    clip, _ = _val_clip(root)
+    sidecar = root / SIDECAR_DIR / "val" / f"{clip.name}.npz"
+    sidecar.unlink()
+    (root / SIDECAR_DIR / INFO_FILE).unlink()
+    report = check_dataset(root, progress=False)
+    assert sorted((p.path, p.kind) for p in report.problems) == sorted(
+        [(sidecar, "sidecar"), (root / SIDECAR_DIR / INFO_FILE, "sidecar")]), report.summary()
+
+
+def test_non_finite_loss_says_the_checkpoint_is_intact_only_when_there_is_one(tmp_path):
+    from avs_lib.engine.train import build_optimizer, build_scheduler, train_one_epoch
+
+    cfg = _resume_cfg(tmp_path)
+    layer = torch.nn.Linear(1, 1)
+    optimizer = build_optimizer(cfg, layer.parameters())
+    scheduler = build_scheduler(cfg, optimizer, total_steps=1)
+
+    class Diverged(torch.nn.Module):
+        def forward(self, batch, cf_audio=None):
+            return {}
+
+    def diverged(outputs, batch):
+        return torch.tensor(float("nan")), {"total": float("nan")}
+
+    def one_step():
+        with pytest.raises(FloatingPointError) as caught:
+            train_one_epoch(Diverged(), diverged, optimizer, scheduler, [{}],
+                            torch.device("cpu"), 0, cfg)
+        return str(caught.value)
+
+    assert one_step().endswith("stopped before the update, no checkpoint was written yet")
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "last.pt").write_bytes(b"")
+    assert one_step().endswith(f"stopped before the update, the last checkpoint {cfg.run_dir / 'last.pt'} is intact")

@@ -450,6 +450,43 @@ def test_audio_crop_cosine_uses_projected_crops_when_given():
     )
 
 
+def _literal_cosine_outputs(audio: torch.Tensor, crops: torch.Tensor) -> dict:
+    # crop_emb (512-d in the system) is only read by Loss B; C reads the projected crops
+    return {"crop_audio": audio, "crop_emb": torch.zeros(crops.shape[0], crops.shape[1], 6),
+            "crop_emb_audio_space": crops}
+
+
+def test_literal_cosine_compares_crops_with_the_clips_mean_frozen_audio():
+    # one clip of T=2: per-second audio [1, 0] and [0, 1] average to [0.5, 0.5] (the write-up
+    # averages the five audio features first); crops along it (cos 1) and along [1, 0] (cos 1/sqrt 2)
+    audio = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # [B=1, T=2, D=2]
+    crops = torch.tensor([[[2.0, 2.0], [3.0, 0.0]]])
+    weights = LossWeights(avs_bce=0.0, audio_crop_cosine=1.0, cosine_audio="frozen", frames=2)
+    _, components = TotalLoss(weights)(_literal_cosine_outputs(audio, crops), {})
+    assert components["audio_crop_cosine"] == pytest.approx((0.0 + (1 - 1 / math.sqrt(2))) / 2, rel=1e-6)
+
+
+def test_literal_cosine_gives_no_gradient_to_the_frozen_audio_features():
+    audio = torch.randn(2, 5, 4, requires_grad=True)
+    crops = torch.randn(2, 5, 4, requires_grad=True)
+    literal = LossWeights(avs_bce=0.0, audio_crop_cosine=1.0, cosine_audio="frozen")
+    total, _ = TotalLoss(literal)(_literal_cosine_outputs(audio, crops), {})
+    total.backward()
+    assert audio.grad is None  # detached: the audio encoder never learns from the literal C
+    assert crops.grad.abs().sum() > 0
+    today = TotalLoss(LossWeights(avs_bce=0.0, audio_crop_cosine=1.0))  # TPAVI's audio: trained
+    today(_literal_cosine_outputs(audio, crops), {})[0].backward()
+    assert audio.grad.abs().sum() > 0
+
+
+def test_literal_cosine_has_the_value_of_todays_on_the_same_tensors():
+    audio, crops = torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    outputs = _literal_cosine_outputs(audio, crops)
+    literal = TotalLoss(LossWeights(avs_bce=0.0, audio_crop_cosine=1.0, cosine_audio="frozen"))(outputs, {})
+    today = TotalLoss(LossWeights(avs_bce=0.0, audio_crop_cosine=1.0))(outputs, {})
+    assert literal[1] == today[1]  # the readings differ in which audio is given and what learns
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -458,6 +495,7 @@ def test_audio_crop_cosine_uses_projected_crops_when_given():
         {"avm_pooling": "median"},
         {"avm_recipe": "l1"},
         {"pairs": "random"},
+        {"cosine_audio": "vggish"},
         {"avm_stages": (4,)},
         {"avs_bce": 0.0},
     ],

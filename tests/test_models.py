@@ -573,6 +573,7 @@ def test_shared_crop_classifier_uses_the_avs_encoder():
     [
         ("backbone", "resnet99"),
         ("tpavi_stages", (0, 4)),
+        ("recompute_stages", (0, 0)),
         ("fusion", "film"),
         ("tpavi_impl", "slow"),
         ("audio_encoder", "wav2vec"),

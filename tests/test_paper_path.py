@@ -103,3 +103,187 @@ def test_paper_report_on_an_official_ms3_tree_runs_every_notebook_out_of_place(t
     out = run_report(tmp_path, data, ["tpavi"], weights, sets)
     assert_complete_report(out)
     assert _tree_hash(NOTEBOOK_DIR, FIGURES_DIR) == committed
+
+
+# ---------------------------------------------------------------- runs keyed by their data (#29)
+
+
+# The paper recipe's own crop-label reading: only the runs with crop losses read them.
+SMALL_OWN_LABELS = [s for s in SMALL if s != "data.crop_labels=true"]
+
+
+@pytest.fixture
+def fixed_code_version(monkeypatch):
+    """One code version for the whole test: the sources may be edited while it runs."""
+    from avs_lib.engine import provenance
+    from avs_lib.report import experiments
+
+    for module in (provenance, experiments):
+        monkeypatch.setattr(module, "code_version", lambda: "this code")
+
+
+def _grid(method: str = "tpavi"):
+    from avs_lib.config import Grid
+
+    return Grid((method,), (0,))
+
+
+def _weights(weights) -> dict:
+    from avs_lib.engine.runs import weight_overrides
+
+    return weight_overrides(*map(str, weights))
+
+
+@pytest.mark.timeout(600)
+def test_an_s4_then_an_ms3_grid_into_the_same_runs_dir_keep_both_and_s4_is_reused(tmp_path, weights, capsys,
+                                                                                   fixed_code_version):
+    from avs_lib.report import experiments
+    s4, ms3 = tmp_path / "Single-source", tmp_path / "Multi-sources"
+    write_s4(s4, crop_labels=True, clips=S4_TREE)
+    write_ms3(ms3, clips=MS3_TREE)
+    runs_dir, small = tmp_path / "runs", SMALL_OWN_LABELS
+    train = dict(device="cpu", weights=_weights(weights))
+    first = experiments.train_grid("paper", _grid(), s4, runs_dir, overrides=small, **train)
+    experiments.train_grid("paper", _grid(), ms3, runs_dir, overrides=[*small, "data.dataset=ms3"], **train)
+    capsys.readouterr()
+    again = experiments.train_grid("paper", _grid(), s4, runs_dir, overrides=small, **train)
+    assert "reused tpavi_seed0: same config and data" in capsys.readouterr().out
+    folders = sorted(p.parent.parent.name for p in runs_dir.glob("paper/*/tpavi_seed0/summary.json"))
+    assert [f.split("-")[0] for f in folders] == ["ms3", "s4"]
+    assert again["test_miou"].tolist() == first["test_miou"].tolist()
+
+
+def _finished(run_cfg) -> None:
+    """A run as `train.fit` leaves it, without training: config, provenance with data, summary."""
+    import json
+
+    from avs_lib.config import save_config
+    from avs_lib.engine.provenance import write_provenance
+
+    run_cfg.run_dir.mkdir(parents=True)
+    save_config(run_cfg, run_cfg.run_dir / "config.yaml")
+    write_provenance(run_cfg.run_dir, "cpu", run_cfg)
+    (run_cfg.run_dir / "summary.json").write_text(json.dumps({"name": run_cfg.name, "seed": 0}))
+
+
+def test_an_edited_crop_label_retrains_the_runs_that_read_labels_and_names_the_file(tmp_path, monkeypatch,
+                                                                                    fixed_code_version):
+    from avs_lib.config import Grid
+    from avs_lib.engine.runs import run_config
+    from avs_lib.report import experiments
+
+    data, runs_dir = tmp_path / "Single-source", tmp_path / "runs"
+    specs = write_s4(data, crop_labels=True, clips=S4_TREE)
+    for method in ("tpavi", "thesis"):
+        _finished(run_config("paper", method, 0, data, runs_dir, overrides=SMALL_OWN_LABELS))
+    label = specs[0].files["xml1"]
+    label.write_text(label.read_text().replace("<xmin>", "<xmin>1"))  # a box corrected in labelImg
+    trained = []
+
+    def fake_fit(cfg, resume=False):
+        trained.append(cfg.name)
+        (cfg.run_dir / "summary.json").write_text(f'{{"name": "{cfg.name}", "seed": 0}}')
+
+    monkeypatch.setattr("avs_lib.engine.train.fit", fake_fit)
+    with pytest.warns(UserWarning, match=r"retraining thesis_seed0: crop labels changed \(train/helicopter/"
+                                         r"clip0_hel/clip0_hel_1\.xml\)"):
+        experiments.train_grid("paper", Grid(("tpavi", "thesis"), (0,)), data, runs_dir, overrides=SMALL_OWN_LABELS)
+    assert trained == ["thesis"]  # tpavi reads no labels: reused
+
+
+def test_a_log_mel_only_tree_passes_the_checks_of_a_profile_that_reads_log_mels(tmp_path):
+    import shutil
+
+    from avs_lib.cli import main
+    from avs_lib.data import check_dataset
+    from avs_lib.engine.runs import prepare_data
+
+    data = tmp_path / "Single-source"
+    write_s4(data, crop_labels=True, clips=S4_TREE)
+    shutil.rmtree(data / "s4_data" / "audio_wav")
+    assert prepare_data("paper", data, overrides=[]) == data.resolve()  # paper reads .pkl log-mels
+    assert check_dataset(data, audio="pkl", progress=False).ok
+    assert main(["check-data", str(data), "--profile", "paper", "--quiet"]) == 0
+    with pytest.raises(FileNotFoundError, match=r"audio_wav not found: the runs read data.audio=wav; this "
+                                                r"tree has audio_log_mel/: pass --set data.audio=pkl"):
+        prepare_data("paper", data, overrides=["data.audio=wav"])
+
+
+def test_an_ms3_root_read_as_s4_names_the_flag_that_reads_it(tmp_path):
+    from avs_lib.engine.runs import prepare_data
+
+    data = tmp_path / "Multi-sources"
+    write_ms3(data, clips=MS3_TREE)
+    with pytest.raises(FileNotFoundError, match=r"holds ms3_meta_data.csv \(MS3; check-data detects it\); "
+                                                r"pass --set data.dataset=ms3"):
+        prepare_data("paper", data, overrides=[])
+
+
+# ---------------------------------------------------------------- checkpoints without frozen copies (#29)
+
+
+def _trained_system(data: Path, runs_dir: Path, weights, sets: list[str]):
+    """A paper-profile system as `train.fit` builds it (seeded), its weights changed as by training."""
+    from avs_lib.engine.runs import run_config
+    from avs_lib.engine.system import AVSSystem
+    from avs_lib.engine.train import seed_everything
+
+    cfg = run_config("paper", "thesis", 0, data, runs_dir, weights=weights, overrides=sets)
+    seed_everything(cfg.seed)
+    system = AVSSystem(cfg)
+    with torch.no_grad():
+        for p in system.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.01)
+    return cfg, system.eval()
+
+
+def _predict(system, data: Path, cfg) -> torch.Tensor:
+    from avs_lib.data import collate_clips
+    from avs_lib.engine.datasets import build_dataset
+
+    batch = collate_clips([build_dataset(cfg, "test")[i] for i in range(2)])
+    with torch.no_grad():
+        return system(batch)["logits"]
+
+
+@pytest.mark.parametrize("start", ["weight files", "random VGGish"])
+def test_a_loaded_run_predicts_bit_identically_without_storing_its_frozen_encoders(tmp_path, weights, start):
+    from avs_lib.config import to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
+    from avs_lib.engine.system import load_system
+
+    data = tmp_path / "Single-source"
+    write_s4(data, crop_labels=True, clips=S4_TREE)
+    files = _weights(weights) if start == "weight files" else {}
+    sets = [*SMALL, "model.freeze_backbone=true"] if files else SMALL
+    cfg, system = _trained_system(data, tmp_path / "runs", files, sets)
+    ckpt = {"config": to_dict(cfg), **weight_entries(system, cfg)}
+    atomic_torch_save(ckpt, tmp_path / "best.pt")
+    atomic_torch_save({**ckpt, "system": system.state_dict(), "frozen": {}}, tmp_path / "full.pt")
+    frozen = ("audio_encoder.", "model.resnet.") if files else ("audio_encoder.",)
+    assert not [k for k in ckpt["system"] if k.startswith(frozen)]
+    vggish_bytes = sum(t.numel() * 4 for t in system.audio_encoder.state_dict().values())
+    assert (tmp_path / "full.pt").stat().st_size - (tmp_path / "best.pt").stat().st_size >= vggish_bytes
+    loaded, _ = load_system(tmp_path / "best.pt")
+    assert torch.equal(_predict(loaded, data, cfg), _predict(system, data, cfg))
+
+
+def test_a_checkpoint_refuses_a_changed_or_missing_frozen_weight_file(tmp_path, weights):
+    import shutil
+
+    from avs_lib.config import to_dict
+    from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
+    from avs_lib.engine.system import load_system
+
+    data, vggish = tmp_path / "Single-source", tmp_path / "vggish.pth"
+    write_s4(data, crop_labels=True, clips=S4_TREE)
+    shutil.copy(weights[1], vggish)
+    cfg, system = _trained_system(data, tmp_path / "runs", _weights((weights[0], vggish)), SMALL)
+    atomic_torch_save({"config": to_dict(cfg), **weight_entries(system, cfg)}, tmp_path / "best.pt")
+    torch.save({k: v + 1 for k, v in torch.load(vggish, weights_only=True).items()}, vggish)
+    with pytest.raises(ValueError, match=rf"frozen audio_encoder was trained from {vggish} .*put the original"):
+        load_system(tmp_path / "best.pt")
+    vggish.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"read from {vggish}, which is missing; put that file back"):
+        load_system(tmp_path / "best.pt")

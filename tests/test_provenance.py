@@ -82,33 +82,39 @@ def _finished_run(tmp_path, code="this"):
     save_config(cfg, cfg.run_dir / "config.yaml")
     (cfg.run_dir / "summary.json").write_text("{}")
     if code is not None:
-        (cfg.run_dir / PROVENANCE_FILE).write_text(json.dumps({"code_version": code}))
+        (cfg.run_dir / PROVENANCE_FILE).write_text(json.dumps({"code_version": code, "data": _data(cfg)}))
     return cfg
+
+
+def _data(cfg):
+    from avs_lib.engine.provenance import data_fingerprint, data_read_by
+
+    return data_fingerprint(*data_read_by(cfg))
 
 
 def test_a_finished_run_of_the_same_code_and_config_is_reused(tmp_path):
     cfg = _finished_run(tmp_path, code="this")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this") == "done"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "done"
 
 
 def test_a_finished_run_of_other_code_is_trained_again_and_the_user_told(tmp_path):
     cfg = _finished_run(tmp_path, code="older")
-    with pytest.warns(UserWarning, match="other code .*older.*training it again"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this") == "stale"
+    with pytest.warns(UserWarning, match="retraining tpavi_seed0: made by other code .*older"):
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "stale"
 
 
 def test_a_run_without_provenance_is_trained_again(tmp_path):
     cfg = _finished_run(tmp_path, code=None)
     with pytest.warns(UserWarning, match="no provenance.json"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this") == "stale"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "stale"
 
 
 def test_reuse_stale_keeps_a_run_of_other_code_and_says_so(tmp_path):
     cfg = _finished_run(tmp_path, code="older")
     with pytest.warns(UserWarning, match="kept as asked"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this", reuse_stale=True) == "done"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg), reuse_stale=True) == "done"
 
 
 def test_reuse_stale_does_not_keep_a_run_of_another_config(tmp_path):
@@ -116,4 +122,22 @@ def test_reuse_stale_does_not_keep_a_run_of_another_config(tmp_path):
     wanted = to_dict(build_config("smoke", "tpavi", overrides={"data": {"root": str(tmp_path)},
                                                                "output_dir": str(tmp_path), "optim": {"lr": 0.5}}))
     with pytest.warns(UserWarning, match="optim.lr"):
-        assert _run_status(cfg.run_dir, wanted, "this", reuse_stale=True) == "stale"
+        assert _run_status(cfg.run_dir, wanted, "this", _data(cfg), reuse_stale=True) == "stale"
+
+
+def test_the_data_fingerprint_names_what_changed(tmp_path):
+    import os
+
+    from avs_lib.engine.provenance import data_change, data_fingerprint
+
+    audio = tmp_path / "s4_data" / "audio_log_mel" / "train" / "dog_barking"
+    audio.mkdir(parents=True)
+    (audio / "a.pkl").write_bytes(b"x")
+    (tmp_path / "s4_meta_data.csv").write_text("name,start,category,split\n")
+    before = data_fingerprint(tmp_path, "s4", "pkl", crop_labels=False)
+    assert data_change(before, data_fingerprint(tmp_path, "s4", "pkl", crop_labels=False)) is None
+    os.utime(audio / "a.pkl", ns=(1, 1))
+    assert data_change(before, data_fingerprint(tmp_path, "s4", "pkl", False)) == (
+        "audio files changed (sizes or modification times)")
+    (tmp_path / "s4_meta_data.csv").write_text("name,start,category,split\nx,0,dog_barking,train\n")
+    assert data_change(before, data_fingerprint(tmp_path, "s4", "pkl", False)) == "metadata CSV changed"

@@ -104,3 +104,44 @@ def test_a_readme_method_without_runs_is_named():
 def test_a_readme_without_a_results_table_is_an_error():
     with pytest.raises(ValueError, match="expected one results table"):
         table_disagreements("# Nothing here\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", _long())
+
+
+# ---------------------------------------------------------------- the answer, as notebook 04 wrote it
+
+ANSWER_FILE = REPO / "figures" / "answer.md"
+
+
+def marked_block(text: str, name: str) -> str:
+    """The text between `<!-- name -->` and `<!-- /name -->` (stripped); an error when not exactly one."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise ValueError(f"expected one {start} ... {end} block, found {text.count(start)} / {text.count(end)}")
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def answer_sections(answer: str) -> dict[str, str]:
+    """answer.md's "## Answer" (English) and "## 답" (Korean) lists, keyed "answer" and "answer-ko"."""
+    english, korean = answer.split("## 답", 1)
+    return {"answer": english.split("## Answer", 1)[1].strip(), "answer-ko": korean.strip()}
+
+
+@pytest.mark.parametrize("name", ["answer", "answer-ko"])
+def test_the_readme_answer_is_the_one_notebook_04_computed(name):
+    readme = (REPO / "README.md").read_text()
+    assert marked_block(readme, name) == answer_sections(ANSWER_FILE.read_text())[name], (
+        f"README.md's {name} block differs from figures/answer.md (written by notebook 04): copy it over")
+
+
+def test_the_answer_has_at_most_eight_sentences():
+    english = answer_sections(ANSWER_FILE.read_text())["answer"]
+    # a sentence ends with a full stop before a space/newline or the end, not inside a number
+    sentences = [s for s in english.replace("\n- ", " ").split(". ") if s.strip()]
+    assert len(sentences) <= 8, sentences
+
+
+def test_a_changed_answer_is_caught():
+    answer = "## Answer\n\n- It helps.\n\n## 답\n\n- 도움이 된다.\n"
+    readme = "x\n<!-- answer -->\n- It hurts.\n<!-- /answer -->\n"
+    assert marked_block(readme, "answer") != answer_sections(answer)["answer"]
+    with pytest.raises(ValueError, match="expected one"):
+        marked_block("no block", "answer")

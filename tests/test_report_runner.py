@@ -92,16 +92,23 @@ def _report_call(monkeypatch, argv):
 
 
 def test_report_cli_sends_a_paper_report_to_reports_paper(monkeypatch):
-    seen = _report_call(monkeypatch, ["--profile", "paper"])
+    seen = _report_call(monkeypatch, ["--profile", "paper", "--methods", "tpavi", "--seeds", "0"])
     assert seen["output_dir"] == REPORTS_DIR / "paper" and seen["figures_dir"] == REPORTS_DIR / "paper" / "figures"
     assert seen["html"] is True
 
 
 def test_report_cli_forwards_set_and_keep_stale_runs(monkeypatch, tmp_path):
-    seen = _report_call(monkeypatch, ["--profile", "paper", "--out", str(tmp_path), "--set", "data.dataset=ms3",
-                                      "--set", "optim.epochs=1", "--keep-stale-runs"])
+    seen = _report_call(monkeypatch, ["--profile", "paper", "--methods", "tpavi", "--seeds", "0", "--out", str(tmp_path),
+                                      "--set", "data.dataset=ms3", "--set", "optim.epochs=1", "--keep-stale-runs"])
     assert seen["output_dir"] == tmp_path
-    assert seen["extra_parameters"] == {"OVERRIDES": ["data.dataset=ms3", "optim.epochs=1"], "KEEP_STALE": True}
+    assert seen["extra_parameters"] == {"OVERRIDES": ["data.dataset=ms3", "optim.epochs=1"], "KEEP_STALE": True,
+                                        "METHODS": ["tpavi"], "SEEDS": [0]}
+
+
+def test_report_without_a_grid_stops_before_any_notebook(monkeypatch, capsys):
+    monkeypatch.setattr(notebooks, "run_notebooks", lambda **kwargs: pytest.fail("a notebook ran"))
+    assert main(["report", "--profile", "paper"]) == 2
+    assert "pass METHODS and SEEDS explicitly" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

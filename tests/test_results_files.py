@@ -71,3 +71,22 @@ def test_markdown_table_is_mean_and_std_over_seeds():
     assert lines[0].startswith("| method | seeds | mIoU | F (official, batch 4) |")
     assert lines[2].startswith("| tpavi | 2 | 0.450 ± 0.071 |")
     assert lines[3].startswith("| thesis | 1 | 0.450 |")
+
+
+def test_results_json_records_the_data_root_dataset_fingerprint_and_overrides(tmp_path):
+    from avs_lib.config import save_config
+    from avs_lib.engine.provenance import write_provenance
+    from avs_lib.engine.runs import run_config
+
+    runs = _runs()
+    for i, (method, seed) in enumerate(zip(runs["method"], runs["seed"], strict=True)):
+        cfg = run_config("smoke", method, int(seed), tmp_path / "data", tmp_path / "runs")
+        cfg.run_dir.mkdir(parents=True)
+        save_config(cfg, cfg.run_dir / "config.yaml")
+        write_provenance(cfg.run_dir, "cpu", cfg)
+        runs.loc[i, "run_dir"] = str(cfg.run_dir)
+    _, json_path = rf.write_results(runs, tmp_path, profile="smoke", overrides=["optim.epochs=1"])
+    data = json.loads(json_path.read_text())["data"]
+    assert data["root"] == str((tmp_path / "data").resolve()) and data["dataset"] == "s4"
+    assert data["overrides"] == ["optim.epochs=1"]
+    assert set(data["fingerprint"]) == {"metadata", "frames", "masks", "audio", "crop_labels"}  # one, shared

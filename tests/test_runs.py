@@ -22,6 +22,7 @@ def cpu_start(tmp_path, monkeypatch):
     root = tmp_path / "synth"
     (root / "synth_sidecar").mkdir(parents=True)
     (root / "s4_meta_data.csv").write_text("name,start,category,split\n")
+    (root / "s4_data" / "audio_wav").mkdir(parents=True)  # what the cpu profile reads (runs.check_reads)
 
     class Made:
         seconds = 0.0
@@ -67,7 +68,8 @@ def test_cli_train_resolves_every_run_of_the_cpu_grid_as_the_report_does(cpu_sta
         a, b = to_dict(from_cli), to_dict(cfg)
         a.pop("quiet"), b.pop("quiet")  # progress bars only: the grid hides each run's own
         assert a == b, f"{cfg.name} seed {cfg.seed}"
-        assert from_cli.run_dir == cfg.run_dir == runs_dir / "cpu" / f"{cfg.name}_seed{cfg.seed}"
+        folder = runs.run_folder("cpu", root, runs_dir)  # runs/cpu/s4-<digest of the data root>
+        assert from_cli.run_dir == cfg.run_dir == folder / f"{cfg.name}_seed{cfg.seed}"
 
 
 def test_cli_train_of_the_cpu_profile_starts_from_the_frozen_pretrained_encoders(cpu_start):
@@ -152,3 +154,25 @@ def test_a_synthetic_dataset_made_otherwise_is_used_as_it_is_with_a_warning(tmp_
     with pytest.warns(UserWarning, match="made with other parameters"):
         assert runs.prepare_data("smoke", root) == root
     assert (root / "s4_meta_data.csv").read_text() == before  # never replaced
+
+
+def test_runs_of_another_dataset_or_data_root_go_to_another_folder(tmp_path):
+    s4 = runs.run_config("paper", "tpavi", 0, tmp_path / "Single-source", tmp_path / "runs")
+    ms3 = runs.run_config("paper", "tpavi", 0, tmp_path / "Single-source", tmp_path / "runs",
+                          overrides=["data.dataset=ms3"])
+    other = runs.run_config("paper", "tpavi", 0, tmp_path / "Other", tmp_path / "runs")
+    assert s4.run_dir.parent.name.startswith("s4-") and ms3.run_dir.parent.name.startswith("ms3-")
+    assert len({s4.run_dir, ms3.run_dir, other.run_dir}) == 3
+    assert s4.run_dir.parent == runs.run_folder("paper", tmp_path / "Single-source", tmp_path / "runs")
+
+
+def test_a_config_message_names_the_data_root_given_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=rf"crop-labels {tmp_path / 'mine'}`"):
+        runs.run_config("paper", "thesis", 0, "mine", "runs", overrides=["data.crop_labels=false"])
+
+
+def test_the_run_folder_of_an_ms3_root_is_found_without_the_overrides(tmp_path):
+    (tmp_path / "ms3_meta_data.csv").write_text("video_id,split\n")
+    with_flag = runs.run_folder("paper", tmp_path, "runs", ["data.dataset=ms3"])
+    assert runs.run_folder("paper", tmp_path, "runs") == with_flag and with_flag.name.startswith("ms3-")

@@ -15,6 +15,7 @@ from avs_lib.report.stats import (
     compare_to_baseline,
     default_pairs,
     holm,
+    identical_groups,
     minimum_detectable_effect,
     paired_clip_bootstrap,
     paired_seed_difference,
@@ -295,3 +296,13 @@ def test_a_verdict_within_the_machine_margin_of_flipping_is_marked_on_the_edge()
     far = compare_to_baseline(per_seed, per_clip, machine_margin=nearest * 0.99).set_index("method")
     assert near.loc["counterfactual", "edge"] and not far.loc["counterfactual", "edge"]
     assert near.loc["counterfactual", "verdict"] == "higher"  # the edge is said, the verdict stays
+
+
+def test_a_method_run_at_fewer_seeds_is_identical_on_the_seeds_it_shares():
+    table = pd.DataFrame({"method": ["tpavi"] * 5 + ["thesis_literal_c"] * 3 + ["thesis"] * 3,
+                          "seed": [0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2],
+                          "test_miou": [0.5, 0.6, 0.55, 0.52, 0.58, 0.5, 0.6, 0.55, 0.5, 0.61, 0.55]})
+    same = identical_groups(table, ["test_miou"])
+    assert same == {"tpavi": "tpavi", "thesis_literal_c": "tpavi", "thesis": "thesis"}
+    row = compare_to_baseline(table, pairs=[("thesis_literal_c", "tpavi")]).iloc[0]
+    assert row["verdict"] == IDENTICAL and row["seeds"] == [0, 1, 2]

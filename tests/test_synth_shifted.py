@@ -218,3 +218,51 @@ def test_a_trained_model_is_evaluated_on_the_shifted_root_without_retraining(tmp
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["frames"] == 20
     with Image.open(next((tmp_path / "eval" / "pred_masks").rglob("*.png"))) as image:
         assert image.size == (64, 64)
+
+
+# ---------------------------------------------------------------- a fresh test split, and the development one
+
+
+def _plans_by_split(params):
+    from avs_lib.data.synth import plan_clips
+    plans = plan_clips(params)
+    return {split: [(p.name, p.classes, p.swap_partner, p.start) for p in plans if p.split == split]
+            for split in ("train", "val", "test")}
+
+
+def test_a_test_seed_redraws_only_the_test_split_with_names_of_its_own():
+    from avs_lib.data.synth import synth_info_json, synth_params
+    base = synth_params((16, 8, 8), image_size=64, num_classes=8)
+    fresh = dataclasses.replace(base, test_seed=1)
+    old, new = _plans_by_split(base), _plans_by_split(fresh)
+    assert old["train"] == new["train"] and old["val"] == new["val"]
+    assert old["test"] != new["test"] and len(new["test"]) == 8
+    names = [n for split in new.values() for n, *_ in split]
+    assert len(set(names)) == len(names)  # no fresh test clip reuses a train/val name
+    assert "test_seed" not in synth_info_json(base)["parameters"]  # the old data's info.json is unchanged
+    assert synth_info_json(fresh)["parameters"]["test_seed"] == 1
+
+
+def test_the_development_test_root_is_the_old_test_split_byte_for_byte(tmp_path):
+    from avs_lib.data.synth import ensure_development_test, make_dataset, synth_params
+    counts = (6, 4, 4)
+    make_dataset(tmp_path / "old", counts, image_size=64, num_classes=8, workers=1, progress=False)
+    make_dataset(tmp_path / "fresh", counts, image_size=64, num_classes=8, test_seed=1, workers=1, progress=False)
+    fresh_params = synth_params(counts, image_size=64, num_classes=8, test_seed=1)
+    made = ensure_development_test(tmp_path / "devtest", fresh_params, workers=1)
+
+    def test_files(root):
+        return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file() and "/test/" in f.as_posix()}
+
+    assert test_files(tmp_path / "devtest") == test_files(tmp_path / "old") != test_files(tmp_path / "fresh")
+    assert made.seconds > 0 and ensure_development_test(tmp_path / "devtest", fresh_params, workers=1).seconds == 0.0
+    train = [f for f in (tmp_path / "old").rglob("*") if f.is_file() and "/train/" in f.as_posix()]
+    assert train and all(f.read_bytes() == (tmp_path / "fresh" / f.relative_to(tmp_path / "old")).read_bytes()
+                         for f in train)
+
+
+def test_only_a_profile_with_a_fresh_test_split_has_a_development_test(tmp_path):
+    from avs_lib.config import get_profile
+    from avs_lib.report.shifted import development_test_roots
+    assert development_test_roots("smoke", tmp_path) == {}  # one test split: nothing to keep aside
+    assert get_profile("cpu").synthetic.test_seed is not None  # the committed report's test split is fresh

@@ -104,12 +104,19 @@ def _train_cmd(data_root, out, extra=()):
             "--set", "optim.epochs=3", "--set", "optim.steps_per_epoch=4", *extra]
 
 
+def _run_dir(data_root, out) -> Path:
+    """Where `_train_cmd(data_root, out)` trains (runs are filed by the data they read)."""
+    from avs_lib.engine.runs import run_folder
+
+    return run_folder("smoke", data_root, out) / "counterfactual_seed0"
+
+
 def test_resume_after_sigkill_mid_epoch_gives_bitwise_identical_weights(tiny_synth, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = subprocess.run(_train_cmd(tiny_synth, tmp_path / "full"), env=env, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
 
-    run_dir = tmp_path / "killed" / "smoke" / "counterfactual_seed0"
+    run_dir = _run_dir(tiny_synth, tmp_path / "killed")
     proc = subprocess.Popen(_train_cmd(tiny_synth, tmp_path / "killed"), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -125,7 +132,7 @@ def test_resume_after_sigkill_mid_epoch_gives_bitwise_identical_weights(tiny_syn
     resumed = subprocess.run(_train_cmd(tiny_synth, tmp_path / "killed", ["--resume"]), env=env,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = _weights(tmp_path / "full" / "smoke" / "counterfactual_seed0" / "last.pt")
+    a = _weights(_run_dir(tiny_synth, tmp_path / "full") / "last.pt")
     b = _weights(run_dir / "last.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -149,8 +156,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_synth, 
     two_cmd = torchrun + _train_cmd(tiny_synth, tmp_path / "two")[3:] + common
     two = subprocess.run(two_cmd, env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
-    a = _weights(tmp_path / "one" / "smoke" / "counterfactual_seed0" / "last.pt")
-    b = _weights(tmp_path / "two" / "smoke" / "counterfactual_seed0" / "last.pt")
+    a = _weights(_run_dir(tiny_synth, tmp_path / "one") / "last.pt")
+    b = _weights(_run_dir(tiny_synth, tmp_path / "two") / "last.pt")
     changed = 0
     for key in a:
         if a[key].is_floating_point():

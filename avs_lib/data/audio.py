@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -181,13 +182,33 @@ def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
 CACHE_VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    """Where log-mels are cached when no ``cache_dir`` is given: ~/.cache/avs_lib/logmel.
+def default_cache_dir() -> Path | None:
+    """Where log-mels are cached when no ``cache_dir`` is given: ~/.cache/avs_lib/logmel; None
+    where HOME is unset, empty or ``/`` (a service account, a bare container), whose "home"
+    would put the cache at the top of the file system.
 
     Outside the dataset on purpose: a dataset folder may be read-only or shared, and what
     sits in it should be only what the dataset's authors put there.
     """
-    return Path.home() / ".cache" / "avs_lib" / "logmel"
+    if not os.environ.get("HOME", "").strip():
+        return None
+    home = Path.home()
+    return None if home == Path("/") else home / ".cache" / "avs_lib" / "logmel"
+
+
+_FALLBACKS_SAID: set[Path] = set()
+
+
+def cache_dir_or(cache_dir: str | Path | None, fallback: Path) -> Path | None:
+    """``cache_dir`` as given; None (the default cache) where there is a home; else ``fallback``
+    (a run's own folder), said once per folder and process."""
+    if cache_dir is not None or default_cache_dir() is not None:
+        return None if cache_dir is None else Path(cache_dir)
+    if fallback not in _FALLBACKS_SAID:
+        _FALLBACKS_SAID.add(fallback)
+        warnings.warn(f"HOME is unset or empty, so there is no ~/.cache: caching log-mels in {fallback} "
+                      "(set data.cache_dir to choose)", stacklevel=2)
+    return fallback
 
 
 def content_key(path: str | Path) -> str:
@@ -208,6 +229,9 @@ def log_mel_cache_path(
     changed WAV gets a new entry whatever its mtime, and equal WAVs share one.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if folder is None:
+        raise ValueError(f"no cache folder for the log-mel of {wav_path}: HOME is unset or empty; "
+                         "give cache_dir (data.cache_dir)")
     return folder / f"v{CACHE_VERSION}-{seconds}s-{content_key(wav_path)}.logmel.npy"
 
 

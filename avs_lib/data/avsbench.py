@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import operator
+import os
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -321,6 +322,22 @@ def read_metadata(root: str | Path, layout: Layout) -> list[ClipRecord]:
     return table_records(table, layout)
 
 
+def links_leaving_root(root: Path, skip: set[str] = frozenset()) -> list[tuple[Path, Path]]:
+    """(link, target) of every symlink under `root` whose target lies outside it, searched without
+    following links (one `scandir` per folder) and not inside folders named in `skip`."""
+    inside, found, folders = Path(root).resolve(), [], [Path(root)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    target = Path(os.path.realpath(entry.path))
+                    if not target.is_relative_to(inside):
+                        found.append((Path(entry.path), target))
+                elif entry.is_dir(follow_symlinks=False) and entry.name not in skip:
+                    folders.append(Path(entry.path))
+    return sorted(found)
+
+
 # ---------------------------------------------------------------------------------------------
 # Images
 
@@ -539,7 +556,7 @@ class _AVSBenchClips(Dataset):
         if crop_labels and not label_root.is_dir():
             raise FileNotFoundError(
                 f"crop labels not found: {label_root} (AVSBench ships none; "
-                f"{crop_labels_instruction(self.root)}; or pass crop_labels=False)"
+                f"{crop_labels_instruction(self.root)}; or train a method without crop losses)"
             )
         everything = read_metadata(self.root, self.layout)
         self.clips: list[ClipRecord] = [clip for clip in everything if clip.split == split]
@@ -557,6 +574,12 @@ class _AVSBenchClips(Dataset):
         if self.conversions:  # once per dataset, here rather than once per item and worker
             where = f"AVSBench {self.layout.name.upper()} {split} at {self.root}"
             warnings.warn(conversion_warning(where, self.conversions), stacklevel=3)
+        outside = links_leaving_root(self.root, skip=set(SPLITS) - {split})
+        if outside:  # read, but said: what is read there is not the dataset's to vouch for
+            link, target = outside[0]
+            warnings.warn(f"{len(outside)} path(s) in the {split} split of {self.root} are symlinks leading "
+                          f"outside it, e.g. {link} -> {target}; reading them (check-data lists each)",
+                          stacklevel=3)
         if crop_labels:
             self._require_crop_labels()
 

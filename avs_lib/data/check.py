@@ -26,13 +26,16 @@ no CSV row explains. What counts as a problem:
 - ``crop_label``: a labelImg file that is malformed, has no or several objects, a box outside
   the image or of zero area, a ``<size>`` other than its frame's, or names another object
   than the clip's category;
-- ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for.
+- ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for;
+- ``sidecar``: in a synthetic tree (``synth_sidecar/`` present), a clip's sidecar or the
+  generator's ``info.json`` that is missing or unreadable (the listening diagnostics read them).
 
 The rules are the readers' own functions (``frame_problem``, ``mask_problem``,
 ``mask_alpha_problem``, ``log_mel_problem``, ``wav_problem``, ``read_crop_label``), so a
 dataset that passes here reads without an error. What the readers convert rather than refuse
 -- stereo or non-16 kHz WAVs, mixed to mono and resampled as VGGish does -- is listed in
-``Report.notes``, not as a problem.
+``Report.notes``, not as a problem; so is each symlink leading outside the dataset root
+(kind ``symlink_outside``), which the readers follow with one warning per dataset.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from avs_lib.data.avsbench import (
     clip_paths,
     common_size,
     frame_problem,
+    links_leaving_root,
     log_mel_problem,
     mask_alpha_problem,
     mask_problem,
@@ -73,10 +77,13 @@ from avs_lib.data.avsbench import (
 from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.errors import DataFormatError
 from avs_lib.data.safe_pickle import load_tensor_pickle
+from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_sidecar
 
 LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
 AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
 CLIP_SECONDS = 5.0
+_NOTE_KINDS = {"converted": "file(s) converted on reading",
+               "symlink_outside": "symlink(s) leading outside the dataset root"}
 _CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
 
 
@@ -101,7 +108,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> category -> clips
     files_checked: int = 0
-    notes: list[Problem] = field(default_factory=list)  # files the readers convert (kind "converted")
+    notes: list[Problem] = field(default_factory=list)  # read but said: kinds of _NOTE_KINDS
 
     @property
     def ok(self) -> bool:
@@ -139,7 +146,9 @@ class Report:
             f"({per_split or 'none'}){over}; {self.files_checked} files checked."
         ]
         if self.notes:
-            lines.append(f"{len(self.notes)} file(s) converted on reading (not problems):")
+            kinds = Counter(note.kind for note in self.notes)
+            said = ", ".join(f"{n} {_NOTE_KINDS.get(kind, kind)}" for kind, n in sorted(kinds.items()))
+            lines.append(f"{len(self.notes)} note(s), not problems ({said}):")
             lines += [f"  {note}" for note in self.notes[:max_listed]]
         if self.ok:
             lines.append("No problems found.")
@@ -274,6 +283,10 @@ def check_dataset(
     ):
         _check_clip(audit, clip, clip_paths(subset, root, clip), present)
     _check_orphans(audit, records, None if splits is None else wanted)
+    if (root / SIDECAR_DIR).is_dir():
+        _check_sidecars(audit, chosen)
+    audit.notes += [Problem(link, "symlink_outside", f"symlink to {target}, outside the dataset root; "
+                            "read as a dataset file") for link, target in links_leaving_root(root)]
     report.problems += audit.problems
     report.notes = audit.notes
     report.files_checked = audit.files_checked
@@ -456,6 +469,22 @@ def _check_crop_labels(
             audit.add(xml, "missing_file", str(error))
         except DataFormatError as error:
             audit.add(error.path, "crop_label", error.problem)
+
+
+def _check_sidecars(audit: _Audit, clips: list[ClipRecord]) -> None:
+    """The synthetic generator's info.json and each clip's sidecar: present and readable."""
+    info = audit.root / SIDECAR_DIR / INFO_FILE
+    if not info.is_file():
+        audit.add(info, "sidecar", "missing; a synthetic tree (synth_sidecar/) has the generator's info.json")
+    for clip in clips:
+        audit.files_checked += 1
+        try:
+            read_sidecar(audit.root, clip.split, clip.name)
+        except FileNotFoundError:
+            path = audit.root / SIDECAR_DIR / clip.split / f"{clip.name}.npz"
+            audit.add(path, "sidecar", f"missing sidecar of clip {clip.name!r}; a synthetic tree has one per clip")
+        except DataFormatError as error:
+            audit.add(error.path, "sidecar", error.problem)
 
 
 def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:

@@ -172,6 +172,15 @@ def _clip_masks(paths: ClipPaths, name: str, sizes: list[tuple[int, int]]) -> di
     return masks
 
 
+def _refuse_leaving(xml: Path, root: Path) -> None:
+    """Refuse a label path that a symlinked folder or file leads out of the dataset `root` (resolved):
+    the tool writes into the dataset only."""
+    target = xml.resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"{xml}: a symlink leads it to {target}, outside the dataset root {root}; "
+                         "refusing to write there (replace the link by a folder inside the dataset)")
+
+
 def bootstrap_crop_labels(
     root: str | Path,
     splits: Iterable[str] | None = None,
@@ -191,6 +200,7 @@ def bootstrap_crop_labels(
     if unknown:
         raise ValueError(f"unknown split(s) {', '.join(unknown)}; expected some of {', '.join(SPLITS)}")
     report = BootstrapReport(root)
+    inside = root.resolve()
     clips = [clip for clip in read_metadata(root, layout) if clip.split in chosen]
     for clip in tqdm(clips, desc="crop labels", disable=not progress):
         paths = clip_paths(layout, root, clip)
@@ -203,6 +213,7 @@ def bootstrap_crop_labels(
             if not overwrite and is_hand_drawn(xml):
                 report.kept.append(xml)
                 continue
+            _refuse_leaving(xml, inside)
             write_voc(xml, derived.box, name=crop_label_name(clip), image_path=frame.resolve(),
                       image_size=size, depth=depth, derived=derived.mark())
             report.written[derived.origin] += 1

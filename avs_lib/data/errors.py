@@ -14,8 +14,8 @@ class DataFormatError(ValueError):
 
 def crop_labels_instruction(root: str | Path) -> str:
     """How to make crop labels for a tree that has none (the readers, the config check and
-    notebook 02 say this)."""
+    notebook 02 say this), with the root absolute: a notebook runs in another folder."""
     return (
-        f"make them from the ground-truth masks with `python -m avs_lib crop-labels {root}`, "
+        f"make them from the ground-truth masks with `python -m avs_lib crop-labels {Path(root).resolve()}`, "
         "then review them in notebook 02 and correct them in labelImg"
     )

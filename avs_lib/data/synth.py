@@ -360,6 +360,9 @@ class SynthParams:
     num_classes: int = NUM_CLASSES
     # A shifted split's departures from the clean data (None: the clean data; not in info.json).
     shift: ShiftParams | None = None
+    # The test split drawn from a seed of its own (names, classes, layouts, sounds): a fresh test
+    # split that no probe has seen, with train and val unchanged. None: from `seed` (not in info.json).
+    test_seed: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
@@ -459,6 +462,11 @@ def _plan_split(
     return plans
 
 
+def _clip_seed(params: SynthParams, split: str) -> int:
+    """The seed a split's clips are drawn from: `test_seed` for a fresh test split, else `seed`."""
+    return params.test_seed if split == "test" and params.test_seed is not None else params.seed
+
+
 def plan_clips(params: SynthParams) -> list[ClipPlan]:
     """Names, classes, distractors and swap partners of every clip, in CSV order."""
     rng = np.random.default_rng([params.seed, 7919])
@@ -466,7 +474,13 @@ def plan_clips(params: SynthParams) -> list[ClipPlan]:
     plans: list[ClipPlan] = []
     offset = 0
     for split, count in zip(SPLITS, params.videos_per_split, strict=True):
-        plans += _plan_split(split, names[offset : offset + count], params, rng)
+        if split == "test" and params.test_seed is not None:  # its own names and plan, none reused
+            fresh = np.random.default_rng([params.test_seed, 7919, 3])
+            taken = {p.name for p in plans}
+            chosen = [n for n in _unique_names(count + len(taken), fresh) if n not in taken][:count]
+            plans += _plan_split(split, chosen, params, fresh)
+        else:
+            plans += _plan_split(split, names[offset : offset + count], params, rng)
         offset += count
     return plans
 
@@ -695,9 +709,10 @@ def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
     on-screen clip keeps the layout and the clean sound of its clean twin as far as its new
     looks allow.
     """
-    rng = np.random.default_rng([params.seed, SPLITS.index(plan.split), plan.index])
+    seed = _clip_seed(params, plan.split)
+    rng = np.random.default_rng([seed, SPLITS.index(plan.split), plan.index])
     shift = params.shift
-    shift_rng = np.random.default_rng([params.seed, SPLITS.index(plan.split), plan.index, 1])
+    shift_rng = np.random.default_rng([seed, SPLITS.index(plan.split), plan.index, 1])
     drawn = plan.classes if plan.sounding_on_screen else plan.classes[1:]
     if not drawn:
         raise ValueError(f"clip {plan.name}: an off-screen sounding object needs a distractor on screen")
@@ -885,6 +900,8 @@ def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
     parameters = asdict(params)
     parameters["videos_per_split"] = list(params.videos_per_split)
     counts = _counts(plans)
+    if params.test_seed is None:
+        del parameters["test_seed"]  # as it was before fresh test splits existed
     if params.shift is None:
         del parameters["shift"]  # the clean data's info.json is as it was before shifts existed
     else:
@@ -1000,6 +1017,7 @@ def make_dataset(
     occluder_probability: float = 0.25,
     min_visible_fraction: float = 0.4,
     num_classes: int = NUM_CLASSES,
+    test_seed: int | None = None,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -1022,9 +1040,23 @@ def make_dataset(
         occluder_probability=occluder_probability,
         min_visible_fraction=min_visible_fraction,
         num_classes=num_classes,
+        test_seed=test_seed,
     )
     began = time.perf_counter()
     return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress, began)
+
+
+def ensure_development_test(root: str | Path, params: SynthParams, *, workers: int | None = None,
+                            progress: bool = False) -> SynthInfo:
+    """The test split `params` would draw without its `test_seed` (the *development* test split,
+    used while the recipe was chosen), as a test-only root beside the data; made once, then reused.
+    Its bytes are those of the clean test split of a dataset generated without `test_seed`."""
+    old = dataclasses.replace(params, test_seed=None, shift=None)
+    plans = [p for p in plan_clips(old) if p.split == "test"]
+    root = Path(root)
+    if _is_synthetic(root) and read_info(root) == _info_json(old, plans):
+        return _synth_info(root, old, read_info(root)["counts"], seconds=0.0)
+    return _write_dataset(root, old, plans, True, workers, progress, time.perf_counter())
 
 
 SHIFTED_SNRS_DB = (10.0, 0.0)  # the shifted test splits' noise levels
@@ -1044,7 +1076,7 @@ def plan_shifted_test(params: SynthParams) -> list[ClipPlan]:
             f"offscreen_fraction {params.shift.offscreen_fraction} asks for {wanted} off-screen clips, but "
             f"only {len(eligible)} of {len(plans)} test clips have a distractor to show instead"
         )
-    rng = np.random.default_rng([params.seed, 7919, 2])
+    rng = np.random.default_rng([_clip_seed(params, "test"), 7919, 2])
     chosen = set(rng.permutation(eligible)[:wanted].tolist())
     return [dataclasses.replace(p, sounding_on_screen=False) if i in chosen else p for i, p in enumerate(plans)]
 

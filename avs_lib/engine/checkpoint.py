@@ -1,14 +1,23 @@
-"""Checkpoints that survive a crash and rebuild their run: atomic writes, config inside, safe loads."""
+"""Checkpoints that survive a crash and rebuild their run: atomic writes, config inside, safe loads.
+
+A frozen module (a frozen VGGish or ResNet) is not stored in every checkpoint: the checkpoint
+names where it came from (its weight file and that file's sha256, or the run's seed for a random
+start), and `restore_weights` rebuilds it from there, refusing a file that is gone or changed.
+"""
 
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from avs_lib.atomic import write_atomically
 from avs_lib.data.safe_pickle import TORCH_ZIP_MAGIC, zip_unpacked_bytes
@@ -67,9 +76,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     _check_unpacked_size(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated files and foreign pickles both end here
-        raise ValueError(f"{path}: not a readable avs_lib checkpoint ({err})") from err
+        raise ValueError(f"{path}: not a readable avs_lib checkpoint ({_load_failure(err)})") from None
+    _check_layout(path, ckpt)
+    return ckpt
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load refused, without torch's advice to retry with `weights_only=False`: for a
+    file from elsewhere that advice means running whatever code the file carries."""
+    text = " ".join(str(err).split())
+    if "weights_only" not in text:
+        return text[:300]
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    what = f"the Python object {found.group(1)}" if found else "Python objects"
+    return (f"it holds {what} beyond tensors and plain values, and loading that would run code from "
+            "the file; refused (avs_lib writes only tensors and plain values)")
+
+
+def _check_layout(path: Path, ckpt: Any) -> None:
+    """A dict holding the run's `config` and `system` weights, as `train` writes; else say what it is."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("system"), dict):
+        return
+    if isinstance(ckpt, torch.Tensor):
+        found = f"a bare tensor of shape {list(ckpt.shape)}"
+    elif isinstance(ckpt, dict):
+        keys = [str(k) for k in ckpt]
+        shown = ", ".join(repr(k) for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        tensors = sum(isinstance(v, torch.Tensor) for v in ckpt.values())
+        found = (f"a state_dict of {tensors} tensors (keys {shown}), as torchvision or another project writes"
+                 if tensors == len(keys) and keys else f"a dict with keys {shown or 'none'}")
+    else:
+        found = f"a {type(ckpt).__name__}"
+    raise ValueError(f"{path}: not an avs_lib checkpoint: found {found}; expected a dict with the run's "
+                     "'config' and 'system' weights, as `python -m avs_lib train` writes")
 
 
 def _check_unpacked_size(path: Path) -> None:
@@ -90,3 +131,96 @@ def _check_unpacked_size(path: Path) -> None:
             f"{path}: unpacks to {size / 2**30:.1f} GiB, more than the {CHECKPOINT_MAX_BYTES // 2**30} GiB "
             "any avs_lib checkpoint takes; refused before loading"
         )
+
+
+# ---------------------------------------------------------------- frozen modules by reference
+
+
+def _frozen_modules(system: nn.Module) -> dict[str, nn.Module]:
+    """{state-dict prefix: module} of a system's frozen encoders (see `features.frozen_parts`)."""
+    parts = {"audio_encoder": getattr(system, "audio_encoder", None), "model.resnet": system.model.resnet}
+    return {prefix: module for prefix, module in parts.items()
+            if module is not None and getattr(module, "frozen", False)
+            and not any(p.requires_grad for p in module.parameters())}
+
+
+def _storages(modules: list[nn.Module]) -> set[int]:
+    """Data pointers of the modules' tensors: a state-dict entry is frozen when it shares one
+    (so a shared crop trunk's aliases of a frozen ResNet are left out too)."""
+    return {t.data_ptr() for m in modules for t in m.state_dict().values() if t.numel()}
+
+
+def _without(state: dict[str, torch.Tensor], storages: set[int]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not (v.numel() and v.data_ptr() in storages)}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, once per (path, size, mtime): a checkpoint is written every epoch."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _weights_file(cfg: Any, prefix: str) -> str | None:
+    model = cfg.model
+    if prefix == "model.resnet":
+        return model.resnet_weights
+    return model.vggish_weights if model.audio_encoder == "vggish" else model.audio_weights
+
+
+def weight_entries(system: nn.Module, cfg: Any) -> dict[str, Any]:
+    """The weights part of a checkpoint: "system" and "model" (the AVS model alone, in the official
+    key names) without the frozen modules' tensors, and "frozen": where each frozen module came from
+    ({"file", "sha256"}, or {"random_init_seed"}: built right after seeding with the run's seed)."""
+    frozen = _frozen_modules(system)
+    storages = _storages(list(frozen.values()))
+    references = {}
+    for prefix in frozen:
+        path = _weights_file(cfg, prefix)
+        references[prefix] = ({"file": str(Path(path).resolve()), "sha256": file_sha256(path)} if path
+                              else {"random_init_seed": cfg.seed})
+    return {"system": _without(system.state_dict(), storages),
+            "model": _without(system.model.state_dict(), storages), "frozen": references}
+
+
+def _check_reference(path: Path, prefix: str, reference: dict[str, Any]) -> Path:
+    """The weight file a checkpoint names for a frozen module, present and with its recorded hash."""
+    source = Path(reference["file"])
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"{path}: the frozen {prefix} is not stored in the checkpoint but read from {source}, which is "
+            f"missing; put that file back (sha256 {reference['sha256'][:12]}...) to load this run")
+    found = file_sha256(source)
+    if found != reference["sha256"]:
+        raise ValueError(
+            f"{path}: the frozen {prefix} was trained from {source} (sha256 {reference['sha256'][:12]}...), "
+            f"but that file now has sha256 {found[:12]}...; put the original file back to load this run")
+    return source
+
+
+def restore_weights(system: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """Load a checkpoint's weights into a system built from its config (under its seed): the stored
+    tensors, and each frozen module from the weight file it names (checked by sha256; a module
+    from a random start is already the one the seed rebuilt). Nothing else may be missing."""
+    from avs_lib.models.weights import load_weights_file
+
+    references = ckpt.get("frozen", {})
+    for prefix, reference in references.items():
+        if "file" in reference:
+            load_weights_file(system.get_submodule(prefix), _check_reference(Path(path), prefix, reference))
+    restored = _storages([system.get_submodule(prefix) for prefix in references])
+    stored = ckpt["system"]
+    missing = [k for k in _without(system.state_dict(), restored) if k not in stored]
+    unexpected = [k for k in stored if k not in system.state_dict()]
+    if missing or unexpected:
+        raise ValueError(f"{path}: the checkpoint does not fit the model its config builds "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    system.load_state_dict(stored, strict=False)

@@ -24,8 +24,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.config import ExperimentConfig
+from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
+from avs_lib.configtools import deep_merge
 from avs_lib.data import collate_clips
+from avs_lib.data.audio import cache_dir_or
+from avs_lib.data.avsbench import MS3_LAYOUT, S4_LAYOUT
 from avs_lib.engine.datasets import build_dataset, full_split
 from avs_lib.engine.features import with_frozen_features
 from avs_lib.engine.system import load_system, select_device
@@ -319,26 +322,68 @@ def _change_table(changes: dict[str, AudioChangeMeter], computed: dict[str, dict
 
 def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,
              diagnostics: bool = True, data_root: str | None = None,
-             feature_cache: str | Path | None = None) -> dict[str, Any]:
+             feature_cache: str | Path | None = None, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its best checkpoint) or a checkpoint file on `split`.
 
     With `feature_cache` (a folder), the frozen encoders' outputs on the split are read from there
     (computed on first use, `avs_lib.engine.features`): models that share frozen encoders, as every
-    run of a grid does, then run them once per split between them instead of once each.
+    run of a grid does, then run them once per split between them instead of once each. Every folder
+    written to is the caller's (`out_dir`, `cache_dir`), never one the checkpoint's config names.
     """
 
     source = Path(source)
     ckpt = source / "best.pt" if source.is_dir() else source
+    run_folder = source if source.is_dir() else source.parent
     dev = select_device(device)
-    system, cfg = load_system(ckpt, dev)
-    if data_root is not None:
-        cfg.data.root = data_root
+    system, saved = _load_for_evaluation(ckpt, dev)
+    cfg = _in_callers_places(saved, run_folder, data_root, cache_dir)
     if out_dir is None:
-        out_dir = (source if source.is_dir() else source.parent) / f"eval_{split}"
+        out_dir = run_folder / f"eval_{split}"
+    refuse_inside_dataset(out_dir, cfg.data.root, "evaluation folder")
     dataset = build_dataset(cfg, split)
     if feature_cache is not None:
         dataset = with_frozen_features(system, dataset, feature_cache, dev)
     return evaluate_system(system, cfg, split, dev, diagnostics=diagnostics, out_dir=out_dir, dataset=dataset)
 
 
-__all__ = ["evaluate", "evaluate_system", "mask_iou", "predict_logits", "swap_partners"]
+def _load_for_evaluation(path: Path, device: torch.device) -> tuple[Any, ExperimentConfig]:
+    """`load_system`, its errors as one line naming the checkpoint and what in it does not fit."""
+    try:
+        return load_system(path, device)
+    except RuntimeError as err:  # load_state_dict: weights of another architecture or width
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{path}: its weights do not fit the model its config builds "
+                         f"({reason[:400]}{'...' if len(reason) > 400 else ''})") from None
+    except ValueError as err:  # config_from_dict: a key or value this version does not know
+        if str(err).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: the checkpoint's config does not fit this version of avs_lib ({err})") from None
+
+
+def _in_callers_places(saved: ExperimentConfig, run_folder: Path, data_root: str | Path | None,
+                       cache_dir: str | Path | None) -> ExperimentConfig:
+    """The checkpoint's config with every place replaced by this caller's: a checkpoint from
+    elsewhere names folders of another machine, or of whoever made the file, never written to here."""
+    data: dict[str, Any] = {"cache_dir": cache_dir_or(cache_dir, run_folder / "cache")}
+    if data_root is not None:
+        data["root"] = str(data_root)
+    if data["cache_dir"] is not None:
+        data["cache_dir"] = str(data["cache_dir"])
+    places = {"output_dir": str(run_folder.parent), "data": data}
+    return config_from_dict(deep_merge(to_dict(saved), places))
+
+
+def refuse_inside_dataset(out: str | Path, data_root: str | Path | None, flag: str) -> None:
+    """Refuse an output folder inside a dataset: a dataset holds only what its authors put there."""
+    roots = [Path(data_root).resolve()] if data_root is not None else []
+    target = Path(out).resolve()
+    roots += [folder for folder in (target, *target.parents)
+              if any((folder / layout.csv_name).is_file() for layout in (S4_LAYOUT, MS3_LAYOUT))]
+    inside = next((root for root in roots if target.is_relative_to(root)), None)
+    if inside is not None:
+        raise ValueError(f"{flag} {out} is inside the dataset root {inside}; write results outside "
+                         "the dataset (it should hold only what its authors put there)")
+
+
+__all__ = ["evaluate", "evaluate_system", "mask_iou", "predict_logits", "refuse_inside_dataset",
+           "swap_partners"]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from avs_lib.data import collate_clips
+from avs_lib.data.audio import content_key
 from avs_lib.engine.datasets import _Wrapper
 
 STAGES = 4
@@ -77,10 +79,10 @@ def module_digest(module: nn.Module) -> str:
 
 def data_fingerprint(dataset) -> str:
     """SHA-256 of what the encoders read: the reader's kind, root, split, image size, audio source,
-    the clips in order, and each clip's frame and audio files (path, size, modification time).
+    the clips in order, and the content of each clip's frame and audio files.
 
-    File statistics rather than contents: reading every file again would cost what the cache saves;
-    a regenerated or edited file gets a new modification time.
+    Contents, not sizes and modification times: ``cp -p`` or ``tar -x`` gives a replaced file its
+    old time, and a clip's file of the same size would then return the old clip's features.
     """
     h = hashlib.sha256()
     base = dataset
@@ -93,9 +95,25 @@ def data_fingerprint(dataset) -> str:
         audio_file = paths.wav if base.audio == "wav" else paths.log_mel
         h.update(f"{clip.name}|".encode())
         for path in (*paths.frames, audio_file):
-            stat = Path(path).stat()
-            h.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|".encode())
+            h.update(f"{Path(path).name}|{_content_key(Path(path))}|".encode())
     return h.hexdigest()
+
+
+_CONTENT_KEYS: dict[tuple, str] = {}
+
+
+def _content_key(path: Path) -> str:
+    """`content_key` of a file, read once per process while its inode, size and times stay the
+    same: rewriting or replacing a file changes its ctime, which no tool sets back. A file changed
+    in the last seconds is read again (two writes within one tick of the clock share a ctime)."""
+    stat = path.stat()
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _CONTENT_KEYS:
+        digest = content_key(path)
+        if time.time_ns() - stat.st_ctime_ns < 2 * 10**9:
+            return digest
+        _CONTENT_KEYS[key] = digest
+    return _CONTENT_KEYS[key]
 
 
 def cache_key(system: nn.Module, parts: FrozenParts, dataset) -> str:
@@ -146,7 +164,8 @@ def _compute(system: nn.Module, parts: FrozenParts, dataset, device: torch.devic
 def _write(folder: Path, stages: list[np.ndarray], audio: np.ndarray | None, meta: dict) -> None:
     """Write the arrays into a temporary folder beside `folder`, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    temp = folder.parent / f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    temp.mkdir()  # the umask's mode, like every other output (mkdtemp would give 0700)
     try:
         for i, array in enumerate(stages):
             np.save(temp / f"stage{i}.npy", array)

@@ -4,6 +4,9 @@ A loss can only change the parameters its gradient reaches. The thesis' crop los
 cross-entropy, B: pairwise crop distance, C: audio-crop cosine) are meant to improve the
 segmentation model, but which parts of it they touch depends on the wiring: a separate crop
 trunk takes A and B away from the AVS encoder, and a frozen shared trunk stops them before it.
+Loss C reaches TPAVI's audio projection when it reads TPAVI's aligned audio (`loss.cosine_audio`
+"tpavi"), and only the crop network when it reads the frozen audio embedding as the write-up says
+("frozen"): the tables of both readings show what each can change.
 `gradient_flow` measures this instead of arguing it: one batch, one backward pass per term, and
 the norm of the gradient each parameter group receives (0.0 for a group the term never reaches
 or whose parameters are frozen).

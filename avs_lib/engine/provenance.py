@@ -10,6 +10,10 @@ The *code version* that decides whether a finished run may be reused is not the 
 commit that only edits the README or a notebook would otherwise retrain every run. It is a hash
 of the sources that can change what a run computes: every `*.py` of the package except the report
 layer (`avs_lib/report/`) and the command line (`cli.py`, `__main__.py`), which only read runs.
+
+The *data fingerprint* (`data_fingerprint`) decides the same for the data a run read: the metadata
+CSV and crop-label files by content, the frames, masks and audio by size and modification time
+(reading every frame would cost more than a short run).
 """
 
 from __future__ import annotations
@@ -125,9 +129,12 @@ def collect_provenance(device: Any) -> dict[str, Any]:
             "parent_commands": _parent_commands()}
 
 
-def write_provenance(run_dir: str | Path, device: Any) -> dict[str, Any]:
-    """Write `run_dir/provenance.json` atomically; returns what was written."""
+def write_provenance(run_dir: str | Path, device: Any, cfg: Any = None) -> dict[str, Any]:
+    """Write `run_dir/provenance.json` atomically, with the data fingerprint of the run `cfg`
+    (an `ExperimentConfig`) when given; returns what was written."""
     record = collect_provenance(device)
+    if cfg is not None:
+        record["data"] = data_fingerprint(*data_read_by(cfg))
     write_text_atomically(Path(run_dir) / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
     return record
 
@@ -145,5 +152,71 @@ def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-__all__ = ["KERNEL_SETTINGS", "PROVENANCE_FILE", "code_version", "collect_provenance", "git_state",
-           "machine_record", "read_provenance", "write_provenance"]
+# ---------------------------------------------------------------- the data a run read
+
+
+def data_read_by(cfg: Any) -> tuple[Path, str, str, bool]:
+    """(root, dataset, audio folder kind, crop labels read) of a run config: what its fingerprint
+    covers. Crop labels count only for a run that reads them, so a corrected box retrains the
+    thesis runs and not the baseline's."""
+    data = cfg.data
+    labels = data.crop_labels is True or (data.crop_labels is None and cfg.loss.crop_losses)
+    return Path(data.root), data.dataset, data.audio, bool(labels)
+
+
+def _stat_digest(folder: Path) -> str:
+    """sha256 (16 hex digits) over (relative path, size, mtime) of every file under `folder`."""
+    digest = hashlib.sha256()
+    for base, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(base, name))
+            relative = os.path.relpath(os.path.join(base, name), folder)
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _content_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: sha256 (16 hex digits)} of every file under `folder` (the crop labels:
+    small text files a person edits, so an edit keeping size and mtime still counts)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def data_fingerprint(root: Path, dataset: str, audio: str, crop_labels: bool) -> dict[str, Any]:
+    """What a run of `dataset` at `root` reads, cheaply: the metadata CSV's sha256, a digest of
+    the sizes and mtimes of the frames, masks and audio (`audio`: "wav" or "pkl"), and the
+    crop-label files' content hashes when the run reads them. Absent parts are None."""
+    from avs_lib.data.avsbench import CROP_LABELS_DIR, MS3_LAYOUT, S4_LAYOUT
+
+    layout = MS3_LAYOUT if dataset == "ms3" else S4_LAYOUT
+    root, data = Path(root), Path(root) / layout.data_dir
+    meta = root / layout.csv_name
+    folders = {"frames": "visual_frames", "masks": "gt_masks",
+               "audio": "audio_wav" if audio == "wav" else "audio_log_mel"}
+    record: dict[str, Any] = {"metadata": hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else None}
+    record.update({part: _stat_digest(data / name) if (data / name).is_dir() else None
+                   for part, name in folders.items()})
+    labels = data / CROP_LABELS_DIR
+    record["crop_labels"] = _content_hashes(labels) if crop_labels and labels.is_dir() else None
+    return record
+
+
+def data_change(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """Why the data differs from a run's recorded fingerprint, in a few words; None when the same."""
+    if saved is None:
+        return "no data fingerprint recorded (trained before runs recorded one)"
+    for part, what in (("metadata", "metadata CSV"), ("frames", "frames"), ("masks", "masks"),
+                       ("audio", "audio files")):
+        if saved.get(part) != now.get(part):
+            return f"{what} changed" + ("" if part == "metadata" else " (sizes or modification times)")
+    old, new = saved.get("crop_labels") or {}, now.get("crop_labels") or {}
+    changed = sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+    if changed:
+        more = f", and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"crop labels changed ({changed[0]}{more})"
+    return None
+
+
+__all__ = ["KERNEL_SETTINGS", "PROVENANCE_FILE", "code_version", "collect_provenance", "data_change",
+           "data_fingerprint", "data_read_by", "git_state", "machine_record", "read_provenance", "write_provenance"]

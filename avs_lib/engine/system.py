@@ -15,7 +15,8 @@ from torch import nn
 from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data.boxes import crop_and_resize
-from avs_lib.engine.checkpoint import load_checkpoint
+from avs_lib.engine.checkpoint import load_checkpoint, restore_weights
+from avs_lib.models.avs_model import AUDIO_DIM
 from avs_lib.models.build import build_audio_encoder, build_crop_classifier, build_model
 from avs_lib.models.logmel_cnn import LogMelCNN
 
@@ -38,8 +39,10 @@ class AVSSystem(nn.Module):
             # "shared": the crops go through the AVS model's own encoder (same parameters).
             shared = self.model.resnet if cfg.model.crop_trunk == "shared" else None
             self.crop_classifier = build_crop_classifier(cfg.model, shared_encoder=shared)
-            # Loss C compares crops with the 256-d audio the segmentation model consumes.
-            self.crop_to_audio = nn.Linear(512, cfg.model.channel)
+            # Loss C compares crops with the 256-d audio the segmentation model consumes, or (the
+            # write-up read literally, loss.cosine_audio="frozen") with the audio encoder's 128-d one.
+            width = AUDIO_DIM if loss.cosine_audio == "frozen" else cfg.model.channel
+            self.crop_to_audio = nn.Linear(512, width)
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor | None:
         """Log-mel [B, T, 1, 96, 64] -> embeddings [B*T, 128] (None for the visual-only model)."""
@@ -104,7 +107,10 @@ class AVSSystem(nn.Module):
             cf_emb = self.audio_embedding(batch, "cf_audio") if cached else self.embed_audio(cf_audio)
             out["cf_logits"] = self.model.fuse_and_decode_projected(maps, cf_emb)[0]
         if self.needs_crops:
-            out.update(self._crop_outputs(batch, flat, aligned, B, T))
+            cosine_audio = aligned  # Loss C's audio: TPAVI's aligned audio per stage
+            if self.cfg.loss.cosine_audio == "frozen":  # the write-up read literally: the encoder's own
+                cosine_audio = [None if audio_emb is None else audio_emb.reshape(B, T, -1)]  # [B*T, 128] -> [B, T, 128]
+            out.update(self._crop_outputs(batch, flat, cosine_audio, B, T))
         return out
 
     def _crop_outputs(self, batch: dict, flat: torch.Tensor, aligned: list, B: int, T: int) -> dict:
@@ -138,19 +144,21 @@ def select_device(name: str = "auto") -> torch.device:
 def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
     """Rebuild a trained system from its checkpoint alone (the config travels inside), for evaluation.
 
-    The starting-weight files named in the config are not read: the checkpoint replaces every
-    weight, and runs studied on another machine than the one that trained them lack those files.
-    A frozen backbone is frozen again; the system is returned in eval mode.
+    The starting-weight files named in the config are read only for the frozen encoders, which the
+    checkpoint names instead of storing (`checkpoint.restore_weights`); the system is built under
+    the run's seed, so a frozen encoder from a random start comes back as trained. A frozen
+    backbone is frozen again; the system is returned in eval mode.
     """
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
     no_files = {"model": {"resnet_weights": None, "vggish_weights": None, "crop_weights": None,
                           "audio_weights": None, "freeze_backbone": False}}
     build_cfg = config_from_dict(deep_merge(to_dict(cfg), no_files))
-    with warnings.catch_warnings():  # the checkpoint's weights replace the random initialisation
+    with warnings.catch_warnings(), torch.random.fork_rng():  # the checkpoint's weights replace the random init
         warnings.filterwarnings("ignore", message="no pretrained weights given")
+        torch.manual_seed(cfg.seed)  # as `train.fit` seeds before building
         system = AVSSystem(build_cfg)
-    system.load_state_dict(ckpt["system"])
+    restore_weights(system, ckpt, path)
     if cfg.model.freeze_backbone:
         system.model.resnet.freeze()
     audio = system.audio_encoder

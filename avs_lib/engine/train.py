@@ -8,6 +8,7 @@ weights, bit for bit, on the CPU.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -25,15 +26,25 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.config import RESUME_FREE_KEYS, ConfigError, ExperimentConfig, save_config, to_dict
-from avs_lib.configtools import flatten
+from avs_lib.config import (
+    RESUME_FREE_KEYS,
+    ConfigError,
+    ExperimentConfig,
+    config_from_dict,
+    save_config,
+    to_dict,
+)
+from avs_lib.configtools import deep_merge, flatten
 from avs_lib.data import collate_clips
+from avs_lib.data.audio import cache_dir_or
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine.checkpoint import (
     atomic_torch_save,
     load_checkpoint,
+    restore_weights,
     rng_state,
     set_rng_state,
+    weight_entries,
 )
 from avs_lib.engine.datasets import build_dataset, kept_in_memory
 from avs_lib.engine.evaluate import evaluate_system
@@ -46,6 +57,8 @@ from avs_lib.engine.features import (
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
+
+LOCK_FILE = "train.lock"  # holds the pid of the process training in the run folder
 
 
 @dataclass
@@ -184,10 +197,12 @@ def train_one_epoch(
             outputs = system(batch, cf_audio=batch.get("cf_audio"))
             total, parts = loss_fn(outputs, batch)
         if not torch.isfinite(total):
+            last = cfg.run_dir / "last.pt"
+            kept = f"the last checkpoint {last} is intact" if last.is_file() else "no checkpoint was written yet"
             raise FloatingPointError(
                 f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
                 + ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-                + "; stopped before the update, the last checkpoint is intact"
+                + f"; stopped before the update, {kept}"
             )
         total.backward()
         if cfg.optim.grad_clip:
@@ -215,9 +230,8 @@ def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int,
     core = _unwrap(system)
     return {
         "config": to_dict(cfg),
-        "system": core.state_dict(),
-        # The AVS model alone, with the official key names, for the official code to load.
-        "model": core.model.state_dict(),
+        # The trained weights, and the AVS model alone in the official key names; frozen encoders by reference.
+        **weight_entries(core, cfg),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
@@ -233,8 +247,7 @@ def _best_checkpoint(system, cfg, epoch: int, global_step: int, best: dict) -> d
     for the thesis' crop trunk, Adam's moments are two thirds of the file written each time val
     improves."""
     core = _unwrap(system)
-    return {"config": to_dict(cfg), "system": core.state_dict(), "model": core.model.state_dict(),
-            "epoch": epoch, "global_step": global_step, "best": best}
+    return {"config": to_dict(cfg), **weight_entries(core, cfg), "epoch": epoch, "global_step": global_step, "best": best}
 
 
 class _MetricsLog:
@@ -328,10 +341,14 @@ def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool =
     before = torch.get_num_threads()
     if cfg.threads is not None and select_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.threads)
+    cache = cache_dir_or(cfg.data.cache_dir, cfg.run_dir / "cache")
+    if cache is not None and cfg.data.cache_dir is None:  # no home to cache in: config.yaml says where
+        cfg = config_from_dict(deep_merge(to_dict(cfg), {"data": {"cache_dir": str(cache)}}))
     try:
         return _fit(cfg, resume, allow_config_change)
     finally:
         torch.set_num_threads(before)
+        _release_lock(cfg.run_dir)
 
 
 def _fit(cfg: ExperimentConfig, resume: bool, allow_config_change: bool) -> RunResult:
@@ -399,13 +416,56 @@ def _open_run_dir(cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device, 
     if blocking is not None:
         raise NotADirectoryError(f"{blocking} is a file, expected a folder for the run {run_dir} "
                                  "(check output_dir)")
-    ckpt = _load_for_resume(run_dir / "last.pt", cfg, allow_config_change) if resume else None
     if dinfo.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _take_lock(run_dir)
+    ckpt = _load_for_resume(run_dir / "last.pt", cfg, allow_config_change) if resume else None
+    if dinfo.is_main:
         if ckpt is None:
             save_config(cfg, run_dir / "config.yaml")
-        write_provenance(run_dir, device)  # the code, versions, device and command of this run
+        write_provenance(run_dir, device, cfg)  # the code, versions, device, command and data of this run
     return ckpt
+
+
+def _take_lock(run_dir: Path) -> None:
+    """One writer per run folder: create LOCK_FILE holding this process's pid, or refuse naming the
+    live holder. A lock whose process is gone (killed, crashed) is taken over, with a note."""
+    path = run_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            with open(path, "x") as file:
+                file.write(f"{os.getpid()}\n")
+            return
+        except FileExistsError:
+            text = path.read_text().strip() if path.is_file() else ""
+            holder = int(text) if text.isdigit() else None
+            if holder is not None and _alive(holder):
+                raise BlockingIOError(errno.EAGAIN, f"the run folder is in use by process {holder}, which holds "
+                                      "its lock; wait for that run to end (or stop it)", str(path)) from None
+            warnings.warn(f"{path}: taking over the lock of process {text or '?'}, which is no longer running",
+                          stacklevel=4)
+            path.unlink(missing_ok=True)
+    raise BlockingIOError(errno.EAGAIN, "another process took the run folder's lock first", str(path))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _release_lock(run_dir: Path) -> None:
+    """Remove the run folder's lock if this process holds it (a refused run never took it)."""
+    path = run_dir / LOCK_FILE
+    try:
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
 
 
 def _train_loader(cfg: ExperimentConfig, train_set: Dataset, dinfo: DistInfo,
@@ -434,13 +494,14 @@ def _restore(ckpt: dict | None, cfg: ExperimentConfig, system: AVSSystem, optimi
             (run_dir / "steps.jsonl").unlink(missing_ok=True)
         return _RunState()
     try:
-        system.load_state_dict(ckpt["system"])
+        restore_weights(system, ckpt, run_dir / "last.pt")
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         reason = " ".join(str(err).split())[:500]
         raise ValueError(f"{run_dir / 'last.pt'}: the checkpoint does not fit the model this config builds "
                          f"({reason})") from None
     scheduler.load_state_dict(ckpt["scheduler"])
+    _apply_optim_settings(cfg, optimizer, scheduler)
     set_rng_state(ckpt["rng"])
     state = _RunState(ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"])
     if (run_dir / "metrics.jsonl").exists():
@@ -450,6 +511,16 @@ def _restore(ckpt: dict | None, cfg: ExperimentConfig, system: AVSSystem, optimi
         save_config(cfg, run_dir / "config.yaml")  # only now: the checkpoint has loaded
         _truncate_steps_log(run_dir, state.global_step)
     return state
+
+
+def _apply_optim_settings(cfg: ExperimentConfig, optimizer, scheduler) -> None:
+    """The config's lr and weight decay in the optimiser after a resume: the loaded state carries the
+    checkpoint's, which a changed config (--resume-changed-config) replaces. Unchanged, it is a no-op."""
+    o = cfg.optim
+    scheduler.base_lrs = [o.lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group.update(initial_lr=o.lr, lr=o.lr * factor(scheduler.last_epoch), weight_decay=o.weight_decay)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device) -> torch.nn.Module:

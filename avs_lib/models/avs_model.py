@@ -31,7 +31,8 @@ class AVSModel(nn.Module):
     audio-visual TPAVI, averaged when both are on, sharing the block's weights as the official
     code does), frames (T; inputs are [B*T, ...] with a clip's frames adjacent), fusion,
     tpavi_impl, cross_attention_heads, second_branch (the official unused, frozen
-    `layer3_2`/`layer4_2`; None: for resnet50 only) and fusion_gate_init. Weight files and
+    `layer3_2`/`layer4_2`; None: for resnet50 only), fusion_gate_init and recompute_stages (the
+    encoder's activation checkpointing). Weight files and
     freezing are the factory's (`build.build_model`).
     """
 
@@ -52,7 +53,8 @@ class AVSModel(nn.Module):
         self._block_prefix = "cross_attention_b" if fusion == "cross_attention" else "tpavi_b"
 
         second_branch = cfg.second_branch if cfg.second_branch is not None else backbone == "resnet50"
-        self.resnet = ResNetEncoder(backbone, second_branch=second_branch)
+        self.resnet = ResNetEncoder(backbone, second_branch=second_branch,
+                                    recompute_stages=cfg.recompute_stages)
         self.encoder_channels = self.resnet.stage_channels
         c1, c2, c3, c4 = self.encoder_channels
         self.conv4 = ClassifierModule(c4, channel)

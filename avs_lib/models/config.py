@@ -49,6 +49,12 @@ class ModelConfig:
                      "resnet18" | "resnet34" | "resnet50" (own ResNet of that kind), or "shared"
                      (the AVS model's own encoder)
     crop_final_relu: ReLU on the crop classifier's scores (as the write-up describes)
+    recompute_stages: encoder stages (0-3, 0 with the stem) whose activations are recomputed in the
+                     backward instead of kept (activation checkpointing), while the encoder trains;
+                     the same numbers, BatchNorm statistics included, for less memory and one more
+                     forward of those stages. Off by default: it only costs time where memory is not
+                     short; (0, 1, 2) holds most of a ResNet's activations. A frozen encoder has no
+                     backward: nothing to recompute
     freeze_backbone: keep the AVS encoder (ResNet) frozen, BatchNorm statistics included; needs
                      `resnet_weights`. Not the official recipe (which fine-tunes it); the cpu report
                      uses it with its pretrained encoders to fit its time budget
@@ -74,6 +80,7 @@ class ModelConfig:
     freeze_audio: bool = True
     crop_trunk: str = "separate"
     crop_final_relu: bool = True
+    recompute_stages: tuple[int, ...] = ()
     freeze_backbone: bool = False
     resnet_weights: str | None = None
     vggish_weights: str | None = None
@@ -82,6 +89,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.tpavi_stages = tuple(self.tpavi_stages)  # YAML gives lists
+        self.recompute_stages = tuple(self.recompute_stages)
 
     def validate(self) -> None:
         """Raise a ValueError naming the field for any value that cannot be built."""
@@ -94,6 +102,9 @@ class ModelConfig:
         stages = self.tpavi_stages
         if any(s not in (0, 1, 2, 3) for s in stages) or len(set(stages)) != len(stages):
             raise ValueError(f"tpavi_stages: expected distinct stages among 0, 1, 2, 3; got {shorten(stages)}")
+        recompute = self.recompute_stages
+        if any(s not in (0, 1, 2, 3) for s in recompute) or len(set(recompute)) != len(recompute):
+            raise ValueError(f"recompute_stages: expected distinct stages among 0, 1, 2, 3; got {shorten(recompute)}")
         if self.frames < 1:
             raise ValueError(f"frames: expected >= 1, got {shorten(self.frames)}")
         if self.channel < 2:

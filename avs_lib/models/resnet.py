@@ -9,11 +9,13 @@ network). Official checkpoints contain that branch, so a ResNet-50 encoder build
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torchvision
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 # name -> (torchvision builder, output channels of layer1..layer4)
 RESNETS: dict[str, tuple[Callable[..., torchvision.models.ResNet], tuple[int, int, int, int]]] = {
@@ -32,6 +34,30 @@ def check_resnet_name(name: str) -> None:
         raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(RESNETS)}")
 
 
+@contextmanager
+def buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Within: `module`'s buffers may change; on leaving, they hold their values from before again.
+
+    For the recomputation of a checkpointed segment: its BatchNorms, in train mode, normalise by the
+    batch as the first forward did, and would update their running statistics and
+    `num_batches_tracked` a second time; the recomputation must give the same values, not count twice.
+    """
+    saved = [b.clone() for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in zip(module.buffers(), saved, strict=True):
+                b.copy_(value)
+
+
+def checkpointed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 owner: nn.Module) -> torch.Tensor:
+    """`fn(x)` keeping only `x` for the backward, which runs `fn` again; `owner` holds fn's BatchNorms."""
+    return checkpoint(fn, x, use_reentrant=False,
+                      context_fn=lambda: (nullcontext(), buffers_kept(owner)))
+
+
 def torchvision_resnet(name: str) -> torchvision.models.ResNet:
     """A randomly initialised torchvision ResNet (never downloads: weights=None)."""
     check_resnet_name(name)
@@ -43,9 +69,14 @@ class ResNetEncoder(nn.Module):
 
     Parameter names follow the official `resnet.*` layout (`layer3_1`, `layer4_1`, and with
     `second_branch=True` the unused `layer3_2`, `layer4_2`).
+
+    `recompute_stages` (activation checkpointing): in a training forward with gradients, those stages
+    keep only their input, and the backward runs them again. Less memory for one more forward of
+    them; the same loss, gradients and BatchNorm statistics (`buffers_kept`).
     """
 
-    def __init__(self, name: str = "resnet50", second_branch: bool = False):
+    def __init__(self, name: str = "resnet50", second_branch: bool = False,
+                 recompute_stages: tuple[int, ...] = ()):
         super().__init__()
         base = torchvision_resnet(name)
         self.name = name
@@ -67,6 +98,8 @@ class ResNetEncoder(nn.Module):
                 p.requires_grad_(False)
 
         self.frozen = False
+        # Stages (0 with the stem) whose activations the backward recomputes while the encoder trains.
+        self.recompute_stages = tuple(recompute_stages)
 
     def freeze(self) -> None:
         """Stop training the encoder: no gradients, and BatchNorm keeps its (pretrained) statistics.
@@ -81,10 +114,20 @@ class ResNetEncoder(nn.Module):
     def train(self, mode: bool = True) -> ResNetEncoder:
         return super().train(mode and not self.frozen)
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 3, H, W] -> [N, 64, H/4, W/4]
+
+    def _run(self, stage: int, layer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             owner: nn.Module) -> torch.Tensor:
+        """`layer(x)`, checkpointed if `stage` is recomputed and this forward trains the encoder."""
+        if stage in self.recompute_stages and self.training and torch.is_grad_enabled():
+            return checkpointed(layer, x, owner)
+        return layer(x)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # [N, 64, H/4, W/4]
-        x1 = self.layer1(x)  # [N, C1, H/4, W/4]
-        x2 = self.layer2(x1)  # [N, C2, H/8, W/8]
-        x3 = self.layer3_1(x2)  # [N, C3, H/16, W/16]
-        x4 = self.layer4_1(x3)  # [N, C4, H/32, W/32]
+        x = self._run(0, self.stem, x, self.bn1)  # [N, 64, H/4, W/4]
+        x1 = self._run(0, self.layer1, x, self.layer1)  # [N, C1, H/4, W/4]
+        x2 = self._run(1, self.layer2, x1, self.layer2)  # [N, C2, H/8, W/8]
+        x3 = self._run(2, self.layer3_1, x2, self.layer3_1)  # [N, C3, H/16, W/16]
+        x4 = self._run(3, self.layer4_1, x3, self.layer4_1)  # [N, C4, H/32, W/32]
         return [x1, x2, x3, x4]

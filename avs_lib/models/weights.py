@@ -17,6 +17,7 @@ from torch import nn
 
 from avs_lib.data.errors import DataFormatError
 from avs_lib.models.crop import CropClassifier
+from avs_lib.models.logmel_cnn import LogMelCNN
 from avs_lib.models.resnet import ResNetEncoder
 
 NO_WEIGHTS = "no pretrained weights given; using random initialisation"
@@ -228,3 +229,13 @@ def load_avs_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     state = _with_batch_counters({k: v.shape for k, v in model.state_dict().items()}, state)
     load_exact(model, state, path, type(model).__name__)
     return model
+
+
+def load_weights_file(part: nn.Module, path: str | Path) -> nn.Module:
+    """Load the weight file a frozen part started from, by the part's kind: what a checkpoint names
+    instead of storing the part (`engine.checkpoint.restore_weights`)."""
+    if isinstance(part, ResNetEncoder):
+        return load_imagenet_resnet(part, path)
+    if isinstance(part, LogMelCNN):
+        return load_small_audio(part, path)
+    return load_vggish(part, path)

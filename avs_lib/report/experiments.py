@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 from avs_lib.config import METHODS, RESUME_FREE_KEYS, Grid, get_profile, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data.errors import DataFormatError
-from avs_lib.engine.provenance import code_version, read_provenance
+from avs_lib.engine.provenance import (
+    code_version,
+    data_change,
+    data_fingerprint,
+    data_read_by,
+    read_provenance,
+)
 from avs_lib.engine.runs import run_config
 
 # ---------------------------------------------------------------- what is run
@@ -40,7 +46,8 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
     if default is None and (methods is None or seeds is None):
         raise ValueError(
             f"profile {profile!r} has no default grid (its runs take hours on real data); "
-            "pass METHODS and SEEDS explicitly"
+            "pass METHODS and SEEDS explicitly (report: --methods tpavi thesis --seeds 0; make: "
+            'METHODS="tpavi thesis" SEEDS=0)'
         )
     if methods is not None:
         unknown = [m for m in methods if m not in METHODS]
@@ -82,32 +89,38 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
     return differ
 
 
-def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, reuse_stale: bool = False) -> str:
+def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str, Any],
+                reuse_stale: bool = False) -> str:
     """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (train again from scratch).
 
-    A run is reused or resumed only when its config and its code version (`provenance.code_version`,
-    from its provenance.json) match. A run made by other code, or with no provenance record, is
-    trained again, unless `reuse_stale`; the user is told either way. A run with another config is
-    always trained again: it is another experiment under the same name.
+    A run is reused or resumed only when its config, the data it read (`data`, this run's
+    `provenance.data_fingerprint`) and its code version (`provenance.code_version`) match. A run
+    made by other code, or with no provenance record, is trained again unless `reuse_stale`; a run
+    with another config or other data always is: it is another experiment under the same name.
+    Each retraining is one warning naming the run, its folder and why.
     """
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         return "new"
     differences = config_differences(yaml.safe_load(config_path.read_text()) or {}, wanted)
+    record = read_provenance(run_dir) or {}
+    made_by = record.get("code_version", "unknown (no provenance.json)")
+    other_code = f"made by other code (code version {made_by}, now {code})" if made_by != code else None
+    changed = data_change(record.get("data"), data)
+    if changed is not None and record.get("data") is None and reuse_stale:
+        changed = None  # a run from before fingerprints, kept with the other code's runs
+    reason = None
     if differences:
-        warnings.warn(f"{run_dir} was trained with another config (differs in {', '.join(differences)}); "
-                      "training it again", stacklevel=2)
+        reason = f"trained with another config (differs in {', '.join(differences)})"
+    elif other_code is not None and not reuse_stale:
+        reason = f"{other_code} (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)"
+    elif changed is not None:
+        reason = changed
+    elif other_code is not None:
+        warnings.warn(f"{run_dir}: {other_code}; kept as asked (reuse_stale)", stacklevel=2)
+    if reason is not None:
+        warnings.warn(f"retraining {run_dir.name}: {reason}; its old files in {run_dir} are replaced", stacklevel=2)
         return "stale"
-    record = read_provenance(run_dir)
-    made_by = (record or {}).get("code_version", "unknown (no provenance.json)")
-    if made_by != code:
-        if not reuse_stale:
-            warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); training "
-                          "it again (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)",
-                          stacklevel=2)
-            return "stale"
-        warnings.warn(f"{run_dir} was made by other code (code version {made_by}, now {code}); kept as asked "
-                      "(reuse_stale)", stacklevel=2)
     return "done" if (run_dir / "summary.json").is_file() else "partial"
 
 
@@ -287,9 +300,10 @@ def run_work(cfg: Any) -> RunWork:
 
 
 def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
-    """A config's `RunCost` on its device, measured as `train.fit` trains: building the model
-    (reading its weight files), one untimed step (allocations, kernels chosen), then `steps`
-    timed training steps and `steps` timed evaluation batches."""
+    """A config's `RunCost` on its device, measured as `train.fit` trains: reading the splits and
+    building the model (its weight files) as start-up, one untimed step (allocations, kernels
+    chosen), then `steps` timed training steps and `steps` evaluation batches, scaled from the
+    training batch size to `eval_batch_size`."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -306,7 +320,14 @@ def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
 
     cfg = _with_top_level(cfg, quiet=True)
     device = select_device(cfg.device)
-    loader = DataLoader(_train_set(cfg), batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
+    from avs_lib.engine.datasets import build_dataset
+
+    started = time.perf_counter()
+    train_set = _train_set(cfg)
+    for split in ("val", "test"):
+        build_dataset(cfg, split)
+    reading = time.perf_counter() - started
+    loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
                         num_workers=cfg.data.num_workers, collate_fn=collate_clips)
     batches = list(_take(loader, steps + 1))
     if not batches:
@@ -344,7 +365,8 @@ def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
             for batch in rest:
                 system(move_batch(batch, device))
 
-    return RunCost(train / len(rest), timed(evaluate) / len(rest), setup)
+    per_eval_batch = timed(evaluate) / len(rest) * cfg.eval_batch_size / cfg.optim.batch_size
+    return RunCost(train / len(rest), per_eval_batch, reading + setup)
 
 
 def _take(iterable, count: int):
@@ -393,13 +415,14 @@ def train_grid(
     estimate: bool = False,
 ) -> pd.DataFrame:
     """Train every run of `grid` (methods, extras, ablations) into
-    `runs_dir/{profile}/{method}_seed{seed}` in one pool of workers, so no worker idles between
+    `engine.runs.run_folder(...)/{method}_seed{seed}` in one pool of workers, so no worker idles between
     the groups; one row per run. Each run's config is `engine.runs.run_config`'s, the same as
     `python -m avs_lib train` resolves; `weights` come from `engine.runs.starting_weights`.
 
-    A finished run (summary.json, same config and code version) is reused when `skip_done`; an
-    interrupted one resumes from its last checkpoint; a run made with another config, or by other
-    code (unless `reuse_stale`), is trained again (`_run_status`). `estimate` prints the expected
+    A finished run (summary.json, same config, data and code version) is reused when `skip_done`,
+    with one line saying so; an interrupted one resumes from its last checkpoint; a run made with
+    another config or data, or by other code (unless `reuse_stale`), is trained again with one
+    warning saying why (`_run_status`). `estimate` prints the expected
     training time from a short warm-up of each distinct config before training starts.
     `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
     `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with the
@@ -412,12 +435,17 @@ def train_grid(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = grid.pairs
     code = code_version()
+    cfgs = [run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
+                       overrides=overrides, quiet=quiet) for method, seed in pairs]
+    fingerprints: dict[tuple, dict[str, Any]] = {}  # one per kind of read (with or without crop labels)
     todo = []
-    for method, seed in pairs:
-        cfg = run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
-                         overrides=overrides, quiet=quiet)
-        status = _run_status(cfg.run_dir, to_dict(cfg), code, reuse_stale)
+    for cfg in cfgs:
+        reads = data_read_by(cfg)
+        if reads not in fingerprints:
+            fingerprints[reads] = data_fingerprint(*reads)
+        status = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
         if status == "done" and skip_done:
+            print(f"reused {cfg.run_dir.name}: same config and data ({cfg.run_dir})", flush=True)
             continue
         todo.append((cfg, status == "partial"))
     if estimate and todo:
@@ -456,8 +484,7 @@ def train_grid(
                 bar.update()
                 progress.finished(cfg)
     bar.close()
-    run_root = Path(runs_dir) / profile
-    return pd.DataFrame([_summary_row(run_root / f"{m}_seed{s}") for m, s in pairs])
+    return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
 
 
 # ---------------------------------------------------------------- reading results
@@ -701,6 +728,11 @@ REPORTED: dict[str, dict[str, Any]] = {
 }
 
 
+# The thesis' claim as a relative gain in S4 test mIoU (0.679 -> 0.726): the size of effect a
+# verdict must be able to exclude or confirm (`stats.compare_to_baseline(claimed_gain=...)`).
+THESIS_CLAIMED_GAIN = REPORTED["thesis_proposed"]["miou"] / REPORTED["thesis_baseline"]["miou"] - 1
+
+
 def reported_table() -> pd.DataFrame:
     """REPORTED as a table (label, source, miou, f_score), every row marked "reported, not measured here"."""
     rows = [{**values, "status": REPORTED_LABEL} for values in REPORTED.values()]
@@ -723,8 +755,7 @@ def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
 # ---------------------------------------------------------------- the recipe ladder (val)
 
 # The rungs: the same tpavi objective and budget from each start; `tpavi` is the cpu profile's.
-LADDER = ("tpavi_random_closed", "tpavi_random_open", "tpavi_pretrained_closed", "tpavi_pretrained_trained",
-          "tpavi")
+LADDER = ("tpavi_random_closed", "tpavi_random_open", "tpavi_pretrained_closed", "tpavi_trained", "tpavi")
 
 
 def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: int = 0,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from avs_lib.config import build_config
+from avs_lib.engine.evaluate import refuse_inside_dataset
 from avs_lib.engine.runs import data_root_of
 from avs_lib.report.slides import export_html
 
@@ -36,12 +38,14 @@ class Destination:
     html: bool
 
 
-def report_destination(profile: str, out: str | Path | None = None) -> Destination:
+def report_destination(profile: str, out: str | Path | None = None,
+                       data_root: str | Path | None = None) -> Destination:
     """In place for the committed profile without `out`; else `out` (default reports/<profile>/)
     with figures in its `figures/` and an HTML export of each notebook.
 
     An `out` that is the committed notebooks/ or figures/ folder is refused: only the committed
-    profile may write there, and only in place.
+    profile may write there, and only in place. So is one inside a dataset (the profile's root,
+    `data_root`, or any folder holding AVSBench metadata).
     """
     if out is None and profile == COMMITTED_PROFILE:
         return Destination(NOTEBOOK_DIR, FIGURES_DIR, html=False)
@@ -49,6 +53,7 @@ def report_destination(profile: str, out: str | Path | None = None) -> Destinati
     if folder in (NOTEBOOK_DIR, FIGURES_DIR):
         raise ValueError(f"--out {folder} would overwrite the committed report; choose another folder "
                          f"(default for profile {profile!r}: {REPORTS_DIR / profile})")
+    refuse_inside_dataset(folder, data_root_of(profile, data_root), "--out")
     return Destination(folder, folder / "figures", html=True)
 
 
@@ -76,6 +81,13 @@ def _select(notebooks: list[str] | None) -> list[Path]:
     return selected
 
 
+def _check_overrides(profile: str, extra: dict) -> None:
+    """The runs' overrides checked as `train` checks them, before any notebook starts: a bad key is
+    one line here rather than a traceback from inside the training notebook."""
+    for method in extra.get("METHODS") or [None]:
+        build_config(profile, method, overrides=list(extra.get("OVERRIDES") or []))
+
+
 def run_notebooks(
     profile: str = "cpu",
     data_root: str | None = None,
@@ -96,6 +108,7 @@ def run_notebooks(
     output (the grid's per-run progress lines) are written there as they happen; `html` writes
     an HTML export next to each executed notebook.
     """
+    _check_overrides(profile, extra_parameters or {})
     import papermill as pm
 
     selected = _select(notebooks)

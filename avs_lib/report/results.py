@@ -15,10 +15,13 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from avs_lib.atomic import write_text_atomically
+from avs_lib.engine.provenance import read_provenance
 from avs_lib.report.experiments import RESULT_HEADERS, results_table
 
 LONG_COLUMNS = ["method", "seed", "split", "metric", "value"]
@@ -40,7 +43,7 @@ def split_and_metric(column: str) -> tuple[str, str]:
     """Where a results column was measured and what: "test_miou" -> ("test", "miou")."""
     if column in SPECIAL_COLUMNS:
         return SPECIAL_COLUMNS[column]
-    for split in ("test", "val", "train"):
+    for split in ("devtest", "test", "val", "train"):  # devtest: the development test split
         if column.startswith(f"{split}_"):
             return split, column[len(split) + 1:]
     return "run", column
@@ -122,20 +125,37 @@ def _json_value(value: float) -> float | None:
     return None if math.isnan(value) else value  # JSON has no NaN
 
 
+def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str, Any]:
+    """What the runs read: data root, dataset and data fingerprint (from each run's config.yaml and
+    provenance.json; a list where the runs differ), and the report's `--set` overrides."""
+    seen: dict[str, list[Any]] = {"root": [], "dataset": [], "fingerprint": []}
+    for run_dir in results.get("run_dir", pd.Series(dtype=str)).dropna():
+        config_path = Path(run_dir) / "config.yaml"
+        data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {}) if config_path.is_file() else {}
+        fingerprint = (read_provenance(run_dir) or {}).get("data")
+        for key, value in (("root", data.get("root")), ("dataset", data.get("dataset")),
+                           ("fingerprint", fingerprint)):
+            if value not in seen[key]:
+                seen[key].append(value)
+    record: dict[str, Any] = {key: values[0] if len(values) == 1 else values for key, values in seen.items()}
+    return {**record, "overrides": list(overrides or [])}
+
+
 def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
-                  repo: str | Path | None = None) -> tuple[Path, Path]:
+                  repo: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Path, Path]:
     """Write `out_dir/results.csv` and `out_dir/results.json` (atomically) from the frame of
     `experiments.collect_results`; returns their paths.
 
-    The JSON adds the provenance: the profile, the git commit of `repo` (None when unknown) and
-    the versions of the packages that decide the numbers.
+    The JSON adds the provenance: the profile, the data the runs read (root, dataset, fingerprint)
+    with the report's `overrides`, the git commit of `repo` (None when unknown) and the versions of
+    the packages that decide the numbers.
     """
     long = results_long(results)
     out_dir = Path(out_dir)
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
     write_text_atomically(csv_path, long.to_csv(index=False))
     rows = [{**row, "value": _json_value(row["value"])} for row in long.to_dict(orient="records")]
-    document = {"profile": profile, "git_commit": git_commit(repo), "packages": package_versions(),
+    document = {"profile": profile, "data": _data_record(results, overrides), "git_commit": git_commit(repo), "packages": package_versions(),
                 "columns": LONG_COLUMNS, "rows": rows}
     write_text_atomically(json_path, json.dumps(document, indent=2) + "\n")
     return csv_path, json_path
@@ -187,5 +207,20 @@ def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
     return _markdown(results_table(wide, metrics))
 
 
-__all__ = ["column_name", "git_commit", "package_versions", "read_results", "results_long", "results_markdown",
+# How far the CPU moves a method's seed mean: `benchmarks/machine_effect.py` (the committed cpu
+# runs retrained under another kernel setting). Absent in an installed copy without benchmarks/.
+MACHINE_EFFECT_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "machine_effect.csv"
+
+
+def machine_margins(path: str | Path = MACHINE_EFFECT_FILE) -> dict[str, float]:
+    """Result column -> the largest |mean shift| of any measured method's seed mean between two
+    CPUs' kernels: the margin within which a verdict may flip on another machine ({} if unmeasured)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    return table.assign(shift=table["mean_shift"].abs()).groupby("metric")["shift"].max().to_dict()
+
+
+__all__ = ["column_name", "git_commit", "machine_margins", "package_versions", "read_results", "results_long", "results_markdown",
            "results_wide", "split_and_metric", "write_results"]

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import optimize
 from scipy import stats as scipy_stats
 
-from avs_lib.config import ABLATIONS
+from avs_lib.config import ABLATIONS, CONTROLS
 from avs_lib.report.experiments import BASELINE, PROPOSED
 
 CONFIDENCE, ALPHA, POWER = 0.95, 0.05, 0.8
@@ -243,23 +243,31 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def identical_groups(per_seed_df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
-    """method -> the first method (in table order) whose runs give exactly the same values in
-    every column at every seed: such methods train the same model, so they are one method."""
+    """method -> the first method (in table order) whose runs give exactly the same values in every
+    column at every seed both ran: such methods train the same model, so they are one method (a
+    method run at fewer seeds is judged on the seeds it shares)."""
+    tables = {m: rows.set_index("seed")[list(columns)] for m, rows in per_seed_df.groupby("method", sort=False)}
     first_of: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
-    for method, rows in per_seed_df.groupby("method", sort=False):
-        values = rows.sort_values("seed")[["seed", *columns]].itertuples(index=False)
-        key = tuple(tuple(None if pd.isna(v) else v for v in row) for row in values)  # NaN equals NaN here
-        first_of[method] = seen.setdefault(key, method)
+    for method, table in tables.items():
+        first_of[method] = method
+        for earlier in dict.fromkeys(first_of.values()):
+            other = tables[earlier]
+            shared = table.index.intersection(other.index)
+            if earlier != method and len(shared) and table.loc[shared].equals(other.loc[shared]):
+                first_of[method] = earlier
+                break
     return first_of
 
 
 def default_pairs(methods: Sequence[str], baseline: str = BASELINE) -> list[tuple[str, str]]:
-    """Every method against the baseline, and each leave-one-out ablation against the full thesis
-    model (removing a loss is judged against the model that has it, at the same seeds)."""
+    """Every method against the baseline, each leave-one-out ablation against the full thesis model
+    (removing a loss is judged against the model that has it, at the same seeds), and a method with
+    a control of its own (`config.CONTROLS`) against that control when it ran."""
     pairs = []
     for method in methods:
-        if method in ABLATIONS:
+        if CONTROLS.get(method) in methods:
+            pairs.append((method, CONTROLS[method]))
+        elif method in ABLATIONS:
             if PROPOSED in methods:
                 pairs.append((method, PROPOSED))
         elif method != baseline:

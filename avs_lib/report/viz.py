@@ -86,6 +86,13 @@ METHOD_COLORS: dict[str, str] = {
     "tpavi_pretrained_closed": "#fb9a99",
     "tpavi_pretrained_trained": "#cab2d6",
     "counterfactual_random_closed": "#33a02c",
+    # the thesis as written (trained AVS encoder), its control, and Loss C read literally
+    "tpavi_trained": "#003f6b",
+    "thesis_trained": "#8a3b00",
+    "thesis_literal_c": "#ff7f0e",
+    "thesis_trained_literal_c": "#5c2700",
+    "thesis_trained_lambda0.1": "#c26a2e",
+    "thesis_trained_lambda0.01": "#e0a47a",
 }
 # For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
 FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
