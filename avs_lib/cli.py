@@ -211,11 +211,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from avs_lib.config import PretrainConfig, get_profile
-    from avs_lib.data.synth import SynthParams
-
     parser = argparse.ArgumentParser(prog="python -m avs_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    return parser
+
+
+def _add_data_commands(sub) -> None:
+    """synth, check-data, crop-labels, pretrain: the commands that make or inspect a dataset."""
+    from avs_lib.config import PretrainConfig, get_profile
+    from avs_lib.data.synth import SynthParams
 
     # The defaults write the cpu profile's dataset (what `make report` reads), with the generator's seed.
     data, seed = asdict(get_profile("cpu").synthetic), _defaults(SynthParams)["seed"]
@@ -268,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_run_commands(sub) -> None:
+    """prepare, train, evaluate, report: the commands that train, score and report runs."""
     p = sub.add_parser("prepare", help="generate (synthetic profiles) and check a profile's data, and make "
                        "its encoders' starting weights")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
@@ -332,7 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-stale-runs", action="store_true",
                    help="reuse finished runs made by other code (their config must still match)")
     p.set_defaults(func=cmd_report)
-    return parser
 
 
 def _one_line(err: BaseException) -> str:

@@ -112,7 +112,7 @@ class OptimConfig:
 # resumed with other values (`engine.train`), and runs that differ only in them are the same run
 # (`report.experiments`).
 RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir",
-                              "data.memory_cache_mb", "feature_cache"})
+                              "data.memory_cache_mb", "feature_cache", "model.recompute_stages"})
 
 
 @dataclass

@@ -180,3 +180,17 @@ def test_upward_import_is_detected(tmp_path):
     source.write_text("def f():\n    from avs_lib.report import viz\n")
     assert "avs_lib.report.viz" in imports_of(source)
     assert layer_of("avs_lib.report.viz") > layer_of("avs_lib.data.audio")
+
+
+MAX_FUNCTION_LINES = 80  # a function a reader takes in at once; longer ones are split by what they do
+
+
+def test_no_function_of_the_package_is_over_80_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)

@@ -145,3 +145,11 @@ def test_a_changed_answer_is_caught():
     assert marked_block(readme, "answer") != answer_sections(answer)["answer"]
     with pytest.raises(ValueError, match="expected one"):
         marked_block("no block", "answer")
+
+
+def test_the_readme_names_every_shifted_split_the_report_evaluates():
+    from avs_lib.data.synth import shifted_test_name
+    from avs_lib.report.shifted import SHIFTS
+    readme = (REPO / "README.md").read_text()
+    missing = [shifted_test_name(s) for s in SHIFTS if f"`{shifted_test_name(s)}`" not in readme]
+    assert not missing, f"README.md does not describe the shifted split(s) {missing} that notebook 04 evaluates"

@@ -429,8 +429,6 @@ def train_grid(
     `threads` of its config (else cpu_count // jobs); a run's result does not depend on which
     worker trained it, nor, with `threads` set, on the machine's core count.
     """
-    from avs_lib.engine.train import fit
-
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = grid.pairs
@@ -451,8 +449,18 @@ def train_grid(
     if estimate and todo:
         print(estimate_grid_seconds([c for c, _ in todo], measure_run_cost, run_work, jobs).text(), flush=True)
     progress = _RunProgress(len(pairs), len(pairs) - len(todo))
-    seen: set[tuple[type, str]] = set()
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
+    _train_runs(todo, jobs, bar, progress)
+    bar.close()
+    return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
+
+
+def _train_runs(todo: list[tuple[Any, bool]], jobs: int, bar: Any, progress: _RunProgress) -> None:
+    """Train the (config, resume) runs here, or `jobs` at a time in spawned workers, longest first;
+    each warning is shown once, and a failed run stops the rest naming the run."""
+    from avs_lib.engine.train import fit
+
+    seen: set[tuple[type, str]] = set()
     if jobs == 1 or len(todo) <= 1:
         for cfg, resume in todo:
             bar.set_postfix_str(f"{cfg.name} seed {cfg.seed}")
@@ -463,28 +471,26 @@ def train_grid(
             _warn_once(_records(caught), seen)
             bar.update()
             progress.finished(cfg)
-    else:
-        import multiprocessing
+        return
+    import multiprocessing
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_fit_in_worker, to_dict(cfg), resume, threads): cfg
-                       for cfg, resume in sorted(todo, key=lambda run: -_expected_cost(run[0]))}
-            for future in as_completed(futures):
-                cfg = futures[future]
-                try:
-                    messages = future.result()  # the run's warnings
-                except Exception as error:
-                    for other in futures:
-                        other.cancel()
-                    raise RuntimeError(f"run {cfg.name} seed {cfg.seed} failed in a worker: {error}") from error
-                bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
-                _warn_once(messages, seen)
-                bar.update()
-                progress.finished(cfg)
-    bar.close()
-    return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_fit_in_worker, to_dict(cfg), resume, threads): cfg
+                   for cfg, resume in sorted(todo, key=lambda run: -_expected_cost(run[0]))}
+        for future in as_completed(futures):
+            cfg = futures[future]
+            try:
+                messages = future.result()  # the run's warnings
+            except Exception as error:
+                for other in futures:
+                    other.cancel()
+                raise RuntimeError(f"run {cfg.name} seed {cfg.seed} failed in a worker: {error}") from error
+            bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
+            _warn_once(messages, seen)
+            bar.update()
+            progress.finished(cfg)
 
 
 # ---------------------------------------------------------------- reading results

@@ -142,15 +142,19 @@ def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str
 
 
 def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
-                  repo: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Path, Path]:
+                  repo: str | Path | None = None, overrides: list[str] | None = None,
+                  extra: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """Write `out_dir/results.csv` and `out_dir/results.json` (atomically) from the frame of
-    `experiments.collect_results`; returns their paths.
+    `experiments.collect_results` (and the long rows of `extra`, e.g. the shifted test splits,
+    whose `split` names the split); returns their paths.
 
     The JSON adds the provenance: the profile, the data the runs read (root, dataset, fingerprint)
     with the report's `overrides`, the git commit of `repo` (None when unknown) and the versions of
     the packages that decide the numbers.
     """
     long = results_long(results)
+    if extra is not None:  # rows measured outside the runs' own splits, e.g. on the shifted test splits
+        long = pd.concat([long, extra.reindex(columns=LONG_COLUMNS)], ignore_index=True)
     out_dir = Path(out_dir)
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
     write_text_atomically(csv_path, long.to_csv(index=False))

@@ -1,6 +1,7 @@
 """Does listening survive a shift? Every trained model scored, without retraining, on harder test
-splits made by the same generator (several looks per class, colours shared across classes,
-background noise at 10 and 0 dB SNR, clips whose sounding object is off-screen).
+splits made by the same generator: one factor at a time (several looks per class, colours shared
+across classes, background noise at 10 or 0 dB SNR, clips whose sounding object is off-screen), so
+a change in listening can be put on its cause, and then all four together.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from tqdm.auto import tqdm
 
 from avs_lib.config import get_profile
 from avs_lib.data.sidecar import sounding_on_screen
-from avs_lib.data.synth import ensure_development_test, ensure_shifted_tests, synth_params
+from avs_lib.data.synth import ShiftParams, ensure_development_test, ensure_shifted_test, shifted_test_name, synth_params
 
 SHIFTED_FOLDER = "shifted"  # inside the clean dataset's root, beside pretrained/
 DEVELOPMENT_TEST = "devtest"  # the test split the recipe was chosen with, when a fresh one replaced it
+# One factor per split, then the four together at each noise level (folder names: `shifted_test_name`).
+SHIFTS = (ShiftParams(looks_per_class=3), ShiftParams(shared_colours=True), ShiftParams(snr_db=10.0),
+          ShiftParams(snr_db=0.0), ShiftParams(offscreen_fraction=0.2),
+          ShiftParams(3, True, 10.0, 0.2), ShiftParams(3, True, 0.0, 0.2))
 
 
 def shifted_roots(profile: str, data_root: str | Path, progress: bool = False) -> dict[str, Path]:
@@ -29,9 +34,11 @@ def shifted_roots(profile: str, data_root: str | Path, progress: bool = False) -
     spec = get_profile(profile).synthetic
     if spec is None:
         return {}
-    parent = Path(data_root) / SHIFTED_FOLDER
-    made = ensure_shifted_tests(parent, _base_params(spec), progress=progress)
-    return {name: parent / name for name in made}
+    parent, base = Path(data_root) / SHIFTED_FOLDER, _base_params(spec)
+    roots = {shifted_test_name(shift): parent / shifted_test_name(shift) for shift in SHIFTS}
+    for shift, root in zip(SHIFTS, roots.values(), strict=True):
+        ensure_shifted_test(root, base, shift, progress=progress)
+    return roots
 
 
 def _base_params(spec):
@@ -114,4 +121,4 @@ def _frame_weighted(clips: pd.DataFrame) -> float:
     return float((clips["iou"] * clips["n_frames"]).sum() / clips["n_frames"].sum())
 
 
-__all__ = ["DEVELOPMENT_TEST", "SHIFTED_FOLDER", "development_test_roots", "evaluate_on_shifted", "shifted_roots"]
+__all__ = ["DEVELOPMENT_TEST", "SHIFTED_FOLDER", "SHIFTS", "development_test_roots", "evaluate_on_shifted", "shifted_roots"]

@@ -1128,7 +1128,22 @@ def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
         stages = ", ".join(str(s + 1) for s in spec.get("avm_stages", []))
         _loss(ax, 0.465, top - 3 * step - 0.06, "avm", losses["avm"])
         ax.text(0.465, top - 3 * step - 0.1, f"(fused maps of stages {stages})", ha="center", va="top", fontsize=6)
-    audio_y = lower + (0.2 if crop else 0.0)
+    _draw_audio_branch(ax, spec, lower + (0.2 if crop else 0.0), h, top, step, fusion, rows)
+    if crop:
+        _draw_crop_branch(ax, crop, losses, stage_centres[-1], lower, h, rows)
+    inactive = [LOSS_LABELS.get(k, k) for k in LOSS_LABELS if k not in losses]
+    rows += [{"component": f"loss {k}", "detail": f"weight {v:g}"} for k, v in losses.items()]
+    ax.text(0.01, 0.995, f"{spec['name']}: {spec['backbone']}, {channel}-channel decoder", ha="left", va="top",
+            fontsize=9, fontweight="bold")
+    if inactive:
+        ax.text(0.99, 0.005, "weight 0 (not computed): " + ", ".join(inactive), ha="right", va="bottom",
+                fontsize=6, color="0.4")
+    return fig, pd.DataFrame(rows)
+
+
+def _draw_audio_branch(ax: Axes, spec: Mapping[str, Any], audio_y: float, h: float, top: float, step: float,
+                       fusion: Mapping[int, str], rows: list[dict]) -> None:
+    """The audio encoder's box (or the note that there is none), with its arrows into each fusion block."""
     if spec["audio_encoder"] is not None:
         frozen = " (frozen)" if spec.get("audio_frozen") else " (trained)"
         audio = _box(ax, 0.17, audio_y, 0.16, h, f"log-mel [B·T, 1, 96, 64]\n→ {spec['audio_encoder']}{frozen}",
@@ -1140,36 +1155,32 @@ def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
         ax.text(0.25, audio_y + h / 2, "no audio encoder (the model hears nothing)", ha="center", fontsize=7,
                 color="0.4")
         rows.append({"component": "audio encoder", "detail": "none"})
-    if crop:
-        shared = crop["shared"]
-        trunk_text = "crop trunk: the AVS encoder\n(shared weights)" if shared else f"crop trunk: own {crop['trunk']}\n(separate)"
-        crops = _box(ax, 0.01, lower, 0.11, h, "crops of the\nsounding object", "input:crops")
-        trunk = _box(ax, 0.40, lower, 0.13, h, trunk_text, "crop-trunk", face="#dbe9f6" if shared else "#fff3c4")
-        _arrow(ax, (0.12, crops[1]), (0.40, trunk[1]))
-        if shared:
-            _arrow(ax, stage_centres[-1], (trunk[0], lower + h), style=":", color="0.3")
-        emb = _box(ax, 0.60, lower, 0.13, h, f"embedding {crop['embedding']}\n→ {crop['classes']} classes",
-                   "crop-head", face="#fff3c4")
-        _arrow(ax, (0.53, trunk[1]), (0.60, emb[1]))
-        rows.append({"component": "crop network", "detail": f"{crop['trunk']}, embedding {crop['embedding']}, "
-                                                            f"{crop['classes']} classes"})
-        notes = {"crop_ce": "(class scores vs. the clip's class)",
-                 "crop_pairwise": "(embeddings of one clip's crops)",
-                 "audio_crop_cosine": f"(embedding → {crop.get('to_audio')} ch vs. the fused audio)"}
-        for k, name in enumerate(("crop_ce", "crop_pairwise", "audio_crop_cosine")):
-            if name in losses:
-                y = lower + h + 0.07 - k * 0.075
-                _loss(ax, 0.87, y, name, losses[name])
-                ax.text(0.87, y - 0.028, notes[name], ha="center", va="center", fontsize=5.5, color="0.3")
-                _arrow(ax, (0.73, emb[1]), (0.80, y), color=LOSS_COLOR)
-    inactive = [LOSS_LABELS.get(k, k) for k in LOSS_LABELS if k not in losses]
-    rows += [{"component": f"loss {k}", "detail": f"weight {v:g}"} for k, v in losses.items()]
-    ax.text(0.01, 0.995, f"{spec['name']}: {spec['backbone']}, {channel}-channel decoder", ha="left", va="top",
-            fontsize=9, fontweight="bold")
-    if inactive:
-        ax.text(0.99, 0.005, "weight 0 (not computed): " + ", ".join(inactive), ha="right", va="bottom",
-                fontsize=6, color="0.4")
-    return fig, pd.DataFrame(rows)
+
+
+def _draw_crop_branch(ax: Axes, crop: Mapping[str, Any], losses: Mapping[str, float], last_stage: tuple[float, float],
+                      lower: float, h: float, rows: list[dict]) -> None:
+    """The crop network (its own trunk, or the AVS encoder shared) and the crop losses it feeds."""
+    shared = crop["shared"]
+    trunk_text = "crop trunk: the AVS encoder\n(shared weights)" if shared else f"crop trunk: own {crop['trunk']}\n(separate)"
+    crops = _box(ax, 0.01, lower, 0.11, h, "crops of the\nsounding object", "input:crops")
+    trunk = _box(ax, 0.40, lower, 0.13, h, trunk_text, "crop-trunk", face="#dbe9f6" if shared else "#fff3c4")
+    _arrow(ax, (0.12, crops[1]), (0.40, trunk[1]))
+    if shared:
+        _arrow(ax, last_stage, (trunk[0], lower + h), style=":", color="0.3")
+    emb = _box(ax, 0.60, lower, 0.13, h, f"embedding {crop['embedding']}\n→ {crop['classes']} classes",
+               "crop-head", face="#fff3c4")
+    _arrow(ax, (0.53, trunk[1]), (0.60, emb[1]))
+    rows.append({"component": "crop network", "detail": f"{crop['trunk']}, embedding {crop['embedding']}, "
+                                                        f"{crop['classes']} classes"})
+    notes = {"crop_ce": "(class scores vs. the clip's class)",
+             "crop_pairwise": "(embeddings of one clip's crops)",
+             "audio_crop_cosine": f"(embedding → {crop.get('to_audio')} ch vs. the fused audio)"}
+    for k, name in enumerate(("crop_ce", "crop_pairwise", "audio_crop_cosine")):
+        if name in losses:
+            y = lower + h + 0.07 - k * 0.075
+            _loss(ax, 0.87, y, name, losses[name])
+            ax.text(0.87, y - 0.028, notes[name], ha="center", va="center", fontsize=5.5, color="0.3")
+            _arrow(ax, (0.73, emb[1]), (0.80, y), color=LOSS_COLOR)
 
 
 SWAPPED_IN_COLOR: RGB = (204, 121, 167)  # outline of the object whose sound is swapped in
