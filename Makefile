@@ -20,11 +20,12 @@ OUT ?=
 KEEP_STALE ?=
 SET ?=
 
-.PHONY: help install lock verify-report browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
+.PHONY: help install lock quick verify-report browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
 	@echo "make test     # install, run the whole test suite"
+	@echo "make quick    # the whole report on the tiny smoke profile, in reports/quick/ (a few minutes)"
 
 # The exact versions that made the committed report (pip-compile of pyproject.toml's ranges, with
 # the dev and browser extras; `make lock` remakes it). LOCK= installs from the ranges instead.
@@ -71,6 +72,13 @@ notebooks: install
 
 report: data
 	@$(MAKE) --no-print-directory notebooks
+
+# The whole report on the seconds-long smoke profile, out of place (reports/quick/: executed
+# notebooks, their HTML, figures): every step runs, no number means anything (tiny data, 2 epochs).
+QUICK_DIR ?= reports/quick
+quick: install
+	$(PY) -m avs_lib report --profile smoke $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) --runs-dir $(RUNS_DIR) \
+	  --device $(DEVICE) --out $(QUICK_DIR)
 
 # The suite, then the smoke copies of the notebooks re-executed and compared by nbval. (The
 # report notebooks in notebooks/ carry the cpu profile's results: about 42 min to rerun on 2 cores.)

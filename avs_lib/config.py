@@ -231,6 +231,10 @@ class Grid:
     ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
     extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
     probes: tuple[str, ...] = ()  # val-only runs that chose the recipe, with seeds[:1]; never compared
+    # Methods whose comparisons are the headline verdicts, run with these seeds beyond `seeds`:
+    # more pairs where a verdict sits near its edge, none where it is already decided.
+    headline: tuple[str, ...] = ()
+    headline_seeds: tuple[int, ...] = ()
 
     @property
     def compared(self) -> list[str]:
@@ -245,6 +249,8 @@ class Grid:
     def runs(self) -> list[tuple[list[str], list[int]]]:
         """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
         groups = [(list(self.methods), list(self.seeds))]
+        if self.headline:
+            groups.append((list(self.headline), list(self.headline_seeds)))
         if self.extras:
             groups.append((list(self.extras), list(self.seeds[:1])))
         if self.ablations:
@@ -289,6 +295,8 @@ CPU_ABLATIONS = (*ABLATIONS, "thesis_literal_c")
 # trained-encoder thesis (1, the write-up's, is `thesis_trained` itself).
 LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed")
 LAMBDA_PROBES = ("thesis_trained_lambda0.1", "thesis_trained_lambda0.01")
+# 10 seeds for the frozen-encoder headline comparisons (thesis and counterfactual against tpavi).
+CPU_HEADLINE = ("tpavi", "thesis", "counterfactual")
 # A method judged against its own control rather than the baseline (`report.stats.default_pairs`).
 CONTROLS = {"thesis_trained": "tpavi_trained", "thesis_trained_literal_c": "tpavi_trained"}
 
@@ -325,7 +333,7 @@ PROFILES: dict[str, Profile] = {
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1),
         pretrain=PretrainConfig(),
         grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), CPU_ABLATIONS, ablation_seeds=(0, 1, 2), extras=CPU_EXTRAS,
-                  probes=(*LADDER_PROBES, *LAMBDA_PROBES)),
+                  probes=(*LADDER_PROBES, *LAMBDA_PROBES), headline=CPU_HEADLINE, headline_seeds=(5, 6, 7, 8, 9)),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(

@@ -52,8 +52,10 @@ def test_default_smoke_grid_is_four_methods_one_seed():
 def test_cpu_grid_has_five_seeds_the_leave_one_out_ablations_and_the_ladder_probes():
     grid = experiments.grid_for("cpu")
     assert grid.seeds == (0, 1, 2, 3, 4)  # the evidence needs at least 5 paired seeds
-    assert list(grid.ablations) == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine"]
-    assert set(grid.probes) | {"tpavi", *grid.extras} >= set(experiments.LADDER)  # every rung is trained
+    assert set(grid.headline) <= set(grid.methods) and len(grid.seeds) + len(grid.headline_seeds) >= 10
+    assert list(grid.ablations) == ["thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine",
+                                    "thesis_literal_c"]
+    assert set(grid.probes) | set(grid.compared) >= set(experiments.LADDER)  # every rung is trained
 
 
 def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once():
@@ -62,9 +64,12 @@ def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once(
     pairs = grid.pairs
     assert len(pairs) == len(set(pairs))
     seeds = len(grid.seeds)
-    assert len(pairs) == (len(grid.methods) + len(grid.ablations)) * seeds + len(grid.extras) + len(grid.probes)
+    assert len(pairs) == (len(grid.methods) * seeds + len(grid.headline) * len(grid.headline_seeds)
+                          + len(grid.ablations) * len(grid.ablation_seeds) + len(grid.extras) + len(grid.probes))
     assert all(seed == 0 for method, seed in pairs if method in grid.extras + grid.probes)
-    assert {s for m, s in pairs if m in grid.ablations} == set(grid.seeds)  # ablations pair with every seed
+    assert {s for m, s in pairs if m in grid.ablations} == set(grid.ablation_seeds)  # a subset of the main seeds
+    assert set(grid.ablation_seeds) <= set(grid.seeds)
+    assert {s for m, s in pairs if m == "tpavi"} == set(grid.seeds) | set(grid.headline_seeds)
     assert [m for m, _ in pairs][:seeds] == [grid.methods[0]] * seeds  # main methods first, all seeds
     assert not set(grid.probes) & set(grid.compared)  # the val-only probes are never compared
     # An explicit method list replaces the default, extras included.

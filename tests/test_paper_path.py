@@ -87,7 +87,7 @@ def test_paper_report_on_an_official_s4_tree_runs_every_notebook_out_of_place(tm
     committed = _tree_hash(NOTEBOOK_DIR, FIGURES_DIR)
     out = run_report(tmp_path, data, ["tpavi", "thesis", "counterfactual"], weights, SMALL)
     assert_complete_report(out)
-    runs = sorted((tmp_path / "runs" / "paper").glob("*_seed0"))
+    runs = sorted((tmp_path / "runs" / "paper").glob("*/*_seed0"))
     assert [r.name for r in runs] == ["counterfactual_seed0", "thesis_seed0", "tpavi_seed0"]
     assert all((r / "provenance.json").is_file() and (r / "summary.json").is_file() for r in runs)
     assert _tree_hash(NOTEBOOK_DIR, FIGURES_DIR) == committed

@@ -238,8 +238,10 @@ def test_freezing_a_random_backbone_is_an_error():
         ModelConfig(freeze_backbone=True).validate()
 
 
-def test_a_run_from_pretrained_files_loads_without_them(tiny_synth, pretrained, tmp_path):
-    """Runs are studied on machines that did not train them: the checkpoint alone must do."""
+def test_a_run_names_its_frozen_encoders_files_and_loads_them_bit_for_bit(tiny_synth, pretrained, tmp_path):
+    """A checkpoint stores what was trained, not copies of the frozen encoders: it names their weight
+    files with a hash. Without those files loading says which file to put back; with them the
+    run loads exactly as it was."""
     import shutil
 
     from avs_lib.config import build_config
@@ -256,7 +258,11 @@ def test_a_run_from_pretrained_files_loads_without_them(tiny_synth, pretrained, 
         "optim": {"epochs": 1, "steps_per_epoch": 1}, "output_dir": str(tmp_path / "runs"), "quiet": True})
     fit(cfg)
     before, _ = load_system(cfg.run_dir / "best.pt")
-    shutil.rmtree(files)
+    kept = tmp_path / "kept"
+    shutil.move(files, kept)
+    with pytest.raises(FileNotFoundError, match="put that file back"):
+        load_system(cfg.run_dir / "best.pt")
+    shutil.move(kept, files)
     system, saved = load_system(cfg.run_dir / "best.pt")
     assert saved.model.freeze_backbone and saved.model.resnet_weights.startswith(str(files.resolve()))
     assert system.model.resnet.frozen and not system.training

@@ -29,7 +29,10 @@ def _saved_run(root, runs_dir):
 def test_every_run_is_scored_on_every_shifted_root_and_reused_after(tmp_path):
     root = prepare_data("smoke", tmp_path / "synth")
     roots = shifted.shifted_roots("smoke", root)
-    assert sorted(roots) == ["shifted_looks3_colours_offscreen0.2_snr0db", "shifted_looks3_colours_offscreen0.2_snr10db"]
+    from avs_lib.data.synth import shifted_test_name
+    assert list(roots) == [shifted_test_name(s) for s in shifted.SHIFTS]  # one factor each, then all four
+    assert {"shifted_looks3", "shifted_colours", "shifted_snr10db", "shifted_snr0db", "shifted_offscreen0.2",
+            "shifted_looks3_colours_offscreen0.2_snr0db", "shifted_looks3_colours_offscreen0.2_snr10db"} == set(roots)
     clean_names = set(sounding_on_screen(root, "test"))
     for path in roots.values():  # the same test clips as the clean split, so scores pair by clip
         assert set(sounding_on_screen(path, "test")) == clean_names

@@ -66,6 +66,8 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
     ablation_seeds = None
     if ablations and default.ablation_seeds is not None:
         ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
+    if methods is None and seeds is None:  # the profile's own grid, its headline seeds included
+        return default
     return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras, probes)
 
 

@@ -114,6 +114,25 @@ def evaluate_on_shifted(runs_dir: str | Path, pairs: list[tuple[str, int]], root
     return pd.DataFrame(rows)
 
 
+SHOWN = ["miou", "miou_onscreen", "listening_rate", "following_rate"]  # what a shifted split is read by
+
+
+def split_table(clean: pd.DataFrame, on_shifted: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (split, method): the clean test split (a `collect_results` frame; every
+    clean clip is on screen) first, then each shifted split of `evaluate_on_shifted`."""
+    clean = clean.assign(split="clean").rename(columns=lambda c: c.removeprefix("test_"))
+    clean["miou_onscreen"] = clean["miou"]
+    both = pd.concat([clean, on_shifted], ignore_index=True)
+    return both.groupby(["split", "method"], sort=False)[SHOWN].mean()
+
+
+def long_rows(on_shifted: pd.DataFrame | None) -> pd.DataFrame | None:
+    """`evaluate_on_shifted`'s numbers as results.csv rows (method, seed, split, metric, value)."""
+    if on_shifted is None:
+        return None
+    return on_shifted.melt(id_vars=["method", "seed", "split"], value_vars=SHOWN, var_name="metric")
+
+
 def _frame_weighted(clips: pd.DataFrame) -> float:
     """mIoU over the frames of these clips (per-clip IoUs weighted by their frame counts)."""
     if clips.empty:
@@ -121,4 +140,5 @@ def _frame_weighted(clips: pd.DataFrame) -> float:
     return float((clips["iou"] * clips["n_frames"]).sum() / clips["n_frames"].sum())
 
 
-__all__ = ["DEVELOPMENT_TEST", "SHIFTED_FOLDER", "SHIFTS", "development_test_roots", "evaluate_on_shifted", "shifted_roots"]
+__all__ = ["DEVELOPMENT_TEST", "SHIFTED_FOLDER", "SHIFTS", "development_test_roots", "evaluate_on_shifted", "long_rows",
+           "shifted_roots", "split_table"]
