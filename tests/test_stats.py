@@ -306,3 +306,9 @@ def test_a_method_run_at_fewer_seeds_is_identical_on_the_seeds_it_shares():
     assert same == {"tpavi": "tpavi", "thesis_literal_c": "tpavi", "thesis": "thesis"}
     row = compare_to_baseline(table, pairs=[("thesis_literal_c", "tpavi")]).iloc[0]
     assert row["verdict"] == IDENTICAL and row["seeds"] == [0, 1, 2]
+
+
+def test_a_grid_of_the_baseline_alone_gives_an_empty_table_with_every_column():
+    table = pd.DataFrame({"method": ["tpavi"] * 2, "seed": [0, 1], "test_miou": [0.5, 0.6]})
+    empty = compare_to_baseline(table)
+    assert empty.empty and {"verdict", "same_as", "identical", "mde", "p_holm"} <= set(empty.columns)

@@ -332,6 +332,12 @@ def _decide(row: pd.Series, alpha: float, margin: float) -> tuple[str, str, bool
     return seed_side, "seed t-test (Holm)" + (" and clip bootstrap" if clip_side else ""), edge
 
 
+COMPARISON_COLUMNS = ["method", "reference", "metric", "n_seeds", "seeds", "unpaired_seeds", "mean", "reference_mean",
+                      "seed_diff", "seed_low", "seed_high", "t", "p", "upper_bound", "mde", "clip_diff", "clip_low",
+                      "clip_high", "n_clips", "n_resamples", "same_as", "identical", "p_holm", "claimed_gain",
+                      "claim_excluded", "verdict", "decided_by", "edge"]
+
+
 def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None = None,
                         baseline: str = BASELINE, metric: str = "miou",
                         pairs: Sequence[tuple[str, str]] | None = None, n_resamples: int = 2000, seed: int = 0,
@@ -373,6 +379,8 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
             counted[key] = f"{method} − {reference}"
         row["identical"] = len(key) == 1
         rows.append(row)
+    if not rows:  # one method alone (e.g. MS3 with tpavi only): nothing to compare
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
     table = pd.DataFrame(rows)
     family = (table["same_as"] == "") & ~table["identical"]
     table["p_holm"] = holm(table["p"].where(family))
