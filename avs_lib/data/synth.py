@@ -992,6 +992,13 @@ def synth_params(videos_per_split: int | Sequence[int], **options) -> SynthParam
     return SynthParams(videos_per_split=counts, **options)
 
 
+def profile_params(spec) -> SynthParams:
+    """The generator parameters of a profile's `config.SyntheticData`: the one mapping every caller
+    (generation, the same-data check, the shifted and development test splits) uses."""
+    return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
+                        test_seed=spec.test_seed)
+
+
 def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool,
                    workers: int | None, progress: bool, began: float) -> SynthInfo:
     """Write every planned clip, the metadata CSV and info.json under `root` (a clean folder)."""

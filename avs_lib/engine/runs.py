@@ -23,7 +23,7 @@ from avs_lib.config import (
 )
 from avs_lib.configtools import deep_merge
 from avs_lib.data.sidecar import SIDECAR_DIR, read_info
-from avs_lib.data.synth import make_dataset, synth_info_json, synth_params
+from avs_lib.data.synth import make_dataset, profile_params, synth_info_json
 from avs_lib.engine.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
 
 META_FILES = ("s4_meta_data.csv", "ms3_meta_data.csv")
@@ -109,9 +109,7 @@ def run_folder(profile: str, data_root: str | Path, runs_dir: str | Path = "runs
 
 def same_synthetic(root: Path, data: SyntheticData) -> bool:
     """Whether the synthetic dataset at `root` is the one the profile's settings would generate."""
-    params = synth_params(data.videos_per_split, image_size=data.image_size, num_classes=data.num_classes,
-                          test_seed=data.test_seed)
-    return read_info(root) == synth_info_json(params)
+    return read_info(root) == synth_info_json(profile_params(data))
 
 
 def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:

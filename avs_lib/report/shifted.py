@@ -17,7 +17,13 @@ from tqdm.auto import tqdm
 
 from avs_lib.config import get_profile
 from avs_lib.data.sidecar import sounding_on_screen
-from avs_lib.data.synth import ShiftParams, ensure_development_test, ensure_shifted_test, shifted_test_name, synth_params
+from avs_lib.data.synth import (
+    ShiftParams,
+    ensure_development_test,
+    ensure_shifted_test,
+    profile_params,
+    shifted_test_name,
+)
 
 SHIFTED_FOLDER = "shifted"  # inside the clean dataset's root, beside pretrained/
 DEVELOPMENT_TEST = "devtest"  # the test split the recipe was chosen with, when a fresh one replaced it
@@ -34,16 +40,11 @@ def shifted_roots(profile: str, data_root: str | Path, progress: bool = False) -
     spec = get_profile(profile).synthetic
     if spec is None:
         return {}
-    parent, base = Path(data_root) / SHIFTED_FOLDER, _base_params(spec)
+    parent, base = Path(data_root) / SHIFTED_FOLDER, profile_params(spec)
     roots = {shifted_test_name(shift): parent / shifted_test_name(shift) for shift in SHIFTS}
     for shift, root in zip(SHIFTS, roots.values(), strict=True):
         ensure_shifted_test(root, base, shift, progress=progress)
     return roots
-
-
-def _base_params(spec):
-    return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
-                        test_seed=spec.test_seed)
 
 
 def development_test_roots(profile: str, data_root: str | Path, progress: bool = False) -> dict[str, Path]:
@@ -54,7 +55,7 @@ def development_test_roots(profile: str, data_root: str | Path, progress: bool =
     if spec is None or spec.test_seed is None:
         return {}
     root = Path(data_root) / DEVELOPMENT_TEST
-    ensure_development_test(root, _base_params(spec), progress=progress)
+    ensure_development_test(root, profile_params(spec), progress=progress)
     return {DEVELOPMENT_TEST: root}
 
 
