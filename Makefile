@@ -20,7 +20,7 @@ OUT ?=
 KEEP_STALE ?=
 SET ?=
 
-.PHONY: help install lock quick verify-report browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides browser-screenshots
+.PHONY: help install lock quick verify-report browser-deps smoke-notebooks report data check-data notebooks test test-fast test-browser lint bench clean html slides slides-screenshots browser-screenshots
 
 help:
 	@echo "make report   # install, generate synthetic AVSBench data, run the notebooks (PROFILE=$(PROFILE))"
@@ -28,14 +28,14 @@ help:
 	@echo "make quick    # the whole report on the tiny smoke profile, in reports/quick/ (a few minutes)"
 
 # The exact versions that made the committed report (pip-compile of pyproject.toml's ranges, with
-# the dev and browser extras; `make lock` remakes it). LOCK= installs from the ranges instead.
+# the dev, browser and slides extras; `make lock` remakes it). LOCK= installs from the ranges instead.
 LOCK ?= requirements.lock
 
 # A stamp file makes the install idempotent: it is redone only when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(if $(LOCK),$(PY) -m pip install --quiet -r $(LOCK) && $(PY) -m pip install --quiet --no-deps -e .,$(PY) -m pip install --quiet -e '.[dev]')
+	$(if $(LOCK),$(PY) -m pip install --quiet -r $(LOCK) && $(PY) -m pip install --quiet --no-deps -e .,$(PY) -m pip install --quiet -e '.[dev,slides]')
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -45,7 +45,7 @@ install: $(VENV)/.installed
 # `make install` installs them; the report made with them is the one to commit beside the lock.
 lock:
 	$(PY) -m pip install --quiet pip-tools
-	$(PY) -m piptools compile --quiet --extra dev --extra browser --strip-extras --no-emit-index-url \
+	$(PY) -m piptools compile --quiet --extra dev --extra browser --extra slides --strip-extras --no-emit-index-url \
 	  --no-emit-find-links -o requirements.lock pyproject.toml
 
 # Retrain a few runs of the committed cpu grid from scratch (fresh data and pretraining, in
@@ -121,13 +121,21 @@ clean:
 # The executed report notebooks as HTML pages, for a reader without Jupyter (nothing is rerun).
 HTML_DIR ?= reports/html
 html: install
-	$(PY) -m avs_lib.report.slides html --out $(HTML_DIR) notebooks/0*.ipynb
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir $(HTML_DIR) notebooks/0*.ipynb
 
-# A reveal.js deck for a defence from the report notebooks' cells tagged `slides` (a cell also
-# tagged `slides-continue` joins the slide before it); reveal.js is linked from a CDN, not downloaded.
+# The defence deck: the executed DECK notebook as reveal.js slides (its cells' Jupyter slide types,
+# outputs only), with reveal.js copied beside it from the sphinx-revealjs package, so it opens with no
+# network. From a `paper` run: make slides DECK=reports/paper/06_defence.ipynb SLIDES=reports/paper/slides/defence.slides.html
+DECK ?= notebooks/06_defence.ipynb
 SLIDES ?= reports/slides/defence.slides.html
 slides: install
-	$(PY) -m avs_lib.report.slides slides --out $(SLIDES) notebooks/0*.ipynb
+	$(PY) -m avs_lib.report.slides $(DECK) --out $(SLIDES)
+
+# One PNG per slide (figures/slides/slide_NN.png, 1280 x 720), taken in headless Chromium with the
+# network cut off. Needs `make browser-deps` once.
+SLIDES_SHOTS ?= figures/slides
+slides-screenshots: slides
+	$(PY) tools/slide_screenshots.py --deck $(SLIDES) --out $(SLIDES_SHOTS)
 
 # The README's mask-browser screenshots (figures/mask_browser_{initial,frame,clip,swapped}.png),
 # taken in JupyterLab in headless Chromium over the trained runs of RUNS_DIR/PROFILE (the median

@@ -7,7 +7,6 @@ typo is an error that names the key instead of a setting that silently does noth
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,9 @@ import yaml
 from avs_lib.atomic import write_text_atomically
 from avs_lib.configtools import (
     ConfigError,
+    at_least,
     check_at_most,
+    check_fields,
     deep_merge,
     from_dict,
     load_yaml,
@@ -61,22 +62,15 @@ class DataConfig:
     dense_train_masks: bool = False
 
     def validate(self) -> None:
-        for name in ("image_size", "crop_size"):
-            if getattr(self, name) < 32:
-                raise ValueError(f"{name} must be at least 32 pixels, got {getattr(self, name)}")
+        check_fields(self, {
+            "image_size": (at_least(32), "at least 32 pixels"), "crop_size": (at_least(32), "at least 32 pixels"),
+            "root": (bool, "the dataset folder, not empty"),
+            "cache_dir": (lambda value: value != "", "a folder or null (default ~/.cache/avs_lib/logmel)"),
+            "num_workers": (at_least(0), ">= 0"), "memory_cache_mb": (at_least(0), ">= 0 (0: off)"),
+            "train_limit": (at_least(1, optional=True), ">= 1 or null"),
+            "eval_limit": (at_least(1, optional=True), ">= 1 or null"),
+        })
         check_at_most(self, SIZE_LIMITS)
-        if not self.root:
-            raise ValueError("root must name the dataset folder, got an empty string")
-        if self.cache_dir == "":
-            raise ValueError("cache_dir must be a folder or null (default ~/.cache/avs_lib/logmel), got ''")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {shorten(self.num_workers)}")
-        if self.memory_cache_mb < 0:
-            raise ValueError(f"memory_cache_mb must be >= 0 (0: off), got {shorten(self.memory_cache_mb)}")
-        for name in ("train_limit", "eval_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {shorten(value)}")
 
 
 @dataclass
@@ -92,20 +86,16 @@ class OptimConfig:
     grad_clip: float | None = None
 
     def validate(self) -> None:
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"batch_size and epochs must be >= 1, got {shorten(self.batch_size)} and {shorten(self.epochs)}")
+        check_fields(self, {
+            "lr": (at_least(0, strict=True), "a finite number > 0"),
+            "weight_decay": (at_least(0), "a finite number >= 0"),
+            "batch_size": (at_least(1), ">= 1"), "epochs": (at_least(1), ">= 1"),
+            "steps_per_epoch": (at_least(1, optional=True), ">= 1 or null"),
+            "warmup_steps": (at_least(0), ">= 0"),
+            # A negative clip norm would scale the gradient by a negative factor: ascent, not descent.
+            "grad_clip": (at_least(0, optional=True, strict=True), "a finite number > 0 or null"),
+        })
         check_at_most(self, {"batch_size": BATCH_LIMIT})
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1 or null, got {shorten(self.steps_per_epoch)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {shorten(self.warmup_steps)}")
-        # A negative clip norm would scale the gradient by a negative factor: ascent, not descent.
-        if self.grad_clip is not None and (not math.isfinite(self.grad_clip) or self.grad_clip <= 0):
-            raise ValueError(f"grad_clip must be a finite number > 0 or null, got {self.grad_clip}")
 
 
 # Dotted config keys that change where or how fast a run goes, not what it computes: a run may be
@@ -150,21 +140,16 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self) -> None:
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {shorten(self.device)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or null, got {shorten(self.threads)}")
-        if self.eval_batch_size < 1 or self.eval_every < 1:
-            raise ValueError(
-                f"eval_batch_size and eval_every must be >= 1, got {shorten(self.eval_batch_size)} and {shorten(self.eval_every)}"
-            )
+        check_fields(self, {
+            "device": (lambda d: d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "auto, cpu, cuda or cuda:N"),
+            "threads": (at_least(1, optional=True), ">= 1 or null"),
+            "eval_batch_size": (at_least(1), ">= 1"), "eval_every": (at_least(1), ">= 1"),
+            "seed": (lambda seed: 0 <= seed < 2**32, "in [0, 2**32) (numpy's seed range)"),
+            "name": (lambda name: bool(name) and name not in (".", "..") and not set(name) & set("/\\"),
+                     "a plain folder name (it names the run folder)"),
+            "output_dir": (bool, "a folder, not empty"),
+        })
         check_at_most(self, {"eval_batch_size": BATCH_LIMIT})
-        if not 0 <= self.seed < 2**32:  # numpy's seed range
-            raise ValueError(f"seed must be in [0, 2**32), got {shorten(self.seed)}")
-        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
-            raise ValueError(f"name {shorten(self.name)} must be a plain folder name (it names the run folder)")
-        if not self.output_dir:
-            raise ValueError("output_dir must name a folder, got an empty string")
         if self.loss.crop_losses and self.data.crop_labels is False:
             raise ValueError(
                 f"method {shorten(self.name)} has crop losses, which need crop labels, but data.crop_labels is "
@@ -200,12 +185,10 @@ class PretrainConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_fields(self, {name: (at_least(1), ">= 1") for name in
+                            ("image_size", "crop_size", "visual_epochs", "audio_epochs", "batch_size", "threads")})
         check_at_most(self, {**SIZE_LIMITS, "batch_size": (1024, "pretraining's default is 64")})
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        check_fields(self, {"lr": (at_least(0, strict=True), "a finite number > 0")})
 
 
 @dataclass(frozen=True)
@@ -218,6 +201,12 @@ class SyntheticData:
     # The test split's own generator seed (`SynthParams.test_seed`): a fresh test split no probe
     # has seen; the one drawn from the data's seed stays as the development test split.
     test_seed: int | None = None
+    # A harder benchmark, on every split (`synth.ShiftParams`): several looks per class, colours
+    # shared by all classes (the look alone no longer names the class), background noise at an
+    # SNR drawn per clip from (low, high) dB.
+    looks_per_class: int = 1
+    shared_colours: bool = False
+    snr_db_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +224,9 @@ class Grid:
     # more pairs where a verdict sits near its edge, none where it is already decided.
     headline: tuple[str, ...] = ()
     headline_seeds: tuple[int, ...] = ()
+    # The same objectives at a longer budget, with the ablations' seeds, each judged against its
+    # own control (`CONTROLS`): is the profile's budget undertrained?
+    longer: tuple[str, ...] = ()
 
     @property
     def compared(self) -> list[str]:
@@ -243,7 +235,7 @@ class Grid:
 
     @property
     def all_methods(self) -> list[str]:
-        return [*self.methods, *self.extras, *self.ablations, *self.probes]
+        return [*self.methods, *self.extras, *self.ablations, *self.longer, *self.probes]
 
     @property
     def runs(self) -> list[tuple[list[str], list[int]]]:
@@ -253,9 +245,11 @@ class Grid:
             groups.append((list(self.headline), list(self.headline_seeds)))
         if self.extras:
             groups.append((list(self.extras), list(self.seeds[:1])))
+        seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
         if self.ablations:
-            seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
             groups.append((list(self.ablations), list(seeds)))
+        if self.longer:
+            groups.append((list(self.longer), list(seeds)))
         if self.probes:
             groups.append((list(self.probes), list(self.seeds[:1])))
         return groups
@@ -277,6 +271,9 @@ class Profile:
     synthetic: SyntheticData | None = None  # None: the user's data, which must exist at data_root
     pretrain: PretrainConfig | None = None  # None: random init unless weight files are given
     grid: Grid | None = None  # None: METHODS and SEEDS must be given
+    # Profiles on harder variants of this profile's data whose grids its report also trains and
+    # reads (a second table beside the first), each in its own data root and run folder.
+    companions: tuple[str, ...] = ()
 
 
 ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
@@ -295,10 +292,21 @@ CPU_ABLATIONS = (*ABLATIONS, "thesis_literal_c")
 # trained-encoder thesis (1, the write-up's, is `thesis_trained` itself).
 LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed")
 LAMBDA_PROBES = ("thesis_trained_lambda0.1", "thesis_trained_lambda0.01")
-# 10 seeds for the frozen-encoder headline comparisons (thesis and counterfactual against tpavi).
-CPU_HEADLINE = ("tpavi", "thesis", "counterfactual")
+# 10 seeds for the headline comparisons: thesis and counterfactual against tpavi, and the thesis as
+# written (thesis_trained) against its control.
+CPU_HEADLINE = ("tpavi", "thesis", "counterfactual", "tpavi_trained", "thesis_trained")
+# Twice the step budget, with 3 seeds: does more training change the answer?
+CPU_LONGER = ("tpavi_2x", "thesis_2x")
 # A method judged against its own control rather than the baseline (`report.stats.default_pairs`).
-CONTROLS = {"thesis_trained": "tpavi_trained", "thesis_trained_literal_c": "tpavi_trained"}
+CONTROLS = {"thesis_trained": "tpavi_trained", "thesis_trained_literal_c": "tpavi_trained",
+            "tpavi_2x": "tpavi", "thesis_2x": "thesis"}
+# The cpu profile's settings, shared by its companions on harder data.
+_CPU_OVERRIDES = {
+    "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
+    "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
+    "optim": {"lr": 2e-3, "batch_size": 4, "epochs": 6, "scheduler": "cosine", "warmup_steps": 20},
+    "threads": 1,
+}
 
 # Profiles: how big, where, from which start, and what is compared.
 PROFILES: dict[str, Profile] = {
@@ -323,17 +331,34 @@ PROFILES: dict[str, Profile] = {
     # start open (`fusion_gate_init`): with the official closed start, or from random encoders,
     # no method used the audio within this budget (notebook 03 shows the probes).
     "cpu": Profile(
-        overrides={
-            "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
-            "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
-            "optim": {"lr": 2e-3, "batch_size": 4, "epochs": 6, "scheduler": "cosine", "warmup_steps": 20},
-            "threads": 1,
-        },
+        overrides=_CPU_OVERRIDES,
         data_root="data/synth",
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1),
         pretrain=PretrainConfig(),
         grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), CPU_ABLATIONS, ablation_seeds=(0, 1, 2), extras=CPU_EXTRAS,
-                  probes=(*LADDER_PROBES, *LAMBDA_PROBES), headline=CPU_HEADLINE, headline_seeds=(5, 6, 7, 8, 9)),
+                  probes=(*LADDER_PROBES, *LAMBDA_PROBES), headline=CPU_HEADLINE, headline_seeds=(5, 6, 7, 8, 9),
+                  longer=CPU_LONGER),
+        companions=("cpu_multilook", "cpu_noisy"),
+    ),
+    # The cpu benchmark made harder where loss A could matter: three looks per class and colours
+    # shared by all classes, so a crop's class is not its colour (pretraining and every split).
+    "cpu_multilook": Profile(
+        overrides=_CPU_OVERRIDES,
+        data_root="data/synth_multilook",
+        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, looks_per_class=3,
+                                shared_colours=True),
+        pretrain=PretrainConfig(),
+        grid=Grid(("tpavi", "thesis"), (0, 1, 2, 3, 4), extras=("visual_only",)),
+    ),
+    # Listening that survives noise: the cpu benchmark with each clip's sound under background
+    # noise at an SNR drawn from 0-20 dB (pretraining and every split); the cpu report scores it
+    # on its clean and noise-only test splits.
+    "cpu_noisy": Profile(
+        overrides=_CPU_OVERRIDES,
+        data_root="data/synth_noisy",
+        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, snr_db_range=(0.0, 20.0)),
+        pretrain=PretrainConfig(),
+        grid=Grid(("tpavi",), (0, 1, 2), extras=("visual_only",)),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(
@@ -386,6 +411,9 @@ METHODS: dict[str, dict[str, Any]] = {
                                  "model": {"crop_trunk": "separate", "freeze_backbone": False}},
     # thesis_trained's control: the same training with no crop losses (compared paired with it).
     "tpavi_trained": {"model": {"freeze_backbone": False}},
+    # Twice the profile's epochs (the cosine schedule stretched with them), checkpoint still by val.
+    "tpavi_2x": {"optim": {"epochs": 12}},
+    "thesis_2x": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate"}, "optim": {"epochs": 12}},
     # The crop-loss weight of thesis_trained, chosen on val (1 is thesis_trained itself).
     **{f"thesis_trained_lambda{w:g}": {"loss": {"crop_ce": w, "crop_pairwise": w, "audio_crop_cosine": w},
                                        "model": {"crop_trunk": "separate", "freeze_backbone": False},

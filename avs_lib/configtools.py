@@ -6,10 +6,13 @@ fields and profiles (the science) can be read separately.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import reprlib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,14 +83,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            if arg is not type(None):
+                with contextlib.suppress(ConfigError):
+                    return _coerce(value, arg, key)
         raise ConfigError(f"{key}: {shorten(value)} does not match {annotation}")
     if origin is typing.Literal:
         if value not in args:
@@ -107,30 +106,51 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {shorten(value)}")
         return from_dict(annotation, value, prefix=f"{key}.")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {shorten(value)}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {shorten(value)}")
     if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 (PyYAML) reads `1e-4` -- no dot -- as a string; a learning rate is
-            # written that way more often than not.
-            try:
+        # YAML 1.1 (PyYAML) reads `1e-4` -- no dot -- as a string; a learning rate is written that
+        # way more often than not.
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
                 return float(value)
-            except ValueError:
-                pass
         raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {shorten(value)}")
+    if annotation in _SCALARS:
+        expected, ok = _SCALARS[annotation]
+        if not ok(value):
+            raise ConfigError(f"{key}: expected {expected}, got {shorten(value)}")
     return value
+
+
+_SCALARS: dict[type, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("true/false", lambda value: isinstance(value, bool)),
+    int: ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    str: ("a string", lambda value: isinstance(value, str)),
+}
+
+
+Rule = tuple[Callable[[Any], bool], str]  # (test of a value, what the value must be)
+
+
+def check_fields(obj: Any, rules: dict[str, Rule]) -> None:
+    """Raise a ValueError for the first field of `obj` that fails its test, naming the field, what
+    it must be and what it is: ``image_size must be at least 32 pixels, got 8``."""
+    for name, (ok, expected) in rules.items():
+        value = getattr(obj, name)
+        if not ok(value):
+            raise ValueError(f"{name} must be {expected}, got {shorten(value)}")
+
+
+def at_least(low: float, optional: bool = False, strict: bool = False) -> Callable[[Any], bool]:
+    """A test for `check_fields`: a finite number >= `low` (> with `strict`; or None if `optional`)."""
+    def ok(value: Any) -> bool:
+        if value is None:
+            return optional
+        number = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value)
+        return number and (value > low if strict else value >= low)
+    return ok
+
+
+def one_of(choices: tuple) -> Rule:
+    return (lambda value: value in choices), f"one of {choices}"
 
 
 def check_at_most(obj: Any, limits: dict[str, tuple[int, str]]) -> None:
@@ -138,10 +158,8 @@ def check_at_most(obj: Any, limits: dict[str, tuple[int, str]]) -> None:
 
     Upper bounds catch a slipped digit (`image_size=22400`) before it allocates, not after.
     """
-    for name, (limit, why) in limits.items():
-        value = getattr(obj, name)
-        if value > limit:
-            raise ValueError(f"{name} must be at most {limit} ({why}), got {shorten(value)}")
+    check_fields(obj, {name: (lambda value, limit=limit: value <= limit, f"at most {limit} ({why})")
+                       for name, (limit, why) in limits.items()})
 
 
 def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:

@@ -11,13 +11,13 @@ avs_scripts/avs_ms3/loss.py and the two train.sh):
 - AVM loss ("audio - masked visual matching"): two recipes exist, see `avm_loss`.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avs_lib.configtools import at_least, check_fields, one_of
 from avs_lib.data.categories import FRAMES_PER_CLIP
 
 MASK_POOLINGS: tuple[str, ...] = ("avg", "max")
@@ -374,32 +374,15 @@ class LossWeights:
         return any(w > 0 for w in (self.crop_ce, self.crop_pairwise, self.audio_crop_cosine))
 
     def __post_init__(self) -> None:
-        for name in TERMS:
-            value = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"loss weight {name} must be a finite number >= 0, got {value!r}")
         self.avm_stages = tuple(self.avm_stages)
-        if any(s not in (0, 1, 2, 3) for s in self.avm_stages):
-            raise ValueError(f"avm_stages must be among 0, 1, 2, 3, got {self.avm_stages}")
+        check_fields(self, {
+            **{name: (at_least(0), "a finite number >= 0") for name in TERMS},
+            "avm_stages": (lambda stages: all(s in (0, 1, 2, 3) for s in stages), "among 0, 1, 2, 3"),
+            "avm_pooling": one_of(MASK_POOLINGS), "avm_recipe": one_of(AVM_RECIPES), "pairs": one_of(CROP_PAIRS),
+            "cosine_audio": one_of(COSINE_AUDIO), "frames": (at_least(1), ">= 1"),
+        })
         if self.avm > 0 and not self.avm_stages:
             raise ValueError("avm weight is > 0 but avm_stages is empty")
-        if self.avm_pooling not in MASK_POOLINGS:
-            raise ValueError(
-                f"avm_pooling must be one of {MASK_POOLINGS}, got {self.avm_pooling!r}"
-            )
-        if self.avm_recipe not in AVM_RECIPES:
-            raise ValueError(f"avm_recipe must be one of {AVM_RECIPES}, got {self.avm_recipe!r}")
-        if self.pairs not in CROP_PAIRS:
-            raise ValueError(f"pairs must be one of {CROP_PAIRS}, got {self.pairs!r}")
-        if self.cosine_audio not in COSINE_AUDIO:
-            raise ValueError(f"cosine_audio must be one of {COSINE_AUDIO}, got {self.cosine_audio!r}")
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
         if all(getattr(self, name) == 0 for name in TERMS):
             raise ValueError(f"all loss weights are 0; set at least one of {', '.join(TERMS)}")
 

@@ -54,3 +54,43 @@ def test_a_verdict_sentence_names_holm_the_mde_and_the_edge():
     same = by_miou.set_index("method").loc["thesis_minus_cosine"]
     assert "counted there, once" in answer.verdict_sentence(same.rename(None).to_frame().T.assign(
         method="thesis_minus_cosine").iloc[0], "test mIoU", 0.0)
+
+
+def test_the_multilook_verdict_joins_the_answer_within_eight_sentences_and_drops_the_untested_caveat():
+    (plain, _), by_miou = _answer(thesis_gain=-0.05)
+    looks = stats.compare_to_baseline(_results(0.04)[lambda f: f["method"].isin(["tpavi", "thesis"])], None,
+                                      metric="miou", claimed_gain=THESIS_CLAIMED_GAIN)
+    means = _results(-0.05).groupby("method")[["test_miou", "test_listening_rate", "test_following_rate"]].mean()
+    english, korean = answer.answer(by_miou, means, None, trained=True, multilook=looks)
+    assert len(english) == len(korean) == len(plain) + 1 <= 8
+    said = next(s for s in english if "three looks per class" in s)
+    assert "**higher**" in said and f"{looks.set_index('method').loc['thesis', 'seed_diff']:+.3f}" in said
+    assert "several looks per class" in plain[-1] and "several looks per class" not in english[-1]
+
+
+def _longer(gain_2x: float) -> pd.DataFrame:
+    rows = [{"method": m, "seed": s, "test_miou": 0.5 + off + 0.01 * s}
+            for m, off in (("tpavi", 0.0), ("thesis", -0.02), ("tpavi_2x", 0.03), ("thesis_2x", 0.03 + gain_2x))
+            for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_the_longer_budget_sentence_says_whether_the_ranking_changes():
+    for gain_2x, said in ((-0.01, "does not change"), (0.02, "reverses")):
+        results = _longer(gain_2x)
+        pairs = [("tpavi_2x", "tpavi"), ("thesis_2x", "thesis")]
+        by_longer = stats.compare_to_baseline(results, None, metric="miou", pairs=pairs)
+        text = answer.longer_text(results, by_longer, ["tpavi_2x", "thesis_2x"])
+        assert said in text and f"{gain_2x:+.3f}" in text and "(3 seeds)" in text
+
+
+def test_the_multilook_sentence_says_how_often_the_models_follow_there():
+    (_, _), by_miou = _answer(thesis_gain=-0.05)
+    looks = stats.compare_to_baseline(_results(0.0)[lambda f: f["method"].isin(["tpavi", "thesis"])], None,
+                                      metric="miou", claimed_gain=THESIS_CLAIMED_GAIN)
+    means = _results(-0.05).groupby("method")[["test_miou", "test_listening_rate", "test_following_rate"]].mean()
+    english, korean = answer.answer(by_miou, means, None, trained=True, multilook=looks,
+                                    multilook_following=pd.Series({"tpavi": 0.013, "thesis": 0.004}))
+    said = next(s for s in english if "three looks per class" in s)
+    assert "`tpavi` follows the audio on 1% of the frames and `thesis` on 0%" in said
+    assert any("1%" in s and "이 벤치마크에서" in s for s in korean)

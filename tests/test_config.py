@@ -130,3 +130,24 @@ def test_saved_config_rebuilds_the_same_experiment(tmp_path):
 def test_assignment_needs_an_equals_sign():
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_assignment("loss.crop_ce")
+
+
+def test_the_longer_budget_runs_double_the_epochs_and_meet_their_controls_at_the_ablation_seeds():
+    from avs_lib.config import CONTROLS, get_profile
+    grid = get_profile("cpu").grid
+    for method in grid.longer:
+        control = CONTROLS[method]
+        assert build_config("cpu", method).optim.epochs == 2 * build_config("cpu", control).optim.epochs
+        assert build_config("cpu", method).loss == build_config("cpu", control).loss
+        assert {s for m, s in grid.pairs if m == method} == set(grid.ablation_seeds)
+        assert set(grid.ablation_seeds) <= {s for m, s in grid.pairs if m == control}
+
+
+def test_companion_profiles_share_the_cpu_recipe_on_data_of_their_own():
+    from avs_lib.config import get_profile
+    cpu = get_profile("cpu")
+    for name in cpu.companions:
+        companion = get_profile(name)
+        assert companion.overrides == cpu.overrides and companion.data_root != cpu.data_root
+        assert companion.synthetic.videos_per_split == cpu.synthetic.videos_per_split
+        assert companion.grid is not None and not companion.companions

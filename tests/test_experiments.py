@@ -65,7 +65,8 @@ def test_cpu_grid_compares_extra_methods_with_one_seed_and_trains_each_run_once(
     assert len(pairs) == len(set(pairs))
     seeds = len(grid.seeds)
     assert len(pairs) == (len(grid.methods) * seeds + len(grid.headline) * len(grid.headline_seeds)
-                          + len(grid.ablations) * len(grid.ablation_seeds) + len(grid.extras) + len(grid.probes))
+                          + (len(grid.ablations) + len(grid.longer)) * len(grid.ablation_seeds) + len(grid.extras)
+                          + len(grid.probes))
     assert all(seed == 0 for method, seed in pairs if method in grid.extras + grid.probes)
     assert {s for m, s in pairs if m in grid.ablations} == set(grid.ablation_seeds)  # a subset of the main seeds
     assert set(grid.ablation_seeds) <= set(grid.seeds)

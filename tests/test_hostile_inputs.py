@@ -390,24 +390,6 @@ def test_atomic_write_removes_the_temporary_a_killed_write_left(tmp_path):
     assert not killed.exists() and live.exists() and other.exists()
 
 
-def test_atomic_write_removes_a_fresh_temporary_whose_writer_is_gone(tmp_path):
-    import socket
-    import subprocess
-    import sys
-
-    from avs_lib.atomic import write_text_atomically
-
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead = tmp_path / f".last.pt.{socket.gethostname()}-{gone.stdout.strip()}.x1y2z3.tmp"
-    dead.write_bytes(b"killed a second ago")
-    mine = tmp_path / f".last.pt.{socket.gethostname()}-{os.getpid()}.a1b2c3.tmp"
-    mine.write_bytes(b"another thread of this process, still writing")
-    write_text_atomically(tmp_path / "last.pt", "new")
-    assert not dead.exists() and mine.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "last.pt"])  # its own one is gone
-
-
 def test_full_disk_during_an_atomic_write_names_the_file_and_leaves_no_temporary(tmp_path):
     import errno
 

@@ -1,6 +1,6 @@
 """The report's notebooks: they declare their parameters, keep cells short, and run end to end.
 
-The end-to-end tests execute all five notebooks once with papermill on the `smoke` profile
+The end-to-end tests execute all six notebooks once with papermill on the `smoke` profile
 (data, runs and figures in a temporary folder): about two minutes on two CPU cores.
 """
 
@@ -11,17 +11,18 @@ from avs_lib.report.notebooks import notebook_paths, run_notebooks
 
 PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
               "RESNET_WEIGHTS", "VGGISH_WEIGHTS")
-OWN_PARAMETERS = {"01_data_inspection": ("OVERRIDES",), "02_crop_label_review": ("OVERRIDES",), "03_training": ("JOBS", "OVERRIDES", "KEEP_STALE")}  # own, besides the shared ones
+OWN_PARAMETERS = {"01_data_inspection": ("OVERRIDES",), "02_crop_label_review": ("OVERRIDES",), "03_training": ("JOBS", "OVERRIDES", "KEEP_STALE"),
+                  "06_defence": ("OVERRIDES",)}  # own, besides the shared ones
 # Every notebook saves figures under names with its own prefix.
 FIGURE_PREFIXES = {"01_data_inspection": "data_", "02_crop_label_review": "crops_", "03_training": "training_",
-                   "04_evaluation": "results_", "05_failure_cases": "failures_"}
+                   "04_evaluation": "results_", "05_failure_cases": "failures_", "06_defence": "defence_"}
 
 
 def _code_cells(path):
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
-def test_the_five_numbered_notebooks_exist():
+def test_the_six_numbered_notebooks_exist():
     assert [p.stem for p in notebook_paths()] == list(FIGURE_PREFIXES)
 
 

@@ -1,7 +1,7 @@
 """The `paper` report as its users run it, unmocked: `python -m avs_lib report --profile paper ...`
 on a tiny AVSBench tree in the official layout (frames, masks, pickled log-mels read through the
 safe unpickler, WAVs, labelImg crop labels), with weight files in the official key layouts
-(a torchvision ResNet state_dict, a VGGish state_dict), through all five notebooks.
+(a torchvision ResNet state_dict, a VGGish state_dict), through all six notebooks.
 
 The only test-only part is the size: `--set` overrides shrink the images, the backbone and the
 budget. `make report PROFILE=paper DATA_ROOT=... METHODS=... SEEDS=0 OUT=... SET=...` runs this
@@ -287,3 +287,69 @@ def test_a_checkpoint_refuses_a_changed_or_missing_frozen_weight_file(tmp_path, 
     vggish.unlink()
     with pytest.raises(FileNotFoundError, match=rf"read from {vggish}, which is missing; put that file back"):
         load_system(tmp_path / "best.pt")
+
+
+# ---------------------------------------------------------------- notebook 01 on real trees (#29)
+
+# Put into a copy of notebook 01 after its imports: every figure the notebook saves is recorded
+# with its axes that hold no data (an empty plot, whatever its legend or title says).
+RECORD_FIGURES = """import matplotlib.figure
+saved_figures, _save_figure = {}, viz.save_figure
+
+def _recording_save(fig, name, *args, **kwargs):
+    saved_figures[name] = [ax.get_title() or ax.get_label() or "untitled" for ax in fig.axes if not ax.has_data()]
+    return _save_figure(fig, name, *args, **kwargs)
+
+viz.save_figure = _recording_save"""
+REPORT_FIGURES = "print('figures:', {name: empty for name, empty in sorted(saved_figures.items())})"
+
+
+def run_data_notebook(tmp_path: Path, data_root: Path, overrides: list[str]) -> tuple[str, dict[str, list]]:
+    """Notebook 01 under papermill on `data_root` with the paper profile; returns the text of
+    its outputs and the saved figures with their empty axes."""
+    import ast
+
+    import papermill
+
+    notebook = nbformat.read(NOTEBOOK_DIR / "01_data_inspection.ipynb", as_version=4)
+    imports = next(i for i, c in enumerate(notebook.cells) if "from avs_lib.report import" in c.source)
+    notebook.cells.insert(imports + 1, nbformat.v4.new_code_cell(RECORD_FIGURES))
+    notebook.cells.append(nbformat.v4.new_code_cell(REPORT_FIGURES))
+    nbformat.write(notebook, tmp_path / "01_data_inspection.ipynb")
+    out = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(tmp_path / "01_data_inspection.ipynb"), str(out), cwd=str(tmp_path),
+                               parameters={"PROFILE": "paper", "DATA_ROOT": str(data_root), "OVERRIDES": overrides,
+                                           "RUNS_DIR": str(tmp_path / "runs"), "FIGURES_DIR": str(tmp_path / "figures")},
+                               kernel_name="python3", progress_bar=False)
+    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    figures = ast.literal_eval(text.split("figures: ")[-1].strip())
+    return text, figures
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebook_01_on_a_log_mel_only_tree_shows_the_log_mels_and_says_there_are_no_wavs(tmp_path):
+    import shutil
+
+    data = tmp_path / "Single-source"
+    write_s4(data, crop_labels=True, clips=S4_TREE)
+    shutil.rmtree(data / "s4_data" / "audio_wav")
+    text, figures = run_data_notebook(tmp_path, data, ["data.image_size=64"])
+    assert "no WAV files" in text and "real AVSBench S4" in text
+    assert "synthetic" not in text.replace("synthetic_objects", "")
+    assert {"data_sound_helicopter", "data_sound_dog_barking"} <= set(figures)
+    assert {name: empty for name, empty in figures.items() if empty} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_notebook_01_on_ms3_names_clips_without_an_empty_category_and_draws_no_empty_figure(tmp_path):
+    data = tmp_path / "Multi-sources"
+    write_ms3(data, clips=MS3_TREE)
+    text, figures = run_data_notebook(tmp_path, data, ["data.dataset=ms3", "data.image_size=64"])
+    assert "****" not in text and "()" not in text
+    assert "real AVSBench MS3" in text and "By default the report runs on a **synthetic**" not in text
+    assert {"data_class_counts", "data_mask_area", "data_sound_ms3clip0", "data_sound_ms3clip1",
+            "data_clip_ground_truth"} <= set(figures)
+    assert {name: empty for name, empty in figures.items() if empty} == {}

@@ -75,6 +75,40 @@ def test_run_notebooks_exports_html_and_logs_each_notebook(tmp_path, monkeypatch
     assert "[report] 04_evaluation: done in" in printed
 
 
+# A cell that makes the kernel record a SIGINT arriving once the cell is over (ipykernel puts the
+# handler saved before a cell back after it: the cell replaces that saved handler).
+RECORD_SIGINT = ("import pathlib\n"
+                 "get_ipython().kernel.saved_sigint_handler = lambda *a: pathlib.Path('interrupted').write_text('')")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("manager", ["quiet", "jupyter_client's"])
+def test_a_finished_notebook_shuts_its_kernel_down_without_an_interrupt(tmp_path, manager):
+    """jupyter_client interrupts a kernel before shutting it down; landing in the last cell's reply,
+    that SIGINT made ipykernel log "ERROR | KeyboardInterrupt caught in kernel" in the report's log."""
+    import papermill
+    from jupyter_client import AsyncKernelManager
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RECORD_SIGINT)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    quiet = manager == "quiet"
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
+                               kernel_name="python3", progress_bar=False, kernel_manager_class=
+                               notebooks.QuietShutdownKernelManager if quiet else AsyncKernelManager)
+    assert (tmp_path / "interrupted").exists() is not quiet
+
+
+def test_run_notebooks_uses_the_quiet_kernel_manager(tmp_path, monkeypatch):
+    import papermill
+
+    managers = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, out, **kwargs: (
+        managers.append(kwargs["kernel_manager_class"]), Path(out).write_text(Path(source).read_text())))
+    notebooks.run_notebooks(profile="paper", notebooks=["01_data_inspection"], output_dir=tmp_path)
+    assert managers == [notebooks.QuietShutdownKernelManager]
+
+
 def test_overrides_go_only_to_the_notebooks_that_declare_them(tmp_path, monkeypatch):
     calls = _fake_papermill(monkeypatch)
     notebooks.run_notebooks(profile="paper", notebooks=["03_training", "04_evaluation"], output_dir=tmp_path,
@@ -150,7 +184,7 @@ def _cfgs(methods_and_seeds):
     return [build_config("smoke", m, seed=s) for m, s in methods_and_seeds]
 
 
-def test_estimate_times_each_distinct_config_once_and_divides_by_the_jobs():
+def test_estimate_times_each_distinct_config_once_and_lays_the_runs_out_on_the_jobs():
     timed = []
 
     def fake_measure(cfg):
@@ -159,9 +193,17 @@ def test_estimate_times_each_distinct_config_once_and_divides_by_the_jobs():
 
     cfgs = _cfgs([("tpavi", 0), ("tpavi", 1), ("thesis", 0)])
     estimate = experiments.estimate_grid_seconds(cfgs, fake_measure, lambda cfg: experiments.RunWork(10, 6), jobs=2)
-    assert timed == ["tpavi", "thesis"]  # the seeds of one method share a measurement
-    assert estimate.seconds == pytest.approx(((4.0 + 2.0 * 10 + 0.5 * 6) * 2 + 3.0 * 10) / 2)
+    assert sorted(timed) == ["thesis", "tpavi"]  # the seeds of one method share a measurement
+    # thesis (30 s, the longest kind: crop losses) starts first on one worker; the two tpavi runs
+    # (4 + 2 * 10 + 0.5 * 6 = 27 s each) follow each other on the other: 54 s, not the 42 s of a sum / 2.
+    assert estimate.seconds == pytest.approx(2 * 27.0)
     assert estimate.step_seconds == {"tpavi": 2.0, "thesis": 3.0} and estimate.jobs == 2
+
+
+def test_runs_started_together_both_cache_their_shared_features_and_later_ones_read_them():
+    runs = [(10.0, ("vggish",), 5.0)] * 3  # 10 s each, 5 s more for the one(s) computing the cache
+    assert experiments._makespan(runs, 2) == pytest.approx(15.0 + 10.0)  # two compute it at once
+    assert experiments._makespan(runs, 1) == pytest.approx(15.0 + 10.0 + 10.0)
 
 
 def test_estimate_never_counts_more_jobs_than_runs():
@@ -174,14 +216,66 @@ def test_estimate_never_counts_more_jobs_than_runs():
 def test_run_work_counts_capped_steps_validations_and_the_three_test_passes(tiny_synth):
     cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}})
     # smoke: 8 training clips (train_limit), batch 2 -> 4 batches, capped at 3 per epoch, 2 epochs;
-    # 4 val and 4 test clips (eval_limit) in batches of 2, a validation after each epoch.
-    assert experiments.run_work(cfg) == experiments.RunWork(2 * 3, 2 * 2 + 3 * 2)
+    # 4 val and 4 test clips (eval_limit) in batches of 2, a validation after each epoch;
+    # last.pt after each epoch and best.pt after each validation; 8 + 4 + 4 clips to cache features of.
+    assert experiments.run_work(cfg) == experiments.RunWork(2 * 3, 2 * 2 + 3 * 2, 2 + 2, 8 + 4 + 4)
 
 
 def test_measure_run_cost_times_real_steps(tiny_synth):
     cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(tiny_synth)}, "device": "cpu"})
     cost = experiments.measure_run_cost(cfg, steps=1)
     assert cost.train_step > 0 and cost.eval_batch > 0 and cost.setup > 0
+    assert cost.checkpoint > 0 and cost.reload > 0
+
+
+ESTIMATE_TOLERANCE = 0.2  # the printed estimate against the grid as trained: within +-20 %
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_printed_estimate_is_within_20_percent_of_a_measured_smoke_grid(tiny_synth, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The estimate `train_grid` prints against the time the same grid then takes (start-up, steps,
+    validations, checkpoints, the test). Timed in this process's CPU seconds (`process_time` in
+    place of `perf_counter`, warm-up and grid alike): with one thread per run that is the wall
+    time of an idle core, and other jobs on a shared machine do not decide the test."""
+    import time
+
+    from avs_lib.config import Grid
+
+    monkeypatch.setattr(time, "perf_counter", time.process_time)
+    printed_at = []
+    estimate = experiments.estimate_grid_seconds
+
+    def recorded(*args, **kwargs):
+        result = estimate(*args, **kwargs)
+        printed_at.append(time.process_time())
+        return result
+
+    monkeypatch.setattr(experiments, "estimate_grid_seconds", recorded)
+    experiments.train_grid("smoke", Grid(("tpavi", "thesis"), (0, 1)), tiny_synth, tmp_path / "runs",
+                           device="cpu", jobs=1, estimate=True)
+    measured = time.process_time() - printed_at[0]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("estimate: about"))
+    printed = float(line.split("about ")[1].split(" s ")[0])
+    assert abs(printed - measured) <= ESTIMATE_TOLERANCE * measured, f"{line}; measured {measured:.1f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_grid_shows_each_warning_once_across_its_warm_up_and_its_runs(tiny_synth, tmp_path):
+    """Without weight files every system built (the warm-up's, each run's) warns of its random
+    start; the report shows each such warning once."""
+    import warnings
+
+    from avs_lib.config import Grid
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        experiments.train_grid("smoke", Grid(("tpavi",), (0, 1)), tiny_synth, tmp_path / "runs", device="cpu",
+                               jobs=1, estimate=True)
+    random_start = [str(w.message) for w in caught if "no pretrained weights given" in str(w.message)]
+    assert random_start and len(random_start) == len(set(random_start)), random_start
 
 
 def test_each_finished_run_prints_how_much_is_left(capsys):

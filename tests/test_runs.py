@@ -28,7 +28,7 @@ def cpu_start(tmp_path, monkeypatch):
         seconds = 0.0
 
     made = []
-    monkeypatch.setattr(runs, "make_dataset", lambda path, *a, **k: made.append(Path(path)) or Made())
+    monkeypatch.setattr(runs, "make_profile_dataset", lambda path, *a, **k: made.append(Path(path)) or Made())
     monkeypatch.setattr(runs, "same_synthetic", lambda *a: True)
     report = {"visual_weights": str(root / "pretrained/resnet_synth.pth"),
               "audio_weights": str(root / "pretrained/logmel_cnn_synth.pth"),
@@ -131,7 +131,7 @@ def test_every_profile_resolves_to_a_valid_config():
 
 
 def test_an_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="valid profiles: smoke, cpu, gpu, paper"):
+    with pytest.raises(ConfigError, match="valid profiles: smoke, cpu, cpu_multilook, cpu_noisy, gpu, paper"):
         build_config("laptop")
 
 

@@ -174,7 +174,8 @@ def test_ensure_shifted_tests_makes_one_root_per_noise_level(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"looks_per_class": 0}, {"looks_per_class": 5}, {"snr_db": math.inf},
-                                 {"offscreen_fraction": 1.5}])
+                                 {"offscreen_fraction": 1.5}, {"snr_db_range": (10.0, 0.0)},
+                                 {"snr_db_range": (0.0, math.nan)}, {"snr_db_range": (0.0, 5.0), "snr_db": 3.0}])
 def test_bad_shift_parameters_are_value_errors(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ShiftParams(**bad)
@@ -266,3 +267,34 @@ def test_only_a_profile_with_a_fresh_test_split_has_a_development_test(tmp_path)
     from avs_lib.report.shifted import development_test_roots
     assert development_test_roots("smoke", tmp_path) == {}  # one test split: nothing to keep aside
     assert get_profile("cpu").synthetic.test_seed is not None  # the committed report's test split is fresh
+
+
+def _snr_db(clean, mixed):
+    clean, mixed = clean.astype(np.float64), mixed.astype(np.float64)
+    scale = (mixed @ clean) / (clean @ clean)  # 1 unless the mixture was scaled down to fit
+    return 10 * math.log10(np.mean(clean**2) / np.mean((mixed / scale - clean) ** 2))
+
+
+def test_an_snr_range_draws_each_clips_noise_level_inside_it_and_differently_per_clip():
+    params = dataclasses.replace(BASE, shift=ShiftParams(snr_db_range=(2.0, 18.0)))
+    levels = [_snr_db(render_clip(p, BASE).waveform, render_clip(p, params).waveform)
+              for p in plan_clips(BASE) if p.split == "train"]
+    assert all(1.7 <= level <= 18.3 for level in levels), levels
+    assert max(levels) - min(levels) > 0.5  # drawn per clip, not one level for all
+
+
+def test_a_harder_profile_applies_its_shift_to_every_split_and_reads_back_as_the_same_data(tmp_path):
+    from avs_lib.config import SyntheticData
+    from avs_lib.data.synth import make_profile_dataset, profile_params, synth_info_json
+    spec = SyntheticData((2, 2, 2), 64, num_classes=8, looks_per_class=3, shared_colours=True, snr_db_range=(0.0, 20.0))
+    assert profile_params(spec).shift == ShiftParams(3, True, snr_db_range=(0.0, 20.0))
+    assert profile_params(SyntheticData((2, 2, 2), 64)).shift is None  # the plain profiles' data is as before
+    make_profile_dataset(tmp_path / "hard", spec, progress=False)
+    assert read_info(tmp_path / "hard") == synth_info_json(profile_params(spec))  # tuples survive JSON
+    assert {line.split(",")[3] for line in (tmp_path / "hard" / "s4_meta_data.csv").read_text().splitlines()[1:]} \
+        == {"train", "val", "test"}
+
+
+def test_a_harder_profile_has_no_shifted_or_development_splits_of_its_own(tmp_path):
+    from avs_lib.report.shifted import development_test_roots, shifted_roots
+    assert shifted_roots("cpu_multilook", tmp_path) == {} and development_test_roots("cpu_noisy", tmp_path) == {}

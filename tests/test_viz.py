@@ -234,16 +234,19 @@ def test_plot_listening_vs_miou_is_one_panel(tmp_path):
     _saves_png(fig, "listening", tmp_path)
 
 
-def test_plot_per_category_has_a_bar_per_method_and_category(tmp_path):
+def test_plot_per_category_has_a_point_per_method_and_category_with_the_seed_spread(tmp_path):
     df = pd.DataFrame(
         {
-            "method": ["a", "a", "b", "b", "a"],
-            "category": ["helicopter", "race_car"] * 2 + ["race_car"],
-            "iou": [0.1, 0.2, 0.3, 0.4, 0.4],
+            "method": ["a", "a", "b", "b", "a", "a"],
+            "seed": [0, 0, 0, 0, 1, 1],
+            "category": ["helicopter", "race_car"] * 3,
+            "iou": [0.1, 0.2, 0.3, 0.4, 0.3, 0.4],
         }
     )
-    fig = viz.plot_per_category(df)
-    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 4
+    fig, numbers = viz.plot_per_category(df)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2 * 3  # per method: the points and two caps
+    a = numbers[(numbers["method"] == "a") & (numbers["category"] == "helicopter")].iloc[0]
+    assert a["mean"] == pytest.approx(0.2) and a["std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
     _saves_png(fig, "per_category", tmp_path)
 
 
@@ -556,11 +559,12 @@ def test_mask_destination_bars_stack_to_one_for_each_method_and_condition():
                 shares = {"sounding object": 0.5, "distractor": 0.2, "background": 0.1, "empty": 0.2}
                 rows.append({"method": method, "run": f"{method}_seed{seed}", "condition": condition, **shares})
     fig, numbers = viz.plot_mask_destinations(pd.DataFrame(rows))
-    bars = fig.axes[0].patches
+    assert len(fig.axes) == 2  # a facet per method
+    bars = [b for ax in fig.axes for b in ax.patches]
     assert len(bars) == 2 * 3 * 4
     for i in range(0, len(bars), 4):
         assert sum(b.get_height() for b in bars[i:i + 4]) == pytest.approx(1.0)
-    assert _bar_colours(fig)[:4] == list(viz.DESTINATION_COLORS.values())
+    assert [matplotlib.colors.to_hex(b.get_facecolor(), keep_alpha=False) for b in bars[:4]] == list(viz.DESTINATION_COLORS.values())
     assert numbers[["method", "condition", "runs"]].values.tolist()[0] == ["visual_only", "true", 2]
 
 
@@ -609,9 +613,10 @@ def test_validation_curves_band_over_seeds_and_say_what_was_not_logged():
     history = pd.DataFrame([{"method": m, "seed": s, "epoch": e, "metric": "val_miou", "value": 0.1 * e + 0.1 * s}
                             for m in ("tpavi", "thesis") for s in (0, 1) for e in range(3)])
     fig, numbers = viz.plot_validation_curves(history)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # mIoU, listening and following rate
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].collections) == 2  # a mean and a band per method
-    assert numbers.attrs["not_logged"] == ["val_listening_rate"] and _has_gid(fig, "not-logged") == 1
+    assert numbers.attrs["not_logged"] == ["val_listening_rate", "val_following_rate"]
+    assert _has_gid(fig, "not-logged") == 2
     first = numbers[(numbers["method"] == "tpavi") & (numbers["epoch"] == 0)].iloc[0]
     assert first["mean"] == pytest.approx(0.05) and first["seeds"] == 2
 
@@ -657,8 +662,8 @@ def test_swap_examples_label_the_hit_and_the_miss():
             for outcome, swapped, f in (("hit", other, 1.0), ("miss", own, 0.0))]
     fig, numbers = viz.plot_swap_examples(rows)
     assert len(fig.axes) == 2 * 4
-    assert [ax.get_ylabel().split("\n")[0] for ax in fig.axes[::4]] == ["HIT (follows on 100% of frames)",
-                                                                  "MISS (follows on 0% of frames)"]
+    assert [sub.get_suptitle().split(":")[0] for sub in fig.subfigs] == ["HIT (follows on 100% of frames)",
+                                                                         "MISS (follows on 0% of frames)"]
     assert numbers["swapped audio: on swapped-in object"].tolist() == [9, 0]
     assert _has_gid(fig, "empty-marker") == 2
 

@@ -8,8 +8,9 @@ pictures of the widget: mask_browser_initial.png (the first test clip, frame 1),
 mask_browser_frame.png (frame 2, moved with the keyboard), mask_browser_clip.png (another clip,
 picked in the dropdown) and mask_browser_swapped.png (that clip with its swap partner's audio).
 The runs offered are the median seeds (by test mIoU) of tpavi and counterfactual, or of every
-trained method when neither is there; the data are read from the root in the first run's
-config.yaml. Nothing is written when the runs, their data or the browser are missing.
+trained method when neither is there; all four pictures show the first of them (the README says
+so, and tests/test_figure_legibility.py holds it to that). The runs are read from
+RUNS_DIR/PROFILE/{dataset}-{digest} and the data from the root in the first run's config.yaml. Nothing is written when the runs, their data or the browser are missing.
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def shown_runs(runs_dir: Path) -> list[str]:
     if missing:
         raise FileNotFoundError(f"run(s) {missing} under {runs_dir} have a summary.json but no best.pt")
     return runs
+
+
+def runs_folder(runs_dir: Path, profile: str) -> Path:
+    """Where a profile's runs are: RUNS_DIR/PROFILE/{dataset}-{digest of its data root}
+    (`engine.runs.run_folder`) when the profile's data are here, else RUNS_DIR/PROFILE."""
+    from avs_lib.engine.runs import data_root_of, run_folder
+
+    root = data_root_of(profile)
+    root = root if root.is_absolute() else REPO / root
+    return (run_folder(profile, root, runs_dir) if root.is_dir() else runs_dir / profile).resolve()
 
 
 def plan(runs_dir: Path) -> Plan:
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "figures", help="where the PNGs go (default: figures)")
     parser.add_argument("--device", default="cpu", help="torch device for the kernel's predictions (default: cpu)")
     args = parser.parse_args(argv)
-    runs_dir = (args.runs_dir / args.profile).resolve()
+    runs_dir = runs_folder(args.runs_dir, args.profile)
     try:
         p = plan(runs_dir)
     except (FileNotFoundError, ValueError) as error:

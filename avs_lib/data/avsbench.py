@@ -85,6 +85,23 @@ S4_LAYOUT = Layout(
     "s4", "s4_meta_data.csv", ("name", "start", "category", "split"), "name", "s4_data"
 )
 MS3_LAYOUT = Layout("ms3", "ms3_meta_data.csv", ("video_id", "split"), "video_id", "ms3_data")
+LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
+
+
+def detect_layout(root: str | Path, subset: str | None = None) -> Layout:
+    """The subset named ("s4" or "ms3"), or the one whose metadata CSV is in `root`."""
+    if subset is not None:
+        if subset not in LAYOUTS:
+            raise ValueError(f"expected the subset s4 or ms3 (or None: detect it), got {subset!r}")
+        return LAYOUTS[subset]
+    present = [layout for layout in LAYOUTS.values() if (Path(root) / layout.csv_name).is_file()]
+    if not present:
+        raise FileNotFoundError(f"no AVSBench dataset at {root}: expected {S4_LAYOUT.csv_name} (S4) or "
+                                f"{MS3_LAYOUT.csv_name} (MS3) there")
+    if len(present) > 1:
+        raise ValueError(f"{root} holds both {S4_LAYOUT.csv_name} and {MS3_LAYOUT.csv_name}; "
+                         "name the subset (s4 or ms3)")
+    return present[0]
 
 
 @dataclass(frozen=True)
@@ -779,6 +796,18 @@ class AVSBenchMS3(_AVSBenchClips):
         crop_labels: bool = False,
     ):
         super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
+
+
+READERS = {"s4": AVSBenchS4, "ms3": AVSBenchMS3}
+
+
+def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: int = 224, audio: str = "wav",
+               crop_labels: bool = False, cache_dir: str | Path | None = None) -> _AVSBenchClips:
+    """One split of an S4 or MS3 tree (`dataset`), its sound read from `audio` ("wav" or "pkl")."""
+    if dataset not in READERS:
+        raise ValueError(f"dataset must be 's4' or 'ms3', got {dataset!r}")
+    return READERS[dataset](root, split, image_size=image_size, audio=audio, crop_labels=crop_labels,
+                            cache_dir=cache_dir)
 
 
 # ---------------------------------------------------------------------------------------------

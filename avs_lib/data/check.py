@@ -60,6 +60,7 @@ from avs_lib.data.avsbench import (
     Layout,
     clip_paths,
     common_size,
+    detect_layout,
     frame_problem,
     links_leaving_root,
     log_mel_problem,
@@ -79,7 +80,6 @@ from avs_lib.data.errors import DataFormatError
 from avs_lib.data.safe_pickle import load_tensor_pickle
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_sidecar
 
-LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
 AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
 CLIP_SECONDS = 5.0
 _NOTE_KINDS = {"converted": "file(s) converted on reading",
@@ -196,25 +196,6 @@ class _Audit:
         return image
 
 
-def _detect_layout(root: Path, layout: str | None) -> Layout:
-    if layout is not None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, got {layout!r}")
-        return LAYOUTS[layout]
-    present = [candidate for candidate in LAYOUTS.values() if (root / candidate.csv_name).is_file()]
-    if not present:
-        raise FileNotFoundError(
-            f"no AVSBench metadata in {root}: expected {S4_LAYOUT.csv_name} (S4) or "
-            f"{MS3_LAYOUT.csv_name} (MS3)"
-        )
-    if len(present) > 1:
-        raise ValueError(
-            f"{root} holds both {S4_LAYOUT.csv_name} and {MS3_LAYOUT.csv_name}; "
-            "pass layout='s4' or layout='ms3'"
-        )
-    return present[0]
-
-
 def check_dataset(
     root: str | Path,
     splits: Iterable[str] | None = None,
@@ -248,7 +229,7 @@ def check_dataset(
     wanted = set(SPLITS) if splits is None else set(splits)
     if not wanted <= set(SPLITS):
         raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {sorted(wanted)}")
-    subset = _detect_layout(root, layout)
+    subset = detect_layout(root, layout)
     report = Report(root=root, layout=subset.name)
     csv_path = root / subset.csv_name
     try:

@@ -30,12 +30,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from avs_lib.data.avsbench import (
-    MS3_LAYOUT,
-    S4_LAYOUT,
     ClipPaths,
-    Layout,
     clip_paths,
     crop_label_name,
+    detect_layout,
     mask_values,
     open_image,
     read_metadata,
@@ -131,23 +129,6 @@ class BootstrapReport:
         return "\n".join(lines)
 
 
-def detect_layout(root: Path, subset: str | None = None) -> Layout:
-    """The subset named, or the one whose metadata CSV is in ``root``."""
-    layouts = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
-    if subset is not None:
-        if subset not in layouts:
-            raise ValueError(f"subset must be s4 or ms3, got {subset!r}")
-        return layouts[subset]
-    present = [layout for layout in layouts.values() if (root / layout.csv_name).is_file()]
-    if len(present) != 1:
-        found = "both" if present else "neither"
-        raise FileNotFoundError(
-            f"{root} holds {found} of {S4_LAYOUT.csv_name} and {MS3_LAYOUT.csv_name}; "
-            "expected exactly one (or name the subset: --subset s4|ms3)"
-        )
-    return present[0]
-
-
 def _frame_sizes(paths: ClipPaths) -> list[tuple[tuple[int, int], int]]:
     """(width, height) and channel count of each frame, read from the PNG header only."""
     sizes = []
@@ -228,7 +209,6 @@ __all__ = [
     "DerivedBox",
     "bootstrap_crop_labels",
     "derive_boxes",
-    "detect_layout",
     "is_hand_drawn",
     "label_origin",
 ]

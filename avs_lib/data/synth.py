@@ -139,12 +139,18 @@ class ShiftParams:
                         signal-to-noise ratio in dB; None adds none
     offscreen_fraction: share of the clips whose sounding object is not drawn: only the silent
                         distractors are on screen and the target mask is empty
+    snr_db_range:       (low, high): each clip's noise at an SNR drawn uniformly in this range,
+                        for training on a mix of SNRs (not with ``snr_db``)
+
+    Applied to every split of a dataset (`config.SyntheticData`'s harder variants), the same
+    departures make a harder benchmark to train on, not only to test on.
     """
 
     looks_per_class: int = 1
     shared_colours: bool = False
     snr_db: float | None = None
     offscreen_fraction: float = 0.0
+    snr_db_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.looks_per_class <= MAX_LOOKS_PER_CLASS:
@@ -155,6 +161,11 @@ class ShiftParams:
             raise ValueError(f"snr_db must be a finite number of dB or None, got {self.snr_db}")
         if not 0.0 <= self.offscreen_fraction <= 1.0:
             raise ValueError(f"offscreen_fraction must be a fraction in [0, 1], got {self.offscreen_fraction}")
+        if self.snr_db_range is not None and (
+                self.snr_db is not None or len(self.snr_db_range) != 2
+                or not all(math.isfinite(v) for v in self.snr_db_range) or self.snr_db_range[0] > self.snr_db_range[1]):
+            raise ValueError(f"snr_db_range must be (low, high) finite dB with low <= high, and snr_db None; "
+                             f"got {self.snr_db_range} with snr_db {self.snr_db}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,6 +763,9 @@ def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
     waveform = synthesize_sound(plan.classes[0], rng)
     if shift is not None and shift.snr_db is not None:
         waveform = mix_at_snr(waveform, _pink_noise(len(waveform), shift_rng), shift.snr_db)
+    elif shift is not None and shift.snr_db_range is not None:
+        snr_db = float(shift_rng.uniform(*shift.snr_db_range))
+        waveform = mix_at_snr(waveform, _pink_noise(len(waveform), shift_rng), snr_db)
     return RenderedClip(
         frames=np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
         masks=masks,
@@ -905,6 +919,10 @@ def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
     if params.shift is None:
         del parameters["shift"]  # the clean data's info.json is as it was before shifts existed
     else:
+        if params.shift.snr_db_range is None:
+            del parameters["shift"]["snr_db_range"]  # as it was before SNR ranges existed
+        else:
+            parameters["shift"]["snr_db_range"] = list(params.shift.snr_db_range)  # as JSON reads it back
         counts["clips_sounding_offscreen"] = {
             split: sum(p.split == split and not p.sounding_on_screen for p in plans) for split in SPLITS
         }
@@ -995,8 +1013,16 @@ def synth_params(videos_per_split: int | Sequence[int], **options) -> SynthParam
 def profile_params(spec) -> SynthParams:
     """The generator parameters of a profile's `config.SyntheticData`: the one mapping every caller
     (generation, the same-data check, the shifted and development test splits) uses."""
+    shift = ShiftParams(looks_per_class=spec.looks_per_class, shared_colours=spec.shared_colours,
+                        snr_db_range=spec.snr_db_range)
     return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
-                        test_seed=spec.test_seed)
+                        test_seed=spec.test_seed, shift=None if shift == ShiftParams() else shift)
+
+
+def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
+    """Write a profile's synthetic dataset (`config.SyntheticData`) under `root`, a clean folder."""
+    params = profile_params(spec)
+    return _write_dataset(Path(root), params, plan_clips(params), False, None, progress, time.perf_counter())
 
 
 def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool,

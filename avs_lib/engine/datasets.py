@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, resize_square
+from avs_lib.data.avsbench import open_split, resize_square
 
 if TYPE_CHECKING:
     from avs_lib.config import ExperimentConfig
@@ -127,9 +127,8 @@ def reads_crop_labels(cfg: ExperimentConfig, split: str) -> bool:
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     """The reader for `cfg.data.dataset` on `split`, limited as the config says."""
     d = cfg.data
-    reader = AVSBenchS4 if d.dataset == "s4" else AVSBenchMS3
-    ds = reader(d.root, split, image_size=d.image_size, audio=d.audio,
-                crop_labels=reads_crop_labels(cfg, split), cache_dir=d.cache_dir)
+    ds = open_split(d.root, split, d.dataset, image_size=d.image_size, audio=d.audio,
+                    crop_labels=reads_crop_labels(cfg, split), cache_dir=d.cache_dir)
     limit = d.train_limit if split == "train" else d.eval_limit
     if limit is not None:
         ds = ClipSubset(ds, limit)

@@ -19,7 +19,6 @@ cross-entropy is ln(23) with no gradient at all.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from avs_lib.data.categories import NUM_CLASSES
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.system import AVSSystem
+from avs_lib.engine.train import read_history, read_steps
 from avs_lib.losses import TERMS, LossWeights, TotalLoss
 
 # Parameter groups by name prefix (names as `AVSSystem.named_parameters` gives them; a shared
@@ -176,19 +176,6 @@ def crop_health(system: AVSSystem, batch: dict) -> dict[str, float | bool | int]
     }
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"training log not found: {path} (written by avs_lib.engine.train.fit)")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({error})") from None
-    return rows
-
-
 def run_crop_health(run_dir: str | Path, tolerance: float = 1e-4) -> dict[str, float | int | bool | str]:
     """Crop-classifier health of a finished run, from its logs (steps.jsonl, metrics.jsonl).
 
@@ -198,11 +185,11 @@ def run_crop_health(run_dir: str | Path, tolerance: float = 1e-4) -> dict[str, f
     at_chance says whether the final CE is within 0.01 of ln 23.
     """
     run_dir = Path(run_dir)
-    epochs = _read_jsonl(run_dir / "metrics.jsonl")
+    epochs = read_history(run_dir)
     if not epochs or "train_crop_ce" not in epochs[-1]:
         raise ValueError(f"{run_dir / 'metrics.jsonl'} has no train_crop_ce: the run trained no crop CE")
     last = epochs[-1]["epoch"]
-    steps = [s for s in _read_jsonl(run_dir / "steps.jsonl") if s.get("epoch") == last and "crop_ce" in s]
+    steps = [s for s in read_steps(run_dir) if s.get("epoch") == last and "crop_ce" in s]
     if not steps:
         raise ValueError(f"{run_dir / 'steps.jsonl'} has no crop_ce step of epoch {last}")
     final = float(epochs[-1]["train_crop_ce"])
@@ -228,7 +215,7 @@ def crop_health_table(runs_dir: str | Path) -> pd.DataFrame:
     runs_dir = Path(runs_dir)
     rows = []
     for metrics in sorted(runs_dir.glob("*/metrics.jsonl")):
-        epochs = _read_jsonl(metrics)
+        epochs = read_history(metrics.parent)
         if epochs and "train_crop_ce" in epochs[-1]:
             rows.append(run_crop_health(metrics.parent))
     if not rows:

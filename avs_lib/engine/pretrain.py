@@ -125,7 +125,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((predictions == y).float().mean())
 
 
-def data_fingerprint(root: str | Path) -> str:
+def metadata_digest(root: str | Path) -> str:
     """sha256 of the dataset's metadata (and the generator's info.json for synthetic data).
 
     Regenerated data under the same path gets another fingerprint, so stale weights are not reused.
@@ -181,7 +181,7 @@ def _pretrain(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig, q
     report = {
         "config": asdict(cfg),
         "data_root": str(Path(data_root).resolve()),
-        "data_fingerprint": data_fingerprint(data_root),
+        "data_fingerprint": metadata_digest(data_root),
         "visual_weights": str((out / VISUAL_FILE).resolve()),
         "audio_weights": str((out / AUDIO_FILE).resolve()),
         "visual": {"train_crops": len(x_train), "val_crops": len(x_val), "epoch_losses": visual_losses,
@@ -214,7 +214,7 @@ def ensure_pretrained(
             raise ValueError(f"{report_path}: not valid JSON ({error}); delete it to pretrain again") from error
         same = (report.get("config") == asdict(cfg)
                 and report.get("data_root") == str(Path(data_root).resolve())
-                and report.get("data_fingerprint") == data_fingerprint(data_root)
+                and report.get("data_fingerprint") == metadata_digest(data_root)
                 and all(Path(report.get(key, "")).is_file() for key in ("visual_weights", "audio_weights")))
         if same:
             return report

@@ -187,9 +187,9 @@ def data_fingerprint(root: Path, dataset: str, audio: str, crop_labels: bool) ->
     """What a run of `dataset` at `root` reads, cheaply: the metadata CSV's sha256, a digest of
     the sizes and mtimes of the frames, masks and audio (`audio`: "wav" or "pkl"), and the
     crop-label files' content hashes when the run reads them. Absent parts are None."""
-    from avs_lib.data.avsbench import CROP_LABELS_DIR, MS3_LAYOUT, S4_LAYOUT
+    from avs_lib.data.avsbench import CROP_LABELS_DIR, LAYOUTS
 
-    layout = MS3_LAYOUT if dataset == "ms3" else S4_LAYOUT
+    layout = LAYOUTS["ms3" if dataset == "ms3" else "s4"]
     root, data = Path(root), Path(root) / layout.data_dir
     meta = root / layout.csv_name
     folders = {"frames": "visual_frames", "masks": "gt_masks",

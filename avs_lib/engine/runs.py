@@ -22,11 +22,12 @@ from avs_lib.config import (
     to_dict,
 )
 from avs_lib.configtools import deep_merge
+from avs_lib.data.avsbench import LAYOUTS, detect_layout
 from avs_lib.data.sidecar import SIDECAR_DIR, read_info
-from avs_lib.data.synth import make_dataset, profile_params, synth_info_json
+from avs_lib.data.synth import make_profile_dataset, profile_params, synth_info_json
 from avs_lib.engine.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
 
-META_FILES = ("s4_meta_data.csv", "ms3_meta_data.csv")
+META_FILES = tuple(layout.csv_name for layout in LAYOUTS.values())
 
 
 def data_root_of(profile: str, data_root: str | Path | None = None) -> Path:
@@ -49,9 +50,7 @@ def prepare_data(profile: str, data_root: str | Path | None = None, progress: bo
     root = data_root_of(profile, data_root).resolve()
     has_meta = any((root / name).is_file() for name in META_FILES)
     if spec.synthetic is not None and not has_meta:
-        data = spec.synthetic
-        info = make_dataset(root, data.videos_per_split, image_size=data.image_size,
-                            num_classes=data.num_classes, test_seed=data.test_seed, progress=progress)
+        info = make_profile_dataset(root, spec.synthetic, progress=progress)
         print(f"generated the {profile} profile's synthetic dataset at {root} in {info.seconds:.0f} s")
         return root
     if not has_meta:
@@ -72,12 +71,12 @@ def check_reads(root: Path, cfg: ExperimentConfig) -> None:
     """Refuse a root that lacks the subset's metadata or the audio folder `cfg` reads, naming the
     flag that fixes it: an MS3 root read as S4, a log-mel-only tree read as WAV."""
     data = cfg.data
-    wanted, other = (META_FILES[1], META_FILES[0]) if data.dataset == "ms3" else META_FILES
-    if not (root / wanted).is_file():
-        subset = "MS3" if other == META_FILES[1] else "S4"
+    wanted = root / LAYOUTS[data.dataset].csv_name
+    if not wanted.is_file():
+        other = LAYOUTS["s4" if data.dataset == "ms3" else "ms3"]
         raise FileNotFoundError(
-            f"{root / wanted} not found: the runs read data.dataset={data.dataset}, but {root} holds {other} "
-            f"({subset}; check-data detects it); pass --set data.dataset={subset.lower()}"
+            f"{wanted} not found: the runs read data.dataset={data.dataset}, but {root} holds {other.csv_name} "
+            f"({other.name.upper()}; check-data detects it); pass --set data.dataset={other.name}"
         )
     folders = {"wav": "audio_wav", "pkl": "audio_log_mel"}
     audio = root / f"{data.dataset}_data" / folders[data.audio]
@@ -102,8 +101,10 @@ def run_folder(profile: str, data_root: str | Path, runs_dir: str | Path = "runs
     if overrides is not None:
         dataset = build_config(profile, overrides=overrides).data.dataset
     else:
-        root = Path(data_root)
-        dataset = "ms3" if (root / META_FILES[1]).is_file() and not (root / META_FILES[0]).is_file() else "s4"
+        try:
+            dataset = detect_layout(data_root).name
+        except (FileNotFoundError, ValueError):  # no dataset yet, or both subsets: S4, the default
+            dataset = "s4"
     return Path(runs_dir) / profile / data_key(dataset, data_root)
 
 

@@ -301,14 +301,12 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
         write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
-def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Keys whose value differs between a checkpoint's config and this one: key -> (saved, now)."""
+def config_changes(saved: dict[str, Any], current: dict[str, Any], absent: Any = "<absent>") -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between a checkpoint's config and this one, beyond RESUME_FREE_KEYS:
+    key -> (saved, now), a key missing on one side read as `absent`."""
     old, new = flatten(saved), flatten(current)
-    return {
-        key: (old.get(key, "<absent>"), new.get(key, "<absent>"))
-        for key in sorted(set(old) | set(new))
-        if key not in RESUME_FREE_KEYS and old.get(key, "<absent>") != new.get(key, "<absent>")
-    }
+    return {key: (old.get(key, absent), new.get(key, absent)) for key in sorted(set(old) | set(new))
+            if key not in RESUME_FREE_KEYS and old.get(key, absent) != new.get(key, absent)}
 
 
 def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: bool) -> dict | None:
@@ -626,15 +624,19 @@ def _limited(loader: DataLoader, steps: int):
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [record for _, record in _read_jsonl(path, "epoch")] if path.exists() else []
+    """The per-epoch records of a run (metrics.jsonl)."""
+    return _read_log(Path(run_dir) / "metrics.jsonl", "epoch")
 
 
 def read_steps(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "steps.jsonl"
+    """The per-step records of a run (steps.jsonl)."""
+    return _read_log(Path(run_dir) / "steps.jsonl", "global_step")
+
+
+def _read_log(path: Path, key: str) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"step log not found: {path}")
-    return [record for _, record in _read_jsonl(path, "global_step")]
+        raise FileNotFoundError(f"training log not found: {path} (written by avs_lib.engine.train.fit)")
+    return [record for _, record in _read_jsonl(path, key)]
 
 
 __all__ = ["RunResult", "fit", "read_history", "read_steps", "seed_everything", "train_one_epoch"]

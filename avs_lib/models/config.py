@@ -6,10 +6,9 @@ lists the options, so adding one means adding a field here and reading it where 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from avs_lib.configtools import check_at_most, shorten
+from avs_lib.configtools import at_least, check_at_most, check_fields, one_of
 from avs_lib.models.fusion import FUSIONS
 from avs_lib.models.resnet import RESNETS
 from avs_lib.models.tpavi import TPAVI_IMPLS
@@ -93,22 +92,18 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise a ValueError naming the field for any value that cannot be built."""
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone: unknown {shorten(self.backbone)}; valid: {', '.join(BACKBONES)}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion: unknown {shorten(self.fusion)}; valid: {', '.join(FUSIONS)}")
-        if self.tpavi_impl not in TPAVI_IMPLS:
-            raise ValueError(f"tpavi_impl: unknown {shorten(self.tpavi_impl)}; valid: {', '.join(TPAVI_IMPLS)}")
         stages = self.tpavi_stages
-        if any(s not in (0, 1, 2, 3) for s in stages) or len(set(stages)) != len(stages):
-            raise ValueError(f"tpavi_stages: expected distinct stages among 0, 1, 2, 3; got {shorten(stages)}")
-        recompute = self.recompute_stages
-        if any(s not in (0, 1, 2, 3) for s in recompute) or len(set(recompute)) != len(recompute):
-            raise ValueError(f"recompute_stages: expected distinct stages among 0, 1, 2, 3; got {shorten(recompute)}")
-        if self.frames < 1:
-            raise ValueError(f"frames: expected >= 1, got {shorten(self.frames)}")
-        if self.channel < 2:
-            raise ValueError(f"channel: expected >= 2, got {shorten(self.channel)}")
+        distinct_stages = (lambda value: all(s in (0, 1, 2, 3) for s in value) and len(set(value)) == len(value),
+                           "distinct stages among 0, 1, 2, 3")
+        check_fields(self, {
+            "backbone": one_of(BACKBONES), "fusion": one_of(FUSIONS), "tpavi_impl": one_of(TPAVI_IMPLS),
+            "audio_encoder": one_of(AUDIO_ENCODERS), "crop_trunk": one_of(CROP_TRUNKS),
+            "tpavi_stages": distinct_stages, "recompute_stages": distinct_stages,
+            "frames": (at_least(1), ">= 1"), "channel": (at_least(2), ">= 2"),
+            "fusion_gate_init": (at_least(0), "a finite number >= 0"),
+            **{name: (lambda value: value is None or isinstance(value, str), "a file path or None")
+               for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights")},
+        })
         check_at_most(self, MODEL_LIMITS)
         if self.fusion == "tpavi" and stages and not (self.tpavi_vv or self.tpavi_va):
             raise ValueError(
@@ -124,21 +119,11 @@ class ModelConfig:
                 raise ValueError(
                     f"cross_attention_heads ({self.cross_attention_heads}) must divide channel ({self.channel})"
                 )
-        if not math.isfinite(self.fusion_gate_init) or self.fusion_gate_init < 0:
-            raise ValueError(f"fusion_gate_init: expected a finite value >= 0, got {self.fusion_gate_init!r}")
-        if self.audio_encoder not in AUDIO_ENCODERS:
-            raise ValueError(
-                f"audio_encoder: unknown {shorten(self.audio_encoder)}; valid: {', '.join(AUDIO_ENCODERS)}"
-            )
         uses_audio = self.fusion != "none" and bool(self.tpavi_stages) and self.tpavi_va
         if uses_audio and self.audio_encoder == "none":
             raise ValueError(
                 "audio_encoder: 'none' but the model fuses audio (tpavi_va at stages "
                 f"{self.tpavi_stages}); use fusion='none' for a visual-only model"
-            )
-        if self.crop_trunk not in CROP_TRUNKS:
-            raise ValueError(
-                f"crop_trunk: unknown {shorten(self.crop_trunk)}; valid: {', '.join(CROP_TRUNKS)}"
             )
         if self.crop_trunk == "shared" and self.crop_weights not in (None, self.resnet_weights):
             raise ValueError(
@@ -155,10 +140,6 @@ class ModelConfig:
                 f"audio_weights: a LogMelCNN file is for audio_encoder='small', not "
                 f"{self.audio_encoder!r} (VGGish reads vggish_weights)"
             )
-        for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name}: expected a file path or None, got {shorten(value)}")
 
     @property
     def crop_trunk_name(self) -> str:

@@ -87,14 +87,35 @@ def shift_text(shift: dict) -> str:
             f"on-screen mIoU than `tpavi` on {deaf}.")
 
 
+def longer_text(results: pd.DataFrame, by_miou: pd.DataFrame, longer: Sequence[str]) -> str:
+    """Does twice the step budget change the answer? Each `*_2x` run against its control, and
+    thesis − tpavi at both budgets on the seeds the longer runs share."""
+    rows = by_miou.set_index("method")
+    moved = "; ".join(f"`{m}` − `{rows.loc[m, 'reference']}` {rows.loc[m, 'seed_diff']:+.3f} "
+                      f"[{rows.loc[m, 'seed_low']:+.3f}, {rows.loc[m, 'seed_high']:+.3f}], Holm-adjusted p = "
+                      f"{rows.loc[m, 'p_holm']:.3f}: {rows.loc[m, 'verdict']}"
+                      for m in longer if m in rows.index)
+    per_seed = results.pivot_table(index="seed", columns="method", values="test_miou")
+    if not {"tpavi_2x", "thesis_2x", "tpavi", "thesis"} <= set(per_seed.columns):
+        return f"Twice the step budget: {moved or 'not run'}."
+    both = per_seed[["tpavi_2x", "thesis_2x", "tpavi", "thesis"]].dropna()
+    short, long = (both["thesis"] - both["tpavi"]).mean(), (both["thesis_2x"] - both["tpavi_2x"]).mean()
+    same = (short < 0) == (long < 0)
+    return (f"Twice the step budget ({len(both)} seeds): {moved}. `thesis` − `tpavi` is {long:+.3f} at twice the budget "
+            f"against {short:+.3f} at the profile's budget on the same seeds: longer training "
+            + ("does not change which of the two scores higher." if same else "reverses which of the two scores higher."))
+
+
 def limitations(synthetic: bool, pretrain: dict | None, floor: float, deaf_ceiling: float | None,
-                at_end: int, runs: int) -> list[str]:
-    """Threats to the validity of the answer, each with its number."""
+                at_end: int, runs: int, longer: str | None = None, multilook: str | None = None) -> list[str]:
+    """Threats to the validity of the answer, each with its number (`longer`: `longer_text`;
+    `multilook`: the verdict on the companion benchmark with three looks per class)."""
     items = []
     if synthetic:
         items.append("**One look per class.** In training every object of a class has the same shape, texture and "
                      "colour, so telling the sounding object from a silent one reduces to matching a sound to a look: "
-                     "a class lookup. Only the `shifted_looks3` and `shifted_colours` splits above test other looks.")
+                     "a class lookup. Only the `shifted_looks3` and `shifted_colours` splits above test other looks"
+                     + (f", and the multi-look benchmark trains on them: {multilook}" if multilook else "."))
     if pretrain is not None:
         items.append(f"**The encoders' pretraining already does loss A's job.** The ResNet was pretrained to classify "
                      f"object crops by class on the synthetic train split (val accuracy "
@@ -107,8 +128,8 @@ def limitations(synthetic: bool, pretrain: dict | None, floor: float, deaf_ceili
         items.append("**The deaf ceiling is not a bound on every deaf model.** It scores a list of strategies "
                      "(largest, most central, random, all objects); a cleverer rule that cannot hear could score higher.")
     items.append(f"**Training budget.** {at_end} of {runs} tested runs keep their last epoch as the best one"
-                 + (": for most runs validation mIoU was still rising when the budget ended, so longer training "
-                    "could change the ranking." if at_end > runs / 2 else "; most runs peaked before the budget ended."))
+                 + (": for most runs validation mIoU was still rising when the budget ended." if at_end > runs / 2
+                    else "; most runs peaked before the budget ended.") + (f" {longer}" if longer else ""))
     return items
 
 
@@ -196,23 +217,30 @@ def _thesis_numbers() -> tuple[str, str]:
             + ("잘 학습된 기준선과의 차이를 메운 것이지 그것을 넘어선 것이 아니다." if below else "잘 학습된 기준선을 넘어선다."))
 
 
-def _cannot_tell(trained: bool) -> tuple[str, str]:
+def _cannot_tell(trained: bool, multilook: bool) -> tuple[str, str]:
+    looks = ("" if multilook else ", with several looks per class (here each class has one, so a crop's class can be "
+             "read from its colour)")
+    looks_ko = ("" if multilook else ", 클래스마다 여러 외형이 있을 때(여기서는 클래스마다 외형이 하나라 크롭의 "
+                "클래스를 색으로 알 수 있다)")
     return ("**What this benchmark cannot tell**: whether the losses help on real AVSBench with ImageNet and VGGish "
-            "weights (neither is available here), with several looks per class (here each class has one, so a "
-            "crop's class can be read from its colour)"
+            "weights (neither is available here)" + looks
             + ("" if trained else ", or in the thesis' own setup (a trainable AVS encoder beside a separate "
                "trainable crop trunk), which this grid does not run yet") + ".",
             "**이 벤치마크로 알 수 없는 것**: ImageNet과 VGGish 가중치를 쓴 실제 AVSBench에서 손실이 도움이 되는지"
-            "(여기서는 둘 다 쓸 수 없다), 클래스마다 여러 외형이 있을 때(여기서는 클래스마다 외형이 하나라 크롭의 "
-            "클래스를 색으로 알 수 있다)"
+            "(여기서는 둘 다 쓸 수 없다)" + looks_ko
             + ("" if trained else ", 그리고 논문 그대로의 설정(학습 가능한 AVS 인코더와 별도의 학습 가능한 크롭 트렁크)"
                "—이 그리드는 아직 이를 실행하지 않는다") + ".")
 
 
-def answer(by_miou: pd.DataFrame, means: pd.DataFrame, shift: dict | None, trained: bool) -> tuple[list[str], list[str]]:
+def answer(by_miou: pd.DataFrame, means: pd.DataFrame, shift: dict | None, trained: bool,
+           multilook: pd.DataFrame | None = None, multilook_following: pd.Series | None = None,
+           ) -> tuple[list[str], list[str]]:
     """The Answer: at most eight sentences (English, Korean), from the mIoU verdicts, the clean
-    listening rates, the shifted splits' summary (None on real data) and the thesis' numbers."""
+    listening rates, the shifted splits' summary (None on real data), the verdicts and the mean
+    following rate per method on the multi-look companion benchmark (None when it did not run)
+    and the thesis' numbers."""
     rows = by_miou.set_index("method") if not by_miou.empty else pd.DataFrame()
+    looks = multilook.set_index("method") if multilook is not None and not multilook.empty else pd.DataFrame()
     parts = []
     for method, label, label_ko in (
             ("thesis", "Do the crop losses help, AVS encoder frozen?", "AVS 인코더를 고정했을 때 크롭 손실이 도움이 되는가?"),
@@ -220,13 +248,24 @@ def answer(by_miou: pd.DataFrame, means: pd.DataFrame, shift: dict | None, train
              "논문 그대로의 설정(AVS 인코더를 별도의 크롭 트렁크와 함께 학습)에서는?")):
         if method in rows.index:
             parts.append(_loss_verdict(rows, method, label, label_ko))
+    if "thesis" in looks.index:
+        english, korean = _loss_verdict(looks, "thesis", "And where a crop's class is not its colour (three looks per "
+                                        "class, colours shared by all classes)?", "크롭의 클래스가 색으로 드러나지 않을 때"
+                                        "(클래스마다 외형 셋, 모든 클래스가 색을 공유)는?")
+        follow = multilook_following if multilook_following is not None else pd.Series(dtype=float)
+        if {"tpavi", "thesis"} <= set(follow.index):
+            english = english[:-1] + (f"; there `tpavi` follows the audio on {pct(follow['tpavi'])} of the frames and "
+                                      f"`thesis` on {pct(follow['thesis'])}.")
+            korean = korean[:-1] + (f" 이 벤치마크에서 `tpavi`는 {pct(follow['tpavi'])}, `thesis`는 {pct(follow['thesis'])}의 "
+                                    "프레임에서 소리를 따른다.")
+        parts.append((english, korean))
     if "thesis_minus_cosine" in rows.index:
         parts.append(_how_they_act(rows))
     if {"tpavi", "visual_only"} <= set(means.index) and not math.isnan(means.loc["tpavi", "test_listening_rate"]):
         parts.append(_listening(means))
     if shift is not None and "tpavi" in shift["follow"].columns:
         parts.append(_under_shift(shift))
-    parts += [_thesis_numbers(), _cannot_tell(trained)]
+    parts += [_thesis_numbers(), _cannot_tell(trained, "thesis" in looks.index)]
     return [en for en, _ in parts], [ko for _, ko in parts]
 
 
@@ -236,5 +275,5 @@ def answer_markdown(english: list[str], korean: list[str]) -> str:
             + "\n".join(f"- {s}" for s in korean) + "\n")
 
 
-__all__ = ["CROP_METHODS", "answer", "answer_markdown", "lambda_sweep_text", "limitations", "shift_summary",
+__all__ = ["CROP_METHODS", "answer", "answer_markdown", "lambda_sweep_text", "limitations", "longer_text", "shift_summary",
            "shift_text", "verdict_sentence"]

@@ -27,14 +27,11 @@ from tqdm.auto import tqdm
 
 from avs_lib.data.avsbench import (
     CROP_LABELS_DIR,
-    MS3_LAYOUT,
-    S4_LAYOUT,
-    AVSBenchMS3,
-    AVSBenchS4,
     crop_label_name,
     mask_values,
     missing_crop_labels,
     open_image,
+    open_split,
     read_crop_label,
 )
 from avs_lib.data.boxes import box_from_mask, crop_and_resize, scale_box
@@ -72,17 +69,10 @@ class LabelStatus:
         return f"Crop labels in `{self.folder}`: every frame of every split has a label file."
 
 
-def _readers(dataset: str):
-    if dataset not in ("s4", "ms3"):
-        raise ValueError(f"dataset must be s4 or ms3, got {dataset!r}")
-    return (S4_LAYOUT, AVSBenchS4) if dataset == "s4" else (MS3_LAYOUT, AVSBenchMS3)
-
-
 def review_splits(root: str | Path, dataset: str = "s4", image_size: int = 224, audio: str = "pkl") -> dict:
     """Every split of the tree, read without boxes (the review reads each label file itself,
     so a missing one is a finding, not an error)."""
-    reader = _readers(dataset)[1]
-    return {split: reader(root, split, image_size=image_size, audio=audio, crop_labels=False) for split in SPLITS}
+    return {split: open_split(root, split, dataset, image_size=image_size, audio=audio) for split in SPLITS}
 
 
 def label_status(splits: dict) -> LabelStatus:

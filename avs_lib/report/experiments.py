@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from avs_lib.config import METHODS, RESUME_FREE_KEYS, Grid, get_profile, to_dict
 from avs_lib.configtools import flatten
+from avs_lib.data.categories import SPLITS
 from avs_lib.data.errors import DataFormatError
 from avs_lib.engine.provenance import (
     code_version,
@@ -82,10 +83,10 @@ _NOT_COMPARED = RESUME_FREE_KEYS | {"data.root"}
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two config dicts, ignoring where/how fast it ran
     (the data root counts when the two paths lead to different folders)."""
-    a, b = flatten(saved), flatten(wanted)
-    keys = sorted((set(a) | set(b)) - _NOT_COMPARED)
-    differ = [k for k in keys if a.get(k) != b.get(k)]
-    root_a, root_b = a.get("data.root"), b.get("data.root")
+    from avs_lib.engine.train import config_changes
+
+    differ = [key for key in config_changes(saved, wanted, absent=None) if key != "data.root"]
+    root_a, root_b = flatten(saved).get("data.root"), flatten(wanted).get("data.root")
     if root_a is None or root_b is None or Path(root_a).resolve() != Path(root_b).resolve():
         differ.append("data.root")
     return differ
@@ -203,7 +204,11 @@ class RunCost:
 
     train_step: float  # one optimiser step
     eval_batch: float = 0.0  # one batch of validation or test (no gradients)
-    setup: float = 0.0  # reading the weight files and building the model, once per run
+    setup: float = 0.0  # reading the splits and weight files and building the model, once per run
+    checkpoint: float = 0.0  # writing one checkpoint (weights and optimiser state)
+    reload: float = 0.0  # rebuilding the system from its best.pt for the test, once per run
+    feature_key: float = 0.0  # keying one split's cached frozen-encoder features (weights digest, files)
+    feature_clip: float = 0.0  # computing one clip's frozen-encoder features (once per grid: shared cache)
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,8 @@ class RunWork:
 
     train_steps: int
     eval_batches: int = 0
+    checkpoints: int = 0  # last.pt after every epoch, best.pt after every validation (at most)
+    clips: int = 0  # clips of the three splits, whose frozen-encoder features the grid caches once
 
 
 @dataclass(frozen=True)
@@ -250,28 +257,60 @@ def estimate_grid_seconds(
     measure: Any,
     work: Any,
     jobs: int = 1,
+    start_up: float = 0.0,
 ) -> GridEstimate:
     """Expected duration of the runs `cfgs`, measuring each distinct config once.
 
     `measure(cfg)` gives a `RunCost` from a short warm-up; configs that differ only in seed share
-    one measurement. `work(cfg)` gives the run's `RunWork`. The sum is divided by the runs trained
-    at once (`jobs`, at most the number of runs), which assumes a worker's step takes as long as
-    the warm-up's.
+    one measurement. `work(cfg)` gives the run's `RunWork`. Each run counts its start-up, training
+    steps, validation and test batches, checkpoints and the reload of its best checkpoint for the
+    test; a run that starts before its frozen encoders' features are cached computes them too.
+    The runs are laid out as `_train_runs` starts them, longest first, each on the first free of
+    `jobs` workers (at most the number of runs), assuming a worker's step takes as long as the
+    warm-up's; `start_up` (the workers' start) is added once.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     measured: dict[str, RunCost] = {}
     per_method: dict[str, float] = {}
-    total = 0.0
-    for cfg in cfgs:
+    runs = []  # (seconds, frozen encoders, seconds to cache their features), in start order
+    for cfg in sorted(cfgs, key=lambda c: -_expected_cost(c)):  # stable, as _train_runs sorts
         key = _config_key(to_dict(cfg))
         if key not in measured:
             measured[key] = measure(cfg)
             per_method.setdefault(cfg.name, measured[key].train_step)
         cost, done = measured[key], work(cfg)
-        total += cost.setup + cost.train_step * done.train_steps + cost.eval_batch * done.eval_batches
+        seconds = (cost.setup + cost.reload + cost.train_step * done.train_steps + cost.feature_key * len(SPLITS)
+                   + cost.eval_batch * done.eval_batches + cost.checkpoint * done.checkpoints)
+        runs.append((seconds, _frozen_encoders(cfg), cost.feature_clip * done.clips))
     parallel = max(1, min(jobs, len(cfgs)))
-    return GridEstimate(total / parallel, len(cfgs), parallel, per_method)
+    return GridEstimate(_makespan(runs, parallel) + start_up, len(cfgs), parallel, per_method)
+
+
+def _makespan(runs: list[tuple[float, tuple, float]], jobs: int) -> float:
+    """When the last run ends: each run, in order, on the first free of `jobs` workers; one that
+    starts before its encoders' features are cached computes them too (as two runs started at
+    once both do)."""
+    free = [0.0] * jobs  # when each worker is free
+    cached: dict[tuple, float] = {}  # frozen encoders -> when their features are on disk
+    for seconds, encoders, caching in runs:
+        worker = free.index(min(free))
+        start = free[worker]
+        if caching and start < cached.get(encoders, math.inf):
+            seconds += caching
+            cached[encoders] = min(cached.get(encoders, math.inf), start + caching)
+        free[worker] = start + seconds
+    return max(free)
+
+
+def _frozen_encoders(cfg: Any) -> tuple:
+    """What a run's cached encoder features depend on besides the data: runs that agree here
+    read the same cache (`engine.features.cache_key`), which the first of them computes."""
+    model = cfg.model
+    random_audio = not (model.vggish_weights or model.audio_weights)  # a random start differs by seed
+    return (cfg.data.root, cfg.data.image_size, cfg.data.audio, cfg.seed if random_audio else None,
+            model.backbone, model.freeze_backbone, model.resnet_weights, model.audio_encoder,
+            model.vggish_weights, model.audio_weights)
 
 
 def _train_set(cfg: Any):
@@ -298,18 +337,32 @@ def run_work(cfg: Any) -> RunWork:
     epochs = cfg.optim.epochs
     validations = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0} | {epochs - 1})
     val, test = (math.ceil(len(build_dataset(cfg, split)) / cfg.eval_batch_size) for split in ("val", "test"))
-    return RunWork(epochs * batches, validations * val + TEST_PASSES * test)
+    clips = sum(len(build_dataset(cfg, split)) for split in SPLITS)
+    return RunWork(epochs * batches, validations * val + TEST_PASSES * test, epochs + validations, clips)
 
 
-def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
+def measure_run_cost(cfg: Any, steps: int = 2, threads: int | None = None) -> RunCost:
+    """A config's `RunCost` on its device with the CPU threads its run will have (the config's
+    `threads`, else `threads`, else this process's), measured as `_measure_run_cost` says."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads or threads or before)
+    try:
+        return _measure_run_cost(cfg, steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measure_run_cost(cfg: Any, steps: int) -> RunCost:
     """A config's `RunCost` on its device, measured as `train.fit` trains: reading the splits and
-    building the model (its weight files) as start-up, one untimed step (allocations, kernels
+    building the model (its weight files) as start-up, the batches as fit feeds them (with the
+    frozen encoders' features cached, `_warm_up_batches`), one untimed step (allocations, kernels
     chosen), then `steps` timed training steps and `steps` evaluation batches, scaled from the
     training batch size to `eval_batch_size`."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from avs_lib.data import collate_clips
+    from avs_lib.engine.datasets import build_dataset
     from avs_lib.engine.system import AVSSystem, select_device
     from avs_lib.engine.train import (
         build_optimizer,
@@ -322,18 +375,6 @@ def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
 
     cfg = _with_top_level(cfg, quiet=True)
     device = select_device(cfg.device)
-    from avs_lib.engine.datasets import build_dataset
-
-    started = time.perf_counter()
-    train_set = _train_set(cfg)
-    for split in ("val", "test"):
-        build_dataset(cfg, split)
-    reading = time.perf_counter() - started
-    loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
-                        num_workers=cfg.data.num_workers, collate_fn=collate_clips)
-    batches = list(_take(loader, steps + 1))
-    if not batches:
-        raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
 
     def timed(work) -> float:
         if device.type == "cuda":
@@ -347,12 +388,15 @@ def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
     holder: dict[str, Any] = {}
 
     def build() -> None:
+        for split in SPLITS:
+            build_dataset(cfg, split)
         holder["system"] = AVSSystem(cfg).to(device)
         if device.type == "cuda" and cfg.channels_last:
             to_channels_last(holder["system"])
 
     setup = timed(build)
     system = holder["system"]
+    batches, feature_key, feature_clip = _warm_up_batches(cfg, system, device, steps + 1)
     optimizer = build_optimizer(cfg, system.parameters())
     scheduler = build_scheduler(cfg, optimizer, len(batches))
     loss_fn = TotalLoss(cfg.loss)
@@ -368,7 +412,61 @@ def measure_run_cost(cfg: Any, steps: int = 2) -> RunCost:
                 system(move_batch(batch, device))
 
     per_eval_batch = timed(evaluate) / len(rest) * cfg.eval_batch_size / cfg.optim.batch_size
-    return RunCost(train / len(rest), per_eval_batch, reading + setup)
+    return RunCost(train / len(rest), per_eval_batch, setup, *_checkpoint_costs(system, optimizer, cfg, device),
+                   feature_key, feature_clip)
+
+
+def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[list, float, float]:
+    """`count` training batches as `train.fit` feeds them: the counterfactual pairs where the loss
+    needs them, and the frozen encoders' cached features where fit caches them (computed here into
+    a temporary folder). Also the seconds to key one split's cache (the frozen weights' digest and
+    the data files) and to compute one clip's features; 0 without the cache."""
+    import tempfile
+
+    from torch.utils.data import DataLoader
+
+    from avs_lib.data import collate_clips
+    from avs_lib.data.counterfactual import CounterfactualPairs
+    from avs_lib.engine.datasets import ClipSubset, build_dataset
+    from avs_lib.engine.features import WithFrozenFeatures, cache_key, frozen_features, frozen_parts
+
+    clips = ClipSubset(build_dataset(cfg, "train"), count * cfg.optim.batch_size)
+    parts = frozen_parts(system)
+    cached = cfg.feature_cache and parts.any
+    feature_key = feature_clip = 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        train_set = CounterfactualPairs(clips, seed=cfg.seed) if cfg.loss.counterfactual > 0 else clips
+        if cached:
+            started = time.perf_counter()
+            cache_key(system, parts, clips)
+            feature_key = time.perf_counter() - started
+            features = frozen_features(system, clips, folder, device)  # keys again, then computes
+            feature_clip = max(time.perf_counter() - started - 2 * feature_key, 0.0) / len(clips)
+            train_set = WithFrozenFeatures(train_set, features)
+        loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
+                            num_workers=0, collate_fn=collate_clips)
+        batches = list(_take(loader, count))  # copied out of the cache before it is deleted
+    if not batches:
+        raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
+    return batches, feature_key, feature_clip
+
+
+def _checkpoint_costs(system: Any, optimizer: Any, cfg: Any, device: Any) -> tuple[float, float]:
+    """Seconds to write one checkpoint as `train.fit` does after an epoch (trained weights, frozen
+    encoders by reference, optimiser state) and to rebuild the system from it for the test."""
+    import tempfile
+
+    from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
+    from avs_lib.engine.system import load_system
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "last.pt"
+        started = time.perf_counter()
+        atomic_torch_save({"config": to_dict(cfg), **weight_entries(system, cfg),
+                           "optimizer": optimizer.state_dict()}, path)
+        saved = time.perf_counter()
+        load_system(path, device)
+        return saved - started, time.perf_counter() - saved
 
 
 def _take(iterable, count: int):
@@ -448,21 +546,44 @@ def train_grid(
             print(f"reused {cfg.run_dir.name}: same config and data ({cfg.run_dir})", flush=True)
             continue
         todo.append((cfg, status == "partial"))
+    seen: set[tuple[type, str]] = set()  # the warnings shown so far, each once per grid
     if estimate and todo:
-        print(estimate_grid_seconds([c for c, _ in todo], measure_run_cost, run_work, jobs).text(), flush=True)
+        with warnings.catch_warnings(record=True) as caught:  # the warm-up builds every config too
+            warnings.simplefilter("always")
+            text = _estimate(todo, jobs).text()
+        _warn_once(_records(caught), seen)
+        print(text, flush=True)
     progress = _RunProgress(len(pairs), len(pairs) - len(todo))
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
-    _train_runs(todo, jobs, bar, progress)
+    _train_runs(todo, jobs, bar, progress, seen)
     bar.close()
     return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
 
 
-def _train_runs(todo: list[tuple[Any, bool]], jobs: int, bar: Any, progress: _RunProgress) -> None:
+def _estimate(todo: list[tuple[Any, bool]], jobs: int) -> GridEstimate:
+    """The estimate of the runs to train, measured with the threads each will have, plus the
+    start-up of the worker processes (a fresh interpreter importing the training code) when
+    they train in workers."""
+    import subprocess
+    import sys
+
+    workers = jobs > 1 and len(todo) > 1
+    threads = max(1, (os.cpu_count() or 1) // jobs) if workers else None
+    start_up = 0.0
+    if workers:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import avs_lib.engine.train"], check=False, capture_output=True)
+        start_up = time.perf_counter() - started
+    return estimate_grid_seconds([c for c, _ in todo], lambda cfg: measure_run_cost(cfg, threads=threads),
+                                 run_work, jobs, start_up=start_up)
+
+
+def _train_runs(todo: list[tuple[Any, bool]], jobs: int, bar: Any, progress: _RunProgress,
+                seen: set[tuple[type, str]]) -> None:
     """Train the (config, resume) runs here, or `jobs` at a time in spawned workers, longest first;
-    each warning is shown once, and a failed run stops the rest naming the run."""
+    each warning not in `seen` is shown once, and a failed run stops the rest naming the run."""
     from avs_lib.engine.train import fit
 
-    seen: set[tuple[type, str]] = set()
     if jobs == 1 or len(todo) <= 1:
         for cfg, resume in todo:
             bar.set_postfix_str(f"{cfg.name} seed {cfg.seed}")

@@ -19,9 +19,10 @@ import yaml
 
 from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.data.audio import read_wav
-from avs_lib.data.avsbench import AVSBenchMS3, AVSBenchS4, mask_values, open_image
+from avs_lib.data.avsbench import LAYOUTS, mask_values, open_image, open_split
 from avs_lib.data.categories import SPLITS
 from avs_lib.engine.datasets import build_dataset, full_split
+from avs_lib.losses import TERMS
 from avs_lib.metrics import frame_iou
 
 # ---------------------------------------------------------------- the data
@@ -30,13 +31,10 @@ from avs_lib.metrics import frame_iou
 MS3_CATEGORY = "(MS3: no classes)"  # MS3's metadata has no category column
 
 
-def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: int = 224):
-    """One split of an S4 or MS3 tree without crop labels (the data notebook looks, never trains)."""
-    if dataset == "ms3":
-        return AVSBenchMS3(root, split, image_size=image_size)
-    if dataset != "s4":
-        raise ValueError(f"dataset must be 's4' or 'ms3', got {dataset!r}")
-    return AVSBenchS4(root, split, image_size=image_size, crop_labels=False)
+def audio_on_disk(root: str | Path, dataset: str = "s4") -> str:
+    """"wav" when the tree has WAV files (`{dataset}_data/audio_wav/`), else "pkl": a tree of the
+    official log-mels only, which the `paper` profile reads and which has no waveform to show."""
+    return "wav" if (Path(root) / f"{dataset}_data" / "audio_wav").is_dir() else "pkl"
 
 
 def mask_areas(root: str | Path, splits: Sequence[str] = SPLITS, dataset: str = "s4") -> pd.DataFrame:
@@ -57,27 +55,30 @@ def mask_areas(root: str | Path, splits: Sequence[str] = SPLITS, dataset: str = 
 def clip_table(root: str | Path, dataset: str = "s4") -> pd.DataFrame:
     """The metadata CSV as a table: one row per clip (name, category, split; S4 also start).
     MS3 clips, which have no class, get the category "(MS3: no classes)"."""
-    if dataset == "ms3":
-        path = Path(root) / "ms3_meta_data.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"MS3 metadata not found: {path}")
-        table = pd.read_csv(path).rename(columns={"video_id": "name"})
-        table["category"] = MS3_CATEGORY
-        return table
-    path = Path(root) / "s4_meta_data.csv"
+    layout = LAYOUTS[dataset]
+    path = Path(root) / layout.csv_name
     if not path.is_file():
-        raise FileNotFoundError(f"S4 metadata not found: {path}")
-    return pd.read_csv(path)
+        raise FileNotFoundError(f"{dataset.upper()} metadata not found: {path}")
+    table = pd.read_csv(path).rename(columns={layout.name_column: "name"})
+    if dataset == "ms3":
+        table["category"] = MS3_CATEGORY
+    return table
 
 
 def first_of_categories(dataset, count: int) -> list[int]:
-    """Indices of the first clip of each of the first `count` categories met in `dataset`."""
+    """Indices of the first clip of each of the first `count` categories met in `dataset` (MS3,
+    which has no categories: its first `count` clips)."""
     seen: dict[str, int] = {}
     for index, clip in enumerate(dataset.clips):
-        seen.setdefault(clip.category, index)
+        seen.setdefault(clip.category or clip.name, index)
         if len(seen) == count:
             break
     return list(seen.values())
+
+
+def clip_title(clip) -> str:
+    """"category (name)" for an S4 clip; an MS3 clip, which has no category, by its name alone."""
+    return f"{clip.category} ({clip.name})" if clip.category else clip.name
 
 
 def clip_view(dataset, index: int) -> dict[str, Any]:
@@ -513,20 +514,30 @@ def swap_outcomes(predictor, run: str) -> pd.DataFrame:
         own, other = torch.from_numpy(sounding), torch.from_numpy(swapped_in)
         stays, valid = moved_to_swapped(true, other, own)
         moved, _ = moved_to_swapped(swapped, own, other)
-        follows = (stays & moved & valid).numpy()
+        follows, valid = (stays & moved & valid).numpy(), valid.numpy()
+        area = swapped_in.reshape(len(swapped_in), -1).mean(axis=1)  # [T, H, W] -> [T] share of the frame
         rows.append({"name": dataset.clips[index].name, "index": index, "partner": full.clips[partner].name,
-                     "follows": float(follows[valid.numpy()].mean()) if valid.any() else float("nan"),
+                     "follows": float(follows[valid].mean()) if valid.any() else float("nan"),
                      "first_follow": int(np.argmax(follows)) if follows.any() else -1,
-                     "first_miss": int(np.argmax(~follows)) if (~follows).any() else -1,
-                     "swapped_in": swapped_in})
+                     "first_miss": int(np.argmax(~follows & valid)) if (~follows & valid).any() else -1,
+                     "visible": float((area >= MIN_VISIBLE_AREA).mean()), "swapped_in": swapped_in})
     return pd.DataFrame(rows)
+
+
+MIN_VISIBLE_AREA = 0.005  # a swapped-in object counts as in view on a frame from 0.5 % of it
+MIN_VISIBLE_FRAMES = 0.8  # ... and an example needs it in view on this share of the clip's frames
 
 
 def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], str]:
     """A hit (the clip whose mask follows the audio on the most frames, if any frame follows)
-    and a miss (the clip on the fewest, if any frame misses), ties by name. Returns
-    ({"hit": row, "miss": row}, the rule as a sentence); an outcome no clip shows is left out
-    and the sentence says so."""
+    and a miss (the clip on the fewest, if any frame misses), ties by name, among the clips whose
+    swapped-in object is in view (`visible`, when given: >= MIN_VISIBLE_AREA of the frame on at
+    least MIN_VISIBLE_FRAMES of the frames), so a miss is not an object mostly off-frame.
+    Returns ({"hit": row, "miss": row}, the rule as a sentence); an outcome no clip shows is
+    left out and the sentence says so."""
+    total = len(outcomes)
+    if "visible" in outcomes.columns:
+        outcomes = outcomes[outcomes["visible"] >= MIN_VISIBLE_FRAMES]
     if outcomes.empty:
         raise ValueError("pick_swap_examples: no test clip has a swap partner in view")
     picked: dict[str, pd.Series] = {}
@@ -537,7 +548,8 @@ def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], st
     if misses["follows"].iloc[0] < 1:
         picked["miss"] = misses.iloc[0]
     rule = ("hit: the test clip whose mask follows the audio on the most frames; miss: the one on the "
-            f"fewest (ties by name; {len(outcomes)} clips with a swap partner in view)")
+            f"fewest (ties by name; {len(outcomes)} of {total} clips with a swap partner whose object is "
+            f"in view, ≥ {MIN_VISIBLE_AREA:.1%} of the frame on ≥ {MIN_VISIBLE_FRAMES:.0%} of its frames)")
     if "hit" not in picked:
         rule += "; no clip follows the audio on any frame, so there is no hit to show"
     if "miss" not in picked:
@@ -590,7 +602,7 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
                 "embedding": int(system.crop_classifier.embedding.out_features),
                 "classes": int(system.crop_classifier.classifier.out_features),
                 "to_audio": int(system.crop_to_audio.out_features) if system.crop_to_audio is not None else None}
-    weights = {name: float(getattr(cfg.loss, name)) for name in LOSS_TERMS}
+    weights = {name: float(getattr(cfg.loss, name)) for name in TERMS}
     decoder = [name for name in ("path4", "path3", "path2", "path1") if hasattr(model, name)]
     return {
         "name": cfg.name,
@@ -612,12 +624,8 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
     }
 
 
-LOSS_TERMS = ("avs_bce", "avm", "crop_ce", "crop_pairwise", "audio_crop_cosine", "counterfactual")
-
-
-
 __all__ = ["AUDIO_CONDITIONS", "DESTINATIONS", "FAILURE_KINDS", "RunPredictor", "architecture_spec",
-           "classify_failure", "clip_table", "clip_view", "clip_waveform", "evaluation_dataset",
+           "audio_on_disk", "classify_failure", "clip_table", "clip_title", "clip_view", "clip_waveform", "evaluation_dataset",
            "failure_rows", "failure_table", "first_of_categories", "frame_destination", "iou_with_area",
            "mask_areas", "mask_destinations", "object_masks", "per_frame_results", "pick_clips_by_quantiles",
            "pick_failures", "pick_swap_examples", "qualitative_rows", "run_config", "run_masks", "sidecar_objects",

@@ -10,10 +10,13 @@ committed report.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+from jupyter_client import AsyncKernelManager
 
 from avs_lib.config import build_config
 from avs_lib.engine.evaluate import refuse_inside_dataset
@@ -27,6 +30,17 @@ REPORTS_DIR = REPO_DIR / "reports"
 SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "METHODS", "FIGURES_DIR",
                      "RESNET_WEIGHTS", "VGGISH_WEIGHTS")  # declared by every notebook
 COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures are committed
+
+
+class QuietShutdownKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager without the SIGINT jupyter_client sends before a shutdown: landing
+    while the kernel still finishes the last cell's reply, it made ipykernel log "ERROR |
+    KeyboardInterrupt caught in kernel" at the end of a notebook. The shutdown request alone ends
+    the kernel (a kernel that does not stop in time is killed, as before)."""
+
+    async def _async_interrupt_kernel(self) -> None:
+        if not self.shutting_down:
+            await super()._async_interrupt_kernel()
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,7 @@ def report_destination(profile: str, out: str | Path | None = None,
 
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The report's notebooks, `01_...ipynb` to `05_...ipynb`, in reading order."""
+    """The report's notebooks, `01_...ipynb` to `06_defence.ipynb` (the deck), in reading order."""
     paths = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) found in {directory}")
@@ -79,6 +93,36 @@ def _select(notebooks: list[str] | None) -> list[Path]:
         if missing:
             raise ValueError(f"unknown notebook(s) {sorted(missing)}; have {[p.name for p in notebook_paths()]}")
     return selected
+
+
+SAVED_FIGURE = re.compile(r"save_figure\(\s*\w+\s*,\s*(f?)(['\"])(.+?)\2")
+
+
+def figure_patterns(paths: list[Path]) -> list[re.Pattern]:
+    """The file names the notebooks save figures under (the name given to `viz.save_figure`, a
+    literal or an f-string whose {...} parts match any text), as patterns of `NAME.png`."""
+    import nbformat
+
+    patterns = []
+    for path in paths:
+        for cell in nbformat.read(path, as_version=4).cells:
+            for is_f, _, name in SAVED_FIGURE.findall(cell.source) if cell.cell_type == "code" else ():
+                parts = re.split(r"\{[^}]*\}", name) if is_f else [name]
+                patterns.append(re.compile(".+".join(map(re.escape, parts)) + r"\.png"))
+    return patterns
+
+
+def remove_stale_figures(figures_dir: str | Path, paths: list[Path], since: float) -> list[Path]:
+    """Delete the PNGs in `figures_dir` (not its sub-folders) whose name a notebook of `paths` saves
+    figures under but that none wrote since `since` (a `time.time()`): figures of an earlier run
+    that this one no longer draws. Figures no notebook names (the mask-browser screenshots, the
+    benchmarks' plots) and every other file are kept. Returns the deleted paths."""
+    patterns = figure_patterns(paths)
+    stale = [p for p in sorted(Path(figures_dir).glob("*.png"))
+             if p.stat().st_mtime < since and any(r.fullmatch(p.name) for r in patterns)]
+    for path in stale:
+        path.unlink()
+    return stale
 
 
 def _check_overrides(profile: str, extra: dict) -> None:
@@ -106,7 +150,9 @@ def run_notebooks(
     ones it does not declare. A failing cell raises `RuntimeError` naming the notebook and the cell.
     With `log` (e.g. sys.stdout), each notebook's start and duration and every cell's printed
     output (the grid's per-run progress lines) are written there as they happen; `html` writes
-    an HTML export next to each executed notebook.
+    an HTML export next to each executed notebook. When every notebook ran (no `notebooks`) into
+    `figures_dir`, the figures there that no notebook wrote this run are deleted
+    (`remove_stale_figures`).
     """
     _check_overrides(profile, extra_parameters or {})
     import papermill as pm
@@ -125,7 +171,7 @@ def run_notebooks(
     for name, value in (extra_parameters or {}).items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
     streams = {"stdout_file": log, "stderr_file": log} if log is not None else {}
-    written = []
+    written, run_start = [], time.time() - 2  # 2 s: file systems that keep whole seconds
     for path in selected:
         out = out_dir / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +183,8 @@ def run_notebooks(
         # KEEP_STALE) only to those, so papermill does not warn about the others.
         given = {k: v for k, v in params.items() if k in declared or k in SHARED_PARAMETERS}
         try:
-            pm.execute_notebook(str(path), str(out), parameters=given, cwd=str(out.parent),
-                                kernel_name="python3", progress_bar=False, **streams)
+            pm.execute_notebook(str(path), str(out), parameters=given, cwd=str(out.parent), kernel_name="python3",
+                                progress_bar=False, kernel_manager_class=QuietShutdownKernelManager, **streams)
         except pm.PapermillExecutionError as err:
             raise RuntimeError(
                 f"{path.name}: cell {err.exec_count} failed with {err.ename}: {err.evalue} "
@@ -150,5 +196,9 @@ def run_notebooks(
             print(f"[report] {path.stem}: done in {time.perf_counter() - started:.0f} s -> {out}",
                   file=log, flush=True)
         written.append(out)
+    if not notebooks and figures_dir is not None:  # the whole report ran: what it did not draw is stale
+        for stale in remove_stale_figures(figures_dir, selected, run_start):
+            if log is not None:
+                print(f"[report] removed {stale}: no notebook drew it in this run", file=log, flush=True)
     return written
 

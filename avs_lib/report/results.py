@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pandas as pd
 import yaml
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.engine.provenance import read_provenance
+from avs_lib.engine.provenance import PACKAGE_DIR, UNKNOWN, git_state, read_provenance
 from avs_lib.report.experiments import RESULT_HEADERS, results_table
 
 LONG_COLUMNS = ["method", "seed", "split", "metric", "value"]
@@ -99,15 +98,10 @@ def results_wide(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def git_commit(repo: str | Path | None = None) -> str | None:
-    """`git rev-parse HEAD` of the repository holding `repo` (default: this package), or None
-    when there is no git or no repository (an installed copy)."""
-    where = Path(repo) if repo is not None else Path(__file__).resolve().parent
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+    """The commit of the repository holding `repo` (default: this package), or None when there is
+    no git or no repository (an installed copy)."""
+    commit = git_state(Path(repo) if repo is not None else PACKAGE_DIR)["commit"]
+    return None if commit == UNKNOWN else commit
 
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

@@ -1,81 +1,66 @@
-"""The report for readers without Jupyter: HTML pages of the executed notebooks (`make html`) and a
-short reveal.js deck for a defence built from tagged cells (`make slides`).
+"""The report for readers without Jupyter, by nbconvert: an HTML page per executed notebook (the
+runner's `--out` reports; `make html` calls `jupyter nbconvert --to html`) and the defence deck
+(`make slides`), a reveal.js page of the executed notebooks/06_defence.ipynb.
 
-A cell goes into the deck when its tags include `slides`. Each such cell opens a new slide, unless
-it also has `slides-continue`, which puts it on the slide before it (a table and the sentence
-under it, say). The deck follows the notebooks' order, then the cells' order. Code inputs are
-left out: a slide shows the markdown and the outputs (tables, figures, computed sentences), as
-saved in the executed notebooks; nothing is run.
+The deck follows Jupyter's own slide metadata (`slideshow.slide_type`, as RISE and `jupyter nbconvert
+--to slides` read it): `slide` opens a slide, `-` adds the cell to the slide before it, `skip` leaves
+it out. Papermill's parameters cells are removed by their tags and code inputs are not shown, so a
+slide holds the markdown and the outputs as saved; nothing is run.
 
-nbconvert's slides template links reveal.js from a CDN (its `reveal_url_prefix`); nothing is
-downloaded when the deck is built, and the browser that shows it fetches reveal.js.
+The deck works offline: reveal.js is copied beside it from the `sphinx-revealjs` package (a pinned
+dependency that ships reveal.js), and the `defence` template (templates/defence/) is nbconvert's
+reveal template without the scripts it would fetch from CDNs.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
-from nbformat import NotebookNode
 
 from avs_lib.atomic import write_text_atomically
 
-SLIDE_TAG = "slides"
-CONTINUE_TAG = "slides-continue"
-DECK_NAME = "defence"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+REVEAL_FOLDER = "reveal.js"  # beside the deck, where its <script> tags point
+REMOVED_TAGS = {"parameters", "injected-parameters"}  # papermill's cells: not for an audience
 
 
-def read_notebook(path: str | Path) -> NotebookNode:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"notebook not found: {path}")
-    return nbformat.read(path, as_version=4)
+def reveal_js_files() -> Path:
+    """The reveal.js distribution (dist/, plugin/) shipped by the sphinx-revealjs package."""
+    try:
+        import sphinx_revealjs
+    except ImportError as error:
+        raise FileNotFoundError("reveal.js comes from the sphinx-revealjs package: `make install` "
+                                "(requirements.lock) or pip install sphinx-revealjs") from error
+    return Path(sphinx_revealjs.__file__).parent / "_static" / "revealjs"
 
 
-def _tags(cell: NotebookNode) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
-
-
-def select_slide_cells(notebooks: Sequence[NotebookNode], tag: str = SLIDE_TAG,
-                       continue_tag: str = CONTINUE_TAG) -> NotebookNode:
-    """A new notebook of the cells tagged `tag`, in order, each marked as a reveal.js slide
-    (`slide`), or as part of the previous slide (`-`) when it also carries `continue_tag`.
-
-    The notebooks are not changed; the first one's metadata (kernel, language) is kept.
-    """
-    if not notebooks:
-        raise ValueError("select_slide_cells: expected at least one notebook")
-    cells = []
-    for notebook in notebooks:
-        for cell in notebook.cells:
-            tags = _tags(cell)
-            if tag not in tags:
-                continue
-            chosen = copy.deepcopy(cell)
-            slide_type = "-" if continue_tag in tags and cells else "slide"
-            chosen.metadata["slideshow"] = {"slide_type": slide_type}
-            cells.append(chosen)
-    if not cells:
-        raise ValueError(f"no cell is tagged {tag!r} in the {len(notebooks)} notebook(s): tag the cells "
-                         "of the deck (question, method, headline table, listening figure, verdict)")
-    deck = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(notebooks[0].metadata))
-    return deck
-
-
-def build_slides(notebook_paths: Sequence[str | Path], out_path: str | Path,
-                 tag: str = SLIDE_TAG) -> Path:
-    """Write the reveal.js deck of the cells tagged `tag` in `notebook_paths` to `out_path`
-    (HTML, atomically) and return its path."""
+def build_slides(notebook_path: str | Path, out_path: str | Path) -> Path:
+    """Write the reveal.js deck of the executed notebook `notebook_path` to `out_path` (HTML,
+    atomically), with reveal.js copied to `reveal.js/` beside it; return the deck's path."""
     from nbconvert import SlidesExporter
+    from traitlets.config import Config
 
-    deck = select_slide_cells([read_notebook(p) for p in notebook_paths], tag)
-    exporter = SlidesExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(deck, resources={"metadata": {"name": Path(out_path).stem}})
-    out_path = Path(out_path)
+    notebook_path, out_path = Path(notebook_path), Path(out_path)
+    if not notebook_path.is_file():
+        raise FileNotFoundError(f"notebook not found: {notebook_path}")
+    config = Config()
+    config.TagRemovePreprocessor.enabled = True
+    config.TagRemovePreprocessor.remove_cell_tags = REMOVED_TAGS
+    exporter = SlidesExporter(config=config, template_name="defence", extra_template_basedirs=[str(TEMPLATES)],
+                              exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                              reveal_url_prefix=REVEAL_FOLDER, reveal_theme="white", reveal_transition="none",
+                              reveal_number="c/t", reveal_width="1280", reveal_height="720")
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4),
+                                          resources={"metadata": {"name": out_path.stem}})
     write_text_atomically(out_path, body)
+    reveal, copy = reveal_js_files(), out_path.parent / REVEAL_FOLDER
+    shutil.copytree(reveal / "dist", copy / "dist", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
+    shutil.copytree(reveal / "plugin" / "notes", copy / "plugin" / "notes", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
     return out_path
 
 
@@ -88,30 +73,24 @@ def export_html(notebook_paths: Sequence[str | Path], out_dir: str | Path) -> li
         raise ValueError("export_html: expected at least one notebook")
     exporter = HTMLExporter()
     written = []
-    for path in notebook_paths:
-        notebook = read_notebook(path)
-        body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": Path(path).stem}})
-        target = Path(out_dir) / f"{Path(path).stem}.html"
-        write_text_atomically(target, body)
-        written.append(target)
+    for path in map(Path, notebook_paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"notebook not found: {path}")
+        body, _ = exporter.from_filename(str(path), resources={"metadata": {"name": path.stem}})
+        written.append(Path(out_dir) / f"{path.stem}.html")
+        write_text_atomically(written[-1], body)
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m avs_lib.report.slides html|slides --out PATH NOTEBOOK...` (the Makefile's targets)."""
+    """`python -m avs_lib.report.slides NOTEBOOK --out DECK.html` (the Makefile's `slides`)."""
     parser = argparse.ArgumentParser(prog="python -m avs_lib.report.slides", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("html", "slides"))
-    parser.add_argument("notebooks", nargs="+", help="executed notebooks, in reading order")
-    parser.add_argument("--out", required=True, help="html: a folder; slides: the deck's .html file")
-    parser.add_argument("--tag", default=SLIDE_TAG, help="slides: the tag of the deck's cells")
+    parser.add_argument("notebook", help="the executed deck notebook (notebooks/06_defence.ipynb)")
+    parser.add_argument("--out", required=True, help="the deck's .html file; reveal.js/ is written beside it")
     args = parser.parse_args(argv)
     try:
-        if args.what == "html":
-            for path in export_html(args.notebooks, args.out):
-                print(path)
-        else:
-            print(build_slides(args.notebooks, args.out, args.tag))
-    except (ValueError, FileNotFoundError) as error:
+        print(build_slides(args.notebook, args.out))
+    except FileNotFoundError as error:
         parser.exit(2, f"error: {error}\n")
 
 
@@ -119,4 +98,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["CONTINUE_TAG", "SLIDE_TAG", "build_slides", "export_html", "main", "select_slide_cells"]
+__all__ = ["REMOVED_TAGS", "REVEAL_FOLDER", "build_slides", "export_html", "main", "reveal_js_files"]

@@ -12,10 +12,13 @@ where the mask goes, IoU against object size, validation curves, architecture, s
 examples) return `(figure, numbers)`: the numbers they draw, for the sentence under the figure.
 An empty predicted mask is marked (`mark_empty`: red frame, "empty"), never left invisible.
 
-Colours are the Okabe-Ito palette (readable with colour-blindness); mask colours are named
-constants so that a test, and a reader, know which pixel means what:
-prediction = blue fill, ground truth = yellow outline, true positive = green, false positive =
-vermillion, false negative = purple.
+Colours are the Okabe-Ito palette (readable with colour-blindness). The synthetic objects wear
+every hue (avs_lib.data.synth), so no colour alone stays visible on all of them: every mask is
+drawn as a fill *and* an edge in black and white (`mark_masks`, the one definition the figures and
+the mask browser share): prediction = blue fill inside a solid black edge; ground truth (the
+sounding object) = a dashed black-and-white ring just outside the mask; the errors view fills
+true positives green, false positives vermillion, false negatives purple, with the same two edges
+on top, so which is which reads from the edges on any object colour.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ GT_COLOR: RGB = (240, 228, 66)
 TP_COLOR: RGB = (0, 158, 115)
 FP_COLOR: RGB = (213, 94, 0)
 FN_COLOR: RGB = (204, 121, 167)
+PRED_EDGE: RGB = (0, 0, 0)  # the prediction's edge; the ground truth's ring is dashed black and white
+FILL_ALPHA = 0.55
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,6 +98,9 @@ METHOD_COLORS: dict[str, str] = {
     "thesis_trained_literal_c": "#5c2700",
     "thesis_trained_lambda0.1": "#c26a2e",
     "thesis_trained_lambda0.01": "#e0a47a",
+    # the headline pair at twice the budget
+    "tpavi_2x": "#2b6f9e",
+    "thesis_2x": "#b04a10",
 }
 # For names outside METHOD_COLORS: none of these is in METHOD_COLORS.
 FALLBACK_COLORS: tuple[str, ...] = ("#1b9e77", "#7570b3", "#66a61e", "#a6761d", "#e7298a",
@@ -168,6 +176,14 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path = "figures", dpi
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     write_bytes_atomically(path, buffer.getvalue())  # the umask's mode, like every other output
     return path
+
+
+def legend_outside(fig: Figure, ax: Axes, **kwargs: Any) -> None:
+    """The legend of `ax`'s labelled artists, outside every axis (right of the figure's panels,
+    placed by constrained layout): the rule for every legend of the report, so none covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", **kwargs)
 
 
 # ---------------------------------------------------------------- input checks
@@ -332,6 +348,52 @@ def mask_outline(mask: Any) -> np.ndarray:
     return mask & ~interior
 
 
+def mask_ring(mask: Any) -> np.ndarray:
+    """The pixels just outside the mask (outside it, with a 4-neighbour inside it)."""
+    mask = _numpy(mask).astype(bool)
+    padded = np.pad(mask, 1, constant_values=False)
+    near = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+    return near & ~mask
+
+
+def _dashes(shape: tuple[int, int]) -> np.ndarray:
+    """True on every other pair of diagonals: the white half of a black-and-white dash."""
+    ys, xs = np.indices(shape)
+    return (xs + ys) // 2 % 2 == 0
+
+
+def mark_masks(frame: Any, pred: Any = None, gt: Any = None, errors: Any = None,
+               ring: Any = None) -> np.ndarray:
+    """The one way every figure and the mask browser draw masks on a frame.
+
+    The prediction is filled (PRED_COLOR; or, scored against the mask `errors`, TP/FP/FN colours)
+    and edged in solid black (PRED_EDGE); the ground truth gets a dashed black-and-white ring just
+    outside it; `ring` (another object, e.g. the swapped-in one) a solid white ring with a black
+    one outside it. Black and white are in no object's palette, so the edges show on any colour.
+
+    Args:
+        frame: uint8 [S, S, 3]; pred, gt, errors, ring: None or bool (or 0/1) [S, S].
+    """
+    frame = _rgb_frame(frame, "mark_masks frame")
+    shape = frame.shape[:2]
+    pred = None if pred is None else _mask(pred, shape, "mark_masks pred")
+    gt = None if gt is None else _mask(gt, shape, "mark_masks gt")
+    image = frame.copy()
+    if pred is not None:
+        image = (overlay(image, pred, PRED_COLOR, FILL_ALPHA) if errors is None
+                 else error_overlay(image, pred, _mask(errors, shape, "mark_masks errors"), FILL_ALPHA))
+        image[mask_outline(pred)] = PRED_EDGE
+    if gt is not None:
+        edge = mask_ring(gt)
+        image[edge] = np.where(_dashes(shape)[edge][:, None], (255, 255, 255), (0, 0, 0))
+    if ring is not None:
+        ring = _mask(ring, shape, "mark_masks ring")
+        inner = mask_ring(ring)
+        image[inner] = (255, 255, 255)
+        image[mask_ring(inner | ring) & ~ring] = (0, 0, 0)
+    return image
+
+
 # ---------------------------------------------------------------- data figures
 
 
@@ -389,7 +451,7 @@ def plot_class_counts(df: pd.DataFrame, title: str = "Videos per category") -> F
     ax.set_yticks(y, categories)
     ax.invert_yaxis()
     ax.set_xlabel("videos")
-    ax.legend(title="split", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_outside(fig, ax, title="split")
     ax.set_title(title)
     return fig
 
@@ -402,7 +464,8 @@ def plot_mask_area_hist(areas: pd.DataFrame, bins: int = 40, title: str = "Groun
     Axes: 1.
     """
     _require_columns(areas, ["split", "area_fraction"], "plot_mask_area_hist")
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    top = float(areas["area_fraction"].max())
+    edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)  # the data's range, not 0..1
     fig = _new_figure(6, 3.5)
     ax = fig.subplots()
     for split in _ordered(areas["split"], None):
@@ -410,7 +473,7 @@ def plot_mask_area_hist(areas: pd.DataFrame, bins: int = 40, title: str = "Groun
         ax.hist(values, bins=edges, density=True, histtype="step", linewidth=1.8, label=f"{split} (n={len(values)})")
     ax.set_xlabel("mask area / frame area")
     ax.set_ylabel("density")
-    ax.legend(title="split")
+    legend_outside(fig, ax, title="split")
     ax.set_title(title)
     return fig
 
@@ -529,7 +592,7 @@ def plot_box_mask_iou_hist(df: pd.DataFrame, threshold: float | None = None, bin
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("IoU(crop box, box of GT mask)")
     ax.set_ylabel("frames")
-    ax.legend()
+    legend_outside(fig, ax)
     ax.set_title(title)
     return fig
 
@@ -578,7 +641,7 @@ def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | N
             ax.set_yscale("log")
     for ax in axes[len(terms):]:
         fig.delaxes(ax)
-    axes[0].legend(title="method")
+    legend_outside(fig, axes[0], title="method")
     return fig
 
 
@@ -608,7 +671,7 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     methods = _ordered(df["method"], order)
     colors = _method_colors(methods)
     mean, std = _mean_std(df, methods, metric)
-    fig = _new_figure(1.2 * len(methods) + 2.5, 3.8)
+    fig = _new_figure(0.95 * len(methods) + 3.0, 3.8)
     ax = fig.subplots()
     x = np.arange(len(methods))
     ax.bar(x, mean, yerr=std, capsize=4, color=[colors[m] for m in methods], alpha=0.75)
@@ -622,8 +685,7 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     for k, (label, value) in enumerate((references or {}).items()):
         ax.axhline(value, color=REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
                    linestyle=REFERENCE_DASHES[k % len(REFERENCE_DASHES)], linewidth=1, label=label)
-    if references:
-        ax.legend()
+    legend_outside(fig, ax)
     ax.set_xticks(x, methods, rotation=20, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(title if title is not None else f"{metric} (mean ± std over seeds)")
@@ -641,6 +703,18 @@ def listening_chance(df: pd.DataFrame, method: str = CHANCE_METHOD, column: str 
     return float(rows.mean()) if not rows.empty else None
 
 
+def top_follower(df: pd.DataFrame, methods: Sequence[str] | None = None, column: str = "test_following_rate",
+                 deaf: str = CHANCE_METHOD) -> str | None:
+    """The method that follows the audio most often: the highest mean of `column` over its seeds
+    among `methods` (every method of `df` when None), the deaf `deaf` left out, ties by name. The
+    one rule notebooks 04 and 05 name it by; None when no method has the rate (real data)."""
+    rows = df[df["method"] != deaf] if methods is None else df[df["method"].isin(methods) & (df["method"] != deaf)]
+    means = rows.groupby("method")[column].mean().dropna() if column in rows.columns else pd.Series(dtype=float)
+    if means.empty:
+        return None
+    return str(means.sort_index().idxmax())
+
+
 def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
                            title: str = "Listening rate against mIoU",
                            chance: float | None = None, chance_method: str = CHANCE_METHOD) -> Figure:
@@ -656,7 +730,7 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
     _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
     methods = _ordered(df["method"], order)
     colors = _method_colors(methods)
-    fig = _new_figure(5.5, 4.2)
+    fig = _new_figure(8.0, 4.6)  # the legend sits right of the axis
     ax = fig.subplots()
     for method in methods:
         rows = df[df["method"] == method]
@@ -672,39 +746,47 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("listening rate (swapped audio moves the mask)")
     ax.set_ylabel("mIoU")
-    ax.legend(title="method (mean)")
+    legend_outside(fig, ax, title="method (mean)")
     ax.set_title(title)
     return fig
 
 
 def plot_per_category(df: pd.DataFrame, order: Sequence[str] | None = None,
-                      title: str = "IoU per category") -> Figure:
-    """Mean IoU per category, one bar per method (horizontal grouped bars).
+                      title: str = "IoU per category") -> tuple[Figure, pd.DataFrame]:
+    """Mean IoU per category, one point per method with the spread over seeds (horizontal, one
+    row per category; each category's clip count in its label).
 
     Args:
-        df: columns `method`, `category`, `iou`; any number of rows per (method, category)
-            (frames, clips or seeds): their mean is plotted.
-    Axes: 1.
+        df: columns `method`, `seed`, `category`, `iou`: one row per (category, run) with its clip
+            count `n_clips` (`experiments.per_category`), or one row per clip and run without it.
+    Returns:
+        the figure (1 axis) and its numbers: one row per (category, method) with the mean over
+        seeds of the per-seed mean IoU, its sample std over seeds (NaN for one seed), seeds and clips.
     """
-    _require_columns(df, ["method", "category", "iou"], "plot_per_category")
+    _require_columns(df, ["method", "seed", "category", "iou"], "plot_per_category")
     methods = _ordered(df["method"], order)
     categories = _category_order(df["category"])
-    colors = _method_colors(methods)
-    means = df.groupby(["category", "method"])["iou"].mean().unstack("method").reindex(index=categories, columns=methods)
-    fig = _new_figure(7, 0.32 * len(categories) * max(1, len(methods) / 2) + 1.2)
+    per_seed = df.groupby(["category", "method", "seed"])["iou"].mean()
+    table = per_seed.groupby(["category", "method"]).agg(mean="mean", std=lambda v: v.std(ddof=1), seeds="size")
+    # per_category.csv counts its clips (`n_clips`); a table of one row per clip counts its rows
+    counted = df["n_clips"] if "n_clips" in df.columns else pd.Series(1, index=df.index)
+    clips = counted.groupby([df["category"], df["method"], df["seed"]]).sum().groupby("category").max()
+    table = table.join(clips.rename("clips"), on="category").reset_index()
+    fig = _new_figure(9.5, 0.5 * len(categories) + 1.6)  # the legend sits right of the axis
     ax = fig.subplots()
-    height = 0.8 / len(methods)
-    y = np.arange(len(categories))
+    step = 0.8 / len(methods)
     for i, method in enumerate(methods):
-        ax.barh(y + (i - (len(methods) - 1) / 2) * height, means[method].to_numpy(), height,
-                color=colors[method], label=method)
-    ax.set_yticks(y, categories)
-    ax.invert_yaxis()
+        rows = table[table["method"] == method].set_index("category").reindex(categories)
+        y = np.arange(len(categories)) + (i - (len(methods) - 1) / 2) * step
+        ax.errorbar(rows["mean"], y, xerr=rows["std"].fillna(0.0), fmt="o", color=method_color(method),
+                    markersize=5, capsize=2, label=method)
+    ax.set_yticks(range(len(categories)), [f"{c} ({int(clips.get(c, 0))} clips)" for c in categories])
+    ax.set_ylim(len(categories) - 0.5, -0.5)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("mean IoU")
-    ax.legend(title="method", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlabel("mean test IoU (bar: ± std over seeds)")
+    legend_outside(fig, ax, title="method")
     ax.set_title(title)
-    return fig
+    return fig, table
 
 
 # ---------------------------------------------------------------- qualitative figures
@@ -724,16 +806,18 @@ def plot_audio_swap_panels(frame: Any, panels: Sequence[tuple[str, Any]], title:
     axes = fig.subplots(1, len(panels) + 1, squeeze=False)[0]
     _image_axis(axes[0], frame, "frame")
     for ax, (label, mask) in zip(axes[1:], panels, strict=True):
-        _image_axis(ax, overlay(frame, _mask(mask, frame.shape[:2], f"panel {label!r}"), PRED_COLOR), label)
+        _image_axis(ax, mark_masks(frame, _mask(mask, frame.shape[:2], f"panel {label!r}")), label)
     if title:
         fig.suptitle(title)
     return fig
 
 
 def _error_legend(fig: Figure) -> None:
-    handles = [Patch(color=_hex(c), label=n) for c, n in
-               ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
+    handles = [Patch(facecolor="white", edgecolor="black", linestyle="--", label="ground truth (dashed ring)"),
+               Patch(facecolor=_hex(PRED_COLOR), edgecolor=_hex(PRED_EDGE), label="prediction (black edge)")]
+    handles += [Patch(color=_hex(c), label=n) for c, n in
+                ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
+    fig.legend(handles=handles, loc="outside lower center", ncols=5, fontsize="small")
 
 
 def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
@@ -755,9 +839,9 @@ def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
         gt = _mask(case["gt"], frame.shape[:2], f"plot_failure_cases case {r} gt")
         pred = _mask(case["pred"], frame.shape[:2], f"plot_failure_cases case {r} pred")
         _image_axis(axes[r, 0], frame, "frame" if r == 0 else None)
-        _image_axis(axes[r, 1], overlay(frame, gt, GT_COLOR), "ground truth" if r == 0 else None)
+        _image_axis(axes[r, 1], mark_masks(frame, gt=gt), "ground truth" if r == 0 else None)
         _prediction_panel(axes[r, 2], frame, pred, f"prediction, IoU {frame_iou(pred, gt):.2f}")
-        _image_axis(axes[r, 3], error_overlay(frame, pred, gt), "errors" if r == 0 else None)
+        _image_axis(axes[r, 3], mark_masks(frame, pred, gt, errors=gt), "errors" if r == 0 else None)
         axes[r, 0].set_ylabel(case["title"], fontsize="small")
     _error_legend(fig)
     return fig
@@ -793,7 +877,7 @@ def _prediction_panel(ax: Axes, frame: np.ndarray, pred: np.ndarray | None, titl
         _image_axis(ax, frame, title)
         ax.text(0.5, 0.5, "n/a", transform=ax.transAxes, ha="center", va="center", color="white")
         return
-    _image_axis(ax, overlay(frame, pred, PRED_COLOR), title)
+    _image_axis(ax, mark_masks(frame, pred), title)
     if not pred.any():
         mark_empty(ax)
 
@@ -801,8 +885,8 @@ def _prediction_panel(ax: Axes, frame: np.ndarray, pred: np.ndarray | None, titl
 def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
                           conditions: Sequence[str] = ("true", "swapped", "silent"),
                           rule: str = "") -> tuple[Figure, pd.DataFrame]:
-    """Clips (rows) x methods x audio conditions (columns): the predicted mask over the frame,
-    the ground truth first; empty predictions marked (`mark_empty`).
+    """One block per clip (stacked, so the figure stays narrow): methods down, the ground truth and
+    the audio conditions across; the predicted mask over the frame; empty predictions marked.
 
     Args:
         rows: dicts with `name`, `frame` uint8 [S, S, 3], `gt` bool [S, S] and `masks`:
@@ -810,32 +894,32 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
             `inspection.qualitative_rows` builds them.
         rule: how the clips were chosen (shown as the figure's title).
     Returns:
-        the figure (len(rows) x (1 + methods x conditions) axes) and its numbers: one row per
+        the figure (per clip: 1 + methods x conditions axes) and its numbers: one row per
         (name, method, condition) with the IoU against the ground truth and whether it is empty.
     """
     if not rows or not methods or not conditions:
         raise ValueError("plot_qualitative_grid: expected at least one clip, one method and one condition")
-    ncols = 1 + len(methods) * len(conditions)
-    fig = _new_figure(1.5 * ncols, 1.6 * len(rows) + 0.9)
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    ncols = 1 + len(conditions)  # one block per clip: methods down, ground truth + conditions across
+    fig = _new_figure(1.8 * ncols + 1.0, (1.75 * len(methods) + 0.45) * len(rows) + 0.5)
     numbers = []
-    for r, row in enumerate(rows):
+    for r, (sub, row) in enumerate(zip(fig.subfigures(len(rows), 1, squeeze=False)[:, 0], rows, strict=True)):
         frame = _rgb_frame(row["frame"], f"plot_qualitative_grid row {r} frame")
         gt = _mask(row["gt"], frame.shape[:2], f"plot_qualitative_grid row {r} gt")
-        _image_axis(axes[r, 0], overlay(frame, gt, GT_COLOR), "ground truth" if r == 0 else None)
-        axes[r, 0].set_ylabel(str(row["name"]), fontsize="x-small")
+        sub.suptitle(f"clip {row['name']}", fontsize="small", fontweight="bold")
+        axes = sub.subplots(len(methods), ncols, squeeze=False)
+        _image_axis(axes[0, 0], mark_masks(frame, gt=gt), "ground truth")
+        for ax in axes[1:, 0]:
+            sub.delaxes(ax)
         for m, method in enumerate(methods):
+            axes[m, 1].set_ylabel(method, color=method_color(method), fontweight="bold", fontsize="small")
             for c, condition in enumerate(conditions):
                 key = (method, condition)
                 if key not in row["masks"]:
                     raise ValueError(f"plot_qualitative_grid: clip {row['name']!r} has no mask for {key}")
                 value = row["masks"][key]
                 pred = None if value is None else _mask(value, frame.shape[:2], f"mask {key} of {row['name']!r}")
-                ax = axes[r, 1 + m * len(conditions) + c]
-                title = f"{method}\n{CONDITION_LABELS.get(condition, condition)}" if r == 0 else None
-                _prediction_panel(ax, frame, pred, title)
-                if r == 0:
-                    ax.title.set_color(method_color(method))
+                ax = axes[m, 1 + c]
+                _prediction_panel(ax, frame, pred, CONDITION_LABELS.get(condition, condition) if m == 0 else None)
                 if pred is not None:
                     ax.set_xlabel(f"IoU {frame_iou(pred, gt):.2f}", fontsize="x-small")
                 numbers.append({"name": row["name"], "method": method, "condition": condition,
@@ -849,7 +933,8 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
 def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired differences") -> Figure:
     """One row per comparison (`stats.compare_to_baseline`): the mean per-seed difference with its
     95 % t-interval (thick) and the clip-bootstrap interval (thin, below), a line at 0. A row whose
-    verdict is "higher" or "lower" is drawn in its method's colour, the others in grey.
+    verdict is "higher" or "lower" is drawn in its method's colour, the others in grey; a row whose
+    two sides have identical runs (`identical`, `same_as` columns, when present) says so.
 
     Axes: 1, with one labelled row per comparison.
     """
@@ -865,7 +950,9 @@ def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired diff
         if not (math.isnan(row.clip_low) or math.isnan(row.clip_high)):
             ax.plot([row.clip_low, row.clip_high], [y + 0.22, y + 0.22], color=color, linewidth=1.2)
         ax.plot([row.seed_diff], [y], "o", color="black", markersize=4)
-        labels.append(f"{row.method} − {row.reference}")
+        same = "identical runs" if getattr(row, "identical", False) else (
+            f"identical runs: repeats {row.same_as}" if getattr(row, "same_as", "") else "")
+        labels.append(f"{row.method} − {row.reference}" + (f"\n({same})" if same else ""))
     ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
@@ -876,7 +963,7 @@ def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired diff
 
 def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
                            conditions: Sequence[str] = ("true", "swapped", "silent"),
-                           title: str = "Where the mask goes") -> tuple[Figure, pd.DataFrame]:
+                           title: str = "Where the mask goes", ncols: int = 4) -> tuple[Figure, pd.DataFrame]:
     """Per method and audio condition, where the predicted foreground lies (stacked bars): on the
     sounding object, on a distractor, on the background, or nowhere (the empty-mask rate).
 
@@ -888,7 +975,7 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
         df: one row per (method, run, condition, frame) with the four `DESTINATION_COLORS`
             columns (`inspection.mask_destinations`).
     Returns:
-        the figure (1 axis, methods x conditions x 4 bars) and its numbers: one row per (method,
+        the figure (one facet per method, `ncols` to a row, conditions x 4 bars) and its numbers: one row per (method,
         condition) with the mean and the std over runs of each part, and the number of runs.
     """
     parts = list(DESTINATION_COLORS)
@@ -899,35 +986,38 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
     mean = per_run.groupby(["method", "condition"]).mean()
     std = per_run.groupby(["method", "condition"]).std(ddof=1)
     runs = per_run.groupby(["method", "condition"]).size()
-    fig = _new_figure(1.0 * len(methods) * len(conditions) + 2.5, 4.0)
-    ax = fig.subplots()
-    width, gap = 0.8, 0.6
-    rows, ticks, labels = [], [], []
-    for m, method in enumerate(methods):
+    ncols = min(ncols, len(methods))  # a facet per method, wrapped: the figure stays narrow
+    nrows = math.ceil(len(methods) / ncols)
+    fig = _new_figure(2.2 * ncols + 1.8, 2.7 * nrows + 0.6)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    labels = [{"true": "own", "swapped": "swapped"}.get(c, c) for c in conditions]
+    rows = []
+    for ax, method in zip(axes, methods, strict=False):
         for c, condition in enumerate(conditions):
-            x = m * (len(conditions) + gap) + c
             if (method, condition) not in mean.index:
                 continue
             bottom = 0.0
             for part in parts:
                 value = float(mean.loc[(method, condition), part])
-                ax.bar(x, value, width, bottom=bottom, color=DESTINATION_COLORS[part], edgecolor="black",
+                ax.bar(c, value, 0.8, bottom=bottom, color=DESTINATION_COLORS[part], edgecolor="black",
                        linewidth=0.5, hatch="//" if part == "empty" else None, label=part if not rows else None)
                 bottom += value
-            ticks.append(x)
-            labels.append({"true": "own", "swapped": "swapped"}.get(condition, condition))
             rows.append({"method": method, "condition": condition, "runs": int(runs.loc[(method, condition)]),
                          **{part: float(mean.loc[(method, condition), part]) for part in parts},
                          **{f"{part}_std": float(std.loc[(method, condition), part]) for part in parts}})
-        centre = m * (len(conditions) + gap) + (len(conditions) - 1) / 2
-        ax.text(centre, -0.09, method, ha="center", va="top", transform=ax.get_xaxis_transform(),
-                color=method_color(method), fontweight="bold")
-    ax.set_xticks(ticks, labels, fontsize="small")
-    ax.set_xlabel("audio: own / swapped in from another clip / silent", labelpad=22)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share of frames × share of their mask")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title)
+        ax.set_xticks(range(len(conditions)), labels, fontsize="small")
+        # a long name breaks at its middle underscore, so neighbouring facet titles never collide
+        cut = method.find("_", len(method) // 2 - 2) if len(method) > 16 else -1
+        ax.set_title(method if cut < 0 else f"{method[:cut + 1]}\n{method[cut + 1:]}", color=method_color(method),
+                     fontweight="bold", fontsize="medium")
+        ax.set_ylim(0, 1)
+    for ax in axes[len(methods):]:
+        fig.delaxes(ax)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("share of frames ×\nshare of their mask")
+    fig.supxlabel("audio: own / swapped in from another clip / silent", fontsize="small")
+    legend_outside(fig, axes[0])
+    fig.suptitle(title)
     return fig, pd.DataFrame(rows)
 
 
@@ -961,7 +1051,7 @@ def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | Non
     edges = area_bins(frames["area"], bins)
     df = df.assign(bin=np.clip(np.searchsorted(edges, df["area"].to_numpy(float), side="right") - 1,
                                0, len(edges) - 2))
-    fig = _new_figure(6.5, 4.0)
+    fig = _new_figure(9.0, 4.2)  # the legend sits right of the axis
     ax = fig.subplots()
     x = np.arange(len(edges) - 1)
     rows = []
@@ -983,12 +1073,12 @@ def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | Non
     ax.set_xlabel("sounding object's share of the frame (quantile bins)")
     ax.set_ylabel("mean test IoU")
     ax.set_ylim(0, 1)
-    ax.legend(title="method (band: ± seed std)")
+    legend_outside(fig, ax, title="method (band: ± seed std)")
     ax.set_title(title)
     return fig, pd.DataFrame(rows)
 
 
-VALIDATION_METRICS = ("val_miou", "val_listening_rate")
+VALIDATION_METRICS = ("val_miou", "val_listening_rate", "val_following_rate")
 
 
 def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALIDATION_METRICS,
@@ -1004,7 +1094,7 @@ def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALID
     """
     _require_columns(history, ["method", "seed", "epoch", "metric", "value"], "plot_validation_curves")
     methods = _ordered(history["method"], order)
-    fig = _new_figure(4.5 * len(metrics), 3.6)
+    fig = _new_figure(4.0 * len(metrics), 3.6)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     rows, not_logged = [], []
     for ax, metric in zip(axes, metrics, strict=True):
@@ -1031,7 +1121,7 @@ def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALID
                       "std": float(std[e]) if per_seed.shape[1] > 1 else float("nan"),  # one seed: unknown
                       "seeds": int(per_seed.loc[e].notna().sum())} for e in mean.index]
         ax.set_ylim(0, 1)
-        ax.legend(title="method (band: ± seed std)", fontsize="small")
+    legend_outside(fig, next((a for a in axes if a.lines), axes[0]), title="method (band: ± seed std)")
     table = pd.DataFrame(rows, columns=["method", "metric", "epoch", "mean", "std", "seeds"])
     table.attrs["not_logged"] = not_logged
     return fig, table
@@ -1086,15 +1176,18 @@ def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
     rows = []
     top, step, h = 0.86, 0.13, 0.09
     lower = 0.05 if crop else 0.1
-    frames = _box(ax, 0.01, top - 1.5 * step, 0.11, h, "frames\n[B·T, 3, S, S]", "input:frames")
+    frames = _box(ax, 0.01, top, 0.11, h, "frames\n[B·T, 3, S, S]", "input:frames")
     channel, fusion = spec["channel"], {int(k): v for k, v in spec["fusion_blocks"].items()}
     stage_centres, decoder_centres = [], []
     for i, c in enumerate(spec["stage_channels"]):
         y = top - i * step
         centre = _box(ax, 0.17, y, 0.16, h, f"stage {i + 1}: {spec['backbone']}\n{c} ch → {channel} ch",
                       f"stage:{i}", face="#dbe9f6")
+        # Sequential stages: the frames enter stage 1, stage i feeds stage i + 1 (and taps off to its fusion).
+        start, end = ((frames[0] + 0.055, frames[1]), (0.17, centre[1])) if i == 0 else (
+            (centre[0], stage_centres[-1][1] - h / 2), (centre[0], y + h))
+        _arrow(ax, start, end)
         stage_centres.append(centre)
-        _arrow(ax, (frames[0] + 0.055, frames[1]), (0.17, centre[1]))
         rows.append({"component": f"encoder stage {i + 1}", "detail": f"{spec['backbone']}, {c} channels"})
         if i in fusion:
             f_centre = _box(ax, 0.40, y, 0.13, h, f"{fusion[i]}\n{channel} ch", f"fusion:{i}", face="#fde2c8")
@@ -1183,48 +1276,47 @@ def _draw_crop_branch(ax: Axes, crop: Mapping[str, Any], losses: Mapping[str, fl
             _arrow(ax, (0.73, emb[1]), (0.80, y), color=LOSS_COLOR)
 
 
-SWAPPED_IN_COLOR: RGB = (204, 121, 167)  # outline of the object whose sound is swapped in
-
-
-def plot_swap_examples(rows: Sequence[Mapping[str, Any]]) -> tuple[Figure, pd.DataFrame]:
-    """Swapped-audio examples chosen by rule, one per row, labelled HIT or MISS: the frame with
-    the sounding object (yellow) and the swapped-in object (purple) outlined, then the mask
-    under each audio condition; empty masks marked.
+def plot_swap_examples(rows: Sequence[Mapping[str, Any]], method: str = "") -> tuple[Figure, pd.DataFrame]:
+    """Swapped-audio examples chosen by rule, one per row (a sub-figure titled HIT or MISS with its
+    clip): the frame with the sounding object (dashed ring) and the swapped-in object (solid white
+    ring) marked, then the mask under each audio condition; empty masks marked.
 
     Args:
         rows: dicts with `outcome` ("hit" | "miss"), `title`, `frame` uint8 [S, S, 3], `panels`
             [(label, bool [S, S])], `sounding` and `swapped_in` bool [S, S], `follows` (share of
             the clip's frames that follow the audio). `inspection.swap_example_rows` builds them.
+        method: the run or method shown, the figure's title.
     Returns:
-        the figure (len(rows) x (1 + panels) axes) and its numbers (outcome, title, follows,
-        pixels of each panel's mask on the swapped-in object).
+        the figure (len(rows) x (1 + panels) axes) and its numbers: outcome, title, follows, and
+        per panel the pixels of its mask on the swapped-in object, on the sounding object, and in all.
     """
     if not rows:
         raise ValueError("plot_swap_examples: expected at least one example")
     ncols = 1 + max(len(r["panels"]) for r in rows)
-    fig = _new_figure(2.3 * ncols, 2.6 * len(rows) + 0.3)
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    fig = _new_figure(2.3 * ncols, 2.9 * len(rows) + 0.4)
     numbers = []
-    for r, row in enumerate(rows):
+    for r, (sub, row) in enumerate(zip(fig.subfigures(len(rows), 1, squeeze=False)[:, 0], rows, strict=True)):
         frame = _rgb_frame(row["frame"], f"plot_swap_examples row {r} frame")
-        outlined = frame.copy()
-        outlined[mask_outline(_mask(row["sounding"], frame.shape[:2], "sounding"))] = GT_COLOR
+        sounding = _mask(row["sounding"], frame.shape[:2], "sounding")
         swapped_in = _mask(row["swapped_in"], frame.shape[:2], "swapped_in")
-        outlined[mask_outline(swapped_in)] = SWAPPED_IN_COLOR
-        outcome = str(row["outcome"]).upper()
-        _image_axis(axes[r, 0], outlined, "objects: sounding (yellow),\nswapped-in (purple)")
-        share = row.get("follows")
+        axes = sub.subplots(1, ncols, squeeze=False)[0]
+        _image_axis(axes[0], mark_masks(frame, gt=sounding, ring=swapped_in),
+                    "sounding: dashed ring\nswapped-in: white ring")
+        outcome, share = str(row["outcome"]).upper(), row.get("follows")
         note = f" (follows on {share:.0%} of frames)" if share is not None and not math.isnan(share) else ""
-        axes[r, 0].set_ylabel(f"{outcome}{note}\n{row['title']}", fontsize="x-small",
-                              color=_hex(TP_COLOR) if outcome == "HIT" else EMPTY_COLOR, fontweight="bold")
+        sub.suptitle(f"{outcome}{note}: {row['title']}", fontsize="small", fontweight="bold",
+                     color=_hex(TP_COLOR) if outcome == "HIT" else EMPTY_COLOR)
         entry = {"outcome": row["outcome"], "title": row["title"], "follows": row.get("follows")}
         for c, (label, mask) in enumerate(row["panels"]):
             pred = _mask(mask, frame.shape[:2], f"panel {label!r}")
-            _prediction_panel(axes[r, 1 + c], frame, pred, label)
-            entry[f"{label}: on swapped-in object"] = int((pred & swapped_in).sum())
+            _prediction_panel(axes[1 + c], frame, pred, label)
+            entry |= {f"{label}: on swapped-in object": int((pred & swapped_in).sum()),
+                      f"{label}: on sounding object": int((pred & sounding).sum()), f"{label}: pixels": int(pred.sum())}
         for c in range(1 + len(row["panels"]), ncols):
-            fig.delaxes(axes[r, c])
+            sub.delaxes(axes[c])
         numbers.append(entry)
+    if method:
+        fig.suptitle(f"Swapped audio: {method}", fontweight="bold")
     return fig, pd.DataFrame(numbers)
 
 
@@ -1267,21 +1359,17 @@ def compose_view(frame: np.ndarray, pred: np.ndarray | None, gt: np.ndarray | No
                  show_gt: bool, show_pred: bool, show_errors: bool) -> np.ndarray:
     """The browser's picture: prediction filled (or TP/FP/FN colours when errors are shown and GT
     exists), then the GT outline on top."""
-    image = frame
-    if pred is not None and show_errors and gt is not None:
-        image = error_overlay(image, pred, gt)
-    elif pred is not None and show_pred:
-        image = overlay(image, pred, PRED_COLOR)
-    if gt is not None and show_gt:
-        image = image.copy()
-        image[mask_outline(gt)] = GT_COLOR
-    return image
+    errors = pred is not None and show_errors and gt is not None
+    return mark_masks(frame, pred if errors or show_pred else None, gt if show_gt else None,
+                      errors=gt if errors else None)
 
 
 _LEGEND_HTML = " ".join(
-    f'<span style="color:{_hex(c)}">&#9632;</span> {n}'
-    for c, n in ((GT_COLOR, "GT outline"), (PRED_COLOR, "prediction"), (TP_COLOR, "true positive"),
-                 (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))
+    ['<span style="border:2px dashed black;background:white">&nbsp;&nbsp;&nbsp;</span> ground truth (dashed ring)',
+     f'<span style="border:2px solid {_hex(PRED_EDGE)};background:{_hex(PRED_COLOR)}">&nbsp;&nbsp;&nbsp;</span> '
+     "prediction (black edge)"]
+    + [f'<span style="color:{_hex(c)}">&#9632;</span> {n}' for c, n in
+       ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
 )
 
 
@@ -1519,6 +1607,6 @@ def plot_cost_growth(rows: Sequence[Mapping[str, Any]], base: Mapping[str, int])
         axes[0, col].set_title(", ".join(f"{k.replace('image_size', 'px')}={base[k]}" for k in held), fontsize=9)
     axes[0, 0].set_ylabel("step time (s)")
     axes[1, 0].set_ylabel("step memory (MiB)")
-    axes[0, 0].legend()
+    legend_outside(fig, axes[0, 0])
     fig.suptitle("Training step cost as the inputs grow (ResNet-18, width 32, TPAVI at 4 stages, CPU)")
     return fig

@@ -1,0 +1,114 @@
+"""The cpu report's companion benchmarks (`config.Profile.companions`): the same recipe on harder
+data of its own, trained by notebook 03 and read by notebook 04 beside the first tables.
+
+- `cpu_multilook`: three looks per class and colours shared by all classes, so a crop's class is
+  not its colour; the one setting of this benchmark where the crop classifier (loss A) has work to do.
+- `cpu_noisy`: every clip's sound under background noise at an SNR drawn from 0-20 dB; scored on
+  the cpu profile's clean and noise-only test splits, beside `tpavi` trained on clean sound.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from avs_lib.config import get_profile
+from avs_lib.engine import runs
+from avs_lib.report import experiments, shifted
+from avs_lib.report.results import results_long
+
+NOISY, MULTILOOK = "cpu_noisy", "cpu_multilook"
+NOISE_SPLITS = ("shifted_snr10db", "shifted_snr0db")
+
+
+def companion_root(name: str, data_root: str | Path) -> Path:
+    """A companion's data root: beside the main profile's (`data/synth` -> `data/synth_multilook`)."""
+    return Path(data_root).parent / Path(get_profile(name).data_root).name
+
+
+def train_companions(profile: str, data_root: str | Path, runs_dir: str | Path, device: str = "auto",
+                     jobs: int = 1, reuse_stale: bool = False) -> pd.DataFrame:
+    """Train every companion's grid (its data generated and its encoders pretrained first, once);
+    one row per run, with the companion's name in `profile`."""
+    frames = []
+    for name in get_profile(profile).companions:
+        root = runs.prepare_data(name, companion_root(name, data_root))
+        weights = runs.starting_weights(name, root, quiet=True)
+        done = experiments.train_grid(name, get_profile(name).grid, root, runs_dir, device=device, jobs=jobs,
+                                      weights=weights, reuse_stale=reuse_stale)
+        frames.append(done.assign(profile=name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["profile", "method", "seed"])
+
+
+def companion_runs(name: str, data_root: str | Path, runs_dir: str | Path) -> tuple[Path, Path, list[tuple[str, int]]]:
+    """A companion's data root, run folder and tested (method, seed) pairs."""
+    root = runs.prepare_data(name, companion_root(name, data_root))
+    return root, runs.run_folder(name, root, runs_dir), get_profile(name).grid.pairs
+
+
+def noise_scores(cpu_runs: Path, cpu_pairs: list[tuple[str, int]], cpu_root: Path, noisy_runs: Path,
+                 noisy_pairs: list[tuple[str, int]], device: str = "auto", jobs: int = 1) -> pd.DataFrame:
+    """`tpavi` trained on clean sound and on a mix of SNRs, each run scored on the cpu profile's
+    clean test split and its noise-only shifted splits; one row per (run, split), with `trained_on`."""
+    roots = {name: root for name, root in shifted.shifted_roots("cpu", cpu_root).items() if name in NOISE_SPLITS}
+    tested = {"clean sound": (cpu_runs, [p for p in cpu_pairs if p[0] == "tpavi"], {}),
+              "0-20 dB mix": (noisy_runs, [p for p in noisy_pairs if p[0] == "tpavi"], {"clean": cpu_root})}
+    rows = []
+    for trained_on, (folder, pairs, own) in tested.items():
+        scores = shifted.evaluate_on_shifted(folder, pairs, {**own, **roots}, device=device, jobs=jobs)
+        if not own:  # the clean-trained runs' clean scores are their own test split
+            scores = pd.concat([experiments.collect_results(folder, pairs=pairs).rename(
+                columns=lambda c: c.removeprefix("test_")).assign(split="clean", miou_onscreen=lambda f: f["miou"]), scores], ignore_index=True)
+        rows.append(scores.assign(trained_on=trained_on))
+    return pd.concat(rows, ignore_index=True)
+
+
+def noise_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """`noise_scores` as means over seeds, one row per (training sound, test split)."""
+    return scores.groupby(["trained_on", "split"], sort=False)[list(shifted.SHOWN)].mean()
+
+
+def companion_rows(multilook: pd.DataFrame | None, noise: pd.DataFrame | None) -> pd.DataFrame | None:
+    """results.csv rows of the companions' runs, their `split` prefixed with the companion's name
+    (`cpu_multilook_test`, `cpu_noisy_shifted_snr10db`): the runs of another dataset."""
+    frames = []
+    if multilook is not None:
+        frames.append(results_long(multilook).assign(split=lambda f: f"{MULTILOOK}_" + f["split"]))
+    if noise is not None:
+        mixed = noise[noise["trained_on"] != "clean sound"]
+        frames.append(mixed.melt(id_vars=["method", "seed", "split"], value_vars=list(shifted.SHOWN), var_name="metric")
+                      .assign(split=lambda f: f"{NOISY}_" + f["split"]))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def multilook_text(looks: pd.DataFrame, deaf_follow_limit: float = 0.1) -> str:
+    """Whether the models listen on the multi-look benchmark (`collect_results`' frame): without
+    listening, its tpavi-thesis comparison is between two models that segment without the sound."""
+    means = looks.groupby("method")[["test_miou", "test_listening_rate", "test_following_rate"]].mean()
+    heard = [m for m in ("tpavi", "thesis") if m in means.index]
+    rates = ", ".join(f"`{m}` {means.loc[m, 'test_following_rate']:.1%} (listening {means.loc[m, 'test_listening_rate']:.1%})"
+                      for m in heard)
+    chance = (f"; the deaf `visual_only` lands on the heard object on {means.loc['visual_only', 'test_listening_rate']:.1%}"
+              if "visual_only" in means.index else "")
+    deaf = all(means.loc[m, "test_following_rate"] < deaf_follow_limit for m in heard)
+    return (f"On this benchmark the models follow the audio on {rates} of the swapped-audio frames{chance}: "
+            + (f"neither follows it on {deaf_follow_limit:.0%} of the frames at this budget, so its comparison is between "
+               "models that segment without the sound." if deaf else "they listen here too."))
+
+
+def noise_text(table: pd.DataFrame, listening_goal: float = 0.7, following_goal: float = 0.5) -> str:
+    """Whether training on a mix of SNRs keeps listening at 10 dB, against the stated aim."""
+    at10 = table.xs("shifted_snr10db", level="split")
+    mixed, clean = at10.loc["0-20 dB mix"], at10.loc["clean sound"]
+    met = mixed["listening_rate"] >= listening_goal and mixed["following_rate"] >= following_goal
+    clean_cost = (table.loc[("0-20 dB mix", "clean"), "miou"] - table.loc[("clean sound", "clean"), "miou"])
+    return (f"At 10 dB SNR, `tpavi` trained on a 0-20 dB mix listens on {mixed['listening_rate']:.1%} and follows the "
+            f"audio on {mixed['following_rate']:.1%} of the frames, against {clean['listening_rate']:.1%} and "
+            f"{clean['following_rate']:.1%} when trained on clean sound: the aim (listening ≥ {listening_goal:.0%}, "
+            f"following ≥ {following_goal:.0%}) is {'met' if met else 'not met'}. On clean test clips the mix moves "
+            f"mIoU by {clean_cost:+.3f}.")
+
+
+__all__ = ["MULTILOOK", "NOISE_SPLITS", "NOISY", "companion_root", "companion_rows", "companion_runs", "multilook_text", "noise_scores",
+           "noise_table", "noise_text", "train_companions"]
