@@ -313,11 +313,10 @@ def _frozen_encoders(cfg: Any) -> tuple:
             model.vggish_weights, model.audio_weights)
 
 
-def _train_set(cfg: Any):
+def _as_fit_feeds(cfg: Any, train_set: Any):
+    """The training set as `train.fit` feeds it: counterfactual pairs where the loss needs them."""
     from avs_lib.data.counterfactual import CounterfactualPairs
-    from avs_lib.engine.datasets import build_dataset
 
-    train_set = build_dataset(cfg, "train")
     return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
 
 
@@ -331,13 +330,14 @@ def run_work(cfg: Any) -> RunWork:
     the test split with its silent- and swapped-audio passes."""
     from avs_lib.engine.datasets import build_dataset
 
-    batches = len(_train_set(cfg)) // cfg.optim.batch_size
+    splits = {split: build_dataset(cfg, split) for split in SPLITS}  # each split read once
+    batches = len(_as_fit_feeds(cfg, splits["train"])) // cfg.optim.batch_size
     if cfg.optim.steps_per_epoch is not None:
         batches = min(batches, cfg.optim.steps_per_epoch)
     epochs = cfg.optim.epochs
     validations = len({e for e in range(epochs) if (e + 1) % cfg.eval_every == 0} | {epochs - 1})
-    val, test = (math.ceil(len(build_dataset(cfg, split)) / cfg.eval_batch_size) for split in ("val", "test"))
-    clips = sum(len(build_dataset(cfg, split)) for split in SPLITS)
+    val, test = (math.ceil(len(splits[split]) / cfg.eval_batch_size) for split in ("val", "test"))
+    clips = sum(len(dataset) for dataset in splits.values())
     return RunWork(epochs * batches, validations * val + TEST_PASSES * test, epochs + validations, clips)
 
 
@@ -426,7 +426,6 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     from torch.utils.data import DataLoader
 
     from avs_lib.data import collate_clips
-    from avs_lib.data.counterfactual import CounterfactualPairs
     from avs_lib.engine.datasets import ClipSubset, build_dataset
     from avs_lib.engine.features import WithFrozenFeatures, cache_key, frozen_features, frozen_parts
 
@@ -435,7 +434,7 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     cached = cfg.feature_cache and parts.any
     feature_key = feature_clip = 0.0
     with tempfile.TemporaryDirectory() as folder:
-        train_set = CounterfactualPairs(clips, seed=cfg.seed) if cfg.loss.counterfactual > 0 else clips
+        train_set = _as_fit_feeds(cfg, clips)
         if cached:
             started = time.perf_counter()
             cache_key(system, parts, clips)

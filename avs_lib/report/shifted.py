@@ -38,9 +38,10 @@ def shifted_roots(profile: str, data_root: str | Path, progress: bool = False) -
     a profile on real data. They share clip names, classes and swap partners with the clean test
     split, so clean and shifted scores pair clip by clip."""
     spec = get_profile(profile).synthetic
-    if spec is None or profile_params(spec).shift is not None:  # real data, or a harder benchmark already
+    base = profile_params(spec) if spec is not None else None
+    if base is None or base.shift is not None:  # real data, or a harder benchmark already
         return {}
-    parent, base = Path(data_root) / SHIFTED_FOLDER, profile_params(spec)
+    parent = Path(data_root) / SHIFTED_FOLDER
     roots = {shifted_test_name(shift): parent / shifted_test_name(shift) for shift in SHIFTS}
     for shift, root in zip(SHIFTS, roots.values(), strict=True):
         ensure_shifted_test(root, base, shift, progress=progress)
