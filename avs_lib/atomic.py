@@ -16,11 +16,8 @@ STALE_TEMPORARY_SECONDS = 600.0
 
 
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None], fsync: bool = False) -> None:
-    """Call `write(file)` on a temporary ``.{name}.*.tmp`` beside `path`, then rename it over `path`.
-
-    The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask), not the 0600 of
-    ``mkstemp``, so a group sharing a run or dataset folder can read it.
-    """
+    """Call `write(file)` on a temporary ``.{name}.*.tmp`` beside `path`, then rename it over `path`. The file
+    gets ``open(path, "w")``'s mode (0666 less umask), not ``mkstemp``'s 0600: a group sharing it can read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - STALE_TEMPORARY_SECONDS

@@ -26,7 +26,7 @@ def _defaults(config: type) -> dict[str, Any]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from avs_lib.data.synth import make_dataset
+    from avs_lib.datatools.synth import make_dataset
 
     info = make_dataset(args.root, videos_per_split=args.videos, image_size=args.image_size,
                         seed=args.seed, num_classes=args.classes, progress=not args.quiet)
@@ -37,8 +37,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _reads(profile: str | None, sets: list[str]) -> dict[str, Any]:
-    """`check_dataset` arguments that check what a profile's runs read (the subset, WAVs or
-    log-mels); with no profile, whatever the folder holds."""
+    """`check_dataset` arguments for what a profile's runs read (no profile: whatever is there)."""
     if profile is None:
         return {}
     from avs_lib.config import build_config
@@ -48,7 +47,7 @@ def _reads(profile: str | None, sets: list[str]) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from avs_lib.data import check_dataset
+    from avs_lib.datatools.check import check_dataset
 
     report = check_dataset(args.root, progress=not args.quiet, **_reads(args.profile, args.set))
     print(report.summary())
@@ -56,7 +55,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_crop_labels(args: argparse.Namespace) -> int:
-    from avs_lib.data.crop_labels import bootstrap_crop_labels
+    from avs_lib.datatools.crop_labels import bootstrap_crop_labels
 
     report = bootstrap_crop_labels(args.root, splits=args.split, subset=args.subset,
                                    overwrite=args.overwrite, progress=not args.quiet)
@@ -65,7 +64,7 @@ def cmd_crop_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from avs_lib.engine.pretrain import (
+    from avs_lib.datatools.pretrain import (
         PRETRAINED_FOLDER,
         PretrainConfig,
         ensure_pretrained,
@@ -83,10 +82,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """The data a profile's runs read (generated when synthetic and missing), checked file by
-    file, and the encoders' starting weights (pretrained once when the profile says so)."""
-    from avs_lib.data import check_dataset
-    from avs_lib.engine.runs import prepare_data, starting_weights
+    """A profile's data (generated when synthetic), checked, and its encoders' starting weights."""
+    from avs_lib.datatools.check import check_dataset
+    from avs_lib.report.runs import prepare_data, starting_weights
 
     root = prepare_data(args.profile, args.data_root, progress=not args.quiet, overrides=args.set)
     report = check_dataset(root, progress=not args.quiet, **_reads(args.profile, args.set))
@@ -101,17 +99,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def train_config(args: argparse.Namespace):
     """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
     from avs_lib.config import build_config
-    from avs_lib.engine.runs import (
-        data_root_of,
-        prepare_data,
-        run_config,
-        starting_weights,
-        weight_overrides,
-    )
+    from avs_lib.report import runs
 
-    # The overrides are checked before any data is generated or any encoder pretrained, with the
-    # root given (a message names it).
-    root = str(data_root_of(args.profile, args.data_root).resolve())
+    # The overrides are checked before any data is generated or any encoder pretrained.
+    root = str(runs.data_root_of(args.profile, args.data_root).resolve())
     build_config(args.profile, args.method, yaml_file=args.config, overrides=args.set, data={"root": root})
     flags = {"data.root": "--data-root", "output_dir": "--runs-dir", "seed": "--seed", "device": "--device",
              "quiet": "--quiet"}
@@ -120,13 +111,13 @@ def train_config(args: argparse.Namespace):
     if placed:  # these are the run's place, set by flags; an override would be silently replaced
         raise ValueError(f"--set cannot change {', '.join(placed)}")
     if getattr(args, "dry_run", False):  # generate, pretrain and write nothing: show where it would go
-        root = data_root_of(args.profile, args.data_root)
-        weights = weight_overrides(args.resnet_weights, args.vggish_weights)
+        root = runs.data_root_of(args.profile, args.data_root)
+        weights = runs.weight_overrides(args.resnet_weights, args.vggish_weights)
     else:
-        root = prepare_data(args.profile, args.data_root, progress=not args.quiet,
-                            overrides=args.set if args.config is None else None)
-        weights = starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
-    return run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
+        root = runs.prepare_data(args.profile, args.data_root, progress=not args.quiet,
+                                 overrides=args.set if args.config is None else None)
+        weights = runs.starting_weights(args.profile, root, args.resnet_weights, args.vggish_weights, quiet=args.quiet)
+    return runs.run_config(args.profile, args.method, args.seed, root, args.runs_dir, device=args.device,
                       weights=weights, overrides=args.set, yaml_file=args.config, quiet=args.quiet)
 
 
@@ -163,11 +154,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_report(args: argparse.Namespace) -> None:
-    """What would stop the report in a notebook, refused before the first one runs: a profile
-    without a default grid and no METHODS/SEEDS, a dataset root lacking what the runs read."""
+    """What would stop the report in a notebook (no grid, data lacking what runs read), refused first."""
     from avs_lib.config import build_config
-    from avs_lib.engine.runs import META_FILES, check_reads, data_root_of
     from avs_lib.report.experiments import grid_for
+    from avs_lib.report.runs import META_FILES, check_reads, data_root_of
 
     grid_for(args.profile, args.methods, args.seeds)
     root = data_root_of(args.profile, args.data_root).resolve()
@@ -188,14 +178,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             if not Path(value).is_file():
                 raise FileNotFoundError(f"{name.lower().replace('_', ' ')} file {value} does not exist")
             extra[name] = str(Path(value).resolve())
-    if args.methods:
-        extra["METHODS"] = list(args.methods)
-    if args.seeds:
-        extra["SEEDS"] = list(args.seeds)
-    if args.set:
-        extra["OVERRIDES"] = list(args.set)
-    if args.keep_stale_runs:
-        extra["KEEP_STALE"] = True
+    extra.update({name: value for name, value in (("METHODS", args.methods), ("SEEDS", args.seeds),
+                                                   ("OVERRIDES", args.set), ("KEEP_STALE", args.keep_stale_runs))
+                  if value})
     if args.output_dir is not None:  # the low-level form (`make smoke-notebooks`): as given
         output_dir, figures_dir, html = args.output_dir, args.figures_dir, False
     else:
@@ -218,14 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags several commands share, defined once (a command may change a keyword).
+SHARED: dict[str, dict[str, Any]] = {
+    "--profile": {"default": "cpu", "help": "smoke | cpu | gpu | paper (default %(default)s)"},
+    "--data-root": {"default": None, "help": "dataset root (default: the profile's; a synthetic profile generates it)"},
+    "--runs-dir": {"default": "runs", "help": "runs go to RUNS_DIR/PROFILE/DATASET-DIGEST/METHOD_seedSEED"},
+    "--device": {"default": "auto", "help": "auto | cpu | cuda | cuda:N"},
+    "--resnet-weights": {"default": None, "help": "local torchvision ImageNet ResNet file (default: none)"},
+    "--vggish-weights": {"default": None, "help": "local vggish-10086976.pth (default: none)"},
+    "--set": {"action": "append", "default": [], "metavar": "KEY=VALUE",
+              "help": "config override for every run, e.g. data.dataset=ms3 or data.audio=pkl"},
+    "--quiet": {"action": "store_true", "help": "no progress bars"},
+}
+
+
+def _command(sub, name: str, func, summary: str, *shared: str, **changed: dict[str, Any]) -> argparse.ArgumentParser:
+    """A subcommand with the `SHARED` flags named; `changed` maps a flag's dest to other keywords."""
+    p = sub.add_parser(name, help=summary)
+    for flag in shared:
+        p.add_argument(flag, **{**SHARED[flag], **changed.get(flag[2:].replace("-", "_"), {})})
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_data_commands(sub) -> None:
     """synth, check-data, crop-labels, pretrain: the commands that make or inspect a dataset."""
     from avs_lib.config import PretrainConfig, get_profile
-    from avs_lib.data.synth import SynthParams
+    from avs_lib.datatools.synth import SynthParams
 
     # The defaults write the cpu profile's dataset (what `make report` reads), with the generator's seed.
     data, seed = asdict(get_profile("cpu").synthetic), _defaults(SynthParams)["seed"]
-    p = sub.add_parser("synth", help="write the synthetic AVSBench-format dataset")
+    p = _command(sub, "synth", cmd_synth, "write the synthetic AVSBench-format dataset", "--quiet")
     p.add_argument("root", type=Path)
     videos = data["videos_per_split"]
     p.add_argument("--videos", type=_videos, default=videos,
@@ -235,112 +243,71 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=seed, help="default %(default)s")
     p.add_argument("--classes", type=int, default=data["num_classes"],
                    help="draw only the first N of the 23 S4 categories (default: the cpu profile's, %(default)s)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("check-data", help="list every problem of an AVSBench-layout dataset; exit 1 if any")
+    p = _command(sub, "check-data", cmd_check, "list every problem of an AVSBench-layout dataset; exit 1 if any",
+                 "--profile", "--set", "--quiet", profile={"default": None, "help": "check what this profile's "
+                 "runs read (WAVs or log-mels, S4 or MS3); default: what is there"})
     p.add_argument("root", type=Path)
-    p.add_argument("--profile", default=None,
-                   help="check what this profile's runs read (WAVs or log-mels, S4 or MS3); default: what is there")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --profile: the runs' overrides, e.g. data.dataset=ms3 or data.audio=pkl")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("crop-labels", help="write labelImg crop labels (boxes) from the ground-truth masks; "
-                       "hand-drawn files are kept")
+    p = _command(sub, "crop-labels", cmd_crop_labels, "write labelImg crop labels (boxes) from the ground-truth "
+                 "masks; hand-drawn files are kept", "--quiet")
     p.add_argument("root", type=Path)
     p.add_argument("--split", nargs="+", default=None, help="splits to label (default: all)")
     p.add_argument("--subset", choices=("s4", "ms3"), default=None, help="default: the one whose CSV is in ROOT")
     p.add_argument("--overwrite", action="store_true", help="also replace hand-drawn labels")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_crop_labels)
 
-    p = sub.add_parser("pretrain", help="pretrain the ResNet and the small audio encoder on a dataset's "
-                       "train split (the cpu report's stand-in for ImageNet/AudioSet weights)")
+    p = _command(sub, "pretrain", cmd_pretrain, "pretrain the ResNet and the small audio encoder on a dataset's "
+                 "train split (the cpu report's stand-in for ImageNet/AudioSet weights)", "--quiet")
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: ROOT/pretrained (reused when up to date)")
     pretrain = _defaults(PretrainConfig)
-    p.add_argument("--backbone", default=pretrain["backbone"], help="default %(default)s")
-    p.add_argument("--image-size", type=int, default=pretrain["image_size"],
-                   help="frame size the AVS model reads (default %(default)s)")
-    p.add_argument("--crop-size", type=int, default=pretrain["crop_size"], help="default %(default)s")
-    p.add_argument("--visual-epochs", type=int, default=pretrain["visual_epochs"], help="default %(default)s")
-    p.add_argument("--audio-epochs", type=int, default=pretrain["audio_epochs"], help="default %(default)s")
-    p.add_argument("--seed", type=int, default=pretrain["seed"], help="default %(default)s")
-    p.add_argument("--threads", type=int, default=pretrain["threads"],
-                   help="intra-op threads pretraining runs with, whatever the machine has: the weights "
-                        "depend on it (default %(default)s)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_pretrain)
+    for name, kind, text in (("backbone", str, ""), ("image-size", int, "frame size the AVS model reads "),
+                             ("crop-size", int, ""), ("visual-epochs", int, ""), ("audio-epochs", int, ""),
+                             ("seed", int, ""), ("threads", int, "intra-op threads pretraining runs with, "
+                              "whatever the machine has: the weights depend on it ")):
+        p.add_argument(f"--{name}", type=kind, default=pretrain[name.replace("-", "_")],
+                       help=f"{text}(default %(default)s)")
 
 
 def _add_run_commands(sub) -> None:
     """prepare, train, evaluate, report: the commands that train, score and report runs."""
-    p = sub.add_parser("prepare", help="generate (synthetic profiles) and check a profile's data, and make "
-                       "its encoders' starting weights")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
-    p.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
-    p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
-    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="the runs' overrides (what they read is checked), e.g. data.dataset=ms3")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_prepare)
+    _command(sub, "prepare", cmd_prepare, "generate (synthetic profiles) and check a profile's data, and make its "
+             "encoders' starting weights", "--profile", "--data-root", "--resnet-weights", "--vggish-weights",
+             "--set", "--quiet")
 
-    p = sub.add_parser("train", help="train one run of a profile: the config and run directory of the report's run")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
+    p = _command(sub, "train", cmd_train, "train one run of a profile: the config and run directory of the "
+                 "report's run", "--profile", "--data-root", "--runs-dir", "--device", "--resnet-weights",
+                 "--vggish-weights", "--set", "--quiet",
+                 set={"nargs": "+", "action": "extend", "help": "overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3"})
     p.add_argument("--method", default="tpavi", help="a named method, e.g. tpavi, thesis, counterfactual")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default=None,
-                   help="dataset root (default: the profile's; a synthetic profile generates it when missing)")
-    p.add_argument("--runs-dir", default="runs",
-                   help="the run goes to RUNS_DIR/PROFILE/DATASET-DIGEST/METHOD_seedSEED (DIGEST: of the data root)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--resnet-weights", default=None, help="local torchvision ImageNet ResNet file")
-    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth")
     p.add_argument("--config", default=None, help="a YAML file of overrides")
-    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config; train nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume-changed-config", action="store_true",
                    help="resume even though the config differs from the checkpoint's (implies --resume)")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint")
+    p = _command(sub, "evaluate", cmd_evaluate, "evaluate a run directory or checkpoint", "--device", "--data-root",
+                 data_root={"help": "read the data from here instead of the config's root"})
     p.add_argument("source", type=Path)
     p.add_argument("--split", default="test")
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--data-root", default=None, help="read the data from here instead of the config's root")
     p.add_argument("--no-diagnostics", action="store_true", help="skip silent/swapped-audio runs")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("report", help="run the numbered notebooks with papermill")
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--device", default="auto")
+    p = _command(sub, "report", cmd_report, "run the numbered notebooks with papermill", "--profile", "--data-root",
+                 "--runs-dir", "--device", "--resnet-weights", "--vggish-weights", "--set")
     p.add_argument("--only", nargs="*", default=None, help="notebook names to run (default: all)")
     p.add_argument("--output-dir", type=Path, default=None,
                    help="write the executed notebooks here (default: in place, notebooks/)")
     p.add_argument("--figures-dir", default=None, help="save figures here (default: figures/)")
-    p.add_argument("--resnet-weights", default=None,
-                   help="local torchvision ImageNet ResNet file for the training notebook (default: none)")
-    p.add_argument("--vggish-weights", default=None, help="local vggish-10086976.pth (default: none)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods to train and compare (default: the profile's grid; needed for paper)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the profile's grid)")
     p.add_argument("--out", type=Path, default=None,
                    help="write executed notebooks, their HTML and figures here (default: in place for "
                    "the cpu profile, reports/PROFILE/ for any other)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every run and notebook, e.g. data.dataset=ms3")
     p.add_argument("--keep-stale-runs", action="store_true",
                    help="reuse finished runs made by other code (their config must still match)")
-    p.set_defaults(func=cmd_report)
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,8 +1,7 @@
 """The experiment as data: dataclasses with defaults, named profiles and methods, overrides.
 
-A config is built as defaults <- profile <- method <- YAML file <- overrides (dicts or
-`section.key=value` strings), in that order; every key is checked against the dataclasses, so a
-typo is an error that names the key instead of a setting that silently does nothing.
+Built as defaults <- profile <- method <- YAML file <- overrides (dicts or `section.key=value` strings);
+every key is checked against the dataclasses, so a typo is an error naming the key, not a silent no-op.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ from avs_lib.data.errors import crop_labels_instruction
 from avs_lib.losses import LossWeights
 from avs_lib.models.config import ModelConfig
 
-# Upper bounds of the size-like keys, with why each sits where it does (memory grows with the
-# square of an image size and linearly with a batch).
+# Upper bounds of the size-like keys and why (memory grows with an image size squared, a batch linearly).
 SIZE_LIMITS = {
     "image_size": (1024, "the official AVSBench recipe uses 224"),
     "crop_size": (1024, "the thesis resizes crops to 224"),
@@ -45,20 +43,18 @@ class DataConfig:
     dataset: Literal["s4", "ms3"] = "s4"
     image_size: int = 224
     audio: Literal["wav", "pkl"] = "wav"
-    # Crop labels (boxes, this project's addition to AVSBench): None reads them for the training
-    # split exactly when a crop loss is on; True reads them for every split; False never (a
-    # method with a crop loss then stops before training).
+    # Crop labels (this project's boxes): None reads them for the training split exactly when a crop loss
+    # is on; True for every split; False never (a method with a crop loss then stops before training).
     crop_labels: bool | None = None
     crop_size: int = 224  # crops are resized to this before the crop classifier (thesis: 224)
     cache_dir: str | None = None
     num_workers: int = 0
-    # Decoded training and validation items kept in RAM after their first read (MiB; 0: off):
-    # the same tensors, read from disk once per run instead of once per epoch. Not with num_workers.
+    # Decoded train/val items kept in RAM after their first read (MiB; 0: off): the same tensors, read
+    # from disk once per run instead of once per epoch. Not with num_workers.
     memory_cache_mb: int = 2048
     train_limit: int | None = None  # use only the first N training clips (smoke runs)
     eval_limit: int | None = None  # use only the first N val/test clips
-    # Synthetic data only: supervise all 5 training frames with the sounding object's masks from
-    # the generator's sidecar (S4 train has one annotated frame; this is 5x the mask signal).
+    # Synthetic data only: supervise all 5 training frames with the sidecar's masks (S4 train annotates one).
     dense_train_masks: bool = False
 
     def validate(self) -> None:
@@ -98,9 +94,8 @@ class OptimConfig:
         check_at_most(self, {"batch_size": BATCH_LIMIT})
 
 
-# Dotted config keys that change where or how fast a run goes, not what it computes: a run may be
-# resumed with other values (`engine.train`), and runs that differ only in them are the same run
-# (`report.experiments`).
+# Dotted keys that change where or how fast a run goes, not what it computes: a run may resume with other
+# values (`engine.train`), and runs differing only in them are the same run (`report.experiments`).
 RESUME_FREE_KEYS = frozenset({"quiet", "device", "output_dir", "data.num_workers", "data.cache_dir",
                               "data.memory_cache_mb", "feature_cache", "model.recompute_stages"})
 
@@ -113,26 +108,21 @@ class ExperimentConfig:
     amp: bool = True  # bf16 autocast, used only on CUDA
     channels_last: bool = True  # used only on CUDA
     compile: bool = False
-    # Intra-op CPU threads of a run (None: the process's setting). CPU float sums are split across
-    # threads, so the numbers depend on it; a fixed count makes a run's numbers the same on a
-    # laptop with 2 cores or 16 (the report then trains cores // threads runs at once).
+    # Intra-op CPU threads (None: the process's setting). CPU float sums are split across threads, so a fixed
+    # count gives the same numbers on 2 cores or 16 (the report then trains cores // threads runs at once).
     threads: int | None = None
-    # Frozen encoders (model.freeze_backbone, a frozen audio encoder) run once per training split
-    # and their outputs are read back from disk (avs_lib.engine.features): the same numbers, and
-    # no encoder forward per step. Off: they run every step.
+    # Frozen encoders (model.freeze_backbone, a frozen audio encoder) run once per split and their outputs
+    # are read back from disk (avs_lib.engine.features): the same numbers, no encoder forward per step.
     feature_cache: bool = True
     output_dir: str = "runs"
     eval_batch_size: int = 4  # clips per batch of the official F-score (official test.sh: 4)
     eval_every: int = 1  # epochs between validations
-    # Validation with the silent/swapped-audio diagnostics every epoch (listening and following
-    # rates over training); the checkpoint kept is still the epoch of best val mIoU.
+    # Silent/swapped-audio checks at each validation (listening, following rates); best.pt still by val mIoU.
     val_diagnostics: bool = True
-    # False for the val-only probes that chose the recipe: they never see the test split.
-    evaluate_test: bool = True
+    evaluate_test: bool = True  # False for the val-only probes that chose the recipe (they never see test)
     quiet: bool = False
-    # BatchNorm layers keep their running statistics during training (eval mode). Multi-process
-    # runs on CUDA use SyncBatchNorm instead; on the CPU (gloo) that does not exist, so exact
-    # 1-process == N-process equivalence needs frozen BatchNorm.
+    # BatchNorm keeps its running statistics in training (eval mode). Multi-process CUDA runs use
+    # SyncBatchNorm; the CPU (gloo) has none, so 1-process == N-process exactly needs frozen BatchNorm.
     freeze_bn: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -151,15 +141,11 @@ class ExperimentConfig:
         })
         check_at_most(self, {"eval_batch_size": BATCH_LIMIT})
         if self.loss.crop_losses and self.data.crop_labels is False:
-            raise ValueError(
-                f"method {shorten(self.name)} has crop losses, which need crop labels, but data.crop_labels is "
-                f"false; set it to null or true ({crop_labels_instruction(self.data.root)})"
-            )
+            raise ValueError(f"method {shorten(self.name)} has crop losses, which need crop labels, but "
+                             f"data.crop_labels is false; set it to null or true ({crop_labels_instruction(self.data.root)})")
         if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
-            raise ValueError(
-                "loss.crop_ce: MS3 clips have no category to classify crops by (several sources "
-                "sound); set loss.crop_ce=0 or train on S4"
-            )
+            raise ValueError("loss.crop_ce: MS3 clips have no category to classify crops by (several sources "
+                             "sound); set loss.crop_ce=0 or train on S4")
 
     @property
     def run_dir(self) -> Path:
@@ -168,7 +154,7 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """How the two encoders are pretrained on a synthetic train split (`avs_lib.engine.pretrain`),
+    """How the two encoders are pretrained on a synthetic train split (`avs_lib.datatools.pretrain`),
     the stand-in for ImageNet/AudioSet weights; stored next to the weights in ``pretrain.json``."""
 
     backbone: str = "resnet18"
@@ -179,9 +165,8 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
-    # CPU float sums are split across intra-op threads, so the weights depend on the thread count;
-    # pretraining always runs with this many (whatever the caller's setting) for the encoders, hence
-    # every result built on them, to be the same on every machine of the same CPU kind.
+    # CPU float sums are split across intra-op threads, so weights depend on the thread count: pretraining
+    # always uses this many, so the encoders (and all results on them) match on machines of one CPU kind.
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -193,7 +178,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class SyntheticData:
-    """How a profile's synthetic AVSBench-format dataset is generated (`avs_lib.data.synth`)."""
+    """How a profile's synthetic AVSBench-format dataset is generated (`avs_lib.datatools.synth`)."""
 
     videos_per_split: tuple[int, int, int]
     image_size: int
@@ -201,105 +186,24 @@ class SyntheticData:
     # The test split's own generator seed (`SynthParams.test_seed`): a fresh test split no probe
     # has seen; the one drawn from the data's seed stays as the development test split.
     test_seed: int | None = None
-    # A harder benchmark, on every split (`synth.ShiftParams`): several looks per class, colours
-    # shared by all classes (the look alone no longer names the class), background noise at an
-    # SNR drawn per clip from (low, high) dB.
+    # A harder benchmark on every split (`synth.ShiftParams`): several looks per class, colours shared by
+    # all classes (the look no longer names the class), noise at an SNR drawn per clip from (low, high) dB.
     looks_per_class: int = 1
     shared_colours: bool = False
     snr_db_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
-class Grid:
-    """The runs of one profile: the main methods with every seed, extra methods compared with the
-    first seed only, and the ablations."""
-
-    methods: tuple[str, ...]
-    seeds: tuple[int, ...]
-    ablations: tuple[str, ...] = ()
-    ablation_seeds: tuple[int, ...] | None = None  # None: the same seeds as the methods
-    extras: tuple[str, ...] = ()  # in the comparison, with seeds[:1] (a budget cut, said in tables)
-    probes: tuple[str, ...] = ()  # val-only runs that chose the recipe, with seeds[:1]; never compared
-    # Methods whose comparisons are the headline verdicts, run with these seeds beyond `seeds`:
-    # more pairs where a verdict sits near its edge, none where it is already decided.
-    headline: tuple[str, ...] = ()
-    headline_seeds: tuple[int, ...] = ()
-    # The same objectives at a longer budget, with the ablations' seeds, each judged against its
-    # own control (`CONTROLS`): is the profile's budget undertrained?
-    longer: tuple[str, ...] = ()
-
-    @property
-    def compared(self) -> list[str]:
-        """The methods of the main comparison: the main ones, then the extras."""
-        return [*self.methods, *self.extras]
-
-    @property
-    def all_methods(self) -> list[str]:
-        return [*self.methods, *self.extras, *self.ablations, *self.longer, *self.probes]
-
-    @property
-    def runs(self) -> list[tuple[list[str], list[int]]]:
-        """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
-        groups = [(list(self.methods), list(self.seeds))]
-        if self.headline:
-            groups.append((list(self.headline), list(self.headline_seeds)))
-        if self.extras:
-            groups.append((list(self.extras), list(self.seeds[:1])))
-        seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
-        if self.ablations:
-            groups.append((list(self.ablations), list(seeds)))
-        if self.longer:
-            groups.append((list(self.longer), list(seeds)))
-        if self.probes:
-            groups.append((list(self.probes), list(self.seeds[:1])))
-        return groups
-
-    @property
-    def pairs(self) -> list[tuple[str, int]]:
-        """Every (method, seed) run of the grid, in training order."""
-        return [(m, s) for methods, seeds in self.runs for m in methods for s in seeds]
-
-
-@dataclass(frozen=True)
 class Profile:
-    """Everything the runs of one profile need: how big (config overrides), which data (a root,
-    generated first when the profile is synthetic), where the encoders start (a pretraining
-    recipe used when the user gives no weight files), and what is compared (its default grid)."""
+    """What a profile's runs need: how big (overrides), which data (a root, generated first if synthetic) and
+    where the encoders start (a pretraining recipe, unless weight files are given); grids: `report.grids`."""
 
     overrides: dict[str, Any]
     data_root: str  # relative to where the command runs (the repository root for `make`)
     synthetic: SyntheticData | None = None  # None: the user's data, which must exist at data_root
     pretrain: PretrainConfig | None = None  # None: random init unless weight files are given
-    grid: Grid | None = None  # None: METHODS and SEEDS must be given
-    # Profiles on harder variants of this profile's data whose grids its report also trains and
-    # reads (a second table beside the first), each in its own data root and run folder.
-    companions: tuple[str, ...] = ()
 
 
-ABLATIONS = ("thesis_minus_crop_ce", "thesis_minus_pairwise", "thesis_minus_cosine")
-MAIN_METHODS = ("visual_only", "tpavi", "tpavi_avm", "thesis", "thesis_shared", "cross_attention",
-                "counterfactual", "thesis_counterfactual")
-
-# The cpu report's comparison, 5 seeds each: the floor, the baseline, the thesis' losses with the
-# AVS encoder frozen, the counterfactual objective, and the thesis as written (the AVS encoder
-# trained beside a separate crop trunk) with its control, the same training without crop losses.
-CPU_METHODS = ("visual_only", "tpavi", "thesis", "counterfactual", "tpavi_trained", "thesis_trained")
-# One seed each: the same objectives from the gpu profile's random start, and the frozen shared trunk.
-CPU_EXTRAS = ("tpavi_random_closed", "counterfactual_random_closed", "thesis_shared")
-# With 3 seeds: the leave-one-out ablations and loss C read literally (frozen audio embedding).
-CPU_ABLATIONS = (*ABLATIONS, "thesis_literal_c")
-# Read on val only (notebook 03): the rungs of the recipe ladder, and the crop-loss weight of the
-# trained-encoder thesis (1, the write-up's, is `thesis_trained` itself).
-LADDER_PROBES = ("tpavi_random_open", "tpavi_pretrained_closed")
-LAMBDA_PROBES = ("thesis_trained_lambda0.1", "thesis_trained_lambda0.01")
-# 10 seeds for the headline comparisons: thesis and counterfactual against tpavi, and the thesis as
-# written (thesis_trained) against its control.
-CPU_HEADLINE = ("tpavi", "thesis", "counterfactual", "tpavi_trained", "thesis_trained")
-# Twice the step budget, with 3 seeds: does more training change the answer?
-CPU_LONGER = ("tpavi_2x", "thesis_2x")
-# A method judged against its own control rather than the baseline (`report.stats.default_pairs`).
-CONTROLS = {"thesis_trained": "tpavi_trained", "thesis_trained_literal_c": "tpavi_trained",
-            "tpavi_2x": "tpavi", "thesis_2x": "thesis"}
 # The cpu profile's settings, shared by its companions on harder data.
 _CPU_OVERRIDES = {
     "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
@@ -308,7 +212,6 @@ _CPU_OVERRIDES = {
     "threads": 1,
 }
 
-# Profiles: how big, where, from which start, and what is compared.
 PROFILES: dict[str, Profile] = {
     # Seconds on 2 CPU cores: proves the pipeline runs (pretraining included), not that it learns.
     "smoke": Profile(
@@ -322,23 +225,16 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synth_smoke",
         synthetic=SyntheticData((6, 4, 4), 64),
         pretrain=PretrainConfig(visual_epochs=1, audio_epochs=1, batch_size=16),
-        grid=Grid(("visual_only", "tpavi", "thesis", "counterfactual"), (0,)),
     ),
-    # The synthetic benchmark on a laptop: 8 of the 23 classes, small images, a small backbone,
-    # every training frame supervised (the generator knows all five masks). Both encoders start
-    # from weights pretrained on the synthetic train split and stay frozen (`pretrain`; the
-    # weight overrides freeze them, a method may unfreeze), and the fusion blocks
-    # start open (`fusion_gate_init`): with the official closed start, or from random encoders,
-    # no method used the audio within this budget (notebook 03 shows the probes).
+    # The synthetic benchmark on a laptop: 8 of 23 classes, small images and backbone, every training frame
+    # supervised (the generator knows all five masks). Both encoders start pretrained on the synthetic train
+    # split and frozen (`pretrain`; a method may unfreeze); the fusion blocks start open (`fusion_gate_init`):
+    # with the official closed start, or random encoders, no method used the audio in budget (notebook 03).
     "cpu": Profile(
         overrides=_CPU_OVERRIDES,
         data_root="data/synth",
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1),
         pretrain=PretrainConfig(),
-        grid=Grid(CPU_METHODS, (0, 1, 2, 3, 4), CPU_ABLATIONS, ablation_seeds=(0, 1, 2), extras=CPU_EXTRAS,
-                  probes=(*LADDER_PROBES, *LAMBDA_PROBES), headline=CPU_HEADLINE, headline_seeds=(5, 6, 7, 8, 9),
-                  longer=CPU_LONGER),
-        companions=("cpu_multilook", "cpu_noisy"),
     ),
     # The cpu benchmark made harder where loss A could matter: three looks per class and colours
     # shared by all classes, so a crop's class is not its colour (pretraining and every split).
@@ -348,17 +244,14 @@ PROFILES: dict[str, Profile] = {
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, looks_per_class=3,
                                 shared_colours=True),
         pretrain=PretrainConfig(),
-        grid=Grid(("tpavi", "thesis"), (0, 1, 2, 3, 4), extras=("visual_only",)),
     ),
-    # Listening that survives noise: the cpu benchmark with each clip's sound under background
-    # noise at an SNR drawn from 0-20 dB (pretraining and every split); the cpu report scores it
-    # on its clean and noise-only test splits.
+    # Listening that survives noise: cpu with each clip's sound under background noise at an SNR drawn from
+    # 0-20 dB (pretraining and every split); the cpu report scores it on clean and noise-only test splits.
     "cpu_noisy": Profile(
         overrides=_CPU_OVERRIDES,
         data_root="data/synth_noisy",
         synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, snr_db_range=(0.0, 20.0)),
         pretrain=PretrainConfig(),
-        grid=Grid(("tpavi",), (0, 1, 2), extras=("visual_only",)),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(
@@ -369,7 +262,6 @@ PROFILES: dict[str, Profile] = {
         },
         data_root="data/synth_gpu",
         synthetic=SyntheticData((240, 60, 60), 224),
-        grid=Grid(MAIN_METHODS, (0, 1, 2), ABLATIONS),
     ),
     # AVSBench S4 with the official recipe; weights come from local files given by the user.
     "paper": Profile(
@@ -398,11 +290,11 @@ METHODS: dict[str, dict[str, Any]] = {
     "thesis_shared_trainable": {"loss": dict(THESIS_LOSSES),
                                 "model": {"crop_trunk": "shared", "freeze_backbone": False}},
     # The write-up puts a ReLU on the crop classifier's class scores; once every score is <= 0 the
-    # crop CE is stuck at ln(23) with no gradient (seen in the cpu grid). Not in the default grids.
+    # crop CE is stuck at ln(23) with no gradient. Not in the default grids.
     "thesis_no_relu": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "crop_final_relu": False}},
     # Loss C read literally (the write-up: the cosine of each crop with the clip's averaged audio
     # features): the audio encoder's frozen embedding, not TPAVI's. With a separate trunk none of
-    # A, B, C then reaches the segmentation model (`engine.gradflow` traces it).
+    # A, B, C then reaches the segmentation model (`report.gradflow` traces it).
     "thesis_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"}, "model": {"crop_trunk": "separate"}},
     # The thesis as written: the AVS encoder trained together with a separate crop trunk, A+B+C.
     # A trained encoder is never read from the feature cache (`engine.features.frozen_parts`).
@@ -422,9 +314,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "counterfactual": {"loss": {"counterfactual": 1.0}},
     "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0},
                               "model": {"crop_trunk": "separate"}},
-    # Starts of the recipe ladder (notebook 03 compares them on the val split): the encoders'
-    # starting weights and the fusion gate, with the tpavi objective. "random" drops the
-    # profile's pretrained weights (the gpu profile's start); "closed" is the official gate.
+    # Recipe-ladder starts (notebook 03 compares them on val): encoder weights and fusion gate, tpavi loss;
+    # "random" drops the profile's pretrained weights (the gpu profile's start); "closed": the official gate.
     "tpavi_random_closed": {"model": {**_RANDOM_START, "fusion_gate_init": 0.0}},
     "tpavi_random_open": {"model": {**_RANDOM_START, "fusion_gate_init": 1.0}, "evaluate_test": False},
     "tpavi_pretrained_closed": {"model": {"fusion_gate_init": 0.0}, "evaluate_test": False},
@@ -438,35 +329,25 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 
-def _lookup(table: dict[str, dict[str, Any]], name: str, what: str) -> dict[str, Any]:
-    if name not in table:
-        raise ConfigError(f"unknown {what} {shorten(name)}; valid {what}s: {', '.join(table)}")
-    return table[name]
-
-
 def get_profile(name: str) -> Profile:
-    """The profile registered under `name`; an unknown name lists the valid ones."""
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {shorten(name)}; valid profiles: {', '.join(PROFILES)}")
     return PROFILES[name]
 
 
-def build_config(
-    profile: str = "cpu",
-    method: str | None = None,
-    yaml_file: str | Path | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-    weights: dict[str, Any] | None = None,
-    **top_level: Any,
-) -> ExperimentConfig:
+def build_config(profile: str = "cpu", method: str | None = None, yaml_file: str | Path | None = None,
+                 overrides: list[str] | dict[str, Any] | None = None, weights: dict[str, Any] | None = None,
+                 **top_level: Any) -> ExperimentConfig:
     """Resolve defaults <- profile <- starting weights <- method <- YAML <- overrides into a
     validated config. `weights` are the overrides naming the encoders' starting files
-    (`avs_lib.engine.runs.starting_weights`); a method may still change what they leave frozen."""
+    (`avs_lib.report.runs.starting_weights`); a method may still change what they leave frozen."""
     spec = get_profile(profile)
     values = deep_merge({"data": {"root": spec.data_root}}, spec.overrides)
     values = deep_merge(values, weights or {})
     if method is not None:
-        values = deep_merge(values, _lookup(METHODS, method, "method"))
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {shorten(method)}; valid methods: {', '.join(METHODS)}")
+        values = deep_merge(values, METHODS[method])
         values.setdefault("name", method)
     if yaml_file is not None:
         values = deep_merge(values, load_yaml(yaml_file))
@@ -485,25 +366,5 @@ def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
     write_text_atomically(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-
-__all__ = [
-    "ConfigError",
-    "DataConfig",
-    "ExperimentConfig",
-    "Grid",
-    "METHODS",
-    "OptimConfig",
-    "RESUME_FREE_KEYS",
-    "PROFILES",
-    "PretrainConfig",
-    "Profile",
-    "SyntheticData",
-    "build_config",
-    "get_profile",
-    "config_from_dict",
-    "save_config",
-    "to_dict",
-]

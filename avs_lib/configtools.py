@@ -1,7 +1,6 @@
 """Dataclass configs from nested dicts, YAML files and `a.b=c` strings, with errors that name the key.
 
-Kept apart from `config.py` so that the mechanism (generic, tested once) and the experiment's
-fields and profiles (the science) can be read separately.
+Kept apart from `config.py`, so the generic mechanism (tested once) and the science read separately.
 """
 
 from __future__ import annotations
@@ -26,11 +25,8 @@ class ConfigError(ValueError):
 
 
 class StrictLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader without the two things a config never needs and can be hurt by.
-
-    Anchors and aliases (`&a`, `*a`) let a few lines expand to gigabytes ("billion laughs"); a
-    duplicate key is silently resolved to its last value, so an edit can leave a stale setting.
-    """
+    """PyYAML's SafeLoader without anchors and aliases (`&a`, `*a`: a few lines can expand to gigabytes,
+    "billion laughs") or duplicate keys (silently resolved to the last value: a stale setting survives)."""
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -58,7 +54,6 @@ class StrictLoader(yaml.SafeLoader):
 
 
 def load_strict(stream: Any) -> Any:
-    """YAML text or an open file read with `StrictLoader`."""
     return yaml.load(stream, Loader=StrictLoader)
 
 
@@ -68,8 +63,7 @@ _REPR.maxstring = _REPR.maxlong = _REPR.maxother = _QUOTED
 
 
 def shorten(value: Any) -> str:
-    """`repr(value)` cut to 80 characters with an ellipsis: an error quoting a pasted blob stays one
-    readable line."""
+    """`repr(value)` cut to 80 characters: an error quoting a pasted blob stays one readable line."""
     text = _REPR.repr(value)
     return text if len(text) <= _QUOTED else text[: _QUOTED - 3] + "..."
 
@@ -107,8 +101,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {shorten(value)}")
         return from_dict(annotation, value, prefix=f"{key}.")
     if annotation is float:
-        # YAML 1.1 (PyYAML) reads `1e-4` -- no dot -- as a string; a learning rate is written that
-        # way more often than not.
+        # YAML 1.1 (PyYAML) reads `1e-4` (no dot) as a string, and learning rates are mostly written so.
         if isinstance(value, int | float | str) and not isinstance(value, bool):
             with contextlib.suppress(ValueError):
                 return float(value)
@@ -154,10 +147,8 @@ def one_of(choices: tuple) -> Rule:
 
 
 def check_at_most(obj: Any, limits: dict[str, tuple[int, str]]) -> None:
-    """Raise a ValueError for the first field of `obj` above its limit, saying why the limit is there.
-
-    Upper bounds catch a slipped digit (`image_size=22400`) before it allocates, not after.
-    """
+    """Raise a ValueError for the first field of `obj` above its limit, saying why the limit is there:
+    upper bounds catch a slipped digit (`image_size=22400`) before it allocates, not after."""
     check_fields(obj, {name: (lambda value, limit=limit: value <= limit, f"at most {limit} ({why})")
                        for name, (limit, why) in limits.items()})
 
@@ -208,7 +199,6 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` on top of `base`, merging nested mappings key by key."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):

@@ -231,15 +231,8 @@ class Evaluator:
         self._records: list[FrameRecord] = []
 
     @torch.no_grad()
-    def update(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        names: Sequence[str],
-        categories: Sequence[str],
-        frame_ids: Sequence[int] | Tensor,
-        indices: Sequence[int] | Tensor | None = None,
-    ) -> None:
+    def update(self, logits: Tensor, target: Tensor, names: Sequence[str], categories: Sequence[str],
+               frame_ids: Sequence[int] | Tensor, indices: Sequence[int] | Tensor | None = None) -> None:
         """Add a batch of frames.
 
         Args:
@@ -258,23 +251,21 @@ class Evaluator:
         categories = _per_frame(categories, n, "categories")
         frame_ids = _per_frame(frame_ids, n, "frame_ids")
         start = len(self._records)
-        orders = (
-            _per_frame(indices, n, "indices")
-            if indices is not None
-            else [start + i for i in range(n)]
-        )
+        orders = _per_frame(indices, n, "indices") if indices is not None else [start + i for i in range(n)]
         for i, (score, has_gt) in enumerate(zip(iou.tolist(), valid.tolist(), strict=True)):
-            self._records.append(
-                FrameRecord(
-                    name=str(names[i]),
-                    category=str(categories[i]),
-                    frame=int(frame_ids[i]),
-                    iou=score,
-                    has_gt=has_gt,
-                    f_curve=curves[i] if has_gt else None,
-                    order=int(orders[i]),
-                )
-            )
+            self._records.append(FrameRecord(name=str(names[i]), category=str(categories[i]), frame=int(frame_ids[i]),
+                                             iou=score, has_gt=has_gt, f_curve=curves[i] if has_gt else None,
+                                             order=int(orders[i])))
+
+    def update_clips(self, logits: Tensor, batch: dict[str, Any]) -> None:
+        """Add a reader's batch: logits [B*T, 1, S, S] of each clip's frames that have a mask."""
+        B, M = batch["masks"].shape[:2]
+        per_clip = logits.view(B, logits.shape[0] // B, *logits.shape[1:])  # [B*T, 1, S, S] -> [B, T, 1, S, S]
+        idx = batch["mask_frames"]  # [B, M]
+        chosen = torch.stack([per_clip[b, idx[b]] for b in range(B)])  # [B, M, 1, S, S]
+        self.update(chosen.flatten(0, 1), batch["masks"].flatten(0, 1).to(logits.device),
+                    names=[n for n in batch["name"] for _ in range(M)],
+                    categories=[c for c in batch["category_name"] for _ in range(M)], frame_ids=idx.flatten().tolist())
 
     def compute(self) -> dict[str, Any]:
         """Everything about the split.
@@ -306,34 +297,18 @@ class Evaluator:
         rank = {name: i for i, name in enumerate(clips)}
         records = sorted(records, key=lambda r: (rank[r.name], r.frame))
 
-        frames = pd.DataFrame(
-            {
-                "name": [r.name for r in records],
-                "category": [r.category for r in records],
-                "frame": [r.frame for r in records],
-                "iou": [r.iou for r in records],
-                "has_gt": [r.has_gt for r in records],
-            }
-        )
-        per_clip = (
-            frames.groupby("name", sort=False)
-            .agg(category=("category", "first"), iou=("iou", "mean"), n_frames=("frame", "size"))
-            .reset_index()
-        )
+        frames = pd.DataFrame({"name": [r.name for r in records], "category": [r.category for r in records],
+                               "frame": [r.frame for r in records], "iou": [r.iou for r in records],
+                               "has_gt": [r.has_gt for r in records]})
+        per_clip = (frames.groupby("name", sort=False)
+                    .agg(category=("category", "first"), iou=("iou", "mean"), n_frames=("frame", "size"))
+                    .reset_index())
         category_rows = []
         for category, group in frames.groupby("category", sort=True):
             members = [records[i] for i in group.index]
-            category_rows.append(
-                {
-                    "category": category,
-                    "n_clips": group["name"].nunique(),
-                    "n_frames": len(group),
-                    "miou": group["iou"].mean(),
-                    "f_score": self._split_f(members)
-                    if any(r.has_gt for r in members)
-                    else float("nan"),
-                }
-            )
+            category_rows.append({"category": category, "n_clips": group["name"].nunique(), "n_frames": len(group),
+                                  "miou": group["iou"].mean(),
+                                  "f_score": self._split_f(members) if any(r.has_gt for r in members) else float("nan")})
 
         batch_f, batch_iou = [], []
         size = self.official_batch_size
@@ -343,18 +318,10 @@ class Evaluator:
             batch_f.append(_mean_curve_max(self._curves(members)))
             batch_iou.append(float(np.mean([r.iou for r in members])))
 
-        return {
-            "per_frame": frames,
-            "per_clip": per_clip,
-            "per_category": pd.DataFrame(category_rows),
-            "miou": float(frames["iou"].mean()),
-            "miou_official": float(np.mean(batch_iou)),
-            "f_score_official": float(np.mean(batch_f)),
-            "official_batch_size": size,
-            "f_score_split": self._split_f(records),
-            "n_frames": len(records),
-            "n_clips": len(clips),
-        }
+        return {"per_frame": frames, "per_clip": per_clip, "per_category": pd.DataFrame(category_rows),
+                "miou": float(frames["iou"].mean()), "miou_official": float(np.mean(batch_iou)),
+                "f_score_official": float(np.mean(batch_f)), "official_batch_size": size,
+                "f_score_split": self._split_f(records), "n_frames": len(records), "n_clips": len(clips)}
 
     @staticmethod
     def _curves(records: list[FrameRecord]) -> Tensor:
@@ -370,12 +337,8 @@ class Evaluator:
 # ---------------------------------------------------------------- audio reliance
 
 
-def moved_to_swapped(
-    pred_swapped: Tensor,
-    original_obj_masks: Tensor,
-    swapped_obj_masks: Tensor,
-    overlap: str = "pixels",
-) -> tuple[Tensor, Tensor]:
+def moved_to_swapped(pred_swapped: Tensor, original_obj_masks: Tensor, swapped_obj_masks: Tensor,
+                     overlap: str = "pixels") -> tuple[Tensor, Tensor]:
     """Per frame: does the prediction under swapped audio cover the swapped-in object more than
     the original sounding one?
 
@@ -392,12 +355,8 @@ def moved_to_swapped(
     """
     pred = _frames(pred_swapped, "pred_swapped")
     pred = pred if pred.dtype == torch.bool else _predicted(pred)
-    original = _binary(_frames(original_obj_masks, "original_obj_masks"), "original_obj_masks").to(
-        pred.device
-    )
-    swapped = _binary(_frames(swapped_obj_masks, "swapped_obj_masks"), "swapped_obj_masks").to(
-        pred.device
-    )
+    original = _binary(_frames(original_obj_masks, "original_obj_masks"), "original_obj_masks").to(pred.device)
+    swapped = _binary(_frames(swapped_obj_masks, "swapped_obj_masks"), "swapped_obj_masks").to(pred.device)
     if not pred.shape == original.shape == swapped.shape:
         raise ValueError(
             f"moved_to_swapped: shapes differ: pred {tuple(pred.shape)}, original {tuple(original.shape)}, "
@@ -414,12 +373,8 @@ def moved_to_swapped(
     return to_swapped > to_original, valid
 
 
-def listening_rate(
-    pred_swapped: Tensor,
-    original_obj_masks: Tensor,
-    swapped_obj_masks: Tensor,
-    overlap: str = "pixels",
-) -> float:
+def listening_rate(pred_swapped: Tensor, original_obj_masks: Tensor, swapped_obj_masks: Tensor,
+                   overlap: str = "pixels") -> float:
     """Fraction of frames whose prediction follows swapped-in audio to the other object.
 
     1.0 for a model that segments whatever the audio names, 0.0 for one that ignores the audio.
@@ -432,13 +387,8 @@ def listening_rate(
     return float(moved[valid].double().mean())
 
 
-def audio_following_rate(
-    pred_true: Tensor,
-    pred_swapped: Tensor,
-    original_obj_masks: Tensor,
-    swapped_obj_masks: Tensor,
-    overlap: str = "pixels",
-) -> float:
+def audio_following_rate(pred_true: Tensor, pred_swapped: Tensor, original_obj_masks: Tensor,
+                         swapped_obj_masks: Tensor, overlap: str = "pixels") -> float:
     """Fraction of frames where the mask is on the sounding object with the true audio *and*
     moves to the swapped-in object with the swapped audio.
 
@@ -493,8 +443,17 @@ class AudioChangeMeter:
         self._rows: list[dict[str, Any]] = []
 
     @torch.no_grad()
-    def update(self, logits_true: Tensor, logits_changed: Tensor, names: Sequence[str]) -> None:
-        """Add clips: logits [B*T, 1, H, W] (or [B*T, H, W]) clip-major, `names` one per clip (B)."""
+    def update(self, logits_true: Tensor, logits_changed: Tensor, names: Sequence[str],
+               keep: Sequence[bool] | None = None) -> None:
+        """Add clips: logits [B*T, 1, H, W] (or [B*T, H, W]) clip-major, `names` one per clip (B);
+        with `keep`, only the clips it marks (e.g. those that got another clip's track)."""
+        if keep is not None:
+            kept = [b for b, k in enumerate(keep) if k]
+            if not kept:
+                return
+            T = logits_true.shape[0] // len(names)
+            frames = torch.tensor([b * T + t for b in kept for t in range(T)], device=logits_changed.device)
+            logits_true, logits_changed, names = logits_true[frames], logits_changed[frames], [names[b] for b in kept]
         n = _frames(logits_true, "AudioChangeMeter").shape[0]
         if not names or n % len(names):
             raise ValueError(f"AudioChangeMeter.update: {n} frames cannot be split into {len(names)} clips")
@@ -522,3 +481,61 @@ class AudioChangeMeter:
             "iou_to_true": float("nan") if empty else float(per_clip["iou_to_true"].mean()),
             "moved_share": float("nan") if empty else float(per_clip["moved"].mean()),
         }
+
+
+def audio_change_summary(changes: dict[str, AudioChangeMeter], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per changed audio: the meter's means as `{mode}_{key}`, and `{mode}_miou_change` (mIoU against
+    the ground truth with that audio minus with the true one, from `metrics`)."""
+    out: dict[str, Any] = {}
+    for mode, meter in changes.items():
+        result = meter.compute()
+        for key in ("area_change", "abs_area_change", "iou_to_true", "moved_share", "clips"):
+            out[f"{mode}_{key}"] = result[key]
+        out[f"{mode}_miou_change"] = metrics[f"miou_{mode}"] - metrics["miou"]
+    return out
+
+
+def audio_change_table(changes: dict[str, AudioChangeMeter], computed: dict[str, dict]) -> pd.DataFrame:
+    """One row per (audio, clip): the mask changes, and the clip's ground-truth IoU with the true and
+    the changed audio (`computed`: each `Evaluator.compute()` by audio)."""
+    gt_true = computed["true"]["per_clip"].set_index("name")["iou"]
+    tables = []
+    for mode, meter in changes.items():
+        table = meter.compute()["per_clip"]
+        table.insert(0, "audio", mode)
+        table["gt_iou_true"] = table["name"].map(gt_true)
+        table["gt_iou_changed"] = table["name"].map(computed[mode]["per_clip"].set_index("name")["iou"])
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+SIDECAR_ONLY_NOTE = ("synthetic-only: the listening and following rates need the masks of the swapped-in "
+                     "class's object, which only the synthetic generator's sidecar knows; this dataset has none")
+
+
+class ListeningMeter:
+    """The listening and following rates over the swapped-audio frames of clips whose swapped-in
+    object's mask is known (the synthetic sidecar); NaN with a note on real data."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.pred, self.true, self.orig, self.new = [], [], [], []
+
+    def update(self, logits_true: Tensor, logits_swapped: Tensor, original_obj_masks: Tensor,
+               swapped_obj_masks: Tensor) -> None:
+        """Add one clip: logits [T, 1, S, S] with the true and the swapped audio, object masks [T, S, S]."""
+        self.pred.append(logits_swapped[:, 0].cpu())
+        self.true.append(logits_true[:, 0].cpu())
+        self.orig.append(original_obj_masks)
+        self.new.append(swapped_obj_masks)
+
+    def compute(self) -> dict[str, Any]:
+        if not self.pred:
+            return {"listening_rate": float("nan"), "following_rate": float("nan"), "listening_frames": 0,
+                    "listening_rate_note": SIDECAR_ONLY_NOTE}
+        pred, orig, new = torch.cat(self.pred), torch.cat(self.orig), torch.cat(self.new)
+        return {"listening_rate": listening_rate(pred, orig, new),
+                "following_rate": audio_following_rate(torch.cat(self.true), pred, orig, new),
+                "listening_frames": int(sum(len(p) for p in self.pred))}

@@ -58,9 +58,9 @@ def stages(work: Path) -> dict:
     from smoke_replay import replay  # the regression test's float64 replay
 
     from avs_lib.config import build_config
-    from avs_lib.engine import runs
     from avs_lib.engine.system import AVSSystem
     from avs_lib.engine.train import fit, read_steps, seed_everything
+    from avs_lib.report import runs
 
     torch.set_num_threads(1)
     out: dict = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}

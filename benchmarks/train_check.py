@@ -90,7 +90,7 @@ def timed_epochs(train_module: Any, device: Any, records: list[dict]) -> Any:
 
 
 def make_quick_dataset(folder: Path) -> Path:
-    from avs_lib.data.synth import make_dataset
+    from avs_lib.datatools.synth import make_dataset
 
     root = folder / "synth"
     make_dataset(root, videos_per_split=(6, 4, 4), image_size=64, seed=0, progress=False,

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """8 train / 4 val / 4 test clips at 64 px, made once by the generator."""
-    from avs_lib.data.synth import make_dataset
+    from avs_lib.datatools.synth import make_dataset
 
     root = tmp_path_factory.mktemp("synth") / "tiny"
     make_dataset(root, videos_per_split=(8, 4, 4), image_size=64, seed=3, progress=False, workers=1)

@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from avs_lib.data import collate_clips
-from avs_lib.engine import runs
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.system import AVSSystem
 from avs_lib.engine.train import build_optimizer, build_scheduler, seed_everything, train_one_epoch
 from avs_lib.losses import TotalLoss
+from avs_lib.report import runs
 
 STEPS = 4
 

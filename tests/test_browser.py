@@ -78,7 +78,7 @@ def shots(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def jupyter_server(tmp_path_factory) -> Iterator[lab.Lab]:
     """A JupyterLab server on 127.0.0.1 over a folder with the test notebook."""
-    from avs_lib.data.synth import make_dataset
+    from avs_lib.datatools.synth import make_dataset
 
     tmp = tmp_path_factory.mktemp("browser")
     root_dir = tmp / "lab"

@@ -19,7 +19,7 @@ from official_layout import (
 )
 from PIL import Image
 
-from avs_lib.data.check import Problem, Report, check_dataset
+from avs_lib.datatools.check import Problem, Report, check_dataset
 
 TRAIN, VAL, TEST = 0, 2, 3  # positions in official_layout.S4_CLIPS
 

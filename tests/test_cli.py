@@ -50,7 +50,7 @@ def test_pretrain_defaults_are_the_library_defaults():
     from dataclasses import fields
 
     from avs_lib.cli import build_parser
-    from avs_lib.engine.pretrain import PretrainConfig
+    from avs_lib.datatools.pretrain import PretrainConfig
 
     args = build_parser().parse_args(["pretrain", "root"])
     for field in fields(PretrainConfig):

@@ -133,8 +133,8 @@ def test_assignment_needs_an_equals_sign():
 
 
 def test_the_longer_budget_runs_double_the_epochs_and_meet_their_controls_at_the_ablation_seeds():
-    from avs_lib.config import CONTROLS, get_profile
-    grid = get_profile("cpu").grid
+    from avs_lib.report.grids import CONTROLS, GRIDS
+    grid = GRIDS["cpu"]
     for method in grid.longer:
         control = CONTROLS[method]
         assert build_config("cpu", method).optim.epochs == 2 * build_config("cpu", control).optim.epochs
@@ -145,9 +145,10 @@ def test_the_longer_budget_runs_double_the_epochs_and_meet_their_controls_at_the
 
 def test_companion_profiles_share_the_cpu_recipe_on_data_of_their_own():
     from avs_lib.config import get_profile
+    from avs_lib.report.grids import COMPANIONS, GRIDS
     cpu = get_profile("cpu")
-    for name in cpu.companions:
+    for name in COMPANIONS["cpu"]:
         companion = get_profile(name)
         assert companion.overrides == cpu.overrides and companion.data_root != cpu.data_root
         assert companion.synthetic.videos_per_split == cpu.synthetic.videos_per_split
-        assert companion.grid is not None and not companion.companions
+        assert name in GRIDS and name not in COMPANIONS

@@ -11,7 +11,7 @@ from avs_lib.cli import main
 from avs_lib.config import build_config
 from avs_lib.data import AVSBenchMS3, AVSBenchS4
 from avs_lib.data.boxes import read_voc_annotation
-from avs_lib.data.crop_labels import (
+from avs_lib.datatools.crop_labels import (
     ORIGIN_COPIED,
     ORIGIN_MASK,
     bootstrap_crop_labels,

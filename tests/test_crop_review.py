@@ -12,7 +12,7 @@ import pytest
 from official_layout import FRAME_SIZE, voc_xml, write_mask, write_ms3, write_s4
 
 from avs_lib.data import AVSBenchS4
-from avs_lib.data.crop_labels import bootstrap_crop_labels
+from avs_lib.datatools.crop_labels import bootstrap_crop_labels
 from avs_lib.report.crop_review import (
     box_iou,
     box_statistics,

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from avs_lib.config import Grid, build_config, save_config, to_dict
-from avs_lib.engine import runs
+from avs_lib.config import build_config, save_config, to_dict
 from avs_lib.engine.provenance import write_provenance
-from avs_lib.report import experiments
+from avs_lib.report import experiments, runs
+from avs_lib.report.grids import Grid
 
 
 def fake_run(runs_dir, method, seed, miou=0.5, listening=0.2, steps=3, clips=None, config=None):
@@ -290,22 +290,6 @@ def test_loss_curves_are_long_with_one_row_per_step_and_term(tmp_path):
     assert long.loc[(long["term"] == "total") & (long["global_step"] == 2), "value"].item() == 1.0
 
 
-def test_loss_terms_long_keeps_loss_columns_only():
-    steps = pd.DataFrame(
-        {
-            "epoch": [0, 0],
-            "step": [0, 1],
-            "global_step": [1, 2],
-            "lr": [1e-4, 1e-4],
-            "total": [2.0, 1.5],
-            "first_frame_bce": [1.0, 0.7],
-        }
-    )
-    long = experiments.loss_terms_long(steps, "baseline", 0)
-    assert list(long.columns) == ["method", "seed", "global_step", "term", "value"]
-    assert sorted(set(long["term"])) == ["first_frame_bce", "total"] and len(long) == 4
-
-
 def test_per_category_carries_method_seed_and_iou(tmp_path):
     fake_run(tmp_path, "tpavi", 0, miou=0.25)
     table = experiments.per_category(tmp_path)
@@ -403,8 +387,9 @@ def test_the_laptop_profiles_fix_one_thread_per_run_and_fit_gives_the_callers_co
     import avs_lib.engine.train as train_module
 
     seen = []
-    original = train_module._fit
-    monkeypatch.setattr(train_module, "_fit", lambda *a: seen.append(torch.get_num_threads()) or original(*a))
+    original = train_module.train_one_epoch
+    monkeypatch.setattr(train_module, "train_one_epoch",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)

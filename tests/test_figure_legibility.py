@@ -17,7 +17,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from avs_lib.data.synth import CLASS_LOOKS
+from avs_lib.datatools.synth import CLASS_LOOKS
 from avs_lib.report import experiments, inspection, notebooks, viz
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import torchvision
 import yaml
 
 from avs_lib.config import build_config
-from avs_lib.engine.gradflow import (
+from avs_lib.engine.system import AVSSystem
+from avs_lib.report.gradflow import (
     CHANCE_CROP_CE,
     crop_health,
     crop_health_table,
@@ -18,7 +19,6 @@ from avs_lib.engine.gradflow import (
     gradient_flow_table,
     run_crop_health,
 )
-from avs_lib.engine.system import AVSSystem
 
 CROP_TERMS = ["crop_ce", "crop_pairwise", "audio_crop_cosine"]
 

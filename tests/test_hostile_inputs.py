@@ -26,8 +26,9 @@ import soundfile
 import torch
 from PIL import Image
 
-from avs_lib.data import AVSBenchS4, check_dataset, load_audio_examples
+from avs_lib.data import AVSBenchS4, load_audio_examples
 from avs_lib.data.avsbench import S4_LAYOUT, clip_paths, read_metadata
+from avs_lib.datatools.check import check_dataset
 from avs_lib.engine.evaluate import _save_masks
 
 SIZE = 32
@@ -36,7 +37,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """2 train / 2 val / 2 test clips at 32 px, with official-style log-mel pickles added."""
-    from avs_lib.data.synth import make_dataset
+    from avs_lib.datatools.synth import make_dataset
 
     root = tmp_path_factory.mktemp("hostile") / "base"
     make_dataset(root, videos_per_split=(2, 2, 2), image_size=SIZE, seed=0, progress=False, workers=1)
@@ -535,7 +536,7 @@ def test_resume_drops_the_torn_last_line_a_killed_run_left(tmp_path):
 @pytest.fixture
 def no_data_prep(tmp_path, monkeypatch):
     """`train` without generating or pretraining anything: these tests are about its errors."""
-    from avs_lib.engine import runs
+    from avs_lib.report import runs
 
     monkeypatch.setattr(runs, "prepare_data", lambda profile, root=None, progress=False, **kwargs: tmp_path / "data")
     monkeypatch.setattr(runs, "starting_weights", lambda *args, **kwargs: {})
@@ -884,7 +885,7 @@ def test_crop_labels_refuse_to_write_through_a_symlinked_folder_leaving_the_root
 
 
 def test_crop_labels_refuse_to_write_through_a_symlinked_file_leaving_the_root(base, tmp_path):
-    from avs_lib.data.crop_labels import bootstrap_crop_labels
+    from avs_lib.datatools.crop_labels import bootstrap_crop_labels
 
     root = tmp_path / "data"
     shutil.copytree(base, root)

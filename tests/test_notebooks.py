@@ -67,7 +67,7 @@ def test_every_notebook_runs_and_saves_its_figures(executed):
 @pytest.mark.timeout(900)
 def test_smoke_runs_and_the_crop_label_review_land_in_the_profile_folder(executed):
     smoke = executed / "runs" / "smoke"
-    (data_folder,) = smoke.glob("s4-*")  # runs are keyed by dataset and data root (engine.runs.data_key)
+    (data_folder,) = smoke.glob("s4-*")  # runs are keyed by dataset and data root (report.runs.data_key)
     assert sorted(p.parent.name for p in data_folder.glob("*/summary.json")) == [
         "counterfactual_seed0", "thesis_seed0", "tpavi_seed0", "visual_only_seed0"]
     assert (data_folder / "crop_label_review.csv").is_file()

@@ -116,20 +116,18 @@ SMALL_OWN_LABELS = [s for s in SMALL if s != "data.crop_labels=true"]
 def fixed_code_version(monkeypatch):
     """One code version for the whole test: the sources may be edited while it runs."""
     from avs_lib.engine import provenance
-    from avs_lib.report import experiments
 
-    for module in (provenance, experiments):
-        monkeypatch.setattr(module, "code_version", lambda: "this code")
+    monkeypatch.setattr(provenance, "code_version", lambda: "this code")  # the report reads it from there
 
 
 def _grid(method: str = "tpavi"):
-    from avs_lib.config import Grid
+    from avs_lib.report.grids import Grid
 
     return Grid((method,), (0,))
 
 
 def _weights(weights) -> dict:
-    from avs_lib.engine.runs import weight_overrides
+    from avs_lib.report.runs import weight_overrides
 
     return weight_overrides(*map(str, weights))
 
@@ -168,9 +166,9 @@ def _finished(run_cfg) -> None:
 
 def test_an_edited_crop_label_retrains_the_runs_that_read_labels_and_names_the_file(tmp_path, monkeypatch,
                                                                                     fixed_code_version):
-    from avs_lib.config import Grid
-    from avs_lib.engine.runs import run_config
     from avs_lib.report import experiments
+    from avs_lib.report.grids import Grid
+    from avs_lib.report.runs import run_config
 
     data, runs_dir = tmp_path / "Single-source", tmp_path / "runs"
     specs = write_s4(data, crop_labels=True, clips=S4_TREE)
@@ -195,8 +193,8 @@ def test_a_log_mel_only_tree_passes_the_checks_of_a_profile_that_reads_log_mels(
     import shutil
 
     from avs_lib.cli import main
-    from avs_lib.data import check_dataset
-    from avs_lib.engine.runs import prepare_data
+    from avs_lib.datatools.check import check_dataset
+    from avs_lib.report.runs import prepare_data
 
     data = tmp_path / "Single-source"
     write_s4(data, crop_labels=True, clips=S4_TREE)
@@ -210,7 +208,7 @@ def test_a_log_mel_only_tree_passes_the_checks_of_a_profile_that_reads_log_mels(
 
 
 def test_an_ms3_root_read_as_s4_names_the_flag_that_reads_it(tmp_path):
-    from avs_lib.engine.runs import prepare_data
+    from avs_lib.report.runs import prepare_data
 
     data = tmp_path / "Multi-sources"
     write_ms3(data, clips=MS3_TREE)
@@ -224,9 +222,9 @@ def test_an_ms3_root_read_as_s4_names_the_flag_that_reads_it(tmp_path):
 
 def _trained_system(data: Path, runs_dir: Path, weights, sets: list[str]):
     """A paper-profile system as `train.fit` builds it (seeded), its weights changed as by training."""
-    from avs_lib.engine.runs import run_config
     from avs_lib.engine.system import AVSSystem
     from avs_lib.engine.train import seed_everything
+    from avs_lib.report.runs import run_config
 
     cfg = run_config("paper", "thesis", 0, data, runs_dir, weights=weights, overrides=sets)
     seed_everything(cfg.seed)
@@ -304,27 +302,31 @@ viz.save_figure = _recording_save"""
 REPORT_FIGURES = "print('figures:', {name: empty for name, empty in sorted(saved_figures.items())})"
 
 
-def run_data_notebook(tmp_path: Path, data_root: Path, overrides: list[str]) -> tuple[str, dict[str, list]]:
-    """Notebook 01 under papermill on `data_root` with the paper profile; returns the text of
-    its outputs and the saved figures with their empty axes."""
+def run_recorded_notebook(tmp_path: Path, name: str, parameters: dict) -> tuple[str, dict[str, list]]:
+    """Notebook `name` under papermill with the paper profile, its runs and figures in `tmp_path`;
+    returns the text of its outputs (warnings included) and the saved figures with their empty axes."""
     import ast
 
     import papermill
 
-    notebook = nbformat.read(NOTEBOOK_DIR / "01_data_inspection.ipynb", as_version=4)
+    notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     imports = next(i for i, c in enumerate(notebook.cells) if "from avs_lib.report import" in c.source)
     notebook.cells.insert(imports + 1, nbformat.v4.new_code_cell(RECORD_FIGURES))
     notebook.cells.append(nbformat.v4.new_code_cell(REPORT_FIGURES))
-    nbformat.write(notebook, tmp_path / "01_data_inspection.ipynb")
-    out = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(tmp_path / "01_data_inspection.ipynb"), str(out), cwd=str(tmp_path),
-                               parameters={"PROFILE": "paper", "DATA_ROOT": str(data_root), "OVERRIDES": overrides,
-                                           "RUNS_DIR": str(tmp_path / "runs"), "FIGURES_DIR": str(tmp_path / "figures")},
-                               kernel_name="python3", progress_bar=False)
+    nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    out = tmp_path / f"{name}_executed.ipynb"
+    papermill.execute_notebook(str(tmp_path / f"{name}.ipynb"), str(out), cwd=str(tmp_path), kernel_name="python3",
+                               parameters={"PROFILE": "paper", "RUNS_DIR": str(tmp_path / "runs"),
+                                           "FIGURES_DIR": str(tmp_path / "figures"), **parameters},
+                               progress_bar=False)
     outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    figures = ast.literal_eval(text.split("figures: ")[-1].strip())
+    figures = ast.literal_eval(text.split("figures: ")[-1].strip().splitlines()[0])
     return text, figures
+
+
+def run_data_notebook(tmp_path: Path, data_root: Path, overrides: list[str]) -> tuple[str, dict[str, list]]:
+    return run_recorded_notebook(tmp_path, "01_data_inspection", {"DATA_ROOT": str(data_root), "OVERRIDES": overrides})
 
 
 @pytest.mark.slow
@@ -353,3 +355,29 @@ def test_notebook_01_on_ms3_names_clips_without_an_empty_category_and_draws_no_e
     assert {"data_class_counts", "data_mask_area", "data_sound_ms3clip0", "data_sound_ms3clip1",
             "data_clip_ground_truth"} <= set(figures)
     assert {name: empty for name, empty in figures.items() if empty} == {}
+
+
+# ---------------------------------------------------------------- notebooks 03-05 on a real tree (#29)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_notebooks_03_to_05_on_a_real_s4_tree_draw_the_audio_change_diagnostics_and_no_empty_figure(tmp_path,
+                                                                                                     weights):
+    data = tmp_path / "Single-source"
+    write_s4(data, crop_labels=True, clips=S4_TREE)
+    grid = {"DATA_ROOT": str(data), "DEVICE": "cpu", "METHODS": ["tpavi", "thesis"], "SEEDS": [0],
+            "RESNET_WEIGHTS": str(weights[0]), "VGGISH_WEIGHTS": str(weights[1])}
+    texts, figures = {}, {}
+    for name, extra in (("03_training", {"OVERRIDES": SMALL}), ("04_evaluation", {}), ("05_failure_cases", {})):
+        texts[name], saved = run_recorded_notebook(tmp_path, name, {**grid, **extra})
+        figures |= saved
+    assert {name: empty for name, empty in figures.items() if empty} == {}
+    assert {"training_validation_curves", "results_audio_change", "failures_audio_swap_tpavi",
+            "failures_audio_swap_thesis"} <= set(figures) and "results_listening_vs_miou" not in figures
+    assert "No artists with labels found" not in texts["03_training"]
+    assert "swapped or silent audio moves a method's val mIoU by at most" in texts["03_training"]
+    assert "With swapped audio" in texts["04_evaluation"] and "to the own-audio mask" in texts["04_evaluation"]
+    assert "most changed: the test clip whose mask with swapped audio has the lowest IoU" in texts["05_failure_cases"]
+    assert "`thesis`, swapped audio: most changed, clip" in texts["05_failure_cases"]
+    assert "No swapped-audio examples" not in texts["05_failure_cases"]

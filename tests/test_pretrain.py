@@ -8,7 +8,7 @@ import torch
 
 from avs_lib.data.errors import DataFormatError
 from avs_lib.data.sidecar import read_sidecar
-from avs_lib.engine.pretrain import (
+from avs_lib.datatools.pretrain import (
     AUDIO_FILE,
     REPORT_FILE,
     VISUAL_FILE,
@@ -138,7 +138,7 @@ def test_audio_weights_only_for_the_small_encoder_and_must_fit(tmp_path):
 def test_ensure_pretrained_reuses_an_up_to_date_report_and_redoes_a_stale_one(tiny_synth, pretrained, tmp_path):
     import shutil
 
-    from avs_lib.engine.pretrain import ensure_pretrained
+    from avs_lib.datatools.pretrain import ensure_pretrained
 
     out, report = pretrained
     visual = out / VISUAL_FILE
@@ -160,7 +160,7 @@ def test_ensure_pretrained_reuses_an_up_to_date_report_and_redoes_a_stale_one(ti
 
 
 def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
-    from avs_lib.engine.pretrain import ensure_pretrained
+    from avs_lib.datatools.pretrain import ensure_pretrained
 
     (tmp_path / REPORT_FILE).write_text("{not json")
     with pytest.raises(ValueError, match=REPORT_FILE):
@@ -169,7 +169,7 @@ def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
 
 def test_overrides_from_a_report_build_every_method(pretrained):
     from avs_lib.config import build_config
-    from avs_lib.engine.pretrain import weight_overrides_from
+    from avs_lib.datatools.pretrain import weight_overrides_from
     from avs_lib.engine.system import AVSSystem
 
     _, report = pretrained
@@ -183,7 +183,7 @@ def test_overrides_from_a_report_build_every_method(pretrained):
 
 
 def test_starting_weights_prefer_the_users_files_and_pretrain_only_on_synthetic_data(tmp_path):
-    from avs_lib.engine.runs import starting_weights
+    from avs_lib.report.runs import starting_weights
 
     given = starting_weights("cpu", tmp_path / "synth", resnet_weights="/w/r.pth")
     assert given == {"model": {"resnet_weights": "/w/r.pth", "crop_weights": "/w/r.pth"}}
@@ -195,8 +195,8 @@ def test_starting_weights_prefer_the_users_files_and_pretrain_only_on_synthetic_
 
 
 def test_starting_weights_pretrain_the_smoke_data_once(tmp_path):
-    from avs_lib.engine.pretrain import PRETRAINED_FOLDER
-    from avs_lib.engine.runs import prepare_data, starting_weights
+    from avs_lib.datatools.pretrain import PRETRAINED_FOLDER
+    from avs_lib.report.runs import prepare_data, starting_weights
 
     root = prepare_data("smoke", tmp_path / "synth")
     first = starting_weights("smoke", root, quiet=True)
@@ -245,7 +245,7 @@ def test_a_run_names_its_frozen_encoders_files_and_loads_them_bit_for_bit(tiny_s
     import shutil
 
     from avs_lib.config import build_config
-    from avs_lib.engine.pretrain import weight_overrides_from
+    from avs_lib.datatools.pretrain import weight_overrides_from
     from avs_lib.engine.system import load_system
     from avs_lib.engine.train import fit
 

@@ -14,10 +14,10 @@ from avs_lib.engine.provenance import (
     PROVENANCE_FILE,
     code_version,
     git_state,
-    read_provenance,
     write_provenance,
 )
 from avs_lib.report.experiments import _run_status
+from avs_lib.report.runs import data_change, read_provenance
 
 
 def test_provenance_records_code_git_versions_device_and_command(tmp_path):
@@ -128,7 +128,7 @@ def test_reuse_stale_does_not_keep_a_run_of_another_config(tmp_path):
 def test_the_data_fingerprint_names_what_changed(tmp_path):
     import os
 
-    from avs_lib.engine.provenance import data_change, data_fingerprint
+    from avs_lib.engine.provenance import data_fingerprint
 
     audio = tmp_path / "s4_data" / "audio_log_mel" / "train" / "dog_barking"
     audio.mkdir(parents=True)

@@ -11,9 +11,9 @@ from official_layout import write_ms3, write_s4
 
 from avs_lib.config import build_config
 from avs_lib.engine.datasets import build_dataset
-from avs_lib.engine.evaluate import SIDECAR_ONLY_NOTE, evaluate_system, swap_partners
+from avs_lib.engine.evaluate import evaluate_system, swap_partners
 from avs_lib.engine.system import AVSSystem
-from avs_lib.metrics import AudioChangeMeter, predicted_area, prediction_iou
+from avs_lib.metrics import SIDECAR_ONLY_NOTE, AudioChangeMeter, predicted_area, prediction_iou
 
 ON, OFF = 10.0, -10.0  # logits far on either side of the 0.5 threshold
 

@@ -241,7 +241,7 @@ def test_the_printed_estimate_is_within_20_percent_of_a_measured_smoke_grid(tiny
     time of an idle core, and other jobs on a shared machine do not decide the test."""
     import time
 
-    from avs_lib.config import Grid
+    from avs_lib.report.grids import Grid
 
     monkeypatch.setattr(time, "perf_counter", time.process_time)
     printed_at = []
@@ -268,7 +268,7 @@ def test_a_grid_shows_each_warning_once_across_its_warm_up_and_its_runs(tiny_syn
     start; the report shows each such warning once."""
     import warnings
 
-    from avs_lib.config import Grid
+    from avs_lib.report.grids import Grid
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

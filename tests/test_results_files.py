@@ -76,7 +76,7 @@ def test_markdown_table_is_mean_and_std_over_seeds():
 def test_results_json_records_the_data_root_dataset_fingerprint_and_overrides(tmp_path):
     from avs_lib.config import save_config
     from avs_lib.engine.provenance import write_provenance
-    from avs_lib.engine.runs import run_config
+    from avs_lib.report.runs import run_config
 
     runs = _runs()
     for i, (method, seed) in enumerate(zip(runs["method"], runs["seed"], strict=True)):

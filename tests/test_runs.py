@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from avs_lib import cli
-from avs_lib.config import PROFILES, Grid, build_config, get_profile, to_dict
+from avs_lib.config import PROFILES, build_config, get_profile, to_dict
 from avs_lib.configtools import ConfigError
-from avs_lib.data.synth import make_dataset
-from avs_lib.engine import runs
-from avs_lib.report import experiments
+from avs_lib.datatools.synth import make_dataset
+from avs_lib.report import experiments, runs
+from avs_lib.report.grids import GRIDS, Grid
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def _grid_configs(profile, grid, root, runs_dir, monkeypatch, **options):
 def test_cli_train_resolves_every_run_of_the_cpu_grid_as_the_report_does(cpu_start, tmp_path, monkeypatch):
     root, _ = cpu_start
     runs_dir = tmp_path / "runs"
-    grid = get_profile("cpu").grid
+    grid = GRIDS["cpu"]
     from_grid = _grid_configs("cpu", grid, root, runs_dir, monkeypatch)
     assert [(c.name, c.seed) for c in from_grid] == grid.pairs
     for cfg in from_grid:

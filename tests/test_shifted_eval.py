@@ -10,9 +10,9 @@ import torch
 from avs_lib.config import build_config, to_dict
 from avs_lib.data.sidecar import sounding_on_screen
 from avs_lib.engine.checkpoint import atomic_torch_save
-from avs_lib.engine.runs import prepare_data
 from avs_lib.engine.system import AVSSystem
 from avs_lib.report import shifted
+from avs_lib.report.runs import prepare_data
 
 
 def _saved_run(root, runs_dir):
@@ -29,7 +29,7 @@ def _saved_run(root, runs_dir):
 def test_every_run_is_scored_on_every_shifted_root_and_reused_after(tmp_path):
     root = prepare_data("smoke", tmp_path / "synth")
     roots = shifted.shifted_roots("smoke", root)
-    from avs_lib.data.synth import shifted_test_name
+    from avs_lib.datatools.synth import shifted_test_name
     assert list(roots) == [shifted_test_name(s) for s in shifted.SHIFTS]  # one factor each, then all four
     assert {"shifted_looks3", "shifted_colours", "shifted_snr10db", "shifted_snr0db", "shifted_offscreen0.2",
             "shifted_looks3_colours_offscreen0.2_snr0db", "shifted_looks3_colours_offscreen0.2_snr10db"} == set(roots)

@@ -33,9 +33,9 @@ import pytest
 import torch
 from smoke_replay import replay
 
-from avs_lib.engine import runs
 from avs_lib.engine.provenance import machine_record
 from avs_lib.engine.train import fit, read_steps
+from avs_lib.report import runs
 
 EXPECTED = Path(__file__).parent / "fixtures" / "smoke_expected.json"
 METHODS = ("tpavi", "thesis", "counterfactual")

@@ -16,7 +16,7 @@ from avs_lib.data.audio import waveform_to_examples
 from avs_lib.data.boxes import box_from_mask, read_voc
 from avs_lib.data.categories import CATEGORY_TO_INDEX, NUM_CLASSES, S4_CATEGORIES
 from avs_lib.data.sidecar import read_info, read_sidecar
-from avs_lib.data.synth import (
+from avs_lib.datatools.synth import (
     CLASS_LOOKS,
     CLASS_SOUNDS,
     SynthParams,

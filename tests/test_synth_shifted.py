@@ -15,7 +15,7 @@ from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import AVSBenchS4
 from avs_lib.data.boxes import read_voc
 from avs_lib.data.sidecar import read_info, read_sidecar, sounding_on_screen
-from avs_lib.data.synth import (
+from avs_lib.datatools.synth import (
     CLASS_LOOKS,
     SHARED_HUES,
     ShiftParams,
@@ -23,7 +23,6 @@ from avs_lib.data.synth import (
     _shifted_looks,
     clip_paths,
     ensure_shifted_test,
-    ensure_shifted_tests,
     look_variant,
     make_dataset,
     make_shifted_test,
@@ -166,13 +165,6 @@ def test_ensure_shifted_test_reuses_a_matching_root_and_remakes_another(shifted,
     assert info.seconds > 0 and read_info(info.root)["parameters"]["shift"]["snr_db"] == 10.0
 
 
-def test_ensure_shifted_tests_makes_one_root_per_noise_level(tmp_path):
-    made = ensure_shifted_tests(tmp_path, SynthParams((1, 1, 2), 48, seed=1, num_classes=8), (10.0, 0.0),
-                                offscreen_fraction=0.5, workers=1)
-    assert sorted(made) == ["shifted_looks3_colours_offscreen0.5_snr0db", "shifted_looks3_colours_offscreen0.5_snr10db"]
-    assert all((tmp_path / name / "s4_meta_data.csv").is_file() for name in made)
-
-
 @pytest.mark.parametrize("bad", [{"looks_per_class": 0}, {"looks_per_class": 5}, {"snr_db": math.inf},
                                  {"offscreen_fraction": 1.5}, {"snr_db_range": (10.0, 0.0)},
                                  {"snr_db_range": (0.0, math.nan)}, {"snr_db_range": (0.0, 5.0), "snr_db": 3.0}])
@@ -225,14 +217,14 @@ def test_a_trained_model_is_evaluated_on_the_shifted_root_without_retraining(tmp
 
 
 def _plans_by_split(params):
-    from avs_lib.data.synth import plan_clips
+    from avs_lib.datatools.synth import plan_clips
     plans = plan_clips(params)
     return {split: [(p.name, p.classes, p.swap_partner, p.start) for p in plans if p.split == split]
             for split in ("train", "val", "test")}
 
 
 def test_a_test_seed_redraws_only_the_test_split_with_names_of_its_own():
-    from avs_lib.data.synth import synth_info_json, synth_params
+    from avs_lib.datatools.synth import synth_info_json, synth_params
     base = synth_params((16, 8, 8), image_size=64, num_classes=8)
     fresh = dataclasses.replace(base, test_seed=1)
     old, new = _plans_by_split(base), _plans_by_split(fresh)
@@ -245,7 +237,7 @@ def test_a_test_seed_redraws_only_the_test_split_with_names_of_its_own():
 
 
 def test_the_development_test_root_is_the_old_test_split_byte_for_byte(tmp_path):
-    from avs_lib.data.synth import ensure_development_test, make_dataset, synth_params
+    from avs_lib.datatools.synth import ensure_development_test, make_dataset, synth_params
     counts = (6, 4, 4)
     make_dataset(tmp_path / "old", counts, image_size=64, num_classes=8, workers=1, progress=False)
     make_dataset(tmp_path / "fresh", counts, image_size=64, num_classes=8, test_seed=1, workers=1, progress=False)
@@ -285,7 +277,7 @@ def test_an_snr_range_draws_each_clips_noise_level_inside_it_and_differently_per
 
 def test_a_harder_profile_applies_its_shift_to_every_split_and_reads_back_as_the_same_data(tmp_path):
     from avs_lib.config import SyntheticData
-    from avs_lib.data.synth import make_profile_dataset, profile_params, synth_info_json
+    from avs_lib.datatools.synth import make_profile_dataset, profile_params, synth_info_json
     spec = SyntheticData((2, 2, 2), 64, num_classes=8, looks_per_class=3, shared_colours=True, snr_db_range=(0.0, 20.0))
     assert profile_params(spec).shift == ShiftParams(3, True, snr_db_range=(0.0, 20.0))
     assert profile_params(SyntheticData((2, 2, 2), 64)).shift is None  # the plain profiles' data is as before

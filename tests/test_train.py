@@ -106,7 +106,7 @@ def _train_cmd(data_root, out, extra=()):
 
 def _run_dir(data_root, out) -> Path:
     """Where `_train_cmd(data_root, out)` trains (runs are filed by the data they read)."""
-    from avs_lib.engine.runs import run_folder
+    from avs_lib.report.runs import run_folder
 
     return run_folder("smoke", data_root, out) / "counterfactual_seed0"
 

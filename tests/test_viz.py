@@ -165,6 +165,11 @@ def test_plot_waveform_and_logmel_has_waveform_logmel_and_colourbar(tmp_path, sh
     _saves_png(fig, "audio", tmp_path)
 
 
+def test_a_tree_of_log_mels_only_draws_the_log_mels_alone():
+    fig = viz.plot_waveform_and_logmel(None, 0, torch.zeros(5, 1, 96, 64))
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlim() == pytest.approx((0.0, 5 * 0.96))
+
+
 def test_plot_boxes_on_frames_draws_each_box_on_its_pixels(tmp_path):
     boxes = np.array([[1, 2, 4, 6]] * T)
     fig = viz.plot_boxes_on_frames(_frames(), boxes, masks=[_square(), None, _square()])
@@ -234,6 +239,37 @@ def test_plot_listening_vs_miou_is_one_panel(tmp_path):
     _saves_png(fig, "listening", tmp_path)
 
 
+def _audio_changes(thesis_iou: float = 0.6) -> pd.DataFrame:
+    """Two seeds of tpavi (deaf to a swap) and thesis, with every audio-change column."""
+    df = pd.DataFrame({"method": ["tpavi", "tpavi", "thesis", "thesis"], "seed": [0, 1, 0, 1]})
+    for audio in ("swapped", "silent"):
+        df[f"test_{audio}_iou_to_true"] = [1.0, 1.0, thesis_iou - 0.1, thesis_iou + 0.1]
+        df[f"test_{audio}_moved_share"] = [0.0, 0.0, 0.5, 0.5]
+        df[f"test_{audio}_miou_change"] = [0.0, 0.0, -0.1, -0.1]
+        df[f"test_{audio}_abs_area_change"] = [0.0, 0.0, 0.2, 0.2]
+    return df
+
+
+def test_audio_change_draws_a_panel_per_diagnostic_with_the_seed_means_of_each_audio(tmp_path):
+    fig, table = viz.plot_audio_change(_audio_changes(), order=["tpavi", "thesis"])
+    assert [ax.get_title() for ax in fig.axes] == list(viz.AUDIO_CHANGES.values()) and all(a.has_data() for a in fig.axes)
+    iou = table[table["diagnostic"] == "iou_to_true"].set_index(["method", "audio"])["mean"]
+    assert iou.to_dict() == pytest.approx({("tpavi", "swapped"): 1.0, ("thesis", "swapped"): 0.6,
+                                          ("tpavi", "silent"): 1.0, ("thesis", "silent"): 0.6})
+    _saves_png(fig, "audio_change", tmp_path)
+
+
+def test_audio_change_sentence_names_the_method_whose_mask_changes_most_or_says_they_change_alike():
+    from avs_lib.report.answer import audio_change_text
+
+    text = audio_change_text(viz.plot_audio_change(_audio_changes())[1])
+    assert text.startswith("With swapped audio the mask of `thesis` changes most: IoU 0.600 to the own-audio mask, "
+                           "50% of clips moved (IoU < 0.5), mIoU -0.100, |area change| 20.0% of the frame; "
+                           "`tpavi` least (IoU 1.000).")
+    alike = audio_change_text(viz.plot_audio_change(_audio_changes(thesis_iou=1.0))[1])
+    assert "With silent audio every method's mask changes alike: IoU 1.000" in alike
+
+
 def test_plot_per_category_has_a_point_per_method_and_category_with_the_seed_spread(tmp_path):
     df = pd.DataFrame(
         {
@@ -244,21 +280,16 @@ def test_plot_per_category_has_a_point_per_method_and_category_with_the_seed_spr
         }
     )
     fig, numbers = viz.plot_per_category(df)
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2 * 3  # per method: the points and two caps
+    points = [line for line in fig.axes[0].lines if line.get_marker() == "o" and len(line.get_xdata())]
+    assert len(fig.axes) == 1 and len(points) == 2  # a line of points per method, at its seed means
+    np.testing.assert_allclose(points[0].get_xdata(), [0.2, 0.3])
+    assert matplotlib.colors.to_hex(points[0].get_color()) == viz.method_color("a")
     a = numbers[(numbers["method"] == "a") & (numbers["category"] == "helicopter")].iloc[0]
     assert a["mean"] == pytest.approx(0.2) and a["std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
     _saves_png(fig, "per_category", tmp_path)
 
 
 # ---------------------------------------------------------------- qualitative figures
-
-
-def test_plot_audio_swap_panels_shows_the_frame_then_each_condition(tmp_path):
-    fig = viz.plot_audio_swap_panels(
-        _frames()[0], [("true audio", _square()), ("swapped", ~_square())]
-    )
-    assert len(fig.axes) == 3
-    _saves_png(fig, "swap", tmp_path)
 
 
 def test_plot_failure_cases_has_four_panels_per_case(tmp_path):
@@ -666,6 +697,17 @@ def test_swap_examples_label_the_hit_and_the_miss():
                                                                          "MISS (follows on 0% of frames)"]
     assert numbers["swapped audio: on swapped-in object"].tolist() == [9, 0]
     assert _has_gid(fig, "empty-marker") == 2
+
+
+def test_real_swap_examples_ring_the_ground_truth_alone_and_count_its_pixels():
+    frame, gt, moved = _frames(1)[0], _square(top=0, left=0), _square(top=4, left=4)
+    rows = [{"outcome": "most changed", "title": "clip", "frame": frame, "sounding": gt, "swapped_in": None,
+             "follows": None, "panels": [("true audio", gt), ("swapped audio", moved), ("silent audio", gt)]}]
+    fig, numbers = viz.plot_swap_examples(rows)
+    assert fig.axes[0].get_title() == "ground truth: dashed ring"
+    assert fig.subfigs[0].get_suptitle() == "MOST CHANGED: clip"
+    assert numbers[["true audio: on sounding object", "swapped audio: on sounding object"]].values.tolist() == [[9, 0]]
+    assert not any("swapped-in" in column for column in numbers.columns)
 
 
 def test_pick_clips_by_quantiles_states_its_rule():

@@ -72,8 +72,8 @@ def shown_runs(runs_dir: Path) -> list[str]:
 
 def runs_folder(runs_dir: Path, profile: str) -> Path:
     """Where a profile's runs are: RUNS_DIR/PROFILE/{dataset}-{digest of its data root}
-    (`engine.runs.run_folder`) when the profile's data are here, else RUNS_DIR/PROFILE."""
-    from avs_lib.engine.runs import data_root_of, run_folder
+    (`report.runs.run_folder`) when the profile's data are here, else RUNS_DIR/PROFILE."""
+    from avs_lib.report.runs import data_root_of, run_folder
 
     root = data_root_of(profile)
     root = root if root.is_absolute() else REPO / root

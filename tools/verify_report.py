@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from avs_lib.config import Grid
-from avs_lib.engine import runs
 from avs_lib.engine.provenance import machine_record
+from avs_lib.report import runs
 from avs_lib.report.experiments import train_grid
+from avs_lib.report.grids import Grid
 from avs_lib.report.results import read_results, split_and_metric
 
 ROOT = Path(__file__).resolve().parents[1]

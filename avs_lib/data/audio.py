@@ -1,9 +1,8 @@
-"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64], as the VGGish reference front end.
+"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64].
 
-The numbers follow the reference VGGish input pipeline, so that the frozen VGGish weights see
-what they were trained on: 16 kHz mono, 25 ms periodic Hann windows every 10 ms, a 512-point
-FFT magnitude, 64 HTK-mel bands between 125 and 7500 Hz, log(mel + 0.01), and 96 frames
-(0.96 s) per example.
+The numbers follow the reference VGGish input pipeline, so the frozen VGGish weights see what they were
+trained on: 16 kHz mono, 25 ms periodic Hann windows every 10 ms, a 512-point FFT magnitude, 64 HTK-mel
+bands between 125 and 7500 Hz, log(mel + 0.01), and 96 frames (0.96 s) per example.
 """
 
 from __future__ import annotations
@@ -39,13 +38,8 @@ def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(frequency, dtype=np.float64) / 700.0)
 
 
-def mel_matrix(
-    num_bands: int = NUM_MEL_BANDS,
-    num_bins: int = FFT_LENGTH // 2 + 1,
-    sample_rate: int = SAMPLE_RATE,
-    low_hz: float = MEL_MIN_HZ,
-    high_hz: float = MEL_MAX_HZ,
-) -> np.ndarray:
+def mel_matrix(num_bands: int = NUM_MEL_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
+               sample_rate: int = SAMPLE_RATE, low_hz: float = MEL_MIN_HZ, high_hz: float = MEL_MAX_HZ) -> np.ndarray:
     """[num_bins, num_bands] triangular filters on the mel scale, peak 1, no area normalisation."""
     bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2, num_bins))  # [num_bins]
     edges = np.linspace(hertz_to_mel(low_hz), hertz_to_mel(high_hz), num_bands + 2)
@@ -73,11 +67,8 @@ def log_mel_spectrogram(waveform: np.ndarray) -> np.ndarray:
 
 
 def waveform_to_examples(waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
-    """Waveform in [-1, 1], [n] or [n, channels], at any rate -> float32 [examples, 1, 96, 64].
-
-    Trailing frames that do not fill a whole example are dropped (as VGGish does); audio
-    shorter than one example (0.975 s at 16 kHz) gives zero examples.
-    """
+    """Waveform in [-1, 1], [n] or [n, channels], any rate -> float32 [examples, 1, 96, 64]; a last
+    partial example is dropped, as VGGish does."""
     waveform = np.asarray(waveform, dtype=np.float64)
     if waveform.ndim == 2:
         waveform = waveform.mean(axis=1)  # [n, channels] -> [n]
@@ -95,11 +86,8 @@ def waveform_to_examples(waveform: np.ndarray, sample_rate: int) -> torch.Tensor
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a WAV as float32 in [-1, 1]: [n] mono or [n, channels]; returns (waveform, rate).
-
-    PCM is read as left-aligned int32 and divided by 2**31, which is exactly int16 / 32768
-    and 8-bit unsigned (x - 128) / 128.
-    """
+    """(float32 waveform in [-1, 1], [n] or [n, channels]; rate). PCM is read as left-aligned int32
+    / 2**31, exactly int16 / 32768 and 8-bit (x - 128) / 128."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"WAV file not found: {path}")
@@ -111,9 +99,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         else:
             waveform, rate = soundfile.read(str(path), dtype="float32")
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise DataFormatError(
-            path, f"unreadable audio ({error}); expected a PCM or float WAV"
-        ) from None
+        raise DataFormatError(path, f"unreadable audio ({error}); expected a PCM or float WAV") from None
     return waveform, rate
 
 
@@ -126,19 +112,13 @@ def wav_problem(waveform: np.ndarray) -> str | None:
         return "the WAV contains NaN or infinite samples, expected finite values in [-1, 1]"
     peak = float(np.abs(waveform).max()) if waveform.size else 0.0
     if peak > MAX_PEAK:
-        return (
-            f"peak amplitude {peak:g}, expected samples within [-1, 1] "
-            "(a float WAV holding integer-scaled samples?)"
-        )
+        return f"peak amplitude {peak:g}, expected samples within [-1, 1] (a float WAV holding integer-scaled samples?)"
     return None
 
 
 def wav_conversion(channels: int, sample_rate: int) -> str | None:
-    """What reading a WAV of this format converts (mixed to mono, resampled), or None.
-
-    These are the VGGish front end's own conversions, so they are done -- and announced once
-    per dataset by the readers and listed by check-data -- rather than refused.
-    """
+    """What reading a WAV of this format converts, or None: the VGGish front end's own conversions,
+    so they are done (and announced once per dataset) rather than refused."""
     changes = []
     if channels != 1:
         changes.append(f"{channels} channels mixed to mono")
@@ -148,12 +128,8 @@ def wav_conversion(channels: int, sample_rate: int) -> str | None:
 
 
 def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
-    """WAV -> [seconds, 1, 96, 64]; a short clip is padded by repeating its last example.
-
-    Rule: the clip must last at least ``seconds - 1`` seconds (and hold one whole example);
-    a shorter clip is an error rather than mostly padding. Longer clips keep their first
-    ``seconds`` examples. Non-finite or absurdly scaled samples are an error (``wav_problem``).
-    """
+    """WAV -> [seconds, 1, 96, 64], the first `seconds` examples; a clip of at least ``seconds - 1``
+    s is padded by repeating its last example, a shorter one is an error rather than mostly padding."""
     if seconds < 1:
         raise ValueError(f"seconds must be >= 1, got {seconds}")
     waveform, rate = read_wav(wav_path)
@@ -163,14 +139,10 @@ def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
     duration = waveform.shape[0] / rate
     minimum = max(seconds - 1, SAMPLES_PER_EXAMPLE / SAMPLE_RATE)
     if waveform.shape[0] == 0:
-        raise DataFormatError(
-            wav_path, f"the WAV holds no samples, expected at least {minimum:g} s of audio"
-        )
+        raise DataFormatError(wav_path, f"the WAV holds no samples, expected at least {minimum:g} s of audio")
     if duration < minimum:
-        raise DataFormatError(
-            wav_path,
-            f"audio lasts {duration:.3f} s, expected at least {minimum:g} s (for {seconds} examples)",
-        )
+        raise DataFormatError(wav_path, f"audio lasts {duration:.3f} s, expected at least {minimum:g} s "
+                                        f"(for {seconds} examples)")
     examples = waveform_to_examples(waveform, rate)[:seconds]  # [n <= seconds, 1, 96, 64]
     missing = seconds - examples.shape[0]
     if missing > 0:
@@ -183,13 +155,8 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path | None:
-    """Where log-mels are cached when no ``cache_dir`` is given: ~/.cache/avs_lib/logmel; None
-    where HOME is unset, empty or ``/`` (a service account, a bare container), whose "home"
-    would put the cache at the top of the file system.
-
-    Outside the dataset on purpose: a dataset folder may be read-only or shared, and what
-    sits in it should be only what the dataset's authors put there.
-    """
+    """~/.cache/avs_lib/logmel (outside the dataset, which may be read-only or shared); None where
+    HOME is unset, empty or ``/``, which would put the cache at the top of the file system."""
     if not os.environ.get("HOME", "").strip():
         return None
     home = Path.home()
@@ -212,22 +179,13 @@ def cache_dir_or(cache_dir: str | Path | None, fallback: Path) -> Path | None:
 
 
 def content_key(path: str | Path) -> str:
-    """A key of the file's bytes (size and BLAKE2b digest): equal keys mean equal content.
-
-    Modification times are not trusted: ``tar -x`` and ``cp -p`` give a replaced file an old one.
-    """
+    """Size and BLAKE2b digest of the file's bytes; not mtimes (``tar -x``, ``cp -p`` keep old ones)."""
     data = Path(path).read_bytes()
     return f"{len(data)}-{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
-def log_mel_cache_path(
-    wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5
-) -> Path:
-    """Where ``load_log_mel_cached`` keeps a WAV's log-mel: named by the WAV's content.
-
-    The name is a function of the bytes (and of ``seconds`` and the front end's version), so a
-    changed WAV gets a new entry whatever its mtime, and equal WAVs share one.
-    """
+def log_mel_cache_path(wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5) -> Path:
+    """Where ``load_log_mel_cached`` keeps a WAV's log-mel, named by the WAV's content."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if folder is None:
         raise ValueError(f"no cache folder for the log-mel of {wav_path}: HOME is unset or empty; "
@@ -235,15 +193,8 @@ def log_mel_cache_path(
     return folder / f"v{CACHE_VERSION}-{seconds}s-{content_key(wav_path)}.logmel.npy"
 
 
-def load_log_mel_cached(
-    wav_path: str | Path,
-    cache_dir: str | Path | None = None,
-    seconds: int = 5,
-) -> torch.Tensor:
-    """``load_audio_examples`` computed once per WAV content and kept as ``.npy`` in ``cache_dir``.
-
-    ``cache_dir`` defaults to ``default_cache_dir()`` (outside the dataset).
-    """
+def load_log_mel_cached(wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5) -> torch.Tensor:
+    """``load_audio_examples`` computed once per WAV content, kept as ``.npy`` in ``cache_dir``."""
     wav_path = Path(wav_path)
     if not wav_path.is_file():
         raise FileNotFoundError(f"WAV file not found: {wav_path}")
@@ -254,10 +205,8 @@ def load_log_mel_cached(
             cached = np.load(cache, allow_pickle=False)
             if cached.shape == expected_shape and cached.dtype == np.float32:
                 return torch.from_numpy(cached)
-            warnings.warn(
-                f"{cache}: cached shape {cached.shape}, expected {expected_shape}; recomputing",
-                stacklevel=2,
-            )
+            warnings.warn(f"{cache}: cached shape {cached.shape}, expected {expected_shape}; recomputing",
+                          stacklevel=2)
         except (OSError, ValueError) as error:
             warnings.warn(f"{cache}: unreadable cache ({error}); recomputing", stacklevel=2)
     examples = load_audio_examples(wav_path, seconds)
@@ -271,14 +220,10 @@ def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_
     """Write [n] or [n, channels] floats in [-1, 1] as 16-bit PCM WAV, atomically."""
     waveform = np.asarray(waveform, dtype=np.float64)
     if waveform.ndim not in (1, 2) or waveform.shape[0] == 0:
-        raise ValueError(
-            f"{path}: waveform must be a non-empty [n] or [n, channels], got shape {waveform.shape}"
-        )
+        raise ValueError(f"{path}: waveform must be a non-empty [n] or [n, channels], got shape {waveform.shape}")
     if not np.all(np.isfinite(waveform)) or np.abs(waveform).max() > 1.0:
         raise ValueError(f"{path}: waveform values must be finite and within [-1, 1]")
-    pcm = np.clip(np.round(waveform * 32768.0), -32768, 32767).astype(
-        np.int16
-    )  # read back as /32768
+    pcm = np.clip(np.round(waveform * 32768.0), -32768, 32767).astype(np.int16)  # read back as /32768
     buffer = io.BytesIO()
     soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
     write_bytes_atomically(Path(path), buffer.getvalue())

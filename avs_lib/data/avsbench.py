@@ -1,7 +1,6 @@
 """AVSBench clips as tensors: the S4 ("Single-source") and MS3 ("Multi-sources") readers.
 
-Both read the official layout as it comes out of the AVSBench download, so a
-checkpoint trained here sees exactly the files the official scripts saw:
+They read the official download's layout, so a checkpoint trained here sees what the official scripts saw:
 
     ROOT/s4_meta_data.csv                      name,start,category,split
     ROOT/s4_data/visual_frames/{split}/{category}/{name}/{name}_{i}.png     i = 1..5
@@ -9,7 +8,6 @@ checkpoint trained here sees exactly the files the official scripts saw:
     ROOT/s4_data/audio_wav/{split}/{category}/{name}.wav
     ROOT/s4_data/audio_log_mel/{split}/{category}/{name}.pkl
     ROOT/s4_data/crop_labels/{split}/{category}/{name}/{name}_{i}.xml       (thesis' boxes)
-
     ROOT/ms3_meta_data.csv                     video_id,split
     ROOT/ms3_data/visual_frames/{video_id}/{video_id}.mp4_{i}.png
     ROOT/ms3_data/gt_masks/{split}/{video_id}/{video_id}_{i}.png            all 5, every split
@@ -17,14 +15,9 @@ checkpoint trained here sees exactly the files the official scripts saw:
     ROOT/ms3_data/audio_log_mel/{split}/{video_id}.pkl
     ROOT/ms3_data/crop_labels/{split}/{video_id}/{video_id}.mp4_{i}.xml      (this project's)
 
-Crop labels are not part of the AVSBench download: the readers read them only when asked
-(``crop_labels=True``), and ``python -m avs_lib crop-labels ROOT`` makes them from the masks
-(``avs_lib.data.crop_labels``). Each label file is named after its frame, as labelImg names
-the file it saves. An MS3 frame's box holds every sounding object (its mask does not separate
-them) and its object is named ``sounding``.
-
-The readers check the CSV when they are built and each file when it is read; a whole-dataset
-audit that lists every problem at once is ``avs_lib.data.check.check_dataset``.
+Crop labels are not in the download (``python -m avs_lib crop-labels ROOT`` makes them, named after their
+frame as labelImg does); an MS3 box holds every sounding object, named ``sounding``.
+``avs_lib.datatools.check.check_dataset`` audits a whole tree at once.
 """
 
 from __future__ import annotations
@@ -62,10 +55,6 @@ CROP_LABELS_DIR = "crop_labels"
 MS3_OBJECT_NAME = "sounding"  # MS3 has no category: the object name of its crop labels
 
 
-# ---------------------------------------------------------------------------------------------
-# Layout: where each subset keeps its files
-
-
 @dataclass(frozen=True)
 class Layout:
     """One AVSBench subset's metadata file and data folder, relative to its root."""
@@ -81,9 +70,7 @@ class Layout:
         return ",".join(self.columns)
 
 
-S4_LAYOUT = Layout(
-    "s4", "s4_meta_data.csv", ("name", "start", "category", "split"), "name", "s4_data"
-)
+S4_LAYOUT = Layout("s4", "s4_meta_data.csv", ("name", "start", "category", "split"), "name", "s4_data")
 MS3_LAYOUT = Layout("ms3", "ms3_meta_data.csv", ("video_id", "split"), "video_id", "ms3_data")
 LAYOUTS = {"s4": S4_LAYOUT, "ms3": MS3_LAYOUT}
 
@@ -116,7 +103,6 @@ class ClipRecord:
 
     @property
     def category_index(self) -> int:
-        """Class index in S4_CATEGORIES; -1 for MS3 clips."""
         return CATEGORY_TO_INDEX[self.category] if self.category else -1
 
 
@@ -143,11 +129,7 @@ def mask_frames(layout: Layout, split: str) -> tuple[int, ...]:
 
 
 def name_problem(value: str) -> str | None:
-    """Why a metadata value cannot name a folder or file, or None.
-
-    Names from the CSV become path components; one like ``../../x`` would make the readers
-    read, and the evaluation write, outside the dataset and output folders.
-    """
+    """Why a CSV value cannot be a path component (``../x`` would read and write outside), or None."""
     if value == "":
         return "is empty"
     if value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
@@ -191,54 +173,33 @@ def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Metadata CSV
-
-
 def read_clip_table(csv_path: str | Path, layout: Layout) -> pd.DataFrame:
-    """The metadata CSV as strings, selected by column name, with a ``line`` column added.
-
-    Raises FileNotFoundError if it is absent and DataFormatError if it cannot be decoded, lacks
-    one of the layout's columns (extra columns are fine) or has rows whose number of fields
-    differs from the header's (pandas would silently shift or drop such fields).
-    """
+    """The metadata CSV as strings by column name, plus ``line``; ragged rows are refused (pandas
+    would shift or drop their fields), extra columns are fine."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"AVSBench {layout.name.upper()} metadata not found: {csv_path} "
-            f"(expected a CSV with header {layout.header})"
-        )
+        raise FileNotFoundError(f"AVSBench {layout.name.upper()} metadata not found: {csv_path} "
+                                f"(expected a CSV with header {layout.header})")
     try:
         # utf-8-sig: a CSV saved by a spreadsheet may start with a byte-order mark
         with open(csv_path, newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
             rows = [(reader.line_num, fields) for fields in reader]
     except (UnicodeDecodeError, csv.Error) as error:
-        raise DataFormatError(
-            csv_path, f"cannot read CSV ({error}); expected header {layout.header}"
-        ) from None
+        raise DataFormatError(csv_path, f"cannot read CSV ({error}); expected header {layout.header}") from None
     if not rows:
         raise DataFormatError(csv_path, f"empty file; expected header {layout.header}")
     header = [column.strip() for column in rows[0][1]]
     missing = [column for column in layout.columns if column not in header]
     repeated = sorted({column for column in header if header.count(column) > 1})
     if missing or repeated:
-        problem = (
-            f"missing column(s) {', '.join(missing)}"
-            if missing
-            else f"repeated column(s) {', '.join(repeated)}"
-        )
-        raise DataFormatError(
-            csv_path, f"{problem}: expected header {layout.header}, found {','.join(header)}"
-        )
+        problem = f"missing column(s) {', '.join(missing)}" if missing else f"repeated column(s) {', '.join(repeated)}"
+        raise DataFormatError(csv_path, f"{problem}: expected header {layout.header}, found {','.join(header)}")
     body = [(line, fields) for line, fields in rows[1:] if any(f.strip() for f in fields)]
     ragged = [line for line, fields in body if len(fields) != len(header)]
     if ragged:
-        raise DataFormatError(
-            csv_path,
-            f"{_lines(ragged)}: number of fields differs from the header's {len(header)} "
-            f"({','.join(header)})",
-        )
+        raise DataFormatError(csv_path, f"{_lines(ragged)}: number of fields differs from the header's "
+                                        f"{len(header)} ({','.join(header)})")
     table = pd.DataFrame([fields for _, fields in body], columns=header, dtype=str)
     table = table[list(layout.columns)].apply(lambda column: column.str.strip())
     table["line"] = [line for line, _ in body]  # header is line 1
@@ -253,13 +214,15 @@ def _lines(lines: Sequence[int]) -> str:
 
 
 def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
-    """Every problem with the rows of a metadata table, as ``(kind, message)`` pairs.
-
-    Kinds: ``empty_name``, ``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
-    ``duplicate_name``. Rows sharing a problem are grouped into one message.
-    """
+    """Every problem with a metadata table's rows as ``(kind, message)``, rows sharing one grouped; kinds:
+    empty_name, unsafe_name, unknown_split, unknown_category, bad_start, duplicate_name."""
     issues: list[tuple[str, str]] = []
     names = table[layout.name_column]
+
+    def grouped(kind: str, rows: pd.DataFrame, column: str, message: str) -> None:
+        for value, group in rows.groupby(column, sort=True):
+            issues.append((kind, message.format(value=value, lines=_lines(group["line"].tolist()))))
+
     empty = table.loc[names == "", "line"].tolist()
     if empty:
         issues.append(("empty_name", f"empty {layout.name_column} on {_lines(empty)}"))
@@ -267,47 +230,20 @@ def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
         for value, rows in table[table[column] != ""].groupby(column, sort=True):
             problem = name_problem(value)
             if problem is not None:
-                issues.append(
-                    (
-                        "unsafe_name",
-                        f"{column} {value!r} on {_lines(rows['line'].tolist())} {problem}; "
-                        "expected a plain name (it becomes a folder or file name)",
-                    )
-                )
-    for split, rows in table[~table["split"].isin(SPLITS)].groupby("split", sort=True):
-        issues.append(
-            (
-                "unknown_split",
-                f"unknown split {split!r} on {_lines(rows['line'].tolist())}; "
-                f"expected one of {', '.join(SPLITS)}",
-            )
-        )
+                issues.append(("unsafe_name", f"{column} {value!r} on {_lines(rows['line'].tolist())} "
+                               f"{problem}; expected a plain name (it becomes a folder or file name)"))
+    grouped("unknown_split", table[~table["split"].isin(SPLITS)], "split",
+            "unknown split {value!r} on {lines}; expected one of " + ", ".join(SPLITS))
     if "category" in layout.columns:
-        unknown = table[~table["category"].isin(CATEGORY_TO_INDEX)]
-        for category, rows in unknown.groupby("category", sort=True):
-            issues.append(
-                (
-                    "unknown_category",
-                    f"unknown category {category!r} on {_lines(rows['line'].tolist())}; "
-                    "expected one of the 23 S4 categories (avs_lib.data.categories.S4_CATEGORIES)",
-                )
-            )
+        grouped("unknown_category", table[~table["category"].isin(CATEGORY_TO_INDEX)], "category",
+                "unknown category {value!r} on {lines}; expected one of the 23 S4 categories "
+                "(avs_lib.data.categories.S4_CATEGORIES)")
     if "start" in layout.columns:
-        start = pd.to_numeric(table["start"], errors="coerce")
-        bad = table.loc[start.isna(), "line"].tolist()
+        bad = table.loc[pd.to_numeric(table["start"], errors="coerce").isna(), "line"].tolist()
         if bad:
-            issues.append(
-                ("bad_start", f"start is not a number on {_lines(bad)}; expected seconds")
-            )
-    repeated = table[names.duplicated(keep=False) & (names != "")]
-    for name, rows in repeated.groupby(layout.name_column, sort=True):
-        issues.append(
-            (
-                "duplicate_name",
-                f"clip {name!r} appears on {_lines(rows['line'].tolist())}; "
-                f"expected each {layout.name_column} once",
-            )
-        )
+            issues.append(("bad_start", f"start is not a number on {_lines(bad)}; expected seconds"))
+    grouped("duplicate_name", table[names.duplicated(keep=False) & (names != "")], layout.name_column,
+            "clip {value!r} appears on {lines}; expected each " + layout.name_column + " once")
     return issues
 
 
@@ -317,15 +253,9 @@ def table_records(table: pd.DataFrame, layout: Layout) -> list[ClipRecord]:
     for row in table.itertuples(index=False):
         fields = row._asdict()
         start = pd.to_numeric(fields.get("start"), errors="coerce") if "start" in fields else None
-        records.append(
-            ClipRecord(
-                name=fields[layout.name_column],
-                category=fields.get("category", ""),
-                split=fields["split"],
-                line=int(fields["line"]),
-                start=None if start is None or pd.isna(start) else float(start),
-            )
-        )
+        records.append(ClipRecord(name=fields[layout.name_column], category=fields.get("category", ""),
+                                  split=fields["split"], line=int(fields["line"]),
+                                  start=None if start is None or pd.isna(start) else float(start)))
     return records
 
 
@@ -355,10 +285,6 @@ def links_leaving_root(root: Path, skip: set[str] = frozenset()) -> list[tuple[P
     return sorted(found)
 
 
-# ---------------------------------------------------------------------------------------------
-# Images
-
-
 def open_image(path: Path, what: str) -> Image.Image:
     """Decode a whole image file (a truncated PNG fails here, not later), as an in-memory copy."""
     if not path.is_file():
@@ -368,17 +294,11 @@ def open_image(path: Path, what: str) -> Image.Image:
             image.load()
             return image.copy()
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... by format
-        raise DataFormatError(
-            path, f"cannot decode image ({error}); expected a readable {what}"
-        ) from error
+        raise DataFormatError(path, f"cannot decode image ({error}); expected a readable {what}") from error
 
 
 def frame_problem(image: Image.Image) -> str | None:
-    """Why a decoded frame is refused, or None: frames must be RGB.
-
-    A greyscale or palette frame is refused rather than converted: AVSBench frames are RGB
-    video stills, so another mode means the file is not the frame the metadata names.
-    """
+    """Why a decoded frame is refused (not converted), or None: a non-RGB file is not an AVSBench still."""
     if image.mode != "RGB":
         return f"frame is mode {image.mode}, expected RGB (convert the file to RGB)"
     return None
@@ -394,19 +314,14 @@ BINARY_VALUE_SETS = ({0, 255}, {0, 1})
 
 
 def mask_problem(values: np.ndarray) -> str | None:
-    """Why a mask's raw values are refused, or None: a mask holds {0, 255} or {0, 1} only.
-
-    Compression noise (a mask saved as JPEG, or resized with smoothing) would otherwise turn
-    into object wherever a pixel is not exactly 0: a blob many times the object's size.
-    """
+    """Why a mask's values are refused, or None: only {0, 255} or {0, 1}, since compression noise
+    (JPEG, smooth resizing) would otherwise become object wherever a pixel is not exactly 0."""
     found = np.unique(values)
     if any(set(found.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
         return None
     shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
-    return (
-        f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1) "
-        "(compression noise? save masks as lossless PNG)"
-    )
+    return (f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1) "
+            "(compression noise? save masks as lossless PNG)")
 
 
 def mask_values(image: Image.Image) -> np.ndarray:
@@ -420,19 +335,16 @@ def mask_values(image: Image.Image) -> np.ndarray:
 
 
 def mask_alpha_problem(image: Image.Image) -> str | None:
-    """Why a mask's transparency is refused, or None: a mask is read by its colours, so one whose
-    object is drawn only in the alpha channel would read as empty; any transparent pixel is refused
-    rather than guessed at."""
+    """Why a mask's transparency is refused, or None: masks are read by colour, so an object drawn only in
+    the alpha channel would read as empty; any transparent pixel is refused rather than guessed at."""
     if not image.has_transparency_data:
         return None
     transparent = int((np.asarray(image.convert("RGBA"))[..., 3] != 255).sum())
     if transparent == 0:
         return None
-    return (
-        f"mask has {transparent} transparent pixel(s); expected an opaque mask (masks are read by "
-        "their colours, so an object drawn in the alpha channel would read as empty; save it as "
-        "a greyscale PNG)"
-    )
+    return (f"mask has {transparent} transparent pixel(s); expected an opaque mask (masks are read by "
+            "their colours, so an object drawn in the alpha channel would read as empty; save it as "
+            "a greyscale PNG)")
 
 
 def resize_square(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -449,7 +361,6 @@ def normalise_frames(frames: np.ndarray) -> torch.Tensor:
 
 
 def log_mel_problem(log_mel: torch.Tensor) -> str | None:
-    """Why a clip's log-mel is refused, or None: it must be finite and [5, 1, 96, 64]."""
     if tuple(log_mel.shape) != LOG_MEL_SHAPE:
         return f"log-mel has shape {list(log_mel.shape)}, expected {list(LOG_MEL_SHAPE)}"
     if not torch.isfinite(log_mel).all():
@@ -458,10 +369,7 @@ def log_mel_problem(log_mel: torch.Tensor) -> str | None:
 
 
 def audio_conversions(wavs: Sequence[Path]) -> dict[Path, str]:
-    """WAVs that reading converts (``wav_conversion``), each with what is done to it.
-
-    Only headers are read; unreadable or absent files are left for the reader to report.
-    """
+    """{WAV: what reading converts} (``wav_conversion``), from headers; unreadable ones left to the reader."""
     found = {}
     for wav in wavs:
         try:
@@ -479,10 +387,6 @@ def conversion_warning(where: str, conversions: dict[Path, str]) -> str:
     shown = "; ".join(f"{path} ({change})" for path, change in list(conversions.items())[:_MAX_LISTED])
     more = f"; and {len(conversions) - _MAX_LISTED} more" if len(conversions) > _MAX_LISTED else ""
     return f"{where}: {len(conversions)} WAV file(s) converted on reading: {shown}{more}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Crop labels (the thesis' boxes of the sounding object)
 
 
 def crop_label_name(clip: ClipRecord) -> str:
@@ -503,60 +407,39 @@ def missing_crop_labels(paths: Sequence[ClipPaths]) -> list[Path]:
 def read_crop_label(
     xml: Path, category: str, frame_size: tuple[int, int] | None
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
-    """One frame's box of the sounding object and the image size it refers to.
-
-    labelImg saves either Pascal VOC (``{name}_{i}.xml``, size recorded inside) or YOLO
-    (``{name}_{i}.txt`` with ``classes.txt`` beside it, normalised, so in frame pixels).
-    The single object must be named after the clip's category, and a VOC ``<size>`` must be
-    the frame's size (``frame_size``; None skips that check, for an unreadable frame).
-    """
+    """One frame's box of the sounding object (named after the clip's category) and the image size it refers
+    to, from labelImg's VOC (``.xml``, ``<size>`` must be `frame_size` unless None) or YOLO (``.txt``)."""
     if xml.is_file():
         box, label_size = read_voc(xml, expected_name=category), read_voc_size(xml)
         if frame_size is not None and tuple(label_size) != tuple(frame_size):
-            raise DataFormatError(
-                xml,
-                f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
-                f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was drawn on "
-                "(the box would be scaled into the wrong crop)",
-            )
+            raise DataFormatError(xml, f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
+                                       f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was "
+                                       "drawn on (the box would be scaled into the wrong crop)")
         return box, label_size
     txt = xml.with_suffix(".txt")
     if not txt.is_file():
-        raise FileNotFoundError(
-            f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO {txt.name} "
-            "with classes.txt beside it)"
-        )
+        raise FileNotFoundError(f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO "
+                                f"{txt.name} with classes.txt beside it)")
     if frame_size is None:
         raise ValueError(f"{txt}: a YOLO label needs the size of its frame")
     found = read_yolo(txt, txt.parent / "classes.txt", image_size=frame_size)
     if len(found) != 1:
-        raise DataFormatError(
-            txt, f"found {len(found)} boxes, expected exactly 1 (the sounding object)"
-        )
+        raise DataFormatError(txt, f"found {len(found)} boxes, expected exactly 1 (the sounding object)")
     name, box = found[0]
     if name != category:
         raise DataFormatError(txt, f"object name is {name!r}, expected {category!r}")
     return box, frame_size
 
 
-# ---------------------------------------------------------------------------------------------
-# Datasets
-
-
 class _AVSBenchClips(Dataset):
     """What S4 and MS3 share: CSV, frames, masks and audio of one split."""
 
     layout: ClassVar[Layout]
+    default_audio: ClassVar[str]
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        image_size: int,
-        audio: str,
-        cache_dir: str | Path | None,
-        crop_labels: bool,
-    ):
+    def __init__(self, root: str | Path, split: str, image_size: int = 224, audio: str | None = None,
+                 crop_labels: bool = False, cache_dir: str | Path | None = None):
+        audio = self.default_audio if audio is None else audio
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if not isinstance(image_size, int) or image_size <= 0:
@@ -571,18 +454,14 @@ class _AVSBenchClips(Dataset):
         self.crop_labels = crop_labels
         label_root = self.root / self.layout.data_dir / CROP_LABELS_DIR
         if crop_labels and not label_root.is_dir():
-            raise FileNotFoundError(
-                f"crop labels not found: {label_root} (AVSBench ships none; "
-                f"{crop_labels_instruction(self.root)}; or train a method without crop losses)"
-            )
+            raise FileNotFoundError(f"crop labels not found: {label_root} (AVSBench ships none; "
+                                    f"{crop_labels_instruction(self.root)}; or train a method without crop losses)")
         everything = read_metadata(self.root, self.layout)
         self.clips: list[ClipRecord] = [clip for clip in everything if clip.split == split]
         if not self.clips:
             found = sorted({clip.split for clip in everything})
-            raise DataFormatError(
-                self.root / self.layout.csv_name,
-                f"no clips with split {split!r}; found splits {', '.join(found) or 'none'}",
-            )
+            raise DataFormatError(self.root / self.layout.csv_name,
+                                  f"no clips with split {split!r}; found splits {', '.join(found) or 'none'}")
         self._paths = [clip_paths(self.layout, self.root, clip) for clip in self.clips]
         self._index = {clip.name: i for i, clip in enumerate(self.clips)}
         self.conversions: dict[Path, str] = {}
@@ -605,19 +484,15 @@ class _AVSBenchClips(Dataset):
         missing = missing_crop_labels(self._paths)
         if missing:
             shown = ", ".join(str(path) for path in missing[:3])
-            raise FileNotFoundError(
-                f"{len(missing)} crop label file(s) missing in the {self.split} split, e.g. {shown} "
-                f"({crop_labels_instruction(self.root)})"
-            )
+            raise FileNotFoundError(f"{len(missing)} crop label file(s) missing in the {self.split} split, "
+                                    f"e.g. {shown} ({crop_labels_instruction(self.root)})")
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"clips={len(self)}, image_size={self.image_size}, audio={self.audio!r})"
-        )
+        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+                f"clips={len(self)}, image_size={self.image_size}, audio={self.audio!r})")
 
     def paths(self, index: int) -> ClipPaths:
         """Every file path of clip ``index`` (whether or not it exists)."""
@@ -629,10 +504,7 @@ class _AVSBenchClips(Dataset):
         return self._index[name]
 
     def sidecar(self, name: str) -> Any:
-        """The synthetic generator's per-clip truth (avs_lib.data.sidecar.SidecarClip), or None.
-
-        Only datasets made by ``avs_lib.data.synth.make_dataset`` have ``ROOT/synth_sidecar``.
-        """
+        """The synthetic generator's per-clip truth (sidecar.SidecarClip); None for other datasets."""
         self.index_of(name)
         if not (self.root / SIDECAR_DIR).is_dir():
             return None
@@ -640,10 +512,8 @@ class _AVSBenchClips(Dataset):
 
     def _read_frames(self, index: int) -> list[Image.Image]:
         clip, paths = self.clips[index], self._paths[index].frames
-        frames = [
-            open_image(path, f"frame {i} of clip {clip.name!r} (an RGB PNG)")
-            for i, path in enumerate(paths, start=1)
-        ]
+        frames = [open_image(path, f"frame {i} of clip {clip.name!r} (an RGB PNG)")
+                  for i, path in enumerate(paths, start=1)]
         for path, frame in zip(paths, frames, strict=True):
             problem = frame_problem(frame)
             if problem is not None:
@@ -651,11 +521,8 @@ class _AVSBenchClips(Dataset):
         expected = common_size([frame.size for frame in frames])
         for path, frame in zip(paths, frames, strict=True):
             if frame.size != expected:
-                raise DataFormatError(
-                    path,
-                    f"frame is {frame.size[0]}x{frame.size[1]}, expected {expected[0]}x{expected[1]} "
-                    f"like the other frames of clip {clip.name!r}",
-                )
+                raise DataFormatError(path, f"frame is {frame.size[0]}x{frame.size[1]}, expected "
+                                            f"{expected[0]}x{expected[1]} like the other frames of clip {clip.name!r}")
         return frames
 
     def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
@@ -677,11 +544,8 @@ class _AVSBenchClips(Dataset):
         for path, k in zip(paths.masks, paths.mask_frames, strict=True):
             image = open_image(path, f"mask {k + 1} of clip {clip.name!r} (a binary PNG)")
             if image.size != frames[k].size:
-                raise DataFormatError(
-                    path,
-                    f"mask is {image.size[0]}x{image.size[1]}, expected the size of its frame "
-                    f"{paths.frames[k]} ({frames[k].size[0]}x{frames[k].size[1]})",
-                )
+                raise DataFormatError(path, f"mask is {image.size[0]}x{image.size[1]}, expected the size of its "
+                                            f"frame {paths.frames[k]} ({frames[k].size[0]}x{frames[k].size[1]})")
             values = mask_values(image)
             problem = mask_alpha_problem(image) or mask_problem(values)
             if problem is not None:
@@ -696,18 +560,14 @@ class _AVSBenchClips(Dataset):
         if self.audio == "wav":
             path = paths.wav
             if not path.is_file():
-                raise FileNotFoundError(
-                    f"missing audio of clip {clip.name!r}: {path} (expected a 16 kHz WAV; "
-                    "audio='pkl' reads the precomputed log-mel instead)"
-                )
+                raise FileNotFoundError(f"missing audio of clip {clip.name!r}: {path} (expected a 16 kHz WAV; "
+                                        "audio='pkl' reads the precomputed log-mel instead)")
             log_mel = load_log_mel_cached(path, self.cache_dir)
         else:
             path = paths.log_mel
             if not path.is_file():
-                raise FileNotFoundError(
-                    f"missing log-mel of clip {clip.name!r}: {path} (expected a pickled tensor "
-                    "[5, 1, 96, 64]; audio='wav' computes it from the WAV instead)"
-                )
+                raise FileNotFoundError(f"missing log-mel of clip {clip.name!r}: {path} (expected a pickled tensor "
+                                        "[5, 1, 96, 64]; audio='wav' computes it from the WAV instead)")
             log_mel = load_tensor_pickle(path)
         problem = log_mel_problem(log_mel)
         if problem is not None:
@@ -750,52 +610,23 @@ class _AVSBenchClips(Dataset):
 class AVSBenchS4(_AVSBenchClips):
     """One split of AVSBench S4 ("Single-source"): 23 categories, one sounding object per clip.
 
-    Items are dicts: ``frames`` float32 [5,3,S,S] ImageNet-normalised, ``audio`` float32
-    [5,1,96,64] log-mel, ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M]
-    (train M=1: frame 0 only; val/test M=5), ``category`` int64 scalar, ``category_name``,
-    ``name``, ``index``, and with ``crop_labels=True`` ``boxes`` float32 [5,4]
-    (xmin, ymin, xmax, ymax in S x S pixels, max exclusive). Crop labels are this project's
-    addition, so the default reads an unmodified AVSBench download.
-
-    ``audio="wav"`` computes the log-mel from the WAV (cached as .npy under ``cache_dir``,
-    default ``~/.cache/avs_lib/logmel``, see ``load_log_mel_cached``); stereo or other-rate WAVs
-    are mixed to mono and resampled, with one warning per dataset listing them; ``audio="pkl"`` reads the official pickles through a restricted
-    unpickler that refuses anything but a tensor.
+    Items are dicts: ``frames`` float32 [5,3,S,S] ImageNet-normalised, ``audio`` float32 [5,1,96,64] log-mel,
+    ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M] (train M=1: frame 0 only; val/test
+    M=5), ``category`` int64 scalar, ``category_name``, ``name``, ``index``, and with ``crop_labels=True``
+    ``boxes`` float32 [5,4] (xmin, ymin, xmax, ymax in S x S pixels, max exclusive). Crop labels are this
+    project's addition, so the default reads an unmodified AVSBench download. ``audio="wav"`` computes the
+    log-mel from the WAV (cached under ``cache_dir``; other-rate or stereo WAVs converted, one warning per
+    dataset); ``audio="pkl"`` reads the official pickles through an unpickler that admits only a tensor.
     """
 
-    layout = S4_LAYOUT
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        image_size: int = 224,
-        audio: str = "wav",
-        crop_labels: bool = False,
-        cache_dir: str | Path | None = None,
-    ):
-        super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
+    layout, default_audio = S4_LAYOUT, "wav"
 
 
 class AVSBenchMS3(_AVSBenchClips):
-    """One split of AVSBench MS3 ("Multi-sources"): masks for all 5 frames, no category.
+    """One split of AVSBench MS3 ("Multi-sources"): items as for AVSBenchS4 with M=5 in every split,
+    ``category`` = -1, ``category_name`` = "", and ``boxes`` [5,4] around all sounding objects."""
 
-    Items are as for AVSBenchS4 with M=5 in every split, ``category`` = -1 and
-    ``category_name`` = ""; with ``crop_labels=True`` ``boxes`` [5,4] around all sounding objects.
-    """
-
-    layout = MS3_LAYOUT
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        image_size: int = 224,
-        audio: str = "pkl",
-        cache_dir: str | Path | None = None,
-        crop_labels: bool = False,
-    ):
-        super().__init__(root, split, image_size, audio, cache_dir, crop_labels)
+    layout, default_audio = MS3_LAYOUT, "pkl"
 
 
 READERS = {"s4": AVSBenchS4, "ms3": AVSBenchMS3}
@@ -810,16 +641,9 @@ def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: in
                             cache_dir=cache_dir)
 
 
-# ---------------------------------------------------------------------------------------------
-# Batching
-
-
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch item dicts: tensors stacked on a new dim 0, ints as an int64 tensor, strings as lists.
-
-    Keys missing from some items (``boxes`` when only some datasets have crop labels) are
-    left out of the batch rather than filled in.
-    """
+    """Batch item dicts: tensors stacked, ints as int64, strings as lists; a key some items lack
+    (``boxes`` when only some datasets have crop labels) is left out rather than filled in."""
     if not items:
         raise ValueError("collate_clips needs at least one item")
     keys = [key for key in items[0] if all(key in item for item in items)]
@@ -829,10 +653,8 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if all(isinstance(v, torch.Tensor) for v in values):
             shapes = {tuple(v.shape) for v in values}
             if len(shapes) > 1:
-                raise ValueError(
-                    f"cannot batch {key!r}: items have shapes {sorted(shapes)} "
-                    "(e.g. S4 train clips have 1 mask, val/test clips 5; batch one split at a time)"
-                )
+                raise ValueError(f"cannot batch {key!r}: items have shapes {sorted(shapes)} (e.g. S4 train "
+                                 "clips have 1 mask, val/test clips 5; batch one split at a time)")
             batch[key] = torch.stack(values)
         elif all(isinstance(v, int) for v in values):
             batch[key] = torch.tensor(values, dtype=torch.int64)

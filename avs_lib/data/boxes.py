@@ -1,14 +1,9 @@
 """Bounding boxes of the sounding object: labelImg files (Pascal VOC XML, YOLO txt) and crops.
 
-In memory a box is ``(xmin, ymin, xmax, ymax)`` of ints, 0-based with exclusive max, so
-``image[ymin:ymax, xmin:xmax]`` is the crop. Pascal VOC XML stores 1-based inclusive
-coordinates; the conversion happens only in ``read_voc_annotation`` and ``write_voc``.
-YOLO txt stores normalised pixel edges, which map straight onto the in-memory convention.
-
-A box this library made rather than a person carries a ``<derived>`` element (how it was made).
-labelImg reads only ``<object>``'s ``<name>``, ``<bndbox>`` and ``<difficult>`` and rewrites the
-whole file when it saves, so a box a person has opened and saved in labelImg loses the mark:
-an unmarked file counts as drawn by hand.
+In memory a box is ``(xmin, ymin, xmax, ymax)`` of ints, 0-based, exclusive max (``image[ymin:ymax,
+xmin:xmax]``); VOC's 1-based inclusive coordinates are converted only in ``read_voc_annotation`` and
+``write_voc``; YOLO's normalised edges map straight onto it. A box a program made carries a ``<derived>``
+element; labelImg rewrites the whole file on save and drops it, so a box saved in labelImg is hand-drawn.
 """
 
 from __future__ import annotations
@@ -50,10 +45,6 @@ class VocAnnotation:
     derived: dict[str, str] | None = None  # the <derived> element's children; None: drawn by hand
 
 
-# ---------------------------------------------------------------------------------------------
-# Pascal VOC XML
-
-
 def _child_text(path: Path, parent: ET.Element, tag: str, where: str) -> str:
     child = parent.find(tag)
     if child is None or child.text is None or not child.text.strip():
@@ -78,22 +69,14 @@ def _parse_object(path: Path, element: ET.Element, image_size: tuple[int, int]) 
     bndbox = element.find("bndbox")
     if bndbox is None:
         raise DataFormatError(path, f"object {name!r} has no <bndbox>")
-    xmin, ymin, xmax, ymax = (
-        _child_int(path, bndbox, tag, "bndbox") for tag in ("xmin", "ymin", "xmax", "ymax")
-    )
+    xmin, ymin, xmax, ymax = (_child_int(path, bndbox, tag, "bndbox") for tag in ("xmin", "ymin", "xmax", "ymax"))
     if xmax < xmin or ymax < ymin:
-        raise DataFormatError(
-            path,
-            f"object {name!r} has a zero-area box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} "
-            "(expected xmin <= xmax and ymin <= ymax, 1-based inclusive)",
-        )
+        raise DataFormatError(path, f"object {name!r} has a zero-area box xmin={xmin} ymin={ymin} xmax={xmax} "
+                                    f"ymax={ymax} (expected xmin <= xmax and ymin <= ymax, 1-based inclusive)")
     if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
-        raise DataFormatError(
-            path,
-            f"object {name!r} box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} lies outside "
-            f"the {width}x{height} image (expected 1 <= xmin, xmax <= {width}, "
-            f"1 <= ymin, ymax <= {height})",
-        )
+        raise DataFormatError(path, f"object {name!r} box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} lies "
+                                    f"outside the {width}x{height} image (expected 1 <= xmin, xmax <= {width}, "
+                                    f"1 <= ymin, ymax <= {height})")
     flags = {}
     for tag in ("difficult", "truncated"):
         child = element.find(tag)  # optional: labelImg reads files without them too
@@ -110,9 +93,7 @@ def read_voc_annotation(path: str | Path) -> VocAnnotation:
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as error:
-        raise DataFormatError(
-            path, f"malformed XML ({error}); expected a labelImg VOC file"
-        ) from None
+        raise DataFormatError(path, f"malformed XML ({error}); expected a labelImg VOC file") from None
     if root.tag != "annotation":
         raise DataFormatError(path, f"root element is <{root.tag}>, expected <annotation>")
     size = root.find("size")
@@ -162,21 +143,9 @@ def _check_box(box: Sequence[int], image_size: tuple[int, int], what: str) -> Bo
     return xmin, ymin, xmax, ymax
 
 
-def write_voc(
-    path: str | Path,
-    box: Sequence[int],
-    *,
-    name: str,
-    image_path: str | Path,
-    image_size: tuple[int, int],
-    depth: int = 3,
-    derived: dict[str, str] | None = None,
-) -> None:
-    """Write a one-object VOC file with the tags labelImg writes, so labelImg can open and edit it.
-
-    ``derived`` (tag -> text) is written as a ``<derived>`` element after the object: the mark of
-    a box made by a program (see the module docstring).
-    """
+def write_voc(path: str | Path, box: Sequence[int], *, name: str, image_path: str | Path,
+              image_size: tuple[int, int], depth: int = 3, derived: dict[str, str] | None = None) -> None:
+    """A one-object VOC file in labelImg's tags (labelImg can edit it); ``derived`` marks a program's box."""
     path, image_path = Path(path), Path(image_path)
     xmin, ymin, xmax, ymax = _check_box(box, image_size, str(path))
     root = ET.Element("annotation")
@@ -189,12 +158,7 @@ def write_voc(
         ET.SubElement(size, tag).text = str(int(value))
     ET.SubElement(root, "segmented").text = "0"
     element = ET.SubElement(root, "object")
-    for tag, value in (
-        ("name", name),
-        ("pose", "Unspecified"),
-        ("truncated", "0"),
-        ("difficult", "0"),
-    ):
+    for tag, value in (("name", name), ("pose", "Unspecified"), ("truncated", "0"), ("difficult", "0")):
         ET.SubElement(element, tag).text = value
     bndbox = ET.SubElement(element, "bndbox")
     # 0-based exclusive max -> 1-based inclusive: only the minimum moves.
@@ -206,10 +170,6 @@ def write_voc(
             ET.SubElement(mark, tag).text = text
     ET.indent(root, space="\t")
     write_bytes_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
-
-
-# ---------------------------------------------------------------------------------------------
-# YOLO txt
 
 
 def read_yolo_classes(path: str | Path) -> list[str]:
@@ -224,9 +184,7 @@ def read_yolo_classes(path: str | Path) -> list[str]:
     return names
 
 
-def read_yolo(
-    path: str | Path, classes: list[str] | str | Path, image_size: tuple[int, int]
-) -> list[tuple[str, Box]]:
+def read_yolo(path: str | Path, classes: list[str] | str | Path, image_size: tuple[int, int]) -> list[tuple[str, Box]]:
     """Boxes of a labelImg YOLO file: one ``class cx cy w h`` line per box, all normalised."""
     path = Path(path)
     names = list(classes) if isinstance(classes, list) else read_yolo_classes(classes)
@@ -240,42 +198,26 @@ def read_yolo(
             continue
         where = f"line {number}"
         if len(fields) != 5:
-            raise DataFormatError(
-                path, f"{where} has {len(fields)} fields, expected 5 (class cx cy w h)"
-            )
+            raise DataFormatError(path, f"{where} has {len(fields)} fields, expected 5 (class cx cy w h)")
         try:
             class_id = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:])
         except ValueError:
-            raise DataFormatError(
-                path, f"{where} is {line.strip()!r}, expected an int and 4 numbers"
-            ) from None
+            raise DataFormatError(path, f"{where} is {line.strip()!r}, expected an int and 4 numbers") from None
         if not 0 <= class_id < len(names):
-            raise DataFormatError(
-                path, f"{where}: class id {class_id} is outside 0..{len(names) - 1}"
-            )
+            raise DataFormatError(path, f"{where}: class id {class_id} is outside 0..{len(names) - 1}")
         if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
-            raise DataFormatError(
-                path, f"{where}: cx cy w h = {cx} {cy} {w} {h}, expected values in [0, 1]"
-            )
+            raise DataFormatError(path, f"{where}: cx cy w h = {cx} {cy} {w} {h}, expected values in [0, 1]")
         # Normalised edges -> pixel edges; rounding absorbs the 6-decimal text format.
         xmin, xmax = round((cx - w / 2) * width), round((cx + w / 2) * width)
         ymin, ymax = round((cy - h / 2) * height), round((cy + h / 2) * height)
         if xmax <= xmin or ymax <= ymin:
-            raise DataFormatError(
-                path, f"{where}: zero-area box (w={w}, h={h}) in a {width}x{height} image"
-            )
+            raise DataFormatError(path, f"{where}: zero-area box (w={w}, h={h}) in a {width}x{height} image")
         if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
-            raise DataFormatError(
-                path,
-                f"{where}: box ({xmin}, {ymin}, {xmax}, {ymax}) lies outside the {width}x{height} image",
-            )
+            raise DataFormatError(path, f"{where}: box ({xmin}, {ymin}, {xmax}, {ymax}) lies outside the "
+                                        f"{width}x{height} image")
         boxes.append((names[class_id], (xmin, ymin, xmax, ymax)))
     return boxes
-
-
-# ---------------------------------------------------------------------------------------------
-# Boxes from masks, scaling and cropping
 
 
 def box_from_mask(mask: np.ndarray | torch.Tensor) -> Box:
@@ -309,27 +251,18 @@ def scale_box(box: Sequence[int], from_size: tuple[int, int], to_size: tuple[int
 
 def _crop_one(frame: torch.Tensor, box: Sequence[float], size: int) -> torch.Tensor:
     height, width = frame.shape[-2:]
-    xmin, ymin, xmax, ymax = _check_box(
-        [round(float(v)) for v in box], (width, height), "crop_and_resize"
-    )
+    xmin, ymin, xmax, ymax = _check_box([round(float(v)) for v in box], (width, height), "crop_and_resize")
     crop = frame[:, ymin:ymax, xmin:xmax].unsqueeze(0)  # [1, 3, h, w]
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
 
 
-def crop_and_resize(
-    frame: torch.Tensor, box: Sequence[float] | torch.Tensor, size: int = 224
-) -> torch.Tensor:
-    """Crop [3,H,W] by one box, or [N,3,H,W] by boxes [N,4], to [.., 3, size, size] (bilinear).
-
-    Box values are rounded to whole pixels; the crop is a slice plus ``F.interpolate``,
-    so gradients flow back into ``frame``.
-    """
+def crop_and_resize(frame: torch.Tensor, box: Sequence[float] | torch.Tensor, size: int = 224) -> torch.Tensor:
+    """Crop [3,H,W] by one box, or [N,3,H,W] by boxes [N,4], to [.., 3, size, size] (bilinear); boxes
+    are rounded to whole pixels, and gradients flow back into ``frame`` (a slice + interpolate)."""
     if frame.dim() == 3:
         return _crop_one(frame, box, size)
     boxes = torch.as_tensor(box) if not isinstance(box, torch.Tensor) else box
     if frame.dim() != 4 or boxes.shape != (frame.shape[0], 4):
-        raise ValueError(
-            f"crop_and_resize expects frame [3,H,W] with one box, or [N,3,H,W] with boxes [N,4]; "
-            f"got frame {tuple(frame.shape)} and boxes {tuple(boxes.shape)}"
-        )
+        raise ValueError(f"crop_and_resize expects frame [3,H,W] with one box, or [N,3,H,W] with boxes [N,4]; "
+                         f"got frame {tuple(frame.shape)} and boxes {tuple(boxes.shape)}")
     return torch.stack([_crop_one(f, b.tolist(), size) for f, b in zip(frame, boxes, strict=True)])

@@ -1,29 +1,12 @@
 """The 23 AVSBench S4 categories, in the official order (the class index is the position)."""
 
 S4_CATEGORIES: tuple[str, ...] = (
-    "baby_laughter",
-    "female_singing",
-    "male_speech",
-    "dog_barking",
-    "cat_meowing",
-    "lions_roaring",
-    "horse_clip-clop",
-    "coyote_howling",
-    "mynah_bird_singing",
-    "playing_acoustic_guitar",
-    "playing_tabla",
-    "playing_violin",
-    "playing_piano",
-    "playing_ukulele",
-    "playing_glockenspiel",
-    "helicopter",
-    "race_car",
-    "driving_buses",
-    "ambulance_siren",
-    "typing_on_computer_keyboard",
-    "chainsawing_trees",
-    "cap_gun_shooting",
-    "lawn_mowing",
+    "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing",
+    "lions_roaring", "horse_clip-clop", "coyote_howling", "mynah_bird_singing",
+    "playing_acoustic_guitar", "playing_tabla", "playing_violin", "playing_piano",
+    "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car", "driving_buses",
+    "ambulance_siren", "typing_on_computer_keyboard", "chainsawing_trees", "cap_gun_shooting",
+    "lawn_mowing"
 )
 NUM_CLASSES = len(S4_CATEGORIES)
 CATEGORY_TO_INDEX: dict[str, int] = {name: i for i, name in enumerate(S4_CATEGORIES)}
@@ -32,7 +15,6 @@ FRAMES_PER_CLIP = 5
 
 
 def category_index(name: str, where: str = "") -> int:
-    """Index of an S4 category; an unknown name is an error that lists the valid ones."""
     if name not in CATEGORY_TO_INDEX:
         at = f" in {where}" if where else ""
         raise ValueError(

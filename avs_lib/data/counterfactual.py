@@ -1,10 +1,10 @@
 """Audio-counterfactual pairs: the same frames with another clip's audio, and where the mask should go.
 
-Two kinds of pair (issue 9):
+Two kinds of pair:
 - *absent*: the other clip's class does not appear in the frames, so nothing in them makes that
   sound: the target is an empty mask. Works on real AVSBench S4, where every clip has one category.
-- *present* (synthetic data only, from the sidecar): the other clip's class is one of the silent
-  distractors, so the mask should move onto that distractor.
+- *present* (synthetic data only, from the sidecar): the other clip's class is a silent distractor in the
+  frames, so the mask should move onto it.
 Every choice is a function of (seed, epoch, clip index), so a resumed run draws the same pairs.
 """
 
@@ -41,8 +41,7 @@ class CounterfactualPairs(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def _candidates(self, classes: set[int]) -> np.ndarray:
-        """Indices of clips whose category is in `classes`."""
+    def _candidates(self, classes: set[int]) -> np.ndarray:  # clips whose category is in `classes`
         picked = [self.by_category[c] for c in sorted(classes) if c in self.by_category]
         return np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
 
@@ -67,11 +66,9 @@ class CounterfactualPairs(Dataset):
             partner = int(rng.choice(absent_pool))
             cf_masks = torch.zeros(frames, 1, size, size)
         else:
-            raise ValueError(
-                f"clip {item['name']}: no other clip has a class absent from its frames or present as "
-                "a distractor, so no counterfactual audio exists; the training split needs at least "
-                "two categories"
-            )
+            raise ValueError(f"clip {item['name']}: no other clip has a class absent from its frames or present as "
+                             "a distractor, so no counterfactual audio exists; the training split needs at least "
+                             "two categories")
         item["cf_audio"] = self.base.load_audio(partner)
         item["cf_index"] = partner  # whose audio: lets a cache of audio embeddings look it up
         item["cf_masks"] = cf_masks

@@ -1,21 +1,17 @@
-"""Read AVSBench's ``audio_log_mel/*.pkl`` files without letting them run code.
-
-Those files were written by ``pickle.dump(tensor)``. Unpickling calls whatever functions the
-file names, so a plain ``pickle.load`` of a downloaded file can run anything. A pickled CPU
-tensor (checked with torch 2.14, pickle protocols 0-5) names only these globals:
+"""Read AVSBench's ``audio_log_mel/*.pkl`` files (``pickle.dump(tensor)``) without letting them run code,
+as a plain ``pickle.load`` would. A pickled CPU tensor (torch 2.14, protocols 0-5) names only:
 
 - ``torch._utils._rebuild_tensor_v2`` -- builds the tensor view over a storage;
-- ``torch.storage._load_from_bytes`` -- rebuilds the storage from ``torch.save`` bytes, but
-  with ``torch.load(weights_only=False)``, which would run any pickle hidden in those bytes;
+- ``torch.storage._load_from_bytes`` -- rebuilds the storage from ``torch.save`` bytes, but with
+  ``torch.load(weights_only=False)``, which would run any pickle hidden in those bytes;
 - ``collections.OrderedDict`` -- the (always empty) backward-hooks dict;
 - ``_codecs.encode`` -- protocols 0-2 only, to turn the storage bytes back from latin-1 text.
 
-Each is replaced by a checked stand-in (storage bytes go through ``torch.load(weights_only=True)``);
-any other global is refused when the file names it, before it can be called.
-
-``torch.load`` also allocates every storage at the size the bytes declare before reading it, so
-a small file can ask for gigabytes: deflated zeros in a zip entry, or a legacy stream naming a
-huge storage. The declared sizes are totalled first and a file over ``LOG_MEL_MAX_BYTES`` refused.
+Each is replaced by a checked stand-in (storage bytes go through ``torch.load(weights_only=True)``); any
+other global is refused when the file names it, before it can be called. ``torch.load`` also allocates
+every storage at the size the bytes declare before reading it, so a small file (deflated zeros in a zip
+entry, a legacy stream naming a huge storage) can ask for gigabytes: the declared sizes are totalled
+first and a file over ``LOG_MEL_MAX_BYTES`` refused.
 """
 
 from __future__ import annotations
@@ -50,30 +46,19 @@ class TooLarge(pickle.UnpicklingError):
 
 
 def zip_unpacked_bytes(file: BinaryIO) -> int:
-    """Bytes a zip's entries unpack to, as its central directory declares them: torch.load
-    allocates each entry at that size before reading a byte of it."""
+    """Bytes a zip's entries unpack to, as its directory declares: torch.load allocates each at that size."""
     with zipfile.ZipFile(file) as archive:
         return sum(info.file_size for info in archive.infolist())
 
 
 class _Inert:
-    """What every global of a legacy stream becomes while its sizes are read: it takes any call,
-    item or state and does nothing."""
+    """What a legacy stream's globals become while sizes are read: takes any call, item or state; no-op."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def __setitem__(self, key, value) -> None:
-        pass
-
-    def __setstate__(self, state) -> None:
-        pass
-
-    def append(self, item) -> None:
-        pass
-
-    def extend(self, items) -> None:
-        pass
+    def __init__(self, *args, **kwargs) -> None: ...
+    def __setitem__(self, key, value) -> None: ...
+    def __setstate__(self, state) -> None: ...
+    def append(self, item) -> None: ...
+    def extend(self, items) -> None: ...
 
 
 class _StorageSizes(pickle.Unpickler):
@@ -98,10 +83,8 @@ class _StorageSizes(pickle.Unpickler):
 
 
 def _too_large(size: int) -> str:
-    return (
-        f"its storage asks for up to {size / 2**20:.1f} MiB, more than the {LOG_MEL_MAX_BYTES // 2**20} MiB "
-        "bound for a log-mel (one clip's is 120 KiB); refused before loading"
-    )
+    return (f"its storage asks for up to {size / 2**20:.1f} MiB, more than the {LOG_MEL_MAX_BYTES // 2**20} MiB "
+            "bound for a log-mel (one clip's is 120 KiB); refused before loading")
 
 
 def _check_declared_size(data: bytes) -> None:
@@ -138,15 +121,12 @@ def _storage_from_bytes(data: bytes):
         raise RefusedGlobal(f"{name} (inside the storage bytes)") from None
 
 
-def _rebuild_tensor(
-    storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None
-):
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
     """Stand-in for ``torch._utils._rebuild_tensor_v2`` that refuses saved backward hooks."""
     if backward_hooks:
         raise pickle.UnpicklingError("tensor carries backward hooks, expected none")
-    return torch._utils._rebuild_tensor_v2(
-        storage, storage_offset, size, stride, requires_grad, collections.OrderedDict(), metadata
-    )
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
+                                           collections.OrderedDict(), metadata)
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -187,22 +167,16 @@ def load_tensor_pickle(path: str | Path) -> torch.Tensor:
         for _ in pickletools.genops(data):
             pass
     except Exception as error:
-        raise DataFormatError(
-            path, f"not a complete pickle ({error}); expected a pickled tensor"
-        ) from None
+        raise DataFormatError(path, f"not a complete pickle ({error}); expected a pickled tensor") from None
     try:
         result = _TensorUnpickler(io.BytesIO(data)).load()
     except TooLarge as error:
         raise DataFormatError(path, str(error)) from None
     except RefusedGlobal as refused:
-        raise DataFormatError(
-            path,
-            f"refused global {refused}: a pickled tensor needs only {sorted('.'.join(k) for k in _ADMITTED)}",
-        ) from None
+        raise DataFormatError(path, f"refused global {refused}: a pickled tensor needs only "
+                                    f"{sorted('.'.join(k) for k in _ADMITTED)}") from None
     except Exception as error:
-        raise DataFormatError(
-            path, f"could not unpickle a tensor ({type(error).__name__}: {error})"
-        ) from None
+        raise DataFormatError(path, f"could not unpickle a tensor ({type(error).__name__}: {error})") from None
     if not isinstance(result, torch.Tensor):
         raise DataFormatError(path, f"holds a {type(result).__name__}, expected a torch.Tensor")
     return result

@@ -1,8 +1,7 @@
 """Checkpoints that survive a crash and rebuild their run: atomic writes, config inside, safe loads.
 
-A frozen module (a frozen VGGish or ResNet) is not stored in every checkpoint: the checkpoint
-names where it came from (its weight file and that file's sha256, or the run's seed for a random
-start), and `restore_weights` rebuilds it from there, refusing a file that is gone or changed.
+A frozen encoder is not stored: the checkpoint names its weight file and that file's sha256 (or the
+run's seed for a random start), and `restore_weights` rebuilds it, refusing a file gone or changed.
 """
 
 from __future__ import annotations
@@ -22,18 +21,13 @@ from torch import nn
 from avs_lib.atomic import write_atomically
 from avs_lib.data.safe_pickle import TORCH_ZIP_MAGIC, zip_unpacked_bytes
 
-# torch.load allocates every entry of a checkpoint at the size its zip directory declares, so a
-# small file of deflated zeros could ask for any amount of memory. The largest checkpoint the
-# profiles write (paper, thesis: 0.7 GiB of weights and 0.7 GiB of Adam moments) is about 1.4 GiB;
-# 4 GiB leaves room for wider models and still refuses a file no run of this project writes.
+# torch.load allocates each entry at the size its zip directory declares, so a small file of
+# deflated zeros could ask for any memory. 4 GiB is well above any checkpoint the profiles write.
 CHECKPOINT_MAX_BYTES = 4 * 2**30
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Save to a temporary file in the same directory, fsync, then rename over `path`.
-
-    A crash (even SIGKILL) leaves either the old file or the new one, never a torn one.
-    """
+    """A crash (even SIGKILL) leaves either the old file or the new one, never a torn one."""
     try:
         write_atomically(path, lambda f: torch.save(obj, f), fsync=True)
     except RuntimeError as err:
@@ -44,20 +38,14 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Every random number generator a run touches, so a resumed run continues the same streams."""
-    state = {
-        "python": random.getstate(),
-        # the numpy key array travels as a tensor: `weights_only` loads admit tensors, not ndarrays
-        "numpy": _numpy_state_to_plain(np.random.get_state()),
-        "torch": torch.get_rng_state(),
-    }
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # the numpy key array travels as a tensor: `weights_only` loads admit tensors, not ndarrays
+    state = {"python": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _numpy_state_to_plain(state: tuple) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -84,8 +72,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _load_failure(err: Exception) -> str:
-    """Why torch.load refused, without torch's advice to retry with `weights_only=False`: for a
-    file from elsewhere that advice means running whatever code the file carries."""
+    """Why torch.load refused, without its advice to retry with `weights_only=False` (running the file's code)."""
     text = " ".join(str(err).split())
     if "weights_only" not in text:
         return text[:300]
@@ -114,11 +101,7 @@ def _check_layout(path: Path, ckpt: Any) -> None:
 
 
 def _check_unpacked_size(path: Path) -> None:
-    """Refuse a checkpoint that would unpack past `CHECKPOINT_MAX_BYTES`, before torch.load allocates it.
-
-    `atomic_torch_save` writes torch's zip format only; the legacy stream (whose storage sizes
-    are declared inside a pickle) is refused rather than sized.
-    """
+    """Refuse, before torch.load allocates it, a file that unpacks past `CHECKPOINT_MAX_BYTES` (or is not zip)."""
     with open(path, "rb") as file:
         if file.read(4) != TORCH_ZIP_MAGIC:
             raise ValueError(f"{path}: not a readable avs_lib checkpoint (expected the zip format torch.save writes)")
@@ -133,20 +116,20 @@ def _check_unpacked_size(path: Path) -> None:
         )
 
 
-# ---------------------------------------------------------------- frozen modules by reference
+def is_frozen(module: nn.Module | None) -> bool:
+    """No parameter takes gradients and it stays in eval mode: its output is a function of its input."""
+    return bool(module is not None and getattr(module, "frozen", False)
+                and not any(p.requires_grad for p in module.parameters()))
 
 
 def _frozen_modules(system: nn.Module) -> dict[str, nn.Module]:
-    """{state-dict prefix: module} of a system's frozen encoders (see `features.frozen_parts`)."""
+    """{state-dict prefix: module} of a system's frozen encoders."""
     parts = {"audio_encoder": getattr(system, "audio_encoder", None), "model.resnet": system.model.resnet}
-    return {prefix: module for prefix, module in parts.items()
-            if module is not None and getattr(module, "frozen", False)
-            and not any(p.requires_grad for p in module.parameters())}
+    return {prefix: module for prefix, module in parts.items() if is_frozen(module)}
 
 
 def _storages(modules: list[nn.Module]) -> set[int]:
-    """Data pointers of the modules' tensors: a state-dict entry is frozen when it shares one
-    (so a shared crop trunk's aliases of a frozen ResNet are left out too)."""
+    """Data pointers of the modules' tensors (so a shared crop trunk's aliases are left out too)."""
     return {t.data_ptr() for m in modules for t in m.state_dict().values() if t.numel()}
 
 
@@ -156,12 +139,9 @@ def _without(state: dict[str, torch.Tensor], storages: set[int]) -> dict[str, to
 
 @functools.lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's sha256, once per (path, size, mtime): a checkpoint is written every epoch."""
-    digest = hashlib.sha256()
+    """Once per (path, size, mtime): a checkpoint is written every epoch."""
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:
@@ -169,22 +149,16 @@ def file_sha256(path: str | Path) -> str:
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def _weights_file(cfg: Any, prefix: str) -> str | None:
-    model = cfg.model
-    if prefix == "model.resnet":
-        return model.resnet_weights
-    return model.vggish_weights if model.audio_encoder == "vggish" else model.audio_weights
-
-
 def weight_entries(system: nn.Module, cfg: Any) -> dict[str, Any]:
-    """The weights part of a checkpoint: "system" and "model" (the AVS model alone, in the official
-    key names) without the frozen modules' tensors, and "frozen": where each frozen module came from
-    ({"file", "sha256"}, or {"random_init_seed"}: built right after seeding with the run's seed)."""
+    """"system" and "model" (AVS model alone, official key names) without the frozen modules, and "frozen":
+    each one's {"file", "sha256"}, or {"random_init_seed"} (built right after seeding with the run's seed)."""
     frozen = _frozen_modules(system)
     storages = _storages(list(frozen.values()))
     references = {}
     for prefix in frozen:
-        path = _weights_file(cfg, prefix)
+        model = cfg.model
+        path = (model.resnet_weights if prefix == "model.resnet"
+                else model.vggish_weights if model.audio_encoder == "vggish" else model.audio_weights)
         references[prefix] = ({"file": str(Path(path).resolve()), "sha256": file_sha256(path)} if path
                               else {"random_init_seed": cfg.seed})
     return {"system": _without(system.state_dict(), storages),
@@ -207,9 +181,8 @@ def _check_reference(path: Path, prefix: str, reference: dict[str, Any]) -> Path
 
 
 def restore_weights(system: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
-    """Load a checkpoint's weights into a system built from its config (under its seed): the stored
-    tensors, and each frozen module from the weight file it names (checked by sha256; a module
-    from a random start is already the one the seed rebuilt). Nothing else may be missing."""
+    """Load a checkpoint into a system built from its config under its seed: the stored tensors, and
+    each frozen module from the weight file it names. Nothing else may be missing."""
     from avs_lib.models.weights import load_weights_file
 
     references = ckpt.get("frozen", {})

@@ -32,22 +32,15 @@ class _Wrapper(Dataset):
 
 
 def full_split(dataset) -> Dataset:
-    """The reader underneath any stack of wrappers (subset, dense masks, in-memory copies, cached
-    features, counterfactual pairs): the whole split, whose clip indices partners refer to."""
+    """The reader underneath any stack of wrappers: the whole split, whose clip indices partners refer to."""
     while hasattr(dataset, "base"):
         dataset = dataset.base
     return dataset
 
 
 class InMemory(_Wrapper):
-    """Items kept in memory after their first read, up to `budget_bytes` of tensors.
-
-    The readers apply no random augmentation, so a clip's item is the same at every epoch; decoding
-    its PNG frames, masks and audio again each time was a sixth of a cpu run. Items are handed out
-    as shallow copies (wrappers above add keys); their tensors are shared, so nothing downstream
-    may write into them in place (the collate function copies them into each batch). Only for a
-    loader without worker processes: each worker would fill a memory of its own.
-    """
+    """Items kept after their first read, up to `budget_bytes` (the readers have no random augmentation, so
+    an item never changes). Shallow copies sharing tensors: never write into them in place."""
 
     def __init__(self, base: Dataset, budget_bytes: int):
         super().__init__(base)
@@ -65,8 +58,6 @@ class InMemory(_Wrapper):
 
 
 def kept_in_memory(cfg: ExperimentConfig, dataset: Dataset) -> Dataset:
-    """`dataset` with its items kept in memory when the config allows it (`data.memory_cache_mb`
-    above 0, no loader workers), else `dataset` itself."""
     if cfg.data.memory_cache_mb <= 0 or cfg.data.num_workers > 0:
         return dataset
     return InMemory(dataset, cfg.data.memory_cache_mb * 2**20)
@@ -87,11 +78,8 @@ class ClipSubset(_Wrapper):
 
 
 class DenseSidecarMasks(_Wrapper):
-    """Training clips of a *synthetic* dataset with the sounding object's mask on every frame.
-
-    The S4 layout annotates only the first training frame; the generator's sidecar knows all five.
-    Each item's ``masks`` becomes [5, 1, S, S] and ``mask_frames`` [0..4]; everything else is kept.
-    """
+    """Synthetic training clips with the sounding object's mask on all 5 frames (S4 annotates only
+    the first), from the generator's sidecar: ``masks`` [5, 1, S, S], ``mask_frames`` [0..4]."""
 
     def __init__(self, base: Dataset):
         super().__init__(base)
@@ -114,18 +102,11 @@ class DenseSidecarMasks(_Wrapper):
 
 
 def reads_crop_labels(cfg: ExperimentConfig, split: str) -> bool:
-    """Whether `split` is read with its crop labels; a method that cannot train stops here.
-
-    A crop loss needs a box on every training frame; `data.crop_labels` None reads them then.
-    """
-    loss, d = cfg.loss, cfg.data
-    needed = split == "train" and loss.crop_losses
-    # A crop loss with data.crop_labels=false, or crop CE on MS3, is refused by the config.
-    return bool(d.crop_labels) or needed
+    """`data.crop_labels`, or None: read for the training split when a crop loss is on."""
+    return bool(cfg.data.crop_labels or (split == "train" and cfg.loss.crop_losses))
 
 
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
-    """The reader for `cfg.data.dataset` on `split`, limited as the config says."""
     d = cfg.data
     ds = open_split(d.root, split, d.dataset, image_size=d.image_size, audio=d.audio,
                     crop_labels=reads_crop_labels(cfg, split), cache_dir=d.cache_dir)

@@ -1,20 +1,6 @@
-"""Outputs of frozen encoders, computed once per dataset split and read back memory-mapped.
-
-When the ResNet and the audio encoder are frozen (the cpu report starts from pretrained encoders
-and keeps them fixed, BatchNorm statistics included), every epoch would run them again on the same
-inputs and get the same outputs: the data reader applies no random augmentation, so a clip's
-frames and log-mel are the same each time they are read. Here those outputs are computed once,
-saved under a key made of the encoders' weights and the data's files, and handed to the training
-step with each clip (`AVSSystem.forward` uses them instead of running the encoders). Only what is
-frozen is cached: the per-stage heads (`AVSModel.project`), fusion, decoder and the crop network
-are trained and run every step as before.
-
-Layout: ``{folder}/{split}-{key}/`` holds ``stage0.npy`` .. ``stage3.npy`` (float32
-[clips, T, C_i, h_i, w_i], ResNet stages 1-4) and/or ``audio.npy`` (float32 [clips, T, 128]),
-plus ``meta.json``. A folder is written under a temporary name and renamed when complete, so a
-reader never sees half of it; a changed weight file or data file gives another key, hence a fresh
-folder (stale folders are left for the user to delete: another run may still read them).
-"""
+"""Outputs of frozen encoders, computed once per split (the reader has no random augmentation) and
+read back memory-mapped from ``{folder}/{split}-{key}/``, keyed by the encoders' weights and the data's
+files: ``stage0..3.npy`` (float32 [clips, T, C_i, h_i, w_i]) and/or ``audio.npy`` ([clips, T, 128])."""
 
 from __future__ import annotations
 
@@ -34,7 +20,8 @@ from torch.utils.data import Dataset
 
 from avs_lib.data import collate_clips
 from avs_lib.data.audio import content_key
-from avs_lib.engine.datasets import _Wrapper
+from avs_lib.engine.checkpoint import is_frozen
+from avs_lib.engine.datasets import full_split
 
 STAGES = 4
 FORMAT_VERSION = 1  # bump when the layout or what is cached changes
@@ -42,8 +29,6 @@ FORMAT_VERSION = 1  # bump when the layout or what is cached changes
 
 @dataclass(frozen=True)
 class FrozenParts:
-    """Which encoders of a system are frozen, hence cacheable."""
-
     visual: bool
     audio: bool
 
@@ -53,17 +38,6 @@ class FrozenParts:
 
 
 def frozen_parts(system: nn.Module) -> FrozenParts:
-    """The frozen encoders of an `AVSSystem`: a frozen ResNet, a frozen audio encoder.
-
-    Frozen means no parameter takes gradients and the module stays in eval mode (its BatchNorm
-    statistics fixed), so its output is a function of its input alone.
-    """
-
-    def is_frozen(module: nn.Module | None) -> bool:
-        if module is None or not getattr(module, "frozen", False):
-            return False
-        return not any(p.requires_grad for p in module.parameters())
-
     return FrozenParts(visual=is_frozen(system.model.resnet), audio=is_frozen(system.audio_encoder))
 
 
@@ -78,16 +52,10 @@ def module_digest(module: nn.Module) -> str:
 
 
 def data_fingerprint(dataset) -> str:
-    """SHA-256 of what the encoders read: the reader's kind, root, split, image size, audio source,
-    the clips in order, and the content of each clip's frame and audio files.
-
-    Contents, not sizes and modification times: ``cp -p`` or ``tar -x`` gives a replaced file its
-    old time, and a clip's file of the same size would then return the old clip's features.
-    """
+    """SHA-256 of what the encoders read: reader kind, root, split, image size, audio source, the
+    clips in order, and the content (not size and mtime, which `cp -p` keeps) of their frame and audio files."""
     h = hashlib.sha256()
-    base = dataset
-    while isinstance(base, _Wrapper):  # ClipSubset, DenseSidecarMasks: the reader is underneath
-        base = base.base
+    base = full_split(dataset)
     h.update(f"{type(base).__name__}|{Path(base.root).resolve()}|{base.split}|{base.image_size}|"
              f"{base.audio}|".encode())
     for index, clip in enumerate(dataset.clips):
@@ -103,9 +71,8 @@ _CONTENT_KEYS: dict[tuple, str] = {}
 
 
 def _content_key(path: Path) -> str:
-    """`content_key` of a file, read once per process while its inode, size and times stay the
-    same: rewriting or replacing a file changes its ctime, which no tool sets back. A file changed
-    in the last seconds is read again (two writes within one tick of the clock share a ctime)."""
+    """`content_key`, read once per process while inode, size and times stay (a rewrite changes the
+    ctime, which no tool sets back); a file changed in the last 2 s is read again."""
     stat = path.stat()
     key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _CONTENT_KEYS:
@@ -130,8 +97,6 @@ def cache_key(system: nn.Module, parts: FrozenParts, dataset) -> str:
 
 @dataclass
 class FrozenFeatures:
-    """A split's cached encoder outputs, memory-mapped (None for an encoder that is not cached)."""
-
     folder: Path
     stages: list[np.ndarray] | None  # 4 x [clips, T, C_i, h_i, w_i]
     audio: np.ndarray | None  # [clips, T, 128]
@@ -143,8 +108,8 @@ class FrozenFeatures:
 @torch.no_grad()
 def _compute(system: nn.Module, parts: FrozenParts, dataset, device: torch.device,
              batch_size: int) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Run the frozen encoders over every clip of `dataset`, in order (no DataLoader: iterating
-    one draws from the global RNG, and a cached run must draw what an uncached one draws)."""
+    """The frozen encoders over every clip, in order; no DataLoader, whose iterator draws from the
+    global RNG (a cached run must draw what an uncached one draws)."""
     stages: list[list[np.ndarray]] = [[] for _ in range(STAGES)]
     audio: list[np.ndarray] = []
     for start in range(0, len(dataset), batch_size):
@@ -162,7 +127,6 @@ def _compute(system: nn.Module, parts: FrozenParts, dataset, device: torch.devic
 
 
 def _write(folder: Path, stages: list[np.ndarray], audio: np.ndarray | None, meta: dict) -> None:
-    """Write the arrays into a temporary folder beside `folder`, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = folder.parent / f".{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     temp.mkdir()  # the umask's mode, like every other output (mkdtemp would give 0700)
@@ -181,20 +145,9 @@ def _write(folder: Path, stages: list[np.ndarray], audio: np.ndarray | None, met
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _open(folder: Path, parts: FrozenParts, clips: int) -> FrozenFeatures:
-    stages = [np.load(folder / f"stage{i}.npy", mmap_mode="r") for i in range(STAGES)] if parts.visual else None
-    audio = np.load(folder / "audio.npy", mmap_mode="r") if parts.audio else None
-    features = FrozenFeatures(folder, stages, audio)
-    if len(features) != clips:
-        raise ValueError(f"{folder}: cached features of {len(features)} clips, expected {clips}; "
-                         "delete the folder to have it computed again")
-    return features
-
-
 def frozen_features(system: nn.Module, dataset, folder: str | Path, device: torch.device,
                     batch_size: int = 8) -> FrozenFeatures | None:
-    """The cached outputs of `system`'s frozen encoders on `dataset` (computed and saved on first
-    use); None when no encoder is frozen."""
+    """The frozen encoders' outputs on `dataset`, cached on first use; None when no encoder is frozen."""
     parts = frozen_parts(system)
     if not parts.any:
         return None
@@ -209,17 +162,18 @@ def frozen_features(system: nn.Module, dataset, folder: str | Path, device: torc
                 "audio": parts.audio, "shapes": [list(a.shape) for a in stages]
                 + ([list(audio.shape)] if audio is not None else [])}
         _write(target, stages, audio, meta)
-    return _open(target, parts, len(dataset))
+    stages = [np.load(target / f"stage{i}.npy", mmap_mode="r") for i in range(STAGES)] if parts.visual else None
+    audio = np.load(target / "audio.npy", mmap_mode="r") if parts.audio else None
+    features = FrozenFeatures(target, stages, audio)
+    if len(features) != len(dataset):
+        raise ValueError(f"{target}: cached features of {len(features)} clips, expected {len(dataset)}; "
+                         "delete the folder to have it computed again")
+    return features
 
 
 class WithFrozenFeatures(Dataset):
-    """Each item also carries its clip's cached encoder outputs.
-
-    Adds ``encoder_stage0`` .. ``encoder_stage3`` ([T, C_i, h_i, w_i]) when the ResNet is cached
-    and ``audio_embedding`` ([T, 128]) when the audio encoder is; with ``cf_index`` in an item (the
-    counterfactual partner, see `CounterfactualPairs`) also ``cf_audio_embedding``. Wrap the
-    counterfactual pairs, not the other way round, so the partner's embedding can be looked up.
-    """
+    """Items also carrying ``encoder_stage0..3`` [T, C_i, h_i, w_i] and/or ``audio_embedding`` [T, 128], and
+    ``cf_audio_embedding`` of an item's ``cf_index`` (wrap the counterfactual pairs, not vice versa)."""
 
     def __init__(self, base: Dataset, features: FrozenFeatures):
         if len(features) != len(base):
@@ -248,27 +202,10 @@ class WithFrozenFeatures(Dataset):
 
 
 def with_frozen_features(system: nn.Module, dataset, folder: str | Path, device: torch.device):
-    """`dataset` whose items carry `system`'s frozen encoders' cached outputs (computed into `folder`
-    on first use), or `dataset` itself when no encoder of `system` is frozen."""
     features = frozen_features(system, dataset, folder, device)
     return dataset if features is None else WithFrozenFeatures(dataset, features)
 
 
 def feature_cache_folder(cache_dir: str | None, output_dir: str) -> Path:
-    """Where cached features live: ``{data.cache_dir}/features`` or ``{output_dir}/feature_cache``
-    (beside the runs of a grid, so that the grid's runs share them)."""
+    """``{data.cache_dir}/features``, else ``{output_dir}/feature_cache`` (shared by a grid's runs)."""
     return Path(cache_dir) / "features" if cache_dir is not None else Path(output_dir) / "feature_cache"
-
-
-__all__ = [
-    "FrozenFeatures",
-    "FrozenParts",
-    "WithFrozenFeatures",
-    "cache_key",
-    "data_fingerprint",
-    "feature_cache_folder",
-    "frozen_features",
-    "frozen_parts",
-    "module_digest",
-    "with_frozen_features",
-]

@@ -1,19 +1,16 @@
-"""Everything a training step runs, in one module: audio encoder, AVS model, crop branch.
-
-One `nn.Module` holds all trained parts so that one optimiser, one `state_dict`, one DDP wrapper
-and one checkpoint cover them. `forward` returns the dict that `avs_lib.losses.TotalLoss` reads.
-"""
+"""Everything a training step runs, in one module (so one optimiser, state_dict, DDP wrapper and
+checkpoint cover it): audio encoder, AVS model, crop branch. `forward` returns what `TotalLoss` reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
-from avs_lib.configtools import deep_merge
+from avs_lib.config import ExperimentConfig, config_from_dict
 from avs_lib.data.boxes import crop_and_resize
 from avs_lib.engine.checkpoint import load_checkpoint, restore_weights
 from avs_lib.models.avs_model import AUDIO_DIM
@@ -51,12 +48,8 @@ class AVSSystem(nn.Module):
         return self.audio_encoder(audio.flatten(0, 1))  # [B*T, 1, 96, 64] -> [B*T, 128]
 
     def visual_maps(self, batch: dict) -> list[torch.Tensor]:
-        """`model.project` of the encoder stages: 4 maps [B*T, C, h, w], audio-independent.
-
-        In evaluation (eval mode, no gradients) the last result is kept and given again for the
-        same frames tensor while no weight has changed, so passes that vary only the audio
-        (silent, swapped) compute the visual side once; any weight update or `train()` drops it.
-        """
+        """`model.project` of the encoder stages: 4 maps [B*T, C, h, w], audio-independent. In evaluation the
+        last result is reused for the same frames and weights, so silent/swapped passes compute it once."""
         frames = batch["frames"]
         reuse = not self.training and not torch.is_grad_enabled()
         key = (frames._version, torch.is_autocast_enabled(frames.device.type),
@@ -73,8 +66,7 @@ class AVSSystem(nn.Module):
         return super().train(mode)
 
     def encoder_stages(self, batch: dict) -> list[torch.Tensor]:
-        """The ResNet's 4 stage outputs [B*T, C_i, h_i, w_i]: cached ones from the batch (a frozen
-        encoder's, see `avs_lib.engine.features`), else computed from the frames."""
+        """The ResNet's 4 stage outputs [B*T, C_i, h_i, w_i]: a frozen encoder's cached ones, or computed."""
         if "encoder_stage0" not in batch:
             return self.model.encode(batch["frames"].flatten(0, 1))  # [B*T, 3, S, S] -> 4 stages
         if not self.model.resnet.frozen:
@@ -83,8 +75,7 @@ class AVSSystem(nn.Module):
         return [batch[f"encoder_stage{i}"].flatten(0, 1) for i in range(4)]  # [B, T, ...] -> [B*T, ...]
 
     def audio_embedding(self, batch: dict, key: str = "audio") -> torch.Tensor | None:
-        """Embeddings [B*T, 128] of `batch[key]` ("audio" or "cf_audio"): the cached ones
-        (`{key}_embedding`, from a frozen audio encoder) where the batch has them."""
+        """Embeddings [B*T, 128] of `batch[key]` ("audio" or "cf_audio"), cached ones where the batch has them."""
         cached = batch.get(f"{key}_embedding")
         if cached is None or self.audio_encoder is None:
             return self.embed_audio(batch[key])
@@ -142,18 +133,13 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def load_system(path: str | Path, device: str | torch.device = "cpu") -> tuple[AVSSystem, ExperimentConfig]:
-    """Rebuild a trained system from its checkpoint alone (the config travels inside), for evaluation.
-
-    The starting-weight files named in the config are read only for the frozen encoders, which the
-    checkpoint names instead of storing (`checkpoint.restore_weights`); the system is built under
-    the run's seed, so a frozen encoder from a random start comes back as trained. A frozen
-    backbone is frozen again; the system is returned in eval mode.
-    """
+    """Rebuild a trained system, in eval mode, from its checkpoint alone (the config travels inside),
+    under the run's seed so that a frozen encoder from a random start comes back as trained."""
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
-    no_files = {"model": {"resnet_weights": None, "vggish_weights": None, "crop_weights": None,
-                          "audio_weights": None, "freeze_backbone": False}}
-    build_cfg = config_from_dict(deep_merge(to_dict(cfg), no_files))
+    no_files = dataclasses.replace(cfg.model, resnet_weights=None, vggish_weights=None, crop_weights=None,
+                                   audio_weights=None, freeze_backbone=False)
+    build_cfg = dataclasses.replace(cfg, model=no_files)
     with warnings.catch_warnings(), torch.random.fork_rng():  # the checkpoint's weights replace the random init
         warnings.filterwarnings("ignore", message="no pretrained weights given")
         torch.manual_seed(cfg.seed)  # as `train.fit` seeds before building

@@ -1,21 +1,22 @@
 """Training: `fit(cfg)` runs one experiment end to end and returns what it measured.
 
-A straight line on purpose (torchvision references): set up -> for each epoch: train, checkpoint,
-validate -> test the best checkpoint. Every source of randomness is a function of (seed, epoch),
-and the full RNG state is checkpointed, so a run killed mid-epoch and resumed ends with the same
-weights, bit for bit, on the CPU.
+A straight line (torchvision references): set up, then per epoch train, checkpoint, validate, then
+test the best checkpoint. Every source of randomness is a function of (seed, epoch) and the RNG state
+is checkpointed, so a run killed mid-epoch and resumed ends with the same weights, bit for bit, on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import json
 import math
 import os
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +27,21 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.config import (
-    RESUME_FREE_KEYS,
-    ConfigError,
-    ExperimentConfig,
-    config_from_dict,
-    save_config,
-    to_dict,
-)
-from avs_lib.configtools import deep_merge, flatten
+from avs_lib.config import RESUME_FREE_KEYS, ConfigError, ExperimentConfig, save_config, to_dict
+from avs_lib.configtools import flatten
 from avs_lib.data import collate_clips
 from avs_lib.data.audio import cache_dir_or
 from avs_lib.data.counterfactual import CounterfactualPairs
-from avs_lib.engine.checkpoint import (
-    atomic_torch_save,
-    load_checkpoint,
-    restore_weights,
-    rng_state,
-    set_rng_state,
-    weight_entries,
-)
+from avs_lib.engine import checkpoint, features
 from avs_lib.engine.datasets import build_dataset, kept_in_memory
 from avs_lib.engine.evaluate import evaluate_system
-from avs_lib.engine.features import (
-    WithFrozenFeatures,
-    feature_cache_folder,
-    frozen_features,
-    with_frozen_features,
-)
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
 from avs_lib.losses import TotalLoss
 
 LOCK_FILE = "train.lock"  # holds the pid of the process training in the run folder
+# The validation metrics logged per epoch (with `val_diagnostics`, the audio checks too).
+VAL_METRICS = ("miou", "f_score_split", "miou_swapped", "miou_silent", "listening_rate", "following_rate")
 
 
 @dataclass
@@ -69,18 +52,6 @@ class RunResult:
     test_metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-# ---------------------------------------------------------------- set-up helpers
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
 
 
 @dataclass
@@ -94,11 +65,25 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device_name: str) -> DistInfo:
-    """Join the process group that `torchrun` describes in the environment (or run alone).
+@dataclass
+class _RunState:
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "val_miou": -1.0})
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    The only place the library reads the environment: torchrun's contract is RANK/WORLD_SIZE/LOCAL_RANK.
-    """
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def init_distributed(device_name: str) -> DistInfo:
+    """Join torchrun's process group (RANK/WORLD_SIZE/LOCAL_RANK, the library's one environment read)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return DistInfo()
@@ -112,20 +97,14 @@ def init_distributed(device_name: str) -> DistInfo:
 
 
 def build_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the trainable parameters.
-
-    Adam(W) runs its fused kernel (one pass over each tensor instead of a chain of element-wise
-    ops, several times faster on the CPU for a ResNet's crop trunk): the same update rule, with
-    float rounding that can differ in the last bits from the loop implementation.
-    """
+    """Adam(W) runs fused (several times faster on the CPU; may round differently in the last bits)."""
     o = cfg.optim
     params = [p for p in params if p.requires_grad]
+    if o.optimizer not in ("adam", "adamw"):
+        return torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
     fused = all(p.device.type in ("cpu", "cuda") for p in params) or None
-    if o.optimizer == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused)
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
+    adam = torch.optim.Adam if o.optimizer == "adam" else torch.optim.AdamW
+    return adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused)
 
 
 def build_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
@@ -144,40 +123,19 @@ def build_scheduler(cfg: ExperimentConfig, optimizer, total_steps: int):
 
 
 def to_channels_last(module: torch.nn.Module) -> None:
-    """Put every Conv2d weight in channels_last, in place.
-
-    `module.to(memory_format=torch.channels_last)` raises on TPAVI's 5-D Conv3d weights, so only
-    the 2-D convolutions are converted; their outputs carry the format through the network.
-    """
+    """Conv2d weights only: `module.to(memory_format=...)` raises on TPAVI's 5-D Conv3d weights."""
     for m in module.modules():
         if isinstance(m, torch.nn.Conv2d):
             m.to(memory_format=torch.channels_last)
 
 
 def move_batch(batch: dict, device: torch.device) -> dict:
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-        out[key] = value
-    return out
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-# ---------------------------------------------------------------- one epoch
-
-
-def train_one_epoch(
-    system: torch.nn.Module,
-    loss_fn: TotalLoss,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    loader: DataLoader,
-    device: torch.device,
-    epoch: int,
-    cfg: ExperimentConfig,
-    step_log=None,
-    global_step: int = 0,
-) -> tuple[dict[str, float], int]:
+def train_one_epoch(system: torch.nn.Module, loss_fn: TotalLoss, optimizer: torch.optim.Optimizer, scheduler,
+                    loader: DataLoader, device: torch.device, epoch: int, cfg: ExperimentConfig, step_log=None,
+                    global_step: int = 0) -> tuple[dict[str, float], int]:
     """One pass over `loader`; returns the mean of each loss term and the new global step."""
     system.train()
     if cfg.freeze_bn:
@@ -190,8 +148,7 @@ def train_one_epoch(
     bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False, disable=cfg.quiet)
     for step, batch in enumerate(bar):
         batch = move_batch(batch, device)
-        # Before the forward, not after: the last step's gradients are not read by the forward, and
-        # dropping them first keeps them from living alongside its activations (peak memory).
+        # Before the forward: the old gradients then never live alongside its activations (peak memory).
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outputs = system(batch, cf_audio=batch.get("cf_audio"))
@@ -219,63 +176,24 @@ def train_one_epoch(
     return {k: v / max(1, steps) for k, v in sums.items()}, global_step
 
 
-# ---------------------------------------------------------------- the run
+def _checkpoint(system, cfg, epoch: int, global_step: int, best: dict, optimizer=None, scheduler=None) -> dict:
+    """last.pt with the optimiser, scheduler and RNG a resume needs; best.pt (for evaluation) without
+    them, as Adam's moments are two thirds of the thesis' file. Weights in both key sets."""
+    core = system.module if hasattr(system, "module") else system
+    resume = {} if optimizer is None else {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           "rng": checkpoint.rng_state()}
+    return {"config": to_dict(cfg), **checkpoint.weight_entries(core, cfg), **resume, "epoch": epoch,
+            "global_step": global_step, "best": best}
 
 
-def _unwrap(system: torch.nn.Module) -> AVSSystem:
-    return system.module if hasattr(system, "module") else system
-
-
-def _checkpoint(system, optimizer, scheduler, cfg, epoch: int, global_step: int, best: dict) -> dict:
-    core = _unwrap(system)
-    return {
-        "config": to_dict(cfg),
-        # The trained weights, and the AVS model alone in the official key names; frozen encoders by reference.
-        **weight_entries(core, cfg),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_state(),
-        "epoch": epoch,
-        "global_step": global_step,
-        "best": best,
-    }
-
-
-def _best_checkpoint(system, cfg, epoch: int, global_step: int, best: dict) -> dict:
-    """What evaluation reads (`load_system`): the config and the weights, in both key sets. Not the
-    optimiser's moments, the scheduler or the RNG state, which only resuming needs (from last.pt):
-    for the thesis' crop trunk, Adam's moments are two thirds of the file written each time val
-    improves."""
-    core = _unwrap(system)
-    return {"config": to_dict(cfg), **weight_entries(core, cfg), "epoch": epoch, "global_step": global_step, "best": best}
-
-
-class _MetricsLog:
-    """Epoch metrics as JSON lines and CSV; step losses as JSON lines."""
-
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.run_dir, self.enabled = run_dir, enabled
-
-    def step(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.run_dir / "steps.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def epoch(self, history: list[dict]) -> None:
-        if not self.enabled:
-            return
-        write_text_atomically(self.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        keys = sorted({k for h in history for k in h})
-        lines = [",".join(keys)] + [",".join(str(h.get(k, "")) for k in keys) for h in history]
-        write_text_atomically(self.run_dir / "metrics.csv", "\n".join(lines) + "\n")
+def _append_step(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "steps.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _read_jsonl(path: Path, key: str, torn_tail_ok: bool = False) -> list[tuple[str, dict]]:
-    """(line, record) pairs of a JSON-lines log; a bad line is an error naming the file and line.
-
-    With `torn_tail_ok`, an unreadable last line is dropped: it is the record a killed run was
-    appending, which comes after its last checkpoint and so is redone on resume.
-    """
+    """(line, record) pairs of a JSON-lines log; with `torn_tail_ok` a bad last line (what a killed
+    run was appending after its last checkpoint) is dropped, any other bad line is an error."""
     lines = path.read_text().splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
@@ -297,24 +215,22 @@ def _truncate_steps_log(run_dir: Path, global_step: int) -> None:
     path = run_dir / "steps.jsonl"
     if path.exists():
         records = _read_jsonl(path, "global_step", torn_tail_ok=True)
-        kept = [line for line, record in records if record["global_step"] <= global_step]
-        write_text_atomically(path, "".join(line + "\n" for line in kept))
+        write_text_atomically(path, "".join(line + "\n" for line, r in records if r["global_step"] <= global_step))
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any], absent: Any = "<absent>") -> dict[str, tuple[Any, Any]]:
-    """Keys whose value differs between a checkpoint's config and this one, beyond RESUME_FREE_KEYS:
-    key -> (saved, now), a key missing on one side read as `absent`."""
+    """key -> (saved, now) for the dotted keys that differ beyond RESUME_FREE_KEYS."""
     old, new = flatten(saved), flatten(current)
     return {key: (old.get(key, absent), new.get(key, absent)) for key in sorted(set(old) | set(new))
             if key not in RESUME_FREE_KEYS and old.get(key, absent) != new.get(key, absent)}
 
 
 def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: bool) -> dict | None:
-    """The checkpoint to resume from, after checking it was made with this config; None if absent."""
+    """The checkpoint to resume from, made with this config (unless allowed); None if absent."""
     if not path.exists():
         warnings.warn(f"resume: no checkpoint at {path}; starting a fresh run", stacklevel=3)
         return None
-    ckpt = load_checkpoint(path)
+    ckpt = checkpoint.load_checkpoint(path)
     changes = config_changes(ckpt.get("config", {}), to_dict(cfg))
     if changes and not allow_config_change:
         listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
@@ -329,86 +245,63 @@ def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: boo
 
 
 def fit(cfg: ExperimentConfig, resume: bool = False, allow_config_change: bool = False) -> RunResult:
-    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it once.
-
-    With `resume`, the run continues from its `last.pt`; a config that differs from the
-    checkpoint's (beyond RESUME_FREE_KEYS) is refused unless `allow_config_change`, and the run
-    folder's config.yaml is rewritten only once the checkpoint has loaded into the model. On the
-    CPU it runs with `cfg.threads` threads (when set) and gives the caller's count back.
-    """
-    before = torch.get_num_threads()
+    """Train, validate every `eval_every` epochs, keep the best by val mIoU, test it once; `resume`
+    continues from `last.pt` (a changed config only if allowed). Runs with `cfg.threads` CPU threads."""
+    before, started = torch.get_num_threads(), time.perf_counter()
     if cfg.threads is not None and select_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.threads)
     cache = cache_dir_or(cfg.data.cache_dir, cfg.run_dir / "cache")
     if cache is not None and cfg.data.cache_dir is None:  # no home to cache in: config.yaml says where
-        cfg = config_from_dict(deep_merge(to_dict(cfg), {"data": {"cache_dir": str(cache)}}))
+        cfg = replace(cfg, data=replace(cfg.data, cache_dir=str(cache)))
     try:
-        return _fit(cfg, resume, allow_config_change)
+        dinfo = init_distributed(cfg.device)
+        device = select_device(cfg.device)
+        if device.type == "cuda" and dinfo.world_size > 1:
+            device = torch.device("cuda", dinfo.local_rank)
+        seed_everything(cfg.seed)
+        ckpt = _open_run_dir(cfg, dinfo, device, resume, allow_config_change)
+
+        system = AVSSystem(cfg).to(device)
+        train_set, pairs = _training_set(cfg, system, device)
+        val_set = _split_with_features(cfg, system, "val", device) if dinfo.is_main else None
+        loader, sampler, steps_per_epoch = _train_loader(cfg, train_set, dinfo, device)
+        if device.type == "cuda" and cfg.channels_last:
+            to_channels_last(system)
+        loss_fn = TotalLoss(cfg.loss)
+        optimizer = build_optimizer(cfg, system.parameters())
+        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.optim.epochs)
+        state = _restore(ckpt, cfg, system, optimizer, scheduler, dinfo)
+        train_system = _for_training(system, cfg, dinfo, device)
+        step_log = functools.partial(_append_step, cfg.run_dir) if dinfo.is_main else None
+
+        epochs = tqdm(range(state.start_epoch, cfg.optim.epochs), desc=cfg.name, initial=state.start_epoch,
+                      total=cfg.optim.epochs, disable=cfg.quiet or not dinfo.is_main)
+        for epoch in epochs:
+            sampler.set_epoch(epoch)
+            if pairs is not None:
+                pairs.set_epoch(epoch)
+            parts, state.global_step = train_one_epoch(
+                train_system, loss_fn, optimizer, scheduler, _Limited(loader, steps_per_epoch), device, epoch, cfg,
+                step_log=step_log, global_step=state.global_step)
+            record = {"epoch": epoch, "global_step": state.global_step, **{f"train_{k}": v for k, v in parts.items()}}
+            if dinfo.is_main:
+                _end_of_epoch(record, state, system, optimizer, scheduler, cfg, device, val_set)
+                epochs.set_postfix(loss=f"{parts.get('total', float('nan')):.4f}", val=f"{state.best['val_miou']:.3f}")
+            else:
+                state.history.append(record)
+            if dinfo.world_size > 1:
+                dist.barrier()
+        test_metrics = _test_and_summarise(cfg, state.best, device, started) if dinfo.is_main else {}
+        return RunResult(cfg.run_dir, state.best["epoch"], state.best["val_miou"], test_metrics, state.history,
+                         time.perf_counter() - started)
     finally:
         torch.set_num_threads(before)
         _release_lock(cfg.run_dir)
 
 
-def _fit(cfg: ExperimentConfig, resume: bool, allow_config_change: bool) -> RunResult:
-    started = time.perf_counter()
-    dinfo = init_distributed(cfg.device)
-    device = select_device(cfg.device)
-    if device.type == "cuda" and dinfo.world_size > 1:
-        device = torch.device("cuda", dinfo.local_rank)
-    seed_everything(cfg.seed)
-    ckpt = _open_run_dir(cfg, dinfo, device, resume, allow_config_change)
-
-    system = AVSSystem(cfg).to(device)
-    train_set, pairs = _training_set(cfg, system, device)
-    val_set = _split_with_features(cfg, system, "val", device) if dinfo.is_main else None
-    loader, sampler, steps_per_epoch = _train_loader(cfg, train_set, dinfo, device)
-    if device.type == "cuda" and cfg.channels_last:
-        to_channels_last(system)
-    loss_fn = TotalLoss(cfg.loss)
-    optimizer = build_optimizer(cfg, system.parameters())
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch * cfg.optim.epochs)
-    state = _restore(ckpt, cfg, system, optimizer, scheduler, dinfo)
-    train_system = _for_training(system, cfg, dinfo, device)
-    log = _MetricsLog(cfg.run_dir, dinfo.is_main)
-
-    epochs = tqdm(range(state.start_epoch, cfg.optim.epochs), desc=cfg.name, initial=state.start_epoch,
-                  total=cfg.optim.epochs, disable=cfg.quiet or not dinfo.is_main)
-    for epoch in epochs:
-        sampler.set_epoch(epoch)
-        if pairs is not None:
-            pairs.set_epoch(epoch)
-        train_parts, state.global_step = train_one_epoch(
-            train_system, loss_fn, optimizer, scheduler, _limited(loader, steps_per_epoch), device, epoch, cfg,
-            step_log=log.step, global_step=state.global_step,
-        )
-        record = {"epoch": epoch, "global_step": state.global_step, **{f"train_{k}": v for k, v in train_parts.items()}}
-        if dinfo.is_main:
-            _end_of_epoch(record, state, system, optimizer, scheduler, cfg, device, val_set)
-            log.epoch(state.history)
-            epochs.set_postfix(loss=f"{train_parts.get('total', float('nan')):.4f}", val=f"{state.best['val_miou']:.3f}")
-        else:
-            state.history.append(record)
-        if dinfo.world_size > 1:
-            dist.barrier()
-    test_metrics = _test_and_summarise(cfg, state.best, device, started) if dinfo.is_main else {}
-    return RunResult(cfg.run_dir, state.best["epoch"], state.best["val_miou"], test_metrics, state.history,
-                     time.perf_counter() - started)
-
-
-@dataclass
-class _RunState:
-    """Where a run stands: the next epoch, the step count, the best epoch so far, the epoch records."""
-
-    start_epoch: int = 0
-    global_step: int = 0
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "val_miou": -1.0})
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
 def _open_run_dir(cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device, resume: bool,
                   allow_config_change: bool) -> dict | None:
-    """Check the run folder can be made, load the checkpoint to resume from (or None), and, for a
-    fresh run, write its config; provenance is written either way."""
+    """Make and lock the run folder, load the checkpoint to resume (or None), write config and provenance."""
     run_dir = cfg.run_dir
     blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
@@ -421,13 +314,12 @@ def _open_run_dir(cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device, 
     if dinfo.is_main:
         if ckpt is None:
             save_config(cfg, run_dir / "config.yaml")
-        write_provenance(run_dir, device, cfg)  # the code, versions, device, command and data of this run
+        write_provenance(run_dir, device, cfg)
     return ckpt
 
 
 def _take_lock(run_dir: Path) -> None:
-    """One writer per run folder: create LOCK_FILE holding this process's pid, or refuse naming the
-    live holder. A lock whose process is gone (killed, crashed) is taken over, with a note."""
+    """One writer per run folder: LOCK_FILE holds the writer's pid; a dead holder's lock is taken over."""
     path = run_dir / LOCK_FILE
     for _ in range(2):
         try:
@@ -452,23 +344,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
-        return True
+        pass
     return True
 
 
 def _release_lock(run_dir: Path) -> None:
-    """Remove the run folder's lock if this process holds it (a refused run never took it)."""
     path = run_dir / LOCK_FILE
-    try:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         if path.read_text().strip() == str(os.getpid()):
             path.unlink()
-    except (FileNotFoundError, NotADirectoryError):
-        pass
 
 
 def _train_loader(cfg: ExperimentConfig, train_set: Dataset, dinfo: DistInfo,
                   device: torch.device) -> tuple[DataLoader, DistributedSampler, int]:
-    """The training loader (this rank's share of each global batch), its sampler, steps per epoch."""
+    """This rank's share of each global batch, its sampler, and the steps per epoch."""
     if cfg.optim.batch_size % dinfo.world_size:
         raise ValueError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by {dinfo.world_size} processes")
     sampler = DistributedSampler(train_set, num_replicas=dinfo.world_size, rank=dinfo.rank,
@@ -484,48 +373,41 @@ def _train_loader(cfg: ExperimentConfig, train_set: Dataset, dinfo: DistInfo,
 
 def _restore(ckpt: dict | None, cfg: ExperimentConfig, system: AVSSystem, optimizer, scheduler,
              dinfo: DistInfo) -> _RunState:
-    """The state to start from: fresh, or the checkpoint's (weights, optimiser, scheduler, RNG,
-    epoch records up to it), after which config.yaml is rewritten and later step records dropped."""
+    """Fresh, or the checkpoint's state; config.yaml is rewritten only once the checkpoint has loaded."""
     run_dir = cfg.run_dir
     if ckpt is None:
         if dinfo.is_main:
             (run_dir / "steps.jsonl").unlink(missing_ok=True)
         return _RunState()
     try:
-        restore_weights(system, ckpt, run_dir / "last.pt")
+        checkpoint.restore_weights(system, ckpt, run_dir / "last.pt")
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         reason = " ".join(str(err).split())[:500]
         raise ValueError(f"{run_dir / 'last.pt'}: the checkpoint does not fit the model this config builds "
                          f"({reason})") from None
     scheduler.load_state_dict(ckpt["scheduler"])
-    _apply_optim_settings(cfg, optimizer, scheduler)
-    set_rng_state(ckpt["rng"])
-    state = _RunState(ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"])
-    if (run_dir / "metrics.jsonl").exists():
-        state.history = [record for _, record in _read_jsonl(run_dir / "metrics.jsonl", "epoch")
-                         if record["epoch"] < state.start_epoch]
-    if dinfo.is_main:
-        save_config(cfg, run_dir / "config.yaml")  # only now: the checkpoint has loaded
-        _truncate_steps_log(run_dir, state.global_step)
-    return state
-
-
-def _apply_optim_settings(cfg: ExperimentConfig, optimizer, scheduler) -> None:
-    """The config's lr and weight decay in the optimiser after a resume: the loaded state carries the
-    checkpoint's, which a changed config (--resume-changed-config) replaces. Unchanged, it is a no-op."""
+    # The config's lr and weight decay replace the checkpoint's (a no-op unless the config changed).
     o = cfg.optim
     scheduler.base_lrs = [o.lr] * len(optimizer.param_groups)
     for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
         group.update(initial_lr=o.lr, lr=o.lr * factor(scheduler.last_epoch), weight_decay=o.weight_decay)
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    checkpoint.set_rng_state(ckpt["rng"])
+    state = _RunState(ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best"])
+    if (run_dir / "metrics.jsonl").exists():
+        state.history = [record for _, record in _read_jsonl(run_dir / "metrics.jsonl", "epoch")
+                         if record["epoch"] < state.start_epoch]
+    if dinfo.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        _truncate_steps_log(run_dir, state.global_step)
+    return state
 
 
 def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, device: torch.device) -> torch.nn.Module:
-    """The module the training steps call: SyncBatchNorm + DDP over several processes, compiled on CUDA."""
+    """SyncBatchNorm + DDP over several processes (batch statistics of the global batch); compiled on CUDA."""
     train_system: torch.nn.Module = system
     if dinfo.world_size > 1 and device.type == "cuda" and not cfg.freeze_bn:
-        # Batch statistics over the global batch, as one process would compute them.
         train_system = torch.nn.SyncBatchNorm.convert_sync_batchnorm(system)
     if dinfo.world_size > 1:
         train_system = torch.nn.parallel.DistributedDataParallel(
@@ -538,18 +420,23 @@ def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, dev
 
 def _end_of_epoch(record: dict, state: _RunState, system: AVSSystem, optimizer, scheduler,
                   cfg: ExperimentConfig, device: torch.device, val_set: Dataset) -> None:
-    """Rank 0 after an epoch: validate when due, keep best.pt (weights) by val mIoU, always write
-    last.pt (weights and everything a resume needs)."""
+    """Validate when due, keep best.pt by val mIoU, always write last.pt and the epoch logs (JSON lines, CSV)."""
     epoch = record["epoch"]
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-        record.update(_validate(system, cfg, device, val_set))
+        val = evaluate_system(system, cfg, "val", device, diagnostics=cfg.val_diagnostics, dataset=val_set)
+        record.update({f"val_{k}": float(val[k]) for k in VAL_METRICS if k in val})
         if record["val_miou"] > state.best["val_miou"]:
             state.best = {"epoch": epoch, **{k: v for k, v in record.items() if k.startswith("val_")}}
-            atomic_torch_save(_best_checkpoint(system, cfg, epoch, state.global_step, state.best),
-                              cfg.run_dir / "best.pt")
+            checkpoint.atomic_torch_save(_checkpoint(system, cfg, epoch, state.global_step, state.best),
+                                         cfg.run_dir / "best.pt")
     state.history.append(record)
-    atomic_torch_save(_checkpoint(system, optimizer, scheduler, cfg, epoch, state.global_step, state.best),
-                      cfg.run_dir / "last.pt")
+    checkpoint.atomic_torch_save(_checkpoint(system, cfg, epoch, state.global_step, state.best, optimizer, scheduler),
+                                 cfg.run_dir / "last.pt")
+    history = state.history
+    write_text_atomically(cfg.run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    keys = sorted({k for h in history for k in h})
+    lines = [",".join(keys)] + [",".join(str(h.get(k, "")) for k in keys) for h in history]
+    write_text_atomically(cfg.run_dir / "metrics.csv", "\n".join(lines) + "\n")
 
 
 def _test_and_summarise(cfg: ExperimentConfig, best: dict, device: torch.device, started: float) -> dict[str, Any]:
@@ -568,68 +455,53 @@ def _test_and_summarise(cfg: ExperimentConfig, best: dict, device: torch.device,
     return test_metrics
 
 
-# The validation metrics logged per epoch (with `val_diagnostics`, the audio checks too).
-VAL_METRICS = ("miou", "f_score_split", "miou_swapped", "miou_silent", "listening_rate", "following_rate")
-
-
-def _validate(system, cfg: ExperimentConfig, device: torch.device, val_set: Dataset) -> dict[str, float]:
-    """One validation pass: `val_{metric}` for the metrics of VAL_METRICS it computed."""
-    val = evaluate_system(system, cfg, "val", device, diagnostics=cfg.val_diagnostics, dataset=val_set)
-    return {f"val_{k}": float(val[k]) for k in VAL_METRICS if k in val}
-
-
 def _training_set(cfg: ExperimentConfig, system: AVSSystem,
                   device: torch.device) -> tuple[Dataset, CounterfactualPairs | None]:
-    """The training split as the loader reads it, and its counterfactual pairs (or None).
-
-    With `cfg.feature_cache` and frozen encoders, items carry the encoders' cached outputs
-    (`avs_lib.engine.features`), computed before the first epoch when not on disk yet.
-    """
+    """The training split as the loader reads it (with cached frozen-encoder outputs when
+    `cfg.feature_cache`), and its counterfactual pairs (or None)."""
     train_set: Dataset = kept_in_memory(cfg, build_dataset(cfg, "train"))
-    features = None
+    cached = None
     if cfg.feature_cache:
-        folder = feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
-        features = frozen_features(system, train_set, folder, device)
+        folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
+        cached = features.frozen_features(system, train_set, folder, device)
     pairs = CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else None
     if pairs is not None:
         train_set = pairs
-    if features is not None:
-        train_set = WithFrozenFeatures(train_set, features)
+    if cached is not None:
+        train_set = features.WithFrozenFeatures(train_set, cached)
     return train_set, pairs
 
 
 def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, device: torch.device) -> Dataset:
-    """An evaluation split whose items carry the frozen encoders' cached outputs, where
-    `cfg.feature_cache` is on and an encoder is frozen (else the plain split)."""
     dataset = kept_in_memory(cfg, build_dataset(cfg, split))
     if not cfg.feature_cache:
         return dataset
-    return with_frozen_features(system, dataset, feature_cache_folder(cfg.data.cache_dir, cfg.output_dir), device)
+    folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
+    return features.with_frozen_features(system, dataset, folder, device)
 
 
-def _limited(loader: DataLoader, steps: int):
+@dataclass
+class _Limited:
     """The first `steps` batches of `loader`, with a length (for tqdm)."""
 
-    class _Limited:
-        def __len__(self) -> int:
-            return steps
+    loader: DataLoader
+    steps: int
 
-        def __iter__(self):
-            for i, batch in enumerate(loader):
-                if i >= steps:
-                    break
-                yield batch
+    def __len__(self) -> int:
+        return self.steps
 
-    return _Limited()
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i >= self.steps:
+                break
+            yield batch
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run (metrics.jsonl)."""
     return _read_log(Path(run_dir) / "metrics.jsonl", "epoch")
 
 
 def read_steps(run_dir: str | Path) -> list[dict]:
-    """The per-step records of a run (steps.jsonl)."""
     return _read_log(Path(run_dir) / "steps.jsonl", "global_step")
 
 
@@ -637,6 +509,3 @@ def _read_log(path: Path, key: str) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"training log not found: {path} (written by avs_lib.engine.train.fit)")
     return [record for _, record in _read_jsonl(path, key)]
-
-
-__all__ = ["RunResult", "fit", "read_history", "read_steps", "seed_everything", "train_one_epoch"]

@@ -21,24 +21,7 @@ from avs_lib.models.weights import (
     read_state_dict,
 )
 
-__all__ = [
-    "AVSModel",
-    "BACKBONES",
-    "ClassifierModule",
-    "CropClassifier",
-    "CrossModalAttention",
-    "FeatureFusionBlock",
-    "ModelConfig",
-    "ResNetEncoder",
-    "ResidualConvUnit",
-    "TPAVI",
-    "VGGish",
-    "build_audio_encoder",
-    "build_crop_classifier",
-    "build_model",
-    "get_backbone",
-    "load_avs_checkpoint",
-    "load_imagenet_resnet",
-    "load_vggish",
-    "read_state_dict",
-]
+__all__ = ["AVSModel", "BACKBONES", "ClassifierModule", "CropClassifier", "CrossModalAttention",
+           "FeatureFusionBlock", "ModelConfig", "ResNetEncoder", "ResidualConvUnit", "TPAVI",
+           "VGGish", "build_audio_encoder", "build_crop_classifier", "build_model", "get_backbone",
+           "load_avs_checkpoint", "load_imagenet_resnet", "load_vggish", "read_state_dict"]

@@ -61,7 +61,7 @@ class ModelConfig:
     vggish_weights:  VGGish state_dict file, e.g. vggish-10086976.pth (None: random init)
     crop_weights:    torchvision ImageNet ResNet file for a separate crop trunk (None: random init)
     audio_weights:   LogMelCNN state_dict file for the "small" encoder, e.g. from
-                     `avs_lib.engine.pretrain` (None: random init)
+                     `avs_lib.datatools.pretrain` (None: random init)
     """
 
     backbone: str = "resnet50"

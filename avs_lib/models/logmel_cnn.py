@@ -5,7 +5,7 @@ be downloaded here, and a frozen, randomly initialised VGGish is not the same mo
 72M-parameter VGGish from scratch on a laptop costs more than the whole segmentation network. This
 encoder keeps VGGish's interface (one 128-d embedding per 0.96 s log-mel example) at ~0.1% of its cost,
 so the `smoke`, `cpu` and `gpu` profiles can learn to listen without VGGish. It starts random or from
-a file (`model.audio_weights`, e.g. pretrained on the synthetic sounds by `avs_lib.engine.pretrain`), and
+a file (`model.audio_weights`, e.g. pretrained on the synthetic sounds by `avs_lib.datatools.pretrain`), and
 is then trained or, like the official VGGish, frozen. The `paper` profile uses VGGish with its
 pretrained weights.
 """

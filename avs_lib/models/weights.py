@@ -218,7 +218,7 @@ def load_vggish(model: nn.Module, path: str | Path | None) -> nn.Module:
 
 
 def load_small_audio(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a LogMelCNN state_dict (e.g. one written by `avs_lib.engine.pretrain`), strictly."""
+    """Load a LogMelCNN state_dict (e.g. one written by `avs_lib.datatools.pretrain`), strictly."""
     load_exact(model, read_state_dict(path), path, "LogMelCNN audio encoder")
     return model
 

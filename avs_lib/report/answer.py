@@ -1,6 +1,5 @@
-"""The report's sentences about its results, computed from the tables notebooks 03 and 04 show, so
-text and numbers cannot drift apart: the paired verdicts, what the shifted splits say, the
-limitations, and the Answer (in English and in Korean, the thesis write-up's language)."""
+"""The report's sentences, computed from the tables notebooks 03 and 04 show so that text and
+numbers cannot drift apart; the Answer in English and in Korean (the thesis write-up's language)."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from avs_lib.config import METHODS
+from avs_lib.metrics import MOVED_BELOW_IOU
 from avs_lib.report.experiments import REPORTED, THESIS_CLAIMED_GAIN
 from avs_lib.report.stats import IDENTICAL, NO_DIFFERENCE
 
@@ -47,8 +47,7 @@ def verdict_sentence(row: pd.Series, what: str, margin: float) -> str:
 
 
 def lambda_sweep_text(val: pd.DataFrame, trained: pd.DataFrame, last_epoch: int) -> str:
-    """The val choice of the crop-loss weight for the trained-encoder thesis, and whether the budget
-    is long enough for trained encoders (runs whose best epoch is the last)."""
+    """The val choice of the crop-loss weight, and whether the budget suits trained encoders."""
     crop = val.drop(index="tpavi_trained", errors="ignore")
     best = crop["val_miou"].idxmax()
     at_end = int((trained["best_epoch"] == last_epoch).sum())
@@ -64,9 +63,8 @@ def lambda_sweep_text(val: pd.DataFrame, trained: pd.DataFrame, last_epoch: int)
 
 
 def shift_summary(table: pd.DataFrame, roots: Sequence[str]) -> dict:
-    """From the (split, method) table of the shifted splits: which single factors break `tpavi`'s
-    listening (following rate below half its clean rate), where the deaf `visual_only` has the
-    higher on-screen mIoU, and the hardest split."""
+    """Which single factors halve `tpavi`'s following rate, where the deaf `visual_only` wins
+    on-screen mIoU, and the hardest split."""
     follow, onscreen = (table[m].unstack("method") for m in ("following_rate", "miou_onscreen"))
     single = [name for name in roots if name.count("_") == 1]  # one factor: shifted_<factor>
     broken = [n for n in single if follow.loc[n, "tpavi"] < follow.loc["clean", "tpavi"] / 2]
@@ -87,9 +85,24 @@ def shift_text(shift: dict) -> str:
             f"on-screen mIoU than `tpavi` on {deaf}.")
 
 
+def audio_change_text(changes: pd.DataFrame) -> str:
+    """Real data: per changed audio, the method whose mask changes most (the lowest IoU to its own-audio
+    mask, ties by name) and least, from `viz.plot_audio_change`'s numbers (method, audio, diagnostic, mean)."""
+    means, said = changes.pivot_table(index=["audio", "method"], columns="diagnostic", values="mean"), []
+    for audio in ("swapped", "silent"):
+        rows = means.loc[audio].sort_values("iou_to_true", kind="stable")  # by name within a tie
+        most, least = rows.iloc[0], rows.iloc[-1]
+        differ = most["iou_to_true"] < least["iou_to_true"]
+        who = f"the mask of `{most.name}` changes most" if differ else "every method's mask changes alike"
+        said.append(f"With {audio} audio {who}: IoU {most['iou_to_true']:.3f} to the own-audio mask, "
+                    f"{most['moved_share']:.0%} of clips moved (IoU < {MOVED_BELOW_IOU:g}), mIoU "
+                    f"{most['miou_change']:+.3f}, |area change| {most['abs_area_change']:.1%} of the frame"
+                    + (f"; `{least.name}` least (IoU {least['iou_to_true']:.3f})." if differ else "."))
+    return " ".join(said)
+
+
 def longer_text(results: pd.DataFrame, by_miou: pd.DataFrame, longer: Sequence[str]) -> str:
-    """Does twice the step budget change the answer? Each `*_2x` run against its control, and
-    thesis − tpavi at both budgets on the seeds the longer runs share."""
+    """Does twice the step budget change the answer (each `*_2x` against its control)?"""
     rows = by_miou.set_index("method")
     moved = "; ".join(f"`{m}` − `{rows.loc[m, 'reference']}` {rows.loc[m, 'seed_diff']:+.3f} "
                       f"[{rows.loc[m, 'seed_low']:+.3f}, {rows.loc[m, 'seed_high']:+.3f}], Holm-adjusted p = "
@@ -108,8 +121,7 @@ def longer_text(results: pd.DataFrame, by_miou: pd.DataFrame, longer: Sequence[s
 
 def limitations(synthetic: bool, pretrain: dict | None, floor: float, deaf_ceiling: float | None,
                 at_end: int, runs: int, longer: str | None = None, multilook: str | None = None) -> list[str]:
-    """Threats to the validity of the answer, each with its number (`longer`: `longer_text`;
-    `multilook`: the verdict on the companion benchmark with three looks per class)."""
+    """Threats to the validity of the answer, each with its number."""
     items = []
     if synthetic:
         items.append("**One look per class.** In training every object of a class has the same shape, texture and "
@@ -235,10 +247,8 @@ def _cannot_tell(trained: bool, multilook: bool) -> tuple[str, str]:
 def answer(by_miou: pd.DataFrame, means: pd.DataFrame, shift: dict | None, trained: bool,
            multilook: pd.DataFrame | None = None, multilook_following: pd.Series | None = None,
            ) -> tuple[list[str], list[str]]:
-    """The Answer: at most eight sentences (English, Korean), from the mIoU verdicts, the clean
-    listening rates, the shifted splits' summary (None on real data), the verdicts and the mean
-    following rate per method on the multi-look companion benchmark (None when it did not run)
-    and the thesis' numbers."""
+    """The Answer: at most eight sentences (English, Korean) from the verdicts and rates shown
+    (`shift` and `multilook` None when they did not run)."""
     rows = by_miou.set_index("method") if not by_miou.empty else pd.DataFrame()
     looks = multilook.set_index("method") if multilook is not None and not multilook.empty else pd.DataFrame()
     parts = []
@@ -273,7 +283,3 @@ def answer_markdown(english: list[str], korean: list[str]) -> str:
     """answer.md: "## Answer" and "## 답", one bullet per sentence (the README shows both)."""
     return ("## Answer\n\n" + "\n".join(f"- {s}" for s in english) + "\n\n## 답\n\n"
             + "\n".join(f"- {s}" for s in korean) + "\n")
-
-
-__all__ = ["CROP_METHODS", "answer", "answer_markdown", "lambda_sweep_text", "limitations", "longer_text", "shift_summary",
-           "shift_text", "verdict_sentence"]

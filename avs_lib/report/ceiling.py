@@ -1,9 +1,5 @@
-"""How far a model gets without hearing: strategies that see every object of a synthetic clip.
-
-The gap between the oracle (the sounding object) and the best visual strategy is what listening
-must earn; notebook 01 shows it. Reads the generator's per-object truth (`avs_lib.data.sidecar`)
-and the ground-truth mask files, and scores with the project's one IoU (`metrics.binary_iou`).
-"""
+"""How far a model gets without hearing: the gap between the oracle (the sounding object) and the
+best visual strategy is what listening must earn (notebook 01)."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from PIL import Image
 
 from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.sidecar import read_sidecar
-from avs_lib.data.synth import META_FILE, clip_paths
+from avs_lib.datatools.synth import META_FILE, clip_paths
 from avs_lib.metrics import binary_iou
 
 
@@ -24,9 +20,7 @@ def _split_names(root: Path, split: str) -> list[tuple[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"metadata not found: {path}")
     with open(path, newline="") as file:
-        return [
-            (row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split
-        ]
+        return [(row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split]
 
 
 def _iou(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -60,14 +54,8 @@ def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]
 
 
 def visual_only_ceiling(root: str | Path, split: str) -> dict[str, float]:
-    """mIoU against the GT mask files of strategies that see every object but hear nothing.
-
-    ``sounding_object`` is the oracle (1.0 when the files agree with the sidecar);
-    ``largest_object`` and ``most_central_object`` pick one visible object per frame by a
-    visual cue; ``random_object`` is the expected score of picking one uniformly;
-    ``union_of_objects`` segments them all. The gap between the oracle and the best visual
-    strategy is what listening must earn.
-    """
+    """mIoU against the GT masks of strategies that see every object but hear nothing
+    (`sounding_object` is the oracle; `random_object` the expected score of a uniform pick)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     root = Path(root)

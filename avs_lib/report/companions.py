@@ -1,11 +1,6 @@
-"""The cpu report's companion benchmarks (`config.Profile.companions`): the same recipe on harder
-data of its own, trained by notebook 03 and read by notebook 04 beside the first tables.
-
-- `cpu_multilook`: three looks per class and colours shared by all classes, so a crop's class is
-  not its colour; the one setting of this benchmark where the crop classifier (loss A) has work to do.
-- `cpu_noisy`: every clip's sound under background noise at an SNR drawn from 0-20 dB; scored on
-  the cpu profile's clean and noise-only test splits, beside `tpavi` trained on clean sound.
-"""
+"""The cpu report's companion benchmarks (`grids.COMPANIONS`): `cpu_multilook` (three
+looks per class, shared colours: a crop's class is not its colour) and `cpu_noisy` (sound under
+0-20 dB SNR noise)."""
 
 from __future__ import annotations
 
@@ -14,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from avs_lib.config import get_profile
-from avs_lib.engine import runs
-from avs_lib.report import experiments, shifted
+from avs_lib.report import experiments, runs, shifted
+from avs_lib.report.grids import COMPANIONS, GRIDS
 from avs_lib.report.results import results_long
 
 NOISY, MULTILOOK = "cpu_noisy", "cpu_multilook"
@@ -23,19 +18,18 @@ NOISE_SPLITS = ("shifted_snr10db", "shifted_snr0db")
 
 
 def companion_root(name: str, data_root: str | Path) -> Path:
-    """A companion's data root: beside the main profile's (`data/synth` -> `data/synth_multilook`)."""
+    """A companion's data root, beside the main profile's."""
     return Path(data_root).parent / Path(get_profile(name).data_root).name
 
 
 def train_companions(profile: str, data_root: str | Path, runs_dir: str | Path, device: str = "auto",
                      jobs: int = 1, reuse_stale: bool = False) -> pd.DataFrame:
-    """Train every companion's grid (its data generated and its encoders pretrained first, once);
-    one row per run, with the companion's name in `profile`."""
+    """Train every companion's grid; one row per run, the companion's name in `profile`."""
     frames = []
-    for name in get_profile(profile).companions:
+    for name in COMPANIONS.get(profile, ()):
         root = runs.prepare_data(name, companion_root(name, data_root))
         weights = runs.starting_weights(name, root, quiet=True)
-        done = experiments.train_grid(name, get_profile(name).grid, root, runs_dir, device=device, jobs=jobs,
+        done = experiments.train_grid(name, GRIDS[name], root, runs_dir, device=device, jobs=jobs,
                                       weights=weights, reuse_stale=reuse_stale)
         frames.append(done.assign(profile=name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["profile", "method", "seed"])
@@ -44,13 +38,12 @@ def train_companions(profile: str, data_root: str | Path, runs_dir: str | Path, 
 def companion_runs(name: str, data_root: str | Path, runs_dir: str | Path) -> tuple[Path, Path, list[tuple[str, int]]]:
     """A companion's data root, run folder and tested (method, seed) pairs."""
     root = runs.prepare_data(name, companion_root(name, data_root))
-    return root, runs.run_folder(name, root, runs_dir), get_profile(name).grid.pairs
+    return root, runs.run_folder(name, root, runs_dir), GRIDS[name].pairs
 
 
 def noise_scores(cpu_runs: Path, cpu_pairs: list[tuple[str, int]], cpu_root: Path, noisy_runs: Path,
                  noisy_pairs: list[tuple[str, int]], device: str = "auto", jobs: int = 1) -> pd.DataFrame:
-    """`tpavi` trained on clean sound and on a mix of SNRs, each run scored on the cpu profile's
-    clean test split and its noise-only shifted splits; one row per (run, split), with `trained_on`."""
+    """`tpavi` trained on clean and on mixed-SNR sound, scored on the clean and noisy test splits."""
     roots = {name: root for name, root in shifted.shifted_roots("cpu", cpu_root).items() if name in NOISE_SPLITS}
     tested = {"clean sound": (cpu_runs, [p for p in cpu_pairs if p[0] == "tpavi"], {}),
               "0-20 dB mix": (noisy_runs, [p for p in noisy_pairs if p[0] == "tpavi"], {"clean": cpu_root})}
@@ -70,8 +63,7 @@ def noise_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def companion_rows(multilook: pd.DataFrame | None, noise: pd.DataFrame | None) -> pd.DataFrame | None:
-    """results.csv rows of the companions' runs, their `split` prefixed with the companion's name
-    (`cpu_multilook_test`, `cpu_noisy_shifted_snr10db`): the runs of another dataset."""
+    """results.csv rows of the companions' runs, each `split` prefixed with the companion's name."""
     frames = []
     if multilook is not None:
         frames.append(results_long(multilook).assign(split=lambda f: f"{MULTILOOK}_" + f["split"]))
@@ -83,8 +75,7 @@ def companion_rows(multilook: pd.DataFrame | None, noise: pd.DataFrame | None) -
 
 
 def multilook_text(looks: pd.DataFrame, deaf_follow_limit: float = 0.1) -> str:
-    """Whether the models listen on the multi-look benchmark (`collect_results`' frame): without
-    listening, its tpavi-thesis comparison is between two models that segment without the sound."""
+    """Whether the models listen on the multi-look benchmark (else its comparison is of deaf models)."""
     means = looks.groupby("method")[["test_miou", "test_listening_rate", "test_following_rate"]].mean()
     heard = [m for m in ("tpavi", "thesis") if m in means.index]
     rates = ", ".join(f"`{m}` {means.loc[m, 'test_following_rate']:.1%} (listening {means.loc[m, 'test_listening_rate']:.1%})"
@@ -108,7 +99,3 @@ def noise_text(table: pd.DataFrame, listening_goal: float = 0.7, following_goal:
             f"{clean['following_rate']:.1%} when trained on clean sound: the aim (listening ≥ {listening_goal:.0%}, "
             f"following ≥ {following_goal:.0%}) is {'met' if met else 'not met'}. On clean test clips the mix moves "
             f"mIoU by {clean_cost:+.3f}.")
-
-
-__all__ = ["MULTILOOK", "NOISE_SPLITS", "NOISY", "companion_root", "companion_rows", "companion_runs", "multilook_text", "noise_scores",
-           "noise_table", "noise_text", "train_companions"]

@@ -1,16 +1,7 @@
-"""Reviewing the crop labels: do the labelImg boxes agree with the ground-truth masks?
-
-The thesis' crop losses trust each frame's box of the sounding object. Where a frame also has a
-ground-truth mask, the box should be close to the mask's tight box; a low IoU means a box drawn
-on the wrong object, a stale box after the object moved, or an object mostly hidden (the box
-covers the whole object, the mask only its visible part). Such frames are listed for a person
-to look at, not corrected automatically.
-
-AVSBench ships no crop labels: `label_status` says whether a tree has them and, if not, how to
-make them (`python -m avs_lib crop-labels ROOT`), so the review reports their absence instead
-of failing. Each reviewed frame records its label's origin: the box of its own mask or copied
-from another frame (both written by that command), or drawn (no mark: made in labelImg).
-"""
+"""Reviewing the crop labels the thesis' crop losses trust: where a frame also has a mask, its box
+should be close to the mask's tight box. A low IoU (a box on the wrong object, stale, or around an
+object mostly hidden) is listed for a person to look at, never corrected. AVSBench ships no crop
+labels, so their absence is reported (`label_status`), not an error."""
 
 from __future__ import annotations
 
@@ -36,8 +27,8 @@ from avs_lib.data.avsbench import (
 )
 from avs_lib.data.boxes import box_from_mask, crop_and_resize, scale_box
 from avs_lib.data.categories import SPLITS
-from avs_lib.data.crop_labels import ORIGIN_COPIED, ORIGIN_DRAWN, ORIGIN_MASK, label_origin
 from avs_lib.data.errors import DataFormatError, crop_labels_instruction
+from avs_lib.datatools.crop_labels import ORIGIN_COPIED, ORIGIN_DRAWN, ORIGIN_MASK, label_origin
 
 REVIEW_THRESHOLD = 0.5  # box/mask IoU below this is flagged for review
 REVIEW_COLUMNS = ["split", "category", "name", "frame", "has_gt", "box", "origin", "mask_box",
@@ -47,7 +38,6 @@ REVIEW_COLUMNS = ["split", "category", "name", "frame", "has_gt", "box", "origin
 @dataclass(frozen=True)
 class LabelStatus:
     """Whether a dataset tree has crop labels, and what to tell the reader of the report."""
-
     folder: Path  # ROOT/{s4,ms3}_data/crop_labels
     found: bool  # the folder exists
     missing: dict[str, int]  # label files absent, per split (empty when not found)
@@ -70,13 +60,12 @@ class LabelStatus:
 
 
 def review_splits(root: str | Path, dataset: str = "s4", image_size: int = 224, audio: str = "pkl") -> dict:
-    """Every split of the tree, read without boxes (the review reads each label file itself,
-    so a missing one is a finding, not an error)."""
+    """Every split, read without boxes: the review reads each label itself (a missing one is a finding)."""
     return {split: open_split(root, split, dataset, image_size=image_size, audio=audio) for split in SPLITS}
 
 
 def label_status(splits: dict) -> LabelStatus:
-    """Whether the tree behind `splits` (from `review_splits`) has crop labels, and which are missing."""
+    """Whether the tree of `splits` (`review_splits`) has crop labels, and how many are missing per split."""
     first = next(iter(splits.values()))
     folder = first.root / first.layout.data_dir / CROP_LABELS_DIR
     if not folder.is_dir():
@@ -105,11 +94,6 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union)
 
 
-def _read_mask(path: Path, what: str) -> np.ndarray:
-    """bool [H, W]: any non-zero pixel is object (as the readers do)."""
-    return mask_values(open_image(path, what)) != 0
-
-
 def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshold: float) -> dict:
     """One labelled frame: its box, and where a mask exists, how well the two agree."""
     clip, paths = dataset.clips[index], dataset.paths(index)
@@ -124,7 +108,7 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshol
         row.update(box=tuple(box), origin=label_origin(paths.crop_labels[frame]),
                    box_area_fraction=width * height / (label_size[0] * label_size[1]), box_aspect=width / height)
         if frame in masks:
-            mask = _read_mask(masks[frame], f"mask {frame + 1} of clip {clip.name!r}")
+            mask = mask_values(open_image(masks[frame], f"mask {frame + 1} of clip {clip.name!r}")) != 0
             mask_size = (mask.shape[1], mask.shape[0])
             if not mask.any():
                 row.update(flagged=True, reason="the ground-truth mask is empty but the frame has a box")
@@ -142,14 +126,8 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshol
 
 
 def review_crop_labels(dataset, threshold: float = REVIEW_THRESHOLD, progress: bool = False) -> pd.DataFrame:
-    """One row per frame of `dataset` (an S4 or MS3 split): the box, and for frames with a
-    ground-truth mask its IoU with the mask's tight box; `flagged` rows need a look.
-
-    Columns: split, category, name, frame (1-based), has_gt, box, origin (mask | copied | drawn,
-    "" without a readable label), mask_box (xmin, ymin, xmax, ymax, max exclusive; box in its
-    label's pixels), box_area_fraction, box_aspect (w / h), iou (NaN without a mask), flagged,
-    reason. Unreadable or missing labels are flagged rows.
-    """
+    """One REVIEW_COLUMNS row per frame of an S4 or MS3 split: its box (its label's pixels, max
+    exclusive) and origin, and with a mask the IoU with the mask's box; unreadable labels are flagged."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     rows = []
@@ -161,15 +139,15 @@ def review_crop_labels(dataset, threshold: float = REVIEW_THRESHOLD, progress: b
 
 
 def review_all(splits: dict, status: LabelStatus, progress: bool = False) -> pd.DataFrame:
-    """`review_crop_labels` of every split, concatenated; no rows (same columns) without labels."""
+    """`review_crop_labels` of every split; no rows (same columns) without labels."""
     if not status.found:
         return pd.DataFrame(columns=REVIEW_COLUMNS)
     return pd.concat([review_crop_labels(ds, progress=progress) for ds in splits.values()], ignore_index=True)
 
 
 def coverage(review: pd.DataFrame) -> pd.DataFrame:
-    """Per split: frames, frames with a readable box and their share, where the boxes came from
-    (own mask, copied from another frame, drawn), frames with a mask, mean box/mask IoU, flags."""
+    """Per split: frames, labelled frames and their share, the boxes' origins, frames with a mask,
+    mean box/mask IoU, flags."""
     labelled = review["box"].notna()
     table = review.assign(
         labelled=labelled, from_mask=review["origin"] == ORIGIN_MASK,
@@ -184,8 +162,7 @@ def coverage(review: pd.DataFrame) -> pd.DataFrame:
 
 
 def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
-    """Per category: frames labelled, mean box area (share of the frame) and aspect, mean box/mask
-    IoU over frames with a mask, and the number flagged."""
+    """Per category: frames, mean box area share and aspect, frames with a mask, mean IoU, flags."""
     return (
         review.groupby("category")
         .agg(frames=("frame", "size"), box_area_fraction=("box_area_fraction", "mean"),
@@ -196,8 +173,7 @@ def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
 
 
 def review_summary(review: pd.DataFrame, status: LabelStatus) -> dict[str, Any]:
-    """The review's numbers for notebook 02's closing sentence: frames, frames with a mask, flagged
-    ones, the median box/mask IoU (NaN without masks) and where the boxes came from."""
+    """The numbers of notebook 02's closing sentence."""
     with_gt = review[review["has_gt"].astype(bool)] if status.found else review
     origins = review["origin"].value_counts() if status.found else pd.Series(dtype=int)
     return {"found": status.found, "frames": len(review), "with_mask": len(with_gt),
@@ -208,7 +184,7 @@ def review_summary(review: pd.DataFrame, status: LabelStatus) -> dict[str, Any]:
 
 
 def save_review(review: pd.DataFrame, path: str | Path) -> Path:
-    """Write the flagged rows (the labels a person should check) as CSV; returns the path."""
+    """The flagged rows (the labels a person should check) as CSV."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     review[review["flagged"]].to_csv(path, index=False)
@@ -216,10 +192,7 @@ def save_review(review: pd.DataFrame, path: str | Path) -> Path:
 
 
 def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 224) -> tuple[np.ndarray, list[str]]:
-    """The crops the crop classifier is given (box cut, resized to `size`), back as pixels.
-
-    Returns uint8 [N, size, size, 3] and the clips' categories as labels.
-    """
+    """The crops the crop classifier is given, as uint8 [N, size, size, 3], and their categories."""
     from avs_lib.report.viz import denormalize
 
     crops, labels = [], []
@@ -227,11 +200,6 @@ def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 2
         item = dataset[index]
         if "boxes" not in item:
             raise ValueError("crop_examples needs a dataset read with crop_labels=True")
-        crop = crop_and_resize(item["frames"][frame], item["boxes"][frame].tolist(), size)  # [3, c, c]
-        crops.append(crop)
+        crops.append(crop_and_resize(item["frames"][frame], item["boxes"][frame].tolist(), size))  # [3, c, c]
         labels.append(item["category_name"])
     return denormalize(torch.stack(crops)), labels  # [N, 3, c, c] -> uint8 [N, c, c, 3]
-
-
-__all__ = ["REVIEW_THRESHOLD", "LabelStatus", "box_iou", "box_statistics", "review_summary", "coverage", "crop_examples", "label_status",
-           "review_all", "review_crop_labels", "review_splits", "save_review", "with_boxes"]

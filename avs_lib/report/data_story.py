@@ -1,6 +1,5 @@
-"""Notebook 01's sentences about the data, computed from the data it shows: what the dataset is
-(the synthetic benchmark's story on synthetic data only), how its classes are balanced, how large
-its objects are, what can be heard, and why a model must listen. Every function returns Markdown."""
+"""Notebook 01's sentences (Markdown) about the data, computed from the data it shows; the
+synthetic benchmark's story on synthetic data only."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ def _split_counts(clips: pd.DataFrame) -> str:
 
 
 def what_the_data_is(root: str | Path, dataset: str, clips: pd.DataFrame, info: dict[str, Any] | None) -> str:
-    """The dataset in one paragraph: the generator's rules for synthetic data (`info`, its
-    info.json), else what the real tree holds (`clips`: `inspection.clip_table`)."""
+    """The dataset in one paragraph: the generator's rules (`info`), else what the real tree holds."""
     where = f"`{Path(root).resolve()}`: {len(clips)} clips ({_split_counts(clips)})"
     if info is not None:
         parameters = info.get("parameters", {})

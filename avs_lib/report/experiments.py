@@ -1,88 +1,64 @@
-"""The report's experiments: which runs, running them once, and the tables the notebooks show.
-
-`train_grid` trains every (method, seed) of a grid with `train.fit`, skipping runs that already
-finished, so a rerun of the training notebook costs nothing. Everything else reads the files a
-run leaves behind (summary.json, steps.jsonl, test/*.csv), never a model: the results can be
-studied on a machine that did not train them.
-"""
+"""The report's grid: train each (method, seed) once, then read the files the runs leave behind
+(summary.json, steps.jsonl, test/*.csv), so the results can be studied without a model."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
-from avs_lib.config import METHODS, RESUME_FREE_KEYS, Grid, get_profile, to_dict
+from avs_lib.config import METHODS, RESUME_FREE_KEYS, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data.categories import SPLITS
 from avs_lib.data.errors import DataFormatError
-from avs_lib.engine.provenance import (
-    code_version,
-    data_change,
-    data_fingerprint,
-    data_read_by,
-    read_provenance,
-)
-from avs_lib.engine.runs import run_config
-
-# ---------------------------------------------------------------- what is run
-
-
-BASELINE, PROPOSED, COUNTERFACTUAL = "tpavi", "thesis", "counterfactual"
+from avs_lib.engine import provenance
+from avs_lib.report.grids import BASELINE, GRIDS, LADDER, PROPOSED, Grid
+from avs_lib.report.runs import data_change, read_provenance, run_config
 
 
 def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | None = None) -> Grid:
     """The profile's default grid, or the methods/seeds given (which then replace it)."""
-    default = get_profile(profile).grid
+    default = GRIDS.get(profile)
     if default is None and (methods is None or seeds is None):
         raise ValueError(
             f"profile {profile!r} has no default grid (its runs take hours on real data); "
             "pass METHODS and SEEDS explicitly (report: --methods tpavi thesis --seeds 0; make: "
             'METHODS="tpavi thesis" SEEDS=0)'
         )
-    if methods is not None:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
-        picked_methods: tuple[str, ...] = tuple(methods)
-        ablations: tuple[str, ...] = ()
-        extras: tuple[str, ...] = ()
-        probes: tuple[str, ...] = ()
-    else:
-        picked_methods, ablations, extras = default.methods, default.ablations, default.extras
-        probes = default.probes
+    unknown = [m for m in methods or () if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
     picked_seeds = tuple(int(s) for s in seeds) if seeds is not None else default.seeds
-    if not picked_methods or not picked_seeds:
+    if (methods is not None and not methods) or not picked_seeds:
         raise ValueError("a grid needs at least one method and one seed")
-    ablation_seeds = None
-    if ablations and default.ablation_seeds is not None:
-        ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
     if methods is None and seeds is None:  # the profile's own grid, its headline seeds included
         return default
-    return Grid(picked_methods, picked_seeds, ablations, ablation_seeds, extras, probes)
+    if methods is not None:  # given methods replace the default, its ablations, extras and probes
+        return Grid(tuple(methods), picked_seeds)
+    ablation_seeds = None
+    if default.ablations and default.ablation_seeds is not None:
+        ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
+    return Grid(default.methods, picked_seeds, default.ablations, ablation_seeds, default.extras, default.probes)
 
 
-# ---------------------------------------------------------------- running
-
-
-# Settings that change where or how fast a run goes, not what it computes.
-# The keys a resume may change, and the data root (compared by the folder it leads to, below).
+# Settings that change where or how fast a run goes, not what it computes (the data root is
+# compared by the folder it leads to).
 _NOT_COMPARED = RESUME_FREE_KEYS | {"data.root"}
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two config dicts, ignoring where/how fast it ran
-    (the data root counts when the two paths lead to different folders)."""
+    """Dotted keys that differ between two config dicts, ignoring where and how fast a run goes."""
     from avs_lib.engine.train import config_changes
 
     differ = [key for key in config_changes(saved, wanted, absent=None) if key != "data.root"]
@@ -94,13 +70,10 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
 
 def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str, Any],
                 reuse_stale: bool = False) -> str:
-    """'done' (reusable summary), 'partial' (resumable), 'new', or 'stale' (train again from scratch).
+    """'done', 'partial' (resumable), 'new' or 'stale' (retrain, with one warning saying why).
 
-    A run is reused or resumed only when its config, the data it read (`data`, this run's
-    `provenance.data_fingerprint`) and its code version (`provenance.code_version`) match. A run
-    made by other code, or with no provenance record, is trained again unless `reuse_stale`; a run
-    with another config or other data always is: it is another experiment under the same name.
-    Each retraining is one warning naming the run, its folder and why.
+    Reused or resumed only with the same config, data fingerprint and code version (other code
+    is kept when `reuse_stale`): anything else is another experiment under the same name.
     """
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -135,9 +108,8 @@ def _records(caught: list[warnings.WarningMessage]) -> list[WarningRecord]:
 
 
 def _warn_once(records: list[WarningRecord], seen: set[tuple[type, str]]) -> None:
-    """Re-issue the warnings of a run that no earlier run of the grid gave ("no pretrained
-    weights given" once per grid, not once per run). The "once" filter cannot do this: every
-    `catch_warnings` inside torch resets its memory."""
+    """Re-issue the warnings no earlier run of the grid gave: the "once" filter cannot, since
+    every `catch_warnings` inside torch resets its memory."""
     for category, message, filename, lineno in records:
         if (category, message) not in seen:
             seen.add((category, message))
@@ -145,20 +117,14 @@ def _warn_once(records: list[WarningRecord], seen: set[tuple[type, str]]) -> Non
 
 
 def _forget_summary(run_dir: Path) -> None:
-    """A summary must never outlive the run it describes: removed when (and only when) that run
-    starts training again, so an interrupted grid leaves the other runs' summaries alone."""
+    """A summary must never outlive its run; removed only when that run starts training again."""
     (run_dir / "summary.json").unlink(missing_ok=True)
 
 
-def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[WarningRecord]:
-    """One run in a worker process with `threads` CPU threads; returns the warnings it gave."""
-    import torch
-
-    from avs_lib.config import config_from_dict
+def _fit(cfg: Any, resume: bool) -> list[WarningRecord]:
+    """One run; returns the warnings it gave."""
     from avs_lib.engine.train import fit
 
-    torch.set_num_threads(threads)
-    cfg = config_from_dict(cfg_dict)
     _forget_summary(cfg.run_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -166,23 +132,29 @@ def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list
     return _records(caught)
 
 
-# Resident memory one cpu-profile run takes at most (thesis_shared_trainable, the largest),
-# rounded up; the report starts no more runs at once than the machine's memory holds.
+def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[WarningRecord]:
+    """One run in a worker process with `threads` CPU threads."""
+    import torch
+
+    from avs_lib.config import config_from_dict
+
+    torch.set_num_threads(threads)
+    return _fit(config_from_dict(cfg_dict), resume)
+
+
+# Resident memory of the largest cpu-profile run (thesis_shared_trainable), rounded up.
 RUN_MEMORY_BYTES = 2 * 2**30
 
 
 def _expected_cost(cfg: Any) -> int:
-    """A rank of how long a run takes, for starting the long ones first (so that no worker is left
-    with a long run at the end while the others idle); the results do not depend on the order.
-    A trained ResNet runs forward and backward every step (no feature cache), a crop network adds
-    its own trunk, a second audio pass adds fusion and decoder again."""
+    """A rank of run length, to start long runs first (a trained ResNet, a crop trunk and a second
+    audio pass each add work); the results do not depend on the order."""
     return 4 * (not cfg.model.freeze_backbone) + 2 * cfg.loss.crop_losses + (cfg.loss.counterfactual > 0)
 
 
 def default_jobs(device: str = "auto") -> int:
-    """Runs at a time: on the CPU one per core (each run uses the `threads` its profile fixes, 1
-    for smoke and cpu, so its numbers do not depend on the machine), as many as memory holds;
-    on a GPU 1."""
+    """Runs at a time: on the CPU one per core as memory allows (each run has its profile's
+    `threads`), on a GPU 1."""
     from avs_lib.engine.system import select_device
 
     if select_device(device).type != "cpu":
@@ -195,12 +167,9 @@ def default_jobs(device: str = "auto") -> int:
     return max(1, min(cores, memory // RUN_MEMORY_BYTES))
 
 
-# ---------------------------------------------------------------- how long a grid takes
-
-
 @dataclass(frozen=True)
 class RunCost:
-    """What one run of a config costs, measured in a short warm-up (seconds)."""
+    """What one run of a config costs in seconds, measured in a short warm-up."""
 
     train_step: float  # one optimiser step
     eval_batch: float = 0.0  # one batch of validation or test (no gradients)
@@ -213,7 +182,7 @@ class RunCost:
 
 @dataclass(frozen=True)
 class RunWork:
-    """How much one run does: optimiser steps and evaluation batches (validations and the test)."""
+    """How much one run does (`train.fit`'s loop, counted)."""
 
     train_steps: int
     eval_batches: int = 0
@@ -223,7 +192,7 @@ class RunWork:
 
 @dataclass(frozen=True)
 class GridEstimate:
-    """A grid's expected duration from a measured warm-up of each distinct config."""
+    """A grid's expected duration, from a warm-up of each distinct config."""
 
     seconds: float
     runs: int
@@ -237,7 +206,6 @@ class GridEstimate:
 
 
 def duration_text(seconds: float) -> str:
-    """Seconds for people: "40 s", "12.5 min", "3.2 h"."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -245,37 +213,18 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _config_key(cfg_dict: dict[str, Any]) -> str:
-    """A config without what differs between the runs of one method (seed, name, where it runs)."""
-    flat = flatten(cfg_dict)
-    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_COMPARED | {"seed", "name"}},
-                      sort_keys=True, default=str)
-
-
-def estimate_grid_seconds(
-    cfgs: list[Any],
-    measure: Any,
-    work: Any,
-    jobs: int = 1,
-    start_up: float = 0.0,
-) -> GridEstimate:
-    """Expected duration of the runs `cfgs`, measuring each distinct config once.
-
-    `measure(cfg)` gives a `RunCost` from a short warm-up; configs that differ only in seed share
-    one measurement. `work(cfg)` gives the run's `RunWork`. Each run counts its start-up, training
-    steps, validation and test batches, checkpoints and the reload of its best checkpoint for the
-    test; a run that starts before its frozen encoders' features are cached computes them too.
-    The runs are laid out as `_train_runs` starts them, longest first, each on the first free of
-    `jobs` workers (at most the number of runs), assuming a worker's step takes as long as the
-    warm-up's; `start_up` (the workers' start) is added once.
-    """
+def estimate_grid_seconds(cfgs: list[Any], measure: Any, work: Any, jobs: int = 1,
+                          start_up: float = 0.0) -> GridEstimate:
+    """Expected duration of `cfgs`: `measure(cfg)` (a `RunCost`, once per distinct config) times
+    `work(cfg)` (a `RunWork`), laid out on `jobs` workers as `_train_runs` starts them."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     measured: dict[str, RunCost] = {}
     per_method: dict[str, float] = {}
     runs = []  # (seconds, frozen encoders, seconds to cache their features), in start order
     for cfg in sorted(cfgs, key=lambda c: -_expected_cost(c)):  # stable, as _train_runs sorts
-        key = _config_key(to_dict(cfg))
+        key = json.dumps({k: v for k, v in flatten(to_dict(cfg)).items() if k not in _NOT_COMPARED | {"seed", "name"}},
+                         sort_keys=True, default=str)  # the config without what differs between seeds
         if key not in measured:
             measured[key] = measure(cfg)
             per_method.setdefault(cfg.name, measured[key].train_step)
@@ -288,9 +237,8 @@ def estimate_grid_seconds(
 
 
 def _makespan(runs: list[tuple[float, tuple, float]], jobs: int) -> float:
-    """When the last run ends: each run, in order, on the first free of `jobs` workers; one that
-    starts before its encoders' features are cached computes them too (as two runs started at
-    once both do)."""
+    """When the last run ends, each on the first free worker; a run that starts before its
+    encoders' features are cached computes them too."""
     free = [0.0] * jobs  # when each worker is free
     cached: dict[tuple, float] = {}  # frozen encoders -> when their features are on disk
     for seconds, encoders, caching in runs:
@@ -304,8 +252,7 @@ def _makespan(runs: list[tuple[float, tuple, float]], jobs: int) -> float:
 
 
 def _frozen_encoders(cfg: Any) -> tuple:
-    """What a run's cached encoder features depend on besides the data: runs that agree here
-    read the same cache (`engine.features.cache_key`), which the first of them computes."""
+    """What a run's cached encoder features depend on (`engine.features.cache_key`)."""
     model = cfg.model
     random_audio = not (model.vggish_weights or model.audio_weights)  # a random start differs by seed
     return (cfg.data.root, cfg.data.image_size, cfg.data.audio, cfg.seed if random_audio else None,
@@ -314,7 +261,7 @@ def _frozen_encoders(cfg: Any) -> tuple:
 
 
 def _as_fit_feeds(cfg: Any, train_set: Any):
-    """The training set as `train.fit` feeds it: counterfactual pairs where the loss needs them."""
+    """The training set as `train.fit` feeds it."""
     from avs_lib.data.counterfactual import CounterfactualPairs
 
     return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
@@ -325,9 +272,7 @@ TEST_PASSES = 3
 
 
 def run_work(cfg: Any) -> RunWork:
-    """Steps and evaluation batches of one run as `train.fit` does it: epochs x batches per epoch
-    (capped by optim.steps_per_epoch); a validation every `eval_every` epochs and after the last;
-    the test split with its silent- and swapped-audio passes."""
+    """Steps and evaluation batches of one run as `train.fit` does them."""
     from avs_lib.engine.datasets import build_dataset
 
     splits = {split: build_dataset(cfg, split) for split in SPLITS}  # each split read once
@@ -342,26 +287,12 @@ def run_work(cfg: Any) -> RunWork:
 
 
 def measure_run_cost(cfg: Any, steps: int = 2, threads: int | None = None) -> RunCost:
-    """A config's `RunCost` on its device with the CPU threads its run will have (the config's
-    `threads`, else `threads`, else this process's), measured as `_measure_run_cost` says."""
+    """Time `train.fit`'s parts with the CPU threads the run will have: start-up, one untimed step
+    (allocations), then `steps` training steps and evaluation batches (scaled to `eval_batch_size`),
+    checkpoints and feature caching."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads or threads or before)
-    try:
-        return _measure_run_cost(cfg, steps)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _measure_run_cost(cfg: Any, steps: int) -> RunCost:
-    """A config's `RunCost` on its device, measured as `train.fit` trains: reading the splits and
-    building the model (its weight files) as start-up, the batches as fit feeds them (with the
-    frozen encoders' features cached, `_warm_up_batches`), one untimed step (allocations, kernels
-    chosen), then `steps` timed training steps and `steps` evaluation batches, scaled from the
-    training batch size to `eval_batch_size`."""
-    import torch
-
+    from avs_lib.config import config_from_dict
     from avs_lib.engine.datasets import build_dataset
     from avs_lib.engine.system import AVSSystem, select_device
     from avs_lib.engine.train import (
@@ -373,37 +304,24 @@ def _measure_run_cost(cfg: Any, steps: int) -> RunCost:
     )
     from avs_lib.losses import TotalLoss
 
-    cfg = _with_top_level(cfg, quiet=True)
+    cfg = config_from_dict({**to_dict(cfg), "quiet": True})
     device = select_device(cfg.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda device: None
 
-    def timed(work) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def timed(work) -> tuple[float, Any]:
+        sync(device)
         started = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - started
+        result = work()
+        sync(device)
+        return time.perf_counter() - started, result
 
-    holder: dict[str, Any] = {}
-
-    def build() -> None:
+    def build() -> Any:
         for split in SPLITS:
             build_dataset(cfg, split)
-        holder["system"] = AVSSystem(cfg).to(device)
+        system = AVSSystem(cfg).to(device)
         if device.type == "cuda" and cfg.channels_last:
-            to_channels_last(holder["system"])
-
-    setup = timed(build)
-    system = holder["system"]
-    batches, feature_key, feature_clip = _warm_up_batches(cfg, system, device, steps + 1)
-    optimizer = build_optimizer(cfg, system.parameters())
-    scheduler = build_scheduler(cfg, optimizer, len(batches))
-    loss_fn = TotalLoss(cfg.loss)
-    train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
-    rest = batches[1:] or batches[:1]
-    train = timed(lambda: train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
-    system.eval()
+            to_channels_last(system)
+        return system
 
     def evaluate() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
@@ -411,18 +329,28 @@ def _measure_run_cost(cfg: Any, steps: int) -> RunCost:
             for batch in rest:
                 system(move_batch(batch, device))
 
-    per_eval_batch = timed(evaluate) / len(rest) * cfg.eval_batch_size / cfg.optim.batch_size
-    return RunCost(train / len(rest), per_eval_batch, setup, *_checkpoint_costs(system, optimizer, cfg, device),
-                   feature_key, feature_clip)
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads or threads or before)
+    try:
+        setup, system = timed(build)
+        batches, feature_key, feature_clip = _warm_up_batches(cfg, system, device, steps + 1)
+        optimizer = build_optimizer(cfg, system.parameters())
+        scheduler = build_scheduler(cfg, optimizer, len(batches))
+        loss_fn = TotalLoss(cfg.loss)
+        train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
+        rest = batches[1:] or batches[:1]
+        train, _ = timed(lambda: train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
+        system.eval()
+        per_eval_batch = timed(evaluate)[0] / len(rest) * cfg.eval_batch_size / cfg.optim.batch_size
+        return RunCost(train / len(rest), per_eval_batch, setup, *_checkpoint_costs(system, optimizer, cfg, device),
+                       feature_key, feature_clip)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[list, float, float]:
-    """`count` training batches as `train.fit` feeds them: the counterfactual pairs where the loss
-    needs them, and the frozen encoders' cached features where fit caches them (computed here into
-    a temporary folder). Also the seconds to key one split's cache (the frozen weights' digest and
-    the data files) and to compute one clip's features; 0 without the cache."""
-    import tempfile
-
+    """`count` training batches as `train.fit` feeds them (cached frozen features included), and
+    the seconds to key one split's feature cache and to compute one clip's features."""
     from torch.utils.data import DataLoader
 
     from avs_lib.data import collate_clips
@@ -444,17 +372,14 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
             train_set = WithFrozenFeatures(train_set, features)
         loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=False, drop_last=True,
                             num_workers=0, collate_fn=collate_clips)
-        batches = list(_take(loader, count))  # copied out of the cache before it is deleted
+        batches = list(islice(loader, count))  # copied out of the cache before it is deleted
     if not batches:
         raise ValueError(f"the training split of {cfg.data.root} has fewer clips than one batch")
     return batches, feature_key, feature_clip
 
 
 def _checkpoint_costs(system: Any, optimizer: Any, cfg: Any, device: Any) -> tuple[float, float]:
-    """Seconds to write one checkpoint as `train.fit` does after an epoch (trained weights, frozen
-    encoders by reference, optimiser state) and to rebuild the system from it for the test."""
-    import tempfile
-
+    """Seconds to write one checkpoint as `train.fit` does and to rebuild the system from it."""
     from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
     from avs_lib.engine.system import load_system
 
@@ -468,23 +393,8 @@ def _checkpoint_costs(system: Any, optimizer: Any, cfg: Any, device: Any) -> tup
         return saved - started, time.perf_counter() - saved
 
 
-def _take(iterable, count: int):
-    for i, item in enumerate(iterable):
-        if i >= count:
-            return
-        yield item
-
-
-def _with_top_level(cfg: Any, **top_level: Any):
-    """`cfg` rebuilt with some top-level fields changed (the original is left alone)."""
-    from avs_lib.config import config_from_dict
-
-    return config_from_dict({**to_dict(cfg), **top_level})
-
-
 class _RunProgress:
-    """One plain line per finished run with the time left: it reaches a terminal through papermill's
-    cell output, where a notebook's tqdm widget does not."""
+    """One plain line per finished run with the time left (papermill shows it; a tqdm widget not)."""
 
     def __init__(self, total: int, done: int):
         self.total, self.done, self.trained = total, done, 0
@@ -499,47 +409,28 @@ class _RunProgress:
               f"{duration_text(elapsed)} so far, about {duration_text(left)} left", flush=True)
 
 
-def train_grid(
-    profile: str,
-    grid: Grid,
-    data_root: str | Path,
-    runs_dir: str | Path,
-    device: str = "auto",
-    weights: dict[str, Any] | None = None,
-    overrides: dict[str, Any] | None = None,
-    skip_done: bool = True,
-    quiet: bool = True,
-    jobs: int = 1,
-    reuse_stale: bool = False,
-    estimate: bool = False,
-) -> pd.DataFrame:
-    """Train every run of `grid` (methods, extras, ablations) into
-    `engine.runs.run_folder(...)/{method}_seed{seed}` in one pool of workers, so no worker idles between
-    the groups; one row per run. Each run's config is `engine.runs.run_config`'s, the same as
-    `python -m avs_lib train` resolves; `weights` come from `engine.runs.starting_weights`.
+def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | Path, device: str = "auto",
+               weights: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+               skip_done: bool = True, quiet: bool = True, jobs: int = 1, reuse_stale: bool = False,
+               estimate: bool = False) -> pd.DataFrame:
+    """Train every run of `grid` with `report.runs.run_config`'s config (as `python -m avs_lib train`),
+    `jobs` at a time; one summary row per run.
 
-    A finished run (summary.json, same config, data and code version) is reused when `skip_done`,
-    with one line saying so; an interrupted one resumes from its last checkpoint; a run made with
-    another config or data, or by other code (unless `reuse_stale`), is trained again with one
-    warning saying why (`_run_status`). `estimate` prints the expected
-    training time from a short warm-up of each distinct config before training starts.
-    `quiet` hides the per-epoch progress bars of each run (the bar over runs stays).
-    `jobs` > 1 trains that many runs at once in worker processes (CPU only), each with the
-    `threads` of its config (else cpu_count // jobs); a run's result does not depend on which
-    worker trained it, nor, with `threads` set, on the machine's core count.
+    Finished runs are reused (`skip_done`), interrupted ones resumed, stale ones retrained
+    (`_run_status`); `estimate` first prints the expected time from a short warm-up.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = grid.pairs
-    code = code_version()
+    code = provenance.code_version()
     cfgs = [run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
                        overrides=overrides, quiet=quiet) for method, seed in pairs]
     fingerprints: dict[tuple, dict[str, Any]] = {}  # one per kind of read (with or without crop labels)
     todo = []
     for cfg in cfgs:
-        reads = data_read_by(cfg)
+        reads = provenance.data_read_by(cfg)
         if reads not in fingerprints:
-            fingerprints[reads] = data_fingerprint(*reads)
+            fingerprints[reads] = provenance.data_fingerprint(*reads)
         status = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
         if status == "done" and skip_done:
             print(f"reused {cfg.run_dir.name}: same config and data ({cfg.run_dir})", flush=True)
@@ -552,17 +443,12 @@ def train_grid(
             text = _estimate(todo, jobs).text()
         _warn_once(_records(caught), seen)
         print(text, flush=True)
-    progress = _RunProgress(len(pairs), len(pairs) - len(todo))
-    bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="runs", unit="run")
-    _train_runs(todo, jobs, bar, progress, seen)
-    bar.close()
+    _train_runs(todo, jobs, _RunProgress(len(pairs), len(pairs) - len(todo)), seen)
     return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
 
 
 def _estimate(todo: list[tuple[Any, bool]], jobs: int) -> GridEstimate:
-    """The estimate of the runs to train, measured with the threads each will have, plus the
-    start-up of the worker processes (a fresh interpreter importing the training code) when
-    they train in workers."""
+    """The estimate of the runs to train, plus the workers' start-up when they train in workers."""
     import subprocess
     import sys
 
@@ -577,21 +463,13 @@ def _estimate(todo: list[tuple[Any, bool]], jobs: int) -> GridEstimate:
                                  run_work, jobs, start_up=start_up)
 
 
-def _train_runs(todo: list[tuple[Any, bool]], jobs: int, bar: Any, progress: _RunProgress,
+def _train_runs(todo: list[tuple[Any, bool]], jobs: int, progress: _RunProgress,
                 seen: set[tuple[type, str]]) -> None:
     """Train the (config, resume) runs here, or `jobs` at a time in spawned workers, longest first;
-    each warning not in `seen` is shown once, and a failed run stops the rest naming the run."""
-    from avs_lib.engine.train import fit
-
+    a failed run stops the rest, naming the run."""
     if jobs == 1 or len(todo) <= 1:
         for cfg, resume in todo:
-            bar.set_postfix_str(f"{cfg.name} seed {cfg.seed}")
-            _forget_summary(cfg.run_dir)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                fit(cfg, resume=resume)
-            _warn_once(_records(caught), seen)
-            bar.update()
+            _warn_once(_fit(cfg, resume), seen)
             progress.finished(cfg)
         return
     import multiprocessing
@@ -609,13 +487,9 @@ def _train_runs(todo: list[tuple[Any, bool]], jobs: int, bar: Any, progress: _Ru
                 for other in futures:
                     other.cancel()
                 raise RuntimeError(f"run {cfg.name} seed {cfg.seed} failed in a worker: {error}") from error
-            bar.set_postfix_str(f"{cfg.name} seed {cfg.seed} done")
             _warn_once(messages, seen)
-            bar.update()
             progress.finished(cfg)
 
-
-# ---------------------------------------------------------------- reading results
 
 RESULT_COLUMNS = ["method", "seed", "best_epoch", "best_val_miou", "test_miou", "test_f_score_official",
                   "test_f_score_batch_size", "test_f_score_split", "test_miou_silent", "test_miou_swapped",
@@ -646,20 +520,10 @@ def _run_dirs(runs_dir: str | Path, marker: str) -> list[Path]:
     return sorted(p.parents[depth - 1] for p in runs_dir.glob(f"*/{marker}"))
 
 
-def _ordered_frame(rows: list[dict[str, Any]], first: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    for column in first:
-        if column not in frame.columns:
-            frame[column] = float("nan")
-    rest = [c for c in frame.columns if c not in first]
-    return frame[first + rest]
-
-
 def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
                     seeds: list[int] | None = None, pairs: list[tuple[str, int]] | None = None) -> pd.DataFrame:
-    """One row per finished run under `runs_dir` (from summary.json), ordered by method and seed
-    (methods in the order of `config.METHODS`); optionally only the given methods and seeds, or
-    only the given (method, seed) pairs (a grid's `pairs`: no run of an older, larger grid)."""
+    """One row per finished run (summary.json), in `config.METHODS` order then seed; optionally only
+    some methods and seeds, or only a grid's (method, seed) `pairs`."""
     wanted = None if pairs is None else set(pairs)
     rows = [_summary_row(d) for d in _run_dirs(runs_dir, "summary.json")]
     rows = [r for r in rows if (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)
@@ -667,7 +531,8 @@ def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
     if not rows:
         raise FileNotFoundError(f"no finished runs (*/summary.json) under {runs_dir}"
                                 + (f" for methods {methods}" if methods else "") + (f" seeds {seeds}" if seeds else ""))
-    frame = _ordered_frame(rows, RESULT_COLUMNS)
+    frame = pd.DataFrame(rows)
+    frame = frame.reindex(columns=RESULT_COLUMNS + [c for c in frame.columns if c not in RESULT_COLUMNS])
     order = {m: i for i, m in enumerate(METHODS)}
     frame["_order"] = frame["method"].map(lambda m: order.get(m, len(order)))
     return frame.sort_values(["_order", "method", "seed"]).drop(columns="_order").reset_index(drop=True)
@@ -682,11 +547,8 @@ def _format(mean: float, std: float, n: int, digits: int) -> str:
 
 
 def summarise(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> pd.DataFrame:
-    """Mean and sample std (ddof=1; NaN for one seed) over seeds, per method, in order of appearance.
-
-    Columns: n_seeds, then per metric `{metric}_mean`, `{metric}_std` and `{metric}` as text
-    ("0.612 ± 0.013"; the mean alone for a single seed).
-    """
+    """Per method: n_seeds, then per metric `{metric}_mean`, `{metric}_std` (ddof=1) and
+    `{metric}` as text ("0.612 ± 0.013")."""
     missing = [c for c in ["method", "seed", *metrics] if c not in df.columns]
     if missing:
         raise ValueError(f"summarise: missing column(s) {missing}; the table has {list(df.columns)}")
@@ -715,31 +577,23 @@ RESULT_HEADERS = {
 
 
 def results_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """The report's results table: one row per method, "mean ± std" text per metric, readable
-    headers, and the official F-score's test batch size in its header."""
+    """One row per method, "mean ± std" per metric, with readable headers."""
     metrics = metrics or list(RESULT_HEADERS)
     summary = summarise(results, metrics)
     batches = sorted(set(results["test_f_score_batch_size"].dropna().astype(int)))
     headers = {m: RESULT_HEADERS.get(m, m).format(batch="/".join(map(str, batches)) or "?") for m in metrics}
-    table = summary[["n_seeds", *metrics]].rename(columns={"n_seeds": "seeds", **headers})
-    return table
+    return summary[["n_seeds", *metrics]].rename(columns={"n_seeds": "seeds", **headers})
 
 
 def describe_methods(methods: list[str]) -> pd.DataFrame:
-    """What each method changes relative to the profile (its entry in `config.METHODS`)."""
-    def text(overrides: dict[str, Any], prefix: str = "") -> list[str]:
-        parts = []
-        for key, value in overrides.items():
-            parts += text(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
-        return parts
-
-    return pd.DataFrame({"method": methods, "changes": [", ".join(text(METHODS[m])) or "(baseline)" for m in methods]})
+    """What each method changes relative to the profile (`config.METHODS`)."""
+    changes = [", ".join(f"{k}={v}" for k, v in flatten(METHODS[m]).items()) or "(baseline)" for m in methods]
+    return pd.DataFrame({"method": methods, "changes": changes})
 
 
 def failure_pair(results: pd.DataFrame) -> tuple[str, str]:
-    """(baseline, compared method) of the failure-case notebook: tpavi and the thesis model when
-    both were trained; else the baseline (or the first method trained) and the first other one,
-    or the same method twice when only one was trained (a grid of `tpavi` alone on MS3)."""
+    """(baseline, compared method) of the failure-case notebook: tpavi and thesis when both ran,
+    else the first methods trained (the same one twice when only one was)."""
     trained = list(dict.fromkeys(results["method"]))
     if not trained:
         raise ValueError("no finished runs to show failure cases of")
@@ -751,8 +605,7 @@ def failure_pair(results: pd.DataFrame) -> tuple[str, str]:
 
 
 def representative_run(results: pd.DataFrame, method: str, metric: str = "test_miou") -> str:
-    """The run of `method` whose `metric` is the median over its seeds (the lower one for an even
-    count), so pictures of "the method" do not come from its best or worst seed."""
+    """The run of `method` at the (lower) median `metric`, so pictures show neither its best nor worst seed."""
     rows = results[results["method"] == method].sort_values([metric, "seed"])
     if rows.empty:
         raise ValueError(f"no finished run of method {method!r}; have {sorted(set(results['method']))}")
@@ -761,40 +614,21 @@ def representative_run(results: pd.DataFrame, method: str, metric: str = "test_m
 
 
 
-STEP_LOG_NON_LOSS_COLUMNS = ("epoch", "step", "global_step", "lr")
-
-
-def loss_terms_long(steps: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
-    """A run's `steps.jsonl` (one row per step, one column per loss term) in the long format
-    `viz.plot_loss_curves` takes: columns method, seed, global_step, term, value.
-
-    Every column except epoch, step, global_step and lr is a loss term.
-    """
-    if not isinstance(steps, pd.DataFrame):
-        raise ValueError(f"loss_terms_long: expected a pandas DataFrame, got {type(steps).__name__}")
-    if "global_step" not in steps.columns:
-        raise ValueError(f"loss_terms_long: missing column(s) ['global_step']; the table has {list(steps.columns)}")
-    if steps.empty:
-        raise ValueError("loss_terms_long: the table is empty; nothing to plot")
-    terms = [c for c in steps.columns if c not in STEP_LOG_NON_LOSS_COLUMNS]
-    if not terms:
-        raise ValueError(f"loss_terms_long: no loss-term columns; the table has {list(steps.columns)}")
-    long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
-    long.insert(0, "seed", seed)
-    long.insert(0, "method", method)
-    return long
-
 def loss_curves(runs_dir: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
-    """Every run's steps.jsonl in the long format of `viz.plot_loss_curves`
-    (method, seed, global_step, term, value)."""
+    """Every run's steps.jsonl as (method, seed, global_step, term, value) rows: every column but
+    epoch, step, global_step and lr is a loss term."""
     frames = []
     for run_dir in _run_dirs(runs_dir, "steps.jsonl"):
         method, seed = _run_identity(run_dir)
         if methods is not None and method not in methods:
             continue
-        lines = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line]
-        if lines:
-            frames.append(loss_terms_long(pd.DataFrame(lines), method, seed))
+        steps = pd.DataFrame([json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line])
+        if not steps.empty:
+            if "global_step" not in steps.columns:
+                raise DataFormatError(run_dir / "steps.jsonl", "no global_step field")
+            terms = [c for c in steps.columns if c not in ("epoch", "step", "global_step", "lr")]
+            long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
+            frames.append(long.assign(method=method, seed=seed)[["method", "seed", "global_step", "term", "value"]])
     if not frames:
         raise FileNotFoundError(f"no step logs (*/steps.jsonl) under {runs_dir}")
     return pd.concat(frames, ignore_index=True)
@@ -836,11 +670,9 @@ def per_clip(runs_dir: str | Path) -> pd.DataFrame:
     return _test_tables(runs_dir, "per_clip.csv")
 
 
-# ---------------------------------------------------------------- the figures of others
-
 REPORTED_LABEL = "reported, not measured here"
-# Figures published elsewhere, on the real AVSBench S4 test split (the AVSBench paper and the thesis write-up). They are printed beside
-# our numbers for orientation only: our runs use other data, sizes and budgets.
+# Published figures on the real AVSBench S4 test split (the AVSBench paper, the thesis write-up):
+# for orientation only, our runs use other data, sizes and budgets.
 REPORTED: dict[str, dict[str, Any]] = {
     "thesis_baseline": {"label": "thesis: baseline", "source": "thesis write-up, S4 test, ResNet-50 + TPAVI",
                         "miou": 0.679, "f_score": 0.79},
@@ -862,14 +694,13 @@ THESIS_CLAIMED_GAIN = REPORTED["thesis_proposed"]["miou"] / REPORTED["thesis_bas
 
 
 def reported_table() -> pd.DataFrame:
-    """REPORTED as a table (label, source, miou, f_score), every row marked "reported, not measured here"."""
+    """REPORTED as a table, every row marked "reported, not measured here"."""
     rows = [{**values, "status": REPORTED_LABEL} for values in REPORTED.values()]
     return pd.DataFrame(rows).set_index("label")
 
 
 def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
-    """Reported values to draw beside our bars: only on the real data (profile `paper`);
-    on synthetic data they measure something else and would mislead."""
+    """Reported values to draw beside our bars, on the real data (`paper`) only: elsewhere they mislead."""
     if metric not in ("miou", "f_score"):
         raise ValueError(f"reported figures exist for miou and f_score, not {metric!r}")
     if profile != "paper":
@@ -877,20 +708,12 @@ def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
     return {f"{v['label']} (reported)": v[metric] for v in REPORTED.values()}
 
 
-# ---------------------------------------------------------------- ablation and conclusions
-
-
-# ---------------------------------------------------------------- the recipe ladder (val)
-
 # The rungs: the same tpavi objective and budget from each start; `tpavi` is the cpu profile's.
-LADDER = ("tpavi_random_closed", "tpavi_random_open", "tpavi_pretrained_closed", "tpavi_trained", "tpavi")
 
 
 def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: int = 0,
                   chosen: str = "tpavi") -> pd.DataFrame:
-    """The val-split numbers of each rung's run (its best epoch) beside what its start was, read
-    from the run's own config: encoders random or pretrained, the fusion gate, the backbone frozen
-    or trained. Rungs not trained are left out; an empty frame when none was."""
+    """Each trained rung's val numbers (best epoch) beside its start, read from its own config."""
     rows = []
     for rung in rungs:
         run_dir = Path(runs_dir) / f"{rung}_seed{seed}"
@@ -908,30 +731,3 @@ def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: i
     columns = ["start", "gate", "backbone", "val_miou", "val_listening_rate", "val_following_rate", "best_epoch",
                "chosen"]
     return pd.DataFrame(rows, columns=["rung", *columns]).set_index("rung")
-
-
-__all__ = [
-    "LADDER",
-    "recipe_ladder",
-    "REPORTED",
-    "REPORTED_LABEL",
-    "collect_results",
-    "config_differences",
-    "default_jobs",
-    "describe_methods",
-    "estimate_grid_seconds",
-    "failure_pair",
-    "measure_run_cost",
-    "grid_for",
-    "loss_curves",
-    "loss_terms_long",
-    "per_category",
-    "per_clip",
-    "train_grid",
-    "run_work",
-    "reference_lines",
-    "reported_table",
-    "representative_run",
-    "results_table",
-    "summarise",
-]

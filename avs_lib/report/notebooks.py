@@ -1,10 +1,7 @@
 """Run the numbered notebooks with papermill, in order, failing loudly with the notebook and cell.
 
-Where the outputs go: the committed report is the `cpu` profile's, executed in place
-(`notebooks/*.ipynb`, figures in `figures/`). Every other profile, or an explicit output folder,
-writes the executed notebooks, an HTML export of each and the figures under
-`reports/<profile>/` (or that folder), so a `paper` run on a GPU box never overwrites the
-committed report.
+The `cpu` profile's report is committed, executed in place (notebooks/, figures/); any other
+profile or output folder writes notebooks, HTML and figures under reports/<profile>/ (or there).
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from jupyter_client import AsyncKernelManager
 
 from avs_lib.config import build_config
 from avs_lib.engine.evaluate import refuse_inside_dataset
-from avs_lib.engine.runs import data_root_of
+from avs_lib.report.runs import data_root_of
 from avs_lib.report.slides import export_html
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -33,10 +30,8 @@ COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures ar
 
 
 class QuietShutdownKernelManager(AsyncKernelManager):
-    """nbclient's kernel manager without the SIGINT jupyter_client sends before a shutdown: landing
-    while the kernel still finishes the last cell's reply, it made ipykernel log "ERROR |
-    KeyboardInterrupt caught in kernel" at the end of a notebook. The shutdown request alone ends
-    the kernel (a kernel that does not stop in time is killed, as before)."""
+    """A kernel manager without the SIGINT before a shutdown, which made ipykernel log "ERROR |
+    KeyboardInterrupt caught in kernel" at the end of a notebook."""
 
     async def _async_interrupt_kernel(self) -> None:
         if not self.shutting_down:
@@ -55,12 +50,7 @@ class Destination:
 def report_destination(profile: str, out: str | Path | None = None,
                        data_root: str | Path | None = None) -> Destination:
     """In place for the committed profile without `out`; else `out` (default reports/<profile>/)
-    with figures in its `figures/` and an HTML export of each notebook.
-
-    An `out` that is the committed notebooks/ or figures/ folder is refused: only the committed
-    profile may write there, and only in place. So is one inside a dataset (the profile's root,
-    `data_root`, or any folder holding AVSBench metadata).
-    """
+    with HTML. The committed folders and dataset folders are refused."""
     if out is None and profile == COMMITTED_PROFILE:
         return Destination(NOTEBOOK_DIR, FIGURES_DIR, html=False)
     folder = Path(out).resolve() if out is not None else REPORTS_DIR / profile
@@ -72,7 +62,7 @@ def report_destination(profile: str, out: str | Path | None = None,
 
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The report's notebooks, `01_...ipynb` to `06_defence.ipynb` (the deck), in reading order."""
+    """The report's numbered notebooks, in reading order."""
     paths = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) found in {directory}")
@@ -99,8 +89,7 @@ SAVED_FIGURE = re.compile(r"save_figure\(\s*\w+\s*,\s*(f?)(['\"])(.+?)\2")
 
 
 def figure_patterns(paths: list[Path]) -> list[re.Pattern]:
-    """The file names the notebooks save figures under (the name given to `viz.save_figure`, a
-    literal or an f-string whose {...} parts match any text), as patterns of `NAME.png`."""
+    """The `NAME.png` patterns the notebooks' `viz.save_figure` calls save under ({...} matches any text)."""
     import nbformat
 
     patterns = []
@@ -113,10 +102,8 @@ def figure_patterns(paths: list[Path]) -> list[re.Pattern]:
 
 
 def remove_stale_figures(figures_dir: str | Path, paths: list[Path], since: float) -> list[Path]:
-    """Delete the PNGs in `figures_dir` (not its sub-folders) whose name a notebook of `paths` saves
-    figures under but that none wrote since `since` (a `time.time()`): figures of an earlier run
-    that this one no longer draws. Figures no notebook names (the mask-browser screenshots, the
-    benchmarks' plots) and every other file are kept. Returns the deleted paths."""
+    """Delete the PNGs a notebook of `paths` names but none wrote since `since` (figures this run no
+    longer draws); files no notebook names are kept. Returns the deleted paths."""
     patterns = figure_patterns(paths)
     stale = [p for p in sorted(Path(figures_dir).glob("*.png"))
              if p.stat().st_mtime < since and any(r.fullmatch(p.name) for r in patterns)]
@@ -126,41 +113,23 @@ def remove_stale_figures(figures_dir: str | Path, paths: list[Path], since: floa
 
 
 def _check_overrides(profile: str, extra: dict) -> None:
-    """The runs' overrides checked as `train` checks them, before any notebook starts: a bad key is
-    one line here rather than a traceback from inside the training notebook."""
+    """The overrides checked before any notebook starts, not inside the training notebook."""
     for method in extra.get("METHODS") or [None]:
         build_config(profile, method, overrides=list(extra.get("OVERRIDES") or []))
 
 
-def run_notebooks(
-    profile: str = "cpu",
-    data_root: str | None = None,
-    runs_dir: str = "runs",
-    device: str = "auto",
-    notebooks: list[str] | None = None,
-    output_dir: Path | None = None,
-    extra_parameters: dict | None = None,
-    figures_dir: str | Path | None = None,
-    html: bool = False,
-    log: TextIO | None = None,
-) -> list[Path]:
-    """Execute the notebooks in place (or into `output_dir`) with the report's parameters.
-
-    The parameters are injected into each notebook's `parameters` cell; a notebook ignores the
-    ones it does not declare. A failing cell raises `RuntimeError` naming the notebook and the cell.
-    With `log` (e.g. sys.stdout), each notebook's start and duration and every cell's printed
-    output (the grid's per-run progress lines) are written there as they happen; `html` writes
-    an HTML export next to each executed notebook. When every notebook ran (no `notebooks`) into
-    `figures_dir`, the figures there that no notebook wrote this run are deleted
-    (`remove_stale_figures`).
-    """
+def run_notebooks(profile: str = "cpu", data_root: str | None = None, runs_dir: str = "runs", device: str = "auto",
+                  notebooks: list[str] | None = None, output_dir: Path | None = None,
+                  extra_parameters: dict | None = None, figures_dir: str | Path | None = None, html: bool = False,
+                  log: TextIO | None = None) -> list[Path]:
+    """Execute the notebooks (into `output_dir`) with the report's parameters, streaming their output
+    to `log`; a failing cell raises `RuntimeError` naming notebook and cell. A full run removes
+    stale figures."""
     _check_overrides(profile, extra_parameters or {})
     import papermill as pm
 
     selected = _select(notebooks)
-    # papermill runs each notebook in the folder it is written to (notebooks/, or `output_dir`,
-    # where nbval reruns it later): paths given relative to where the caller stands (the
-    # repository root for `make report`) are re-expressed relative to that folder.
+    # papermill runs each notebook in the folder it is written to: relative paths are re-expressed from there.
     out_dir = Path(output_dir).resolve() if output_dir else NOTEBOOK_DIR
     root = data_root_of(profile, data_root)  # the profile's own root when none is given
     params = {"PROFILE": profile, "DATA_ROOT": _from_notebooks(root, out_dir),
@@ -171,34 +140,27 @@ def run_notebooks(
     for name, value in (extra_parameters or {}).items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
     streams = {"stdout_file": log, "stderr_file": log} if log is not None else {}
+    say = (lambda text: print(f"[report] {text}", file=log, flush=True)) if log is not None else (lambda text: None)
     written, run_start = [], time.time() - 2  # 2 s: file systems that keep whole seconds
     for path in selected:
         out = out_dir / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        if log is not None:
-            print(f"[report] {path.stem}: started {time.strftime('%H:%M:%S')}", file=log, flush=True)
+        say(f"{path.stem}: started {time.strftime('%H:%M:%S')}")
         declared = pm.inspect_notebook(str(path))
-        # The shared parameters go to every notebook; one that only some declare (OVERRIDES,
-        # KEEP_STALE) only to those, so papermill does not warn about the others.
+        # Parameters only some notebooks declare go only to those: papermill warns about the others.
         given = {k: v for k, v in params.items() if k in declared or k in SHARED_PARAMETERS}
         try:
             pm.execute_notebook(str(path), str(out), parameters=given, cwd=str(out.parent), kernel_name="python3",
                                 progress_bar=False, kernel_manager_class=QuietShutdownKernelManager, **streams)
         except pm.PapermillExecutionError as err:
-            raise RuntimeError(
-                f"{path.name}: cell {err.exec_count} failed with {err.ename}: {err.evalue} "
-                f"(executed notebook with the traceback: {out})"
-            ) from err
+            raise RuntimeError(f"{path.name}: cell {err.exec_count} failed with {err.ename}: {err.evalue} "
+                               f"(executed notebook with the traceback: {out})") from err
         if html:
             export_html([out], out.parent)  # out.html beside it
-        if log is not None:
-            print(f"[report] {path.stem}: done in {time.perf_counter() - started:.0f} s -> {out}",
-                  file=log, flush=True)
+        say(f"{path.stem}: done in {time.perf_counter() - started:.0f} s -> {out}")
         written.append(out)
     if not notebooks and figures_dir is not None:  # the whole report ran: what it did not draw is stale
         for stale in remove_stale_figures(figures_dir, selected, run_start):
-            if log is not None:
-                print(f"[report] removed {stale}: no notebook drew it in this run", file=log, flush=True)
+            say(f"removed {stale}: no notebook drew it in this run")
     return written
-

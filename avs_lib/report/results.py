@@ -1,11 +1,5 @@
-"""Results as data: the runs' numbers written once as `results.csv` / `results.json`, and the
-README's table rendered from that file (tests/test_readme_results.py checks that the two agree).
-
-`results.csv` is long: one row per (run, metric) with columns method, seed, split, metric, value,
-so a table, a figure or a test can pick what it needs without knowing the report's layout.
-`results.json` holds the same rows and where they came from (profile, git commit, package
-versions). Both are written atomically: a reader never sees half a file.
-"""
+"""Results as data: the runs' numbers written once, long (one row per run and metric), as
+results.csv and results.json (with provenance), and the README's table rendered from them."""
 
 from __future__ import annotations
 
@@ -20,8 +14,9 @@ import pandas as pd
 import yaml
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.engine.provenance import PACKAGE_DIR, UNKNOWN, git_state, read_provenance
+from avs_lib.engine.provenance import PACKAGE_DIR, UNKNOWN, git_state
 from avs_lib.report.experiments import RESULT_HEADERS, results_table
+from avs_lib.report.runs import read_provenance
 
 LONG_COLUMNS = ["method", "seed", "split", "metric", "value"]
 # Columns of `experiments.collect_results` that name a run or a file, not a measurement.
@@ -35,11 +30,8 @@ SPECIAL_COLUMNS = {
 PACKAGES = ("avs_lib", "torch", "torchvision", "numpy", "pandas", "matplotlib", "nbconvert")
 
 
-# ---------------------------------------------------------------- wide <-> long
-
-
 def split_and_metric(column: str) -> tuple[str, str]:
-    """Where a results column was measured and what: "test_miou" -> ("test", "miou")."""
+    """"test_miou" -> ("test", "miou")."""
     if column in SPECIAL_COLUMNS:
         return SPECIAL_COLUMNS[column]
     for split in ("devtest", "test", "val", "train"):  # devtest: the development test split
@@ -57,10 +49,7 @@ def column_name(split: str, metric: str) -> str:
 
 
 def results_long(results: pd.DataFrame) -> pd.DataFrame:
-    """`experiments.collect_results`' frame (one row per run) as one row per run and metric.
-
-    Every numeric column is a metric; a missing value stays (NaN), it is not dropped.
-    """
+    """`experiments.collect_results`' frame as one row per run and numeric column (NaN kept)."""
     missing = [c for c in ("method", "seed") if c not in results.columns]
     if missing:
         raise ValueError(f"results_long: the results lack column(s) {missing}; have {list(results.columns)}")
@@ -77,7 +66,7 @@ def results_long(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def results_wide(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per run again (method, seed, then `{split}_{metric}` columns), in the file's order."""
+    """One row per run again, in the file's order."""
     missing = [c for c in LONG_COLUMNS if c not in long.columns]
     if missing:
         raise ValueError(f"results_wide: the table lacks column(s) {missing}; have {list(long.columns)}")
@@ -94,12 +83,8 @@ def results_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-# ---------------------------------------------------------------- the files
-
-
 def git_commit(repo: str | Path | None = None) -> str | None:
-    """The commit of the repository holding `repo` (default: this package), or None when there is
-    no git or no repository (an installed copy)."""
+    """The commit of the repository holding `repo` (default: this package), or None."""
     commit = git_state(Path(repo) if repo is not None else PACKAGE_DIR)["commit"]
     return None if commit == UNKNOWN else commit
 
@@ -120,8 +105,7 @@ def _json_value(value: float) -> float | None:
 
 
 def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str, Any]:
-    """What the runs read: data root, dataset and data fingerprint (from each run's config.yaml and
-    provenance.json; a list where the runs differ), and the report's `--set` overrides."""
+    """Data root, dataset and fingerprint the runs read (a list where they differ), and the overrides."""
     seen: dict[str, list[Any]] = {"root": [], "dataset": [], "fingerprint": []}
     for run_dir in results.get("run_dir", pd.Series(dtype=str)).dropna():
         config_path = Path(run_dir) / "config.yaml"
@@ -138,16 +122,10 @@ def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str
 def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
                   repo: str | Path | None = None, overrides: list[str] | None = None,
                   extra: pd.DataFrame | None = None) -> tuple[Path, Path]:
-    """Write `out_dir/results.csv` and `out_dir/results.json` (atomically) from the frame of
-    `experiments.collect_results` (and the long rows of `extra`, e.g. the shifted test splits,
-    whose `split` names the split); returns their paths.
-
-    The JSON adds the provenance: the profile, the data the runs read (root, dataset, fingerprint)
-    with the report's `overrides`, the git commit of `repo` (None when unknown) and the versions of
-    the packages that decide the numbers.
-    """
+    """Write results.csv and results.json (with the profile, data, git commit and package versions)
+    from `experiments.collect_results` plus the long rows of `extra`; returns their paths."""
     long = results_long(results)
-    if extra is not None:  # rows measured outside the runs' own splits, e.g. on the shifted test splits
+    if extra is not None:
         long = pd.concat([long, extra.reindex(columns=LONG_COLUMNS)], ignore_index=True)
     out_dir = Path(out_dir)
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
@@ -171,9 +149,6 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return table
 
 
-# ---------------------------------------------------------------- the README table
-
-
 def _markdown(table: pd.DataFrame) -> str:
     header = ["method", *map(str, table.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -184,13 +159,7 @@ def _markdown(table: pd.DataFrame) -> str:
 
 def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
                      metrics: list[str] | None = None) -> str:
-    """The README's results table (markdown) from results.csv's rows: one row per method,
-    "mean ± std" over seeds per metric, the same table as notebook 04's `results_table`.
-
-    Args:
-        long: `read_results(path)`. methods: which methods, in which order (default: the file's).
-        metrics: wide column names (default: `experiments.RESULT_HEADERS`).
-    """
+    """The README's results table (markdown) from results.csv's rows: notebook 04's `results_table`."""
     wide = results_wide(long)
     if methods is not None:
         unknown = [m for m in methods if m not in set(wide["method"])]
@@ -211,14 +180,9 @@ MACHINE_EFFECT_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "resu
 
 
 def machine_margins(path: str | Path = MACHINE_EFFECT_FILE) -> dict[str, float]:
-    """Result column -> the largest |mean shift| of any measured method's seed mean between two
-    CPUs' kernels: the margin within which a verdict may flip on another machine ({} if unmeasured)."""
+    """Result column -> the largest |mean shift| between two CPUs' kernels ({} if unmeasured)."""
     path = Path(path)
     if not path.is_file():
         return {}
     table = pd.read_csv(path)
     return table.assign(shift=table["mean_shift"].abs()).groupby("metric")["shift"].max().to_dict()
-
-
-__all__ = ["column_name", "git_commit", "machine_margins", "package_versions", "read_results", "results_long", "results_markdown",
-           "results_wide", "split_and_metric", "write_results"]

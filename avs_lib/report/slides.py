@@ -1,15 +1,10 @@
-"""The report for readers without Jupyter, by nbconvert: an HTML page per executed notebook (the
-runner's `--out` reports; `make html` calls `jupyter nbconvert --to html`) and the defence deck
-(`make slides`), a reveal.js page of the executed notebooks/06_defence.ipynb.
+"""The report for readers without Jupyter, by nbconvert: an HTML page per executed notebook and the
+defence deck (`make slides`), a reveal.js page of the executed notebooks/06_defence.ipynb.
 
-The deck follows Jupyter's own slide metadata (`slideshow.slide_type`, as RISE and `jupyter nbconvert
---to slides` read it): `slide` opens a slide, `-` adds the cell to the slide before it, `skip` leaves
-it out. Papermill's parameters cells are removed by their tags and code inputs are not shown, so a
-slide holds the markdown and the outputs as saved; nothing is run.
-
-The deck works offline: reveal.js is copied beside it from the `sphinx-revealjs` package (a pinned
-dependency that ships reveal.js), and the `defence` template (templates/defence/) is nbconvert's
-reveal template without the scripts it would fetch from CDNs.
+The deck follows Jupyter's slide metadata (`slideshow.slide_type`), shows markdown and saved
+outputs only (papermill's parameters cells removed by tag), and works offline: reveal.js comes
+from the pinned `sphinx-revealjs` package, and templates/defence/ is nbconvert's reveal template
+without its CDN scripts.
 """
 
 from __future__ import annotations
@@ -28,19 +23,8 @@ REVEAL_FOLDER = "reveal.js"  # beside the deck, where its <script> tags point
 REMOVED_TAGS = {"parameters", "injected-parameters"}  # papermill's cells: not for an audience
 
 
-def reveal_js_files() -> Path:
-    """The reveal.js distribution (dist/, plugin/) shipped by the sphinx-revealjs package."""
-    try:
-        import sphinx_revealjs
-    except ImportError as error:
-        raise FileNotFoundError("reveal.js comes from the sphinx-revealjs package: `make install` "
-                                "(requirements.lock) or pip install sphinx-revealjs") from error
-    return Path(sphinx_revealjs.__file__).parent / "_static" / "revealjs"
-
-
 def build_slides(notebook_path: str | Path, out_path: str | Path) -> Path:
-    """Write the reveal.js deck of the executed notebook `notebook_path` to `out_path` (HTML,
-    atomically), with reveal.js copied to `reveal.js/` beside it; return the deck's path."""
+    """Write the deck of an executed notebook to `out_path`, reveal.js copied beside it."""
     from nbconvert import SlidesExporter
     from traitlets.config import Config
 
@@ -57,16 +41,20 @@ def build_slides(notebook_path: str | Path, out_path: str | Path) -> Path:
     body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4),
                                           resources={"metadata": {"name": out_path.stem}})
     write_text_atomically(out_path, body)
-    reveal, copy = reveal_js_files(), out_path.parent / REVEAL_FOLDER
-    shutil.copytree(reveal / "dist", copy / "dist", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
-    shutil.copytree(reveal / "plugin" / "notes", copy / "plugin" / "notes", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
+    try:
+        import sphinx_revealjs  # ships reveal.js
+    except ImportError as error:
+        raise FileNotFoundError("reveal.js comes from the sphinx-revealjs package: `make install` "
+                                "(requirements.lock) or pip install sphinx-revealjs") from error
+    reveal = Path(sphinx_revealjs.__file__).parent / "_static" / "revealjs"
+    for part in ("dist", "plugin/notes"):
+        shutil.copytree(reveal / part, out_path.parent / REVEAL_FOLDER / part, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
     return out_path
 
 
 def export_html(notebook_paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """Each executed notebook as a standalone HTML page `out_dir/{stem}.html` (outputs as saved;
-    nothing is run); returns the paths in the given order."""
+    """Each executed notebook as `out_dir/{stem}.html` (outputs as saved; nothing is run)."""
     from nbconvert import HTMLExporter
 
     if not notebook_paths:
@@ -83,7 +71,7 @@ def export_html(notebook_paths: Sequence[str | Path], out_dir: str | Path) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m avs_lib.report.slides NOTEBOOK --out DECK.html` (the Makefile's `slides`)."""
+    """`python -m avs_lib.report.slides NOTEBOOK --out DECK.html` (`make slides`)."""
     parser = argparse.ArgumentParser(prog="python -m avs_lib.report.slides", description=__doc__.split("\n")[0])
     parser.add_argument("notebook", help="the executed deck notebook (notebooks/06_defence.ipynb)")
     parser.add_argument("--out", required=True, help="the deck's .html file; reveal.js/ is written beside it")
@@ -96,6 +84,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__ = ["REMOVED_TAGS", "REVEAL_FOLDER", "build_slides", "export_html", "main", "reveal_js_files"]

@@ -1,35 +1,24 @@
-"""Paired comparisons of methods that share seeds and test clips, with verdicts an examiner accepts.
+"""Paired comparisons of methods that share seeds and test clips, on scipy.stats.
 
-Every method of a grid is trained with the same seeds and tested on the same clips, so "does A
-beat B?" is a question about *paired* differences, answered twice:
-
-- seed by seed: the paired t-test (`scipy.stats.ttest_rel`) and its t-interval, how much of the
-  difference survives training randomness. With 3-10 seeds this is the wider interval, and it
-  decides the verdict, after Holm's correction across the family of comparisons made together;
-- clip by clip: a paired percentile bootstrap over test clips (`scipy.stats.bootstrap`), each
-  clip's score first averaged over the seeds (the clip is the unit resampled). A verdict also
-  needs this interval to exclude 0 on the same side.
-
-Beside each comparison: the minimum detectable effect (the difference the seed test finds with
-80 % power at the observed seed spread), the one-sided 95 % upper bound (is a gain as large as a
-claimed one excluded?), and whether the verdict sits on the edge: within a stated machine margin
-(how far a CPU moves a method's mean) of flipping. Methods whose runs are identical are one
-method: a comparison that repeats another through them is marked and not counted again.
+The verdict is the paired seed t-test (`scipy.stats.ttest_rel`) after Holm's correction across
+the family, confirmed by a paired percentile bootstrap over test clips (`scipy.stats.bootstrap`).
+Beside it: the minimum detectable effect at 80 % power, the one-sided 95 % upper bound (is a
+claimed gain excluded?), and whether a machine's margin could flip it. Methods whose runs are
+identical count once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 from scipy import stats as scipy_stats
 
-from avs_lib.config import ABLATIONS, CONTROLS
-from avs_lib.report.experiments import BASELINE, PROPOSED
+from avs_lib.report.grids import ABLATIONS, BASELINE, CONTROLS, PROPOSED
 
 CONFIDENCE, ALPHA, POWER = 0.95, 0.05, 0.8
 NO_DIFFERENCE = "no detectable difference at this budget"
@@ -41,32 +30,22 @@ IDENTICAL = "identical runs"
 CLIP_COLUMNS = {"miou": "iou"}
 
 
-# ---------------------------------------------------------------- per-seed differences
-
-
 @dataclass(frozen=True)
 class SeedDifference:
-    """Mean paired difference a - b over seeds: its t-interval, the paired t-test, the one-sided
-    upper bound at the same confidence, and the minimum detectable effect. NaN with one seed."""
+    """Mean paired difference a - b over seeds with its t-interval and test (NaN with one seed)."""
 
     mean: float
     low: float
     high: float
     n: int
-    per_seed: dict[int, float] = field(repr=False)
     t: float
     p: float
     upper: float = math.nan
     mde: float = math.nan
 
-    @property
-    def note(self) -> str:
-        return ONE_SEED if self.n < 2 else ""
-
 
 def _seed_series(values, what: str) -> pd.Series:
-    """Per-seed values as a float Series indexed by seed (a Series, a mapping, or a sequence
-    whose positions are the seeds)."""
+    """Per-seed values (a Series, a mapping, or a sequence indexed by position) as a float Series."""
     if isinstance(values, pd.Series):
         series = values.astype(float)
     elif isinstance(values, Mapping):
@@ -90,9 +69,8 @@ def _check_same(a: Sequence, b: Sequence, what: str) -> None:
 
 
 def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest true mean difference the two-sided paired t-test at `alpha` finds with
-    probability `power`, for n pairs whose differences spread with standard deviation `sd`
-    (exact, by the noncentral t distribution)."""
+    """The smallest mean difference the two-sided paired t-test finds with probability `power`
+    for n pairs spreading with `sd` (exact, by the noncentral t distribution)."""
     if n < 2 or not sd > 0:
         return math.nan if n < 2 else 0.0
     df, crit = n - 1, scipy_stats.t.ppf(1 - alpha / 2, n - 1)
@@ -109,12 +87,8 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: fl
 
 
 def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifference:
-    """Mean of (a - b) over the seeds, with the paired t-test of `scipy.stats.ttest_rel`.
-
-    Args:
-        a, b: per-seed values of the two methods: a Series or mapping seed -> value, or two
-            sequences in the same seed order. The seeds must match exactly.
-    """
+    """Mean of a - b over the same seeds (Series, mappings seed -> value, or sequences), with
+    `scipy.stats.ttest_rel`."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     a, b = _seed_series(a, "a"), _seed_series(b, "b")
@@ -123,21 +97,17 @@ def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifferen
     a, b = a.reindex(seeds).to_numpy(), b.reindex(seeds).to_numpy()
     diff = a - b  # [n]
     n, mean = len(diff), float(diff.mean())
-    per_seed = {int(s) if isinstance(s, int | np.integer) else s: float(d) for s, d in zip(seeds, diff, strict=True)}
     if n < 2:
-        return SeedDifference(mean, math.nan, math.nan, n, per_seed, math.nan, math.nan)
+        return SeedDifference(mean, math.nan, math.nan, n, math.nan, math.nan)
     sd = float(diff.std(ddof=1))
     if sd == 0.0:  # the same difference at every seed: no spread, so the interval is a point
         t, p = (math.nan, math.nan) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
-        return SeedDifference(mean, mean, mean, n, per_seed, t, p, mean, 0.0)
+        return SeedDifference(mean, mean, mean, n, t, p, mean, 0.0)
     test = scipy_stats.ttest_rel(a, b)
     interval = test.confidence_interval(confidence)
     upper = scipy_stats.ttest_rel(a, b, alternative="less").confidence_interval(confidence).high
-    return SeedDifference(mean, float(interval.low), float(interval.high), n, per_seed, float(test.statistic),
+    return SeedDifference(mean, float(interval.low), float(interval.high), n, float(test.statistic),
                           float(test.pvalue), float(upper), minimum_detectable_effect(sd, n, 1 - confidence))
-
-
-# ---------------------------------------------------------------- per-clip bootstrap
 
 
 @dataclass(frozen=True)
@@ -152,12 +122,8 @@ class ClipBootstrap:
 
 
 def _clip_matrix(values, what: str, column: str) -> tuple[np.ndarray, list, list, np.ndarray | None]:
-    """Scores as [seeds, clips], with the seed and clip labels and per-clip frame counts.
-
-    A DataFrame needs columns seed, name and `column` (as `experiments.per_clip` gives them; an
-    `n_frames` column, when present, weights the clips like the frame-level mIoU does). An array
-    is [clips] (one seed) or [seeds, clips].
-    """
+    """Scores [seeds, clips] with seed and clip labels and frame counts (the weights that make the
+    mean the frame-level mIoU), from an `experiments.per_clip` table or an array."""
     if not isinstance(values, pd.DataFrame):
         matrix = np.asarray(values, dtype=float)
         matrix = matrix[None] if matrix.ndim == 1 else matrix
@@ -189,16 +155,8 @@ def _weighted_mean(diff: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.
 
 def paired_clip_bootstrap(per_clip_a, per_clip_b, n_resamples: int = 2000, seed: int = 0, column: str = "iou",
                           confidence: float = CONFIDENCE) -> ClipBootstrap:
-    """Paired percentile bootstrap over test clips of the mean difference a - b.
-
-    Per clip, each method's score is averaged over its seeds; `scipy.stats.bootstrap` resamples
-    the clips (with their frame counts as weights, so the mean is the mIoU difference) from
-    `numpy.random.default_rng(seed)`.
-
-    Args:
-        per_clip_a, per_clip_b: one method's rows of `experiments.per_clip` (seed, name, iou,
-            n_frames), or arrays [clips] / [seeds, clips] in the same clip order.
-    """
+    """Paired percentile bootstrap over test clips (each averaged over seeds first) of the
+    frame-weighted mean difference a - b."""
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     a, seeds_a, clips_a, frames = _clip_matrix(per_clip_a, "per_clip_a", column)
@@ -218,34 +176,26 @@ def paired_clip_bootstrap(per_clip_a, per_clip_b, n_resamples: int = 2000, seed:
                          len(diff), n_resamples)
 
 
-# ---------------------------------------------------------------- verdicts
-
-
 def verdict(low: float, high: float) -> str:
-    """The short label an interval supports: higher / lower when it excludes 0, else no claim."""
+    """higher / lower when the interval excludes 0, else no claim."""
     if math.isnan(low) or math.isnan(high):
         return ONE_SEED
     return HIGHER if low > 0 else LOWER if high < 0 else NO_DIFFERENCE
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control; NaN stays NaN, outside the family)."""
+    """Holm's step-down adjusted p-values (NaN stays NaN, outside the family)."""
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full_like(p, np.nan)
     tested = np.flatnonzero(~np.isnan(p))
     order = tested[np.argsort(p[tested], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        adjusted[index] = running
+    adjusted[order] = np.maximum.accumulate(np.minimum(1.0, (len(order) - np.arange(len(order))) * p[order]))
     return adjusted
 
 
 def identical_groups(per_seed_df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
-    """method -> the first method (in table order) whose runs give exactly the same values in every
-    column at every seed both ran: such methods train the same model, so they are one method (a
-    method run at fewer seeds is judged on the seeds it shares)."""
+    """method -> the first method whose runs give exactly the same values at every shared seed:
+    they train the same model, so they are one method."""
     tables = {m: rows.set_index("seed")[list(columns)] for m, rows in per_seed_df.groupby("method", sort=False)}
     first_of: dict[str, str] = {}
     for method, table in tables.items():
@@ -260,9 +210,8 @@ def identical_groups(per_seed_df: pd.DataFrame, columns: Sequence[str]) -> dict[
 
 
 def default_pairs(methods: Sequence[str], baseline: str = BASELINE) -> list[tuple[str, str]]:
-    """Every method against the baseline, each leave-one-out ablation against the full thesis model
-    (removing a loss is judged against the model that has it, at the same seeds), and a method with
-    a control of its own (`config.CONTROLS`) against that control when it ran."""
+    """Each method against its own control (`grids.CONTROLS`) when it ran, an ablation against
+    the full thesis model, any other against the baseline."""
     pairs = []
     for method in methods:
         if CONTROLS.get(method) in methods:
@@ -343,23 +292,10 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
                         pairs: Sequence[tuple[str, str]] | None = None, n_resamples: int = 2000, seed: int = 0,
                         claimed_gain: float = math.nan, machine_margin: float = 0.0,
                         alpha: float = ALPHA) -> pd.DataFrame:
-    """One row per (method, reference) pair: the paired seed t-interval and test, the clip
-    bootstrap (metrics with a per-clip column: mIoU), MDE, one-sided upper bound, Holm-adjusted p
-    and the verdict. The rows form one family for Holm's correction.
-
-    Methods with identical runs count once: a pair that repeats an earlier one through them (in
-    either order) is marked in `same_as`, left out of the family, and gets no verdict of its own;
-    a pair of identical methods gets "identical runs".
-
-    Args:
-        per_seed_df: `experiments.collect_results` (method, seed, test_{metric}, ...).
-        per_clip_df: `experiments.per_clip` (method, seed, name, iou, n_frames), or None.
-        pairs: (method, reference) pairs; default `default_pairs` of the methods present.
-        claimed_gain: a claimed improvement (relative, e.g. 0.069 for +6.9 %): `claim_excluded`
-            says whether the one-sided upper bound lies below it (as an absolute difference).
-        machine_margin: how far a CPU moves a method's mean on this metric; a verdict whose
-            nearer interval bound lies within it of 0 is marked `edge`.
-    """
+    """One row per (method, reference) pair, one Holm family: seed t-interval, clip bootstrap
+    (mIoU), MDE, upper bound, Holm p and verdict. A pair repeating another through identical runs
+    is marked in `same_as` and left out; `claimed_gain` is relative (0.069 for +6.9 %);
+    `machine_margin` marks a verdict whose nearer bound lies within it of 0 as `edge`."""
     column = f"test_{metric}"
     if column not in per_seed_df.columns:
         raise ValueError(f"the results table has no {column!r} column; has {list(per_seed_df.columns)}")
@@ -394,19 +330,3 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
     table.loc[repeated, "verdict"] = "counted as " + table.loc[repeated, "same_as"]
     table.loc[repeated, ["decided_by", "edge"]] = ("", False)
     return table
-
-
-__all__ = [
-    "IDENTICAL",
-    "NO_DIFFERENCE",
-    "ClipBootstrap",
-    "SeedDifference",
-    "compare_to_baseline",
-    "default_pairs",
-    "holm",
-    "identical_groups",
-    "minimum_detectable_effect",
-    "paired_clip_bootstrap",
-    "paired_seed_difference",
-    "verdict",
-]

@@ -1,19 +1,9 @@
 """Synthetic stand-ins for ImageNet and AudioSet pretraining of the two encoders.
 
-Why: the official model starts from an ImageNet ResNet-50 and an AudioSet VGGish. Both already
-tell classes apart, so TPAVI only has to learn which look goes with which sound. Trained from
-scratch on a few hundred synthetic clips, the `cpu` profile must learn looks, sounds and their
-pairing at once, and in the session-2 grid no method learned to follow the audio (following rate
-0.000 for every method, also after 4x the steps). Here each encoder is pretrained *alone* on the
-training split's classes - the ResNet on object crops (every visible object, sounding or not,
-labelled with its class), the log-mel CNN on 0.96-s examples labelled with the sounding class -
-so the segmentation model starts, as in the paper, from class-aware encoders that have never seen
-which sound belongs to which object. The pairing still has to be learned by the fusion.
-
-Only the training split is read for training; the validation split gives the reported accuracy.
-The files written are a torchvision ResNet state_dict (loaded by `load_imagenet_resnet`) and a
-`LogMelCNN` state_dict (loaded by `load_small_audio`), so they are used exactly as real
-pretrained weights would be: `model.resnet_weights`, `model.crop_weights`, `model.audio_weights`.
+The paper's encoders start from weights that already tell classes apart; from random weights the
+`cpu` profile learns no listening within its budget (notebook 03's recipe ladder shows it). So each
+encoder is pretrained alone on the train split's classes (the ResNet on every object's crop, the
+log-mel CNN on the sounding class), never seeing which sound belongs to which object.
 """
 
 from __future__ import annotations
@@ -45,11 +35,8 @@ PRETRAINED_FOLDER = "pretrained"  # default output folder, inside the dataset ro
 
 
 def object_crops(root: str | Path, split: str, image_size: int, crop_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every object of every frame of a synthetic split: crops [N, 3, c, c] (normalised), classes [N].
-
-    Boxes come from the generator's sidecar (whole silhouette, in the stored frame's pixels) and are
-    scaled to ``image_size``; the crops are cut from the frames exactly as the reader delivers them.
-    """
+    """Every object of every frame of a synthetic split: crops [N, 3, c, c] (normalised), classes [N];
+    the sidecar's boxes, scaled to ``image_size``, cut from the frames as the reader delivers them."""
     data = AVSBenchS4(root, split, image_size=image_size, crop_labels=False)
     crops, labels = [], []
     for index, clip in enumerate(data.clips):
@@ -77,20 +64,8 @@ def audio_examples(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Te
     return torch.cat(mels), torch.tensor(labels, dtype=torch.int64)
 
 
-class _AudioClassifier(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = LogMelCNN()
-        self.head = nn.Linear(128, NUM_CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
-
-
-def _fit_classifier(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, cfg: PretrainConfig,
-    what: str, quiet: bool,
-) -> list[float]:
+def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, cfg: PretrainConfig,
+                    what: str, quiet: bool) -> list[float]:
     """Adam with cosine decay over shuffled mini-batches; returns the mean loss of each epoch."""
     if len(x) < 2:
         raise ValueError(f"pretraining the {what} encoder needs at least 2 examples, got {len(x)}")
@@ -126,10 +101,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def metadata_digest(root: str | Path) -> str:
-    """sha256 of the dataset's metadata (and the generator's info.json for synthetic data).
-
-    Regenerated data under the same path gets another fingerprint, so stale weights are not reused.
-    """
+    """sha256 of the metadata and the generator's info.json: regenerated data gets another one."""
     digest = hashlib.sha256()
     for name in ("s4_meta_data.csv", "synth_sidecar/info.json"):
         path = Path(root) / name
@@ -138,26 +110,20 @@ def metadata_digest(root: str | Path) -> str:
     return digest.hexdigest()
 
 
-def pretrain_encoders(
-    data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None, quiet: bool = False
-) -> dict:
-    """Pretrain the visual and audio encoders on ``data_root``'s train split; write them to ``out_dir``.
-
-    Returns (and writes as ``pretrain.json``) the config, the paths, per-epoch losses, val accuracies
-    and the chance level. Deterministic on the CPU for a config: it runs with `cfg.threads` intra-op
-    threads and gives the caller's thread count back afterwards.
-    """
+def pretrain_encoders(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
+                      quiet: bool = False) -> dict:
+    """Pretrain both encoders on the train split into ``out_dir``; returns (and writes as
+    ``pretrain.json``) losses, val accuracies and chance. Runs with `cfg.threads` threads (deterministic)."""
     cfg = cfg or PretrainConfig()
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _pretrain(data_root, out_dir, cfg, quiet)
+        return _pretrain(data_root, Path(out_dir), cfg, quiet)
     finally:
         torch.set_num_threads(before)
 
 
-def _pretrain(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig, quiet: bool) -> dict:
-    out = Path(out_dir)
+def _pretrain(data_root: str | Path, out: Path, cfg: PretrainConfig, quiet: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
@@ -172,39 +138,28 @@ def _pretrain(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig, q
     torch.manual_seed(cfg.seed)
     a_train, b_train = audio_examples(data_root, "train")
     a_val, b_val = audio_examples(data_root, "val")
-    audio = _AudioClassifier()
+    audio = nn.Sequential(LogMelCNN(), nn.Linear(128, NUM_CLASSES))  # encoder, class head
     audio_losses = _fit_classifier(audio, a_train, b_train, cfg.audio_epochs, cfg, "audio", quiet)
     audio_accuracy = _accuracy(audio, a_val, b_val)
-    atomic_torch_save(audio.encoder.state_dict(), out / AUDIO_FILE)
+    atomic_torch_save(audio[0].state_dict(), out / AUDIO_FILE)
 
     classes = int(torch.unique(y_train).numel())
     report = {
-        "config": asdict(cfg),
-        "data_root": str(Path(data_root).resolve()),
-        "data_fingerprint": metadata_digest(data_root),
-        "visual_weights": str((out / VISUAL_FILE).resolve()),
-        "audio_weights": str((out / AUDIO_FILE).resolve()),
+        "config": asdict(cfg), "data_root": str(Path(data_root).resolve()), "data_fingerprint": metadata_digest(data_root),
+        "visual_weights": str((out / VISUAL_FILE).resolve()), "audio_weights": str((out / AUDIO_FILE).resolve()),
         "visual": {"train_crops": len(x_train), "val_crops": len(x_val), "epoch_losses": visual_losses,
                    "val_accuracy": visual_accuracy},
         "audio": {"train_examples": len(a_train), "val_examples": len(a_val), "epoch_losses": audio_losses,
                   "val_accuracy": audio_accuracy},
-        "classes": classes,
-        "chance_accuracy": 1.0 / classes,
-        "seconds": round(time.perf_counter() - started, 1),
+        "classes": classes, "chance_accuracy": 1.0 / classes, "seconds": round(time.perf_counter() - started, 1),
     }
     write_text_atomically(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return report
 
 
-def ensure_pretrained(
-    data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None, quiet: bool = False
-) -> dict:
-    """``pretrain.json`` of ``out_dir`` when it was made from ``data_root`` with ``cfg``, else pretrain.
-
-    Pretraining is the first few minutes of the `cpu` report; a rerun of the notebooks reuses it,
-    as `runs.prepare_data` reuses the data. A report that lists another config, data root or
-    data fingerprint (regenerated data), or whose weight files are missing, is redone.
-    """
+def ensure_pretrained(data_root: str | Path, out_dir: str | Path, cfg: PretrainConfig | None = None,
+                      quiet: bool = False) -> dict:
+    """``out_dir``'s ``pretrain.json`` when made from this data and ``cfg`` with its files present, else pretrain."""
     cfg = cfg or PretrainConfig()
     report_path = Path(out_dir) / REPORT_FILE
     if report_path.is_file():
@@ -222,14 +177,9 @@ def ensure_pretrained(
 
 
 def weight_overrides_from(report: dict) -> dict:
-    """Config overrides that start a run from the pretrained files of a ``pretrain.json`` report.
-
-    Both encoders stay frozen: the audio one like VGGish in the paper recipe, the ResNet unlike it
-    (the paper fine-tunes it; the cpu report freezes it for its budget, and notebook 03 shows the
-    probes that chose this). A method can unfreeze it (`thesis_shared_trainable`): methods apply
-    after these overrides. The ResNet file also initialises a separate crop trunk, which is
-    trained (as the ImageNet file does in the thesis recipe).
-    """
+    """Overrides starting a run from a ``pretrain.json``'s files, both encoders frozen (the paper
+    fine-tunes the ResNet; the cpu report freezes it for its budget, notebook 03 shows why; a method
+    may unfreeze it). The ResNet file also starts a separate, trained crop trunk."""
     visual = report["visual_weights"]
     return {"model": {"backbone": report["config"]["backbone"], "resnet_weights": visual,
                       "freeze_backbone": True, "crop_weights": visual, "audio_encoder": "small",

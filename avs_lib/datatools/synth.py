@@ -1,36 +1,20 @@
 """A synthetic AVSBench (S4) dataset in which only the audio says which object sounds.
 
-Every clip shows one sounding object and 0..k silent distractors of *other* classes, drawn by
-the same rules (size range, contrast, motion, random drawing order), over low-contrast clutter.
-Each class has its own look (shape family, colour, texture) and its own sound (harmonic stacks,
-noise bands, pulses, tremolo, frequency modulation). A model that ignores the audio can only
-guess which of the visible objects to segment; ``avs_lib.report.ceiling`` measures how well such
-guesses can do at best.
-
-The files follow the real S4 layout of the AVSBench download exactly, so every reader, notebook and CLI path
-runs unchanged on it. Next to it, ``synth_sidecar/`` keeps what only a generator knows: every
-object's class, visible mask and box per frame, and a ``swap_partner`` clip whose sound belongs
-to one of this clip's distractors (for listening-rate tests that swap the audio).
-
-Crop boxes (``crop_labels`` and sidecar ``boxes``) are the tight box of the object's *whole*
-silhouette in that frame, occluded parts included, as an annotator boxes a partly hidden
-object; so the box always covers the visible mask and equals its tight box when nothing hides
-the object.
-
-Everything is deterministic for a seed: each clip draws from its own generator seeded by
-``(seed, split, index)``, so the bytes written do not depend on the number of worker processes.
-
-A *shifted* test split (``ShiftParams``, ``make_shifted_test``) is drawn by the same rules from
-the same plan as the clean test split (same clip names, classes and swap partners), with the
-shortcuts a model could have learnt taken away: several looks per class, colours that no longer
-name a class, background noise over the sound at a given SNR, and clips whose sounding object is
-off-screen (the target is an empty mask). It is written as its own dataset root in the same
-layout, so a trained model is evaluated on it without retraining.
+Every clip shows one sounding object and 0..k silent distractors of other classes, drawn by the
+same rules (size, contrast, motion, drawing order) over clutter; each class has its own look and
+its own sound, so a model that ignores the audio can only guess (``avs_lib.report.ceiling``).
+The files follow the real S4 layout; ``synth_sidecar/`` keeps what only a generator knows (each
+object's class, visible mask and whole-silhouette box per frame, a ``swap_partner`` clip sounding
+one of this clip's distractors). Each clip draws from a generator seeded by (seed, split, index),
+so the bytes do not depend on the number of workers. A *shifted* test split (``ShiftParams``,
+``make_shifted_test``) redraws the clean test plan without the shortcuts: several looks per
+class, shared colours, background noise, off-screen sounding objects.
 """
 
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import csv
 import dataclasses
 import json
@@ -40,9 +24,10 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -61,11 +46,42 @@ _NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _NAME_LENGTH = 11  # YouTube ids
 
 
+def _pick(table: dict[str, Callable], key: str, what: str) -> Callable:
+    """``table[key]``, or an error naming the valid keys (shapes, textures, waves)."""
+    if key not in table:
+        raise ValueError(f"unknown {what} {key!r}; expected one of {', '.join(table)}")
+    return table[key]
+
+
 # ---------------------------------------------------------------------------------------------
 # How each class looks
 
-SHAPES = ("disc", "square", "triangle", "star", "ring", "cross", "ellipse", "diamond")
-TEXTURES = ("solid", "stripes", "checks", "dots")
+# Inside-tests in object coordinates (every shape fits the unit disc); the order fixes each class's shape.
+_SILHOUETTES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "disc": lambda u, v, rho2: rho2 <= 1.0,
+    "square": lambda u, v, rho2: np.maximum(np.abs(u), np.abs(v)) <= 0.7,
+    # equilateral, inscribed in the unit circle: edges at distance 1/2
+    "triangle": lambda u, v, rho2: np.logical_and.reduce(
+        [u * np.cos(n) + v * np.sin(n) <= 0.5 for n in (-np.pi / 2, np.pi / 6, 5 * np.pi / 6)]),
+    # five points: radius swings between 1 (tips) and 0.45
+    "star": lambda u, v, rho2: np.sqrt(rho2) <= 0.45 + 0.55 * np.abs(
+        2 * ((np.arctan2(v, u) / (2 * np.pi) * 5 + 0.25) % 1.0) - 1),
+    "ring": lambda u, v, rho2: (rho2 <= 1.0) & (rho2 >= 0.5**2),
+    "cross": lambda u, v, rho2: ((np.abs(u) <= 0.3) & (np.abs(v) <= 0.95)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 0.95)),
+    "ellipse": lambda u, v, rho2: u**2 + (v / 0.55) ** 2 <= 1.0,
+    "diamond": lambda u, v, rho2: np.abs(u) + np.abs(v) <= 1.0,
+}
+SHAPES = tuple(_SILHOUETTES)
+
+# True where the pattern colour shows, from (periods per radius f, stripe angle a, u, v); the
+# pattern moves and turns with the object.
+_TEXTURES: dict[str, Callable[[float, float, np.ndarray, np.ndarray], np.ndarray]] = {
+    "solid": lambda f, a, u, v: np.zeros(u.shape, dtype=bool),
+    "stripes": lambda f, a, u, v: np.sin(2 * np.pi * f * (u * math.cos(a) + v * math.sin(a))) > 0,
+    "checks": lambda f, a, u, v: (np.floor(f * u + 8) + np.floor(f * v + 8)) % 2 == 1,
+    "dots": lambda f, a, u, v: ((f * u) % 1.0 - 0.5) ** 2 + ((f * v) % 1.0 - 0.5) ** 2 < 0.3**2,
+}
+TEXTURES = tuple(_TEXTURES)
 
 
 @dataclass(frozen=True)
@@ -80,20 +96,16 @@ class ClassLook:
     pattern_angle: float  # radians, orientation of stripes
 
 
+def _hue_colours(hue: float) -> dict[str, tuple[float, float, float]]:
+    return {"colour": colorsys.hsv_to_rgb(hue, 0.85, 0.95), "pattern_colour": colorsys.hsv_to_rgb(hue, 0.6, 0.3)}
+
+
 def _class_look(index: int) -> ClassLook:
     # Classes sharing a shape (index, index + 8, index + 16) get hues a third of the circle
     # apart and different textures, so no two classes look alike.
     hue = ((index % 8) * 3 / 8 + (index // 8) / 3) % 1.0
-    colour = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    pattern_colour = colorsys.hsv_to_rgb(hue, 0.6, 0.3)
-    return ClassLook(
-        shape=SHAPES[index % 8],
-        texture=TEXTURES[(index // 8 + index % 2) % 4],
-        colour=colour,
-        pattern_colour=pattern_colour,
-        pattern_frequency=1.5 + 0.5 * (index % 3),
-        pattern_angle=math.radians((index * 37) % 180),
-    )
+    return ClassLook(shape=SHAPES[index % 8], texture=TEXTURES[(index // 8 + index % 2) % 4], **_hue_colours(hue),
+                     pattern_frequency=1.5 + 0.5 * (index % 3), pattern_angle=math.radians((index * 37) % 180))
 
 
 CLASS_LOOKS: tuple[ClassLook, ...] = tuple(_class_look(i) for i in range(NUM_CLASSES))
@@ -104,59 +116,31 @@ MAX_LOOKS_PER_CLASS = len(TEXTURES)
 
 
 def look_variant(index: int, variant: int) -> ClassLook:
-    """Look number `variant` of class `index`; variant 0 is the class's own (training) look.
-
-    Other variants turn the shape family by three places and the texture by one per variant,
-    so a variant may wear a shape or texture that another class wears in training: on a
-    shifted split, the look alone no longer names the class.
-    """
+    """Look `variant` of class `index` (0: its training look); others may wear another class's shape."""
     base = CLASS_LOOKS[index]
     if variant == 0:
         return base
-    return ClassLook(
-        shape=SHAPES[(SHAPES.index(base.shape) + 3 * variant) % len(SHAPES)],
+    return dataclasses.replace(
+        base, shape=SHAPES[(SHAPES.index(base.shape) + 3 * variant) % len(SHAPES)],
         texture=TEXTURES[(TEXTURES.index(base.texture) + variant) % len(TEXTURES)],
-        colour=base.colour,
-        pattern_colour=base.pattern_colour,
         pattern_frequency=1.5 + 0.5 * ((index + variant) % 3),
-        pattern_angle=math.radians((index * 37 + variant * 61) % 180),
-    )
-
-
-def _shared_colour_look(look: ClassLook, hue: float) -> ClassLook:
-    colour = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return dataclasses.replace(look, colour=colour, pattern_colour=colorsys.hsv_to_rgb(hue, 0.6, 0.3))
+        pattern_angle=math.radians((index * 37 + variant * 61) % 180))
 
 
 @dataclass(frozen=True)
 class ShiftParams:
-    """How a shifted test split departs from the clean one (the defaults depart in nothing).
+    """How a split departs from the clean data (the defaults depart in nothing); on every split of a
+    dataset (`config.SyntheticData`'s harder variants) they make a harder benchmark to train on."""
 
-    looks_per_class:    each object wears one of this many looks of its class (`look_variant`),
-                        drawn uniformly; 1 keeps the training look
-    shared_colours:     each object's colour is drawn from `SHARED_HUES`, whatever its class
-    snr_db:             background (pink) noise mixed into every clip's sound at this
-                        signal-to-noise ratio in dB; None adds none
-    offscreen_fraction: share of the clips whose sounding object is not drawn: only the silent
-                        distractors are on screen and the target mask is empty
-    snr_db_range:       (low, high): each clip's noise at an SNR drawn uniformly in this range,
-                        for training on a mix of SNRs (not with ``snr_db``)
-
-    Applied to every split of a dataset (`config.SyntheticData`'s harder variants), the same
-    departures make a harder benchmark to train on, not only to test on.
-    """
-
-    looks_per_class: int = 1
-    shared_colours: bool = False
-    snr_db: float | None = None
-    offscreen_fraction: float = 0.0
-    snr_db_range: tuple[float, float] | None = None
+    looks_per_class: int = 1  # each object wears one of this many looks of its class, drawn uniformly
+    shared_colours: bool = False  # each object's colour drawn from SHARED_HUES, whatever its class
+    snr_db: float | None = None  # pink background noise mixed in at this SNR (dB)
+    offscreen_fraction: float = 0.0  # share of clips whose sounding object is not drawn (empty target)
+    snr_db_range: tuple[float, float] | None = None  # (low, high): each clip's SNR drawn uniformly
 
     def __post_init__(self) -> None:
         if not 1 <= self.looks_per_class <= MAX_LOOKS_PER_CLASS:
-            raise ValueError(
-                f"looks_per_class must be between 1 and {MAX_LOOKS_PER_CLASS}, got {self.looks_per_class}"
-            )
+            raise ValueError(f"looks_per_class must be between 1 and {MAX_LOOKS_PER_CLASS}, got {self.looks_per_class}")
         if self.snr_db is not None and not math.isfinite(self.snr_db):
             raise ValueError(f"snr_db must be a finite number of dB or None, got {self.snr_db}")
         if not 0.0 <= self.offscreen_fraction <= 1.0:
@@ -174,7 +158,7 @@ class ShiftParams:
 
 @dataclass(frozen=True)
 class SoundRecipe:
-    """A class's sound: a tonal part plus a noise band, shaped by an amplitude envelope.
+    """A class's sound: partials on a frequency-modulated fundamental plus a noise band, under an envelope.
 
     The tonal part is ``sum_n n**-rolloff * sin(partial_n * phase)`` with an instantaneous
     frequency ``f0 * 2**(fm_depth * wave(fm_rate * t))`` (vibrato, glides, two-tone sirens).
@@ -229,25 +213,17 @@ CLASS_SOUNDS: dict[str, SoundRecipe] = {
 }
 # fmt: on
 
-
-def _periodic_wave(kind: str, cycles: np.ndarray) -> np.ndarray:
-    """A unit-amplitude periodic wave of the given kind; ``cycles`` counts periods."""
-    if kind == "sine":
-        return np.sin(2 * np.pi * cycles)
-    if kind == "saw":
-        return 2.0 * (cycles % 1.0) - 1.0
-    if kind == "square":
-        return np.where(cycles % 1.0 < 0.5, 1.0, -1.0)
-    raise ValueError(f"unknown wave {kind!r}; expected 'sine', 'saw' or 'square'")
+# Unit-amplitude periodic waves; ``cycles`` counts periods.
+_WAVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sine": lambda cycles: np.sin(2 * np.pi * cycles),
+    "saw": lambda cycles: 2.0 * (cycles % 1.0) - 1.0,
+    "square": lambda cycles: np.where(cycles % 1.0 < 0.5, 1.0, -1.0),
+}
 
 
-def _tonal_part(
-    recipe: SoundRecipe, t: np.ndarray, pitch: float, rate: float, rng: np.random.Generator
-) -> np.ndarray:
+def _tonal_part(recipe: SoundRecipe, t: np.ndarray, pitch: float, rate: float, rng: np.random.Generator) -> np.ndarray:
     """Partials on a frequency-modulated fundamental, normalised to unit RMS."""
-    octaves = recipe.fm_depth * _periodic_wave(
-        recipe.fm_wave, recipe.fm_rate * rate * t + rng.uniform()
-    )
+    octaves = recipe.fm_depth * _pick(_WAVES, recipe.fm_wave, "wave")(recipe.fm_rate * rate * t + rng.uniform())
     frequency = recipe.f0 * pitch * 2.0**octaves  # instantaneous, [n]
     phase = 2 * np.pi * np.cumsum(frequency) / SAMPLE_RATE
     wave = np.zeros_like(t)
@@ -258,9 +234,7 @@ def _tonal_part(
     return wave / (np.sqrt(np.mean(wave**2)) + 1e-12)
 
 
-def _noise_band(
-    centre: float, bandwidth: float, length: int, rng: np.random.Generator
-) -> np.ndarray:
+def _noise_band(centre: float, bandwidth: float, length: int, rng: np.random.Generator) -> np.ndarray:
     """White noise through a Gaussian band-pass (in the FFT domain), unit RMS."""
     spectrum = np.fft.rfft(rng.standard_normal(length))
     frequencies = np.fft.rfftfreq(length, 1.0 / SAMPLE_RATE)
@@ -269,9 +243,7 @@ def _noise_band(
     return band / (np.sqrt(np.mean(band**2)) + 1e-12)
 
 
-def _envelope(
-    recipe: SoundRecipe, t: np.ndarray, rate: float, rng: np.random.Generator
-) -> np.ndarray:
+def _envelope(recipe: SoundRecipe, t: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
     """Amplitude over time: constant, a slow/fast tremolo, or decaying pulses (notes, barks)."""
     if recipe.envelope == "steady":
         return np.ones_like(t)
@@ -298,10 +270,7 @@ def _pink_noise(length: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``signal`` plus ``noise`` scaled to ``snr_db`` (mean power over the clip), float32.
-
-    The mixture is scaled down as a whole when it would leave [-1, 1], which keeps the SNR.
-    """
+    """``signal`` plus ``noise`` at ``snr_db`` (mean power), float32; scaled down whole (SNR kept) to fit [-1, 1]."""
     if signal.shape != noise.shape:
         raise ValueError(f"signal {signal.shape} and noise {noise.shape} must have the same shape")
     signal = signal.astype(np.float64)
@@ -316,19 +285,12 @@ def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     return mixture.astype(np.float32)
 
 
-def synthesize_sound(
-    category: int | str, rng: np.random.Generator, seconds: float = CLIP_SECONDS
-) -> np.ndarray:
-    """One clip's sound of a class at 16 kHz, float32 in [-1, 1].
-
-    Per-clip variation (pitch ±4 %, tempo ±10 %, gain, phases, a little pink background noise)
-    keeps two clips of a class from being identical while the class stays audible.
-    """
+def synthesize_sound(category: int | str, rng: np.random.Generator, seconds: float = CLIP_SECONDS) -> np.ndarray:
+    """One clip's sound of a class at 16 kHz, float32 in [-1, 1]; per-clip pitch (±4 %), tempo
+    (±10 %), gain, phases and faint pink noise keep two clips of a class apart."""
     name = S4_CATEGORIES[int(category)] if isinstance(category, int | np.integer) else category
     if name not in CLASS_SOUNDS:
-        raise ValueError(
-            f"no sound recipe for category {name!r}; expected one of {', '.join(S4_CATEGORIES)}"
-        )
+        raise ValueError(f"no sound recipe for category {name!r}; expected one of {', '.join(S4_CATEGORIES)}")
     recipe = CLASS_SOUNDS[name]
     length = int(round(seconds * SAMPLE_RATE))
     t = np.arange(length) / SAMPLE_RATE
@@ -338,9 +300,7 @@ def synthesize_sound(
     if recipe.f0 > 0:
         signal += _tonal_part(recipe, t, pitch, rate, rng)
     if recipe.noise_level > 0:
-        signal += recipe.noise_level * _noise_band(
-            recipe.noise_centre * pitch, recipe.noise_bandwidth, length, rng
-        )
+        signal += recipe.noise_level * _noise_band(recipe.noise_centre * pitch, recipe.noise_bandwidth, length, rng)
     signal *= _envelope(recipe, t, rate, rng)
     gain = rng.uniform(0.3, 0.8)
     signal *= gain / (np.abs(signal).max() + 1e-12)
@@ -378,31 +338,20 @@ class SynthParams:
     def __post_init__(self) -> None:
         if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
             raise ValueError(
-                f"videos_per_split must be 3 positive counts (train, val, test), got {self.videos_per_split}"
-            )
+                f"videos_per_split must be 3 positive counts (train, val, test), got {self.videos_per_split}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
         if not 0 <= self.max_distractors <= 4:
             raise ValueError(f"max_distractors must be between 0 and 4, got {self.max_distractors}")
-        for name in (
-            "eval_distractor_fraction",
-            "small_object_probability",
-            "overlap_probability",
-            "occluder_probability",
-        ):
+        for name in ("eval_distractor_fraction", "small_object_probability", "overlap_probability",
+                     "occluder_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(
-                    f"{name} must be a probability in [0, 1], got {getattr(self, name)}"
-                )
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if not self.max_distractors + 1 <= self.num_classes <= NUM_CLASSES:
-            raise ValueError(
-                f"num_classes must be between max_distractors + 1 = {self.max_distractors + 1} "
-                f"and {NUM_CLASSES}, got {self.num_classes}"
-            )
+            raise ValueError(f"num_classes must be between max_distractors + 1 = {self.max_distractors + 1} "
+                             f"and {NUM_CLASSES}, got {self.num_classes}")
         if not 0.0 < self.min_visible_fraction <= 1.0:
-            raise ValueError(
-                f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}"
-            )
+            raise ValueError(f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}")
 
 
 @dataclass(frozen=True)
@@ -424,24 +373,13 @@ class ClipPlan:
 
 def _unique_names(count: int, rng: np.random.Generator) -> list[str]:
     alphabet = np.array(list(_NAME_ALPHABET))
-    names: list[str] = []
-    seen: set[str] = set()
+    names: dict[str, None] = {}  # an ordered set: a repeated draw is skipped
     while len(names) < count:
-        name = "".join(rng.choice(alphabet, _NAME_LENGTH))
-        if name not in seen:
-            seen.add(name)
-            names.append(name)
-    return names
+        names.setdefault("".join(rng.choice(alphabet, _NAME_LENGTH)))
+    return list(names)
 
 
-def _distractor_count(has_distractor: bool, params: SynthParams, rng: np.random.Generator) -> int:
-    low = 1 if has_distractor else 0
-    return int(rng.integers(low, params.max_distractors + 1)) if params.max_distractors else 0
-
-
-def _plan_split(
-    split: str, names: list[str], params: SynthParams, rng: np.random.Generator
-) -> list[ClipPlan]:
+def _plan_split(split: str, names: list[str], params: SynthParams, rng: np.random.Generator) -> list[ClipPlan]:
     count = len(names)
     # Balanced classes: repeated shuffles of all N classes, so each appears once per N clips.
     classes = params.num_classes
@@ -455,21 +393,19 @@ def _plan_split(
     clips_of = {c: [i for i in range(count) if categories[i] == c] for c in present}
     plans = []
     for i, category in enumerate(categories.tolist()):
-        wanted = _distractor_count(bool(with_distractor[i]), params, rng)
+        low = 1 if with_distractor[i] else 0
+        wanted = int(rng.integers(low, params.max_distractors + 1)) if params.max_distractors else 0
         # Prefer classes that some clip of this split sounds, so a swap partner exists.
         here = [c for c in present if c != category]
         elsewhere = [c for c in range(classes) if c != category and c not in present]
         from_here = rng.permutation(here)[:wanted].tolist()
         from_elsewhere = rng.permutation(elsewhere)[: wanted - len(from_here)].tolist()
-        distractors = from_here + from_elsewhere
         partner = ""
         if from_here:
             partner_class = from_here[int(rng.integers(len(from_here)))]
-            partner = names[
-                clips_of[partner_class][int(rng.integers(len(clips_of[partner_class])))]
-            ]
+            partner = names[clips_of[partner_class][int(rng.integers(len(clips_of[partner_class])))]]
         start = int(rng.integers(0, 300))
-        plans.append(ClipPlan(split, i, names[i], start, (category, *distractors), partner))
+        plans.append(ClipPlan(split, i, names[i], start, (category, *from_here, *from_elsewhere), partner))
     return plans
 
 
@@ -524,52 +460,7 @@ class RenderedClip:
     waveform: np.ndarray  # float32 [5 * 16000]
 
 
-def _silhouette(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Inside-test of a shape in object coordinates (every shape fits the unit disc)."""
-    rho2 = u**2 + v**2
-    if shape == "disc":
-        return rho2 <= 1.0
-    if shape == "ring":
-        return (rho2 <= 1.0) & (rho2 >= 0.5**2)
-    if shape == "square":
-        return np.maximum(np.abs(u), np.abs(v)) <= 0.7
-    if shape == "diamond":
-        return np.abs(u) + np.abs(v) <= 1.0
-    if shape == "ellipse":
-        return u**2 + (v / 0.55) ** 2 <= 1.0
-    if shape == "cross":
-        return ((np.abs(u) <= 0.3) & (np.abs(v) <= 0.95)) | (
-            (np.abs(v) <= 0.3) & (np.abs(u) <= 0.95)
-        )
-    if shape == "triangle":  # equilateral, inscribed in the unit circle: edges at distance 1/2
-        inside = np.ones(u.shape, dtype=bool)
-        for normal in (-np.pi / 2, np.pi / 6, 5 * np.pi / 6):
-            inside &= u * np.cos(normal) + v * np.sin(normal) <= 0.5
-        return inside
-    if shape == "star":  # five points: radius swings between 1 (tips) and 0.45
-        turn = (np.arctan2(v, u) / (2 * np.pi) * 5 + 0.25) % 1.0
-        return np.sqrt(rho2) <= 0.45 + 0.55 * np.abs(2 * turn - 1)
-    raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
-
-
-def _texture(look: ClassLook, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """True where the pattern colour shows; the pattern moves and turns with the object."""
-    f = look.pattern_frequency
-    if look.texture == "solid":
-        return np.zeros(u.shape, dtype=bool)
-    if look.texture == "stripes":
-        across = u * math.cos(look.pattern_angle) + v * math.sin(look.pattern_angle)
-        return np.sin(2 * np.pi * f * across) > 0
-    if look.texture == "checks":
-        return (np.floor(f * u + 8) + np.floor(f * v + 8)) % 2 == 1
-    if look.texture == "dots":
-        return ((f * u) % 1.0 - 0.5) ** 2 + ((f * v) % 1.0 - 0.5) ** 2 < 0.3**2
-    raise ValueError(f"unknown texture {look.texture!r}; expected one of {', '.join(TEXTURES)}")
-
-
-def _draw_object(
-    track: _ObjectTrack, frame: int, size: int
-) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+def _draw_object(track: _ObjectTrack, frame: int, size: int) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
     """Window (rows, columns), silhouette [h, w] and RGB [h, w, 3] of an object in one frame."""
     (cx, cy), radius, angle = track.centres[frame], track.radii[frame], track.angles[frame]
     x0, x1 = max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, size)
@@ -580,18 +471,12 @@ def _draw_object(
     u = (dx * cos + dy * sin) / radius  # [h, w] object coordinates
     v = (-dx * sin + dy * cos) / radius
     look = track.look if track.look is not None else CLASS_LOOKS[track.category]
-    inside = _silhouette(look.shape, u, v)
-    pattern = _texture(look, u, v)[..., None]  # [h, w, 1]
+    inside = _pick(_SILHOUETTES, look.shape, "shape")(u, v, u**2 + v**2)
+    pattern = _pick(_TEXTURES, look.texture, "texture")(look.pattern_frequency, look.pattern_angle, u, v)
+    pattern = pattern[..., None]  # [h, w, 1]
     shading = (1.0 - 0.25 * np.clip(u**2 + v**2, 0, 1))[..., None]  # a little roundness
     rgb = np.where(pattern, look.pattern_colour, look.colour) * shading * track.brightness
     return (slice(y0, y1), slice(x0, x1)), inside, rgb
-
-
-def _smooth_noise(size: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """[S, S, 3] blotches: a 6x6 grid of random colour offsets, bilinearly enlarged."""
-    coarse = rng.normal(0.0, scale, (6, 6, 3)).astype(np.float32)
-    enlarge = lambda grid: Image.fromarray(grid).resize((size, size), Image.BILINEAR)  # noqa: E731
-    return np.stack([np.asarray(enlarge(coarse[..., c])) for c in range(3)], axis=-1)
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -599,12 +484,13 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     ramp = np.linspace(-0.5, 0.5, size)
     direction = rng.uniform(0, 2 * np.pi)
     mix = 0.5 + math.cos(direction) * ramp[None, :] + math.sin(direction) * ramp[:, None]  # [S, S]
-    low, high = (
-        np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.35, 0.75)))
-        for _ in range(2)
-    )
+    low, high = (np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.35, 0.75)))
+                 for _ in range(2))
     image = low + np.clip(mix, 0, 1)[..., None] * (high - low)  # [S, S, 3]
-    image = image + _smooth_noise(size, 0.05, rng)
+    # Blotches: a 6x6 grid of random colour offsets, bilinearly enlarged.
+    coarse = rng.normal(0.0, 0.05, (6, 6, 3)).astype(np.float32)
+    image = image + np.stack([np.asarray(Image.fromarray(coarse[..., c]).resize((size, size), Image.BILINEAR))
+                              for c in range(3)], axis=-1)
     ys, xs = np.mgrid[0:size, 0:size] + 0.5
     for _ in range(int(rng.integers(3, 9))):
         shade = rng.uniform(-0.1, 0.1, 3)
@@ -619,28 +505,19 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def _object_tracks(
-    classes: Sequence[int], size: int, params: SynthParams, rng: np.random.Generator
-) -> list[_ObjectTrack]:
+def _object_tracks(classes: Sequence[int], size: int, params: SynthParams,
+                   rng: np.random.Generator) -> list[_ObjectTrack]:
     """Sizes, start positions and motion, drawn by the same rules for every object."""
     count = len(classes)
-    base = (
-        np.where(
-            rng.uniform(size=count) < params.small_object_probability,
-            rng.uniform(0.07, 0.11, count),
-            rng.uniform(0.12, 0.24, count),
-        )
-        * size
-    )
+    small = rng.uniform(size=count) < params.small_object_probability
+    base = np.where(small, rng.uniform(0.07, 0.11, count), rng.uniform(0.12, 0.24, count)) * size
     base = np.maximum(base, 3.0)
     low, high = base, size - base  # whole object inside the frame
     centres0 = np.stack([rng.uniform(low, high), rng.uniform(low, high)], axis=1)  # [K, 2]
     if count > 1 and rng.uniform() < params.overlap_probability:
         i, j = rng.choice(count, 2, replace=False)
         angle = rng.uniform(0, 2 * np.pi)
-        centres0[j] = centres0[i] + 0.75 * (base[i] + base[j]) * np.array(
-            [math.cos(angle), math.sin(angle)]
-        )
+        centres0[j] = centres0[i] + 0.75 * (base[i] + base[j]) * np.array([math.cos(angle), math.sin(angle)])
     steps = np.arange(FRAMES_PER_CLIP) - (FRAMES_PER_CLIP - 1) / 2  # motion centred on frame 3
     tracks = []
     for k, category in enumerate(classes):
@@ -649,9 +526,7 @@ def _object_tracks(
         centres = centres0[k] + steps[:, None] * velocity  # [5, 2]
         centres = np.clip(centres, radii[:, None], size - radii[:, None])  # stay inside the frame
         angles = rng.uniform(0, 2 * np.pi) + steps * rng.uniform(-0.15, 0.15)
-        tracks.append(
-            _ObjectTrack(int(category), centres, radii, angles, float(rng.uniform(0.85, 1.1)))
-        )
+        tracks.append(_ObjectTrack(int(category), centres, radii, angles, float(rng.uniform(0.85, 1.1))))
     return tracks
 
 
@@ -668,14 +543,10 @@ def _occluder(tracks: list[_ObjectTrack], size: int, rng: np.random.Generator) -
     return (np.abs(along) <= half_length) & (np.abs(across) <= half_width)
 
 
-def _compose(
-    tracks: list[_ObjectTrack], order: np.ndarray, bar: np.ndarray | None, size: int
-) -> tuple[np.ndarray, np.ndarray, list]:
-    """Lay objects in ``order`` (later ones on top), then the bar, over each frame.
-
-    Returns the owner of each pixel [5, S, S] (object index, -1 for background or bar), each
-    object's whole silhouette [K, 5, S, S], and the paint strokes to colour the frames with.
-    """
+def _compose(tracks: list[_ObjectTrack], order: np.ndarray, bar: np.ndarray | None,
+             size: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Lay objects in ``order`` (later on top), then the bar: each pixel's owner [5, S, S] (-1 for
+    background or bar), each object's whole silhouette [K, 5, S, S], and the paint strokes."""
     owner = np.full((FRAMES_PER_CLIP, size, size), -1, dtype=np.int8)
     whole = np.zeros((len(tracks), FRAMES_PER_CLIP, size, size), dtype=bool)
     paint = []
@@ -696,29 +567,35 @@ def _shifted_looks(classes: Sequence[int], shift: ShiftParams, rng: np.random.Ge
     for category in classes:
         look = look_variant(int(category), int(rng.integers(shift.looks_per_class)))
         if shift.shared_colours:
-            look = _shared_colour_look(look, SHARED_HUES[int(rng.integers(len(SHARED_HUES)))])
+            look = dataclasses.replace(look, **_hue_colours(SHARED_HUES[int(rng.integers(len(SHARED_HUES)))]))
         looks.append(look)
     return looks
 
 
-def _add_offscreen_sounding_object(
-    masks: np.ndarray, boxes: np.ndarray, fraction: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Put object 0 (heard, not drawn) in front of the drawn objects' arrays: no visible pixel,
-    and the whole frame as its box, so the crop-label files stay valid boxes."""
-    frames = masks.shape[1]
-    empty = np.zeros((1, *masks.shape[1:]), dtype=masks.dtype)
-    whole_frame = np.tile(np.array([0, 0, size, size], dtype=np.int64), (1, frames, 1))  # [1, 5, 4]
-    return (np.concatenate([empty, masks]), np.concatenate([whole_frame, boxes]),
-            np.concatenate([np.zeros((1, frames), dtype=fraction.dtype), fraction]))
+def _layout(plan: ClipPlan, drawn: Sequence[int], looks: list[ClassLook] | None, params: SynthParams,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, list]:
+    """Redraw layouts until every object stays visible enough: order, bar, visible, whole, fraction, paint."""
+    size = params.image_size
+    for _attempt in range(200):
+        tracks = _object_tracks(drawn, size, params, rng)
+        if looks is not None:
+            tracks = [dataclasses.replace(t, look=look) for t, look in zip(tracks, looks, strict=True)]
+        order = rng.permutation(len(tracks))  # drawing order says nothing about who sounds
+        bar = _occluder(tracks, size, rng) if rng.uniform() < params.occluder_probability else None
+        owner, whole, paint = _compose(tracks, order, bar, size)
+        visible = owner[None] == np.arange(len(tracks))[:, None, None, None]  # [K, 5, S, S]
+        visible_pixels = visible.sum(axis=(2, 3))
+        fraction = visible_pixels / whole.sum(axis=(2, 3))
+        if (fraction >= params.min_visible_fraction).all() and (visible_pixels >= 8).all():
+            return order, bar, visible, whole, fraction, paint
+    raise RuntimeError(f"could not place the objects of clip {plan.name} visibly; try a larger image_size")
 
 
 def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
     """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip.
 
-    With ``params.shift``, the looks and the noise come from a second generator, so an
-    on-screen clip keeps the layout and the clean sound of its clean twin as far as its new
-    looks allow.
+    With ``params.shift``, the looks and the noise come from a second generator, so an on-screen
+    clip keeps the layout and the clean sound of its clean twin as far as its new looks allow.
     """
     seed = _clip_seed(params, plan.split)
     rng = np.random.default_rng([seed, SPLITS.index(plan.split), plan.index])
@@ -730,50 +607,27 @@ def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
     looks = _shifted_looks(drawn, shift, shift_rng) if shift is not None else None
     size = params.image_size
     background = _background(size, rng)
-    for _attempt in range(200):  # redraw layouts until every object stays visible enough
-        tracks = _object_tracks(drawn, size, params, rng)
-        if looks is not None:
-            tracks = [dataclasses.replace(t, look=look) for t, look in zip(tracks, looks, strict=True)]
-        order = rng.permutation(len(tracks))  # drawing order says nothing about who sounds
-        bar = _occluder(tracks, size, rng) if rng.uniform() < params.occluder_probability else None
-        owner, whole, paint = _compose(tracks, order, bar, size)
-        visible = owner[None] == np.arange(len(tracks))[:, None, None, None]  # [K, 5, S, S]
-        visible_pixels = visible.sum(axis=(2, 3))
-        fraction = visible_pixels / whole.sum(axis=(2, 3))
-        if (fraction >= params.min_visible_fraction).all() and (visible_pixels >= 8).all():
-            break
-    else:
-        raise RuntimeError(
-            f"could not place the objects of clip {plan.name} visibly; try a larger image_size"
-        )
+    order, bar, visible, whole, fraction, paint = _layout(plan, drawn, looks, params, rng)
     frames = np.repeat(background[None].astype(np.float32), FRAMES_PER_CLIP, axis=0)  # [5, S, S, 3]
     for t, window, inside, rgb in paint:
         frames[t][window][inside] = rgb[inside]
     if bar is not None:
-        bar_colour = colorsys.hsv_to_rgb(
-            rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.3), rng.choice([0.25, 0.8])
-        )
-        frames[:, bar] = bar_colour
-    # Sensor noise, new in every frame.
-    frames += 0.012 * rng.standard_normal(frames.shape, dtype=np.float32)
+        frames[:, bar] = colorsys.hsv_to_rgb(rng.uniform(0.05, 0.15), rng.uniform(0.1, 0.3), rng.choice([0.25, 0.8]))
+    frames += 0.012 * rng.standard_normal(frames.shape, dtype=np.float32)  # sensor noise, new in every frame
     masks, boxes, fraction = visible.astype(np.uint8), _tight_boxes(whole), fraction.astype(np.float32)
-    if not plan.sounding_on_screen:
-        masks, boxes, fraction = _add_offscreen_sounding_object(masks, boxes, fraction, size)
-        order = order + 1  # the drawn objects are 1..K-1; object 0 is never drawn
+    if not plan.sounding_on_screen:  # object 0, heard but not drawn: no visible pixel, the whole frame as box
+        masks = np.concatenate([np.zeros((1, *masks.shape[1:]), dtype=masks.dtype), masks])
+        boxes = np.concatenate([np.tile(np.array([0, 0, size, size], dtype=np.int64), (1, FRAMES_PER_CLIP, 1)), boxes])
+        fraction = np.concatenate([np.zeros((1, FRAMES_PER_CLIP), dtype=fraction.dtype), fraction])
+        order = order + 1  # the drawn objects are 1..K-1
     waveform = synthesize_sound(plan.classes[0], rng)
-    if shift is not None and shift.snr_db is not None:
-        waveform = mix_at_snr(waveform, _pink_noise(len(waveform), shift_rng), shift.snr_db)
-    elif shift is not None and shift.snr_db_range is not None:
+    snr_db = None if shift is None else shift.snr_db
+    if shift is not None and snr_db is None and shift.snr_db_range is not None:
         snr_db = float(shift_rng.uniform(*shift.snr_db_range))
+    if snr_db is not None:
         waveform = mix_at_snr(waveform, _pink_noise(len(waveform), shift_rng), snr_db)
-    return RenderedClip(
-        frames=np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8),
-        masks=masks,
-        boxes=boxes,
-        visible_fraction=fraction,
-        drawing_order=order.astype(np.int64),
-        waveform=waveform,
-    )
+    return RenderedClip(frames=np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8), masks=masks, boxes=boxes,
+                        visible_fraction=fraction, drawing_order=order.astype(np.int64), waveform=waveform)
 
 
 def _tight_boxes(silhouettes: np.ndarray) -> np.ndarray:
@@ -820,7 +674,6 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
     root, plan, params = task
     clip = render_clip(plan, params)
     paths = clip_paths(root, plan.split, plan.category, plan.name)
-    size = params.image_size
     for key in ("frames", "masks", "crop_labels"):
         paths[key].mkdir(parents=True, exist_ok=True)
     mask_frames = (1,) if plan.split == "train" else range(1, FRAMES_PER_CLIP + 1)
@@ -828,26 +681,16 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
         frame_path = paths["frames"] / f"{plan.name}_{i}.png"
         # Fast zlib: the frames are noisy, so stronger compression costs time and saves little.
         Image.fromarray(clip.frames[i - 1]).save(frame_path, compress_level=1)
-        box = tuple(int(v) for v in clip.boxes[0, i - 1])
         # A root-relative image path keeps the XML identical wherever the dataset lives.
-        write_voc(
-            paths["crop_labels"] / f"{plan.name}_{i}.xml",
-            box,
-            name=plan.category,
-            image_path=frame_path.relative_to(root),
-            image_size=(size, size),
-        )
+        write_voc(paths["crop_labels"] / f"{plan.name}_{i}.xml", tuple(int(v) for v in clip.boxes[0, i - 1]),
+                  name=plan.category, image_path=frame_path.relative_to(root),
+                  image_size=(params.image_size, params.image_size))
         if i in mask_frames:
             mask = clip.masks[0, i - 1] * np.uint8(255)  # [S, S] in {0, 255}
             Image.fromarray(mask).save(paths["masks"] / f"{plan.name}_{i}.png", compress_level=1)
     write_wav(paths["wav"], clip.waveform, SAMPLE_RATE)
-    sidecar = {
-        "classes": np.asarray(plan.classes, dtype=np.int64),
-        "masks": clip.masks,
-        "boxes": clip.boxes,
-        "visible_fraction": clip.visible_fraction,
-        "swap_partner": np.asarray(plan.swap_partner),
-    }
+    sidecar = {"classes": np.asarray(plan.classes, dtype=np.int64), "masks": clip.masks, "boxes": clip.boxes,
+               "visible_fraction": clip.visible_fraction, "swap_partner": np.asarray(plan.swap_partner)}
     if params.shift is not None:  # only shifted splits say it: clean sidecars keep their bytes
         sidecar["sounding_on_screen"] = np.asarray(plan.sounding_on_screen)
     _save_npz(paths["sidecar"], sidecar)
@@ -857,8 +700,7 @@ def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
     with open(root / META_FILE, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(["name", "start", "category", "split"])
-        for plan in plans:
-            writer.writerow([plan.name, plan.start, plan.category, plan.split])
+        writer.writerows([plan.name, plan.start, plan.category, plan.split] for plan in plans)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -877,16 +719,17 @@ class SynthInfo:
     wavs: int
     crop_labels: int
     sidecars: int
-    seconds: float  # 0.0 when ``ensure_shifted_test`` found the split already there
+    seconds: float  # 0.0 when an ``ensure_*`` function found the data already there
     bytes_on_disk: int
     counts_by_category: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
 
-def _counts(plans: list[ClipPlan]) -> dict:
-    def per_split(keep) -> dict[str, int]:
-        return {split: sum(p.split == split and keep(p) for p in plans) for split in SPLITS}
+def _per_split(plans: list[ClipPlan], keep: Callable[[ClipPlan], bool]) -> dict[str, int]:
+    return {split: sum(p.split == split and keep(p) for p in plans) for split in SPLITS}
 
-    clips = per_split(lambda p: True)
+
+def _counts(plans: list[ClipPlan]) -> dict:
+    clips = _per_split(plans, lambda p: True)
     return {
         "clips": clips,
         "frames": FRAMES_PER_CLIP * len(plans),
@@ -894,14 +737,10 @@ def _counts(plans: list[ClipPlan]) -> dict:
         "wavs": len(plans),
         "crop_labels": FRAMES_PER_CLIP * len(plans),
         "sidecars": len(plans),
-        "clips_with_distractors": per_split(lambda p: len(p.classes) > 1),
-        "clips_with_swap_partner": per_split(lambda p: p.swap_partner != ""),
-        "counts_by_category": {
-            split: {
-                c: sum(p.split == split and p.category == c for p in plans) for c in S4_CATEGORIES
-            }
-            for split in SPLITS
-        },
+        "clips_with_distractors": _per_split(plans, lambda p: len(p.classes) > 1),
+        "clips_with_swap_partner": _per_split(plans, lambda p: p.swap_partner != ""),
+        "counts_by_category": {split: {c: sum(p.split == split and p.category == c for p in plans)
+                                       for c in S4_CATEGORIES} for split in SPLITS},
     }
 
 
@@ -911,45 +750,29 @@ def synth_info_json(params: SynthParams) -> dict:
 
 
 def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
+    # Options added later are left out while unset, so older datasets' info.json stays as it was.
     parameters = asdict(params)
     parameters["videos_per_split"] = list(params.videos_per_split)
     counts = _counts(plans)
     if params.test_seed is None:
-        del parameters["test_seed"]  # as it was before fresh test splits existed
+        del parameters["test_seed"]
     if params.shift is None:
-        del parameters["shift"]  # the clean data's info.json is as it was before shifts existed
+        del parameters["shift"]
     else:
         if params.shift.snr_db_range is None:
-            del parameters["shift"]["snr_db_range"]  # as it was before SNR ranges existed
+            del parameters["shift"]["snr_db_range"]
         else:
             parameters["shift"]["snr_db_range"] = list(params.shift.snr_db_range)  # as JSON reads it back
-        counts["clips_sounding_offscreen"] = {
-            split: sum(p.split == split and not p.sounding_on_screen for p in plans) for split in SPLITS
-        }
-    return {
-        "generator": "avs_lib.data.synth",
-        "version": GENERATOR_VERSION,
-        "seed": params.seed,
-        "parameters": parameters,
-        "counts": counts,
-    }
+        counts["clips_sounding_offscreen"] = _per_split(plans, lambda p: not p.sounding_on_screen)
+    return {"generator": "avs_lib.data.synth", "version": GENERATOR_VERSION, "seed": params.seed,
+            "parameters": parameters, "counts": counts}
 
 
 def _synth_info(root: Path, params: SynthParams, counts: dict, seconds: float) -> SynthInfo:
     files = [root / META_FILE, *(root / "s4_data").rglob("*"), *(root / SIDECAR_DIR).rglob("*")]
-    return SynthInfo(
-        root=root,
-        params=params,
-        clips=counts["clips"],
-        frames=counts["frames"],
-        gt_masks=counts["gt_masks"],
-        wavs=counts["wavs"],
-        crop_labels=counts["crop_labels"],
-        sidecars=counts["sidecars"],
-        seconds=seconds,
-        bytes_on_disk=sum(f.stat().st_size for f in files if f.is_file()),
-        counts_by_category=counts["counts_by_category"],
-    )
+    return SynthInfo(root, params, **{k: counts[k] for k in ("clips", "frames", "gt_masks", "wavs", "crop_labels",
+                                                            "sidecars", "counts_by_category")},
+                     seconds=seconds, bytes_on_disk=sum(f.stat().st_size for f in files if f.is_file()))
 
 
 def _is_synthetic(root: Path) -> bool:
@@ -961,73 +784,31 @@ def _clear(root: Path, overwrite: bool) -> None:
     if not existing:
         return
     if not _is_synthetic(root):
-        raise FileExistsError(
-            f"{root} already holds files this generator did not write ({existing[0]}); "
-            "refusing to replace them (choose an empty directory)"
-        )
+        raise FileExistsError(f"{root} already holds files this generator did not write ({existing[0]}); "
+                              "refusing to replace them (choose an empty directory)")
     if not overwrite:
-        raise FileExistsError(
-            f"{root} already holds a synthetic dataset; pass overwrite=True to replace it"
-        )
+        raise FileExistsError(f"{root} already holds a synthetic dataset; pass overwrite=True to replace it")
     (root / SIDECAR_DIR / INFO_FILE).unlink()  # first, so a half-deleted tree never looks complete
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _worker_count(workers: int | None, clips: int) -> int:
+def _write_all(root: Path, params: SynthParams, plans: list[ClipPlan], workers: int | None, progress: bool) -> None:
+    """Write every clip, in `workers` processes (default: the usable CPUs; a handful of clips: one)."""
     if workers is None:
-        workers = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else (os.cpu_count() or 1)
-        )
-    return max(1, min(workers, clips // 4))  # a pool costs more than it saves on a handful of clips
-
-
-def _write_all(
-    root: Path, params: SynthParams, plans: list[ClipPlan], workers: int | None, progress: bool
-) -> None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    pool_size = max(1, min(workers, len(plans) // 4))  # a pool costs more than it saves on a few clips
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     tasks = [(str(root), plan, params) for plan in plans]
-    pool_size = _worker_count(workers, len(plans))
-    with tqdm(total=len(plans), desc="synthetic clips", unit="clip", disable=not progress) as bar:
-        if pool_size == 1:
-            for task in tasks:
-                _write_clip(task)
-                bar.update()
-            return
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(pool_size) as pool:
-            for _ in pool.imap_unordered(_write_clip, tasks, chunksize=4):
-                bar.update()
+    with (multiprocessing.get_context(method).Pool(pool_size) if pool_size > 1 else contextlib.nullcontext()) as pool:
+        done = map(_write_clip, tasks) if pool is None else pool.imap_unordered(_write_clip, tasks, chunksize=4)
+        list(tqdm(done, total=len(tasks), desc="synthetic clips", unit="clip", disable=not progress))
 
 
-def synth_params(videos_per_split: int | Sequence[int], **options) -> SynthParams:
-    """Generator parameters from clip counts (one for all splits, or train, val, test) and options."""
-    if isinstance(videos_per_split, int):
-        counts = (videos_per_split,) * 3
-    else:
-        counts = tuple(int(n) for n in videos_per_split)
-    return SynthParams(videos_per_split=counts, **options)
-
-
-def profile_params(spec) -> SynthParams:
-    """The generator parameters of a profile's `config.SyntheticData`: the one mapping every caller
-    (generation, the same-data check, the shifted and development test splits) uses."""
-    shift = ShiftParams(looks_per_class=spec.looks_per_class, shared_colours=spec.shared_colours,
-                        snr_db_range=spec.snr_db_range)
-    return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
-                        test_seed=spec.test_seed, shift=None if shift == ShiftParams() else shift)
-
-
-def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
-    """Write a profile's synthetic dataset (`config.SyntheticData`) under `root`, a clean folder."""
-    params = profile_params(spec)
-    return _write_dataset(Path(root), params, plan_clips(params), False, None, progress, time.perf_counter())
-
-
-def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool,
-                   workers: int | None, progress: bool, began: float) -> SynthInfo:
-    """Write every planned clip, the metadata CSV and info.json under `root` (a clean folder)."""
+def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool = False,
+                   workers: int | None = None, progress: bool = False) -> SynthInfo:
+    """Write every planned clip, the metadata CSV, then info.json (its presence marks a complete dataset)."""
+    began = time.perf_counter()
     _clear(root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     _write_all(root, params, plans, workers, progress)
@@ -1037,78 +818,68 @@ def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overw
     return _synth_info(root, params, info["counts"], time.perf_counter() - began)
 
 
-def make_dataset(
-    root: str | Path,
-    videos_per_split: int | Sequence[int] = (240, 60, 60),
-    image_size: int = 224,
-    seed: int = 0,
-    max_distractors: int = 2,
-    *,
-    eval_distractor_fraction: float = 1.0,
-    small_object_probability: float = 0.25,
-    overlap_probability: float = 0.35,
-    occluder_probability: float = 0.25,
-    min_visible_fraction: float = 0.4,
-    num_classes: int = NUM_CLASSES,
-    test_seed: int | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> SynthInfo:
-    """Write a synthetic S4 dataset under ``root`` (see the module docstring for what is in it).
+def _ensure(root: str | Path, params: SynthParams, plans: list[ClipPlan], workers: int | None,
+            progress: bool) -> SynthInfo:
+    """Reuse `root` when its info.json is the one these plans write; else (re)write it."""
+    root = Path(root)
+    if _is_synthetic(root) and read_info(root) == _info_json(params, plans):
+        return _synth_info(root, params, read_info(root)["counts"], seconds=0.0)
+    return _write_dataset(root, params, plans, True, workers, progress)
 
-    ``videos_per_split`` is (train, val, test) or one count for all three. ``workers`` processes
-    draw clips in parallel (default: the usable CPUs); the bytes written do not depend on it.
-    ``info.json`` is written last, so its presence marks a complete dataset. An existing
-    synthetic dataset is replaced only with ``overwrite=True``; anything else is never touched.
+
+def synth_params(videos_per_split: int | Sequence[int], **options: Any) -> SynthParams:
+    """Generator parameters from clip counts (one for all splits, or train, val, test) and options."""
+    counts = (videos_per_split,) * 3 if isinstance(videos_per_split, int) else tuple(int(n) for n in videos_per_split)
+    return SynthParams(videos_per_split=counts, **options)
+
+
+def profile_params(spec) -> SynthParams:
+    """The generator parameters of a profile's `config.SyntheticData`, the one mapping every caller uses."""
+    shift = ShiftParams(looks_per_class=spec.looks_per_class, shared_colours=spec.shared_colours,
+                        snr_db_range=spec.snr_db_range)
+    return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
+                        test_seed=spec.test_seed, shift=None if shift == ShiftParams() else shift)
+
+
+def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
+    """Write a profile's synthetic dataset (`config.SyntheticData`) under `root`, a clean folder."""
+    params = profile_params(spec)
+    return _write_dataset(Path(root), params, plan_clips(params), progress=progress)
+
+
+def make_dataset(root: str | Path, videos_per_split: int | Sequence[int] = SynthParams.videos_per_split,
+                 image_size: int = SynthParams.image_size, seed: int = SynthParams.seed,
+                 max_distractors: int = SynthParams.max_distractors, *, workers: int | None = None,
+                 overwrite: bool = False, progress: bool = True, **options: Any) -> SynthInfo:
+    """Write a synthetic S4 dataset under ``root``; ``options`` are the other `SynthParams` fields.
+
+    ``videos_per_split`` is (train, val, test) or one count for all three; the bytes do not depend
+    on ``workers``. An existing synthetic dataset is replaced only with ``overwrite=True``.
     """
-    params = synth_params(
-        videos_per_split,
-        image_size=image_size,
-        seed=seed,
-        max_distractors=max_distractors,
-        eval_distractor_fraction=eval_distractor_fraction,
-        small_object_probability=small_object_probability,
-        overlap_probability=overlap_probability,
-        occluder_probability=occluder_probability,
-        min_visible_fraction=min_visible_fraction,
-        num_classes=num_classes,
-        test_seed=test_seed,
-    )
-    began = time.perf_counter()
-    return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress, began)
+    params = synth_params(videos_per_split, image_size=image_size, seed=seed, max_distractors=max_distractors,
+                          **options)
+    return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress)
 
 
 def ensure_development_test(root: str | Path, params: SynthParams, *, workers: int | None = None,
                             progress: bool = False) -> SynthInfo:
-    """The test split `params` would draw without its `test_seed` (the *development* test split,
-    used while the recipe was chosen), as a test-only root beside the data; made once, then reused.
-    Its bytes are those of the clean test split of a dataset generated without `test_seed`."""
+    """The test split `params` would draw without its `test_seed` (the *development* test split, used
+    while the recipe was chosen), byte for byte, as a test-only root; made once, then reused."""
     old = dataclasses.replace(params, test_seed=None, shift=None)
-    plans = [p for p in plan_clips(old) if p.split == "test"]
-    root = Path(root)
-    if _is_synthetic(root) and read_info(root) == _info_json(old, plans):
-        return _synth_info(root, old, read_info(root)["counts"], seconds=0.0)
-    return _write_dataset(root, old, plans, True, workers, progress, time.perf_counter())
-
-
-SHIFTED_SNRS_DB = (10.0, 0.0)  # the shifted test splits' noise levels
+    return _ensure(root, old, [p for p in plan_clips(old) if p.split == "test"], workers, progress)
 
 
 def plan_shifted_test(params: SynthParams) -> list[ClipPlan]:
-    """The clean test split's plans (same names, classes, distractors and partners), with
-    ``params.shift.offscreen_fraction`` of them, drawn among the clips with a distractor, made
-    off-screen."""
+    """The clean test split's plans, with ``params.shift.offscreen_fraction`` of them, drawn among
+    the clips with a distractor, made off-screen."""
     if params.shift is None:
         raise ValueError("plan_shifted_test needs params.shift (a ShiftParams)")
     plans = [p for p in plan_clips(params) if p.split == "test"]
     wanted = round(params.shift.offscreen_fraction * len(plans))
     eligible = [i for i, p in enumerate(plans) if len(p.classes) > 1]
     if wanted > len(eligible):
-        raise ValueError(
-            f"offscreen_fraction {params.shift.offscreen_fraction} asks for {wanted} off-screen clips, but "
-            f"only {len(eligible)} of {len(plans)} test clips have a distractor to show instead"
-        )
+        raise ValueError(f"offscreen_fraction {params.shift.offscreen_fraction} asks for {wanted} off-screen clips, "
+                         f"but only {len(eligible)} of {len(plans)} test clips have a distractor to show instead")
     rng = np.random.default_rng([_clip_seed(params, "test"), 7919, 2])
     chosen = set(rng.permutation(eligible)[:wanted].tolist())
     return [dataclasses.replace(p, sounding_on_screen=False) if i in chosen else p for i, p in enumerate(plans)]
@@ -1120,42 +891,20 @@ def _shifted_params(base_params: SynthParams, shift: ShiftParams) -> SynthParams
     return dataclasses.replace(base_params, shift=shift)
 
 
-def make_shifted_test(
-    root: str | Path,
-    base_params: SynthParams,
-    shift: ShiftParams,
-    *,
-    workers: int | None = None,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> SynthInfo:
-    """Write the shifted twin of ``base_params``' test split as its own dataset root.
-
-    Same layout as ``make_dataset`` (meta CSV, frames, masks, wavs, crop labels, sidecar) with a
-    test split only, so ``evaluate(run_dir, split="test", data_root=root)`` scores a trained model
-    on it. Off-screen clips have empty masks, the whole frame as crop box, and
-    ``sounding_on_screen`` False in their sidecar.
-    """
+def make_shifted_test(root: str | Path, base_params: SynthParams, shift: ShiftParams, *, workers: int | None = None,
+                      overwrite: bool = False, progress: bool = False) -> SynthInfo:
+    """Write the shifted twin of ``base_params``' test split as its own dataset root (test split only,
+    so ``evaluate(..., data_root=root)`` scores a trained model on it). Off-screen clips have empty
+    masks, the whole frame as crop box, and ``sounding_on_screen`` False in their sidecar."""
     params = _shifted_params(base_params, shift)
-    began = time.perf_counter()
-    return _write_dataset(Path(root), params, plan_shifted_test(params), overwrite, workers, progress, began)
+    return _write_dataset(Path(root), params, plan_shifted_test(params), overwrite, workers, progress)
 
 
-def ensure_shifted_test(
-    root: str | Path,
-    base_params: SynthParams,
-    shift: ShiftParams,
-    *,
-    workers: int | None = None,
-    progress: bool = False,
-) -> SynthInfo:
+def ensure_shifted_test(root: str | Path, base_params: SynthParams, shift: ShiftParams, *,
+                        workers: int | None = None, progress: bool = False) -> SynthInfo:
     """``make_shifted_test`` unless ``root`` already holds the same shifted split."""
     params = _shifted_params(base_params, shift)
-    root = Path(root)
-    if _is_synthetic(root) and read_info(root) == _info_json(params, plan_shifted_test(params)):
-        info = read_info(root)
-        return _synth_info(root, params, info["counts"], seconds=0.0)
-    return make_shifted_test(root, base_params, shift, workers=workers, overwrite=True, progress=progress)
+    return _ensure(root, params, plan_shifted_test(params), workers, progress)
 
 
 def shifted_test_name(shift: ShiftParams) -> str:
@@ -1170,24 +919,3 @@ def shifted_test_name(shift: ShiftParams) -> str:
     if shift.snr_db is not None:
         parts.append(f"snr{shift.snr_db:g}db")
     return "_".join(parts)
-
-
-def ensure_shifted_tests(
-    parent: str | Path,
-    base_params: SynthParams,
-    snrs_db: Sequence[float] = SHIFTED_SNRS_DB,
-    *,
-    looks_per_class: int = 3,
-    shared_colours: bool = True,
-    offscreen_fraction: float = 0.2,
-    workers: int | None = None,
-    progress: bool = False,
-) -> dict[str, SynthInfo]:
-    """One shifted test root per noise level under ``parent`` (named by `shifted_test_name`),
-    each with the same looks, colours and off-screen clips; made once, then reused."""
-    made = {}
-    for snr in snrs_db:
-        shift = ShiftParams(looks_per_class, shared_colours, float(snr), offscreen_fraction)
-        name = shifted_test_name(shift)
-        made[name] = ensure_shifted_test(Path(parent) / name, base_params, shift, workers=workers, progress=progress)
-    return made

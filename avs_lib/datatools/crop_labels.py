@@ -1,27 +1,17 @@
 """Crop labels bootstrapped from the ground-truth masks, as labelImg files a person can correct.
 
-AVSBench has masks, not boxes; the thesis' crop losses need one box of the sounding object per
-frame. ``bootstrap_crop_labels`` writes, for every frame of every clip, a Pascal VOC file at the
-path the readers expect (``ROOT/s4_data/crop_labels/{split}/{category}/{name}/{name}_{i}.xml``;
-MS3: ``ROOT/ms3_data/crop_labels/{split}/{video_id}/{video_id}.mp4_{i}.xml``):
-
-- a frame with a non-empty mask gets the tight box of its mask (origin ``mask``);
-- a frame without a mask (S4 train annotates only frame 1) or with an empty mask (the object is
-  out of sight) gets the box of the nearest frame in time that has a non-empty mask, the earlier
-  one on a tie (origin ``copied``; for S4 train that is always frame 1's box). The crop losses
-  need a box on every frame, and the object seldom moves far within the clip's five seconds;
-  the copies are the boxes a person should check first;
-- a clip whose masks are all empty gets no file at all: there is nothing to derive a box from,
-  and the reader names the missing files until a person draws them.
-
-Each written file carries a ``<derived>`` element (``origin``, ``from_frame``, ``tool``). A file
-without it was drawn (or saved) in labelImg and is never replaced unless ``overwrite=True``; a
-YOLO ``.txt`` in place of the XML counts as drawn too.
+AVSBench has masks, not boxes, and the thesis' crop losses need one box of the sounding object per
+frame. ``bootstrap_crop_labels`` writes a Pascal VOC file per frame where the readers look for it:
+the tight box of the frame's own non-empty mask (origin ``mask``), else the box of the nearest
+frame in time with one, the earlier on a tie (origin ``copied``: S4 train annotates frame 1 only;
+these are the boxes to check first); a clip whose masks are all empty gets no file. Each file
+carries a ``<derived>`` mark; a file without it (or a YOLO ``.txt`` in its place) was drawn in
+labelImg and is replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,30 +51,18 @@ class DerivedBox:
         return {"origin": self.origin, "from_frame": str(self.from_frame + 1), "tool": TOOL}
 
 
-def derive_boxes(
-    masks: dict[int, np.ndarray], frames: int = FRAMES_PER_CLIP
-) -> list[DerivedBox | None]:
-    """Each frame's box from the masks a clip has (0-based frame -> bool [H, W]).
-
-    Own non-empty mask: its box; otherwise the nearest frame with a non-empty mask (earlier on a
-    tie); None for every frame when no mask of the clip is non-empty.
-    """
+def derive_boxes(masks: dict[int, np.ndarray], frames: int = FRAMES_PER_CLIP) -> list[DerivedBox | None]:
+    """Each frame's box from a clip's masks (0-based frame -> bool [H, W]); all None when every mask is empty."""
     boxes = {k: box_from_mask(mask) for k, mask in masks.items() if np.any(mask)}
-    derived: list[DerivedBox | None] = []
-    for k in range(frames):
-        if k in boxes:
-            derived.append(DerivedBox(boxes[k], ORIGIN_MASK, k))
-        elif boxes:
-            nearest = min(boxes, key=lambda j: (abs(j - k), j))
-            derived.append(DerivedBox(boxes[nearest], ORIGIN_COPIED, nearest))
-        else:
-            derived.append(None)
-    return derived
+    if not boxes:
+        return [None] * frames
+    nearest = [k if k in boxes else min(boxes, key=lambda j: (abs(j - k), j)) for k in range(frames)]
+    return [DerivedBox(boxes[j], ORIGIN_MASK if j == k else ORIGIN_COPIED, j) for k, j in enumerate(nearest)]
 
 
 def is_hand_drawn(xml: Path) -> bool:
-    """Whether a label file exists that a person made: an XML without the <derived> mark (or one
-    that cannot be parsed: a half-saved edit is a person's), or a YOLO .txt in its place."""
+    """Whether a person made the label: an XML without the <derived> mark (or unparsable: a
+    half-saved edit), or a YOLO .txt in its place."""
     if xml.is_file():
         try:
             return read_voc_annotation(xml).derived is None
@@ -111,19 +89,15 @@ class BootstrapReport:
     unboxed_clips: list[str] = field(default_factory=list)  # "split/name": every mask empty
 
     def summary(self) -> str:
-        lines = [
-            f"crop labels under {self.root}: wrote {sum(self.written.values())} file(s) "
-            f"({self.written[ORIGIN_MASK]} box of the frame's own mask, "
-            f"{self.written[ORIGIN_COPIED]} copied from the nearest frame with a mask)",
-            f"kept {len(self.kept)} hand-drawn file(s) (--overwrite replaces them)",
-        ]
+        lines = [f"crop labels under {self.root}: wrote {sum(self.written.values())} file(s) "
+                 f"({self.written[ORIGIN_MASK]} box of the frame's own mask, "
+                 f"{self.written[ORIGIN_COPIED]} copied from the nearest frame with a mask)",
+                 f"kept {len(self.kept)} hand-drawn file(s) (--overwrite replaces them)"]
         if self.unboxed_clips:
             shown = ", ".join(self.unboxed_clips[:10])
             more = f" and {len(self.unboxed_clips) - 10} more" if len(self.unboxed_clips) > 10 else ""
-            lines.append(
-                f"{len(self.unboxed_clips)} clip(s) have only empty masks, so no box: {shown}{more} "
-                "(draw their boxes in labelImg)"
-            )
+            lines.append(f"{len(self.unboxed_clips)} clip(s) have only empty masks, so no box: {shown}{more} "
+                         "(draw their boxes in labelImg)")
         lines.append("review them in notebook 02; correct them in labelImg (its save folder: the "
                      "frame's folder under crop_labels/)")
         return "\n".join(lines)
@@ -146,29 +120,14 @@ def _clip_masks(paths: ClipPaths, name: str, sizes: list[tuple[int, int]]) -> di
     for k, path in zip(paths.mask_frames, paths.masks, strict=True):
         mask = mask_values(open_image(path, f"mask {k + 1} of clip {name!r}")) != 0
         if (mask.shape[1], mask.shape[0]) != sizes[k]:
-            raise DataFormatError(
-                path, f"mask is {mask.shape[1]}x{mask.shape[0]}, expected the size of its frame "
-                f"{paths.frames[k]} ({sizes[k][0]}x{sizes[k][1]})")
+            raise DataFormatError(path, f"mask is {mask.shape[1]}x{mask.shape[0]}, expected the size of its frame "
+                                  f"{paths.frames[k]} ({sizes[k][0]}x{sizes[k][1]})")
         masks[k] = mask
     return masks
 
 
-def _refuse_leaving(xml: Path, root: Path) -> None:
-    """Refuse a label path that a symlinked folder or file leads out of the dataset `root` (resolved):
-    the tool writes into the dataset only."""
-    target = xml.resolve()
-    if not target.is_relative_to(root):
-        raise ValueError(f"{xml}: a symlink leads it to {target}, outside the dataset root {root}; "
-                         "refusing to write there (replace the link by a folder inside the dataset)")
-
-
-def bootstrap_crop_labels(
-    root: str | Path,
-    splits: Iterable[str] | None = None,
-    subset: str | None = None,
-    overwrite: bool = False,
-    progress: bool = False,
-) -> BootstrapReport:
+def bootstrap_crop_labels(root: str | Path, splits: Iterable[str] | None = None, subset: str | None = None,
+                          overwrite: bool = False, progress: bool = False) -> BootstrapReport:
     """Write labelImg VOC crop labels from the ground-truth masks (see the module docstring).
 
     Files this tool wrote before are rewritten; hand-drawn ones are kept unless ``overwrite``.
@@ -176,14 +135,14 @@ def bootstrap_crop_labels(
     """
     root = Path(root)
     layout = detect_layout(root, subset)
-    chosen: Sequence[str] = list(SPLITS if splits is None else splits)
+    chosen = list(SPLITS if splits is None else splits)
     unknown = [split for split in chosen if split not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {', '.join(unknown)}; expected some of {', '.join(SPLITS)}")
     report = BootstrapReport(root)
     inside = root.resolve()
-    clips = [clip for clip in read_metadata(root, layout) if clip.split in chosen]
-    for clip in tqdm(clips, desc="crop labels", disable=not progress):
+    for clip in tqdm([c for c in read_metadata(root, layout) if c.split in chosen], desc="crop labels",
+                     disable=not progress):
         paths = clip_paths(layout, root, clip)
         sizes = _frame_sizes(paths)
         boxes = derive_boxes(_clip_masks(paths, clip.name, [size for size, _ in sizes]), len(paths.frames))
@@ -194,21 +153,10 @@ def bootstrap_crop_labels(
             if not overwrite and is_hand_drawn(xml):
                 report.kept.append(xml)
                 continue
-            _refuse_leaving(xml, inside)
+            if not xml.resolve().is_relative_to(inside):  # the tool writes into the dataset only
+                raise ValueError(f"{xml}: a symlink leads it to {xml.resolve()}, outside the dataset root {inside}; "
+                                 "refusing to write there (replace the link by a folder inside the dataset)")
             write_voc(xml, derived.box, name=crop_label_name(clip), image_path=frame.resolve(),
                       image_size=size, depth=depth, derived=derived.mark())
             report.written[derived.origin] += 1
     return report
-
-
-__all__ = [
-    "ORIGIN_COPIED",
-    "ORIGIN_DRAWN",
-    "ORIGIN_MASK",
-    "BootstrapReport",
-    "DerivedBox",
-    "bootstrap_crop_labels",
-    "derive_boxes",
-    "is_hand_drawn",
-    "label_origin",
-]

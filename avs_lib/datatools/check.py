@@ -1,47 +1,23 @@
 """Audit an AVSBench folder before training: every problem, each with its path, in one report.
 
-The readers (``avs_lib.data.avsbench``) fail on the first bad file they meet, which on real
-AVSBench (about 5000 clips) can be an hour into training. ``check_dataset`` reads every file
-once instead and lists all that is missing, unreadable or inconsistent, plus any file that
-no CSV row explains. What counts as a problem:
-
-- ``csv``: the metadata CSV cannot be parsed or lacks a column (nothing else is checked);
-- ``empty_name``, ``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``,
-  ``duplicate_name``: rows of the CSV (a row whose name or category is not a plain file name,
-  e.g. ``../x``, is not followed to any file);
-- ``missing_dir``: a whole data folder (``visual_frames``, ``gt_masks``, the audio) is absent;
-- ``missing_file``: a frame, mask, WAV, .pkl or crop label that a row implies is absent
-  (train clips need mask ``_1``; val and test clips ``_1`` .. ``_5``; extra train masks are fine);
-- ``unreadable``: the file exists but cannot be decoded (truncated PNG, broken WAV, a .pkl
-  the restricted unpickler refuses);
-- ``frame_not_rgb``, ``frame_size``: a frame that is not RGB, or whose size differs from the
-  clip's other frames (from ``image_size`` when given);
-- ``mask_size``, ``mask_not_binary``, ``mask_alpha``: a mask of another size than its frame,
-  with rendered values other than {0, 255} or {0, 1}, or with transparent pixels;
-- ``audio_short``: a WAV shorter than 5 s minus ``audio_tolerance_s`` (the reader pads clips
-  of 4 s or more by repeating the last second, and refuses shorter ones);
-- ``audio_values``: a WAV with NaN or infinite samples, or scaled far beyond [-1, 1];
-- ``log_mel_shape``, ``log_mel_values``: a .pkl log-mel that is not [5, 1, 96, 64], or holds
-  NaN or infinite values;
-- ``crop_label``: a labelImg file that is malformed, has no or several objects, a box outside
-  the image or of zero area, a ``<size>`` other than its frame's, or names another object
-  than the clip's category;
-- ``orphan_clip``, ``orphan_file``: a clip folder, or a file, that no CSV row accounts for;
-- ``sidecar``: in a synthetic tree (``synth_sidecar/`` present), a clip's sidecar or the
-  generator's ``info.json`` that is missing or unreadable (the listening diagnostics read them).
-
-The rules are the readers' own functions (``frame_problem``, ``mask_problem``,
-``mask_alpha_problem``, ``log_mel_problem``, ``wav_problem``, ``read_crop_label``), so a
-dataset that passes here reads without an error. What the readers convert rather than refuse
--- stereo or non-16 kHz WAVs, mixed to mono and resampled as VGGish does -- is listed in
-``Report.notes``, not as a problem; so is each symlink leading outside the dataset root
-(kind ``symlink_outside``), which the readers follow with one warning per dataset.
+The readers (``avs_lib.data.avsbench``) stop at the first bad file, which on real AVSBench can be
+an hour into training; ``check_dataset`` reads every file once and lists all that is missing,
+unreadable or inconsistent, with the readers' own rules (so a dataset that passes here reads).
+Problem kinds: ``csv`` (unparsable, nothing else checked); the CSV rows' ``empty_name``,
+``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``, ``duplicate_name`` (an
+unsafe row is never followed); ``missing_dir``; ``missing_file`` (train clips need mask ``_1``,
+val and test ``_1`` .. ``_5``); ``unreadable``; ``frame_not_rgb``, ``frame_size``;
+``mask_size``, ``mask_not_binary``, ``mask_alpha``; ``audio_short`` (under 5 s minus
+``audio_tolerance_s``), ``audio_values``; ``log_mel_shape``, ``log_mel_values``; ``crop_label``;
+``orphan_clip``, ``orphan_file`` (no CSV row accounts for them); ``sidecar`` (a synthetic tree's
+missing or unreadable sidecar or info.json). What the readers convert rather than refuse (stereo
+or non-16 kHz WAVs) and symlinks leading outside the root are ``Report.notes``, not problems.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +61,8 @@ CLIP_SECONDS = 5.0
 _NOTE_KINDS = {"converted": "file(s) converted on reading",
                "symlink_outside": "symlink(s) leading outside the dataset root"}
 _CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
+_DATA_FOLDERS = ("visual_frames", "gt_masks", "audio_wav", "audio_log_mel", "crop_labels")
+Size = tuple[int, int]  # (width, height)
 
 
 @dataclass(frozen=True)
@@ -134,32 +112,23 @@ class Report:
 
     def summary(self, max_listed: int = 20) -> str:
         """A few lines for a notebook: counts, problems by kind, the first problems in full."""
-        per_split = ", ".join(
-            f"{split} {sum(self.counts[split].values())}"
-            for split in SPLITS
-            if split in self.counts
-        )
+        per_split = ", ".join(f"{split} {sum(self.counts[split].values())}" for split in SPLITS if split in self.counts)
         categories = {c for per_category in self.counts.values() for c in per_category if c}
         over = f" over {len(categories)} categories" if categories else ""
-        lines = [
-            f"AVSBench {self.layout.upper()} at {self.root}: {self.clips_checked} clips "
-            f"({per_split or 'none'}){over}; {self.files_checked} files checked."
-        ]
+        lines = [f"AVSBench {self.layout.upper()} at {self.root}: {self.clips_checked} clips "
+                 f"({per_split or 'none'}){over}; {self.files_checked} files checked."]
         if self.notes:
             kinds = Counter(note.kind for note in self.notes)
             said = ", ".join(f"{n} {_NOTE_KINDS.get(kind, kind)}" for kind, n in sorted(kinds.items()))
             lines.append(f"{len(self.notes)} note(s), not problems ({said}):")
             lines += [f"  {note}" for note in self.notes[:max_listed]]
         if self.ok:
-            lines.append("No problems found.")
-            return "\n".join(lines)
+            return "\n".join([*lines, "No problems found."])
         by_kind = ", ".join(f"{kind} {n}" for kind, n in sorted(self.kinds().items()))
         lines.append(f"{len(self.problems)} problems ({by_kind}):")
         lines += [f"  {problem}" for problem in self.problems[:max_listed]]
         if len(self.problems) > max_listed:
-            lines.append(
-                f"  ... and {len(self.problems) - max_listed} more (Report.to_frame() lists all)"
-            )
+            lines.append(f"  ... and {len(self.problems) - max_listed} more (Report.to_frame() lists all)")
         return "\n".join(lines)
 
 
@@ -181,19 +150,27 @@ class _Audit:
     def add(self, path: Path, kind: str, message: str) -> None:
         self.problems.append(Problem(Path(path), kind, message))
 
-    def open(self, path: Path, what: str, require: Callable[[], str]) -> Image.Image | None:
-        """Decode an image, or record why not (``require`` says which rule made it needed)."""
+    def found(self, path: Path, missing: str) -> bool:
+        """Count a file; record it as missing (with why it is needed) when it is not there."""
+        self.files_checked += 1
+        if not path.is_file():
+            self.add(path, "missing_file", missing)
+        return path.is_file()
+
+    def open(self, path: Path, what: str, rule: str) -> Image.Image | None:
+        """Decode an image, or record why not (``rule`` says what made it needed)."""
+        self.files_checked += 1
         try:
-            image = open_image(path, what)
+            return open_image(path, what)
         except FileNotFoundError:
-            self.add(path, "missing_file", f"missing {what}; {require()}")
-            return None
+            self.add(path, "missing_file", f"missing {what}; {rule}")
         except DataFormatError as error:
             self.add(path, "unreadable", error.problem)
-            return None
-        finally:
-            self.files_checked += 1
-        return image
+        return None
+
+    def clip_size(self, sizes: list[Size | None]) -> Size | None:
+        """The size a clip's frames should have: image_size if given, else the most common one."""
+        return (self.image_size, self.image_size) if self.image_size else common_size(sizes)
 
 
 def check_dataset(
@@ -237,31 +214,25 @@ def check_dataset(
     except DataFormatError as error:
         report.problems.append(Problem(csv_path, "csv", error.problem))
         return report
-    report.problems += [
-        Problem(csv_path, kind, message) for kind, message in table_issues(table, subset)
-    ]
+    report.problems += [Problem(csv_path, kind, message) for kind, message in table_issues(table, subset)]
     # A row naming '../x' is reported above and never followed outside the dataset.
-    records = [clip for clip in table_records(table, subset) if _safe(clip)]
+    records = [clip for clip in table_records(table, subset)
+               if name_problem(clip.name) is None and (not clip.category or name_problem(clip.category) is None)]
     chosen = [clip for clip in records if splits is None or clip.split in wanted]
     report.counts = split_counts(chosen)
-
     data = root / subset.data_dir
-    check_wav, check_pkl = _audio_to_check(data, audio)
-    if crop_labels is None:
-        crop_labels = (data / "crop_labels").is_dir()
-    audit = _Audit(
-        layout=subset,
-        root=root,
-        image_size=image_size,
-        check_wav=check_wav,
-        check_pkl=check_pkl,
-        check_labels=subset is S4_LAYOUT and crop_labels,
-        min_seconds=CLIP_SECONDS - audio_tolerance_s,
-    )
-    present = _check_folders(audit)
-    for clip in tqdm(
-        chosen, desc=f"checking {subset.name.upper()}", unit="clip", disable=not progress
-    ):
+    present = {name for name in _DATA_FOLDERS if (data / name).is_dir()}
+    if audio == "auto":  # the audio that is there; WAVs when neither is
+        check_wav, check_pkl = "audio_wav" in present or "audio_log_mel" not in present, "audio_log_mel" in present
+    else:
+        check_wav, check_pkl = audio in ("wav", "both"), audio in ("pkl", "both")
+    check_labels = subset is S4_LAYOUT and ("crop_labels" in present if crop_labels is None else crop_labels)
+    audit = _Audit(subset, root, image_size, check_wav, check_pkl, check_labels, CLIP_SECONDS - audio_tolerance_s)
+    required = {"visual_frames": True, "gt_masks": True, "audio_wav": check_wav, "audio_log_mel": check_pkl,
+                "crop_labels": check_labels}
+    for name in [name for name, needed in required.items() if needed and name not in present]:
+        audit.add(data / name, "missing_dir", f"missing folder {name}/ (expected in the official layout)")
+    for clip in tqdm(chosen, desc=f"checking {subset.name.upper()}", unit="clip", disable=not progress):
         _check_clip(audit, clip, clip_paths(subset, root, clip), present)
     _check_orphans(audit, records, None if splits is None else wanted)
     if (root / SIDECAR_DIR).is_dir():
@@ -269,50 +240,16 @@ def check_dataset(
     audit.notes += [Problem(link, "symlink_outside", f"symlink to {target}, outside the dataset root; "
                             "read as a dataset file") for link, target in links_leaving_root(root)]
     report.problems += audit.problems
-    report.notes = audit.notes
-    report.files_checked = audit.files_checked
+    report.notes, report.files_checked = audit.notes, audit.files_checked
     return report
 
 
-def _safe(clip: ClipRecord) -> bool:
-    return name_problem(clip.name) is None and (not clip.category or name_problem(clip.category) is None)
-
-
-def _audio_to_check(data: Path, audio: str) -> tuple[bool, bool]:
-    """(check WAV, check pkl); "auto" checks what is there, and WAV when neither is."""
-    if audio == "auto":
-        wav, pkl = (data / "audio_wav").is_dir(), (data / "audio_log_mel").is_dir()
-        return (wav or not pkl), pkl
-    return audio in ("wav", "both"), audio in ("pkl", "both")
-
-
-def _check_folders(audit: _Audit) -> set[str]:
-    """Report absent top-level folders once (not once per clip); return those present."""
-    data = audit.root / audit.layout.data_dir
-    names = (*_CLIP_FOLDERS, "audio_wav", "audio_log_mel")
-    present = {name for name in names if (data / name).is_dir()}
-    required = {
-        "visual_frames": True,
-        "gt_masks": True,
-        "audio_wav": audit.check_wav,
-        "audio_log_mel": audit.check_pkl,
-        "crop_labels": audit.check_labels,
-    }
-    for name, needed in required.items():
-        if needed and name not in present:
-            audit.add(
-                data / name,
-                "missing_dir",
-                f"missing folder {name}/ (expected in the official layout)",
-            )
-    return present
-
-
 def _check_clip(audit: _Audit, clip: ClipRecord, paths: ClipPaths, present: set[str]) -> None:
-    sizes: list[tuple[int, int] | None] = [None] * FRAMES_PER_CLIP  # (w, h) of readable frames
+    """Every file a row implies, in the folders that exist (a missing folder is reported once)."""
+    sizes: list[Size | None] = [None] * FRAMES_PER_CLIP  # (w, h) of readable frames
     if "visual_frames" in present:
         sizes = _check_frames(audit, clip, paths)
-    reference = _clip_size(audit, sizes)
+    reference = audit.clip_size(sizes)
     if "gt_masks" in present:
         _check_masks(audit, clip, paths, sizes, reference)
     if audit.check_wav and "audio_wav" in present:
@@ -320,29 +257,29 @@ def _check_clip(audit: _Audit, clip: ClipRecord, paths: ClipPaths, present: set[
     if audit.check_pkl and "audio_log_mel" in present:
         _check_pkl(audit, clip, paths.log_mel)
     if audit.check_labels and "crop_labels" in present:
-        _check_crop_labels(audit, clip, paths, sizes, reference)
+        for k, xml in enumerate(paths.crop_labels):
+            audit.files_checked += 1
+            frame_size = sizes[k] or reference
+            if frame_size is None and not xml.is_file() and xml.with_suffix(".txt").is_file():
+                continue  # a YOLO label needs its frame's size; the frame is already reported
+            try:
+                read_crop_label(xml, clip.category, frame_size)
+            except FileNotFoundError as error:
+                audit.add(xml, "missing_file", str(error))
+            except DataFormatError as error:
+                audit.add(error.path, "crop_label", error.problem)
 
 
-def _clip_size(audit: _Audit, sizes: list[tuple[int, int] | None]) -> tuple[int, int] | None:
-    """The size a clip's frames should have: image_size if given, else the most common one."""
-    if audit.image_size:
-        return (audit.image_size, audit.image_size)
-    return common_size(sizes)
-
-
-def _check_frames(
-    audit: _Audit, clip: ClipRecord, paths: ClipPaths
-) -> list[tuple[int, int] | None]:
+def _check_frames(audit: _Audit, clip: ClipRecord, paths: ClipPaths) -> list[Size | None]:
     """Decode each frame; return their sizes (None where unreadable) after checking them."""
-    sizes: list[tuple[int, int] | None] = []
+    sizes: list[Size | None] = []
     for i, path in enumerate(paths.frames, start=1):
-        what = f"frame {i} of clip {clip.name!r}"
-        image = audit.open(path, what, lambda: "every clip has 5 frames")
+        image = audit.open(path, f"frame {i} of clip {clip.name!r}", "every clip has 5 frames")
         problem = None if image is None else frame_problem(image)
         if problem is not None:
             audit.add(path, "frame_not_rgb", problem)
         sizes.append(None if image is None else image.size)
-    expected = _clip_size(audit, sizes)
+    expected = audit.clip_size(sizes)
     why = "(image_size)" if audit.image_size else f"like the other frames of clip {clip.name!r}"
     for path, size in zip(paths.frames, sizes, strict=True):
         if size is not None and size != expected:
@@ -350,53 +287,32 @@ def _check_frames(
     return sizes
 
 
-def _check_masks(
-    audit: _Audit,
-    clip: ClipRecord,
-    paths: ClipPaths,
-    sizes: list[tuple[int, int] | None],
-    reference: tuple[int, int] | None,
-) -> None:
-    rule = (
-        "train clips need mask _1"
-        if len(paths.masks) == 1
-        else f"{clip.split} clips need masks _1 .. _5"
-    )
+def _check_masks(audit: _Audit, clip: ClipRecord, paths: ClipPaths, sizes: list[Size | None],
+                 reference: Size | None) -> None:
+    rule = "train clips need mask _1" if len(paths.masks) == 1 else f"{clip.split} clips need masks _1 .. _5"
     for path, k in zip(paths.masks, paths.mask_frames, strict=True):
-        image = audit.open(path, f"mask {k + 1} of clip {clip.name!r}", lambda: rule)
+        image = audit.open(path, f"mask {k + 1} of clip {clip.name!r}", rule)
         if image is None:
             continue
-        problem = mask_problem(mask_values(image))
-        if problem is not None:
-            audit.add(path, "mask_not_binary", problem)
-        alpha = mask_alpha_problem(image)
-        if alpha is not None:
-            audit.add(path, "mask_alpha", alpha)
         frame_size = sizes[k] or reference
-        if frame_size is not None and image.size != frame_size:
-            audit.add(
-                path,
-                "mask_size",
-                f"mask is {_wxh(image.size)}, expected {_wxh(frame_size)} like its frame {paths.frames[k].name}",
-            )
+        wrong_size = None if frame_size is None or image.size == frame_size else (
+            f"mask is {_wxh(image.size)}, expected {_wxh(frame_size)} like its frame {paths.frames[k].name}")
+        for kind, problem in (("mask_not_binary", mask_problem(mask_values(image))),
+                              ("mask_alpha", mask_alpha_problem(image)), ("mask_size", wrong_size)):
+            if problem is not None:
+                audit.add(path, kind, problem)
 
 
 def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
-    audit.files_checked += 1
-    if not path.is_file():
-        audit.add(
-            path, "missing_file", f"missing audio of clip {clip.name!r}; expected a 16 kHz WAV"
-        )
+    if not audit.found(path, f"missing audio of clip {clip.name!r}; expected a 16 kHz WAV"):
         return
     try:
         info = soundfile.info(str(path))
         waveform, _ = read_wav(path)
     except DataFormatError as error:
-        audit.add(path, "unreadable", error.problem)
-        return
+        return audit.add(path, "unreadable", error.problem)
     except Exception as error:  # libsndfile's errors vary by version
-        audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
-        return
+        return audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
     problem = wav_problem(waveform)
     if problem is not None:
         audit.add(path, "audio_values", problem)
@@ -405,51 +321,21 @@ def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
         audit.notes.append(Problem(path, "converted", change))
     seconds = info.frames / info.samplerate
     if seconds < audit.min_seconds:
-        audit.add(
-            path,
-            "audio_short",
-            f"audio lasts {seconds:.2f} s, expected {CLIP_SECONDS:g} s (at least {audit.min_seconds:.2f} s)",
-        )
+        audit.add(path, "audio_short",
+                  f"audio lasts {seconds:.2f} s, expected {CLIP_SECONDS:g} s (at least {audit.min_seconds:.2f} s)")
 
 
 def _check_pkl(audit: _Audit, clip: ClipRecord, path: Path) -> None:
-    audit.files_checked += 1
-    if not path.is_file():
-        audit.add(
-            path,
-            "missing_file",
-            f"missing log-mel of clip {clip.name!r}; expected a pickled tensor {list(LOG_MEL_SHAPE)}",
-        )
+    missing = f"missing log-mel of clip {clip.name!r}; expected a pickled tensor {list(LOG_MEL_SHAPE)}"
+    if not audit.found(path, missing):
         return
     try:
         log_mel = load_tensor_pickle(path)
     except DataFormatError as error:
-        audit.add(path, "unreadable", error.problem)
-        return
+        return audit.add(path, "unreadable", error.problem)
     problem = log_mel_problem(log_mel)
     if problem is not None:
-        kind = "log_mel_shape" if tuple(log_mel.shape) != LOG_MEL_SHAPE else "log_mel_values"
-        audit.add(path, kind, problem)
-
-
-def _check_crop_labels(
-    audit: _Audit,
-    clip: ClipRecord,
-    paths: ClipPaths,
-    sizes: list[tuple[int, int] | None],
-    reference: tuple[int, int] | None,
-) -> None:
-    for k, xml in enumerate(paths.crop_labels):
-        audit.files_checked += 1
-        frame_size = sizes[k] or reference
-        if frame_size is None and not xml.is_file() and xml.with_suffix(".txt").is_file():
-            continue  # a YOLO label needs its frame's size; the frame is already reported
-        try:
-            read_crop_label(xml, clip.category, frame_size)
-        except FileNotFoundError as error:
-            audit.add(xml, "missing_file", str(error))
-        except DataFormatError as error:
-            audit.add(error.path, "crop_label", error.problem)
+        audit.add(path, "log_mel_shape" if tuple(log_mel.shape) != LOG_MEL_SHAPE else "log_mel_values", problem)
 
 
 def _check_sidecars(audit: _Audit, clips: list[ClipRecord]) -> None:
@@ -471,11 +357,9 @@ def _check_sidecars(audit: _Audit, clips: list[ClipRecord]) -> None:
 def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:
     """Every file a row accounts for, including harmless extras (train masks _2.._5, caches)."""
     paths = clip_paths(layout, root, clip)
-    mask_dir = paths.masks[0].parent
     # {name}.logmel.npy beside the WAV: the log-mel cache of earlier versions, harmless.
-    legacy_cache = paths.wav.with_name(f"{clip.name}.logmel.npy")
-    allowed = {*paths.frames, paths.wav, paths.log_mel, legacy_cache}
-    allowed |= {mask_dir / f"{clip.name}_{i}.png" for i in range(1, FRAMES_PER_CLIP + 1)}
+    allowed = {*paths.frames, paths.wav, paths.log_mel, paths.wav.with_name(f"{clip.name}.logmel.npy")}
+    allowed |= {paths.masks[0].parent / f"{clip.name}_{i}.png" for i in range(1, FRAMES_PER_CLIP + 1)}
     for xml in paths.crop_labels:
         allowed |= {xml, xml.with_suffix(".txt"), xml.parent / "classes.txt"}
     return allowed
@@ -484,44 +368,29 @@ def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:
 def _check_orphans(audit: _Audit, records: list[ClipRecord], splits: set[str] | None) -> None:
     """Walk the data folders for files and clip folders that no CSV row explains."""
     layout, data = audit.layout, audit.root / audit.layout.data_dir
-    allowed: set[Path] = set()
-    for clip in records:
-        allowed |= _allowed_files(layout, audit.root, clip)
+    allowed = set().union(*(_allowed_files(layout, audit.root, clip) for clip in records))
     folders = {path.parent for path in allowed}
     orphan_folders: Counter = Counter()
-    csv_name = layout.csv_name
-    for top in ("visual_frames", "gt_masks", "audio_wav", "audio_log_mel", "crop_labels"):
+    for top in _DATA_FOLDERS:
         base = data / top
-        if not base.is_dir():
-            continue
         has_split = not (layout is MS3_LAYOUT and top == "visual_frames")
-        for path in sorted(base.rglob("*")):
+        for path in sorted(base.rglob("*")) if base.is_dir() else []:
             relative = path.relative_to(base)
-            if (
-                path.is_dir()
-                or path in allowed
-                or any(part.startswith(".") for part in relative.parts)
-            ):
+            if path.is_dir() or path in allowed or any(part.startswith(".") for part in relative.parts):
                 continue
             if splits is not None and has_split and relative.parts[0] not in splits:
                 continue
             if top in _CLIP_FOLDERS and path.parent not in folders:
                 orphan_folders[path.parent] += 1
             elif top in _CLIP_FOLDERS:
-                audit.add(
-                    path,
-                    "orphan_file",
-                    "unexpected file in a clip folder; expected only the files of its row's clip",
-                )
+                audit.add(path, "orphan_file",
+                          "unexpected file in a clip folder; expected only the files of its row's clip")
             else:
-                audit.add(path, "orphan_file", f"no row in {csv_name} accounts for this file")
+                audit.add(path, "orphan_file", f"no row in {layout.csv_name} accounts for this file")
     for folder, count in sorted(orphan_folders.items()):
-        audit.add(
-            folder,
-            "orphan_clip",
-            f"clip folder ({count} file(s)) has no row in {csv_name}; expected a row for every clip folder",
-        )
+        audit.add(folder, "orphan_clip", f"clip folder ({count} file(s)) has no row in {layout.csv_name}; "
+                  "expected a row for every clip folder")
 
 
-def _wxh(size: tuple[int, int]) -> str:
+def _wxh(size: Size) -> str:
     return f"{size[0]}x{size[1]}"

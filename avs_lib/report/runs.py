@@ -1,14 +1,12 @@
-"""One run of a profile, resolved the same way wherever it starts: the CLI's `train` and the
-report's grid both call `prepare_data`, `starting_weights` and `run_config`, so
-`python -m avs_lib train --profile cpu --method thesis --seed 0` trains exactly the report's run.
+"""One run of a profile, resolved the same way by the CLI's `train` and the report's grid.
 
-Runs are filed by what they read: `runs_dir/{profile}/{dataset}-{digest of the data root}/{method}_seed{seed}`
-(`run_folder`), so an S4 report and an MS3 report, or two data roots, never share a run.
+Runs are filed by what they read: `runs_dir/{profile}/{dataset}-{digest of the data root}/{method}_seed{seed}`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,28 +22,23 @@ from avs_lib.config import (
 from avs_lib.configtools import deep_merge
 from avs_lib.data.avsbench import LAYOUTS, detect_layout
 from avs_lib.data.sidecar import SIDECAR_DIR, read_info
-from avs_lib.data.synth import make_profile_dataset, profile_params, synth_info_json
-from avs_lib.engine.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
+from avs_lib.datatools.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
+from avs_lib.datatools.synth import make_profile_dataset, profile_params, synth_info_json
+from avs_lib.engine.provenance import PROVENANCE_FILE
 
 META_FILES = tuple(layout.csv_name for layout in LAYOUTS.values())
 
 
 def data_root_of(profile: str, data_root: str | Path | None = None) -> Path:
-    """The root a profile reads: the one given, else the profile's own."""
     return Path(data_root if data_root is not None else get_profile(profile).data_root)
 
 
 def prepare_data(profile: str, data_root: str | Path | None = None, progress: bool = False,
                  overrides: list[str] | dict[str, Any] | None = None) -> Path:
-    """The dataset root of a run, as given (or the profile's own), made absolute; never another
-    folder, and an existing dataset is never replaced.
-
-    A synthetic profile generates its data there when the folder holds no dataset yet (and says
-    so). A synthetic dataset made with other parameters than the profile's is used as it is, with
-    a warning that names the root. Any other root must already hold an AVSBench dataset. Given the
-    runs' `overrides` (a list, even empty), the root must also hold the subset and the audio
-    folder those runs read (`check_reads`), so a wrong root fails here and not in a notebook.
-    """
+    """The absolute dataset root of a run; a synthetic profile generates its data there when empty,
+    and an existing dataset is never replaced (one made otherwise is used, with a warning). With
+    `overrides`, the root must also hold what those runs read (`check_reads`), so a wrong root fails
+    here and not in a notebook."""
     spec = get_profile(profile)
     root = data_root_of(profile, data_root).resolve()
     has_meta = any((root / name).is_file() for name in META_FILES)
@@ -68,8 +61,7 @@ def prepare_data(profile: str, data_root: str | Path | None = None, progress: bo
 
 
 def check_reads(root: Path, cfg: ExperimentConfig) -> None:
-    """Refuse a root that lacks the subset's metadata or the audio folder `cfg` reads, naming the
-    flag that fixes it: an MS3 root read as S4, a log-mel-only tree read as WAV."""
+    """Refuse a root lacking the subset's metadata or the audio folder `cfg` reads, naming the fixing flag."""
     data = cfg.data
     wanted = root / LAYOUTS[data.dataset].csv_name
     if not wanted.is_file():
@@ -87,17 +79,14 @@ def check_reads(root: Path, cfg: ExperimentConfig) -> None:
 
 
 def data_key(dataset: str, data_root: str | Path) -> str:
-    """The folder that files a profile's runs by the data they read: "{dataset}-{6 hex digits of
-    the absolute data root}" ("s4-1a2b3c")."""
+    """"{dataset}-{6 hex digits of the absolute data root}" ("s4-1a2b3c"): runs filed by the data they read."""
     where = str(Path(data_root).resolve())
     return f"{dataset}-{hashlib.sha256(where.encode()).hexdigest()[:6]}"
 
 
 def run_folder(profile: str, data_root: str | Path, runs_dir: str | Path = "runs",
                overrides: list[str] | dict[str, Any] | None = None) -> Path:
-    """Where the runs of `profile` on `data_root` (with `overrides`) are: the folder the notebooks
-    read results from, and crop_label_review.csv is written to. Without `overrides`, the subset is
-    the one whose metadata the root holds (MS3 when only ms3_meta_data.csv is there)."""
+    """Where the runs of `profile` on `data_root` are; without `overrides`, of the subset the root holds."""
     if overrides is not None:
         dataset = build_config(profile, overrides=overrides).data.dataset
     else:
@@ -109,67 +98,38 @@ def run_folder(profile: str, data_root: str | Path, runs_dir: str | Path = "runs
 
 
 def same_synthetic(root: Path, data: SyntheticData) -> bool:
-    """Whether the synthetic dataset at `root` is the one the profile's settings would generate."""
     return read_info(root) == synth_info_json(profile_params(data))
 
 
 def weight_overrides(resnet_weights: str | None = None, vggish_weights: str | None = None) -> dict[str, Any]:
-    """Config overrides that load local pretrained weights (None: train from random init).
-
-    The ImageNet ResNet file also initialises a separate crop trunk of the same kind.
-    """
+    """Overrides that load local pretrained weights; the ResNet file also starts a separate crop trunk."""
     model: dict[str, Any] = {}
     if resnet_weights is not None:
-        model["resnet_weights"] = str(resnet_weights)
-        model["crop_weights"] = str(resnet_weights)
+        model["resnet_weights"] = model["crop_weights"] = str(resnet_weights)
     if vggish_weights is not None:
         model["vggish_weights"] = str(vggish_weights)
     return {"model": model} if model else {}
 
 
-def starting_weights(
-    profile: str,
-    data_root: str | Path,
-    resnet_weights: str | None = None,
-    vggish_weights: str | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Config overrides for where the encoders start.
-
-    Local weight files given by the user win. Without them, a profile with a pretraining recipe
-    (`Profile.pretrain`) on synthetic data starts from encoders pretrained on `data_root`'s
-    training split (the recipe needs the generator's per-object truth), made once into
-    `data_root/pretrained/` and reused while data and recipe are unchanged; anything else starts
-    from random init (the model builder says so).
-    """
+def starting_weights(profile: str, data_root: str | Path, resnet_weights: str | None = None,
+                     vggish_weights: str | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Where the encoders start: the user's files, else (a synthetic profile with a pretraining
+    recipe) encoders pretrained once into `data_root/pretrained/`, else random init."""
     if resnet_weights is not None or vggish_weights is not None:
         return weight_overrides(resnet_weights, vggish_weights)
     recipe = get_profile(profile).pretrain
     root = Path(data_root)
     if recipe is None or not (root / SIDECAR_DIR).is_dir():
         return {}
-    report = ensure_pretrained(root, root / PRETRAINED_FOLDER, recipe, quiet=quiet)
-    return weight_overrides_from(report)
+    return weight_overrides_from(ensure_pretrained(root, root / PRETRAINED_FOLDER, recipe, quiet=quiet))
 
 
-def run_config(
-    profile: str,
-    method: str | None,
-    seed: int,
-    data_root: str | Path,
-    runs_dir: str | Path = "runs",
-    device: str = "auto",
-    weights: dict[str, Any] | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-    yaml_file: str | Path | None = None,
-    quiet: bool = False,
-) -> ExperimentConfig:
-    """The resolved config of one run, written to `run_folder(...)/{method}_seed{seed}`.
-
-    The data root is stored absolute: a relative one would name another folder when the run is
-    looked at from elsewhere (a notebook runs in notebooks/, `make` in the repository root). It is
-    placed before the config is validated, so its messages name the root given.
-    """
+def run_config(profile: str, method: str | None, seed: int, data_root: str | Path, runs_dir: str | Path = "runs",
+               device: str = "auto", weights: dict[str, Any] | None = None,
+               overrides: list[str] | dict[str, Any] | None = None, yaml_file: str | Path | None = None,
+               quiet: bool = False) -> ExperimentConfig:
+    """The resolved config of one run, with its data root absolute (placed before validation, so
+    messages name the root given)."""
     root = str(Path(data_root).resolve())
     cfg = build_config(profile, method, yaml_file=yaml_file, overrides=overrides, weights=weights,
                        data={"root": root})
@@ -178,5 +138,26 @@ def run_config(
     return config_from_dict(deep_merge(to_dict(cfg), placed))
 
 
-__all__ = ["check_reads", "data_key", "data_root_of", "prepare_data", "run_config", "run_folder", "starting_weights",
-           "weight_overrides"]
+def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's provenance record, or None when it has none or it is not valid JSON."""
+    try:
+        record = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def data_change(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """Why the data differs from a run's recorded fingerprint, in a few words; None when the same."""
+    if saved is None:
+        return "no data fingerprint recorded (trained before runs recorded one)"
+    for part, what in (("metadata", "metadata CSV"), ("frames", "frames"), ("masks", "masks"),
+                       ("audio", "audio files")):
+        if saved.get(part) != now.get(part):
+            return f"{what} changed" + ("" if part == "metadata" else " (sizes or modification times)")
+    old, new = saved.get("crop_labels") or {}, now.get("crop_labels") or {}
+    changed = sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+    if changed:
+        more = f", and {len(changed) - 1} more" if len(changed) > 1 else ""
+        return f"crop labels changed ({changed[0]}{more})"
+    return None

@@ -1,0 +1,155 @@
+"""Where each loss term can act: gradient norms per parameter group, and the crop classifier's health.
+
+A loss changes only the parameters its gradient reaches, and which parts of the segmentation model
+the thesis' crop losses reach depends on the wiring (a separate or frozen crop trunk, Loss C on
+TPAVI's aligned audio or on the frozen embedding). `gradient_flow` measures it: one batch, one
+backward pass per term. `crop_health` checks the write-up's ReLU on the class scores, which gives
+a crop whose scores are all <= 0 the cross-entropy ln(23) and no gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from avs_lib.config import ExperimentConfig
+from avs_lib.data import collate_clips
+from avs_lib.data.categories import NUM_CLASSES
+from avs_lib.data.counterfactual import CounterfactualPairs
+from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.system import AVSSystem
+from avs_lib.engine.train import read_history, read_steps
+from avs_lib.losses import TERMS, TotalLoss
+
+# Parameter groups by name prefix; a shared crop trunk's parameters are counted as the AVS encoder's.
+PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
+    "avs_encoder": ("model.resnet.",),
+    "fusion": ("model.tpavi_b", "model.cross_attention_b"),
+    "decoder": ("model.conv", "model.path", "model.output_conv."),
+    "audio_encoder": ("audio_encoder.",),
+    "crop_network": ("crop_classifier.", "crop_to_audio."),
+}
+OTHER_GROUP = "other"
+CHANCE_CROP_CE = math.log(NUM_CLASSES)  # cross-entropy of uniform scores over the 23 classes
+
+
+def _group_of(name: str, groups: Mapping[str, Sequence[str]]) -> str:
+    return next((group for group, prefixes in groups.items() if name.startswith(tuple(prefixes))), OTHER_GROUP)
+
+
+def gradient_flow(system: AVSSystem, batch: dict, terms: Sequence[str] | None = None,
+                  groups: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """L2 norm of the gradient each parameter group (column) gets from each loss term alone (row),
+    unweighted; 0.0 where the term does not reach the group or it is frozen. Runs in eval mode and
+    restores the system's mode."""
+    groups = PARAMETER_GROUPS if groups is None else groups
+    weights = system.cfg.loss
+    terms = [t for t in TERMS if getattr(weights, t) > 0] if terms is None else list(terms)
+    unknown = [t for t in terms if t not in TERMS]
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {unknown}; valid terms: {', '.join(TERMS)}")
+    named = list(system.named_parameters())  # a shared parameter appears once, first name wins
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+    columns = list(groups) + ([OTHER_GROUP] if any(_group_of(n, groups) == OTHER_GROUP for n, _ in named) else [])
+    was_training = system.training
+    system.eval()
+    try:
+        outputs = system(batch, cf_audio=batch.get("cf_audio"))
+        rows = {}
+        for term in terms:
+            alone = TotalLoss(dataclasses.replace(weights, **{t: float(t == term) for t in TERMS}))
+            value, _ = alone(outputs, batch)
+            grads = (torch.autograd.grad(value, [p for _, p in trainable], retain_graph=True, allow_unused=True)
+                     if value.requires_grad else (None,) * len(trainable))
+            squares = dict.fromkeys(columns, 0.0)
+            for (name, _), grad in zip(trainable, grads, strict=True):
+                if grad is not None:
+                    squares[_group_of(name, groups)] += float(grad.detach().double().pow(2).sum())
+            rows[term] = {g: math.sqrt(s) for g, s in squares.items()}
+    finally:
+        system.train(was_training)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    table.index.name = "term"
+    return table
+
+
+def first_batch(cfg: ExperimentConfig, split: str = "train", clips: int | None = None) -> dict:
+    """The first clips of a split as training sees them (with counterfactual audio when trained)."""
+    dataset = build_dataset(cfg, split)
+    if cfg.loss.counterfactual > 0:
+        dataset = CounterfactualPairs(dataset, seed=cfg.seed)
+    return collate_clips([dataset[i] for i in range(min(len(dataset), clips or cfg.optim.batch_size))])
+
+
+def gradient_flow_table(configs: Mapping[str, ExperimentConfig], batch: dict | None = None) -> pd.DataFrame:
+    """`gradient_flow` of each method's freshly built system, indexed (method, term): wiring alone."""
+    frames = {}
+    for method, cfg in configs.items():
+        torch.manual_seed(cfg.seed)
+        frames[method] = gradient_flow(AVSSystem(cfg), batch if batch is not None else first_batch(cfg))
+    return pd.concat(frames, names=["method", "term"]).fillna(0.0)
+
+
+@torch.no_grad()
+def crop_health(system: AVSSystem, batch: dict) -> dict[str, float | bool | int]:
+    """The crop CE on one batch, and the share of crops (dead_crop_fraction) and of classes
+    (dead_class_fraction) whose pre-ReLU scores are all <= 0. Eval mode; the mode is restored."""
+    if system.crop_classifier is None:
+        raise ValueError("this system has no crop classifier (its config weights no crop loss)")
+    captured: list[torch.Tensor] = []
+    hook = system.crop_classifier.classifier.register_forward_hook(
+        lambda _module, _inputs, output: captured.append(output.detach()))
+    was_training = system.training
+    system.eval()
+    try:
+        outputs = system(batch)
+    finally:
+        hook.remove()
+        system.train(was_training)
+    dead = captured[-1] <= 0  # [B*T, 23] class scores before the final ReLU
+    labels = torch.as_tensor(batch["category"]).reshape(-1).repeat_interleave(system.frames)  # [B] -> [B*T]
+    return {
+        "crop_ce": float(torch.nn.functional.cross_entropy(outputs["crop_scores"].float(), labels)),
+        "chance_crop_ce": CHANCE_CROP_CE,
+        "dead_crop_fraction": float(dead.all(1).double().mean()),
+        "dead_class_fraction": float(dead.all(0).double().mean()),
+        "final_relu": bool(system.crop_classifier.final_relu),
+        "crops": int(dead.shape[0]),
+    }
+
+
+def run_crop_health(run_dir: str | Path, tolerance: float = 1e-4) -> dict[str, float | int | bool | str]:
+    """A finished run's last-epoch crop CE beside ln 23, and the share of its steps at ln 23 (a batch
+    whose every crop score the final ReLU zeroed)."""
+    run_dir = Path(run_dir)
+    epochs = read_history(run_dir)
+    if not epochs or "train_crop_ce" not in epochs[-1]:
+        raise ValueError(f"{run_dir / 'metrics.jsonl'} has no train_crop_ce: the run trained no crop CE")
+    last = epochs[-1]["epoch"]
+    steps = [s for s in read_steps(run_dir) if s.get("epoch") == last and "crop_ce" in s]
+    if not steps:
+        raise ValueError(f"{run_dir / 'steps.jsonl'} has no crop_ce step of epoch {last}")
+    final = float(epochs[-1]["train_crop_ce"])
+    dead = sum(abs(s["crop_ce"] - CHANCE_CROP_CE) <= tolerance for s in steps)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"run config not found: {run_dir / 'config.yaml'}")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return {"run": run_dir.name, "method": config.get("name"), "seed": config.get("seed"), "epoch": int(last),
+            "final_crop_ce": final, "chance_crop_ce": CHANCE_CROP_CE, "at_chance": abs(final - CHANCE_CROP_CE) < 0.01,
+            "dead_step_fraction": dead / len(steps), "steps": len(steps)}
+
+
+def crop_health_table(runs_dir: str | Path) -> pd.DataFrame:
+    """`run_crop_health` of every run under `runs_dir` that trained the crop CE."""
+    runs_dir = Path(runs_dir)
+    rows = [run_crop_health(m.parent) for m in sorted(runs_dir.glob("*/metrics.jsonl"))
+            if (epochs := read_history(m.parent)) and "train_crop_ce" in epochs[-1]]
+    if not rows:
+        raise FileNotFoundError(f"no run under {runs_dir} trained the crop CE (*/metrics.jsonl with train_crop_ce)")
+    return pd.DataFrame(rows)
