@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from avs_lib.atomic import write_text_atomically
 from avs_lib.data.avsbench import (
     CROP_LABELS_DIR,
     crop_label_name,
@@ -184,11 +185,9 @@ def review_summary(review: pd.DataFrame, status: LabelStatus) -> dict[str, Any]:
 
 
 def save_review(review: pd.DataFrame, path: str | Path) -> Path:
-    """The flagged rows (the labels a person should check) as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    review[review["flagged"]].to_csv(path, index=False)
-    return path
+    """The flagged rows (the labels a person should check) as CSV, written atomically."""
+    write_text_atomically(path, review[review["flagged"]].to_csv(index=False))
+    return Path(path)
 
 
 def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 224) -> tuple[np.ndarray, list[str]]:
