@@ -6,6 +6,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -97,6 +98,28 @@ def test_a_finished_notebook_shuts_its_kernel_down_without_an_interrupt(tmp_path
                                kernel_name="python3", progress_bar=False, kernel_manager_class=
                                notebooks.QuietShutdownKernelManager if quiet else AsyncKernelManager)
     assert (tmp_path / "interrupted").exists() is not quiet
+
+
+RECORD_TRANSPORT = ("import json, pathlib\nfrom ipykernel import get_connection_file\n"
+                    "pathlib.Path('transport').write_text(json.load(open(get_connection_file()))['transport'])")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(os.name != "posix", reason="IPC sockets are POSIX-only; elsewhere the kernel keeps TCP")
+def test_the_report_kernel_talks_over_ipc_and_leaves_no_socket_files(tmp_path, monkeypatch):
+    """ipykernel warns "Kernel is running over TCP without encryption" in every notebook's log."""
+    import papermill
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "sockets"))
+    (tmp_path / "sockets").mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RECORD_TRANSPORT)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
+                               kernel_name="python3", progress_bar=False,
+                               kernel_manager_class=notebooks.QuietShutdownKernelManager)
+    assert (tmp_path / "transport").read_text() == "ipc"
+    assert list((tmp_path / "sockets").iterdir()) == []  # the sockets are removed with the kernel
 
 
 def test_run_notebooks_uses_the_quiet_kernel_manager(tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -31,7 +33,15 @@ COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures ar
 
 class QuietShutdownKernelManager(AsyncKernelManager):
     """A kernel manager without the SIGINT before a shutdown, which made ipykernel log "ERROR |
-    KeyboardInterrupt caught in kernel" at the end of a notebook."""
+    KeyboardInterrupt caught in kernel" at the end of a notebook; on POSIX it talks to the kernel
+    over private IPC sockets in the temporary folder, not unencrypted TCP (which ipykernel warns
+    about in every notebook, and which any local user could connect to)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if os.name == "posix":
+            self.transport = "ipc"
+            self.ip = os.path.join(tempfile.gettempdir(), f"avs-kernel-{uuid.uuid4().hex}")
 
     async def _async_interrupt_kernel(self) -> None:
         if not self.shutting_down:
