@@ -233,6 +233,22 @@ def test_plot_results_bars_bars_are_seed_means(tmp_path):
     _saves_png(fig, "results", tmp_path)
 
 
+def test_plot_results_bars_leaves_room_for_the_papers_references_beside_one_method(tmp_path):
+    """One method (an MS3 or paper run) beside the paper's long reference labels: constrained_layout
+    used to collapse the axes to nothing and warn."""
+    import warnings
+
+    from avs_lib.report.experiments import reference_lines
+
+    one = _results()[lambda df: df["method"] == "baseline"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = viz.plot_results_bars(one, "miou", references=reference_lines("paper"))
+        _saves_png(fig, "results_one", tmp_path)
+    box = fig.axes[0].get_position()
+    assert box.width > 0.1 and box.height > 0.1
+
+
 def test_plot_listening_vs_miou_is_one_panel(tmp_path):
     fig = viz.plot_listening_vs_miou(_results())
     assert len(fig.axes) == 1

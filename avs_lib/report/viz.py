@@ -487,7 +487,10 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     _require_columns(df, ["method", "seed", metric], "plot_results_bars")
     methods = _ordered(df["method"], order)
     summary = df.groupby("method")[metric].agg(["mean", "std"]).reindex(methods).fillna({"std": 0.0})
-    fig = _new_figure(0.95 * len(methods) + 3.0, 3.8)
+    # Room for the bars and, beside them, the references' legend: with one method and the paper's
+    # long reference labels a fixed width left the axes no room (constrained_layout gave up).
+    legend = 0.075 * max(map(len, references)) + 0.6 if references else 0.0
+    fig = _new_figure(max(0.95 * len(methods) + 3.0, 0.95 * len(methods) + 1.5 + legend), 3.8)
     ax = fig.subplots()
     sns.barplot(df, x="method", y=metric, hue="method", order=methods, hue_order=methods, errorbar="sd",
                 palette={m: method_color(m) for m in methods}, saturation=1, capsize=0.2, alpha=0.75, legend=False,
