@@ -110,8 +110,8 @@ def test_the_report_kernel_talks_over_ipc_and_leaves_no_socket_files(tmp_path, m
     """ipykernel warns "Kernel is running over TCP without encryption" in every notebook's log."""
     import papermill
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "sockets"))
-    (tmp_path / "sockets").mkdir()
+    sockets = Path(tempfile.mkdtemp(prefix="avs-t-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    monkeypatch.setattr(tempfile, "tempdir", str(sockets))  # short: pytest's tmp_path can be too long
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RECORD_TRANSPORT)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "in.ipynb")
@@ -119,7 +119,13 @@ def test_the_report_kernel_talks_over_ipc_and_leaves_no_socket_files(tmp_path, m
                                kernel_name="python3", progress_bar=False,
                                kernel_manager_class=notebooks.QuietShutdownKernelManager)
     assert (tmp_path / "transport").read_text() == "ipc"
-    assert list((tmp_path / "sockets").iterdir()) == []  # the sockets are removed with the kernel
+    assert list(sockets.iterdir()) == []  # the sockets are removed with the kernel
+    sockets.rmdir()
+
+
+def test_the_report_kernel_keeps_tcp_where_a_socket_path_would_be_too_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("x" * notebooks.IPC_PATH_LIMIT)))
+    assert notebooks.QuietShutdownKernelManager(kernel_name="python3").transport == "tcp"
 
 
 def test_run_notebooks_uses_the_quiet_kernel_manager(tmp_path, monkeypatch):

@@ -31,6 +31,10 @@ SHARED_PARAMETERS = ("PROFILE", "DATA_ROOT", "RUNS_DIR", "DEVICE", "SEEDS", "MET
 COMMITTED_PROFILE = "cpu"  # the profile whose executed notebooks and figures are committed
 
 
+# A Unix socket path holds at most ~107 bytes; the kernel appends "-<port>" to the prefix.
+IPC_PATH_LIMIT = 96
+
+
 class QuietShutdownKernelManager(AsyncKernelManager):
     """A kernel manager without the SIGINT before a shutdown, which made ipykernel log "ERROR |
     KeyboardInterrupt caught in kernel" at the end of a notebook; on POSIX it talks to the kernel
@@ -39,9 +43,9 @@ class QuietShutdownKernelManager(AsyncKernelManager):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        if os.name == "posix":
-            self.transport = "ipc"
-            self.ip = os.path.join(tempfile.gettempdir(), f"avs-kernel-{uuid.uuid4().hex}")
+        ip = os.path.join(tempfile.gettempdir(), f"avs-kernel-{uuid.uuid4().hex[:12]}")
+        if os.name == "posix" and len(ip) <= IPC_PATH_LIMIT:  # else TCP: a longer socket path fails
+            self.transport, self.ip = "ipc", ip
 
     async def _async_interrupt_kernel(self) -> None:
         if not self.shutting_down:
