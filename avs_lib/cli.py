@@ -40,7 +40,7 @@ def _reads(profile: str | None, sets: list[str]) -> dict[str, Any]:
     """`check_dataset` arguments for what a profile's runs read (no profile: whatever is there)."""
     if profile is None:
         return {}
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     data = build_config(profile, overrides=sets).data
     return {"audio": data.audio, "layout": data.dataset}
@@ -98,7 +98,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def train_config(args: argparse.Namespace):
     """The run `train` trains: prepared data, starting weights and config as the report resolves them."""
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.report import runs
 
     # The overrides are checked before any data is generated or any encoder pretrained.
@@ -155,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _check_report(args: argparse.Namespace) -> None:
     """What would stop the report in a notebook (no grid, data lacking what runs read), refused first."""
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.report.experiments import grid_for
     from avs_lib.report.runs import META_FILES, check_reads, data_root_of
 
@@ -228,7 +228,7 @@ def _command(sub, name: str, func, summary: str, *shared: str, **changed: dict[s
 
 def _add_data_commands(sub) -> None:
     """synth, check-data, crop-labels, pretrain: the commands that make or inspect a dataset."""
-    from avs_lib.config import PretrainConfig, get_profile
+    from avs_lib.datatools.profiles import PretrainConfig, get_profile
     from avs_lib.datatools.synth import SynthParams
 
     # The defaults write the cpu profile's dataset (what `make report` reads), with the generator's seed.

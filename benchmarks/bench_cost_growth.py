@@ -46,7 +46,7 @@ def child(impl: str, batch: int, image_size: int, frames: int, steps: int, warmu
     import torch
     from bench_train_step import TrainStep
 
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     torch.manual_seed(0)
     cfg = build_config("paper", overrides={

@@ -44,8 +44,8 @@ def loader_pass(root: Path, mode: str, workers: int, clips: int, cache_dir: Path
     """
     from torch.utils.data import DataLoader
 
-    from avs_lib.config import build_config
     from avs_lib.data import collate_clips
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.datasets import build_dataset
 
     if mode == "recompute":  # a fresh folder under cache_dir: every read misses
@@ -69,8 +69,8 @@ class Consumer:
         import torch
         from torch.utils.data import DataLoader
 
-        from avs_lib.config import build_config
         from avs_lib.data import collate_clips
+        from avs_lib.datatools.profiles import build_config
         from avs_lib.engine.datasets import build_dataset
         from avs_lib.engine.system import AVSSystem
         from avs_lib.engine.train import build_optimizer

@@ -38,9 +38,9 @@ VARIANTS = ("before", "cache", "cache_fused")
 
 
 def method_config(method: str, root: Path, out: Path):
-    from avs_lib.config import build_config
     from avs_lib.configtools import deep_merge
     from avs_lib.datatools.pretrain import weight_overrides_from
+    from avs_lib.datatools.profiles import build_config
 
     report = json.loads((root / "pretrained" / "pretrain.json").read_text())
     overrides = deep_merge(weight_overrides_from(report), {"data": {"root": str(root)}, "device": "cpu",

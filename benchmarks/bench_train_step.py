@@ -189,7 +189,7 @@ def to_channels_last(module: Any) -> None:
 def variant_config(variant: Variant, image_size: int, backbone: str = "resnet50",
                    channel: int = 256):
     """The `paper` profile with the small audio encoder and this variant's fusion."""
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     return build_config(
         "paper",

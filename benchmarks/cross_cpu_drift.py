@@ -57,7 +57,7 @@ def stages(work: Path) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from smoke_replay import replay  # the regression test's float64 replay
 
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.system import AVSSystem
     from avs_lib.engine.train import fit, read_steps, seed_everything
     from avs_lib.report import runs

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     import torch
 
     import avs_lib.engine.train as train_module
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.system import select_device
     from avs_lib.engine.train import fit, read_steps
 

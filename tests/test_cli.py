@@ -60,7 +60,7 @@ def test_pretrain_defaults_are_the_library_defaults():
 
 def test_synth_defaults_write_the_cpu_profiles_dataset():
     from avs_lib.cli import build_parser
-    from avs_lib.config import get_profile
+    from avs_lib.datatools.profiles import get_profile
 
     args = build_parser().parse_args(["synth", "root"])
     data = get_profile("cpu").synthetic

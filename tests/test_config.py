@@ -4,16 +4,9 @@ import dataclasses
 
 import pytest
 
-from avs_lib.config import (
-    METHODS,
-    PROFILES,
-    ConfigError,
-    build_config,
-    config_from_dict,
-    save_config,
-    to_dict,
-)
-from avs_lib.configtools import parse_assignment
+from avs_lib.config import config_from_dict, save_config, to_dict
+from avs_lib.configtools import ConfigError, parse_assignment
+from avs_lib.datatools.profiles import METHODS, PROFILES, build_config
 
 
 def test_every_profile_and_method_resolves():
@@ -144,7 +137,7 @@ def test_the_longer_budget_runs_double_the_epochs_and_meet_their_controls_at_the
 
 
 def test_companion_profiles_share_the_cpu_recipe_on_data_of_their_own():
-    from avs_lib.config import get_profile
+    from avs_lib.datatools.profiles import get_profile
     from avs_lib.report.grids import COMPANIONS, GRIDS
     cpu = get_profile("cpu")
     for name in COMPANIONS["cpu"]:

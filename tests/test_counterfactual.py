@@ -4,9 +4,9 @@ import pytest
 import torch
 from official_layout import write_s4
 
-from avs_lib.config import build_config
 from avs_lib.data import AVSBenchS4
 from avs_lib.data.counterfactual import CounterfactualPairs
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.train import fit, read_steps
 
 

@@ -8,7 +8,6 @@ import pytest
 from official_layout import FRAME_SIZE, voc_xml, write_mask, write_ms3, write_s4
 
 from avs_lib.cli import main
-from avs_lib.config import build_config
 from avs_lib.data import AVSBenchMS3, AVSBenchS4
 from avs_lib.data.boxes import read_voc_annotation
 from avs_lib.datatools.crop_labels import (
@@ -17,6 +16,7 @@ from avs_lib.datatools.crop_labels import (
     bootstrap_crop_labels,
     derive_boxes,
 )
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.datasets import build_dataset, reads_crop_labels
 from avs_lib.engine.train import fit
 

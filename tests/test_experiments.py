@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from avs_lib.config import build_config, save_config, to_dict
+from avs_lib.config import save_config, to_dict
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.report import experiments, runs
 from avs_lib.report.grids import Grid
@@ -376,7 +377,7 @@ def test_default_jobs_is_one_run_per_core_as_memory_allows(monkeypatch):
 
 def test_the_laptop_profiles_fix_one_thread_per_run_and_fit_gives_the_callers_count_back(
         tiny_synth, tmp_path, monkeypatch):
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.train import fit
 
     for profile in ("smoke", "cpu"):

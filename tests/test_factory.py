@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from avs_lib.config import build_config
 from avs_lib.data.avsbench import collate_clips
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.datasets import build_dataset
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from avs_lib.config import build_config
 from avs_lib.data import collate_clips
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.features import WithFrozenFeatures, frozen_features, frozen_parts
 from avs_lib.engine.system import AVSSystem

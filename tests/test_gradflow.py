@@ -8,7 +8,7 @@ import torch
 import torchvision
 import yaml
 
-from avs_lib.config import build_config
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.system import AVSSystem
 from avs_lib.report.gradflow import (
     CHANCE_CROP_CE,

@@ -443,7 +443,8 @@ def test_torch_save_failure_is_an_os_error_naming_the_checkpoint(tmp_path, monke
     ],
 )
 def test_out_of_range_config_value_is_refused_naming_the_key(override, key):
-    from avs_lib.config import ConfigError, build_config
+    from avs_lib.configtools import ConfigError
+    from avs_lib.datatools.profiles import build_config
 
     with pytest.raises(ConfigError, match=key):
         build_config("smoke", overrides=[override])
@@ -453,7 +454,7 @@ def test_out_of_range_config_value_is_refused_naming_the_key(override, key):
 
 
 def _resume_cfg(tmp_path, **extra):
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     overrides = {"data": {"root": str(tmp_path / "no_data")}, "output_dir": str(tmp_path / "runs"),
                  "quiet": True, "device": "cpu", **extra}
@@ -472,7 +473,7 @@ def _fake_run(cfg) -> str:
 
 
 def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
-    from avs_lib.config import ConfigError
+    from avs_lib.configtools import ConfigError
     from avs_lib.engine.train import fit
 
     saved = _fake_run(_resume_cfg(tmp_path))
@@ -777,7 +778,8 @@ def test_checkpoint_in_the_legacy_format_is_refused_naming_the_file(tmp_path):
 
 
 def test_yaml_config_with_anchors_is_refused_naming_the_file_and_line(tmp_path):
-    from avs_lib.config import ConfigError, build_config
+    from avs_lib.configtools import ConfigError
+    from avs_lib.datatools.profiles import build_config
 
     config = tmp_path / "laughs.yaml"  # "billion laughs": each line multiplies the one before
     config.write_text("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
@@ -789,7 +791,8 @@ def test_yaml_config_with_anchors_is_refused_naming_the_file_and_line(tmp_path):
 
 
 def test_yaml_config_with_a_duplicate_key_is_refused_naming_the_key_and_both_lines(tmp_path):
-    from avs_lib.config import ConfigError, build_config
+    from avs_lib.configtools import ConfigError
+    from avs_lib.datatools.profiles import build_config
 
     config = tmp_path / "twice.yaml"
     config.write_text("optim:\n  lr: 0.1\n  batch_size: 2\n  lr: 0.5\n")
@@ -817,14 +820,15 @@ def test_yaml_config_with_a_duplicate_key_is_refused_naming_the_key_and_both_lin
 def test_oversized_or_unsafe_set_value_is_refused_saying_why(override, message):
     import re
 
-    from avs_lib.config import ConfigError, build_config
+    from avs_lib.configtools import ConfigError
+    from avs_lib.datatools.profiles import build_config
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_config("smoke", overrides=[override])
 
 
 def test_oversized_pretraining_image_is_refused_saying_why():
-    from avs_lib.config import PretrainConfig
+    from avs_lib.datatools.profiles import PretrainConfig
 
     with pytest.raises(ValueError, match=r"image_size must be at most 1024 \(the official AVSBench recipe uses 224\)"):
         PretrainConfig(image_size=4096)
@@ -841,7 +845,8 @@ def test_oversized_pretraining_image_is_refused_saying_why():
     ids=["device", "lr", "key", "batch_size"],
 )
 def test_config_error_quotes_at_most_80_characters_of_a_value(override, pasted):
-    from avs_lib.config import ConfigError, build_config
+    from avs_lib.configtools import ConfigError
+    from avs_lib.datatools.profiles import build_config
 
     with pytest.raises(ConfigError) as caught:
         build_config("smoke", overrides=[override])
@@ -898,7 +903,8 @@ def test_crop_labels_refuse_to_write_through_a_symlinked_file_leaving_the_root(b
 @pytest.fixture(scope="module")
 def foreign_run(base, tmp_path_factory):
     """A run folder whose checkpoint's config names folders of someone else: cache and runs."""
-    from avs_lib.config import build_config, to_dict
+    from avs_lib.config import to_dict
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.checkpoint import atomic_torch_save
     from avs_lib.engine.system import AVSSystem
 
@@ -1082,7 +1088,7 @@ def test_a_dead_processs_lock_is_taken_over_with_a_note(tmp_path):
 
 
 def test_the_lock_is_held_while_training_and_released_on_an_error(tmp_path, monkeypatch):
-    from avs_lib.config import ConfigError
+    from avs_lib.configtools import ConfigError
     from avs_lib.engine import train
 
     cfg = _resume_cfg(tmp_path)
@@ -1114,7 +1120,8 @@ def test_report_with_an_unknown_key_fails_at_once_as_train_does(capsys, monkeypa
 
 def _foreign_checkpoint(kind: str, path: Path) -> str:
     """Write a checkpoint `evaluate` cannot use; return what its error must say."""
-    from avs_lib.config import build_config, to_dict
+    from avs_lib.config import to_dict
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.checkpoint import atomic_torch_save
     from avs_lib.engine.system import AVSSystem
 

@@ -230,7 +230,7 @@ def test_crop_ce_of_uniform_scores_is_log_of_class_count():
 
 
 def test_crop_ce_on_ms3_is_refused_by_the_config_before_training():
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     with pytest.raises(ValueError, match="MS3 clips have no category"):
         build_config("smoke", "thesis", overrides={"data": {"dataset": "ms3"}})

@@ -168,8 +168,8 @@ def test_a_corrupt_report_is_an_error_naming_the_file(tiny_synth, tmp_path):
 
 
 def test_overrides_from_a_report_build_every_method(pretrained):
-    from avs_lib.config import build_config
     from avs_lib.datatools.pretrain import weight_overrides_from
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.system import AVSSystem
 
     _, report = pretrained
@@ -208,8 +208,8 @@ def test_starting_weights_pretrain_the_smoke_data_once(tmp_path):
 
 
 def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_a_training_step(tiny_synth, pretrained):
-    from avs_lib.config import build_config
     from avs_lib.data import collate_clips
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.datasets import build_dataset
     from avs_lib.engine.system import AVSSystem
     from avs_lib.losses import TotalLoss
@@ -244,8 +244,8 @@ def test_a_run_names_its_frozen_encoders_files_and_loads_them_bit_for_bit(tiny_s
     run loads exactly as it was."""
     import shutil
 
-    from avs_lib.config import build_config
     from avs_lib.datatools.pretrain import weight_overrides_from
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.system import load_system
     from avs_lib.engine.train import fit
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torchvision
 
-from avs_lib.config import build_config, save_config, to_dict
+from avs_lib.config import save_config, to_dict
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.provenance import (
     PROVENANCE_FILE,
     code_version,

@@ -156,7 +156,7 @@ def test_the_readme_names_every_shifted_split_the_report_evaluates():
 
 
 def test_the_readme_describes_the_companion_benchmarks_as_the_config_makes_them():
-    from avs_lib.config import get_profile
+    from avs_lib.datatools.profiles import get_profile
     from avs_lib.report.grids import COMPANIONS, GRIDS
     text = " ".join((REPO / "README.md").read_text().split())  # line breaks are spaces
     for name in COMPANIONS["cpu"]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from official_layout import write_ms3, write_s4
 
-from avs_lib.config import build_config
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.evaluate import evaluate_system, swap_partners
 from avs_lib.engine.system import AVSSystem

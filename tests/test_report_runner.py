@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from avs_lib.cli import main
-from avs_lib.config import build_config
+from avs_lib.datatools.profiles import build_config
 from avs_lib.report import experiments, notebooks
 from avs_lib.report.notebooks import (
     FIGURES_DIR,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from avs_lib import cli
-from avs_lib.config import PROFILES, build_config, get_profile, to_dict
+from avs_lib.config import to_dict
 from avs_lib.configtools import ConfigError
+from avs_lib.datatools.profiles import PROFILES, build_config, get_profile
 from avs_lib.datatools.synth import make_dataset
 from avs_lib.report import experiments, runs
 from avs_lib.report.grids import GRIDS, Grid

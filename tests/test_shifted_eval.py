@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
-from avs_lib.config import build_config, to_dict
+from avs_lib.config import to_dict
 from avs_lib.data.sidecar import sounding_on_screen
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.checkpoint import atomic_torch_save
 from avs_lib.engine.system import AVSSystem
 from avs_lib.report import shifted

@@ -185,7 +185,8 @@ def test_a_shifted_base_is_refused(tmp_path):
 
 
 def test_a_trained_model_is_evaluated_on_the_shifted_root_without_retraining(tmp_path):
-    from avs_lib.config import build_config, to_dict
+    from avs_lib.config import to_dict
+    from avs_lib.datatools.profiles import build_config
     from avs_lib.engine.checkpoint import atomic_torch_save
     from avs_lib.engine.evaluate import evaluate
     from avs_lib.engine.system import AVSSystem
@@ -255,7 +256,7 @@ def test_the_development_test_root_is_the_old_test_split_byte_for_byte(tmp_path)
 
 
 def test_only_a_profile_with_a_fresh_test_split_has_a_development_test(tmp_path):
-    from avs_lib.config import get_profile
+    from avs_lib.datatools.profiles import get_profile
     from avs_lib.report.shifted import development_test_roots
     assert development_test_roots("smoke", tmp_path) == {}  # one test split: nothing to keep aside
     assert get_profile("cpu").synthetic.test_seed is not None  # the committed report's test split is fresh
@@ -276,7 +277,7 @@ def test_an_snr_range_draws_each_clips_noise_level_inside_it_and_differently_per
 
 
 def test_a_harder_profile_applies_its_shift_to_every_split_and_reads_back_as_the_same_data(tmp_path):
-    from avs_lib.config import SyntheticData
+    from avs_lib.datatools.profiles import SyntheticData
     from avs_lib.datatools.synth import make_profile_dataset, profile_params, synth_info_json
     spec = SyntheticData((2, 2, 2), 64, num_classes=8, looks_per_class=3, shared_colours=True, snr_db_range=(0.0, 20.0))
     assert profile_params(spec).shift == ShiftParams(3, True, snr_db_range=(0.0, 20.0))

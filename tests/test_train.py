@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avs_lib.config import build_config
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.checkpoint import load_checkpoint
 from avs_lib.engine.train import fit, read_steps
 

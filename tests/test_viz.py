@@ -479,7 +479,7 @@ def test_browser_displays_as_a_widget(browser):
 
 
 def test_every_configured_method_has_a_colour_of_its_own():
-    from avs_lib.config import METHODS
+    from avs_lib.datatools.profiles import METHODS
 
     assert set(METHODS) <= set(viz.METHOD_COLORS)
     colours = [c.lower() for c in viz.METHOD_COLORS.values()]
@@ -669,7 +669,7 @@ def test_validation_curves_band_over_seeds_and_say_what_was_not_logged():
 
 
 def test_architecture_is_drawn_from_the_configured_fusion_stages_and_losses():
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     cfg = build_config("smoke", "tpavi_avm", overrides={"model": {"tpavi_stages": [1, 3]}})
     spec = inspection.architecture_spec(cfg)
@@ -682,7 +682,7 @@ def test_architecture_is_drawn_from_the_configured_fusion_stages_and_losses():
 
 
 def test_architecture_shows_the_thesis_crop_network_separate_or_shared():
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     for method, shared in (("thesis", False), ("thesis_shared", True)):
         spec = inspection.architecture_spec(build_config("smoke", method))
@@ -694,7 +694,7 @@ def test_architecture_shows_the_thesis_crop_network_separate_or_shared():
 
 
 def test_visual_only_architecture_has_no_fusion_and_no_audio_encoder():
-    from avs_lib.config import build_config
+    from avs_lib.datatools.profiles import build_config
 
     spec = inspection.architecture_spec(build_config("smoke", "visual_only"))
     fig, _ = viz.plot_architecture(spec)

@@ -20,10 +20,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.config import PretrainConfig
 from avs_lib.data.avsbench import AVSBenchS4
 from avs_lib.data.boxes import crop_and_resize
 from avs_lib.data.categories import NUM_CLASSES
+from avs_lib.datatools.profiles import PretrainConfig
 from avs_lib.engine.checkpoint import atomic_torch_save
 from avs_lib.models.logmel_cnn import LogMelCNN
 from avs_lib.models.resnet import torchvision_resnet

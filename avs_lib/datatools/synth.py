@@ -130,7 +130,7 @@ def look_variant(index: int, variant: int) -> ClassLook:
 @dataclass(frozen=True)
 class ShiftParams:
     """How a split departs from the clean data (the defaults depart in nothing); on every split of a
-    dataset (`config.SyntheticData`'s harder variants) they make a harder benchmark to train on."""
+    dataset (`profiles.SyntheticData`'s harder variants) they make a harder benchmark to train on."""
 
     looks_per_class: int = 1  # each object wears one of this many looks of its class, drawn uniformly
     shared_colours: bool = False  # each object's colour drawn from SHARED_HUES, whatever its class
@@ -834,7 +834,7 @@ def synth_params(videos_per_split: int | Sequence[int], **options: Any) -> Synth
 
 
 def profile_params(spec) -> SynthParams:
-    """The generator parameters of a profile's `config.SyntheticData`, the one mapping every caller uses."""
+    """The generator parameters of a profile's `profiles.SyntheticData`, the one mapping every caller uses."""
     shift = ShiftParams(looks_per_class=spec.looks_per_class, shared_colours=spec.shared_colours,
                         snr_db_range=spec.snr_db_range)
     return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
@@ -842,7 +842,7 @@ def profile_params(spec) -> SynthParams:
 
 
 def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
-    """Write a profile's synthetic dataset (`config.SyntheticData`) under `root`, a clean folder."""
+    """Write a profile's synthetic dataset (`profiles.SyntheticData`) under `root`, a clean folder."""
     params = profile_params(spec)
     return _write_dataset(Path(root), params, plan_clips(params), progress=progress)
 

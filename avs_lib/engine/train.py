@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.config import RESUME_FREE_KEYS, ConfigError, ExperimentConfig, save_config, to_dict
-from avs_lib.configtools import flatten
+from avs_lib.config import RESUME_FREE_KEYS, ExperimentConfig, save_config, to_dict
+from avs_lib.configtools import ConfigError, flatten
 from avs_lib.data import collate_clips
 from avs_lib.data.audio import cache_dir_or
 from avs_lib.data.counterfactual import CounterfactualPairs

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from avs_lib.config import METHODS
+from avs_lib.datatools.profiles import METHODS
 from avs_lib.metrics import MOVED_BELOW_IOU
 from avs_lib.report.experiments import REPORTED, THESIS_CLAIMED_GAIN
 from avs_lib.report.stats import IDENTICAL, NO_DIFFERENCE

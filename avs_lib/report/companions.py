@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avs_lib.config import get_profile
+from avs_lib.datatools.profiles import get_profile
 from avs_lib.report import experiments, runs, shifted
 from avs_lib.report.grids import COMPANIONS, GRIDS
 from avs_lib.report.results import results_long

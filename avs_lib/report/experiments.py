@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from avs_lib.config import METHODS, RESUME_FREE_KEYS, to_dict
+from avs_lib.config import RESUME_FREE_KEYS, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data.categories import SPLITS
 from avs_lib.data.errors import DataFormatError
+from avs_lib.datatools.profiles import METHODS
 from avs_lib.engine import provenance
 from avs_lib.report.grids import BASELINE, GRIDS, LADDER, PROPOSED, Grid
 from avs_lib.report.runs import data_change, read_provenance, run_config
@@ -522,7 +523,7 @@ def _run_dirs(runs_dir: str | Path, marker: str) -> list[Path]:
 
 def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
                     seeds: list[int] | None = None, pairs: list[tuple[str, int]] | None = None) -> pd.DataFrame:
-    """One row per finished run (summary.json), in `config.METHODS` order then seed; optionally only
+    """One row per finished run (summary.json), in `profiles.METHODS` order then seed; optionally only
     some methods and seeds, or only a grid's (method, seed) `pairs`."""
     wanted = None if pairs is None else set(pairs)
     rows = [_summary_row(d) for d in _run_dirs(runs_dir, "summary.json")]
@@ -586,7 +587,7 @@ def results_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd
 
 
 def describe_methods(methods: list[str]) -> pd.DataFrame:
-    """What each method changes relative to the profile (`config.METHODS`)."""
+    """What each method changes relative to the profile (`profiles.METHODS`)."""
     changes = [", ".join(f"{k}={v}" for k, v in flatten(METHODS[m]).items()) or "(baseline)" for m in methods]
     return pd.DataFrame({"method": methods, "changes": changes})
 

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from jupyter_client import AsyncKernelManager
 
-from avs_lib.config import build_config
+from avs_lib.datatools.profiles import build_config
 from avs_lib.engine.evaluate import refuse_inside_dataset
 from avs_lib.report.runs import data_root_of
 from avs_lib.report.slides import export_html

@@ -11,18 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from avs_lib.config import (
-    ExperimentConfig,
-    SyntheticData,
-    build_config,
-    config_from_dict,
-    get_profile,
-    to_dict,
-)
+from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data.avsbench import LAYOUTS, detect_layout
 from avs_lib.data.sidecar import SIDECAR_DIR, read_info
 from avs_lib.datatools.pretrain import PRETRAINED_FOLDER, ensure_pretrained, weight_overrides_from
+from avs_lib.datatools.profiles import SyntheticData, build_config, get_profile
 from avs_lib.datatools.synth import make_profile_dataset, profile_params, synth_info_json
 from avs_lib.engine.provenance import PROVENANCE_FILE
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from avs_lib.config import get_profile
 from avs_lib.data.sidecar import sounding_on_screen
+from avs_lib.datatools.profiles import get_profile
 from avs_lib.datatools.synth import (
     ShiftParams,
     ensure_development_test,
