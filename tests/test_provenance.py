@@ -97,25 +97,29 @@ def test_a_finished_run_of_the_same_code_and_config_is_reused(tmp_path):
     cfg = _finished_run(tmp_path, code="this")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "done"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg))[0] == "done"
 
 
 def test_a_finished_run_of_other_code_is_trained_again_and_the_user_told(tmp_path):
     cfg = _finished_run(tmp_path, code="older")
     with pytest.warns(UserWarning, match="retraining tpavi_seed0: made by other code .*older"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "stale"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg))[0] == "stale"
 
 
 def test_a_run_without_provenance_is_trained_again(tmp_path):
     cfg = _finished_run(tmp_path, code=None)
     with pytest.warns(UserWarning, match="no provenance.json"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg)) == "stale"
+        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg))[0] == "stale"
 
 
-def test_reuse_stale_keeps_a_run_of_other_code_and_says_so(tmp_path):
+def test_reuse_stale_keeps_a_run_of_other_code_and_says_so_in_its_one_line(tmp_path):
+    import warnings
+
     cfg = _finished_run(tmp_path, code="older")
-    with pytest.warns(UserWarning, match="kept as asked"):
-        assert _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg), reuse_stale=True) == "done"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the note is the run's one "reused" line, not a warning as well
+        status, note = _run_status(cfg.run_dir, to_dict(cfg), "this", _data(cfg), reuse_stale=True)
+    assert status == "done" and "older" in note and "kept as asked" in note
 
 
 def test_reuse_stale_does_not_keep_a_run_of_another_config(tmp_path):
@@ -123,7 +127,7 @@ def test_reuse_stale_does_not_keep_a_run_of_another_config(tmp_path):
     wanted = to_dict(build_config("smoke", "tpavi", overrides={"data": {"root": str(tmp_path)},
                                                                "output_dir": str(tmp_path), "optim": {"lr": 0.5}}))
     with pytest.warns(UserWarning, match="optim.lr"):
-        assert _run_status(cfg.run_dir, wanted, "this", _data(cfg), reuse_stale=True) == "stale"
+        assert _run_status(cfg.run_dir, wanted, "this", _data(cfg), reuse_stale=True)[0] == "stale"
 
 
 def test_the_data_fingerprint_names_what_changed(tmp_path):

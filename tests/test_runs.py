@@ -177,3 +177,14 @@ def test_the_run_folder_of_an_ms3_root_is_found_without_the_overrides(tmp_path):
     (tmp_path / "ms3_meta_data.csv").write_text("video_id,split\n")
     with_flag = runs.run_folder("paper", tmp_path, "runs", ["data.dataset=ms3"])
     assert runs.run_folder("paper", tmp_path, "runs") == with_flag and with_flag.name.startswith("ms3-")
+
+
+def test_grid_description_counts_every_run_it_trains():
+    """The line notebook 03 prints names each group and adds up to the runs the grid trains."""
+    grid = Grid(("a", "b"), (0, 1, 2), ("c",), ablation_seeds=(0,), extras=("d",), probes=("e", "f"),
+                headline=("a",), headline_seeds=(3, 4), longer=("g",))
+    assert grid.describe() == ("13 runs: 2 methods x 3 seeds, 1 headline methods (further seeds) x 2 seeds, "
+                               "1 extra methods x 1 seed, 1 ablations x 1 seed, 1 methods at twice the budget "
+                               "x 1 seed, 2 val-only probes x 1 seed")
+    assert len(grid.pairs) == 13 == len(set(grid.pairs))
+    assert len(GRIDS["cpu"].pairs) == int(GRIDS["cpu"].describe().split()[0])

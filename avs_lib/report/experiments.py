@@ -70,15 +70,17 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
 
 
 def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str, Any],
-                reuse_stale: bool = False) -> str:
-    """'done', 'partial' (resumable), 'new' or 'stale' (retrain, with one warning saying why).
+                reuse_stale: bool = False) -> tuple[str, str]:
+    """('done' | 'partial' (resumable) | 'new' | 'stale', a note for the run's one line): a stale run
+    is retrained, with one warning saying why.
 
     Reused or resumed only with the same config, data fingerprint and code version (other code
-    is kept when `reuse_stale`): anything else is another experiment under the same name.
+    is kept when `reuse_stale`, and the note says so): anything else is another experiment under
+    the same name.
     """
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        return "new"
+        return "new", ""
     differences = config_differences(yaml.safe_load(config_path.read_text()) or {}, wanted)
     record = read_provenance(run_dir) or {}
     made_by = record.get("code_version", "unknown (no provenance.json)")
@@ -93,12 +95,11 @@ def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str
         reason = f"{other_code} (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)"
     elif changed is not None:
         reason = changed
-    elif other_code is not None:
-        warnings.warn(f"{run_dir}: {other_code}; kept as asked (reuse_stale)", stacklevel=2)
     if reason is not None:
         warnings.warn(f"retraining {run_dir.name}: {reason}; its old files in {run_dir} are replaced", stacklevel=2)
-        return "stale"
-    return "done" if (run_dir / "summary.json").is_file() else "partial"
+        return "stale", ""
+    note = f"same config and data, {other_code}, kept as asked (reuse_stale)" if other_code else "same config and data"
+    return ("done" if (run_dir / "summary.json").is_file() else "partial"), note
 
 
 WarningRecord = tuple[type[Warning], str, str, int]  # category, message, file, line: picklable
@@ -432,10 +433,12 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
         reads = provenance.data_read_by(cfg)
         if reads not in fingerprints:
             fingerprints[reads] = provenance.data_fingerprint(*reads)
-        status = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
+        status, note = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
         if status == "done" and skip_done:
-            print(f"reused {cfg.run_dir.name}: same config and data ({cfg.run_dir})", flush=True)
+            print(f"reused {cfg.run_dir.name}: {note} ({cfg.run_dir})", flush=True)
             continue
+        if status == "partial":
+            print(f"resuming {cfg.run_dir.name}: {note} ({cfg.run_dir})", flush=True)
         todo.append((cfg, status == "partial"))
     seen: set[tuple[type, str]] = set()  # the warnings shown so far, each once per grid
     if estimate and todo:

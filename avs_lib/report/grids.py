@@ -61,26 +61,25 @@ class Grid:
         return [*self.methods, *self.extras, *self.ablations, *self.longer, *self.probes]
 
     @property
-    def runs(self) -> list[tuple[list[str], list[int]]]:
-        """(methods, seeds) groups to train: the methods with all seeds, the extras, the ablations."""
-        groups = [(list(self.methods), list(self.seeds))]
-        if self.headline:
-            groups.append((list(self.headline), list(self.headline_seeds)))
-        if self.extras:
-            groups.append((list(self.extras), list(self.seeds[:1])))
-        seeds = self.seeds if self.ablation_seeds is None else self.ablation_seeds
-        if self.ablations:
-            groups.append((list(self.ablations), list(seeds)))
-        if self.longer:
-            groups.append((list(self.longer), list(seeds)))
-        if self.probes:
-            groups.append((list(self.probes), list(self.seeds[:1])))
-        return groups
+    def runs(self) -> list[tuple[str, list[str], list[int]]]:
+        """(group, methods, seeds) to train: the methods with all seeds, the headline's further seeds,
+        the extras, the ablations, the longer budget, the probes."""
+        seeds = list(self.seeds if self.ablation_seeds is None else self.ablation_seeds)
+        groups = [("methods", self.methods, list(self.seeds)),
+                  ("headline methods (further seeds)", self.headline, list(self.headline_seeds)),
+                  ("extra methods", self.extras, list(self.seeds[:1])), ("ablations", self.ablations, seeds),
+                  ("methods at twice the budget", self.longer, seeds), ("val-only probes", self.probes, list(self.seeds[:1]))]
+        return [(name, list(methods), group_seeds) for name, methods, group_seeds in groups if methods and group_seeds]
 
     @property
     def pairs(self) -> list[tuple[str, int]]:
         """Every (method, seed) run of the grid, in training order."""
-        return [(m, s) for methods, seeds in self.runs for m in methods for s in seeds]
+        return [(m, s) for _, methods, seeds in self.runs for m in methods for s in seeds]
+
+    def describe(self) -> str:
+        """The grid in one line: `80 runs: 6 methods x 5 seeds, ...`."""
+        return f"{len(self.pairs)} runs: " + ", ".join(
+            f"{len(methods)} {name} x {len(seeds)} seed{'s' * (len(seeds) > 1)}" for name, methods, seeds in self.runs)
 
 
 # Each profile's default grid (`paper` has none: its runs take hours, so METHODS and SEEDS are given).
