@@ -91,6 +91,11 @@ def test_paper_report_on_an_official_s4_tree_runs_every_notebook_out_of_place(tm
     assert [r.name for r in runs] == ["counterfactual_seed0", "thesis_seed0", "tpavi_seed0"]
     assert all((r / "provenance.json").is_file() and (r / "summary.json").is_file() for r in runs)
     assert _tree_hash(NOTEBOOK_DIR, FIGURES_DIR) == committed
+    # Each warning once per report (#29 item 8): the grid's runs, warm-up and notebooks repeat none.
+    log = (tmp_path / "report.log").read_text()
+    warned = [line for line in log.splitlines() if "Warning: " in line]
+    assert len(warned) == len(set(warned)), "\n".join(warned)
+    assert "KeyboardInterrupt" not in log and "without encryption" not in log
 
 
 @pytest.mark.slow

@@ -1164,31 +1164,3 @@ class MaskBrowser:
 
 
 # ---------------------------------------------------------------- how a step's cost grows
-
-COST_AXES = (("batch", "clips per step"), ("image_size", "image side (px)"), ("frames", "frames per clip"))
-
-
-def plot_cost_growth(rows: Sequence[Mapping[str, Any]], base: Mapping[str, int]) -> Figure:
-    """Step time and memory against batch, image size and frames, literal vs fast TPAVI, from
-    `benchmarks/bench_cost_growth.py`'s "rows" and "base" (skipped points left out)."""
-    set_style()
-    done = pd.DataFrame([dict(r) for r in rows if "skipped" not in r])
-    fig = Figure(figsize=(11, 5.6), layout="constrained")
-    axes = fig.subplots(2, len(COST_AXES), squeeze=False)
-    for col, (axis, label) in enumerate(COST_AXES):
-        held = [k for k, _ in COST_AXES if k != axis]
-        for impl, style in (("naive", "o--"), ("fast", "s-")):
-            sel = done[done["impl"] == impl]
-            for k in held:
-                sel = sel[sel[k] == base[k]]
-            sel = sel.sort_values(axis)
-            text = "literal TPAVI (official)" if impl == "naive" else "fast TPAVI"
-            axes[0, col].plot(sel[axis], sel["median_s"], style, label=text)
-            axes[1, col].plot(sel[axis], sel["step_mb"], style, label=text)
-        axes[1, col].set_xlabel(label)
-        axes[0, col].set_title(", ".join(f"{k.replace('image_size', 'px')}={base[k]}" for k in held), fontsize=9)
-    axes[0, 0].set_ylabel("step time (s)")
-    axes[1, 0].set_ylabel("step memory (MiB)")
-    legend_outside(fig, axes[0, 0])
-    fig.suptitle("Training step cost as the inputs grow (ResNet-18, width 32, TPAVI at 4 stages, CPU)")
-    return fig
