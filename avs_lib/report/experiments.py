@@ -435,10 +435,10 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
             fingerprints[reads] = provenance.data_fingerprint(*reads)
         status, note = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
         if status == "done" and skip_done:
-            print(f"reused {cfg.run_dir.name}: {note} ({cfg.run_dir})", flush=True)
+            print(f"reused {cfg.run_dir.name}: {note} ({cfg.run_dir.resolve()})", flush=True)
             continue
         if status == "partial":
-            print(f"resuming {cfg.run_dir.name}: {note} ({cfg.run_dir})", flush=True)
+            print(f"resuming {cfg.run_dir.name}: {note} ({cfg.run_dir.resolve()})", flush=True)
         todo.append((cfg, status == "partial"))
     seen: set[tuple[type, str]] = set()  # the warnings shown so far, each once per grid
     if estimate and todo:
