@@ -341,3 +341,20 @@ def test_the_readme_papermill_example_runs_as_written_from_the_repository_root(t
     executed = nbformat.read(tmp_path / "reports" / "smoke" / "01_data_inspection.ipynb", as_version=4)
     assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert list((tmp_path / "reports" / "smoke" / "figures").glob("data_*.png"))
+
+
+def test_the_report_log_shows_each_warning_once_across_notebooks():
+    """Each kernel prints "no pretrained weights given" anew; the report's log shows it once, with
+    its source line, and keeps every other line (#29: 13 such warnings in a 68-line log)."""
+    import io
+
+    warning = ("/repo/avs_lib/models/build.py:34: UserWarning: no pretrained weights given; using random "
+               "initialisation (ResNet of AVSModel)\n  load_imagenet_resnet(model, cfg.resnet_weights)\n")
+    other = "/repo/avs_lib/models/build.py:50: UserWarning: no pretrained weights given (VGGish)\n  return x\n"
+    out = io.StringIO()
+    log = notebooks.WarningsOnce(out)
+    for chunk in ("[report] 03_training: started\n", warning, other, warning, "total: 3 runs\n", warning + other,
+                  "Warning: a sentence a notebook prints\n", "Warning: a sentence a notebook prints\n"):
+        log.write(chunk)
+    assert out.getvalue() == ("[report] 03_training: started\n" + warning + other + "total: 3 runs\n"
+                              + "Warning: a sentence a notebook prints\n" * 2)

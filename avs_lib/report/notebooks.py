@@ -11,7 +11,7 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -59,6 +59,39 @@ class Destination:
     notebooks: Path
     figures: Path
     html: bool
+
+
+# Python's warning format: "file:line: SomeWarning: message", then the source line, indented.
+_WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")
+
+
+@dataclass
+class WarningsOnce:
+    """The report's log with each warning shown once: every notebook's kernel, and torch's resets of
+    the warnings registry inside one, would print "no pretrained weights given" again and again.
+    The executed notebooks keep every warning where it was given."""
+
+    log: TextIO
+    seen: set[str] = field(default_factory=set)
+    _skip_source: bool = False
+
+    def write(self, text: str) -> int:
+        kept = []
+        for line in text.splitlines(keepends=True):
+            if self._skip_source and line.startswith("  "):
+                self._skip_source = False
+                continue
+            self._skip_source = False
+            if _WARNING_LINE.match(line):
+                if line.strip() in self.seen:
+                    self._skip_source = True
+                    continue
+                self.seen.add(line.strip())
+            kept.append(line)
+        return self.log.write("".join(kept))
+
+    def flush(self) -> None:
+        self.log.flush()
 
 
 def report_destination(profile: str, out: str | Path | None = None,
@@ -153,6 +186,7 @@ def run_notebooks(profile: str = "cpu", data_root: str | None = None, runs_dir: 
         params["FIGURES_DIR"] = _from_notebooks(figures_dir, out_dir)
     for name, value in (extra_parameters or {}).items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
+    log = WarningsOnce(log) if log is not None else None
     streams = {"stdout_file": log, "stderr_file": log} if log is not None else {}
     say = (lambda text: print(f"[report] {text}", file=log, flush=True)) if log is not None else (lambda text: None)
     written, run_start = [], time.time() - 2  # 2 s: file systems that keep whole seconds
