@@ -81,7 +81,7 @@ quick: install
 	  --device $(DEVICE) --out $(QUICK_DIR)
 
 # The suite, then the smoke copies of the notebooks re-executed and compared by nbval. (The
-# report notebooks in notebooks/ carry the cpu profile's results: about 42 min to rerun on 2 cores.)
+# report notebooks in notebooks/ carry the cpu profile's results; the README says how long a rerun from scratch takes.)
 test: install
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/smoke/
