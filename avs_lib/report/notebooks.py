@@ -73,7 +73,7 @@ class WarningsOnce:
 
     log: TextIO
     seen: set[str] = field(default_factory=set)
-    _skip_source: bool = False
+    _skip_source: bool = field(default=False, init=False, repr=False)  # the next line is a dropped warning's source
 
     def write(self, text: str) -> int:
         kept = []
