@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
-# Empty: the profile's own data root (avs_lib.config.PROFILES; cpu: data/synth, generated when missing).
+# Empty: the profile's own data root (avs_lib.datatools.profiles.PROFILES; cpu: data/synth, generated when missing).
 DATA_ROOT ?=
 RUNS_DIR ?= runs
 DEVICE ?= auto

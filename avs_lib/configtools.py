@@ -72,8 +72,6 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check (and gently convert) one value against its field annotation."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -86,17 +84,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: {shorten(value)} is not one of {list(args)}")
         return value
-    if origin is tuple:
+    if origin is tuple:  # the configs' tuples are all tuple[X, ...]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {shorten(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {annotation.__name__} fields, got {shorten(value)}")
         return from_dict(annotation, value, prefix=f"{key}.")
@@ -106,18 +98,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             with contextlib.suppress(ValueError):
                 return float(value)
         raise ConfigError(f"{key}: expected a number, got {shorten(value)}")
-    if annotation in _SCALARS:
-        expected, ok = _SCALARS[annotation]
-        if not ok(value):
-            raise ConfigError(f"{key}: expected {expected}, got {shorten(value)}")
+    if annotation in _SCALARS and type(value) is not annotation:  # exactly: True is no integer
+        raise ConfigError(f"{key}: expected {_SCALARS[annotation]}, got {shorten(value)}")
     return value
 
 
-_SCALARS: dict[type, tuple[str, Callable[[Any], bool]]] = {
-    bool: ("true/false", lambda value: isinstance(value, bool)),
-    int: ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool)),
-    str: ("a string", lambda value: isinstance(value, str)),
-}
+_SCALARS = {bool: "true/false", int: "an integer", str: "a string"}
 
 
 Rule = tuple[Callable[[Any], bool], str]  # (test of a value, what the value must be)
@@ -164,17 +150,13 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         )
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
     try:
-        obj = cls(**kwargs)  # dataclasses may validate in __post_init__
+        obj = cls(**kwargs)  # dataclasses validate in __post_init__ or `validate`
+        if hasattr(obj, "validate"):
+            obj.validate()
+    except ConfigError:
+        raise
     except ValueError as err:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from err
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
-            validate()
-        except ConfigError:
-            raise
-        except ValueError as err:
-            raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from err
     return obj
 
 

@@ -1,13 +1,14 @@
 """Training losses: the AVSBench baseline's and the thesis' three crop losses.
 
-The maths lives in pure functions (`first_frame_bce`, `avm_loss`, `crop_ce`, ...); each has a
-small `nn.Module` wrapper with the same arguments, and `TotalLoss` adds the weighted terms of a
-`LossWeights` into the one scalar that training calls `backward()` on (the thesis: AVS loss + A + B + C, one backward).
+The maths lives in pure functions (`selected_frames_bce`, `avm_loss`, `crop_ce`, ...), and
+`TotalLoss` adds the weighted terms of a `LossWeights` into the one scalar that training calls
+`backward()` on (the thesis: AVS loss + A + B + C, one backward).
 
 Baseline facts checked against the official AVSBench code (avs_scripts/avs_s4/loss.py,
 avs_scripts/avs_ms3/loss.py and the two train.sh):
 - S4 segmentation loss: sigmoid then `nn.BCELoss` (mean over all pixels) on frames 0, 5, 10, ...
-  of the [B*5] batch, i.e. the first frame of every clip, the only one with a train mask.
+  of the [B*5] batch, i.e. the first frame of every clip, the only one with a train mask; MS3's
+  is the same on every frame. `selected_frames_bce` gives both.
 - AVM loss ("audio - masked visual matching"): two recipes exist, see `avm_loss`.
 """
 
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from avs_lib.configtools import at_least, check_fields, one_of
 from avs_lib.data.categories import FRAMES_PER_CLIP
 
-MASK_POOLINGS: tuple[str, ...] = ("avg", "max")
+MASK_POOLINGS = {"avg": F.adaptive_avg_pool2d, "max": F.adaptive_max_pool2d}
 AVM_RECIPES: tuple[str, ...] = ("kl", "cosine")
 CROP_PAIRS: tuple[str, ...] = ("all", "consecutive")
 # Which audio Loss C compares crops with (see `TotalLoss`): "tpavi", TPAVI's trainable aligned audio
@@ -54,7 +55,9 @@ def selected_frames_bce(
     """BCE-with-logits on the frames that have a ground-truth mask, mean over their pixels.
 
     Covers both AVSBench settings: S4 train (one mask per clip, `mask_frames` = [[0], [0], ...])
-    and every-frame supervision (`mask_frames` = [[0..4], ...]).
+    and every-frame supervision (`mask_frames` = [[0..4], ...]). The official code takes sigmoid,
+    then `nn.BCELoss()`; the logits form gives the same value without BCELoss's clamp of log(0)
+    at -100, which only differs once sigmoid saturates in float32 (|logit| > ~17).
 
     Args:
         logits: [B*T, 1, H, W] mask logits, clip-major (frame t of clip b at row b*T + t).
@@ -80,46 +83,6 @@ def selected_frames_bce(
     picked = logits[rows.reshape(-1)]  # [B*M, 1, H, W]
     target = masks.reshape(picked.shape).to(picked.dtype)  # [B, M, 1, H, W] -> [B*M, 1, H, W]
     return F.binary_cross_entropy_with_logits(picked, target)
-
-
-def first_frame_bce(logits: Tensor, masks: Tensor, frames: int = FRAMES_PER_CLIP) -> Tensor:
-    """The official S4 training loss: BCE on frame 1 (index 0) of every clip only.
-
-    Official code: sigmoid, then `nn.BCELoss()` (mean over B*H*W) on logits[0::5]. The logits
-    form used here gives the same value without BCELoss's clamp of log(0) at -100, which only
-    differs once sigmoid saturates in float32 (|logit| > ~17).
-
-    Args:
-        logits: [B*T, 1, H, W].
-        masks: [B, 1, 1, H, W] (as the official loader gives it) or [B, 1, H, W].
-    """
-    _check_logits(logits, "first_frame_bce")
-    n_clips = _clips_in(logits.shape[0], frames, "first_frame_bce")
-    if masks.dim() == 5:
-        masks = masks.squeeze(1)  # [B, 1, 1, H, W] -> [B, 1, H, W]
-    if masks.dim() != 4 or tuple(masks.shape) != (n_clips, *logits.shape[1:]):
-        raise ValueError(
-            f"first_frame_bce: expected masks [B={n_clips}, 1, H, W] or [B, 1, 1, H, W], got {tuple(masks.shape)}"
-        )
-    first = logits[0::frames]  # [B, 1, H, W]: frame 0 of every clip
-    return F.binary_cross_entropy_with_logits(first, masks.to(first.dtype))
-
-
-def all_frames_bce(logits: Tensor, masks: Tensor) -> Tensor:
-    """BCE on every frame (the official MS3 loss), mean over all pixels.
-
-    Args:
-        logits: [B*T, 1, H, W].
-        masks: [B*T, 1, H, W] or [B, T, 1, H, W].
-    """
-    _check_logits(logits, "all_frames_bce")
-    if masks.dim() == 5:
-        masks = masks.flatten(0, 1)  # [B, T, 1, H, W] -> [B*T, 1, H, W]
-    if masks.shape != logits.shape:
-        raise ValueError(
-            f"all_frames_bce: masks {tuple(masks.shape)} do not match logits {tuple(logits.shape)}"
-        )
-    return F.binary_cross_entropy_with_logits(logits, masks.to(logits.dtype))
 
 
 def counterfactual_bce(cf_logits: Tensor, cf_masks: Tensor, cf_valid: Tensor) -> Tensor:
@@ -158,14 +121,6 @@ def counterfactual_bce(cf_logits: Tensor, cf_masks: Tensor, cf_valid: Tensor) ->
 
 
 # ---------------------------------------------------------------- AVM (audio - masked visual) loss
-
-
-def _downsample_mask(masks: Tensor, size: tuple[int, int], pooling: str) -> Tensor:
-    if pooling == "avg":
-        return F.adaptive_avg_pool2d(masks, size)
-    if pooling == "max":
-        return F.adaptive_max_pool2d(masks, size)
-    raise ValueError(f"mask pooling must be one of {MASK_POOLINGS}, got {pooling!r}")
 
 
 def _masked_visual_feature(v_map: Tensor, mask: Tensor, threshold: bool) -> Tensor:
@@ -212,8 +167,11 @@ def avm_loss(
         stages: which stages (0..3) to use; the result is their mean.
     """
     _check_logits(logits, "avm_loss")
-    if recipe not in AVM_RECIPES:  # a name check costs nothing; `LossWeights.validate` makes it first
+    # name checks cost nothing; `LossWeights` makes them first
+    if recipe not in AVM_RECIPES:
         raise ValueError(f"AVM recipe must be one of {AVM_RECIPES}, got {recipe!r}")
+    if mask_pooling not in MASK_POOLINGS:
+        raise ValueError(f"mask pooling must be one of {tuple(MASK_POOLINGS)}, got {mask_pooling!r}")
     if len(stages) == 0:
         raise ValueError("avm_loss: no stages given; choose some of 0, 1, 2, 3")
     if audio_feats is None:
@@ -223,6 +181,7 @@ def avm_loss(
     hard = (recipe == "cosine") if threshold is None else threshold
     unit = (recipe == "cosine") if normalize is None else normalize
     probabilities = torch.sigmoid(logits) if recipe == "cosine" else None
+    pool = MASK_POOLINGS[mask_pooling]
 
     total = logits.new_zeros(())
     for stage in stages:
@@ -243,9 +202,9 @@ def avm_loss(
             )
         size = (v_map.shape[-2], v_map.shape[-1])
         if recipe == "cosine":
-            mask = _downsample_mask(probabilities, size, mask_pooling)  # [B*T, 1, h, w]
+            mask = pool(probabilities, size)  # [B*T, 1, h, w]
         else:
-            mask = torch.sigmoid(_downsample_mask(logits, size, mask_pooling))  # [B*T, 1, h, w]
+            mask = torch.sigmoid(pool(logits, size))  # [B*T, 1, h, w]
         visual = _masked_visual_feature(v_map, mask, hard)  # [B*T, C]
         if unit:
             audio, visual = F.normalize(audio, dim=-1), F.normalize(visual, dim=-1)
@@ -279,13 +238,12 @@ def crop_ce(scores: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(scores, labels.long())
 
 
-def _pair_indices(n: int, pairs: str) -> tuple[list[int], list[int]]:
+def _pair_indices(n: int, pairs: str) -> Tensor:
+    """[2, P] indices (i, j) of the crop pairs compared, i < j."""
     if pairs == "all":
-        firsts = [i for i in range(n) for j in range(i + 1, n)]
-        seconds = [j for i in range(n) for j in range(i + 1, n)]
-        return firsts, seconds
+        return torch.triu_indices(n, n, offset=1)  # row-major: (0, 1), (0, 2), ..., (n-2, n-1)
     if pairs == "consecutive":
-        return list(range(n - 1)), list(range(1, n))
+        return torch.stack([torch.arange(n - 1), torch.arange(1, n)])
     raise ValueError(f"crop pairs must be one of {CROP_PAIRS}, got {pairs!r}")
 
 
@@ -303,7 +261,7 @@ def crop_pairwise_distance(emb: Tensor, pairs: str = "all") -> Tensor:
         raise ValueError(
             f"crop_pairwise_distance: expected emb [B, T >= 2, D], got {tuple(emb.shape)}"
         )
-    firsts, seconds = _pair_indices(emb.shape[1], pairs)
+    firsts, seconds = _pair_indices(emb.shape[1], pairs).to(emb.device)
     left = emb[:, firsts].reshape(-1, emb.shape[-1])  # [B, P, D] -> [B*P, D]
     right = emb[:, seconds].reshape(-1, emb.shape[-1])  # [B, P, D] -> [B*P, D]
     return nn.PairwiseDistance(p=2)(left, right).mean()
@@ -378,7 +336,7 @@ class LossWeights:
         check_fields(self, {
             **{name: (at_least(0), "a finite number >= 0") for name in TERMS},
             "avm_stages": (lambda stages: all(s in (0, 1, 2, 3) for s in stages), "among 0, 1, 2, 3"),
-            "avm_pooling": one_of(MASK_POOLINGS), "avm_recipe": one_of(AVM_RECIPES), "pairs": one_of(CROP_PAIRS),
+            "avm_pooling": one_of(tuple(MASK_POOLINGS)), "avm_recipe": one_of(AVM_RECIPES), "pairs": one_of(CROP_PAIRS),
             "cosine_audio": one_of(COSINE_AUDIO), "frames": (at_least(1), ">= 1"),
         })
         if self.avm > 0 and not self.avm_stages:
@@ -387,13 +345,15 @@ class LossWeights:
             raise ValueError(f"all loss weights are 0; set at least one of {', '.join(TERMS)}")
 
 
-def _need(source: dict, where: str, key: str, term: str, weight: float):
-    if key not in source or source[key] is None:
-        raise ValueError(
-            f"loss weight {term}={weight} needs {where}[{key!r}], which is missing; "
-            f"provide it or set {term} to 0"
-        )
-    return source[key]
+def _need(weights: LossWeights, term: str, source: dict, where: str, *keys: str) -> list:
+    """`source[key]` for each key `term` reads; a missing one is named with the term's weight."""
+    for key in keys:
+        if source.get(key) is None:
+            raise ValueError(
+                f"loss weight {term}={getattr(weights, term)} needs {where}[{key!r}], which is missing; "
+                f"provide it or set {term} to 0"
+            )
+    return [source[key] for key in keys]
 
 
 class TotalLoss(nn.Module):
@@ -434,50 +394,32 @@ class TotalLoss(nn.Module):
         w = self.weights
         terms: dict[str, Tensor] = {}
         if w.avs_bce:
-            logits = _need(outputs, "outputs", "logits", "avs_bce", w.avs_bce)
-            masks = _need(batch, "batch", "masks", "avs_bce", w.avs_bce)
-            mask_frames = _need(batch, "batch", "mask_frames", "avs_bce", w.avs_bce)
+            (logits,) = _need(w, "avs_bce", outputs, "outputs", "logits")
+            masks, mask_frames = _need(w, "avs_bce", batch, "batch", "masks", "mask_frames")
             terms["avs_bce"] = selected_frames_bce(logits, masks, mask_frames, w.frames)
         if w.avm:
-            terms["avm"] = avm_loss(
-                _need(outputs, "outputs", "logits", "avm", w.avm),
-                _need(outputs, "outputs", "aligned_audio", "avm", w.avm),
-                _need(outputs, "outputs", "feature_maps", "avm", w.avm),
-                w.avm_stages,
-                mask_pooling=w.avm_pooling,
-                recipe=w.avm_recipe,
-                threshold=w.avm_threshold,
-                normalize=w.avm_normalize,
-            )
+            logits, audio, maps = _need(w, "avm", outputs, "outputs", "logits", "aligned_audio", "feature_maps")
+            terms["avm"] = avm_loss(logits, audio, maps, w.avm_stages, mask_pooling=w.avm_pooling,
+                                    recipe=w.avm_recipe, threshold=w.avm_threshold, normalize=w.avm_normalize)
         if w.crop_ce:
-            scores = _need(outputs, "outputs", "crop_scores", "crop_ce", w.crop_ce)
-            category = _need(batch, "batch", "category", "crop_ce", w.crop_ce)
+            (scores,) = _need(w, "crop_ce", outputs, "outputs", "crop_scores")
+            (category,) = _need(w, "crop_ce", batch, "batch", "category")
             labels = torch.as_tensor(category, device=scores.device).reshape(-1)  # [B]
             terms["crop_ce"] = crop_ce(scores, labels.repeat_interleave(w.frames))  # [B] -> [B*T]
         if w.crop_pairwise:
-            emb = _need(outputs, "outputs", "crop_emb", "crop_pairwise", w.crop_pairwise)
-            terms["crop_pairwise"] = crop_pairwise_distance(
-                self._per_clip(emb, "crop_emb"), w.pairs
-            )
+            (emb,) = _need(w, "crop_pairwise", outputs, "outputs", "crop_emb")
+            terms["crop_pairwise"] = crop_pairwise_distance(self._per_clip(emb, "crop_emb"), w.pairs)
         if w.audio_crop_cosine:
-            audio = _need(
-                outputs, "outputs", "crop_audio", "audio_crop_cosine", w.audio_crop_cosine
-            )
-            key = (
-                "crop_emb_audio_space"
-                if outputs.get("crop_emb_audio_space") is not None
-                else "crop_emb"
-            )
-            crops = _need(outputs, "outputs", key, "audio_crop_cosine", w.audio_crop_cosine)
+            projected = outputs.get("crop_emb_audio_space") is not None
+            key = "crop_emb_audio_space" if projected else "crop_emb"
+            audio, crops = _need(w, "audio_crop_cosine", outputs, "outputs", "crop_audio", key)
             if w.cosine_audio == "frozen":  # the literal reading: the audio side never learns from C
                 audio = audio.detach()
             terms["audio_crop_cosine"] = audio_crop_cosine(audio, self._per_clip(crops, key))
         if w.counterfactual:
-            terms["counterfactual"] = counterfactual_bce(
-                _need(outputs, "outputs", "cf_logits", "counterfactual", w.counterfactual),
-                _need(batch, "batch", "cf_masks", "counterfactual", w.counterfactual),
-                _need(batch, "batch", "cf_valid", "counterfactual", w.counterfactual),
-            )
+            (cf_logits,) = _need(w, "counterfactual", outputs, "outputs", "cf_logits")
+            cf_masks, cf_valid = _need(w, "counterfactual", batch, "batch", "cf_masks", "cf_valid")
+            terms["counterfactual"] = counterfactual_bce(cf_logits, cf_masks, cf_valid)
         total = sum(getattr(w, name) * value for name, value in terms.items())
         components = {name: float(value.detach()) for name, value in terms.items()}
         components["total"] = float(total.detach())

@@ -91,10 +91,10 @@ def binary_iou(pred: Tensor | np.ndarray, target: Tensor | np.ndarray, eps: floa
     return torch.where(empty, background, inter) / (torch.where(empty, pixels, union) + eps)
 
 
-
 def frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """IoU of one [H, W] frame as a float, by `binary_iou` (the figures and the failure table use it)."""
     return float(binary_iou(pred, gt)[0])
+
 
 def mask_iou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> Tensor:
     """Per-frame IoU of the official binarisation, sigmoid(logit) > 0.5, float64 [N].
@@ -105,11 +105,6 @@ def mask_iou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> Tensor:
     """
     logits, target = _pair(logits, target, "mask_iou")
     return binary_iou(_predicted(logits), target, eps)
-
-
-def miou(logits: Tensor, target: Tensor, eps: float = IOU_EPS) -> float:
-    """Mean of `mask_iou` over the frames."""
-    return float(mask_iou(logits, target, eps).mean())
 
 
 def _thresholds(device: torch.device) -> Tensor:
@@ -132,18 +127,15 @@ def f_score_curves(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tens
     """
     logits, target = _pair(logits, target, "f_score_curves")
     n = logits.shape[0]
-    probs = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float()).flatten(
-        1
-    )  # [N, HW]
+    probs = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
+    probs = probs.flatten(1)  # [N, H, W] -> [N, HW]
     thresholds = _thresholds(logits.device).to(probs.dtype)
     # level = number of thresholds <= p, so the pixel is positive at thresholds 0 .. level-1
     level = torch.bucketize(probs, thresholds, right=True)  # [N, HW] in 0..255
     offsets = torch.arange(n, device=logits.device)[:, None] * (PR_NUM + 1)
     flat = (level + offsets).flatten()  # one histogram of 256 bins per frame
     hist_all = torch.bincount(flat, minlength=n * (PR_NUM + 1)).reshape(n, PR_NUM + 1)
-    hist_tp = torch.bincount(flat[target.flatten()], minlength=n * (PR_NUM + 1)).reshape(
-        n, PR_NUM + 1
-    )
+    hist_tp = torch.bincount(flat[target.flatten()], minlength=n * (PR_NUM + 1)).reshape(n, PR_NUM + 1)
     # positives at threshold i = pixels with level > i: reversed cumulative sum, drop level 0
     predicted = hist_all.flip(1).cumsum(1).flip(1)[:, 1:].double()  # [N, 255]
     true_pos = hist_tp.flip(1).cumsum(1).flip(1)[:, 1:].double()  # [N, 255]
@@ -159,24 +151,6 @@ def f_curves(precision: Tensor, recall: Tensor, beta2: float = BETA2) -> Tensor:
     return torch.nan_to_num(f, nan=0.0)
 
 
-def _mean_curve_max(curves: Tensor) -> float:
-    """Official per-batch score: mean F-curve over the given frames, then its max (0 if none)."""
-    if curves.shape[0] == 0:
-        return 0.0
-    return float(curves.mean(0).max())
-
-
-def f_score(logits: Tensor, target: Tensor, beta2: float = BETA2) -> float:
-    """The official F-score of one test batch (`Eval_Fmeasure`): all its frames, empty ones skipped.
-
-    Args:
-        logits: [N, H, W] or [N, 1, H, W], N = every frame of the batch's clips.
-        target: same shape, binary.
-    """
-    precision, recall, valid = f_score_curves(logits, target)
-    return _mean_curve_max(f_curves(precision, recall, beta2)[valid])
-
-
 # ---------------------------------------------------------------- the split-level accumulator
 
 
@@ -190,7 +164,6 @@ class FrameRecord:
     iou: float
     has_gt: bool
     f_curve: np.ndarray | None  # [255] float64, only when has_gt
-    order: int  # dataset index of the clip if given, else arrival order
 
 
 def _per_frame(values: Sequence[Any] | Tensor, n: int, what: str) -> list:
@@ -210,11 +183,10 @@ class Evaluator:
     """Accumulates per-frame IoU and F-curves over a split; `compute()` reports everything.
 
     Args:
-        official_batch_size: the test batch size, in CLIPS, that the official F-score (and the
-            official mIoU, a mean of per-batch means) is grouped by. Clips are taken in dataset
-            order (`indices` given to update) or arrival order, and each group holds every
-            frame of `official_batch_size` consecutive clips. Default 4, as in the official
-            test.sh that produced the paper's numbers (test.py's own default is 1).
+        official_batch_size: the test batch size, in CLIPS, that the official F-score is
+            grouped by. Clips are taken in arrival order (the loader's, unshuffled), and each
+            group holds every frame of `official_batch_size` consecutive clips. Default 4, as in
+            the official test.sh that produced the paper's numbers (test.py's own default is 1).
         beta2: F-measure β².
     One process evaluates (multi-process training validates and tests on rank 0), so the
     records are never split across ranks.
@@ -232,7 +204,7 @@ class Evaluator:
 
     @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor, names: Sequence[str], categories: Sequence[str],
-               frame_ids: Sequence[int] | Tensor, indices: Sequence[int] | Tensor | None = None) -> None:
+               frame_ids: Sequence[int] | Tensor) -> None:
         """Add a batch of frames.
 
         Args:
@@ -241,7 +213,6 @@ class Evaluator:
             names, categories: per frame (len N) or per clip (len B; each clip's N/B frames in a row).
             frame_ids: per frame index within its clip, len N (a [B, M] tensor such as the
                 reader's `mask_frames` is flattened).
-            indices: optional dataset index per clip or frame; orders clips for the official grouping.
         """
         iou = mask_iou(logits, target)
         precision, recall, valid = f_score_curves(logits, target)
@@ -250,22 +221,18 @@ class Evaluator:
         names = _per_frame(names, n, "names")
         categories = _per_frame(categories, n, "categories")
         frame_ids = _per_frame(frame_ids, n, "frame_ids")
-        start = len(self._records)
-        orders = _per_frame(indices, n, "indices") if indices is not None else [start + i for i in range(n)]
         for i, (score, has_gt) in enumerate(zip(iou.tolist(), valid.tolist(), strict=True)):
             self._records.append(FrameRecord(name=str(names[i]), category=str(categories[i]), frame=int(frame_ids[i]),
-                                             iou=score, has_gt=has_gt, f_curve=curves[i] if has_gt else None,
-                                             order=int(orders[i])))
+                                             iou=score, has_gt=has_gt, f_curve=curves[i] if has_gt else None))
 
     def update_clips(self, logits: Tensor, batch: dict[str, Any]) -> None:
         """Add a reader's batch: logits [B*T, 1, S, S] of each clip's frames that have a mask."""
-        B, M = batch["masks"].shape[:2]
+        B = batch["masks"].shape[0]
         per_clip = logits.view(B, logits.shape[0] // B, *logits.shape[1:])  # [B*T, 1, S, S] -> [B, T, 1, S, S]
         idx = batch["mask_frames"]  # [B, M]
-        chosen = torch.stack([per_clip[b, idx[b]] for b in range(B)])  # [B, M, 1, S, S]
-        self.update(chosen.flatten(0, 1), batch["masks"].flatten(0, 1).to(logits.device),
-                    names=[n for n in batch["name"] for _ in range(M)],
-                    categories=[c for c in batch["category_name"] for _ in range(M)], frame_ids=idx.flatten().tolist())
+        chosen = per_clip[torch.arange(B)[:, None], idx]  # [B, M, 1, S, S]
+        self.update(chosen.flatten(0, 1), batch["masks"].flatten(0, 1).to(logits.device), names=batch["name"],
+                    categories=batch["category_name"], frame_ids=idx.flatten().tolist())
 
     def compute(self) -> dict[str, Any]:
         """Everything about the split.
@@ -275,7 +242,7 @@ class Evaluator:
             per_clip: DataFrame (name, category, iou, n_frames), IoU averaged over the clip's frames;
             per_category: DataFrame (category, n_clips, n_frames, miou, f_score), f_score being
                 the split-level F of that category's frames (NaN when none has a ground truth);
-            miou: mean IoU over frames; miou_official: mean of per-batch means;
+            miou: mean IoU over frames;
             f_score_official, official_batch_size: the official batch-grouped F-score and its batch size;
             f_score_split: mean F-curve over all non-empty frames of the split, then max;
             n_frames, n_clips.
@@ -290,16 +257,11 @@ class Evaluator:
                 f"Evaluator.compute: frames evaluated more than once, e.g. {repeated}; call reset() between runs"
             )
 
-        clip_order: dict[str, int] = {}
-        for r in records:
-            clip_order[r.name] = min(clip_order.get(r.name, r.order), r.order)
-        clips = sorted(clip_order, key=lambda name: (clip_order[name], name))
+        clips = list(dict.fromkeys(r.name for r in records))  # in arrival order
         rank = {name: i for i, name in enumerate(clips)}
         records = sorted(records, key=lambda r: (rank[r.name], r.frame))
 
-        frames = pd.DataFrame({"name": [r.name for r in records], "category": [r.category for r in records],
-                               "frame": [r.frame for r in records], "iou": [r.iou for r in records],
-                               "has_gt": [r.has_gt for r in records]})
+        frames = pd.DataFrame(records).drop(columns="f_curve")  # name, category, frame, iou, has_gt
         per_clip = (frames.groupby("name", sort=False)
                     .agg(category=("category", "first"), iou=("iou", "mean"), n_frames=("frame", "size"))
                     .reset_index())
@@ -310,28 +272,23 @@ class Evaluator:
                                   "miou": group["iou"].mean(),
                                   "f_score": self._split_f(members) if any(r.has_gt for r in members) else float("nan")})
 
-        batch_f, batch_iou = [], []
+        batch_f = []
         size = self.official_batch_size
         for first in range(0, len(clips), size):
             batch_clips = set(clips[first : first + size])
-            members = [r for r in records if r.name in batch_clips]
-            batch_f.append(_mean_curve_max(self._curves(members)))
-            batch_iou.append(float(np.mean([r.iou for r in members])))
+            batch_f.append(self._split_f([r for r in records if r.name in batch_clips]))
 
         return {"per_frame": frames, "per_clip": per_clip, "per_category": pd.DataFrame(category_rows),
-                "miou": float(frames["iou"].mean()), "miou_official": float(np.mean(batch_iou)),
-                "f_score_official": float(np.mean(batch_f)), "official_batch_size": size,
-                "f_score_split": self._split_f(records), "n_frames": len(records), "n_clips": len(clips)}
+                "miou": float(frames["iou"].mean()), "f_score_official": float(np.mean(batch_f)),
+                "official_batch_size": size, "f_score_split": self._split_f(records), "n_frames": len(records),
+                "n_clips": len(clips)}
 
     @staticmethod
-    def _curves(records: list[FrameRecord]) -> Tensor:
+    def _split_f(records: list[FrameRecord]) -> float:
+        """The official score of a test batch (`Eval_Fmeasure`): the mean F-curve of its frames
+        with a ground truth, then its max; 0 if it has none."""
         curves = [r.f_curve for r in records if r.has_gt]
-        if not curves:
-            return torch.zeros(0, PR_NUM, dtype=torch.float64)
-        return torch.from_numpy(np.stack(curves))  # [n, 255]
-
-    def _split_f(self, records: list[FrameRecord]) -> float:
-        return _mean_curve_max(self._curves(records))
+        return float(torch.from_numpy(np.stack(curves)).mean(0).max()) if curves else 0.0  # [n, 255]
 
 
 # ---------------------------------------------------------------- audio reliance
@@ -472,14 +429,13 @@ class AudioChangeMeter:
         NaN means when no clip was added."""
         per_clip = pd.DataFrame(self._rows, columns=["name", "area_true", "area_changed", "iou_to_true", "moved"])
         change = per_clip["area_changed"] - per_clip["area_true"]
-        empty = per_clip.empty
         return {
             "per_clip": per_clip,
             "clips": len(per_clip),
-            "area_change": float("nan") if empty else float(change.mean()),
-            "abs_area_change": float("nan") if empty else float(change.abs().mean()),
-            "iou_to_true": float("nan") if empty else float(per_clip["iou_to_true"].mean()),
-            "moved_share": float("nan") if empty else float(per_clip["moved"].mean()),
+            "area_change": float(change.mean()),  # an empty Series' mean is NaN
+            "abs_area_change": float(change.abs().mean()),
+            "iou_to_true": float(per_clip["iou_to_true"].mean()),
+            "moved_share": float(per_clip["moved"].mean()),
         }
 
 

@@ -14,7 +14,6 @@ from avs_lib.data.boxes import (
     crop_and_resize,
     read_voc,
     read_voc_annotation,
-    read_voc_objects,
     read_yolo,
     scale_box,
     write_voc,
@@ -56,13 +55,10 @@ def test_read_voc_converts_one_based_inclusive_to_zero_based_exclusive(write_tex
     assert read_voc(path) == (0, 1, 20, 10)
 
 
-def test_read_voc_objects_returns_names_boxes_and_flags(write_text):
+def test_read_voc_annotation_returns_names_and_boxes(write_text):
     xml = voc_xml(voc_object("cat", 3, 3, 5, 6) + voc_object("dog", 1, 1, 2, 2, difficult=1))
     path = write_text("a.xml", xml)
-    assert read_voc_objects(path) == [
-        VocObject("cat", (2, 2, 5, 6), difficult=False, truncated=False),
-        VocObject("dog", (0, 0, 2, 2), difficult=True, truncated=False),
-    ]
+    assert read_voc_annotation(path).objects == [VocObject("cat", (2, 2, 5, 6)), VocObject("dog", (0, 0, 2, 2))]
     assert read_voc_annotation(path).image_size == (20, 10)
 
 

@@ -103,6 +103,7 @@ BENCHMARK = ("avs_lib.datatools",)  # the synthetic generator and dataset toolin
 ANALYSIS = ("avs_lib.report.experiments", "avs_lib.report.inspection", "avs_lib.report.stats",
             "avs_lib.report.results")
 
+
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
 

@@ -11,13 +11,11 @@ from avs_lib import losses
 from avs_lib.losses import (
     LossWeights,
     TotalLoss,
-    all_frames_bce,
     audio_crop_cosine,
     avm_loss,
     counterfactual_bce,
     crop_ce,
     crop_pairwise_distance,
-    first_frame_bce,
     selected_frames_bce,
 )
 
@@ -32,11 +30,16 @@ def _official_first_frame_bce(logits, masks):
 # ---------------------------------------------------------------- BCE terms
 
 
+def _first_frames(n_clips):
+    """mask_frames of S4 training: one mask per clip, on its first frame."""
+    return torch.zeros(n_clips, 1, dtype=torch.long)
+
+
 def test_first_frame_bce_matches_official_sigmoid_then_bceloss():
     torch.manual_seed(0)
     logits = torch.randn(10, 1, 3, 3, dtype=torch.float64)
     masks = (torch.rand(2, 1, 1, 3, 3) > 0.5).double()
-    assert first_frame_bce(logits, masks).item() == pytest.approx(
+    assert selected_frames_bce(logits, masks, _first_frames(2)).item() == pytest.approx(
         _official_first_frame_bce(logits, masks).item(), rel=1e-12
     )
 
@@ -44,31 +47,23 @@ def test_first_frame_bce_matches_official_sigmoid_then_bceloss():
 def test_first_frame_bce_ignores_frames_two_to_five():
     torch.manual_seed(0)
     logits = torch.randn(10, 1, 3, 3, dtype=torch.float64)
-    masks = (torch.rand(2, 1, 3, 3) > 0.5).double()
+    masks = (torch.rand(2, 1, 1, 3, 3) > 0.5).double()
     changed = logits.clone()
     changed[[1, 2, 3, 4, 6, 7, 8, 9]] = 50.0
-    assert first_frame_bce(changed, masks).item() == pytest.approx(
-        first_frame_bce(logits, masks).item(), rel=1e-12
+    assert selected_frames_bce(changed, masks, _first_frames(2)).item() == pytest.approx(
+        selected_frames_bce(logits, masks, _first_frames(2)).item(), rel=1e-12
     )
 
 
 def test_first_frame_bce_of_zero_logits_is_ln2():
     logits = torch.zeros(5, 1, 2, 2)
-    masks = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]).reshape(1, 1, 2, 2)
-    assert first_frame_bce(logits, masks).item() == pytest.approx(LN2)
+    masks = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]).reshape(1, 1, 1, 2, 2)
+    assert selected_frames_bce(logits, masks, _first_frames(1)).item() == pytest.approx(LN2)
 
 
-def test_first_frame_bce_accepts_official_and_flat_mask_shapes():
-    logits = torch.randn(10, 1, 2, 2)
-    masks = torch.ones(2, 1, 1, 2, 2)
-    assert first_frame_bce(logits, masks).item() == pytest.approx(
-        first_frame_bce(logits, masks[:, 0]).item()
-    )
-
-
-def test_first_frame_bce_rejects_a_batch_that_is_not_whole_clips():
+def test_selected_frames_bce_rejects_a_batch_that_is_not_whole_clips():
     with pytest.raises(ValueError, match="whole number of clips"):
-        first_frame_bce(torch.zeros(7, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+        selected_frames_bce(torch.zeros(7, 1, 2, 2), torch.zeros(1, 1, 1, 2, 2), _first_frames(1))
 
 
 def test_all_frames_bce_matches_official_sigmoid_then_bceloss():
@@ -76,18 +71,17 @@ def test_all_frames_bce_matches_official_sigmoid_then_bceloss():
     logits = torch.randn(10, 1, 3, 3, dtype=torch.float64)
     masks = (torch.rand(2, 5, 1, 3, 3) > 0.5).double()
     expected = nn.BCELoss()(torch.sigmoid(logits), masks.flatten(0, 1))
-    assert all_frames_bce(logits, masks).item() == pytest.approx(expected.item(), rel=1e-12)
+    every = selected_frames_bce(logits, masks, torch.arange(5).repeat(2, 1))
+    assert every.item() == pytest.approx(expected.item(), rel=1e-12)
 
 
-def test_selected_frames_bce_reduces_to_first_frame_and_all_frames():
+def test_selected_frames_bce_picks_each_mask_s_own_frame():
     torch.manual_seed(2)
     logits = torch.randn(10, 1, 3, 3, dtype=torch.float64)
-    first_masks = (torch.rand(2, 1, 1, 3, 3) > 0.5).double()
-    all_masks = (torch.rand(2, 5, 1, 3, 3) > 0.5).double()
-    first = selected_frames_bce(logits, first_masks, torch.zeros(2, 1, dtype=torch.long))
-    every = selected_frames_bce(logits, all_masks, torch.arange(5).repeat(2, 1))
-    assert first.item() == pytest.approx(first_frame_bce(logits, first_masks).item(), rel=1e-12)
-    assert every.item() == pytest.approx(all_frames_bce(logits, all_masks).item(), rel=1e-12)
+    masks = (torch.rand(2, 2, 1, 3, 3) > 0.5).double()
+    expected = nn.BCELoss()(torch.sigmoid(logits[[1, 3, 5, 9]]), masks.flatten(0, 1))
+    picked = selected_frames_bce(logits, masks, torch.tensor([[1, 3], [0, 4]]))
+    assert picked.item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_counterfactual_bce_averages_frames_by_weight():

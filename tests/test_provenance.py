@@ -29,6 +29,9 @@ def test_provenance_records_code_git_versions_device_and_command(tmp_path):
     assert record["versions"] == {"python": sys.version.split()[0], "torch": torch.__version__,
                                   "torchvision": torchvision.__version__, "numpy": numpy.__version__}
     assert record["device"] == "cpu" and record["command"] == sys.argv
+    # a run trained in a notebook's worker has a kernel's argv: the report command is a parent's
+    if sys.platform.startswith("linux"):
+        assert record["parent_commands"] and all(isinstance(c, str) for c in record["parent_commands"])
 
 
 def test_provenance_records_the_cpu_and_the_kernel_settings(tmp_path, monkeypatch):

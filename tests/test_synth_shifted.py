@@ -25,7 +25,6 @@ from avs_lib.datatools.synth import (
     ensure_shifted_test,
     look_variant,
     make_dataset,
-    make_shifted_test,
     mix_at_snr,
     plan_clips,
     plan_shifted_test,
@@ -39,7 +38,7 @@ SHIFT = ShiftParams(looks_per_class=3, shared_colours=True, snr_db=0.0, offscree
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory):
     root = tmp_path_factory.mktemp("shifted") / "snr0"
-    make_shifted_test(root, BASE, SHIFT, workers=1)
+    ensure_shifted_test(root, BASE, SHIFT, workers=1)
     return root
 
 
@@ -151,7 +150,7 @@ def test_written_wavs_are_valid_five_second_clips(shifted):
 
 def test_the_shifted_split_is_deterministic(shifted, tmp_path):
     again = tmp_path / "again"
-    make_shifted_test(again, BASE, SHIFT, workers=1)
+    ensure_shifted_test(again, BASE, SHIFT, workers=1)
     written = [p for p in again.rglob("*") if p.is_file()]
     assert len(written) > 6 * 16
     for path in written:
@@ -176,12 +175,12 @@ def test_bad_shift_parameters_are_value_errors(bad):
 def test_more_off_screen_clips_than_clips_with_distractors_is_an_error(tmp_path):
     no_distractors = SynthParams((1, 1, 4), 48, seed=0, max_distractors=0, num_classes=8)
     with pytest.raises(ValueError, match="have a distractor"):
-        make_shifted_test(tmp_path / "x", no_distractors, ShiftParams(offscreen_fraction=0.5))
+        ensure_shifted_test(tmp_path / "x", no_distractors, ShiftParams(offscreen_fraction=0.5))
 
 
 def test_a_shifted_base_is_refused(tmp_path):
     with pytest.raises(ValueError, match="shift=None"):
-        make_shifted_test(tmp_path / "x", dataclasses.replace(BASE, shift=SHIFT), SHIFT)
+        ensure_shifted_test(tmp_path / "x", dataclasses.replace(BASE, shift=SHIFT), SHIFT)
 
 
 def test_a_trained_model_is_evaluated_on_the_shifted_root_without_retraining(tmp_path):
@@ -195,7 +194,7 @@ def test_a_trained_model_is_evaluated_on_the_shifted_root_without_retraining(tmp
     clean = tmp_path / "clean"
     make_dataset(clean, base.videos_per_split, image_size=64, seed=3, num_classes=8, workers=1, progress=False)
     shifted = tmp_path / "shifted"
-    make_shifted_test(shifted, base, ShiftParams(3, True, 10.0, 0.5), workers=1)
+    ensure_shifted_test(shifted, base, ShiftParams(3, True, 10.0, 0.5), workers=1)
     cfg = build_config("smoke", "tpavi", overrides={"data": {"root": str(clean)}, "quiet": True,
                                                     "output_dir": str(tmp_path / "runs")})
     torch.manual_seed(0)
@@ -225,8 +224,8 @@ def _plans_by_split(params):
 
 
 def test_a_test_seed_redraws_only_the_test_split_with_names_of_its_own():
-    from avs_lib.datatools.synth import synth_info_json, synth_params
-    base = synth_params((16, 8, 8), image_size=64, num_classes=8)
+    from avs_lib.datatools.synth import synth_info_json
+    base = SynthParams((16, 8, 8), 64, num_classes=8)
     fresh = dataclasses.replace(base, test_seed=1)
     old, new = _plans_by_split(base), _plans_by_split(fresh)
     assert old["train"] == new["train"] and old["val"] == new["val"]
@@ -238,11 +237,11 @@ def test_a_test_seed_redraws_only_the_test_split_with_names_of_its_own():
 
 
 def test_the_development_test_root_is_the_old_test_split_byte_for_byte(tmp_path):
-    from avs_lib.datatools.synth import ensure_development_test, make_dataset, synth_params
+    from avs_lib.datatools.synth import ensure_development_test
     counts = (6, 4, 4)
     make_dataset(tmp_path / "old", counts, image_size=64, num_classes=8, workers=1, progress=False)
     make_dataset(tmp_path / "fresh", counts, image_size=64, num_classes=8, test_seed=1, workers=1, progress=False)
-    fresh_params = synth_params(counts, image_size=64, num_classes=8, test_seed=1)
+    fresh_params = SynthParams(counts, 64, num_classes=8, test_seed=1)
     made = ensure_development_test(tmp_path / "devtest", fresh_params, workers=1)
 
     def test_files(root):

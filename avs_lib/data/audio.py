@@ -38,13 +38,12 @@ def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(frequency, dtype=np.float64) / 700.0)
 
 
-def mel_matrix(num_bands: int = NUM_MEL_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
-               sample_rate: int = SAMPLE_RATE, low_hz: float = MEL_MIN_HZ, high_hz: float = MEL_MAX_HZ) -> np.ndarray:
-    """[num_bins, num_bands] triangular filters on the mel scale, peak 1, no area normalisation."""
-    bin_mels = hertz_to_mel(np.linspace(0.0, sample_rate / 2, num_bins))  # [num_bins]
-    edges = np.linspace(hertz_to_mel(low_hz), hertz_to_mel(high_hz), num_bands + 2)
-    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]  # [num_bands] each
-    rising = (bin_mels[:, None] - lower) / (center - lower)  # [num_bins, num_bands]
+def mel_matrix() -> np.ndarray:
+    """[257 FFT bins, 64 bands] triangular filters on the mel scale, peak 1, no area normalisation."""
+    bin_mels = hertz_to_mel(np.linspace(0.0, SAMPLE_RATE / 2, FFT_LENGTH // 2 + 1))  # [257]
+    edges = np.linspace(hertz_to_mel(MEL_MIN_HZ), hertz_to_mel(MEL_MAX_HZ), NUM_MEL_BANDS + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]  # [64] each
+    rising = (bin_mels[:, None] - lower) / (center - lower)  # [257, 64]
     falling = (upper - bin_mels[:, None]) / (upper - center)
     weights = np.maximum(0.0, np.minimum(rising, falling))
     weights[0, :] = 0.0  # the DC bin carries no band energy in VGGish

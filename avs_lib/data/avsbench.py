@@ -23,7 +23,6 @@ frame as labelImg does); an MS3 box holds every sounding object, named ``soundin
 from __future__ import annotations
 
 import csv
-import operator
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -40,7 +39,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from avs_lib.data.audio import load_log_mel_cached, wav_conversion
-from avs_lib.data.boxes import read_voc, read_voc_size, read_yolo
+from avs_lib.data.boxes import read_voc, read_voc_annotation, read_yolo
 from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.errors import DataFormatError, crop_labels_instruction
 from avs_lib.data.safe_pickle import load_tensor_pickle
@@ -117,9 +116,6 @@ class ClipPaths:
     log_mel: Path
     crop_labels: tuple[Path, ...]  # VOC XML per frame (a YOLO .txt may stand in for each)
 
-    def all(self) -> list[Path]:
-        return [*self.frames, *self.masks, self.wav, self.log_mel, *self.crop_labels]
-
 
 def mask_frames(layout: Layout, split: str) -> tuple[int, ...]:
     """0-based frames that carry a ground-truth mask: S4 train has only the first one."""
@@ -145,31 +141,19 @@ def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
         problem = name_problem(value) if value or column == layout.name_column else None
         if problem is not None:
             raise ValueError(f"clip {column} {value!r} {problem}")
-    data = Path(root) / layout.data_dir
-    name, numbers = clip.name, range(1, FRAMES_PER_CLIP + 1)
+    data, name, numbers = Path(root) / layout.data_dir, clip.name, range(1, FRAMES_PER_CLIP + 1)
     masked = mask_frames(layout, clip.split)
-    if layout is S4_LAYOUT:
-        where = Path(clip.split) / clip.category
-        frame_dir = data / "visual_frames" / where / name
-        frames = tuple(frame_dir / f"{name}_{i}.png" for i in numbers)
-        mask_dir = data / "gt_masks" / where / name
-        label_dir = data / CROP_LABELS_DIR / where / name
-        crop_labels = tuple(label_dir / f"{name}_{i}.xml" for i in numbers)
-        audio_where = where
-    else:
-        # MS3 frames carry the raw video's file name: "{id}.mp4_{i}.png", no split folder.
-        frames = tuple(data / "visual_frames" / name / f"{name}.mp4_{i}.png" for i in numbers)
-        mask_dir = data / "gt_masks" / clip.split / name
-        label_dir = data / CROP_LABELS_DIR / clip.split / name
-        crop_labels = tuple(label_dir / f"{name}.mp4_{i}.xml" for i in numbers)
-        audio_where = Path(clip.split)
+    s4 = layout is S4_LAYOUT
+    where = Path(clip.split) / clip.category if s4 else Path(clip.split)  # MS3 has no category
+    # MS3 frames carry the raw video's file name, "{id}.mp4_{i}.png", and have no split folder.
+    frame_dir, stem = (where / name, name) if s4 else (Path(name), f"{name}.mp4")
     return ClipPaths(
-        frames=frames,
-        masks=tuple(mask_dir / f"{name}_{k + 1}.png" for k in masked),
+        frames=tuple(data / "visual_frames" / frame_dir / f"{stem}_{i}.png" for i in numbers),
+        masks=tuple(data / "gt_masks" / where / name / f"{name}_{k + 1}.png" for k in masked),
         mask_frames=masked,
-        wav=data / "audio_wav" / audio_where / f"{name}.wav",
-        log_mel=data / "audio_log_mel" / audio_where / f"{name}.pkl",
-        crop_labels=crop_labels,
+        wav=data / "audio_wav" / where / f"{name}.wav",
+        log_mel=data / "audio_log_mel" / where / f"{name}.pkl",
+        crop_labels=tuple(data / CROP_LABELS_DIR / where / name / f"{stem}_{i}.xml" for i in numbers),
     )
 
 
@@ -249,14 +233,10 @@ def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
 
 def table_records(table: pd.DataFrame, layout: Layout) -> list[ClipRecord]:
     """ClipRecords of a (checked) metadata table, in file order."""
-    records = []
-    for row in table.itertuples(index=False):
-        fields = row._asdict()
-        start = pd.to_numeric(fields.get("start"), errors="coerce") if "start" in fields else None
-        records.append(ClipRecord(name=fields[layout.name_column], category=fields.get("category", ""),
-                                  split=fields["split"], line=int(fields["line"]),
-                                  start=None if start is None or pd.isna(start) else float(start)))
-    return records
+    starts = pd.to_numeric(table["start"], errors="coerce") if "start" in table else [None] * len(table)
+    return [ClipRecord(row[layout.name_column], row.get("category", ""), row["split"], int(row["line"]),
+                       None if pd.isna(start) else float(start))
+            for row, start in zip(table.to_dict("records"), starts, strict=True)]
 
 
 def read_metadata(root: str | Path, layout: Layout) -> list[ClipRecord]:
@@ -368,9 +348,10 @@ def log_mel_problem(log_mel: torch.Tensor) -> str | None:
     return None
 
 
-def audio_conversions(wavs: Sequence[Path]) -> dict[Path, str]:
-    """{WAV: what reading converts} (``wav_conversion``), from headers; unreadable ones left to the reader."""
-    found = {}
+def conversion_warning(where: str, wavs: Sequence[Path]) -> str | None:
+    """One message for all the WAVs a dataset converts (``wav_conversion``, from their headers): the
+    count and the first files; None if none is. Unreadable files are left to the reader."""
+    found = []
     for wav in wavs:
         try:
             info = soundfile.info(str(wav))
@@ -378,15 +359,11 @@ def audio_conversions(wavs: Sequence[Path]) -> dict[Path, str]:
             continue
         change = wav_conversion(info.channels, info.samplerate)
         if change is not None:
-            found[wav] = change
-    return found
-
-
-def conversion_warning(where: str, conversions: dict[Path, str]) -> str:
-    """One message for all the files a dataset converts: the count and the first files."""
-    shown = "; ".join(f"{path} ({change})" for path, change in list(conversions.items())[:_MAX_LISTED])
-    more = f"; and {len(conversions) - _MAX_LISTED} more" if len(conversions) > _MAX_LISTED else ""
-    return f"{where}: {len(conversions)} WAV file(s) converted on reading: {shown}{more}"
+            found.append(f"{wav} ({change})")
+    if not found:
+        return None
+    more = f"; and {len(found) - _MAX_LISTED} more" if len(found) > _MAX_LISTED else ""
+    return f"{where}: {len(found)} WAV file(s) converted on reading: {'; '.join(found[:_MAX_LISTED])}{more}"
 
 
 def crop_label_name(clip: ClipRecord) -> str:
@@ -410,7 +387,7 @@ def read_crop_label(
     """One frame's box of the sounding object (named after the clip's category) and the image size it refers
     to, from labelImg's VOC (``.xml``, ``<size>`` must be `frame_size` unless None) or YOLO (``.txt``)."""
     if xml.is_file():
-        box, label_size = read_voc(xml, expected_name=category), read_voc_size(xml)
+        box, label_size = read_voc(xml, expected_name=category), read_voc_annotation(xml).image_size
         if frame_size is not None and tuple(label_size) != tuple(frame_size):
             raise DataFormatError(xml, f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
                                        f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was "
@@ -464,24 +441,18 @@ class _AVSBenchClips(Dataset):
                                   f"no clips with split {split!r}; found splits {', '.join(found) or 'none'}")
         self._paths = [clip_paths(self.layout, self.root, clip) for clip in self.clips]
         self._index = {clip.name: i for i, clip in enumerate(self.clips)}
-        self.conversions: dict[Path, str] = {}
-        if audio == "wav":
-            self.conversions = audio_conversions([paths.wav for paths in self._paths])
-        if self.conversions:  # once per dataset, here rather than once per item and worker
-            where = f"AVSBench {self.layout.name.upper()} {split} at {self.root}"
-            warnings.warn(conversion_warning(where, self.conversions), stacklevel=3)
+        where = f"AVSBench {self.layout.name.upper()} {split} at {self.root}"
+        converted = conversion_warning(where, [p.wav for p in self._paths]) if audio == "wav" else None
+        if converted:  # once per dataset, here rather than once per item and worker
+            warnings.warn(converted, stacklevel=3)
         outside = links_leaving_root(self.root, skip=set(SPLITS) - {split})
         if outside:  # read, but said: what is read there is not the dataset's to vouch for
             link, target = outside[0]
             warnings.warn(f"{len(outside)} path(s) in the {split} split of {self.root} are symlinks leading "
                           f"outside it, e.g. {link} -> {target}; reading them (check-data lists each)",
                           stacklevel=3)
-        if crop_labels:
-            self._require_crop_labels()
-
-    def _require_crop_labels(self) -> None:
-        """Every label file present, checked now: a gap found mid-training wastes the run."""
-        missing = missing_crop_labels(self._paths)
+        # Every label file present, checked now: a gap found mid-training wastes the run.
+        missing = missing_crop_labels(self._paths) if crop_labels else []
         if missing:
             shown = ", ".join(str(path) for path in missing[:3])
             raise FileNotFoundError(f"{len(missing)} crop label file(s) missing in the {self.split} split, "
@@ -489,10 +460,6 @@ class _AVSBenchClips(Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"clips={len(self)}, image_size={self.image_size}, audio={self.audio!r})")
 
     def paths(self, index: int) -> ClipPaths:
         """Every file path of clip ``index`` (whether or not it exists)."""
@@ -526,17 +493,12 @@ class _AVSBenchClips(Dataset):
         return frames
 
     def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
-        size = self.image_size
-        resized = [np.asarray(resize_square(f, size, Image.Resampling.BILINEAR)) for f in frames]
+        resized = [np.asarray(resize_square(f, self.image_size, Image.Resampling.BILINEAR)) for f in frames]
         return np.stack(resized)  # [T,S,S,3] uint8
 
     def load_frames_raw(self, index: int) -> np.ndarray:
         """The clip's frames as uint8 [5,S,S,3], resized but not normalised (for plotting)."""
         return self._resized_frames(self._read_frames(index))
-
-    def load_audio(self, index: int) -> torch.Tensor:
-        """Only the clip's log-mel [5,1,96,64] (swapped-audio and counterfactual passes need no frames)."""
-        return self._read_audio(index)
 
     def _read_masks(self, index: int, frames: list[Image.Image]) -> torch.Tensor:
         clip, paths = self.clips[index], self._paths[index]
@@ -555,7 +517,8 @@ class _AVSBenchClips(Dataset):
             masks.append(np.asarray(resize_square(binary, self.image_size, Image.Resampling.NEAREST)))
         return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))  # [M,1,S,S]
 
-    def _read_audio(self, index: int) -> torch.Tensor:
+    def load_audio(self, index: int) -> torch.Tensor:
+        """Only the clip's log-mel [5,1,96,64] (swapped-audio and counterfactual passes need no frames)."""
         clip, paths = self.clips[index], self._paths[index]
         if self.audio == "wav":
             path = paths.wav
@@ -587,7 +550,7 @@ class _AVSBenchClips(Dataset):
         frames = self._read_frames(index)
         item: dict[str, Any] = {
             "frames": normalise_frames(self._resized_frames(frames)),  # [5,3,S,S]
-            "audio": self._read_audio(index),  # [5,1,96,64]
+            "audio": self.load_audio(index),  # [5,1,96,64]
             "masks": self._read_masks(index, frames),  # [M,1,S,S]
             "mask_frames": torch.tensor(self._paths[index].mask_frames, dtype=torch.int64),
             "category": torch.tensor(clip.category_index, dtype=torch.int64),
@@ -601,10 +564,7 @@ class _AVSBenchClips(Dataset):
         return item
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        index = operator.index(index)  # DataLoader samplers may hand over numpy ints
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
-        return self._item(index % len(self))
+        return self._item(range(len(self))[index])  # numpy ints and negative indices, as a list takes them
 
 
 class AVSBenchS4(_AVSBenchClips):
@@ -629,23 +589,16 @@ class AVSBenchMS3(_AVSBenchClips):
     layout, default_audio = MS3_LAYOUT, "pkl"
 
 
-READERS = {"s4": AVSBenchS4, "ms3": AVSBenchMS3}
-
-
 def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: int = 224, audio: str = "wav",
                crop_labels: bool = False, cache_dir: str | Path | None = None) -> _AVSBenchClips:
     """One split of an S4 or MS3 tree (`dataset`), its sound read from `audio` ("wav" or "pkl")."""
-    if dataset not in READERS:
-        raise ValueError(f"dataset must be 's4' or 'ms3', got {dataset!r}")
-    return READERS[dataset](root, split, image_size=image_size, audio=audio, crop_labels=crop_labels,
-                            cache_dir=cache_dir)
+    reader = AVSBenchS4 if detect_layout(root, dataset) is S4_LAYOUT else AVSBenchMS3
+    return reader(root, split, image_size=image_size, audio=audio, crop_labels=crop_labels, cache_dir=cache_dir)
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch item dicts: tensors stacked, ints as int64, strings as lists; a key some items lack
     (``boxes`` when only some datasets have crop labels) is left out rather than filled in."""
-    if not items:
-        raise ValueError("collate_clips needs at least one item")
     keys = [key for key in items[0] if all(key in item for item in items)]
     batch: dict[str, Any] = {}
     for key in keys:

@@ -31,15 +31,12 @@ class VocObject:
 
     name: str
     box: Box
-    difficult: bool = False
-    truncated: bool = False
 
 
 @dataclass(frozen=True)
 class VocAnnotation:
-    """A whole VOC file: the image it describes, its size ``(width, height)`` and its objects."""
+    """A whole VOC file: the size ``(width, height)`` of the image it describes, and its objects."""
 
-    filename: str
     image_size: tuple[int, int]
     objects: list[VocObject]
     derived: dict[str, str] | None = None  # the <derived> element's children; None: drawn by hand
@@ -77,12 +74,8 @@ def _parse_object(path: Path, element: ET.Element, image_size: tuple[int, int]) 
         raise DataFormatError(path, f"object {name!r} box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax} lies "
                                     f"outside the {width}x{height} image (expected 1 <= xmin, xmax <= {width}, "
                                     f"1 <= ymin, ymax <= {height})")
-    flags = {}
-    for tag in ("difficult", "truncated"):
-        child = element.find(tag)  # optional: labelImg reads files without them too
-        flags[tag] = child is not None and (child.text or "0").strip() not in ("0", "")
     # 1-based inclusive -> 0-based exclusive max: only the minimum moves.
-    return VocObject(name, (xmin - 1, ymin - 1, xmax, ymax), flags["difficult"], flags["truncated"])
+    return VocObject(name, (xmin - 1, ymin - 1, xmax, ymax))
 
 
 def read_voc_annotation(path: str | Path) -> VocAnnotation:
@@ -102,27 +95,15 @@ def read_voc_annotation(path: str | Path) -> VocAnnotation:
     image_size = (_child_int(path, size, "width", "size"), _child_int(path, size, "height", "size"))
     if min(image_size) <= 0:
         raise DataFormatError(path, f"image size {image_size} is not positive")
-    filename_element = root.find("filename")
-    filename = (filename_element.text or "").strip() if filename_element is not None else ""
     objects = [_parse_object(path, element, image_size) for element in root.findall("object")]
     mark = root.find(DERIVED_TAG)
     derived = None if mark is None else {child.tag: (child.text or "").strip() for child in mark}
-    return VocAnnotation(filename, image_size, objects, derived)
-
-
-def read_voc_objects(path: str | Path) -> list[VocObject]:
-    """All objects of a VOC file (use ``read_voc_annotation`` for the image size too)."""
-    return read_voc_annotation(path).objects
-
-
-def read_voc_size(path: str | Path) -> tuple[int, int]:
-    """The ``(width, height)`` recorded in a VOC file's ``<size>``."""
-    return read_voc_annotation(path).image_size
+    return VocAnnotation(image_size, objects, derived)
 
 
 def read_voc(path: str | Path, expected_name: str | None = None) -> Box:
     """The box of the single object of a crop-label file (one sounding object per frame)."""
-    objects = read_voc_objects(path)
+    objects = read_voc_annotation(path).objects
     if len(objects) != 1:
         raise DataFormatError(path, f"found {len(objects)} <object> elements, expected exactly 1")
     found = objects[0]

@@ -13,11 +13,3 @@ CATEGORY_TO_INDEX: dict[str, int] = {name: i for i, name in enumerate(S4_CATEGOR
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 FRAMES_PER_CLIP = 5
 
-
-def category_index(name: str, where: str = "") -> int:
-    if name not in CATEGORY_TO_INDEX:
-        at = f" in {where}" if where else ""
-        raise ValueError(
-            f"unknown AVSBench category {name!r}{at}; expected one of: {', '.join(S4_CATEGORIES)}"
-        )
-    return CATEGORY_TO_INDEX[name]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 
-def _resize_masks(masks: np.ndarray, size: int) -> torch.Tensor:
+def resize_masks(masks: np.ndarray, size: int) -> torch.Tensor:
     """uint8 [T, H, W] -> float [T, 1, size, size] in {0, 1} (nearest, like the reader's masks)."""
     t = torch.from_numpy((masks > 0).astype(np.float32)).unsqueeze(1)  # [T, 1, H, W]
     if t.shape[-1] != size or t.shape[-2] != size:
@@ -61,7 +61,7 @@ class CounterfactualPairs(Dataset):
         if use_present:
             partner = int(rng.choice(present_pool))
             k = int(np.flatnonzero(sidecar.classes == self.categories[partner])[0])
-            cf_masks = _resize_masks(sidecar.masks[k], size)
+            cf_masks = resize_masks(sidecar.masks[k], size)
         elif len(absent_pool) > 0:
             partner = int(rng.choice(absent_pool))
             cf_masks = torch.zeros(frames, 1, size, size)

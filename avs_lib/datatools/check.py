@@ -92,10 +92,6 @@ class Report:
     def ok(self) -> bool:
         return not self.problems
 
-    @property
-    def clips_checked(self) -> int:
-        return sum(sum(per_category.values()) for per_category in self.counts.values())
-
     def kinds(self) -> Counter:
         """Number of problems of each kind."""
         return Counter(problem.kind for problem in self.problems)
@@ -113,9 +109,10 @@ class Report:
     def summary(self, max_listed: int = 20) -> str:
         """A few lines for a notebook: counts, problems by kind, the first problems in full."""
         per_split = ", ".join(f"{split} {sum(self.counts[split].values())}" for split in SPLITS if split in self.counts)
+        clips = sum(sum(per_category.values()) for per_category in self.counts.values())
         categories = {c for per_category in self.counts.values() for c in per_category if c}
         over = f" over {len(categories)} categories" if categories else ""
-        lines = [f"AVSBench {self.layout.upper()} at {self.root}: {self.clips_checked} clips "
+        lines = [f"AVSBench {self.layout.upper()} at {self.root}: {clips} clips "
                  f"({per_split or 'none'}){over}; {self.files_checked} files checked."]
         if self.notes:
             kinds = Counter(note.kind for note in self.notes)

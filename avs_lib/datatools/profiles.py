@@ -5,7 +5,7 @@ never reads them: a run computes from its `ExperimentConfig` alone."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ class Profile:
     pretrain: PretrainConfig | None = None  # None: random init unless weight files are given
 
 
-# The cpu profile's settings, shared by its companions on harder data.
+# The cpu profile's settings and data, shared by its companions on harder data.
+_CPU_DATA = SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1)
 _CPU_OVERRIDES = {
     "data": {"image_size": 64, "crop_size": 32, "dense_train_masks": True},
     "model": {"backbone": "resnet18", "channel": 32, "audio_encoder": "small", "fusion_gate_init": 1.0},
@@ -104,7 +105,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         overrides=_CPU_OVERRIDES,
         data_root="data/synth",
-        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1),
+        synthetic=_CPU_DATA,
         pretrain=PretrainConfig(),
     ),
     # The cpu benchmark made harder where loss A could matter: three looks per class and colours
@@ -112,8 +113,7 @@ PROFILES: dict[str, Profile] = {
     "cpu_multilook": Profile(
         overrides=_CPU_OVERRIDES,
         data_root="data/synth_multilook",
-        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, looks_per_class=3,
-                                shared_colours=True),
+        synthetic=replace(_CPU_DATA, looks_per_class=3, shared_colours=True),
         pretrain=PretrainConfig(),
     ),
     # Listening that survives noise: cpu with each clip's sound under background noise at an SNR drawn from
@@ -121,7 +121,7 @@ PROFILES: dict[str, Profile] = {
     "cpu_noisy": Profile(
         overrides=_CPU_OVERRIDES,
         data_root="data/synth_noisy",
-        synthetic=SyntheticData((240, 60, 60), 96, num_classes=8, test_seed=1, snr_db_range=(0.0, 20.0)),
+        synthetic=replace(_CPU_DATA, snr_db_range=(0.0, 20.0)),
         pretrain=PretrainConfig(),
     ),
     # A GPU box with the synthetic data: the official architecture at the official size.

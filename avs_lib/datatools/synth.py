@@ -7,7 +7,7 @@ The files follow the real S4 layout; ``synth_sidecar/`` keeps what only a genera
 object's class, visible mask and whole-silhouette box per frame, a ``swap_partner`` clip sounding
 one of this clip's distractors). Each clip draws from a generator seeded by (seed, split, index),
 so the bytes do not depend on the number of workers. A *shifted* test split (``ShiftParams``,
-``make_shifted_test``) redraws the clean test plan without the shortcuts: several looks per
+``ensure_shifted_test``) redraws the clean test plan without the shortcuts: several looks per
 class, shared colours, background noise, off-screen sounding objects.
 """
 
@@ -25,7 +25,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from avs_lib.configtools import check_fields
 from avs_lib.data.audio import write_wav
+from avs_lib.data.avsbench import S4_LAYOUT, mask_frames
 from avs_lib.data.boxes import write_voc
 from avs_lib.data.categories import FRAMES_PER_CLIP, NUM_CLASSES, S4_CATEGORIES, SPLITS
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_info
@@ -44,13 +46,6 @@ CLIP_SECONDS = 5
 META_FILE = "s4_meta_data.csv"
 _NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _NAME_LENGTH = 11  # YouTube ids
-
-
-def _pick(table: dict[str, Callable], key: str, what: str) -> Callable:
-    """``table[key]``, or an error naming the valid keys (shapes, textures, waves)."""
-    if key not in table:
-        raise ValueError(f"unknown {what} {key!r}; expected one of {', '.join(table)}")
-    return table[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,17 +134,14 @@ class ShiftParams:
     snr_db_range: tuple[float, float] | None = None  # (low, high): each clip's SNR drawn uniformly
 
     def __post_init__(self) -> None:
-        if not 1 <= self.looks_per_class <= MAX_LOOKS_PER_CLASS:
-            raise ValueError(f"looks_per_class must be between 1 and {MAX_LOOKS_PER_CLASS}, got {self.looks_per_class}")
-        if self.snr_db is not None and not math.isfinite(self.snr_db):
-            raise ValueError(f"snr_db must be a finite number of dB or None, got {self.snr_db}")
-        if not 0.0 <= self.offscreen_fraction <= 1.0:
-            raise ValueError(f"offscreen_fraction must be a fraction in [0, 1], got {self.offscreen_fraction}")
-        if self.snr_db_range is not None and (
-                self.snr_db is not None or len(self.snr_db_range) != 2
-                or not all(math.isfinite(v) for v in self.snr_db_range) or self.snr_db_range[0] > self.snr_db_range[1]):
-            raise ValueError(f"snr_db_range must be (low, high) finite dB with low <= high, and snr_db None; "
-                             f"got {self.snr_db_range} with snr_db {self.snr_db}")
+        check_fields(self, {
+            "looks_per_class": (lambda n: 1 <= n <= MAX_LOOKS_PER_CLASS, f"between 1 and {MAX_LOOKS_PER_CLASS}"),
+            "snr_db": (lambda db: db is None or math.isfinite(db), "a finite number of dB or None"),
+            "offscreen_fraction": (lambda f: 0.0 <= f <= 1.0, "a fraction in [0, 1]"),
+            "snr_db_range": (lambda r: r is None or (self.snr_db is None and len(r) == 2 and math.isfinite(r[0])
+                                                    and math.isfinite(r[1]) and r[0] <= r[1]),
+                             f"(low, high) finite dB with low <= high, and snr_db None (it is {self.snr_db})"),
+        })
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +215,7 @@ _WAVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def _tonal_part(recipe: SoundRecipe, t: np.ndarray, pitch: float, rate: float, rng: np.random.Generator) -> np.ndarray:
     """Partials on a frequency-modulated fundamental, normalised to unit RMS."""
-    octaves = recipe.fm_depth * _pick(_WAVES, recipe.fm_wave, "wave")(recipe.fm_rate * rate * t + rng.uniform())
+    octaves = recipe.fm_depth * _WAVES[recipe.fm_wave](recipe.fm_rate * rate * t + rng.uniform())
     frequency = recipe.f0 * pitch * 2.0**octaves  # instantaneous, [n]
     phase = 2 * np.pi * np.cumsum(frequency) / SAMPLE_RATE
     wave = np.zeros_like(t)
@@ -336,22 +328,17 @@ class SynthParams:
     test_seed: int | None = None
 
     def __post_init__(self) -> None:
-        if len(self.videos_per_split) != 3 or any(n < 1 for n in self.videos_per_split):
-            raise ValueError(
-                f"videos_per_split must be 3 positive counts (train, val, test), got {self.videos_per_split}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
-        if not 0 <= self.max_distractors <= 4:
-            raise ValueError(f"max_distractors must be between 0 and 4, got {self.max_distractors}")
-        for name in ("eval_distractor_fraction", "small_object_probability", "overlap_probability",
-                     "occluder_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if not self.max_distractors + 1 <= self.num_classes <= NUM_CLASSES:
-            raise ValueError(f"num_classes must be between max_distractors + 1 = {self.max_distractors + 1} "
-                             f"and {NUM_CLASSES}, got {self.num_classes}")
-        if not 0.0 < self.min_visible_fraction <= 1.0:
-            raise ValueError(f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}")
+        fewest_classes = self.max_distractors + 1
+        check_fields(self, {
+            "videos_per_split": (lambda v: len(v) == 3 and min(v) >= 1, "3 positive counts (train, val, test)"),
+            "image_size": (lambda n: n >= 32, "at least 32 pixels"),
+            "max_distractors": (lambda n: 0 <= n <= 4, "between 0 and 4"),
+            **{name: (lambda p: 0.0 <= p <= 1.0, "a probability in [0, 1]") for name in (
+                "eval_distractor_fraction", "small_object_probability", "overlap_probability", "occluder_probability")},
+            "num_classes": (lambda n: fewest_classes <= n <= NUM_CLASSES,
+                            f"between max_distractors + 1 = {fewest_classes} and {NUM_CLASSES}"),
+            "min_visible_fraction": (lambda f: 0.0 < f <= 1.0, "in (0, 1]"),
+        })
 
 
 @dataclass(frozen=True)
@@ -471,8 +458,8 @@ def _draw_object(track: _ObjectTrack, frame: int, size: int) -> tuple[tuple[slic
     u = (dx * cos + dy * sin) / radius  # [h, w] object coordinates
     v = (-dx * sin + dy * cos) / radius
     look = track.look if track.look is not None else CLASS_LOOKS[track.category]
-    inside = _pick(_SILHOUETTES, look.shape, "shape")(u, v, u**2 + v**2)
-    pattern = _pick(_TEXTURES, look.texture, "texture")(look.pattern_frequency, look.pattern_angle, u, v)
+    inside = _SILHOUETTES[look.shape](u, v, u**2 + v**2)
+    pattern = _TEXTURES[look.texture](look.pattern_frequency, look.pattern_angle, u, v)
     pattern = pattern[..., None]  # [h, w, 1]
     shading = (1.0 - 0.25 * np.clip(u**2 + v**2, 0, 1))[..., None]  # a little roundness
     rgb = np.where(pattern, look.pattern_colour, look.colour) * shading * track.brightness
@@ -676,7 +663,7 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
     paths = clip_paths(root, plan.split, plan.category, plan.name)
     for key in ("frames", "masks", "crop_labels"):
         paths[key].mkdir(parents=True, exist_ok=True)
-    mask_frames = (1,) if plan.split == "train" else range(1, FRAMES_PER_CLIP + 1)
+    masked = mask_frames(S4_LAYOUT, plan.split)  # 0-based
     for i in range(1, FRAMES_PER_CLIP + 1):
         frame_path = paths["frames"] / f"{plan.name}_{i}.png"
         # Fast zlib: the frames are noisy, so stronger compression costs time and saves little.
@@ -685,7 +672,7 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
         write_voc(paths["crop_labels"] / f"{plan.name}_{i}.xml", tuple(int(v) for v in clip.boxes[0, i - 1]),
                   name=plan.category, image_path=frame_path.relative_to(root),
                   image_size=(params.image_size, params.image_size))
-        if i in mask_frames:
+        if i - 1 in masked:
             mask = clip.masks[0, i - 1] * np.uint8(255)  # [S, S] in {0, 255}
             Image.fromarray(mask).save(paths["masks"] / f"{plan.name}_{i}.png", compress_level=1)
     write_wav(paths["wav"], clip.waveform, SAMPLE_RATE)
@@ -709,19 +696,13 @@ def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
 
 @dataclass
 class SynthInfo:
-    """What ``make_dataset`` wrote, and what it cost."""
+    """What ``make_dataset`` wrote (its counts: ``read_info``), and what it cost."""
 
     root: Path
     params: SynthParams
     clips: dict[str, int]  # per split
-    frames: int
-    gt_masks: int
-    wavs: int
-    crop_labels: int
-    sidecars: int
     seconds: float  # 0.0 when an ``ensure_*`` function found the data already there
     bytes_on_disk: int
-    counts_by_category: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
 
 def _per_split(plans: list[ClipPlan], keep: Callable[[ClipPlan], bool]) -> dict[str, int]:
@@ -770,9 +751,7 @@ def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
 
 def _synth_info(root: Path, params: SynthParams, counts: dict, seconds: float) -> SynthInfo:
     files = [root / META_FILE, *(root / "s4_data").rglob("*"), *(root / SIDECAR_DIR).rglob("*")]
-    return SynthInfo(root, params, **{k: counts[k] for k in ("clips", "frames", "gt_masks", "wavs", "crop_labels",
-                                                            "sidecars", "counts_by_category")},
-                     seconds=seconds, bytes_on_disk=sum(f.stat().st_size for f in files if f.is_file()))
+    return SynthInfo(root, params, counts["clips"], seconds, sum(f.stat().st_size for f in files if f.is_file()))
 
 
 def _is_synthetic(root: Path) -> bool:
@@ -822,23 +801,18 @@ def _ensure(root: str | Path, params: SynthParams, plans: list[ClipPlan], worker
             progress: bool) -> SynthInfo:
     """Reuse `root` when its info.json is the one these plans write; else (re)write it."""
     root = Path(root)
-    if _is_synthetic(root) and read_info(root) == _info_json(params, plans):
-        return _synth_info(root, params, read_info(root)["counts"], seconds=0.0)
+    info = _info_json(params, plans)
+    if _is_synthetic(root) and read_info(root) == info:
+        return _synth_info(root, params, info["counts"], seconds=0.0)
     return _write_dataset(root, params, plans, True, workers, progress)
-
-
-def synth_params(videos_per_split: int | Sequence[int], **options: Any) -> SynthParams:
-    """Generator parameters from clip counts (one for all splits, or train, val, test) and options."""
-    counts = (videos_per_split,) * 3 if isinstance(videos_per_split, int) else tuple(int(n) for n in videos_per_split)
-    return SynthParams(videos_per_split=counts, **options)
 
 
 def profile_params(spec) -> SynthParams:
     """The generator parameters of a profile's `profiles.SyntheticData`, the one mapping every caller uses."""
     shift = ShiftParams(looks_per_class=spec.looks_per_class, shared_colours=spec.shared_colours,
                         snr_db_range=spec.snr_db_range)
-    return synth_params(spec.videos_per_split, image_size=spec.image_size, num_classes=spec.num_classes,
-                        test_seed=spec.test_seed, shift=None if shift == ShiftParams() else shift)
+    return SynthParams(tuple(spec.videos_per_split), spec.image_size, num_classes=spec.num_classes,
+                       test_seed=spec.test_seed, shift=None if shift == ShiftParams() else shift)
 
 
 def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
@@ -847,17 +821,13 @@ def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> Synth
     return _write_dataset(Path(root), params, plan_clips(params), progress=progress)
 
 
-def make_dataset(root: str | Path, videos_per_split: int | Sequence[int] = SynthParams.videos_per_split,
-                 image_size: int = SynthParams.image_size, seed: int = SynthParams.seed,
-                 max_distractors: int = SynthParams.max_distractors, *, workers: int | None = None,
-                 overwrite: bool = False, progress: bool = True, **options: Any) -> SynthInfo:
-    """Write a synthetic S4 dataset under ``root``; ``options`` are the other `SynthParams` fields.
-
-    ``videos_per_split`` is (train, val, test) or one count for all three; the bytes do not depend
-    on ``workers``. An existing synthetic dataset is replaced only with ``overwrite=True``.
-    """
-    params = synth_params(videos_per_split, image_size=image_size, seed=seed, max_distractors=max_distractors,
-                          **options)
+def make_dataset(root: str | Path, videos_per_split: Sequence[int] = SynthParams.videos_per_split, *,
+                 workers: int | None = None, overwrite: bool = False, progress: bool = True,
+                 **options: Any) -> SynthInfo:
+    """Write a synthetic S4 dataset of (train, val, test) clips under ``root``; ``options`` are the other
+    `SynthParams` fields. The bytes do not depend on ``workers``; an existing synthetic dataset is
+    replaced only with ``overwrite=True``."""
+    params = SynthParams(tuple(videos_per_split), **options)
     return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress)
 
 
@@ -885,25 +855,15 @@ def plan_shifted_test(params: SynthParams) -> list[ClipPlan]:
     return [dataclasses.replace(p, sounding_on_screen=False) if i in chosen else p for i, p in enumerate(plans)]
 
 
-def _shifted_params(base_params: SynthParams, shift: ShiftParams) -> SynthParams:
-    if base_params.shift is not None:
-        raise ValueError("base_params must be the clean data's parameters (shift=None)")
-    return dataclasses.replace(base_params, shift=shift)
-
-
-def make_shifted_test(root: str | Path, base_params: SynthParams, shift: ShiftParams, *, workers: int | None = None,
-                      overwrite: bool = False, progress: bool = False) -> SynthInfo:
-    """Write the shifted twin of ``base_params``' test split as its own dataset root (test split only,
-    so ``evaluate(..., data_root=root)`` scores a trained model on it). Off-screen clips have empty
-    masks, the whole frame as crop box, and ``sounding_on_screen`` False in their sidecar."""
-    params = _shifted_params(base_params, shift)
-    return _write_dataset(Path(root), params, plan_shifted_test(params), overwrite, workers, progress)
-
-
 def ensure_shifted_test(root: str | Path, base_params: SynthParams, shift: ShiftParams, *,
                         workers: int | None = None, progress: bool = False) -> SynthInfo:
-    """``make_shifted_test`` unless ``root`` already holds the same shifted split."""
-    params = _shifted_params(base_params, shift)
+    """The shifted twin of ``base_params``' test split as its own dataset root (test split only, so
+    ``evaluate(..., data_root=root)`` scores a trained model on it); written unless ``root`` already
+    holds it. Off-screen clips have empty masks, the whole frame as crop box, and
+    ``sounding_on_screen`` False in their sidecar."""
+    if base_params.shift is not None:
+        raise ValueError("base_params must be the clean data's parameters (shift=None)")
+    params = dataclasses.replace(base_params, shift=shift)
     return _ensure(root, params, plan_shifted_test(params), workers, progress)
 
 

@@ -15,15 +15,14 @@ if TYPE_CHECKING:
     from avs_lib.config import ExperimentConfig
 
 
-class _Wrapper(Dataset):
-    """A dataset around another that keeps its clip-level helpers (sidecar, load_audio...)."""
+class ClipsWrapper(Dataset):
+    """A dataset around another that keeps its clip-level helpers (clips, sidecar, load_audio...)."""
 
     def __init__(self, base: Dataset):
         self.base = base
-        self.clips = base.clips
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.base)
 
     def __getattr__(self, name: str):
         if name == "base":  # not yet set (during unpickling in a worker): avoid recursing
@@ -38,7 +37,7 @@ def full_split(dataset) -> Dataset:
     return dataset
 
 
-class InMemory(_Wrapper):
+class InMemory(ClipsWrapper):
     """Items kept after their first read, up to `budget_bytes` (the readers have no random augmentation, so
     an item never changes). Shallow copies sharing tensors: never write into them in place."""
 
@@ -63,7 +62,7 @@ def kept_in_memory(cfg: ExperimentConfig, dataset: Dataset) -> Dataset:
     return InMemory(dataset, cfg.data.memory_cache_mb * 2**20)
 
 
-class ClipSubset(_Wrapper):
+class ClipSubset(ClipsWrapper):
     """The first `limit` clips of a dataset."""
 
     def __init__(self, base: Dataset, limit: int):
@@ -71,13 +70,16 @@ class ClipSubset(_Wrapper):
         self.limit = min(limit, len(base))
         self.clips = base.clips[: self.limit]
 
+    def __len__(self) -> int:
+        return self.limit
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.limit:
             raise IndexError(f"clip index {index} out of range for {self.limit} clips")
         return self.base[index]
 
 
-class DenseSidecarMasks(_Wrapper):
+class DenseSidecarMasks(ClipsWrapper):
     """Synthetic training clips with the sounding object's mask on all 5 frames (S4 annotates only
     the first), from the generator's sidecar: ``masks`` [5, 1, S, S], ``mask_frames`` [0..4]."""
 

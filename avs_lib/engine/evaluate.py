@@ -22,7 +22,8 @@ from avs_lib.config import ExperimentConfig, config_from_dict, to_dict
 from avs_lib.configtools import deep_merge
 from avs_lib.data import collate_clips
 from avs_lib.data.audio import cache_dir_or
-from avs_lib.data.avsbench import MS3_LAYOUT, S4_LAYOUT
+from avs_lib.data.avsbench import LAYOUTS
+from avs_lib.data.counterfactual import resize_masks
 from avs_lib.engine.datasets import build_dataset, full_split
 from avs_lib.engine.features import with_frozen_features
 from avs_lib.engine.system import load_system, select_device
@@ -52,8 +53,7 @@ def swap_partners(dataset) -> list[int | None]:
             continue
         order = [*range(i + 1, len(categories)), *range(0, i)]  # the next clips first, wrapping around
         # MS3 clips have no class (-1): any other clip's track is another scene's sound.
-        others = [j for j in order if categories[j] != categories[i] or categories[i] == -1]
-        partners.append(others[0] if others else None)
+        partners.append(next((j for j in order if categories[j] != categories[i] or categories[i] == -1), None))
     return partners
 
 
@@ -65,10 +65,7 @@ def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.T
     hits = np.flatnonzero(sidecar.classes == full_split(dataset).clips[partner].category_index)
     if len(hits) == 0 or hits[0] == 0:
         return None
-    masks = torch.from_numpy((sidecar.masks[[0, hits[0]]] > 0).astype(np.float32))  # [2, T, H, W]
-    if masks.shape[-1] != size:
-        masks = torch.nn.functional.interpolate(masks, size=(size, size), mode="nearest")
-    return masks[0], masks[1]
+    return resize_masks(sidecar.masks[0], size)[:, 0], resize_masks(sidecar.masks[hits[0]], size)[:, 0]
 
 
 @torch.no_grad()
@@ -224,11 +221,10 @@ def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | P
             raise
         raise ValueError(f"{ckpt}: the checkpoint's config does not fit this version of avs_lib ({err})") from None
     # The checkpoint's config in the caller's places: its own name folders of another machine.
-    data: dict[str, Any] = {"cache_dir": cache_dir_or(cache_dir, run_folder / "cache")}
+    cache = cache_dir_or(cache_dir, run_folder / "cache")
+    data: dict[str, Any] = {"cache_dir": None if cache is None else str(cache)}
     if data_root is not None:
         data["root"] = str(data_root)
-    if data["cache_dir"] is not None:
-        data["cache_dir"] = str(data["cache_dir"])
     cfg = config_from_dict(deep_merge(to_dict(saved), {"output_dir": str(run_folder.parent), "data": data}))
     if out_dir is None:
         out_dir = run_folder / f"eval_{split}"
@@ -244,7 +240,7 @@ def refuse_inside_dataset(out: str | Path, data_root: str | Path | None, flag: s
     roots = [Path(data_root).resolve()] if data_root is not None else []
     target = Path(out).resolve()
     roots += [folder for folder in (target, *target.parents)
-              if any((folder / layout.csv_name).is_file() for layout in (S4_LAYOUT, MS3_LAYOUT))]
+              if any((folder / layout.csv_name).is_file() for layout in LAYOUTS.values())]
     inside = next((root for root in roots if target.is_relative_to(root)), None)
     if inside is not None:
         raise ValueError(f"{flag} {out} is inside the dataset root {inside}; write results outside "

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from avs_lib.data import collate_clips
 from avs_lib.data.audio import content_key
 from avs_lib.engine.checkpoint import is_frozen
-from avs_lib.engine.datasets import full_split
+from avs_lib.engine.datasets import ClipsWrapper, full_split
 
 STAGES = 4
 FORMAT_VERSION = 1  # bump when the layout or what is cached changes
@@ -171,22 +171,13 @@ def frozen_features(system: nn.Module, dataset, folder: str | Path, device: torc
     return features
 
 
-class WithFrozenFeatures(Dataset):
+class WithFrozenFeatures(ClipsWrapper):
     """Items also carrying ``encoder_stage0..3`` [T, C_i, h_i, w_i] and/or ``audio_embedding`` [T, 128], and
     ``cf_audio_embedding`` of an item's ``cf_index`` (wrap the counterfactual pairs, not vice versa)."""
 
-    def __init__(self, base: Dataset, features: FrozenFeatures):
-        if len(features) != len(base):
-            raise ValueError(f"{features.folder}: features of {len(features)} clips for a dataset of {len(base)}")
-        self.base, self.features = base, features
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getattr__(self, name: str):  # the clip-level helpers of the dataset underneath
-        if name in ("base", "features"):  # not yet set (unpickling in a worker): avoid recursing
-            raise AttributeError(name)
-        return getattr(self.base, name)
+    def __init__(self, base: Dataset, features: FrozenFeatures):  # `frozen_features` checked their count
+        super().__init__(base)
+        self.features = features
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]

@@ -135,7 +135,7 @@ def data_fingerprint(root: Path, dataset: str, audio: str, crop_labels: bool) ->
     contents (edits a person makes) when read. Absent parts are None."""
     from avs_lib.data.avsbench import CROP_LABELS_DIR, LAYOUTS
 
-    layout = LAYOUTS["ms3" if dataset == "ms3" else "s4"]
+    layout = LAYOUTS[dataset]
     root, data = Path(root), Path(root) / layout.data_dir
     meta = root / layout.csv_name
     folders = {"frames": "visual_frames", "masks": "gt_masks",

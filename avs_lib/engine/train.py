@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import math
 import os
@@ -73,13 +74,12 @@ class _RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def init_distributed(device_name: str) -> DistInfo:
@@ -179,10 +179,9 @@ def train_one_epoch(system: torch.nn.Module, loss_fn: TotalLoss, optimizer: torc
 def _checkpoint(system, cfg, epoch: int, global_step: int, best: dict, optimizer=None, scheduler=None) -> dict:
     """last.pt with the optimiser, scheduler and RNG a resume needs; best.pt (for evaluation) without
     them, as Adam's moments are two thirds of the thesis' file. Weights in both key sets."""
-    core = system.module if hasattr(system, "module") else system
     resume = {} if optimizer is None else {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                            "rng": checkpoint.rng_state()}
-    return {"config": to_dict(cfg), **checkpoint.weight_entries(core, cfg), **resume, "epoch": epoch,
+    return {"config": to_dict(cfg), **checkpoint.weight_entries(system, cfg), **resume, "epoch": epoch,
             "global_step": global_step, "best": best}
 
 
@@ -460,10 +459,8 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
     """The training split as the loader reads it (with cached frozen-encoder outputs when
     `cfg.feature_cache`), and its counterfactual pairs (or None)."""
     train_set: Dataset = kept_in_memory(cfg, build_dataset(cfg, "train"))
-    cached = None
-    if cfg.feature_cache:
-        folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
-        cached = features.frozen_features(system, train_set, folder, device)
+    folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
+    cached = features.frozen_features(system, train_set, folder, device) if cfg.feature_cache else None
     pairs = CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else None
     if pairs is not None:
         train_set = pairs
@@ -474,10 +471,8 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
 
 def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, device: torch.device) -> Dataset:
     dataset = kept_in_memory(cfg, build_dataset(cfg, split))
-    if not cfg.feature_cache:
-        return dataset
     folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
-    return features.with_frozen_features(system, dataset, folder, device)
+    return features.with_frozen_features(system, dataset, folder, device) if cfg.feature_cache else dataset
 
 
 @dataclass
@@ -491,10 +486,7 @@ class _Limited:
         return self.steps
 
     def __iter__(self):
-        for i, batch in enumerate(self.loader):
-            if i >= self.steps:
-                break
-            yield batch
+        return itertools.islice(self.loader, self.steps)
 
 
 def read_history(run_dir: str | Path) -> list[dict]:

@@ -25,14 +25,10 @@ AUDIO_DIM = 128  # VGGish embedding width
 class AVSModel(nn.Module):
     """AVSBench's ResNet encoder-decoder with audio-visual fusion at chosen encoder stages.
 
-    Built from a `ModelConfig` (the default one is the official S4 ResNet-50 + TPAVI model); the
-    fields it reads: backbone, channel (decoder width), tpavi_stages (stages 0-3 with a fusion
-    block `tpavi_b{stage+1}`, or `cross_attention_b{stage+1}`), tpavi_vv / tpavi_va (visual and
-    audio-visual TPAVI, averaged when both are on, sharing the block's weights as the official
-    code does), frames (T; inputs are [B*T, ...] with a clip's frames adjacent), fusion,
-    tpavi_impl, cross_attention_heads, second_branch (the official unused, frozen
-    `layer3_2`/`layer4_2`; None: for resnet50 only), fusion_gate_init and recompute_stages (the
-    encoder's activation checkpointing). Weight files and
+    Built from a `ModelConfig` (the default one is the official S4 ResNet-50 + TPAVI model; its
+    docstring gives each field). Inputs are [B*T, ...] with a clip's frames adjacent; the fusion
+    block of stage s is `tpavi_b{s+1}` (or `cross_attention_b{s+1}`), and tpavi_vv and tpavi_va
+    share its weights, averaged when both are on, as the official code does. Weight files and
     freezing are the factory's (`build.build_model`).
     """
 
@@ -40,20 +36,17 @@ class AVSModel(nn.Module):
         super().__init__()
         cfg = cfg if cfg is not None else ModelConfig()
         cfg.validate()
-        backbone, channel, fusion = cfg.backbone, cfg.channel, cfg.fusion
-        frames, tpavi_vv, tpavi_va = cfg.frames, cfg.tpavi_vv, cfg.tpavi_va
-        self.frames = frames
+        channel, fusion = cfg.channel, cfg.fusion
+        self.frames = cfg.frames
         self.channel = channel
         self.fusion = fusion
-        self.tpavi_vv = tpavi_vv if fusion == "tpavi" else False
-        self.tpavi_va = tpavi_va if fusion != "none" else False
-        self.fusion_stages: tuple[int, ...] = (
-            () if fusion == "none" else tuple(sorted(cfg.tpavi_stages))
-        )
+        self.tpavi_vv = cfg.tpavi_vv and fusion == "tpavi"
+        self.tpavi_va = cfg.tpavi_va and fusion != "none"
+        self.fusion_stages: tuple[int, ...] = () if fusion == "none" else tuple(sorted(cfg.tpavi_stages))
         self._block_prefix = "cross_attention_b" if fusion == "cross_attention" else "tpavi_b"
 
-        second_branch = cfg.second_branch if cfg.second_branch is not None else backbone == "resnet50"
-        self.resnet = ResNetEncoder(backbone, second_branch=second_branch,
+        second_branch = cfg.second_branch if cfg.second_branch is not None else cfg.backbone == "resnet50"
+        self.resnet = ResNetEncoder(cfg.backbone, second_branch=second_branch,
                                     recompute_stages=cfg.recompute_stages)
         self.encoder_channels = self.resnet.stage_channels
         c1, c2, c3, c4 = self.encoder_channels

@@ -92,7 +92,6 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise a ValueError naming the field for any value that cannot be built."""
-        stages = self.tpavi_stages
         distinct_stages = (lambda value: all(s in (0, 1, 2, 3) for s in value) and len(set(value)) == len(value),
                            "distinct stages among 0, 1, 2, 3")
         check_fields(self, {
@@ -105,7 +104,7 @@ class ModelConfig:
                for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights")},
         })
         check_at_most(self, MODEL_LIMITS)
-        if self.fusion == "tpavi" and stages and not (self.tpavi_vv or self.tpavi_va):
+        if self.fusion == "tpavi" and self.tpavi_stages and not (self.tpavi_vv or self.tpavi_va):
             raise ValueError(
                 "tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
                 "(tpavi_vv: visual self-attention; tpavi_va: the standard audio-visual attention)"

@@ -35,17 +35,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
+        if isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower():
             raise DataFormatError(
                 path,
                 "holds Python objects other than tensors and plain containers; refusing to unpickle "
                 "them (a weights file should be a state_dict saved with torch.save)",
             ) from err
-        raise DataFormatError(
-            path, f"cannot be read as a torch file (truncated or corrupt?): {err}"
-        ) from err
-    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise DataFormatError(
             path,
             f"cannot be read as a torch file (truncated or corrupt?): {type(err).__name__}: {err}",
@@ -177,21 +173,16 @@ def load_imagenet_resnet(target: nn.Module, path: str | Path | None) -> nn.Modul
     source = read_state_dict(path)
     source = {k: v for k, v in source.items() if not k.startswith("fc.")}
     if not any(k.startswith("layer1.") for k in source):
-        hint = (
-            " (an AVS model checkpoint? use load_avs_checkpoint)"
-            if any(k.startswith("resnet.") for k in source)
-            else ""
-        )
+        avs_checkpoint = any(k.startswith("resnet.") for k in source)
+        hint = " (an AVS model checkpoint? use load_avs_checkpoint)" if avs_checkpoint else ""
         raise DataFormatError(
             path,
             f"is not a torchvision ResNet state_dict: no layer1.* keys; keys start: {_preview(source)}{hint}",
         )
     wanted = {k: v.shape for k, v in part.state_dict().items()}
     wanted_tv = {_torchvision_name(k): s for k, s in wanted.items()}
-    file_arch, model_arch = (
-        describe_resnet({k: v.shape for k, v in source.items()}),
-        describe_resnet(wanted_tv),
-    )
+    file_arch = describe_resnet({k: v.shape for k, v in source.items()})
+    model_arch = describe_resnet(wanted_tv)
     if file_arch != model_arch:
         raise DataFormatError(path, f"looks like {file_arch}, model is {model_arch}")
     # Compare in the file's (torchvision) names, so a missing key reads as the file would spell it.

@@ -12,7 +12,7 @@ from PIL import Image
 from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.sidecar import read_sidecar
 from avs_lib.datatools.synth import META_FILE, clip_paths
-from avs_lib.metrics import binary_iou
+from avs_lib.metrics import frame_iou
 
 
 def _split_names(root: Path, split: str) -> list[tuple[str, str]]:
@@ -21,10 +21,6 @@ def _split_names(root: Path, split: str) -> list[tuple[str, str]]:
         raise FileNotFoundError(f"metadata not found: {path}")
     with open(path, newline="") as file:
         return [(row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split]
-
-
-def _iou(prediction: np.ndarray, truth: np.ndarray) -> float:
-    return float(binary_iou(prediction, truth)[0])
 
 
 VISUAL_STRATEGIES = (
@@ -45,11 +41,11 @@ def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]
     centroid_y = (objects * ys).sum(axis=(1, 2)) / np.maximum(areas, 1)
     off_centre = np.hypot(centroid_x - width / 2, centroid_y - height / 2)
     return {
-        "sounding_object": _iou(objects[0], truth),
-        "largest_object": _iou(objects[int(areas.argmax())], truth),
-        "most_central_object": _iou(objects[int(off_centre.argmin())], truth),
-        "random_object": float(np.mean([_iou(o, truth) for o in objects])),
-        "union_of_objects": _iou(objects.any(axis=0), truth),
+        "sounding_object": frame_iou(objects[0], truth),
+        "largest_object": frame_iou(objects[int(areas.argmax())], truth),
+        "most_central_object": frame_iou(objects[int(off_centre.argmin())], truth),
+        "random_object": float(np.mean([frame_iou(o, truth) for o in objects])),
+        "union_of_objects": frame_iou(objects.any(axis=0), truth),
     }
 
 

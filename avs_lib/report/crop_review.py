@@ -95,7 +95,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union)
 
 
-def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshold: float) -> dict:
+def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path]) -> dict:
     """One labelled frame: its box, and where a mask exists, how well the two agree."""
     clip, paths = dataset.clips[index], dataset.paths(index)
     row = {"split": clip.split, "category": clip.category, "name": clip.name, "frame": frame + 1,
@@ -118,24 +118,22 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path], threshol
             if label_size != mask_size:
                 box = scale_box(box, label_size, mask_size)  # compare in the mask's pixels
             row.update(mask_box=mask_box, iou=box_iou(box, mask_box))
-            if row["iou"] < threshold:
-                row.update(flagged=True, reason=f"box and mask disagree (IoU {row['iou']:.2f} < {threshold:g})")
+            if row["iou"] < REVIEW_THRESHOLD:
+                row.update(flagged=True, reason=f"box and mask disagree (IoU {row['iou']:.2f} < {REVIEW_THRESHOLD:g})")
     except (FileNotFoundError, DataFormatError) as error:
         # A broken label is a finding of the review: listed with its message, never skipped.
         row.update(flagged=True, reason=str(error))
     return row
 
 
-def review_crop_labels(dataset, threshold: float = REVIEW_THRESHOLD, progress: bool = False) -> pd.DataFrame:
+def review_crop_labels(dataset, progress: bool = False) -> pd.DataFrame:
     """One REVIEW_COLUMNS row per frame of an S4 or MS3 split: its box (its label's pixels, max
     exclusive) and origin, and with a mask the IoU with the mask's box; unreadable labels are flagged."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     rows = []
     for index in tqdm(range(len(dataset)), desc=f"review {getattr(dataset, 'split', '')}", disable=not progress):
         paths = dataset.paths(index)
         masks = dict(zip(paths.mask_frames, paths.masks, strict=True))
-        rows += [_frame_row(dataset, index, k, masks, threshold) for k in range(len(paths.frames))]
+        rows += [_frame_row(dataset, index, k, masks) for k in range(len(paths.frames))]
     return pd.DataFrame(rows, columns=REVIEW_COLUMNS)
 
 

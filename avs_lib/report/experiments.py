@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from itertools import islice
@@ -118,16 +120,11 @@ def _warn_once(records: list[WarningRecord], seen: set[tuple[type, str]]) -> Non
             warnings.warn_explicit(message, category, filename, lineno)
 
 
-def _forget_summary(run_dir: Path) -> None:
-    """A summary must never outlive its run; removed only when that run starts training again."""
-    (run_dir / "summary.json").unlink(missing_ok=True)
-
-
 def _fit(cfg: Any, resume: bool) -> list[WarningRecord]:
     """One run; returns the warnings it gave."""
     from avs_lib.engine.train import fit
 
-    _forget_summary(cfg.run_dir)
+    (cfg.run_dir / "summary.json").unlink(missing_ok=True)  # a summary must never outlive its run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit(cfg, resume=resume)
@@ -427,13 +424,11 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
     code = provenance.code_version()
     cfgs = [run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
                        overrides=overrides, quiet=quiet) for method, seed in pairs]
-    fingerprints: dict[tuple, dict[str, Any]] = {}  # one per kind of read (with or without crop labels)
+    fingerprint = functools.cache(provenance.data_fingerprint)  # one per kind of read (with or without crop labels)
     todo = []
     for cfg in cfgs:
-        reads = provenance.data_read_by(cfg)
-        if reads not in fingerprints:
-            fingerprints[reads] = provenance.data_fingerprint(*reads)
-        status, note = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprints[reads], reuse_stale)
+        status, note = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprint(*provenance.data_read_by(cfg)),
+                                   reuse_stale)
         if status == "done" and skip_done:
             print(f"reused {cfg.run_dir.name}: {note} ({cfg.run_dir.resolve()})", flush=True)
             continue
@@ -524,17 +519,13 @@ def _run_dirs(runs_dir: str | Path, marker: str) -> list[Path]:
     return sorted(p.parents[depth - 1] for p in runs_dir.glob(f"*/{marker}"))
 
 
-def collect_results(runs_dir: str | Path, methods: list[str] | None = None,
-                    seeds: list[int] | None = None, pairs: list[tuple[str, int]] | None = None) -> pd.DataFrame:
+def collect_results(runs_dir: str | Path, pairs: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """One row per finished run (summary.json), in `profiles.METHODS` order then seed; optionally only
-    some methods and seeds, or only a grid's (method, seed) `pairs`."""
-    wanted = None if pairs is None else set(pairs)
+    a grid's (method, seed) `pairs`."""
     rows = [_summary_row(d) for d in _run_dirs(runs_dir, "summary.json")]
-    rows = [r for r in rows if (methods is None or r["method"] in methods) and (seeds is None or r["seed"] in seeds)
-            and (wanted is None or (r["method"], r["seed"]) in wanted)]
+    rows = [r for r in rows if pairs is None or (r["method"], r["seed"]) in pairs]
     if not rows:
-        raise FileNotFoundError(f"no finished runs (*/summary.json) under {runs_dir}"
-                                + (f" for methods {methods}" if methods else "") + (f" seeds {seeds}" if seeds else ""))
+        raise FileNotFoundError(f"no finished runs (*/summary.json) under {runs_dir}")
     frame = pd.DataFrame(rows)
     frame = frame.reindex(columns=RESULT_COLUMNS + [c for c in frame.columns if c not in RESULT_COLUMNS])
     order = {m: i for i, m in enumerate(METHODS)}
@@ -556,14 +547,10 @@ def summarise(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> pd.DataF
     missing = [c for c in ["method", "seed", *metrics] if c not in df.columns]
     if missing:
         raise ValueError(f"summarise: missing column(s) {missing}; the table has {list(df.columns)}")
-    methods = list(dict.fromkeys(df["method"]))
     grouped = df.groupby("method", sort=False)
-    out = pd.DataFrame(index=pd.Index(methods, name="method"))
-    out["n_seeds"] = grouped["seed"].nunique().reindex(methods)
+    out = grouped["seed"].nunique().rename("n_seeds").to_frame()
     for metric in metrics:
-        values = grouped[metric]
-        out[f"{metric}_mean"] = values.mean().reindex(methods)
-        out[f"{metric}_std"] = values.std(ddof=1).reindex(methods)
+        out[f"{metric}_mean"], out[f"{metric}_std"] = grouped[metric].mean(), grouped[metric].std(ddof=1)
         out[metric] = [_format(m, s, n, digits) for m, s, n in
                        zip(out[f"{metric}_mean"], out[f"{metric}_std"], out["n_seeds"], strict=True)]
     return out
@@ -617,19 +604,18 @@ def representative_run(results: pd.DataFrame, method: str, metric: str = "test_m
     return f"{method}_seed{seed}"
 
 
-
 def loss_curves(runs_dir: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
     """Every run's steps.jsonl as (method, seed, global_step, term, value) rows: every column but
     epoch, step, global_step and lr is a loss term."""
+    from avs_lib.engine.train import read_steps
+
     frames = []
     for run_dir in _run_dirs(runs_dir, "steps.jsonl"):
-        method, seed = _run_identity(run_dir)
+        method, seed = run_identity(run_dir)
         if methods is not None and method not in methods:
             continue
-        steps = pd.DataFrame([json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line])
+        steps = pd.DataFrame(read_steps(run_dir))
         if not steps.empty:
-            if "global_step" not in steps.columns:
-                raise DataFormatError(run_dir / "steps.jsonl", "no global_step field")
             terms = [c for c in steps.columns if c not in ("epoch", "step", "global_step", "lr")]
             long = steps.melt(id_vars=["global_step"], value_vars=terms, var_name="term", value_name="value")
             frames.append(long.assign(method=method, seed=seed)[["method", "seed", "global_step", "term", "value"]])
@@ -638,7 +624,7 @@ def loss_curves(runs_dir: str | Path, methods: list[str] | None = None) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
-def _run_identity(run_dir: Path) -> tuple[str, int]:
+def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) of a run, from its config.yaml."""
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -647,10 +633,14 @@ def _run_identity(run_dir: Path) -> tuple[str, int]:
     return str(cfg.get("name")), int(cfg.get("seed", 0))
 
 
-def _test_tables(runs_dir: str | Path, file_name: str) -> pd.DataFrame:
+def read_test_tables(runs_dir: str | Path, file_name: str, runs: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each run's (every run's, or the named `runs`') test/`file_name`, with method and seed."""
+    run_dirs = _run_dirs(runs_dir, f"test/{file_name}") if runs is None else [Path(runs_dir) / r for r in runs]
     frames = []
-    for run_dir in _run_dirs(runs_dir, f"test/{file_name}"):
-        method, seed = _run_identity(run_dir)
+    for run_dir in run_dirs:
+        if not (run_dir / "test" / file_name).is_file():
+            raise FileNotFoundError(f"test results not found: {run_dir / 'test' / file_name}")
+        method, seed = run_identity(run_dir)
         table = pd.read_csv(run_dir / "test" / file_name)
         if "category" in table.columns:  # MS3 has no classes: "" (read as NaN, which groupby drops)
             table["category"] = table["category"].fillna("")
@@ -664,14 +654,14 @@ def _test_tables(runs_dir: str | Path, file_name: str) -> pd.DataFrame:
 
 def per_category(runs_dir: str | Path) -> pd.DataFrame:
     """Each run's test/per_category.csv, with method and seed; `iou` (= miou) for plot_per_category."""
-    table = _test_tables(runs_dir, "per_category.csv")
+    table = read_test_tables(runs_dir, "per_category.csv")
     table["iou"] = table["miou"]
     return table
 
 
 def per_clip(runs_dir: str | Path) -> pd.DataFrame:
     """Each run's test/per_clip.csv (name, category, iou, n_frames), with method and seed."""
-    return _test_tables(runs_dir, "per_clip.csv")
+    return read_test_tables(runs_dir, "per_clip.csv")
 
 
 REPORTED_LABEL = "reported, not measured here"

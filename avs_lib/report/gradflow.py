@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
@@ -26,6 +25,7 @@ from avs_lib.engine.datasets import build_dataset
 from avs_lib.engine.system import AVSSystem
 from avs_lib.engine.train import read_history, read_steps
 from avs_lib.losses import TERMS, TotalLoss
+from avs_lib.report.experiments import run_identity
 
 # Parameter groups by name prefix; a shared crop trunk's parameters are counted as the AVS encoder's.
 PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -79,20 +79,20 @@ def gradient_flow(system: AVSSystem, batch: dict, terms: Sequence[str] | None = 
     return table
 
 
-def first_batch(cfg: ExperimentConfig, split: str = "train", clips: int | None = None) -> dict:
-    """The first clips of a split as training sees them (with counterfactual audio when trained)."""
-    dataset = build_dataset(cfg, split)
+def first_batch(cfg: ExperimentConfig) -> dict:
+    """The first training batch as training sees it (with counterfactual audio when trained)."""
+    dataset = build_dataset(cfg, "train")
     if cfg.loss.counterfactual > 0:
         dataset = CounterfactualPairs(dataset, seed=cfg.seed)
-    return collate_clips([dataset[i] for i in range(min(len(dataset), clips or cfg.optim.batch_size))])
+    return collate_clips([dataset[i] for i in range(min(len(dataset), cfg.optim.batch_size))])
 
 
-def gradient_flow_table(configs: Mapping[str, ExperimentConfig], batch: dict | None = None) -> pd.DataFrame:
+def gradient_flow_table(configs: Mapping[str, ExperimentConfig]) -> pd.DataFrame:
     """`gradient_flow` of each method's freshly built system, indexed (method, term): wiring alone."""
     frames = {}
     for method, cfg in configs.items():
         torch.manual_seed(cfg.seed)
-        frames[method] = gradient_flow(AVSSystem(cfg), batch if batch is not None else first_batch(cfg))
+        frames[method] = gradient_flow(AVSSystem(cfg), first_batch(cfg))
     return pd.concat(frames, names=["method", "term"]).fillna(0.0)
 
 
@@ -137,10 +137,8 @@ def run_crop_health(run_dir: str | Path, tolerance: float = 1e-4) -> dict[str, f
         raise ValueError(f"{run_dir / 'steps.jsonl'} has no crop_ce step of epoch {last}")
     final = float(epochs[-1]["train_crop_ce"])
     dead = sum(abs(s["crop_ce"] - CHANCE_CROP_CE) <= tolerance for s in steps)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"run config not found: {run_dir / 'config.yaml'}")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    return {"run": run_dir.name, "method": config.get("name"), "seed": config.get("seed"), "epoch": int(last),
+    method, seed = run_identity(run_dir)
+    return {"run": run_dir.name, "method": method, "seed": seed, "epoch": int(last),
             "final_crop_ce": final, "chance_crop_ce": CHANCE_CROP_CE, "at_chance": abs(final - CHANCE_CROP_CE) < 0.01,
             "dead_step_fraction": dead / len(steps), "steps": len(steps)}
 

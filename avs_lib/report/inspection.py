@@ -3,7 +3,6 @@ and the callables of the mask browser."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,10 @@ from avs_lib.data.audio import read_wav
 from avs_lib.data.avsbench import LAYOUTS, mask_values, open_image, open_split
 from avs_lib.data.categories import SPLITS
 from avs_lib.engine.datasets import build_dataset, full_split
+from avs_lib.engine.train import read_history
 from avs_lib.losses import TERMS
 from avs_lib.metrics import frame_iou
+from avs_lib.report.experiments import read_test_tables
 
 # ---------------------------------------------------------------- the data
 
@@ -232,13 +233,13 @@ def frame_destination(pred: np.ndarray, sounding: np.ndarray, distractors: np.nd
             "background": (total - on_sounding - on_distractor) / total, "empty": 0.0}
 
 
-def classify_failure(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray, good_iou: float = GOOD_IOU) -> str:
-    """"empty", "ok" (IoU >= good_iou), else where most of the foreground lies: "on distractor",
+def classify_failure(pred: np.ndarray, gt: np.ndarray, distractors: np.ndarray) -> str:
+    """"empty", "ok" (IoU >= GOOD_IOU), else where most of the foreground lies: "on distractor",
     "background spill" or "partial" (on the sounding object, too little or too much of it)."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     if not pred.any():
         return "empty"
-    if frame_iou(pred, gt) >= good_iou:
+    if frame_iou(pred, gt) >= GOOD_IOU:
         return "ok"
     shares = frame_destination(pred, gt, distractors)
     top = max(("sounding object", "distractor", "background"), key=lambda k: shares[k])  # first wins ties
@@ -253,7 +254,7 @@ def run_masks(run_dir: str | Path, dataset, index: int) -> np.ndarray:
                      for t in range(len(dataset.load_frames_raw(index)))])
 
 
-def failure_table(run_dir: str | Path, dataset, good_iou: float = GOOD_IOU) -> pd.DataFrame:
+def failure_table(run_dir: str | Path, dataset) -> pd.DataFrame:
     """Every test frame with a mask as the run predicted it (synthetic data only): name, category,
     frame (0-based), iou, kind (`classify_failure`), area of the sounding object, the DESTINATIONS."""
     rows = []
@@ -265,17 +266,17 @@ def failure_table(run_dir: str | Path, dataset, good_iou: float = GOOD_IOU) -> p
                              f"{view['frames'].shape[:3]} of {clip.name!r}; read the dataset at the "
                              "run's image size (evaluation_dataset)")
         rows += [{"name": clip.name, "category": clip.category, "frame": t, "iou": frame_iou(pred[t], gt),
-                  "kind": classify_failure(pred[t], gt, distractors[:, t], good_iou), "area": float(gt.mean()),
+                  "kind": classify_failure(pred[t], gt, distractors[:, t]), "area": float(gt.mean()),
                   **frame_destination(pred[t], gt, distractors[:, t])}
                  for t, gt in enumerate(view["gt"]) if gt is not None]
     return pd.DataFrame(rows)
 
 
-def pick_failures(table: pd.DataFrame, kinds: Sequence[str] = FAILURE_KINDS) -> tuple[pd.DataFrame, str]:
+def pick_failures(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Per failure kind its lowest-IoU frame (ties: name, frame), each from another clip; returns
     (the rows, the rule as a sentence naming the kinds no frame has)."""
     chosen, absent = [], []
-    for kind in kinds:
+    for kind in FAILURE_KINDS:
         rows = table[(table["kind"] == kind) & ~table["name"].isin([r["name"] for r in chosen])]
         if rows.empty:
             absent.append(kind)
@@ -299,8 +300,7 @@ def failure_rows(run_dir: str | Path, dataset, picked: pd.DataFrame, label: str 
     return rows
 
 
-def mask_destinations(predictor, runs: dict[str, Sequence[str]],
-                      conditions: Sequence[str] = AUDIO_CONDITIONS) -> pd.DataFrame:
+def mask_destinations(predictor, runs: dict[str, Sequence[str]]) -> pd.DataFrame:
     """Where the masks of each method's runs go on every test frame of a synthetic split, per audio
     condition: a row per (method, run, condition, name, frame) with the DESTINATIONS shares."""
     dataset = predictor.dataset
@@ -308,7 +308,7 @@ def mask_destinations(predictor, runs: dict[str, Sequence[str]],
     rows = []
     for method, names in runs.items():
         for run in names:
-            for condition in conditions:
+            for condition in AUDIO_CONDITIONS:
                 for index, (sounding, distractors) in enumerate(objects):
                     pred = _masks(predictor, run, index, condition)  # [T, S, S]; None: no partner
                     rows += [{"method": method, "run": run, "condition": condition, "name": dataset.clips[index].name,
@@ -318,20 +318,8 @@ def mask_destinations(predictor, runs: dict[str, Sequence[str]],
 
 
 def per_frame_results(runs_dir: str | Path, runs: Sequence[str]) -> pd.DataFrame:
-    """Each named run's test/per_frame.csv, with method and seed from its config."""
-    frames = []
-    for run in runs:
-        path = Path(runs_dir) / run / "test" / "per_frame.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"per-frame test results not found: {path}")
-        cfg = run_config(Path(runs_dir) / run)
-        table = pd.read_csv(path)
-        table.insert(0, "seed", cfg.seed)
-        table.insert(0, "method", cfg.name)
-        frames.append(table)
-    if not frames:
-        raise ValueError("per_frame_results: expected at least one run")
-    return pd.concat(frames, ignore_index=True)
+    """Each named run's test/per_frame.csv, with method and seed."""
+    return read_test_tables(runs_dir, "per_frame.csv", runs)
 
 
 def iou_with_area(per_frame: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
@@ -352,11 +340,8 @@ def validation_history(runs_dir: str | Path, runs: Sequence[str]) -> pd.DataFram
     """Each run's per-epoch validation metrics (`val_*` in metrics.jsonl): method, seed, epoch, metric, value."""
     rows = []
     for run in runs:
-        path = Path(runs_dir) / run / "metrics.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"per-epoch metrics not found: {path}")
         cfg = run_config(Path(runs_dir) / run)
-        for record in map(json.loads, filter(str.strip, path.read_text().splitlines())):
+        for record in read_history(Path(runs_dir) / run):
             rows += [{"method": cfg.name, "seed": cfg.seed, "epoch": int(record["epoch"]), "metric": key,
                       "value": float(value)} for key, value in record.items()
                      if key.startswith("val_") and isinstance(value, int | float)]
@@ -383,17 +368,16 @@ def pick_clips_by_quantiles(clips: pd.DataFrame, method: str,
     return names, rule
 
 
-def qualitative_rows(predictor, runs: dict[str, str], names: Sequence[str], frame: int = 0,
-                     conditions: Sequence[str] = AUDIO_CONDITIONS) -> list[dict[str, Any]]:
-    """`viz.plot_qualitative_grid` rows: per clip one frame, its ground truth and each (method -> run)'s
+def qualitative_rows(predictor, runs: dict[str, str], names: Sequence[str]) -> list[dict[str, Any]]:
+    """`viz.plot_qualitative_grid` rows: per clip its first frame, its ground truth and each (method -> run)'s
     mask under each audio condition (None without a swap partner)."""
     rows = []
     for name in names:
         index = _index_in(predictor.dataset, name)
         view = clip_view(predictor.dataset, index)
-        masks = {(method, c): _masks(predictor, run, index, c) for method, run in runs.items() for c in conditions}
-        rows.append({"name": name, "frame": view["frames"][frame], "gt": view["gt"][frame],
-                     "masks": {key: None if m is None else m[frame] for key, m in masks.items()}})
+        masks = {(method, c): _masks(predictor, run, index, c) for method, run in runs.items() for c in AUDIO_CONDITIONS}
+        rows.append({"name": name, "frame": view["frames"][0], "gt": view["gt"][0],
+                     "masks": {key: None if m is None else m[0] for key, m in masks.items()}})
     return rows
 
 

@@ -42,10 +42,8 @@ def split_and_metric(column: str) -> tuple[str, str]:
 
 def column_name(split: str, metric: str) -> str:
     """The inverse of `split_and_metric`."""
-    for column, key in SPECIAL_COLUMNS.items():
-        if key == (split, metric):
-            return column
-    return metric if split == "run" else f"{split}_{metric}"
+    special = {key: column for column, key in SPECIAL_COLUMNS.items()}
+    return special.get((split, metric), metric if split == "run" else f"{split}_{metric}")
 
 
 def results_long(results: pd.DataFrame) -> pd.DataFrame:
@@ -56,13 +54,10 @@ def results_long(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         raise ValueError("results_long: no runs in the results; nothing to write")
     metrics = [c for c in results.columns if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(results[c])]
-    rows = []
-    for _, run in results.iterrows():
-        for column in metrics:
-            split, metric = split_and_metric(column)
-            rows.append({"method": str(run["method"]), "seed": int(run["seed"]), "split": split,
-                         "metric": metric, "value": float(run[column])})
-    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+    values = results.astype({"method": str, "seed": int}).set_index(["method", "seed"])[metrics].astype(float)
+    long = values.rename_axis(columns="column").stack(future_stack=True).rename("value").reset_index()
+    split, metric = zip(*map(split_and_metric, long.pop("column")), strict=True)
+    return long.assign(split=split, metric=metric)[LONG_COLUMNS]
 
 
 def results_wide(long: pd.DataFrame) -> pd.DataFrame:
@@ -100,10 +95,6 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
     return versions
 
 
-def _json_value(value: float) -> float | None:
-    return None if math.isnan(value) else value  # JSON has no NaN
-
-
 def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str, Any]:
     """Data root, dataset and fingerprint the runs read (a list where they differ), and the overrides."""
     seen: dict[str, list[Any]] = {"root": [], "dataset": [], "fingerprint": []}
@@ -130,7 +121,8 @@ def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
     out_dir = Path(out_dir)
     csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
     write_text_atomically(csv_path, long.to_csv(index=False))
-    rows = [{**row, "value": _json_value(row["value"])} for row in long.to_dict(orient="records")]
+    rows = [{**row, "value": None if math.isnan(row["value"]) else row["value"]}  # JSON has no NaN
+            for row in long.to_dict(orient="records")]
     document = {"profile": profile, "data": _data_record(results, overrides), "git_commit": git_commit(repo), "packages": package_versions(),
                 "columns": LONG_COLUMNS, "rows": rows}
     write_text_atomically(json_path, json.dumps(document, indent=2) + "\n")
@@ -157,8 +149,7 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
-                     metrics: list[str] | None = None) -> str:
+def results_markdown(long: pd.DataFrame, methods: list[str] | None = None) -> str:
     """The README's results table (markdown) from results.csv's rows: notebook 04's `results_table`."""
     wide = results_wide(long)
     if methods is not None:
@@ -167,11 +158,10 @@ def results_markdown(long: pd.DataFrame, methods: list[str] | None = None,
             raise ValueError(f"results_markdown: no runs of method(s) {unknown} in the results; "
                              f"have {sorted(set(wide['method']))}")
         wide = pd.concat([wide[wide["method"] == m] for m in methods], ignore_index=True)
-    metrics = metrics or list(RESULT_HEADERS)
-    absent = [m for m in [*metrics, "test_f_score_batch_size"] if m not in wide.columns]
+    absent = [m for m in [*RESULT_HEADERS, "test_f_score_batch_size"] if m not in wide.columns]
     if absent:
         raise ValueError(f"results_markdown: the results have no {absent}")
-    return _markdown(results_table(wide, metrics))
+    return _markdown(results_table(wide))
 
 
 # How far the CPU moves a method's seed mean: `benchmarks/machine_effect.py` (the committed cpu

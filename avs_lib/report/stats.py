@@ -10,7 +10,7 @@ identical count once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +46,7 @@ class SeedDifference:
 
 def _seed_series(values, what: str) -> pd.Series:
     """Per-seed values (a Series, a mapping, or a sequence indexed by position) as a float Series."""
-    if isinstance(values, pd.Series):
-        series = values.astype(float)
-    elif isinstance(values, Mapping):
-        series = pd.Series({int(k): float(v) for k, v in values.items()}, dtype=float)
-    else:
-        series = pd.Series(np.asarray(values, dtype=float).reshape(-1))
+    series = pd.Series(values, dtype=float)
     if series.empty:
         raise ValueError(f"{what}: no per-seed values")
     if series.index.has_duplicates:
@@ -324,7 +319,7 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
     table["claimed_gain"] = gain
     table["claim_excluded"] = table["upper_bound"] < gain
     decided = [_decide(r, alpha, machine_margin) for _, r in table.iterrows()]
-    table["verdict"], table["decided_by"], table["edge"] = zip(*decided, strict=True) if decided else ((), (), ())
+    table["verdict"], table["decided_by"], table["edge"] = zip(*decided, strict=True)
     table.loc[table["identical"], ["verdict", "decided_by"]] = (IDENTICAL, "")
     repeated = table["same_as"] != ""
     table.loc[repeated, "verdict"] = "counted as " + table.loc[repeated, "same_as"]

@@ -10,6 +10,7 @@ figures that answer the report's question return (figure, the numbers they draw)
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import math
@@ -46,8 +47,6 @@ FN_COLOR: RGB = (204, 121, 167)  # reddish purple
 PRED_EDGE: RGB = (0, 0, 0)
 FILL_ALPHA = 0.55
 
-LOG_MEL_HOP_S = 0.01  # VGGish frames are 10 ms apart; an example is 96 frames = 0.96 s
-
 STYLE_SHEET = Path(__file__).with_name("avs.mplstyle")
 
 # The main comparison takes the Okabe-Ito colours (the floor grey, the baseline blue, the thesis
@@ -78,9 +77,6 @@ def set_style() -> None:
     import matplotlib.style
 
     global _style_applied
-    if not STYLE_SHEET.is_file():
-        raise FileNotFoundError(f"the report's style sheet is missing: {STYLE_SHEET} "
-                                "(package data of avs_lib.report; reinstall the package)")
     matplotlib.style.use(STYLE_SHEET)
     _style_applied = True
 
@@ -173,9 +169,7 @@ def _frame_masks(masks: Any, frames: np.ndarray, what: str) -> list[np.ndarray |
     t, h, w = frames.shape[:3]
     if masks is None:
         return [None] * t
-    if not isinstance(masks, (list, tuple)) and _numpy(masks).shape != (t, h, w):
-        raise ValueError(f"{what}: expected masks [T, H, W] = {(t, h, w)}, got {_numpy(masks).shape}")
-    if len(masks) != t:
+    if len(masks) != t:  # each mask's shape is checked by _mask
         raise ValueError(f"{what}: expected {t} per-frame masks, got {len(masks)}")
     return [None if m is None else _mask(m, (h, w), f"{what}[{i}]") for i, m in enumerate(masks)]
 
@@ -305,20 +299,19 @@ def plot_clip(frames: Any, masks: Mapping[str, Any], title: str = "",
     """Frames uint8 [T, S, S, 3] in a row, then one row per named mask ([T, S, S], a list with
     Nones, or None); rows not in `colors` take the Okabe-Ito colours in order."""
     frames = _rgb(frames, "plot_clip frames", ndim=4)
-    rows = [("frame", [None] * len(frames), None)]
-    for i, (label, value) in enumerate(masks.items()):
-        color = (colors or {}).get(label, OKABE_ITO[i % len(OKABE_ITO)])
-        rows.append((label, _frame_masks(value, frames, f"plot_clip masks[{label!r}]"), color))
-    t = len(frames)
-    fig = _new_figure(1.8 * t, 1.8 * len(rows) + 0.4)
-    axes = fig.subplots(len(rows), t, squeeze=False)
-    for r, (label, row_masks, color) in enumerate(rows):
-        for c, mask in enumerate(row_masks):
-            _image_axis(axes[r, c], frames[c] if mask is None else overlay(frames[c], mask, color),
-                        f"frame {c + 1}" if r == 0 else None)
-            if mask is None and r > 0:
-                axes[r, c].text(0.5, 0.5, "no mask", transform=axes[r, c].transAxes, ha="center",
-                                va="center", color="white", fontsize="small")
+    rows = {label: _frame_masks(value, frames, f"plot_clip masks[{label!r}]") for label, value in masks.items()}
+    fig = _new_figure(1.8 * len(frames), 1.8 * len(rows) + 2.2)
+    axes = fig.subplots(1 + len(rows), len(frames), squeeze=False)
+    for c, ax in enumerate(axes[0]):
+        _image_axis(ax, frames[c], f"frame {c + 1}")
+    axes[0, 0].set_ylabel("frame")
+    for r, (label, row_masks) in enumerate(rows.items(), start=1):
+        color = (colors or {}).get(label, OKABE_ITO[(r - 1) % len(OKABE_ITO)])
+        for ax, frame, mask in zip(axes[r], frames, row_masks, strict=True):
+            _image_axis(ax, frame if mask is None else overlay(frame, mask, color))
+            if mask is None:
+                ax.text(0.5, 0.5, "no mask", transform=ax.transAxes, ha="center", va="center", color="white",
+                        fontsize="small")
         axes[r, 0].set_ylabel(label)
     return _titled(fig, title)
 
@@ -364,18 +357,13 @@ def plot_waveform_and_logmel(waveform: Any, sr: int, log_mel: Any, title: str = 
     if waveform is None:
         ax_mel = fig.subplots()
     else:
-        wave_np = _numpy(waveform).astype(np.float64)
-        if wave_np.ndim != 1 or sr <= 0:
-            raise ValueError(f"plot_waveform_and_logmel: expected a mono waveform [N] at a positive "
-                             f"sample rate, got shape {wave_np.shape} at {sr} Hz")
         ax_wave, ax_mel = fig.subplots(2, 1, sharex=True)
-        ax_wave.plot(np.arange(len(wave_np)) / sr, wave_np, linewidth=0.5, color=_hex(OKABE_ITO[0]))
+        ax_wave.plot(np.arange(len(waveform)) / sr, _numpy(waveform), linewidth=0.5, color=_hex(OKABE_ITO[0]))
         ax_wave.set_ylabel("amplitude")
-    n, example_s = mel.shape[0], 96 * LOG_MEL_HOP_S
+    n, example_s = mel.shape[0], 0.96  # a VGGish example: 96 frames 10 ms apart
     image = ax_mel.imshow(mel.reshape(n * 96, 64).T, origin="lower", aspect="auto", cmap="magma",
                           extent=(0.0, n * example_s, 0.0, 64.0))  # [n, 96, 64] -> [64 bands, n*96 frames]
-    for k in range(1, n):
-        ax_mel.axvline(k * example_s, color="white", linewidth=0.8, linestyle="--")
+    ax_mel.vlines(np.arange(1, n) * example_s, 0.0, 64.0, color="white", linewidth=0.8, linestyle="--")
     ax_mel.grid(False)
     ax_mel.set(xlabel="time (s)", ylabel="mel band")
     fig.colorbar(image, ax=ax_mel, label="log(mel + 0.01)")
@@ -449,15 +437,14 @@ def _seed_band(ax: Axes, per_seed: pd.DataFrame, color: str, label: str, **line:
     return mean, std
 
 
-def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | None = None,
-                     order: Sequence[str] | None = None, logy: bool = False, ncols: int = 3) -> Figure:
-    """Training losses (`experiments.loss_curves`), a panel per term: thin lines single seeds
-    (rolling mean over `smooth` steps), thick the mean over seeds."""
+def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, order: Sequence[str] | None = None) -> Figure:
+    """Training losses (`experiments.loss_curves`), a panel per term, three to a row: thin lines
+    single seeds (rolling mean over `smooth` steps), thick the mean over seeds."""
     _require_columns(df, ["method", "seed", "global_step", "term", "value"], "plot_loss_curves")
     if smooth < 1:
         raise ValueError(f"plot_loss_curves: smooth must be >= 1, got {smooth}")
-    terms, methods = _ordered(df["term"], terms), _ordered(df["method"], order)
-    ncols = min(ncols, len(terms))
+    terms, methods = list(dict.fromkeys(df["term"])), _ordered(df["method"], order)
+    ncols = min(3, len(terms))
     fig = _new_figure(4.0 * ncols, 3.0 * math.ceil(len(terms) / ncols))
     axes = fig.subplots(math.ceil(len(terms) / ncols), ncols, squeeze=False).ravel()
     for ax, term in zip(axes, terms, strict=False):
@@ -469,7 +456,7 @@ def plot_loss_curves(df: pd.DataFrame, smooth: int = 1, terms: Sequence[str] | N
                         .sort_index().rolling(smooth, min_periods=1).mean())  # [steps, seeds]
             ax.plot(per_seed.index, per_seed.to_numpy(), color=method_color(method), linewidth=0.6, alpha=0.35)
             ax.plot(per_seed.index, per_seed.mean(axis=1), color=method_color(method), linewidth=1.8, label=method)
-        ax.set(title=term, xlabel="global step", yscale="log" if logy else "linear")
+        ax.set(title=term, xlabel="global step")
     for ax in axes[len(terms):]:
         fig.delaxes(ax)
     legend_outside(fig, axes[0], title="method")
@@ -510,8 +497,6 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     return fig
 
 
-
-
 def top_follower(df: pd.DataFrame, methods: Sequence[str] | None = None, column: str = "test_following_rate",
                  deaf: str = CHANCE_METHOD) -> str | None:
     """The one rule notebooks 04 and 05 name the listener by: the highest mean `column` among
@@ -522,10 +507,9 @@ def top_follower(df: pd.DataFrame, methods: Sequence[str] | None = None, column:
 
 
 def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
-                           title: str = "Listening rate against mIoU",
-                           chance: float | None = None, chance_method: str = CHANCE_METHOD) -> Figure:
+                           title: str = "Listening rate against mIoU") -> Figure:
     """Listening rate against mIoU: a dot per seed, a diamond per method mean, and the chance level
-    (default: the mean of `chance_method`, a model that hears nothing) as a dashed line."""
+    (the mean of CHANCE_METHOD, a model that hears nothing) as a dashed line."""
     _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
     fig = _new_figure(8.0, 4.6)
     ax = fig.subplots()
@@ -534,13 +518,10 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
         ax.scatter(rows["listening_rate"], rows["miou"], color=method_color(method), s=20, alpha=0.7)
         ax.scatter(rows["listening_rate"].mean(), rows["miou"].mean(), color=method_color(method), s=160,
                    marker="D", edgecolor="black", label=method, zorder=3)
-    label = "chance"
-    deaf = df.loc[df["method"] == chance_method, "listening_rate"].dropna()
-    if chance is None and not deaf.empty:
-        chance = float(deaf.mean())
-        label = f"chance ({chance_method}: {chance:.2f})"
-    if chance is not None:
-        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=label, zorder=1)
+    deaf = df.loc[df["method"] == CHANCE_METHOD, "listening_rate"].dropna()
+    if not deaf.empty:
+        ax.axvline(deaf.mean(), color="black", linestyle="--", linewidth=1, zorder=1,
+                   label=f"chance ({CHANCE_METHOD}: {deaf.mean():.2f})")
     ax.set(xlim=(-0.02, 1.02), xlabel="listening rate (swapped audio moves the mask)", ylabel="mIoU", title=title)
     legend_outside(fig, ax, title="method (mean)")
     return fig
@@ -568,7 +549,10 @@ def plot_audio_change(df: pd.DataFrame, order: Sequence[str] | None = None,
         rows = long[long["diagnostic"] == key]
         sns.barplot(rows, **style, palette={m: method_color(m) for m in methods}, errorbar="sd", capsize=0.15,
                     saturation=1, alpha=0.75, legend=key == "iou_to_true", ax=ax)
+        state = np.random.get_state()  # seaborn draws the strip's jitter from numpy's global generator:
+        np.random.seed(0)  # a fixed seed draws the same figure on every run, and the caller's stream is restored
         sns.stripplot(rows, **style, palette={m: "black" for m in methods}, dodge=True, size=3, legend=False, ax=ax)
+        np.random.set_state(state)
         ax.set(title=label, xlabel=None, ylabel=None)
     legend_outside(fig, fig.axes[0], title="method")
     table = long.groupby(["method", "audio", "diagnostic"], sort=False)["value"].agg(["mean", "std"]).reset_index()
@@ -610,21 +594,18 @@ LOSS_LABELS = {"avs_bce": "segmentation BCE", "avm": "AVM", "crop_ce": "A: crop 
 LOSS_COLOR = "#c00000"
 
 
-def mark_empty(ax: Axes) -> None:
-    """A red frame and label on a panel whose predicted mask is empty (which draws nothing at all)."""
-    for spine in ax.spines.values():
-        spine.set(visible=True, edgecolor=EMPTY_COLOR, linewidth=3)
-    ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center", color="white", fontsize="small",
-            fontweight="bold", bbox={"facecolor": EMPTY_COLOR, "edgecolor": "none"}, gid="empty-marker")
-
-
 def _prediction_panel(ax: Axes, frame: np.ndarray, pred: np.ndarray | None, title: str | None) -> None:
-    """A prediction over its frame; an empty one marked, a missing one (None) said."""
+    """A prediction over its frame; a missing one (None) said, an empty one (which draws nothing at
+    all) in a red frame with a red label."""
     _image_axis(ax, frame if pred is None else mark_masks(frame, pred), title)
     if pred is None:
         ax.text(0.5, 0.5, "n/a", transform=ax.transAxes, ha="center", va="center", color="white")
     elif not pred.any():
-        mark_empty(ax)
+        for spine in ax.spines.values():
+            spine.set(visible=True, edgecolor=EMPTY_COLOR, linewidth=3)
+        ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center", color="white",
+                fontsize="small", fontweight="bold", bbox={"facecolor": EMPTY_COLOR, "edgecolor": "none"},
+                gid="empty-marker")
 
 
 def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
@@ -634,9 +615,6 @@ def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
     fig = _new_figure(9.0, 2.4 * len(rows) + 0.5)
     axes = fig.subplots(len(rows), 4, squeeze=False)
     for r, case in enumerate(rows):
-        missing = [k for k in ("frame", "gt", "pred", "title") if k not in case]
-        if missing:
-            raise ValueError(f"plot_failure_cases: case {r} lacks {missing}")
         frame = _rgb(case["frame"], f"plot_failure_cases case {r} frame")
         gt = _mask(case["gt"], frame.shape[:2], f"plot_failure_cases case {r} gt")
         pred = _mask(case["pred"], frame.shape[:2], f"plot_failure_cases case {r} pred")
@@ -675,11 +653,8 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
         for m, method in enumerate(methods):
             axes[m, 1].set_ylabel(method, color=method_color(method), fontweight="bold", fontsize="small")
             for c, condition in enumerate(conditions):
-                key = (method, condition)
-                if key not in row["masks"]:
-                    raise ValueError(f"plot_qualitative_grid: clip {row['name']!r} has no mask for {key}")
-                value = row["masks"][key]
-                pred = None if value is None else _mask(value, frame.shape[:2], f"mask {key} of {row['name']!r}")
+                value = row["masks"][method, condition]
+                pred = None if value is None else _mask(value, frame.shape[:2], f"mask {(method, condition)} of {row['name']!r}")
                 iou = float("nan") if pred is None else frame_iou(pred, gt)
                 _prediction_panel(axes[m, 1 + c], frame, pred, CONDITION_LABELS.get(condition, condition) if m == 0 else None)
                 if pred is not None:
@@ -729,12 +704,13 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
     methods = _ordered(df["method"], order)
     conditions = [c for c in conditions if c in set(df["condition"])]
     per_run = df.groupby(["method", "condition", "run"])[parts].mean().groupby(["method", "condition"])
-    mean, std, runs = per_run.mean(), per_run.std(ddof=1), per_run.size()
+    mean = per_run.mean()
+    keys = [(m, c) for m in methods for c in conditions if (m, c) in mean.index]
+    table = pd.concat([per_run.size().rename("runs"), mean, per_run.std(ddof=1).add_suffix("_std")], axis=1)
     ncols = min(ncols, len(methods))  # wrapped facets: the figure stays narrow
     nrows = math.ceil(len(methods) / ncols)
     fig = _new_figure(2.2 * ncols + 1.8, 2.7 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
-    rows = []
     for ax, method in zip(axes, methods, strict=False):
         for c, condition in enumerate(conditions):
             if (method, condition) not in mean.index:
@@ -742,10 +718,7 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
             shares = mean.loc[(method, condition)]
             ax.bar(c, shares.to_numpy(), 0.8, bottom=np.r_[0.0, shares.cumsum().to_numpy()[:-1]], edgecolor="black",
                    color=list(DESTINATION_COLORS.values()), linewidth=0.5, hatch=["", "", "", "//"],
-                   label=parts if not rows else None)
-            rows.append({"method": method, "condition": condition, "runs": int(runs.loc[(method, condition)]),
-                         **shares.astype(float).to_dict(),
-                         **{f"{p}_std": float(std.loc[(method, condition), p]) for p in parts}})
+                   label=parts if (method, condition) == keys[0] else None)
         ax.set_xticks(range(len(conditions)), [{"true": "own"}.get(c, c) for c in conditions], fontsize="small")
         # a long name breaks at its middle underscore, so neighbouring facet titles never collide
         cut = method.find("_", len(method) // 2 - 2) if len(method) > 16 else -1
@@ -759,7 +732,7 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
     fig.supxlabel("audio: own / swapped in from another clip / silent", fontsize="small")
     legend_outside(fig, axes[0])
     fig.suptitle(title)
-    return fig, pd.DataFrame(rows)
+    return fig, table.loc[keys].reset_index()
 
 
 def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | None = None,
@@ -770,8 +743,6 @@ def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | Non
     _require_columns(df, ["method", "seed", "iou", "area"], "plot_iou_vs_area")
     frames = df.drop_duplicates(["name", "frame"]) if {"name", "frame"} <= set(df.columns) else df
     values = frames["area"].to_numpy(dtype=float)
-    if len(values) == 0:
-        raise ValueError("plot_iou_vs_area: no areas")
     # quantile edges, so each bin holds about as many frames; equal edges (many equal areas) merged
     edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
@@ -880,10 +851,6 @@ def _architecture_layout(spec: Mapping[str, Any], lower: float) -> tuple[list[tu
 def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
     """The model as the code builds it (`inspection.architecture_spec`), a red label where each loss
     with a non-zero weight attaches; boxes and labels carry gids ("stage:i", "loss:name", ...)."""
-    missing = [k for k in ("name", "backbone", "stage_channels", "channel", "fusion_blocks", "decoder",
-                           "audio_encoder", "crop", "losses") if k not in spec]
-    if missing:
-        raise ValueError(f"plot_architecture: the spec lacks {missing} (build it with inspection.architecture_spec)")
     crop, losses = spec["crop"], dict(spec["losses"])
     lower = 0.05 if crop else 0.1
     boxes, links = _architecture_layout(spec, lower)
@@ -1026,8 +993,9 @@ class MaskBrowser:
         self.runs = list(runs)
         self.threshold, self.min_display_size = threshold, min_display_size
         self.last_error: BaseException | None = None
-        self._predictions: dict[tuple[str, int, bool], np.ndarray] = {}
-        self._audio_cache: dict[tuple[int, bool], bytes] = {}
+        # Cached per (run, clip, swapped) and (clip, swapped); a callback that raises is not cached.
+        self._probabilities = functools.cache(self._checked_probabilities)
+        self._wav = functools.cache(lambda index, swapped: wav_bytes(*audio(index, swapped)))
         self._syncing = False
 
         self.clip_dropdown = widgets.Dropdown(
@@ -1068,16 +1036,13 @@ class MaskBrowser:
         gt = _frame_masks(clip.get("gt"), frames, f"MaskBrowser clip {index} ({clip['name']}) gt")
         return {**clip, "frames": frames, "gt": gt}
 
-    def _probabilities(self, run: str, index: int, swapped: bool) -> np.ndarray:
-        key = (run, index, swapped)
-        if key not in self._predictions:
-            probs = _numpy(self.predict(run, index, swapped)).astype(np.float64)
-            expected = self.clips[index]["frames"].shape[:3]
-            if probs.shape != expected:
-                raise ValueError(f"predict({run!r}, {index}, {swapped}) returned shape {probs.shape}, "
-                                 f"expected probabilities {expected}")
-            self._predictions[key] = probs
-        return self._predictions[key]
+    def _checked_probabilities(self, run: str, index: int, swapped: bool) -> np.ndarray:
+        probs = _numpy(self.predict(run, index, swapped)).astype(np.float64)
+        expected = self.clips[index]["frames"].shape[:3]
+        if probs.shape != expected:
+            raise ValueError(f"predict({run!r}, {index}, {swapped}) returned shape {probs.shape}, "
+                             f"expected probabilities {expected}")
+        return probs
 
     def _update(self, clip_changed: bool = False, audio_changed: bool = False) -> None:
         """Run the steps a change needs; each failure is kept and shown, the others still run."""
@@ -1099,13 +1064,12 @@ class MaskBrowser:
 
     def _sync_clip_controls(self) -> None:
         """Fit the frame slider and the swap toggle to the selected clip without re-rendering twice."""
-        index = self.clip_dropdown.value
+        clip = self.clips[self.clip_dropdown.value]
+        has_partner = bool(clip.get("swap_partner", True))
         self._syncing = True
         try:
-            self.frame_slider.max = len(self.clips[index]["frames"])
+            self.frame_slider.max = len(clip["frames"])
             self.frame_slider.value = 1
-            clip = self.clips[index]
-            has_partner = "swap_partner" not in clip or bool(clip["swap_partner"])
             if not has_partner:
                 self.swapped_toggle.value = False
             self.swapped_toggle.disabled = not has_partner
@@ -1113,11 +1077,7 @@ class MaskBrowser:
             self._syncing = False
 
     def _load_audio(self) -> None:
-        key = (self.clip_dropdown.value, self.swapped_toggle.value)
-        if key not in self._audio_cache:
-            waveform, sample_rate = self.audio(*key)
-            self._audio_cache[key] = wav_bytes(waveform, sample_rate)
-        self.audio_player.value = self._audio_cache[key]
+        self.audio_player.value = self._wav(self.clip_dropdown.value, self.swapped_toggle.value)
 
     def _render(self) -> None:
         index, run = self.clip_dropdown.value, self.run_dropdown.value
@@ -1161,6 +1121,3 @@ class MaskBrowser:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
-
-
-# ---------------------------------------------------------------- how a step's cost grows
