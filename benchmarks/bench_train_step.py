@@ -21,6 +21,7 @@ Variants:
     fast_cl_recompute     + channels_last
     fast_cl_recompute01   channels_last, only the stem and layer1 recomputed (the largest activations
                           at the least recompute cost)
+    fast_cl_compile       fast_cl + torch.compile of the system, still fp32 (other rounding: fused kernels)
     fast_bf16             fast + bf16 autocast (CUDA; on the CPU where it has bf16 units, e.g. AMX)
     fast_bf16_cl          + channels_last
     fast_bf16_cl_ckpt     + activation checkpointing of the heads, fusion-free decoder and output
@@ -92,6 +93,7 @@ VARIANTS: dict[str, Variant] = {
     "fast_recompute": Variant(recompute_stages=(0, 1, 2)),
     "fast_cl_recompute": Variant(channels_last=True, recompute_stages=(0, 1, 2)),
     "fast_cl_recompute01": Variant(channels_last=True, recompute_stages=(0, 1)),
+    "fast_cl_compile": Variant(channels_last=True, compile=True),
     "fast_bf16": Variant(bf16=True),
     "fast_bf16_cl": Variant(channels_last=True, bf16=True),
     "fast_bf16_cl_ckpt": Variant(channels_last=True, bf16=True, checkpoint=True),
@@ -102,7 +104,8 @@ VARIANTS: dict[str, Variant] = {
 DEFAULT_CPU = ("naive", "fast", "no_tpavi", "fast_cl", "fast_cl_ckpt", "fast_recompute", "fast_cl_recompute",
                "fast_bf16", "fast_bf16_cl", "fast_bf16_cl_ckpt")
 # The variants whose speed and memory are given as ratios over naive (and over fast).
-COMPARED = ("fast_cl", "fast_cl_ckpt", "fast_recompute", "fast_cl_recompute", "fast_cl_recompute01", "fast_bf16", "fast_bf16_cl",
+COMPARED = ("fast_cl", "fast_cl_ckpt", "fast_recompute", "fast_cl_recompute", "fast_cl_recompute01", "fast_cl_compile",
+            "fast_bf16", "fast_bf16_cl",
             "fast_bf16_cl_ckpt", "fast_bf16_cl_compile")
 
 
