@@ -51,9 +51,10 @@ lock:
 # Retrain a few runs of the committed cpu grid from scratch (fresh data and pretraining, in
 # $(VERIFY_DIR)) and compare them with figures/results.csv within the README's tolerance.
 VERIFY_DIR ?= reports/verify
-VERIFY_RUNS ?= tpavi:0 thesis:0
+VERIFY_METHODS ?= tpavi thesis
+VERIFY_SEEDS ?= 0
 verify-report: install
-	$(PY) tools/verify_report.py --work $(VERIFY_DIR) --runs $(VERIFY_RUNS)
+	$(PY) tools/verify_report.py --work $(VERIFY_DIR) --methods $(VERIFY_METHODS) --seeds $(VERIFY_SEEDS)
 
 # The profile's data (generated once when synthetic), checked file by file, and its encoders'
 # starting weights (pretrained once on the synthetic train split for cpu and smoke).

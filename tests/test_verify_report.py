@@ -1,5 +1,7 @@
 """tools/verify_report.py: a retrained run is compared with the committed results.csv rows."""
 
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +38,14 @@ def test_a_number_beyond_its_tolerance_is_flagged_and_one_within_is_not():
 def test_a_run_missing_from_the_committed_results_is_an_error():
     with pytest.raises(KeyError, match="thesis seed 0"):
         verify_report.compare(_fresh(method="thesis"), _committed())
+
+
+def test_make_verify_report_passes_arguments_the_tool_accepts():
+    """`make verify-report` once called the tool with a --runs flag it does not have."""
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "verify-report"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    line = next(line for line in dry.splitlines() if "tools/verify_report.py" in line)
+    argv = shlex.split(line)
+    args = verify_report.build_parser().parse_args(argv[argv.index("tools/verify_report.py") + 1:])
+    assert args.methods == ["tpavi", "thesis"] and args.seeds == [0]

@@ -65,7 +65,7 @@ def compare(fresh: pd.DataFrame, committed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "reports" / "verify",
                         help="folder for the fresh data, pretraining and runs (default reports/verify)")
@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (each on one thread)")
     parser.add_argument("--results", type=Path, default=ROOT / "figures" / "results.csv")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     committed = read_results(args.results)
     root = runs.prepare_data("cpu", args.work / "synth", progress=True)
