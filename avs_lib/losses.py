@@ -205,18 +205,18 @@ def avm_loss(
             mask = pool(probabilities, size)  # [B*T, 1, h, w]
         else:
             mask = torch.sigmoid(pool(logits, size))  # [B*T, 1, h, w]
-        visual = _masked_visual_feature(v_map, mask, hard)  # [B*T, C]
-        if unit:
-            audio, visual = F.normalize(audio, dim=-1), F.normalize(visual, dim=-1)
-        if recipe == "kl":
-            stage_loss = F.kl_div(
-                F.log_softmax(visual, dim=-1), F.softmax(audio, dim=-1), reduction="sum"
-            )
-        else:
-            cos = (audio * visual).sum(-1)  # [B*T]
-            stage_loss = -torch.log(F.relu(cos) + 1e-6).mean()
-        total = total + stage_loss
+        total = total + _avm_stage_loss(audio, _masked_visual_feature(v_map, mask, hard), recipe, unit)
     return total / len(stages)
+
+
+def _avm_stage_loss(audio: Tensor, visual: Tensor, recipe: str, unit: bool) -> Tensor:
+    """One stage's AVM term between [B*T, C] audio and pooled visual features (`avm_loss`'s recipes)."""
+    if unit:
+        audio, visual = F.normalize(audio, dim=-1), F.normalize(visual, dim=-1)
+    if recipe == "kl":
+        return F.kl_div(F.log_softmax(visual, dim=-1), F.softmax(audio, dim=-1), reduction="sum")
+    cos = (audio * visual).sum(-1)  # [B*T]
+    return -torch.log(F.relu(cos) + 1e-6).mean()
 
 
 # ---------------------------------------------------------------- the thesis' crop losses
