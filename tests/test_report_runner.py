@@ -313,6 +313,26 @@ def test_each_finished_run_prints_how_much_is_left(capsys):
     assert "[runs] 2/3 done (tpavi seed 0)" in capsys.readouterr().out
 
 
+def test_time_left_weighs_the_runs_by_their_estimate_not_their_count(capsys, monkeypatch):
+    """The grid starts its longest runs first: after the first of three runs, a count said twice
+    the time taken was left even when the two left were short (a cpu report once said 107 min)."""
+    clock = iter([0.0, 60.0, 80.0])
+    monkeypatch.setattr(experiments.time, "perf_counter", lambda: next(clock))
+    expected = {("thesis", 0): 60.0, ("tpavi", 0): 12.0, ("tpavi", 1): 12.0}
+    progress = experiments._RunProgress(total=3, done=0, expected=expected)
+    progress.finished(build_config("smoke", "thesis"))
+    assert "60 s so far, about 24 s left" in capsys.readouterr().out  # not 120 s: 2 runs x 60 s
+    progress.finished(build_config("smoke", "tpavi"))
+    assert "about 13 s left" in capsys.readouterr().out  # 80 s x 12 / 72
+
+
+def test_the_estimate_gives_each_runs_seconds_for_the_time_left():
+    cfgs = _cfgs([("tpavi", 0), ("thesis", 0)])
+    estimate = experiments.estimate_grid_seconds(cfgs, lambda cfg: experiments.RunCost(1.0),
+                                                 lambda cfg: experiments.RunWork(10), jobs=2)
+    assert estimate.run_seconds == {("tpavi", 0): pytest.approx(10.0), ("thesis", 0): pytest.approx(10.0)}
+
+
 # ---------------------------------------------------------------- papermill as users call it
 
 

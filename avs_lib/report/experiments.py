@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,7 @@ class GridEstimate:
     runs: int
     jobs: int
     step_seconds: dict[str, float]  # measured seconds per training step, by method name
+    run_seconds: dict[tuple[str, int], float] = field(default_factory=dict)  # one run's, by (method, seed)
 
     def text(self) -> str:
         steps = ", ".join(f"{name} {value:.2f} s" for name, value in self.step_seconds.items())
@@ -221,6 +222,7 @@ def estimate_grid_seconds(cfgs: list[Any], measure: Any, work: Any, jobs: int = 
     measured: dict[str, RunCost] = {}
     per_method: dict[str, float] = {}
     runs = []  # (seconds, frozen encoders, seconds to cache their features), in start order
+    run_seconds: dict[tuple[str, int], float] = {}
     for cfg in sorted(cfgs, key=lambda c: -_expected_cost(c)):  # stable, as _train_runs sorts
         key = json.dumps({k: v for k, v in flatten(to_dict(cfg)).items() if k not in _NOT_COMPARED | {"seed", "name"}},
                          sort_keys=True, default=str)  # the config without what differs between seeds
@@ -231,8 +233,9 @@ def estimate_grid_seconds(cfgs: list[Any], measure: Any, work: Any, jobs: int = 
         seconds = (cost.setup + cost.reload + cost.train_step * done.train_steps + cost.feature_key * len(SPLITS)
                    + cost.eval_batch * done.eval_batches + cost.checkpoint * done.checkpoints)
         runs.append((seconds, _frozen_encoders(cfg), cost.feature_clip * done.clips))
+        run_seconds[cfg.name, cfg.seed] = seconds
     parallel = max(1, min(jobs, len(cfgs)))
-    return GridEstimate(_makespan(runs, parallel) + start_up, len(cfgs), parallel, per_method)
+    return GridEstimate(_makespan(runs, parallel) + start_up, len(cfgs), parallel, per_method, run_seconds)
 
 
 def _makespan(runs: list[tuple[float, tuple, float]], jobs: int) -> float:
@@ -393,17 +396,24 @@ def _checkpoint_costs(system: Any, optimizer: Any, cfg: Any, device: Any) -> tup
 
 
 class _RunProgress:
-    """One plain line per finished run with the time left (papermill shows it; a tqdm widget not)."""
+    """One plain line per finished run with the time left (papermill shows it; a tqdm widget not).
+    With the warm-up's seconds per run (`GridEstimate.run_seconds`) the time left weighs each run by
+    its expected length: the grid starts its longest runs first, so counting runs overstates it."""
 
-    def __init__(self, total: int, done: int):
+    def __init__(self, total: int, done: int, expected: dict[tuple[str, int], float] | None = None):
         self.total, self.done, self.trained = total, done, 0
+        self.expected, self.expected_done = dict(expected or {}), 0.0
         self.started = time.perf_counter()
 
     def finished(self, cfg: Any) -> None:
         self.done += 1
         self.trained += 1
         elapsed = time.perf_counter() - self.started
-        left = elapsed / self.trained * (self.total - self.done)
+        self.expected_done += self.expected.pop((cfg.name, cfg.seed), 0.0)
+        if self.expected_done > 0:  # the time taken so far, scaled by the work still to do
+            left = elapsed * sum(self.expected.values()) / self.expected_done
+        else:
+            left = elapsed / self.trained * (self.total - self.done)
         print(f"[runs] {self.done}/{self.total} done ({cfg.name} seed {cfg.seed}); "
               f"{duration_text(elapsed)} so far, about {duration_text(left)} left", flush=True)
 
@@ -436,13 +446,15 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
             print(f"resuming {cfg.run_dir.name}: {note} ({cfg.run_dir.resolve()})", flush=True)
         todo.append((cfg, status == "partial"))
     seen: set[tuple[type, str]] = set()  # the warnings shown so far, each once per grid
+    expected = None
     if estimate and todo:
         with warnings.catch_warnings(record=True) as caught:  # the warm-up builds every config too
             warnings.simplefilter("always")
-            text = _estimate(todo, jobs).text()
+            grid_estimate = _estimate(todo, jobs)
         _warn_once(_records(caught), seen)
-        print(text, flush=True)
-    _train_runs(todo, jobs, _RunProgress(len(pairs), len(pairs) - len(todo)), seen)
+        print(grid_estimate.text(), flush=True)
+        expected = grid_estimate.run_seconds
+    _train_runs(todo, jobs, _RunProgress(len(pairs), len(pairs) - len(todo), expected), seen)
     return pd.DataFrame([_summary_row(cfg.run_dir) for cfg in cfgs])
 
 
