@@ -64,19 +64,14 @@ def cmd_crop_labels(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from avs_lib.datatools.pretrain import (
-        PRETRAINED_FOLDER,
-        PretrainConfig,
-        ensure_pretrained,
-        weight_overrides_from,
-    )
+    from avs_lib.datatools import pretrain
 
-    cfg = PretrainConfig(**{name: getattr(args, name) for name in _defaults(PretrainConfig) if hasattr(args, name)})
-    out = args.out if args.out is not None else args.root / PRETRAINED_FOLDER
-    report = ensure_pretrained(args.root, out, cfg, quiet=args.quiet)
+    given = {name: getattr(args, name) for name in _defaults(pretrain.PretrainConfig) if hasattr(args, name)}
+    out = args.out if args.out is not None else args.root / pretrain.PRETRAINED_FOLDER
+    report = pretrain.ensure_pretrained(args.root, out, pretrain.PretrainConfig(**given), quiet=args.quiet)
     print(f"visual val accuracy {report['visual']['val_accuracy']:.3f}, audio val accuracy "
           f"{report['audio']['val_accuracy']:.3f} (chance {report['chance_accuracy']:.3f}); {out}")
-    sets = " ".join(f"--set model.{k}={v}" for k, v in weight_overrides_from(report)["model"].items())
+    sets = " ".join(f"--set model.{k}={v}" for k, v in pretrain.weight_overrides_from(report)["model"].items())
     print(f"train from them with: python -m avs_lib train {sets}")
     return 0
 
@@ -110,8 +105,7 @@ def train_config(args: argparse.Namespace):
               if text.split("=", 1)[0].strip() == key]
     if placed:  # these are the run's place, set by flags; an override would be silently replaced
         raise ValueError(f"--set cannot change {', '.join(placed)}")
-    if getattr(args, "dry_run", False):  # generate, pretrain and write nothing: show where it would go
-        root = runs.data_root_of(args.profile, args.data_root)
+    if args.dry_run:  # generate, pretrain and write nothing: show where it would go
         weights = runs.weight_overrides(args.resnet_weights, args.vggish_weights)
     else:
         root = runs.prepare_data(args.profile, args.data_root, progress=not args.quiet,
@@ -172,12 +166,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     # Weight files as absolute paths: the notebooks run in another folder. A missing file is an
     # error before any notebook runs, not in the training notebook.
-    extra: dict = {}
-    for name, value in (("RESNET_WEIGHTS", args.resnet_weights), ("VGGISH_WEIGHTS", args.vggish_weights)):
-        if value:
-            if not Path(value).is_file():
-                raise FileNotFoundError(f"{name.lower().replace('_', ' ')} file {value} does not exist")
-            extra[name] = str(Path(value).resolve())
+    weights = {"RESNET_WEIGHTS": args.resnet_weights, "VGGISH_WEIGHTS": args.vggish_weights}
+    for name, value in weights.items():
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"{name.lower().replace('_', ' ')} file {value} does not exist")
+    extra = {name: str(Path(value).resolve()) for name, value in weights.items() if value}
     extra.update({name: value for name, value in (("METHODS", args.methods), ("SEEDS", args.seeds),
                                                    ("OVERRIDES", args.set), ("KEEP_STALE", args.keep_stale_runs))
                   if value})
@@ -252,14 +245,14 @@ def _add_data_commands(sub) -> None:
     p = _command(sub, "crop-labels", cmd_crop_labels, "write labelImg crop labels (boxes) from the ground-truth "
                  "masks; hand-drawn files are kept", "--quiet")
     p.add_argument("root", type=Path)
-    p.add_argument("--split", nargs="+", default=None, help="splits to label (default: all)")
-    p.add_argument("--subset", choices=("s4", "ms3"), default=None, help="default: the one whose CSV is in ROOT")
+    p.add_argument("--split", nargs="+", help="splits to label (default: all)")
+    p.add_argument("--subset", choices=("s4", "ms3"), help="default: the one whose CSV is in ROOT")
     p.add_argument("--overwrite", action="store_true", help="also replace hand-drawn labels")
 
     p = _command(sub, "pretrain", cmd_pretrain, "pretrain the ResNet and the small audio encoder on a dataset's "
                  "train split (the cpu report's stand-in for ImageNet/AudioSet weights)", "--quiet")
     p.add_argument("root", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="default: ROOT/pretrained (reused when up to date)")
+    p.add_argument("--out", type=Path, help="default: ROOT/pretrained (reused when up to date)")
     pretrain = _defaults(PretrainConfig)
     for name, kind, text in (("backbone", str, ""), ("image-size", int, "frame size the AVS model reads "),
                              ("crop-size", int, ""), ("visual-epochs", int, ""), ("audio-epochs", int, ""),
@@ -281,7 +274,7 @@ def _add_run_commands(sub) -> None:
                  set={"nargs": "+", "action": "extend", "help": "overrides, e.g. --set loss.crop_ce=0.5 optim.lr=2e-3"})
     p.add_argument("--method", default="tpavi", help="a named method, e.g. tpavi, thesis, counterfactual")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None, help="a YAML file of overrides")
+    p.add_argument("--config", help="a YAML file of overrides")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config; train nothing")
     p.add_argument("--resume-changed-config", action="store_true",
@@ -291,21 +284,19 @@ def _add_run_commands(sub) -> None:
                  data_root={"help": "read the data from here instead of the config's root"})
     p.add_argument("source", type=Path)
     p.add_argument("--split", default="test")
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path)
     p.add_argument("--no-diagnostics", action="store_true", help="skip silent/swapped-audio runs")
 
     p = _command(sub, "report", cmd_report, "run the numbered notebooks with papermill", "--profile", "--data-root",
                  "--runs-dir", "--device", "--resnet-weights", "--vggish-weights", "--set")
-    p.add_argument("--only", nargs="*", default=None, help="notebook names to run (default: all)")
-    p.add_argument("--output-dir", type=Path, default=None,
-                   help="write the executed notebooks here (default: in place, notebooks/)")
-    p.add_argument("--figures-dir", default=None, help="save figures here (default: figures/)")
-    p.add_argument("--methods", nargs="+", default=None,
+    p.add_argument("--only", nargs="*", help="notebook names to run (default: all)")
+    p.add_argument("--output-dir", type=Path, help="write the executed notebooks here (default: in place, notebooks/)")
+    p.add_argument("--figures-dir", help="save figures here (default: figures/)")
+    p.add_argument("--methods", nargs="+",
                    help="methods to train and compare (default: the profile's grid; needed for paper)")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the profile's grid)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write executed notebooks, their HTML and figures here (default: in place for "
-                   "the cpu profile, reports/PROFILE/ for any other)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the profile's grid)")
+    p.add_argument("--out", type=Path, help="write executed notebooks, their HTML and figures here (default: in "
+                   "place for the cpu profile, reports/PROFILE/ for any other)")
     p.add_argument("--keep-stale-runs", action="store_true",
                    help="reuse finished runs made by other code (their config must still match)")
 

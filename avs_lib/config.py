@@ -14,23 +14,14 @@ from typing import Any, Literal
 import yaml
 
 from avs_lib.atomic import write_text_atomically
-from avs_lib.configtools import (
-    at_least,
-    check_at_most,
-    check_fields,
-    from_dict,
-    shorten,
-    to_dict,
-)
+from avs_lib.configtools import at_least, check_at_most, check_fields, from_dict, shorten, to_dict
 from avs_lib.data.errors import crop_labels_instruction
 from avs_lib.losses import LossWeights
 from avs_lib.models.config import ModelConfig
 
 # Upper bounds of the size-like keys and why (memory grows with an image size squared, a batch linearly).
-SIZE_LIMITS = {
-    "image_size": (1024, "the official AVSBench recipe uses 224"),
-    "crop_size": (1024, "the thesis resizes crops to 224"),
-}
+SIZE_LIMITS = {"image_size": (1024, "the official AVSBench recipe uses 224"),
+               "crop_size": (1024, "the thesis resizes crops to 224")}
 BATCH_LIMIT = (256, "the official recipe uses 4 clips of 5 frames, the gpu profile 8")
 
 
@@ -60,8 +51,7 @@ class DataConfig:
             "root": (bool, "the dataset folder, not empty"),
             "cache_dir": (lambda value: value != "", "a folder or null (default ~/.cache/avs_lib/logmel)"),
             "num_workers": (at_least(0), ">= 0"), "memory_cache_mb": (at_least(0), ">= 0 (0: off)"),
-            "train_limit": (at_least(1, optional=True), ">= 1 or null"),
-            "eval_limit": (at_least(1, optional=True), ">= 1 or null"),
+            **{limit: (at_least(1, optional=True), ">= 1 or null") for limit in ("train_limit", "eval_limit")},
         })
         check_at_most(self, SIZE_LIMITS)
 
@@ -139,7 +129,8 @@ class ExperimentConfig:
         check_at_most(self, {"eval_batch_size": BATCH_LIMIT})
         if self.loss.crop_losses and self.data.crop_labels is False:
             raise ValueError(f"method {shorten(self.name)} has crop losses, which need crop labels, but "
-                             f"data.crop_labels is false; set it to null or true ({crop_labels_instruction(self.data.root)})")
+                             "data.crop_labels is false; set it to null or true "
+                             f"({crop_labels_instruction(self.data.root)})")
         if self.data.dataset == "ms3" and self.loss.crop_ce > 0:
             raise ValueError("loss.crop_ce: MS3 clips have no category to classify crops by (several sources "
                              "sound); set loss.crop_ce=0 or train on S4")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import reprlib
 import types
@@ -32,10 +33,8 @@ class StrictLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             name = f"{'*' if isinstance(event, yaml.AliasEvent) else '&'}{event.anchor}"
-            raise yaml.composer.ComposerError(
-                None, None, f"{shorten(name)} on line {event.start_mark.line + 1}: anchors and aliases "
-                "are not allowed in a config (write the value out)"
-            )
+            raise yaml.composer.ComposerError(None, None, f"{shorten(name)} on line {event.start_mark.line + 1}: "
+                                              "anchors and aliases are not allowed in a config (write the value out)")
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
@@ -46,15 +45,10 @@ class StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, typing.Hashable) and key in lines:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {shorten(key)} on lines {lines[key]} and {line}"
-                )
+                message = f"duplicate key {shorten(key)} on lines {lines[key]} and {line}"
+                raise yaml.constructor.ConstructorError(None, None, message)
             lines[key] = line
         return super().construct_mapping(node, deep)
-
-
-def load_strict(stream: Any) -> Any:
-    return yaml.load(stream, Loader=StrictLoader)
 
 
 _QUOTED = 80  # characters of a user's value an error message quotes
@@ -70,15 +64,13 @@ def shorten(value: Any) -> str:
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check (and gently convert) one value against its field annotation."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is not type(None):
-                with contextlib.suppress(ConfigError):
-                    return _coerce(value, arg, key)
+        for arg in (arg for arg in args if arg is not type(None)):
+            with contextlib.suppress(ConfigError):
+                return _coerce(value, arg, key)
         raise ConfigError(f"{key}: {shorten(value)} does not match {annotation}")
     if origin is typing.Literal:
         if value not in args:
@@ -104,14 +96,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 _SCALARS = {bool: "true/false", int: "an integer", str: "a string"}
-
-
 Rule = tuple[Callable[[Any], bool], str]  # (test of a value, what the value must be)
 
 
 def check_fields(obj: Any, rules: dict[str, Rule]) -> None:
-    """Raise a ValueError for the first field of `obj` that fails its test, naming the field, what
-    it must be and what it is: ``image_size must be at least 32 pixels, got 8``."""
+    """Raise a ValueError naming the first field of `obj` that fails its test, what it must be and what it is."""
     for name, (ok, expected) in rules.items():
         value = getattr(obj, name)
         if not ok(value):
@@ -145,9 +134,8 @@ def from_dict(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names, key=str)
     if unknown:
-        raise ConfigError(
-            f"unknown config key {shorten(prefix + str(unknown[0]))}; valid keys here: {', '.join(sorted(names))}"
-        )
+        raise ConfigError(f"unknown config key {shorten(prefix + str(unknown[0]))}; "
+                          f"valid keys here: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in values.items()}
     try:
         obj = cls(**kwargs)  # dataclasses validate in __post_init__ or `validate`
@@ -173,20 +161,14 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested config dict as dotted keys: {"optim": {"lr": 1}} -> {"optim.lr": 1}."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
+        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return flat
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -199,12 +181,11 @@ def parse_assignment(text: str) -> dict[str, Any]:
     if not all(keys):
         raise ConfigError(f"override {shorten(text)}: empty key in {shorten(dotted)}")
     try:
-        value: Any = load_strict(raw) if raw.strip() else ""
+        value: Any = yaml.load(raw, Loader=StrictLoader) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {shorten(text)}: the value {shorten(raw)} is not valid YAML ({_first_line(err)})") from None
-    for key in reversed(keys):
-        value = {key: value}
-    return value
+        raise ConfigError(f"override {shorten(text)}: the value {shorten(raw)} is not valid YAML "
+                          f"({_first_line(err)})") from None
+    return functools.reduce(lambda inner, key: {key: inner}, reversed(keys), value)  # a.b=v -> {a: {b: v}}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -214,16 +195,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as file:  # an open file lets the YAML marks name it
-            data = load_strict(file)
+            data = yaml.load(file, Loader=StrictLoader)
     except yaml.YAMLError as err:  # syntax errors, and tags such as !!python/object
         raise ConfigError(f"{path}: not a valid YAML config ({_first_line(err)})") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file ({err})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    return data or {}
 
 
 def _first_line(err: Exception) -> str:

@@ -8,11 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from avs_lib.data.avsbench import read_crop_label
 from avs_lib.data.boxes import (
     VocObject,
     box_from_mask,
     crop_and_resize,
-    read_voc,
     read_voc_annotation,
     read_yolo,
     scale_box,
@@ -50,9 +50,13 @@ def write_text(tmp_path):
 # --- VOC reading -----------------------------------------------------------------------------
 
 
+def box_of(path) -> tuple:
+    return read_voc_annotation(path).objects[0].box
+
+
 def test_read_voc_converts_one_based_inclusive_to_zero_based_exclusive(write_text):
     path = write_text("a.xml", voc_xml(voc_object("dog_barking", 1, 2, 20, 10)))
-    assert read_voc(path) == (0, 1, 20, 10)
+    assert box_of(path) == (0, 1, 20, 10)
 
 
 def test_read_voc_annotation_returns_names_and_boxes(write_text):
@@ -64,52 +68,50 @@ def test_read_voc_annotation_returns_names_and_boxes(write_text):
 
 def test_read_voc_accepts_one_pixel_box(write_text):
     path = write_text("a.xml", voc_xml(voc_object("dog", 4, 4, 4, 4)))
-    assert read_voc(path) == (3, 3, 4, 4)
+    assert box_of(path) == (3, 3, 4, 4)
 
 
 def test_read_voc_rounds_float_coordinates(write_text):
     path = write_text("a.xml", voc_xml(voc_object("dog", "2.0", "3.4", "10.6", "9")))
-    assert read_voc(path) == (1, 2, 11, 9)
+    assert box_of(path) == (1, 2, 11, 9)
 
 
-def test_read_voc_with_two_objects_is_an_error(write_text):
+def test_crop_label_with_two_objects_is_an_error(write_text):
     path = write_text("a.xml", voc_xml(voc_object("a", 1, 1, 2, 2) + voc_object("b", 1, 1, 2, 2)))
-    with pytest.raises(
-        DataFormatError, match=r"found 2 <object> elements, expected exactly 1"
-    ) as error:
-        read_voc(path)
+    with pytest.raises(DataFormatError, match=r"found 2 boxes, expected exactly 1") as error:
+        read_crop_label(path, "a", None)
     assert error.value.path == path
 
 
-def test_read_voc_without_object_is_an_error(write_text):
+def test_crop_label_without_object_is_an_error(write_text):
     path = write_text("a.xml", voc_xml(""))
-    with pytest.raises(DataFormatError, match="found 0 <object>"):
-        read_voc(path)
+    with pytest.raises(DataFormatError, match="found 0 boxes"):
+        read_crop_label(path, "a", None)
 
 
-def test_read_voc_checks_expected_name(write_text):
+def test_crop_label_checks_expected_name(write_text):
     path = write_text("a.xml", voc_xml(voc_object("helicopter", 1, 1, 2, 2)))
     with pytest.raises(DataFormatError, match=r"'helicopter', expected 'race_car'"):
-        read_voc(path, expected_name="race_car")
+        read_crop_label(path, "race_car", None)
 
 
 def test_malformed_xml_names_file(write_text):
     path = write_text("bad.xml", "<annotation><size><width>3</width></annotation")
     with pytest.raises(DataFormatError, match="malformed XML") as error:
-        read_voc(path)
+        read_voc_annotation(path)
     assert str(path) in str(error.value)
 
 
 def test_wrong_root_element_is_an_error(write_text):
     path = write_text("a.xml", "<html></html>")
     with pytest.raises(DataFormatError, match=r"<html>, expected <annotation>"):
-        read_voc(path)
+        read_voc_annotation(path)
 
 
 def test_missing_size_is_an_error(write_text):
     path = write_text("a.xml", "<annotation>" + voc_object("a", 1, 1, 2, 2) + "</annotation>")
     with pytest.raises(DataFormatError, match="missing <size>"):
-        read_voc(path)
+        read_voc_annotation(path)
 
 
 def test_missing_bndbox_tag_is_an_error(write_text):
@@ -118,14 +120,14 @@ def test_missing_bndbox_tag_is_an_error(write_text):
     )
     path = write_text("a.xml", voc_xml(obj))
     with pytest.raises(DataFormatError, match=r"missing <ymax> in <bndbox>") as error:
-        read_voc(path)
+        read_voc_annotation(path)
     assert str(path) in str(error.value)
 
 
 def test_non_numeric_coordinate_is_an_error(write_text):
     path = write_text("a.xml", voc_xml(voc_object("a", "one", 1, 2, 2)))
     with pytest.raises(DataFormatError, match=r"<bndbox/xmin> is 'one', expected a number"):
-        read_voc(path)
+        read_voc_annotation(path)
 
 
 @pytest.mark.parametrize(
@@ -134,19 +136,19 @@ def test_non_numeric_coordinate_is_an_error(write_text):
 def test_box_outside_image_is_an_error(write_text, coordinates):
     path = write_text("a.xml", voc_xml(voc_object("a", *coordinates), width=20, height=10))
     with pytest.raises(DataFormatError, match=r"lies outside the 20x10 image") as error:
-        read_voc(path)
+        read_voc_annotation(path)
     assert str(path) in str(error.value)
 
 
 def test_zero_area_box_is_an_error(write_text):
     path = write_text("a.xml", voc_xml(voc_object("a", 5, 5, 4, 8)))
     with pytest.raises(DataFormatError, match=r"zero-area box .*expected xmin <= xmax"):
-        read_voc(path)
+        read_voc_annotation(path)
 
 
 def test_missing_voc_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.xml"):
-        read_voc(tmp_path / "nope.xml")
+        read_voc_annotation(tmp_path / "nope.xml")
 
 
 # --- VOC writing -----------------------------------------------------------------------------
@@ -190,8 +192,7 @@ def test_write_voc_then_read_voc_round_trips(tmp_path):
         image_path="f/clip_1.png",
         image_size=(224, 224),
     )
-    assert read_voc(path, expected_name="ambulance_siren") == (0, 3, 224, 100)
-    assert read_voc_annotation(path).image_size == (224, 224)
+    assert read_crop_label(path, "ambulance_siren", (224, 224)) == ((0, 3, 224, 100), (224, 224))
 
 
 def test_write_voc_has_exactly_labelimg_tag_structure(tmp_path):
@@ -250,63 +251,73 @@ def test_write_voc_leaves_no_temporary_files(tmp_path):
 
 
 def test_read_yolo_converts_normalised_centre_to_pixel_box(write_text):
-    classes = write_text("classes.txt", "dog\ncat\n")
+    write_text("classes.txt", "dog\ncat\n")
     labels = write_text("a.txt", "1 0.250000 0.500000 0.500000 1.000000\n0 0.5 0.5 0.1 0.2\n\n")
-    assert read_yolo(labels, classes, image_size=(40, 20)) == [
+    assert read_yolo(labels, image_size=(40, 20)) == [
         ("cat", (0, 0, 20, 20)),
         ("dog", (18, 8, 22, 12)),
     ]
 
 
-def test_read_yolo_accepts_class_list(write_text):
-    labels = write_text("a.txt", "0 0.5 0.5 1 1\n")
-    assert read_yolo(labels, ["dog"], image_size=(8, 6)) == [("dog", (0, 0, 8, 6))]
+@pytest.fixture
+def yolo(write_text):
+    """A YOLO label file with the given lines, and labelImg's classes.txt beside it."""
+    def write(lines: str, classes: str = "dog\n"):
+        write_text("classes.txt", classes)
+        return write_text("a.txt", lines)
+
+    return write
 
 
-def test_yolo_wrong_field_count_names_line(write_text):
-    labels = write_text("a.txt", "0 0.5 0.5 1 1\n0 0.5 0.5 1\n")
+def test_yolo_wrong_field_count_names_line(yolo):
+    labels = yolo("0 0.5 0.5 1 1\n0 0.5 0.5 1\n")
     with pytest.raises(
         DataFormatError, match=r"line 2 has 4 fields, expected 5 \(class cx cy w h\)"
     ) as error:
-        read_yolo(labels, ["dog"], image_size=(8, 6))
+        read_yolo(labels, image_size=(8, 6))
     assert error.value.path == labels
 
 
-def test_yolo_class_id_out_of_range_is_an_error(write_text):
-    labels = write_text("a.txt", "2 0.5 0.5 1 1\n")
+def test_yolo_class_id_out_of_range_is_an_error(yolo):
+    labels = yolo("2 0.5 0.5 1 1\n", classes="dog\ncat\n")
     with pytest.raises(DataFormatError, match=r"class id 2 is outside 0..1"):
-        read_yolo(labels, ["dog", "cat"], image_size=(8, 6))
+        read_yolo(labels, image_size=(8, 6))
 
 
-def test_yolo_value_above_one_is_an_error(write_text):
-    labels = write_text("a.txt", "0 0.5 1.5 0.2 0.2\n")
+def test_yolo_value_above_one_is_an_error(yolo):
+    labels = yolo("0 0.5 1.5 0.2 0.2\n")
     with pytest.raises(DataFormatError, match=r"expected values in \[0, 1\]"):
-        read_yolo(labels, ["dog"], image_size=(8, 6))
+        read_yolo(labels, image_size=(8, 6))
 
 
-def test_yolo_box_reaching_past_edge_is_an_error(write_text):
-    labels = write_text("a.txt", "0 0.1 0.5 0.5 0.2\n")
+def test_yolo_box_reaching_past_edge_is_an_error(yolo):
+    labels = yolo("0 0.1 0.5 0.5 0.2\n")
     with pytest.raises(DataFormatError, match=r"outside the 100x100 image"):
-        read_yolo(labels, ["dog"], image_size=(100, 100))
+        read_yolo(labels, image_size=(100, 100))
 
 
-def test_yolo_zero_width_box_is_an_error(write_text):
-    labels = write_text("a.txt", "0 0.5 0.5 0 0.2\n")
+def test_yolo_zero_width_box_is_an_error(yolo):
+    labels = yolo("0 0.5 0.5 0 0.2\n")
     with pytest.raises(DataFormatError, match="zero-area"):
-        read_yolo(labels, ["dog"], image_size=(100, 100))
+        read_yolo(labels, image_size=(100, 100))
 
 
-def test_yolo_non_numeric_field_is_an_error(write_text):
-    labels = write_text("a.txt", "dog 0.5 0.5 0.1 0.2\n")
+def test_yolo_non_numeric_field_is_an_error(yolo):
+    labels = yolo("dog 0.5 0.5 0.1 0.2\n")
     with pytest.raises(DataFormatError, match="expected an int and 4 numbers"):
-        read_yolo(labels, ["dog"], image_size=(100, 100))
+        read_yolo(labels, image_size=(100, 100))
 
 
-def test_empty_classes_file_is_an_error(write_text):
-    classes = write_text("classes.txt", "\n")
-    labels = write_text("a.txt", "")
+def test_empty_classes_file_is_an_error(yolo):
+    labels = yolo("", classes="\n")
     with pytest.raises(DataFormatError, match="no class names"):
-        read_yolo(labels, classes, image_size=(100, 100))
+        read_yolo(labels, image_size=(100, 100))
+
+
+def test_missing_classes_file_is_an_error(write_text):
+    labels = write_text("a.txt", "0 0.5 0.5 1 1\n")
+    with pytest.raises(FileNotFoundError, match="classes.txt"):
+        read_yolo(labels, image_size=(8, 6))
 
 
 # --- masks, scaling, cropping ----------------------------------------------------------------

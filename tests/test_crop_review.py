@@ -114,7 +114,7 @@ def test_box_statistics_count_flags_per_category(s4):
 
 def test_crop_examples_show_the_object_colour_the_classifier_sees(s4):
     root, _ = s4
-    crops, labels = crop_examples(AVSBenchS4(root, "val", image_size=FRAME_SIZE, crop_labels=True), [0], frame=0, size=16)
+    crops, labels = crop_examples(AVSBenchS4(root, "val", image_size=FRAME_SIZE, crop_labels=True), [0], size=16)
     assert crops.shape == (1, 16, 16, 3) and crops.dtype == np.uint8
     assert labels == ["dog_barking"]
     # The box holds only the object: every pixel of the crop is its colour, give or take rounding.

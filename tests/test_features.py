@@ -194,9 +194,10 @@ def test_evaluation_computes_the_visual_maps_once_for_several_audio_tracks(tiny_
     with_silence = predict_logits(system, batch, torch.device("cpu"), silent)
     assert len(calls) == 1
     with torch.no_grad():
-        visual = system.model.encode(batch["frames"].flatten(0, 1))
-        assert torch.equal(with_silence, system.model.fuse_and_decode(visual, system.embed_audio(silent))[0])
-        assert torch.equal(true_audio, system.model.fuse_and_decode(visual, system.embed_audio(batch["audio"]))[0])
+        visual = system.model.project(system.model.encode(batch["frames"].flatten(0, 1)))
+        decode = system.model.fuse_and_decode_projected
+        assert torch.equal(with_silence, decode(visual, system.embed_audio(silent))[0])
+        assert torch.equal(true_audio, decode(visual, system.embed_audio(batch["audio"]))[0])
 
 
 def test_a_weight_change_drops_the_kept_visual_maps(tiny_synth):

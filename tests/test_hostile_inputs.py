@@ -64,7 +64,8 @@ def _replace_first_val_row(root: Path, old: str, new: str) -> Path:
     clip, _ = _val_clip(root)
     csv = root / S4_LAYOUT.csv_name
     lines = csv.read_text().splitlines()
-    lines[clip.line - 1] = lines[clip.line - 1].replace(old.format(clip=clip), new)
+    row = next(i for i, line in enumerate(lines) if line.startswith(f"{clip.name},"))
+    lines[row] = lines[row].replace(old.format(clip=clip), new)
     csv.write_text("\n".join(lines) + "\n")
     return csv
 

@@ -25,7 +25,6 @@ from avs_lib.models import (
     build_audio_encoder,
     build_crop_classifier,
     build_model,
-    get_backbone,
     load_avs_checkpoint,
     load_imagenet_resnet,
 )
@@ -114,7 +113,7 @@ def test_encode_accepts_crops_of_any_count_and_size_but_decoder_needs_clips():
         stages = model.encode(torch.randn(3, 3, 48, 48))
         assert [tuple(s.shape[:2]) for s in stages] == [(3, 64), (3, 128), (3, 256), (3, 512)]
         with pytest.raises(ValueError, match="multiples of 32"):
-            model.fuse_and_decode(stages, torch.randn(3, 128))
+            model.fuse_and_decode_projected(model.project(stages), torch.randn(3, 128))
 
 
 def test_visual_only_model_has_no_fusion_blocks_and_needs_no_audio():
@@ -310,19 +309,19 @@ def test_model_equals_literal_reference(stages, vv, va):
             torch.testing.assert_close(got, want)
 
 
-def test_fuse_and_decode_reuses_encoder_features_without_changing_them():
+def test_fuse_and_decode_reuses_visual_maps_without_changing_them():
     model = small_model().eval()
     frames, audio = clip_inputs(1, (64, 64))
     with torch.no_grad():
-        visual = model.encode(frames)
+        visual = model.project(model.encode(frames))
         before = [v.clone() for v in visual]
-        first = model.fuse_and_decode(visual, audio)[0]
-        other = model.fuse_and_decode(visual, audio.flip(0))[0]
-        again = model.fuse_and_decode(visual, audio)[0]
+        first = model.fuse_and_decode_projected(visual, audio)[0]
+        other = model.fuse_and_decode_projected(visual, audio.flip(0))[0]
+        again = model.fuse_and_decode_projected(visual, audio)[0]
         direct = model(frames, audio)[0]
     assert all(torch.equal(a, b) for a, b in zip(visual, before, strict=True))
     assert torch.equal(first, again) and torch.equal(first, direct)
-    assert visual[-1].shape[1] == model.encoder_channels[-1]
+    assert visual[-1].shape[1] == model.channel
     assert other.shape == first.shape
 
 
@@ -592,7 +591,7 @@ def test_tpavi_without_vv_or_va_is_an_error():
 
 def test_unknown_backbone_lists_the_valid_ones():
     with pytest.raises(ValueError, match="resnet18, resnet34, resnet50"):
-        get_backbone("vit")
+        ResNetEncoder("vit")
 
 
 def test_build_model_and_parts_from_config():

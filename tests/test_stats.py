@@ -85,10 +85,22 @@ def test_swapping_the_methods_negates_the_seed_interval(pairs):
         assert ba.high == pytest.approx(-ab.low, abs=1e-12)
 
 
+def _clip_rows(method, seeds, scores, n_frames=5):
+    return pd.DataFrame([{"method": method, "seed": s, "name": f"clip{c}", "category": "dog_barking",
+                          "iou": scores[i][c], "n_frames": n_frames}
+                         for i, s in enumerate(seeds) for c in range(len(scores[i]))])
+
+
+def _table(scores):
+    """Per-clip rows of scores [seeds, clips], clip names in the column order."""
+    return pd.DataFrame([{"seed": s, "name": f"clip{c:03d}", "iou": v} for s, row in enumerate(scores)
+                         for c, v in enumerate(row)])
+
+
 def test_clip_bootstrap_equals_a_hand_loop_with_the_same_rng():
     a = np.array([[0.9, 0.5, 0.7, 0.2, 0.8], [0.8, 0.6, 0.6, 0.3, 0.9]])  # [seeds, clips]
     b = np.array([[0.7, 0.5, 0.6, 0.4, 0.6], [0.6, 0.4, 0.7, 0.2, 0.7]])
-    result = paired_clip_bootstrap(a, b, n_resamples=500, seed=3)
+    result = paired_clip_bootstrap(_table(a), _table(b), n_resamples=500, seed=3)
     per_clip = a.mean(0) - b.mean(0)
     rng = np.random.default_rng(3)
     means = []
@@ -102,7 +114,7 @@ def test_clip_bootstrap_equals_a_hand_loop_with_the_same_rng():
 
 def test_clip_bootstrap_is_fixed_by_its_seed():
     rng = np.random.default_rng(0)
-    a, b = rng.uniform(size=(3, 20)), rng.uniform(size=(3, 20))
+    a, b = _table(rng.uniform(size=(3, 20))), _table(rng.uniform(size=(3, 20)))
     assert paired_clip_bootstrap(a, b, seed=1) == paired_clip_bootstrap(a, b, seed=1)
     assert paired_clip_bootstrap(a, b, seed=1) != paired_clip_bootstrap(a, b, seed=2)
 
@@ -110,32 +122,24 @@ def test_clip_bootstrap_is_fixed_by_its_seed():
 def test_clip_bootstrap_interval_excludes_zero_for_a_clear_gain_only():
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.7, size=(3, 40))
-    gain = paired_clip_bootstrap(base + 0.05 + rng.normal(0, 0.02, base.shape), base)
+    gain = paired_clip_bootstrap(_table(base + 0.05 + rng.normal(0, 0.02, base.shape)), _table(base))
     assert gain.low > 0
-    same = paired_clip_bootstrap(base + rng.normal(0, 0.05, base.shape), base + rng.normal(0, 0.05, base.shape))
+    same = paired_clip_bootstrap(_table(base + rng.normal(0, 0.05, base.shape)),
+                                 _table(base + rng.normal(0, 0.05, base.shape)))
     assert same.low < 0 < same.high
 
 
 def test_swapping_the_methods_negates_the_bootstrap_interval():
     rng = np.random.default_rng(4)
-    a, b = rng.uniform(size=(2, 15)), rng.uniform(size=(2, 15))
+    a, b = _table(rng.uniform(size=(2, 15))), _table(rng.uniform(size=(2, 15)))
     ab, ba = paired_clip_bootstrap(a, b), paired_clip_bootstrap(b, a)
     assert (ba.mean, ba.low, ba.high) == pytest.approx((-ab.mean, -ab.high, -ab.low))
-
-
-def _clip_rows(method, seeds, scores, n_frames=5):
-    return pd.DataFrame([{"method": method, "seed": s, "name": f"clip{c}", "category": "dog_barking",
-                          "iou": scores[i][c], "n_frames": n_frames}
-                         for i, s in enumerate(seeds) for c in range(len(scores[i]))])
 
 
 def test_clip_bootstrap_reads_per_clip_tables_in_any_row_order():
     a = _clip_rows("a", [0, 1], [[0.9, 0.5, 0.7], [0.8, 0.6, 0.6]])
     b = _clip_rows("b", [0, 1], [[0.7, 0.5, 0.6], [0.6, 0.4, 0.7]])
-    from_tables = paired_clip_bootstrap(a, b.iloc[::-1], n_resamples=200)
-    from_arrays = paired_clip_bootstrap([[0.9, 0.5, 0.7], [0.8, 0.6, 0.6]], [[0.7, 0.5, 0.6], [0.6, 0.4, 0.7]],
-                                        n_resamples=200)
-    assert from_tables == from_arrays
+    assert paired_clip_bootstrap(a, b.iloc[::-1], n_resamples=200) == paired_clip_bootstrap(a, b, n_resamples=200)
 
 
 def test_clip_bootstrap_needs_the_same_clips_on_both_sides():

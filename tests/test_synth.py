@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from avs_lib.data.audio import waveform_to_examples
-from avs_lib.data.boxes import box_from_mask, read_voc
+from avs_lib.data.avsbench import read_crop_label
+from avs_lib.data.boxes import box_from_mask
 from avs_lib.data.categories import CATEGORY_TO_INDEX, NUM_CLASSES, S4_CATEGORIES
 from avs_lib.data.sidecar import read_info, read_sidecar
 from avs_lib.datatools.synth import (
@@ -115,7 +116,7 @@ def test_crop_box_is_the_sounding_object_box_and_covers_its_visible_mask(root):
         sidecar = read_sidecar(root, row["split"], row["name"])
         folder = clip_paths(root, row["split"], row["category"], row["name"])["crop_labels"]
         for i in range(1, 6):
-            box = read_voc(folder / f"{row['name']}_{i}.xml", expected_name=row["category"])
+            box, _ = read_crop_label(folder / f"{row['name']}_{i}.xml", row["category"], None)
             assert box == tuple(sidecar.boxes[0, i - 1])
             x0, y0, x1, y1 = box_from_mask(sidecar.masks[0, i - 1])
             assert box[0] <= x0 and box[1] <= y0 and box[2] >= x1 and box[3] >= y1

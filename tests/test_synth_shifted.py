@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 from avs_lib.data.audio import read_wav
-from avs_lib.data.avsbench import AVSBenchS4
-from avs_lib.data.boxes import read_voc
+from avs_lib.data.avsbench import AVSBenchS4, read_crop_label
 from avs_lib.data.sidecar import read_info, read_sidecar, sounding_on_screen
 from avs_lib.datatools.synth import (
     CLASS_LOOKS,
@@ -68,7 +67,7 @@ def test_off_screen_clips_have_empty_targets_valid_files_and_say_so(shifted):
         assert not sidecar.masks[0].any() and masks.sum() == 0
         assert (sidecar.visible_fraction[0] == 0).all() and sidecar.masks[1:].any()
         xml = clip_paths(shifted, "test", clip.category, clip.name)["crop_labels"] / f"{clip.name}_1.xml"
-        assert read_voc(xml, clip.category) == (0, 0, 64, 64)
+        assert read_crop_label(xml, clip.category, None)[0] == (0, 0, 64, 64)
     assert offscreen == 3 == read_info(shifted)["counts"]["clips_sounding_offscreen"]["test"]
 
 

@@ -66,15 +66,13 @@ def test_overlay_rejects_a_mask_that_is_not_binary():
         viz.overlay(np.zeros((2, 2, 3), np.uint8), np.array([[0.0, 0.7], [1.0, 0.0]]))
 
 
-def test_error_overlay_colours_true_positives_false_positives_and_false_negatives():
-    frame = np.zeros((2, 2, 3), dtype=np.uint8)
-    pred = np.array([[True, True], [False, False]])
-    gt = np.array([[True, False], [True, False]])
-    out = viz.error_overlay(frame, pred, gt, alpha=1.0)
-    np.testing.assert_array_equal(out[0, 0], viz.TP_COLOR)
-    np.testing.assert_array_equal(out[0, 1], viz.FP_COLOR)
-    np.testing.assert_array_equal(out[1, 0], viz.FN_COLOR)
-    np.testing.assert_array_equal(out[1, 1], [0, 0, 0])
+def test_mark_masks_colours_true_positives_false_positives_and_false_negatives():
+    pred, gt = _square(top=1, left=1, size=4), _square(top=1, left=3, size=4)
+    out = viz.mark_masks(np.zeros((S, S, 3), dtype=np.uint8), pred, errors=gt)
+    for pixel, color in (((2, 3), viz.TP_COLOR), ((2, 2), viz.FP_COLOR), ((2, 5), viz.FN_COLOR)):
+        np.testing.assert_array_equal(out[pixel], np.rint(viz.FILL_ALPHA * np.array(color)))
+    np.testing.assert_array_equal(out[1, 1], viz.PRED_EDGE)  # the prediction's black edge
+    np.testing.assert_array_equal(out[6, 0], [0, 0, 0])
 
 
 def test_mask_outline_keeps_the_border_and_drops_the_inside():
@@ -390,15 +388,15 @@ def browser(model):
 
 
 def _changes_view(browser, set_value) -> None:
-    before_image, before_status = browser.image_bytes, browser.status.value
+    before_image, before_status = bytes(browser.image.value), browser.status.value
     set_value()
-    assert browser.image_bytes != before_image
+    assert bytes(browser.image.value) != before_image
     assert browser.status.value != before_status
     assert browser.last_error is None
 
 
 def test_browser_starts_on_the_first_clip_frame_and_run(browser):
-    assert browser.image_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert bytes(browser.image.value)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "clip_a" in browser.status.value and "frame 1/3" in browser.status.value
     assert "IoU" in browser.status.value and browser.last_error is None
 
@@ -406,7 +404,7 @@ def test_browser_starts_on_the_first_clip_frame_and_run(browser):
 def test_browser_enlarges_small_frames_to_at_least_256_pixels(browser):
     from PIL import Image
 
-    assert Image.open(io.BytesIO(browser.image_bytes)).size == (256, 256)
+    assert Image.open(io.BytesIO(bytes(browser.image.value))).size == (256, 256)
 
 
 def test_browser_frame_slider_changes_view(browser):

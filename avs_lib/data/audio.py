@@ -1,14 +1,11 @@
-"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64].
-
-The numbers follow the reference VGGish input pipeline, so the frozen VGGish weights see what they were
-trained on: 16 kHz mono, 25 ms periodic Hann windows every 10 ms, a 512-point FFT magnitude, 64 HTK-mel
-bands between 125 and 7500 Hz, log(mel + 0.01), and 96 frames (0.96 s) per example.
-"""
+"""VGGish audio front end: WAV -> log-mel examples [n, 1, 96, 64], as the reference VGGish input pipeline
+makes them, so the frozen VGGish weights see what they were trained on: 16 kHz mono, 25 ms periodic Hann
+windows every 10 ms, a 512-point FFT magnitude, 64 HTK-mel bands between 125 and 7500 Hz, log(mel + 0.01),
+and 96 frames (0.96 s) per example."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from avs_lib.atomic import write_bytes_atomically
+from avs_lib.atomic import write_atomically
 from avs_lib.data.errors import DataFormatError
 
 SAMPLE_RATE = 16000
@@ -30,7 +27,7 @@ MEL_MIN_HZ = 125.0
 MEL_MAX_HZ = 7500.0
 LOG_OFFSET = 0.01  # keeps log() finite on silence
 EXAMPLE_FRAMES = 96  # 0.96 s per VGGish example
-SAMPLES_PER_EXAMPLE = WINDOW_LENGTH + (EXAMPLE_FRAMES - 1) * HOP_LENGTH  # 15600 (0.975 s)
+CLIP_SECONDS = 5  # an AVSBench clip: one example per second
 
 
 def hertz_to_mel(frequency: np.ndarray | float) -> np.ndarray:
@@ -126,24 +123,21 @@ def wav_conversion(channels: int, sample_rate: int) -> str | None:
     return ", ".join(changes) or None
 
 
-def load_audio_examples(wav_path: str | Path, seconds: int = 5) -> torch.Tensor:
-    """WAV -> [seconds, 1, 96, 64], the first `seconds` examples; a clip of at least ``seconds - 1``
-    s is padded by repeating its last example, a shorter one is an error rather than mostly padding."""
-    if seconds < 1:
-        raise ValueError(f"seconds must be >= 1, got {seconds}")
+def load_audio_examples(wav_path: str | Path) -> torch.Tensor:
+    """WAV -> [5, 1, 96, 64], the first 5 examples; a clip of at least 4 s is padded by repeating its
+    last example, a shorter one is an error rather than mostly padding."""
     waveform, rate = read_wav(wav_path)
     problem = wav_problem(waveform)
     if problem is not None:
         raise DataFormatError(wav_path, problem)
-    duration = waveform.shape[0] / rate
-    minimum = max(seconds - 1, SAMPLES_PER_EXAMPLE / SAMPLE_RATE)
+    duration, minimum = waveform.shape[0] / rate, CLIP_SECONDS - 1
     if waveform.shape[0] == 0:
         raise DataFormatError(wav_path, f"the WAV holds no samples, expected at least {minimum:g} s of audio")
     if duration < minimum:
         raise DataFormatError(wav_path, f"audio lasts {duration:.3f} s, expected at least {minimum:g} s "
-                                        f"(for {seconds} examples)")
-    examples = waveform_to_examples(waveform, rate)[:seconds]  # [n <= seconds, 1, 96, 64]
-    missing = seconds - examples.shape[0]
+                                        f"(for {CLIP_SECONDS} examples)")
+    examples = waveform_to_examples(waveform, rate)[:CLIP_SECONDS]  # [n <= 5, 1, 96, 64]
+    missing = CLIP_SECONDS - examples.shape[0]
     if missing > 0:
         examples = torch.cat([examples, examples[-1:].expand(missing, -1, -1, -1)])
     return examples.contiguous()
@@ -183,22 +177,22 @@ def content_key(path: str | Path) -> str:
     return f"{len(data)}-{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
-def log_mel_cache_path(wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5) -> Path:
+def log_mel_cache_path(wav_path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """Where ``load_log_mel_cached`` keeps a WAV's log-mel, named by the WAV's content."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if folder is None:
         raise ValueError(f"no cache folder for the log-mel of {wav_path}: HOME is unset or empty; "
                          "give cache_dir (data.cache_dir)")
-    return folder / f"v{CACHE_VERSION}-{seconds}s-{content_key(wav_path)}.logmel.npy"
+    return folder / f"v{CACHE_VERSION}-{CLIP_SECONDS}s-{content_key(wav_path)}.logmel.npy"
 
 
-def load_log_mel_cached(wav_path: str | Path, cache_dir: str | Path | None = None, seconds: int = 5) -> torch.Tensor:
+def load_log_mel_cached(wav_path: str | Path, cache_dir: str | Path | None = None) -> torch.Tensor:
     """``load_audio_examples`` computed once per WAV content, kept as ``.npy`` in ``cache_dir``."""
     wav_path = Path(wav_path)
     if not wav_path.is_file():
         raise FileNotFoundError(f"WAV file not found: {wav_path}")
-    cache = log_mel_cache_path(wav_path, cache_dir, seconds)
-    expected_shape = (seconds, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS)
+    cache = log_mel_cache_path(wav_path, cache_dir)
+    expected_shape = (CLIP_SECONDS, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS)
     if cache.is_file():
         try:
             cached = np.load(cache, allow_pickle=False)
@@ -208,10 +202,8 @@ def load_log_mel_cached(wav_path: str | Path, cache_dir: str | Path | None = Non
                           stacklevel=2)
         except (OSError, ValueError) as error:
             warnings.warn(f"{cache}: unreadable cache ({error}); recomputing", stacklevel=2)
-    examples = load_audio_examples(wav_path, seconds)
-    buffer = io.BytesIO()
-    np.save(buffer, examples.numpy())
-    write_bytes_atomically(cache, buffer.getvalue())
+    examples = load_audio_examples(wav_path)
+    write_atomically(cache, lambda file: np.save(file, examples.numpy()))
     return examples
 
 
@@ -223,6 +215,4 @@ def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_
     if not np.all(np.isfinite(waveform)) or np.abs(waveform).max() > 1.0:
         raise ValueError(f"{path}: waveform values must be finite and within [-1, 1]")
     pcm = np.clip(np.round(waveform * 32768.0), -32768, 32767).astype(np.int16)  # read back as /32768
-    buffer = io.BytesIO()
-    soundfile.write(buffer, pcm, sample_rate, subtype="PCM_16", format="WAV")
-    write_bytes_atomically(Path(path), buffer.getvalue())
+    write_atomically(path, lambda file: soundfile.write(file, pcm, sample_rate, subtype="PCM_16", format="WAV"))

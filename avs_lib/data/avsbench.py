@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from avs_lib.data.audio import load_log_mel_cached, wav_conversion
-from avs_lib.data.boxes import read_voc, read_voc_annotation, read_yolo
+from avs_lib.data.boxes import Box, read_voc_annotation, read_yolo
 from avs_lib.data.categories import CATEGORY_TO_INDEX, FRAMES_PER_CLIP, SPLITS
 from avs_lib.data.errors import DataFormatError, crop_labels_instruction
 from avs_lib.data.safe_pickle import load_tensor_pickle
@@ -92,13 +92,11 @@ def detect_layout(root: str | Path, subset: str | None = None) -> Layout:
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One row of the metadata CSV. ``line`` is its line in the file (header = line 1)."""
+    """One row of the metadata CSV (S4's ``start``, the trim start in the raw video, is not used)."""
 
     name: str
     category: str  # "" for MS3, which has no category column
     split: str
-    line: int
-    start: float | None = None  # S4 trim start in the raw video (seconds); unused for training
 
     @property
     def category_index(self) -> int:
@@ -119,9 +117,7 @@ class ClipPaths:
 
 def mask_frames(layout: Layout, split: str) -> tuple[int, ...]:
     """0-based frames that carry a ground-truth mask: S4 train has only the first one."""
-    if layout is S4_LAYOUT and split == "train":
-        return (0,)
-    return tuple(range(FRAMES_PER_CLIP))
+    return (0,) if layout is S4_LAYOUT and split == "train" else tuple(range(FRAMES_PER_CLIP))
 
 
 def name_problem(value: str) -> str | None:
@@ -142,8 +138,7 @@ def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
         if problem is not None:
             raise ValueError(f"clip {column} {value!r} {problem}")
     data, name, numbers = Path(root) / layout.data_dir, clip.name, range(1, FRAMES_PER_CLIP + 1)
-    masked = mask_frames(layout, clip.split)
-    s4 = layout is S4_LAYOUT
+    masked, s4 = mask_frames(layout, clip.split), layout is S4_LAYOUT
     where = Path(clip.split) / clip.category if s4 else Path(clip.split)  # MS3 has no category
     # MS3 frames carry the raw video's file name, "{id}.mp4_{i}.png", and have no split folder.
     frame_dir, stem = (where / name, name) if s4 else (Path(name), f"{name}.mp4")
@@ -165,8 +160,7 @@ def read_clip_table(csv_path: str | Path, layout: Layout) -> pd.DataFrame:
         raise FileNotFoundError(f"AVSBench {layout.name.upper()} metadata not found: {csv_path} "
                                 f"(expected a CSV with header {layout.header})")
     try:
-        # utf-8-sig: a CSV saved by a spreadsheet may start with a byte-order mark
-        with open(csv_path, newline="", encoding="utf-8-sig") as file:
+        with open(csv_path, newline="", encoding="utf-8-sig") as file:  # a spreadsheet's CSV may start with a BOM
             reader = csv.reader(file)
             rows = [(reader.line_num, fields) for fields in reader]
     except (UnicodeDecodeError, csv.Error) as error:
@@ -193,8 +187,7 @@ def read_clip_table(csv_path: str | Path, layout: Layout) -> pd.DataFrame:
 def _lines(lines: Sequence[int]) -> str:
     shown = ", ".join(str(line) for line in lines[:_MAX_LISTED])
     more = f" and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
-    word = "line" if len(lines) == 1 else "lines"
-    return f"{word} {shown}{more}"
+    return f"{'line' if len(lines) == 1 else 'lines'} {shown}{more}"
 
 
 def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
@@ -207,9 +200,7 @@ def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
         for value, group in rows.groupby(column, sort=True):
             issues.append((kind, message.format(value=value, lines=_lines(group["line"].tolist()))))
 
-    empty = table.loc[names == "", "line"].tolist()
-    if empty:
-        issues.append(("empty_name", f"empty {layout.name_column} on {_lines(empty)}"))
+    grouped("empty_name", table[names == ""], layout.name_column, f"empty {layout.name_column} on {{lines}}")
     for column in (c for c in (layout.name_column, "category") if c in layout.columns):
         for value, rows in table[table[column] != ""].groupby(column, sort=True):
             problem = name_problem(value)
@@ -233,10 +224,8 @@ def table_issues(table: pd.DataFrame, layout: Layout) -> list[tuple[str, str]]:
 
 def table_records(table: pd.DataFrame, layout: Layout) -> list[ClipRecord]:
     """ClipRecords of a (checked) metadata table, in file order."""
-    starts = pd.to_numeric(table["start"], errors="coerce") if "start" in table else [None] * len(table)
-    return [ClipRecord(row[layout.name_column], row.get("category", ""), row["split"], int(row["line"]),
-                       None if pd.isna(start) else float(start))
-            for row, start in zip(table.to_dict("records"), starts, strict=True)]
+    return [ClipRecord(row[layout.name_column], row.get("category", ""), row["split"])
+            for row in table.to_dict("records")]
 
 
 def read_metadata(root: str | Path, layout: Layout) -> list[ClipRecord]:
@@ -271,17 +260,14 @@ def open_image(path: Path, what: str) -> Image.Image:
         raise FileNotFoundError(f"missing {what}: {path}")
     try:
         with Image.open(path) as image:
-            image.load()
-            return image.copy()
+            return image.copy()  # loads (decodes) it whole
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ... by format
         raise DataFormatError(path, f"cannot decode image ({error}); expected a readable {what}") from error
 
 
 def frame_problem(image: Image.Image) -> str | None:
     """Why a decoded frame is refused (not converted), or None: a non-RGB file is not an AVSBench still."""
-    if image.mode != "RGB":
-        return f"frame is mode {image.mode}, expected RGB (convert the file to RGB)"
-    return None
+    return None if image.mode == "RGB" else f"frame is mode {image.mode}, expected RGB (convert the file to RGB)"
 
 
 def common_size(sizes: Sequence[tuple[int, int] | None]) -> tuple[int, int] | None:
@@ -290,14 +276,11 @@ def common_size(sizes: Sequence[tuple[int, int] | None]) -> tuple[int, int] | No
     return Counter(known).most_common(1)[0][0] if known else None
 
 
-BINARY_VALUE_SETS = ({0, 255}, {0, 1})
-
-
 def mask_problem(values: np.ndarray) -> str | None:
     """Why a mask's values are refused, or None: only {0, 255} or {0, 1}, since compression noise
     (JPEG, smooth resizing) would otherwise become object wherever a pixel is not exactly 0."""
     found = np.unique(values)
-    if any(set(found.tolist()) <= allowed for allowed in BINARY_VALUE_SETS):
+    if any(set(found.tolist()) <= allowed for allowed in ({0, 255}, {0, 1})):
         return None
     shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
     return (f"mask values {{{shown}}} are not binary; expected only 0 and 255 (or 0 and 1) "
@@ -315,11 +298,8 @@ def mask_values(image: Image.Image) -> np.ndarray:
 
 
 def mask_alpha_problem(image: Image.Image) -> str | None:
-    """Why a mask's transparency is refused, or None: masks are read by colour, so an object drawn only in
-    the alpha channel would read as empty; any transparent pixel is refused rather than guessed at."""
-    if not image.has_transparency_data:
-        return None
-    transparent = int((np.asarray(image.convert("RGBA"))[..., 3] != 255).sum())
+    """Why a mask's transparency is refused (any transparent pixel, rather than guessed at), or None."""
+    transparent = int((np.asarray(image.convert("RGBA"))[..., 3] != 255).sum()) if image.has_transparency_data else 0
     if transparent == 0:
         return None
     return (f"mask has {transparent} transparent pixel(s); expected an opaque mask (masks are read by "
@@ -334,8 +314,7 @@ def resize_square(image: Image.Image, size: int, resample: Image.Resampling) -> 
 
 def normalise_frames(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T,H,W,3] -> ImageNet-normalised float32 [T,3,H,W] (as ToTensor + Normalize)."""
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    mean, std = np.asarray(IMAGENET_MEAN, dtype=np.float32), np.asarray(IMAGENET_STD, dtype=np.float32)
     scaled = (frames.astype(np.float32) / 255.0 - mean) / std  # [T,H,W,3]
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(0, 3, 1, 2)))  # -> [T,3,H,W]
 
@@ -373,39 +352,34 @@ def crop_label_name(clip: ClipRecord) -> str:
 
 def missing_crop_labels(paths: Sequence[ClipPaths]) -> list[Path]:
     """Label files absent in both labelImg formats (VOC .xml, or YOLO .txt beside it)."""
-    return [
-        xml
-        for clip in paths
-        for xml in clip.crop_labels
-        if not xml.is_file() and not xml.with_suffix(".txt").is_file()
-    ]
+    return [xml for clip in paths for xml in clip.crop_labels
+            if not xml.is_file() and not xml.with_suffix(".txt").is_file()]
 
 
-def read_crop_label(
-    xml: Path, category: str, frame_size: tuple[int, int] | None
-) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
-    """One frame's box of the sounding object (named after the clip's category) and the image size it refers
-    to, from labelImg's VOC (``.xml``, ``<size>`` must be `frame_size` unless None) or YOLO (``.txt``)."""
+def read_crop_label(xml: Path, category: str, frame_size: tuple[int, int] | None) -> tuple[Box, tuple[int, int]]:
+    """The box of a frame's one object, the sounding one (named `category`), and the image size it refers to,
+    from labelImg's VOC (``.xml``, ``<size>`` must be `frame_size` unless None) or YOLO (``.txt``)."""
     if xml.is_file():
-        box, label_size = read_voc(xml, expected_name=category), read_voc_annotation(xml).image_size
-        if frame_size is not None and tuple(label_size) != tuple(frame_size):
-            raise DataFormatError(xml, f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
-                                       f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was "
-                                       "drawn on (the box would be scaled into the wrong crop)")
-        return box, label_size
-    txt = xml.with_suffix(".txt")
-    if not txt.is_file():
-        raise FileNotFoundError(f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO "
-                                f"{txt.name} with classes.txt beside it)")
-    if frame_size is None:
-        raise ValueError(f"{txt}: a YOLO label needs the size of its frame")
-    found = read_yolo(txt, txt.parent / "classes.txt", image_size=frame_size)
+        annotation = read_voc_annotation(xml)
+        path, label_size, found = xml, annotation.image_size, [(o.name, o.box) for o in annotation.objects]
+    else:
+        path = xml.with_suffix(".txt")
+        if not path.is_file():
+            raise FileNotFoundError(f"missing crop label: {xml} (expected a labelImg VOC file, or YOLO "
+                                    f"{path.name} with classes.txt beside it)")
+        if frame_size is None:
+            raise ValueError(f"{path}: a YOLO label needs the size of its frame")
+        label_size, found = frame_size, read_yolo(path, image_size=frame_size)
     if len(found) != 1:
-        raise DataFormatError(txt, f"found {len(found)} boxes, expected exactly 1 (the sounding object)")
+        raise DataFormatError(path, f"found {len(found)} boxes, expected exactly 1 (the sounding object)")
     name, box = found[0]
     if name != category:
-        raise DataFormatError(txt, f"object name is {name!r}, expected {category!r}")
-    return box, frame_size
+        raise DataFormatError(path, f"object name is {name!r}, expected {category!r}")
+    if frame_size is not None and tuple(label_size) != tuple(frame_size):
+        raise DataFormatError(path, f"<size> is {label_size[0]}x{label_size[1]} but its frame is "
+                                    f"{frame_size[0]}x{frame_size[1]}; expected the size of the frame it was "
+                                    "drawn on (the box would be scaled into the wrong crop)")
+    return box, label_size
 
 
 class _AVSBenchClips(Dataset):
@@ -417,18 +391,16 @@ class _AVSBenchClips(Dataset):
     def __init__(self, root: str | Path, split: str, image_size: int = 224, audio: str | None = None,
                  crop_labels: bool = False, cache_dir: str | Path | None = None):
         audio = self.default_audio if audio is None else audio
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        for name, value, choices in (("split", split, SPLITS), ("audio", audio, AUDIO_SOURCES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         if not isinstance(image_size, int) or image_size <= 0:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-        if audio not in AUDIO_SOURCES:
-            raise ValueError(f"audio must be one of {', '.join(AUDIO_SOURCES)}, got {audio!r}")
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"AVSBench root not found: {self.root}")
-        self.split, self.image_size, self.audio = split, image_size, audio
+        self.split, self.image_size, self.audio, self.crop_labels = split, image_size, audio, crop_labels
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.crop_labels = crop_labels
         label_root = self.root / self.layout.data_dir / CROP_LABELS_DIR
         if crop_labels and not label_root.is_dir():
             raise FileNotFoundError(f"crop labels not found: {label_root} (AVSBench ships none; "
@@ -447,16 +419,14 @@ class _AVSBenchClips(Dataset):
             warnings.warn(converted, stacklevel=3)
         outside = links_leaving_root(self.root, skip=set(SPLITS) - {split})
         if outside:  # read, but said: what is read there is not the dataset's to vouch for
-            link, target = outside[0]
-            warnings.warn(f"{len(outside)} path(s) in the {split} split of {self.root} are symlinks leading "
-                          f"outside it, e.g. {link} -> {target}; reading them (check-data lists each)",
+            warnings.warn(f"{len(outside)} path(s) in the {split} split of {self.root} are symlinks leading outside "
+                          f"it, e.g. {outside[0][0]} -> {outside[0][1]}; reading them (check-data lists each)",
                           stacklevel=3)
         # Every label file present, checked now: a gap found mid-training wastes the run.
         missing = missing_crop_labels(self._paths) if crop_labels else []
         if missing:
-            shown = ", ".join(str(path) for path in missing[:3])
-            raise FileNotFoundError(f"{len(missing)} crop label file(s) missing in the {self.split} split, "
-                                    f"e.g. {shown} ({crop_labels_instruction(self.root)})")
+            raise FileNotFoundError(f"{len(missing)} crop label file(s) missing in the {self.split} split, e.g. "
+                                    f"{', '.join(map(str, missing[:3]))} ({crop_labels_instruction(self.root)})")
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -473,9 +443,7 @@ class _AVSBenchClips(Dataset):
     def sidecar(self, name: str) -> Any:
         """The synthetic generator's per-clip truth (sidecar.SidecarClip); None for other datasets."""
         self.index_of(name)
-        if not (self.root / SIDECAR_DIR).is_dir():
-            return None
-        return read_sidecar(self.root, self.split, name)
+        return read_sidecar(self.root, self.split, name) if (self.root / SIDECAR_DIR).is_dir() else None
 
     def _read_frames(self, index: int) -> list[Image.Image]:
         clip, paths = self.clips[index], self._paths[index].frames
@@ -492,13 +460,10 @@ class _AVSBenchClips(Dataset):
                                             f"{expected[0]}x{expected[1]} like the other frames of clip {clip.name!r}")
         return frames
 
-    def _resized_frames(self, frames: list[Image.Image]) -> np.ndarray:
-        resized = [np.asarray(resize_square(f, self.image_size, Image.Resampling.BILINEAR)) for f in frames]
-        return np.stack(resized)  # [T,S,S,3] uint8
-
-    def load_frames_raw(self, index: int) -> np.ndarray:
-        """The clip's frames as uint8 [5,S,S,3], resized but not normalised (for plotting)."""
-        return self._resized_frames(self._read_frames(index))
+    def load_frames_raw(self, index: int, frames: list[Image.Image] | None = None) -> np.ndarray:
+        """The clip's frames (read unless given) as uint8 [5,S,S,3], resized but not normalised (for plotting)."""
+        frames = self._read_frames(index) if frames is None else frames
+        return np.stack([np.asarray(resize_square(f, self.image_size, Image.Resampling.BILINEAR)) for f in frames])
 
     def _read_masks(self, index: int, frames: list[Image.Image]) -> torch.Tensor:
         clip, paths = self.clips[index], self._paths[index]
@@ -519,19 +484,13 @@ class _AVSBenchClips(Dataset):
 
     def load_audio(self, index: int) -> torch.Tensor:
         """Only the clip's log-mel [5,1,96,64] (swapped-audio and counterfactual passes need no frames)."""
-        clip, paths = self.clips[index], self._paths[index]
-        if self.audio == "wav":
-            path = paths.wav
-            if not path.is_file():
-                raise FileNotFoundError(f"missing audio of clip {clip.name!r}: {path} (expected a 16 kHz WAV; "
-                                        "audio='pkl' reads the precomputed log-mel instead)")
-            log_mel = load_log_mel_cached(path, self.cache_dir)
-        else:
-            path = paths.log_mel
-            if not path.is_file():
-                raise FileNotFoundError(f"missing log-mel of clip {clip.name!r}: {path} (expected a pickled tensor "
-                                        "[5, 1, 96, 64]; audio='wav' computes it from the WAV instead)")
-            log_mel = load_tensor_pickle(path)
+        name, wav = self.clips[index].name, self.audio == "wav"
+        path = self._paths[index].wav if wav else self._paths[index].log_mel
+        if not path.is_file():
+            what, expected = ("audio", "a 16 kHz WAV; audio='pkl' reads the precomputed log-mel instead") if wav else (
+                "log-mel", "a pickled tensor [5, 1, 96, 64]; audio='wav' computes it from the WAV instead")
+            raise FileNotFoundError(f"missing {what} of clip {name!r}: {path} (expected {expected})")
+        log_mel = load_log_mel_cached(path, self.cache_dir) if wav else load_tensor_pickle(path)
         problem = log_mel_problem(log_mel)
         if problem is not None:
             raise DataFormatError(path, problem)
@@ -541,15 +500,14 @@ class _AVSBenchClips(Dataset):
         """Box of the sounding object in frame ``frame`` (0-based), in S x S pixels."""
         xml = self._paths[index].crop_labels[frame]
         box, label_size = read_crop_label(xml, crop_label_name(self.clips[index]), frame_size)
-        scale_x, scale_y = self.image_size / label_size[0], self.image_size / label_size[1]
-        xmin, ymin, xmax, ymax = box
-        return (xmin * scale_x, ymin * scale_y, xmax * scale_x, ymax * scale_y)
+        scale = (self.image_size / label_size[0], self.image_size / label_size[1])  # (x, y)
+        return tuple(value * scale[k % 2] for k, value in enumerate(box))  # xmin, ymin, xmax, ymax
 
     def _item(self, index: int) -> dict[str, Any]:
         clip = self.clips[index]
         frames = self._read_frames(index)
         item: dict[str, Any] = {
-            "frames": normalise_frames(self._resized_frames(frames)),  # [5,3,S,S]
+            "frames": normalise_frames(self.load_frames_raw(index, frames)),  # [5,3,S,S]
             "audio": self.load_audio(index),  # [5,1,96,64]
             "masks": self._read_masks(index, frames),  # [M,1,S,S]
             "mask_frames": torch.tensor(self._paths[index].mask_frames, dtype=torch.int64),
@@ -570,13 +528,12 @@ class _AVSBenchClips(Dataset):
 class AVSBenchS4(_AVSBenchClips):
     """One split of AVSBench S4 ("Single-source"): 23 categories, one sounding object per clip.
 
-    Items are dicts: ``frames`` float32 [5,3,S,S] ImageNet-normalised, ``audio`` float32 [5,1,96,64] log-mel,
-    ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M] (train M=1: frame 0 only; val/test
-    M=5), ``category`` int64 scalar, ``category_name``, ``name``, ``index``, and with ``crop_labels=True``
-    ``boxes`` float32 [5,4] (xmin, ymin, xmax, ymax in S x S pixels, max exclusive). Crop labels are this
-    project's addition, so the default reads an unmodified AVSBench download. ``audio="wav"`` computes the
-    log-mel from the WAV (cached under ``cache_dir``; other-rate or stereo WAVs converted, one warning per
-    dataset); ``audio="pkl"`` reads the official pickles through an unpickler that admits only a tensor.
+    Items are dicts: ``frames`` float32 [5,3,S,S] ImageNet-normalised, ``audio`` float32 [5,1,96,64] log-mel
+    (``audio="wav"``: computed from the WAV, cached under ``cache_dir``; ``"pkl"``: the official pickles, read
+    safely), ``masks`` float32 [M,1,S,S] in {0,1} with ``mask_frames`` int64 [M] (train M=1: frame 0 only;
+    val/test M=5), ``category`` int64 scalar, ``category_name``, ``name``, ``index``, and with ``crop_labels=True``
+    (this project's addition, off by default) ``boxes`` float32 [5,4] (xmin, ymin, xmax, ymax in S x S pixels,
+    max exclusive).
     """
 
     layout, default_audio = S4_LAYOUT, "wav"
@@ -599,9 +556,8 @@ def open_split(root: str | Path, split: str, dataset: str = "s4", image_size: in
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch item dicts: tensors stacked, ints as int64, strings as lists; a key some items lack
     (``boxes`` when only some datasets have crop labels) is left out rather than filled in."""
-    keys = [key for key in items[0] if all(key in item for item in items)]
     batch: dict[str, Any] = {}
-    for key in keys:
+    for key in [key for key in items[0] if all(key in item for item in items)]:
         values = [item[key] for item in items]
         if all(isinstance(v, torch.Tensor) for v in values):
             shapes = {tuple(v.shape) for v in values}
@@ -612,13 +568,13 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         elif all(isinstance(v, int) for v in values):
             batch[key] = torch.tensor(values, dtype=torch.int64)
         else:
-            batch[key] = list(values)
+            batch[key] = values
     return batch
 
 
 def split_counts(clips: Sequence[ClipRecord]) -> dict[str, dict[str, int]]:
     """Number of clips per split and category (MS3: category "")."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for clip in clips:
-        counts[clip.split][clip.category] += 1
-    return {split: dict(per_category) for split, per_category in counts.items()}
+    counts: dict[str, dict[str, int]] = {}
+    for (split, category), number in Counter((clip.split, clip.category) for clip in clips).items():
+        counts.setdefault(split, {})[category] = number
+    return counts

@@ -12,6 +12,7 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,26 +102,16 @@ def read_voc_annotation(path: str | Path) -> VocAnnotation:
     return VocAnnotation(image_size, objects, derived)
 
 
-def read_voc(path: str | Path, expected_name: str | None = None) -> Box:
-    """The box of the single object of a crop-label file (one sounding object per frame)."""
-    objects = read_voc_annotation(path).objects
-    if len(objects) != 1:
-        raise DataFormatError(path, f"found {len(objects)} <object> elements, expected exactly 1")
-    found = objects[0]
-    if expected_name is not None and found.name != expected_name:
-        raise DataFormatError(path, f"object name is {found.name!r}, expected {expected_name!r}")
-    return found.box
-
-
-def _check_box(box: Sequence[int], image_size: tuple[int, int], what: str) -> Box:
+def _check_box(box: Sequence[int], image_size: tuple[int, int], what: str, error=ValueError) -> Box:
+    """`box` as ints, or `error(message)` raised if it is not a box inside the image."""
     if len(box) != 4:
-        raise ValueError(f"{what}: a box has 4 values (xmin, ymin, xmax, ymax), got {box!r}")
+        raise error(f"{what}: a box has 4 values (xmin, ymin, xmax, ymax), got {box!r}")
     xmin, ymin, xmax, ymax = (int(v) for v in box)
     width, height = image_size
     if xmax <= xmin or ymax <= ymin:
-        raise ValueError(f"{what}: zero-area box {box!r} (expected xmin < xmax and ymin < ymax)")
+        raise error(f"{what}: zero-area box {box!r} (expected xmin < xmax and ymin < ymax)")
     if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
-        raise ValueError(f"{what}: box {box!r} lies outside the {width}x{height} image")
+        raise error(f"{what}: box {box!r} lies outside the {width}x{height} image")
     return xmin, ymin, xmax, ymax
 
 
@@ -153,22 +144,16 @@ def write_voc(path: str | Path, box: Sequence[int], *, name: str, image_path: st
     write_bytes_atomically(path, ET.tostring(root, encoding="utf-8") + b"\n")
 
 
-def read_yolo_classes(path: str | Path) -> list[str]:
-    """Class names of a labelImg ``classes.txt`` (one per line; the line number is the id)."""
+def read_yolo(path: str | Path, image_size: tuple[int, int]) -> list[tuple[str, Box]]:
+    """Boxes of a labelImg YOLO file: one ``class cx cy w h`` line per box, all normalised; class names
+    are in ``classes.txt`` beside it, one per line (the line number is the id), as labelImg saves them."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"YOLO classes file not found: {path}")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [name for name in names if name]
+    classes = path.parent / "classes.txt"
+    if not classes.is_file():
+        raise FileNotFoundError(f"YOLO classes file not found: {classes}")
+    names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not names:
-        raise DataFormatError(path, "no class names (expected one name per line)")
-    return names
-
-
-def read_yolo(path: str | Path, classes: list[str] | str | Path, image_size: tuple[int, int]) -> list[tuple[str, Box]]:
-    """Boxes of a labelImg YOLO file: one ``class cx cy w h`` line per box, all normalised."""
-    path = Path(path)
-    names = list(classes) if isinstance(classes, list) else read_yolo_classes(classes)
+        raise DataFormatError(classes, "no class names (expected one name per line)")
     if not path.is_file():
         raise FileNotFoundError(f"YOLO label file not found: {path}")
     width, height = image_size
@@ -190,14 +175,9 @@ def read_yolo(path: str | Path, classes: list[str] | str | Path, image_size: tup
         if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
             raise DataFormatError(path, f"{where}: cx cy w h = {cx} {cy} {w} {h}, expected values in [0, 1]")
         # Normalised edges -> pixel edges; rounding absorbs the 6-decimal text format.
-        xmin, xmax = round((cx - w / 2) * width), round((cx + w / 2) * width)
-        ymin, ymax = round((cy - h / 2) * height), round((cy + h / 2) * height)
-        if xmax <= xmin or ymax <= ymin:
-            raise DataFormatError(path, f"{where}: zero-area box (w={w}, h={h}) in a {width}x{height} image")
-        if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
-            raise DataFormatError(path, f"{where}: box ({xmin}, {ymin}, {xmax}, {ymax}) lies outside the "
-                                        f"{width}x{height} image")
-        boxes.append((names[class_id], (xmin, ymin, xmax, ymax)))
+        box = (round((cx - w / 2) * width), round((cy - h / 2) * height),
+               round((cx + w / 2) * width), round((cy + h / 2) * height))
+        boxes.append((names[class_id], _check_box(box, image_size, where, partial(DataFormatError, path))))
     return boxes
 
 
@@ -206,8 +186,7 @@ def box_from_mask(mask: np.ndarray | torch.Tensor) -> Box:
     array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if array.ndim != 2:
         raise ValueError(f"box_from_mask expects a [H, W] mask, got shape {tuple(array.shape)}")
-    rows = np.flatnonzero(array.any(axis=1))
-    columns = np.flatnonzero(array.any(axis=0))
+    rows, columns = np.flatnonzero(array.any(axis=1)), np.flatnonzero(array.any(axis=0))
     if rows.size == 0:
         raise ValueError("box_from_mask: the mask is empty, there is no object to box")
     return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
@@ -242,7 +221,7 @@ def crop_and_resize(frame: torch.Tensor, box: Sequence[float] | torch.Tensor, si
     are rounded to whole pixels, and gradients flow back into ``frame`` (a slice + interpolate)."""
     if frame.dim() == 3:
         return _crop_one(frame, box, size)
-    boxes = torch.as_tensor(box) if not isinstance(box, torch.Tensor) else box
+    boxes = torch.as_tensor(box)
     if frame.dim() != 4 or boxes.shape != (frame.shape[0], 4):
         raise ValueError(f"crop_and_resize expects frame [3,H,W] with one box, or [N,3,H,W] with boxes [N,4]; "
                          f"got frame {tuple(frame.shape)} and boxes {tuple(boxes.shape)}")

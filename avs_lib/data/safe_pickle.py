@@ -1,17 +1,10 @@
 """Read AVSBench's ``audio_log_mel/*.pkl`` files (``pickle.dump(tensor)``) without letting them run code,
-as a plain ``pickle.load`` would. A pickled CPU tensor (torch 2.14, protocols 0-5) names only:
-
-- ``torch._utils._rebuild_tensor_v2`` -- builds the tensor view over a storage;
-- ``torch.storage._load_from_bytes`` -- rebuilds the storage from ``torch.save`` bytes, but with
-  ``torch.load(weights_only=False)``, which would run any pickle hidden in those bytes;
-- ``collections.OrderedDict`` -- the (always empty) backward-hooks dict;
-- ``_codecs.encode`` -- protocols 0-2 only, to turn the storage bytes back from latin-1 text.
-
-Each is replaced by a checked stand-in (storage bytes go through ``torch.load(weights_only=True)``); any
-other global is refused when the file names it, before it can be called. ``torch.load`` also allocates
-every storage at the size the bytes declare before reading it, so a small file (deflated zeros in a zip
-entry, a legacy stream naming a huge storage) can ask for gigabytes: the declared sizes are totalled
-first and a file over ``LOG_MEL_MAX_BYTES`` refused.
+as a plain ``pickle.load`` would. A pickled CPU tensor (torch 2.14, protocols 0-5) names only the four
+globals of ``_ADMITTED``; each is replaced by a checked stand-in, and any other global is refused when the
+file names it, before it can be called. ``torch.load`` also allocates every storage at the size the bytes
+declare before reading it, so a small file (deflated zeros in a zip entry, a legacy stream naming a huge
+storage) can ask for gigabytes: the declared sizes are totalled first and a file over ``LOG_MEL_MAX_BYTES``
+refused.
 """
 
 from __future__ import annotations
@@ -62,12 +55,10 @@ class _Inert:
 
 
 class _StorageSizes(pickle.Unpickler):
-    """Follows a legacy torch.save stream only to total its storages, refusing past `limit` bytes
+    """Follows a legacy torch.save stream only to total its storages, refusing past LOG_MEL_MAX_BYTES
     at the storage that crosses it (torch.load allocates each as it meets it, in the same order)."""
 
-    def __init__(self, file: BinaryIO, limit: int) -> None:
-        super().__init__(file)
-        self.limit, self.declared = limit, 0
+    declared = 0  # bytes so far
 
     def find_class(self, module: str, name: str):
         return _Inert
@@ -77,7 +68,7 @@ class _StorageSizes(pickle.Unpickler):
         # id allocates nothing, and the reading goes on to the storages after it.
         if isinstance(pid, tuple) and len(pid) >= 5 and isinstance(pid[4], int):
             self.declared += abs(pid[4]) * _WIDEST_ELEMENT
-            if self.declared > self.limit:
+            if self.declared > LOG_MEL_MAX_BYTES:
                 raise TooLarge(_too_large(self.declared))
         return _Inert()
 
@@ -100,7 +91,7 @@ def _check_declared_size(data: bytes) -> None:
     stream = io.BytesIO(data)
     try:
         for _ in range(4):  # magic number, protocol version, system info, then the storage itself
-            _StorageSizes(stream, LOG_MEL_MAX_BYTES).load()
+            _StorageSizes(stream).load()
     except TooLarge:
         raise
     except Exception:
@@ -108,7 +99,8 @@ def _check_declared_size(data: bytes) -> None:
 
 
 def _storage_from_bytes(data: bytes):
-    """Stand-in for ``torch.storage._load_from_bytes`` that admits only weights, of a bounded size."""
+    """Stand-in for ``torch.storage._load_from_bytes``, whose ``torch.load(weights_only=False)`` would run any
+    pickle hidden in the storage bytes: admits only weights, of a bounded size."""
     if not isinstance(data, bytes):
         raise pickle.UnpicklingError(f"storage payload is {type(data).__name__}, expected bytes")
     _check_declared_size(data)
@@ -139,7 +131,7 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 _ADMITTED = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,  # the (always empty) backward-hooks dict
     ("_codecs", "encode"): _latin1_encode,
 }
 
@@ -162,10 +154,8 @@ def load_tensor_pickle(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"pickled tensor not found: {path}")
     data = path.read_bytes()
-    try:
-        # Walk the opcodes first: a truncated or garbled file is refused before anything runs.
-        for _ in pickletools.genops(data):
-            pass
+    try:  # walk the opcodes first: a truncated or garbled file is refused before anything runs
+        collections.deque(pickletools.genops(data), maxlen=0)
     except Exception as error:
         raise DataFormatError(path, f"not a complete pickle ({error}); expected a pickled tensor") from None
     try:

@@ -1,17 +1,12 @@
 """Audit an AVSBench folder before training: every problem, each with its path, in one report.
 
-The readers (``avs_lib.data.avsbench``) stop at the first bad file, which on real AVSBench can be
-an hour into training; ``check_dataset`` reads every file once and lists all that is missing,
-unreadable or inconsistent, with the readers' own rules (so a dataset that passes here reads).
-Problem kinds: ``csv`` (unparsable, nothing else checked); the CSV rows' ``empty_name``,
-``unsafe_name``, ``unknown_split``, ``unknown_category``, ``bad_start``, ``duplicate_name`` (an
-unsafe row is never followed); ``missing_dir``; ``missing_file`` (train clips need mask ``_1``,
-val and test ``_1`` .. ``_5``); ``unreadable``; ``frame_not_rgb``, ``frame_size``;
-``mask_size``, ``mask_not_binary``, ``mask_alpha``; ``audio_short`` (under 5 s minus
-``audio_tolerance_s``), ``audio_values``; ``log_mel_shape``, ``log_mel_values``; ``crop_label``;
-``orphan_clip``, ``orphan_file`` (no CSV row accounts for them); ``sidecar`` (a synthetic tree's
-missing or unreadable sidecar or info.json). What the readers convert rather than refuse (stereo
-or non-16 kHz WAVs) and symlinks leading outside the root are ``Report.notes``, not problems.
+The readers (``avs_lib.data.avsbench``) stop at the first bad file, maybe an hour into training;
+``check_dataset`` reads every file once, with the readers' own rules, and lists all problems. Kinds:
+``csv`` (unparsable: nothing else checked); ``table_issues``' row kinds (an unsafe row is never
+followed); ``missing_dir``, ``missing_file``, ``unreadable``; ``frame_not_rgb``, ``frame_size``;
+``mask_size``, ``mask_not_binary``, ``mask_alpha``; ``audio_short``, ``audio_values``;
+``log_mel_shape``, ``log_mel_values``; ``crop_label``; ``orphan_clip``, ``orphan_file``; ``sidecar``.
+What the readers convert (stereo or non-16 kHz WAVs) and symlinks leaving the root are notes.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ import soundfile
 from PIL import Image
 from tqdm.auto import tqdm
 
-from avs_lib.data.audio import read_wav, wav_conversion, wav_problem
+from avs_lib.data.audio import CLIP_SECONDS, read_wav, wav_conversion, wav_problem
 from avs_lib.data.avsbench import (
     LOG_MEL_SHAPE,
     MS3_LAYOUT,
@@ -57,7 +52,6 @@ from avs_lib.data.safe_pickle import load_tensor_pickle
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_sidecar
 
 AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
-CLIP_SECONDS = 5.0
 _NOTE_KINDS = {"converted": "file(s) converted on reading",
                "symlink_outside": "symlink(s) leading outside the dataset root"}
 _CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
@@ -131,32 +125,29 @@ class Report:
 
 @dataclass
 class _Audit:
-    """The settings of one check plus the problem list it fills."""
+    """The settings of one check and the report it fills."""
 
+    report: Report
     layout: Layout
-    root: Path
     image_size: int | None
-    check_wav: bool
-    check_pkl: bool
-    check_labels: bool
+    folders: set[str]  # the data folders to read: present and asked for
     min_seconds: float
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[Problem] = field(default_factory=list)
-    files_checked: int = 0
 
-    def add(self, path: Path, kind: str, message: str) -> None:
-        self.problems.append(Problem(Path(path), kind, message))
+    def add(self, path: Path, kind: str, message: str | None) -> None:
+        """Record a problem; a None message (what the readers' ``*_problem`` checks return when fine) is none."""
+        if message is not None:
+            self.report.problems.append(Problem(Path(path), kind, message))
 
     def found(self, path: Path, missing: str) -> bool:
         """Count a file; record it as missing (with why it is needed) when it is not there."""
-        self.files_checked += 1
+        self.report.files_checked += 1
         if not path.is_file():
             self.add(path, "missing_file", missing)
         return path.is_file()
 
     def open(self, path: Path, what: str, rule: str) -> Image.Image | None:
         """Decode an image, or record why not (``rule`` says what made it needed)."""
-        self.files_checked += 1
+        self.report.files_checked += 1
         try:
             return open_image(path, what)
         except FileNotFoundError:
@@ -185,13 +176,11 @@ def check_dataset(
     Args:
         root: the folder holding ``s4_meta_data.csv`` (or ``ms3_meta_data.csv``) and ``s4_data/``.
         splits: the splits to check (default: every row); CSV rows are always all checked.
-        image_size: if given, every frame must be ``image_size`` x ``image_size``; otherwise the
-            frames of a clip must share one size.
+        image_size: if given, every frame must be this square size; else a clip's frames must share one.
         audio: "wav", "pkl", "both", or "auto" (whichever of ``audio_wav``/``audio_log_mel`` exists).
         crop_labels: check ``crop_labels/`` (S4); None checks them when the folder exists.
         layout: "s4" or "ms3"; None picks the one whose CSV is in ``root``.
         audio_tolerance_s: a WAV shorter than 5 s minus this is reported as ``audio_short``.
-        progress: show a tqdm bar (one step per clip).
     """
     root = Path(root)
     if not root.is_dir():
@@ -220,42 +209,39 @@ def check_dataset(
     data = root / subset.data_dir
     present = {name for name in _DATA_FOLDERS if (data / name).is_dir()}
     if audio == "auto":  # the audio that is there; WAVs when neither is
-        check_wav, check_pkl = "audio_wav" in present or "audio_log_mel" not in present, "audio_log_mel" in present
-    else:
-        check_wav, check_pkl = audio in ("wav", "both"), audio in ("pkl", "both")
+        audio = "both" if {"audio_wav", "audio_log_mel"} <= present else "pkl" if "audio_log_mel" in present else "wav"
     check_labels = subset is S4_LAYOUT and ("crop_labels" in present if crop_labels is None else crop_labels)
-    audit = _Audit(subset, root, image_size, check_wav, check_pkl, check_labels, CLIP_SECONDS - audio_tolerance_s)
-    required = {"visual_frames": True, "gt_masks": True, "audio_wav": check_wav, "audio_log_mel": check_pkl,
-                "crop_labels": check_labels}
+    required = {"visual_frames": True, "gt_masks": True, "audio_wav": audio in ("wav", "both"),
+                "audio_log_mel": audio in ("pkl", "both"), "crop_labels": check_labels}
+    folders = {name for name, needed in required.items() if needed and name in present}
+    audit = _Audit(report, subset, image_size, folders, CLIP_SECONDS - audio_tolerance_s)
     for name in [name for name, needed in required.items() if needed and name not in present]:
         audit.add(data / name, "missing_dir", f"missing folder {name}/ (expected in the official layout)")
     for clip in tqdm(chosen, desc=f"checking {subset.name.upper()}", unit="clip", disable=not progress):
-        _check_clip(audit, clip, clip_paths(subset, root, clip), present)
+        _check_clip(audit, clip, clip_paths(subset, root, clip))
     _check_orphans(audit, records, None if splits is None else wanted)
     if (root / SIDECAR_DIR).is_dir():
         _check_sidecars(audit, chosen)
-    audit.notes += [Problem(link, "symlink_outside", f"symlink to {target}, outside the dataset root; "
-                            "read as a dataset file") for link, target in links_leaving_root(root)]
-    report.problems += audit.problems
-    report.notes, report.files_checked = audit.notes, audit.files_checked
+    report.notes += [Problem(link, "symlink_outside", f"symlink to {target}, outside the dataset root; "
+                             "read as a dataset file") for link, target in links_leaving_root(root)]
     return report
 
 
-def _check_clip(audit: _Audit, clip: ClipRecord, paths: ClipPaths, present: set[str]) -> None:
-    """Every file a row implies, in the folders that exist (a missing folder is reported once)."""
+def _check_clip(audit: _Audit, clip: ClipRecord, paths: ClipPaths) -> None:
+    """Every file a row implies, in the folders read (a missing folder is reported once)."""
     sizes: list[Size | None] = [None] * FRAMES_PER_CLIP  # (w, h) of readable frames
-    if "visual_frames" in present:
+    if "visual_frames" in audit.folders:
         sizes = _check_frames(audit, clip, paths)
     reference = audit.clip_size(sizes)
-    if "gt_masks" in present:
+    if "gt_masks" in audit.folders:
         _check_masks(audit, clip, paths, sizes, reference)
-    if audit.check_wav and "audio_wav" in present:
+    if "audio_wav" in audit.folders:
         _check_wav(audit, clip, paths.wav)
-    if audit.check_pkl and "audio_log_mel" in present:
+    if "audio_log_mel" in audit.folders:
         _check_pkl(audit, clip, paths.log_mel)
-    if audit.check_labels and "crop_labels" in present:
+    if "crop_labels" in audit.folders:
         for k, xml in enumerate(paths.crop_labels):
-            audit.files_checked += 1
+            audit.report.files_checked += 1
             frame_size = sizes[k] or reference
             if frame_size is None and not xml.is_file() and xml.with_suffix(".txt").is_file():
                 continue  # a YOLO label needs its frame's size; the frame is already reported
@@ -272,9 +258,7 @@ def _check_frames(audit: _Audit, clip: ClipRecord, paths: ClipPaths) -> list[Siz
     sizes: list[Size | None] = []
     for i, path in enumerate(paths.frames, start=1):
         image = audit.open(path, f"frame {i} of clip {clip.name!r}", "every clip has 5 frames")
-        problem = None if image is None else frame_problem(image)
-        if problem is not None:
-            audit.add(path, "frame_not_rgb", problem)
+        audit.add(path, "frame_not_rgb", None if image is None else frame_problem(image))
         sizes.append(None if image is None else image.size)
     expected = audit.clip_size(sizes)
     why = "(image_size)" if audit.image_size else f"like the other frames of clip {clip.name!r}"
@@ -296,8 +280,7 @@ def _check_masks(audit: _Audit, clip: ClipRecord, paths: ClipPaths, sizes: list[
             f"mask is {_wxh(image.size)}, expected {_wxh(frame_size)} like its frame {paths.frames[k].name}")
         for kind, problem in (("mask_not_binary", mask_problem(mask_values(image))),
                               ("mask_alpha", mask_alpha_problem(image)), ("mask_size", wrong_size)):
-            if problem is not None:
-                audit.add(path, kind, problem)
+            audit.add(path, kind, problem)
 
 
 def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
@@ -310,12 +293,10 @@ def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
         return audit.add(path, "unreadable", error.problem)
     except Exception as error:  # libsndfile's errors vary by version
         return audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
-    problem = wav_problem(waveform)
-    if problem is not None:
-        audit.add(path, "audio_values", problem)
+    audit.add(path, "audio_values", wav_problem(waveform))
     change = wav_conversion(info.channels, info.samplerate)
     if change is not None:
-        audit.notes.append(Problem(path, "converted", change))
+        audit.report.notes.append(Problem(path, "converted", change))
     seconds = info.frames / info.samplerate
     if seconds < audit.min_seconds:
         audit.add(path, "audio_short",
@@ -323,29 +304,28 @@ def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
 
 
 def _check_pkl(audit: _Audit, clip: ClipRecord, path: Path) -> None:
-    missing = f"missing log-mel of clip {clip.name!r}; expected a pickled tensor {list(LOG_MEL_SHAPE)}"
-    if not audit.found(path, missing):
+    if not audit.found(path, f"missing log-mel of clip {clip.name!r}; expected a pickled tensor {list(LOG_MEL_SHAPE)}"):
         return
     try:
         log_mel = load_tensor_pickle(path)
     except DataFormatError as error:
         return audit.add(path, "unreadable", error.problem)
-    problem = log_mel_problem(log_mel)
-    if problem is not None:
-        audit.add(path, "log_mel_shape" if tuple(log_mel.shape) != LOG_MEL_SHAPE else "log_mel_values", problem)
+    kind = "log_mel_shape" if tuple(log_mel.shape) != LOG_MEL_SHAPE else "log_mel_values"
+    audit.add(path, kind, log_mel_problem(log_mel))
 
 
 def _check_sidecars(audit: _Audit, clips: list[ClipRecord]) -> None:
     """The synthetic generator's info.json and each clip's sidecar: present and readable."""
-    info = audit.root / SIDECAR_DIR / INFO_FILE
+    root = audit.report.root
+    info = root / SIDECAR_DIR / INFO_FILE
     if not info.is_file():
         audit.add(info, "sidecar", "missing; a synthetic tree (synth_sidecar/) has the generator's info.json")
     for clip in clips:
-        audit.files_checked += 1
+        audit.report.files_checked += 1
         try:
-            read_sidecar(audit.root, clip.split, clip.name)
+            read_sidecar(root, clip.split, clip.name)
         except FileNotFoundError:
-            path = audit.root / SIDECAR_DIR / clip.split / f"{clip.name}.npz"
+            path = root / SIDECAR_DIR / clip.split / f"{clip.name}.npz"
             audit.add(path, "sidecar", f"missing sidecar of clip {clip.name!r}; a synthetic tree has one per clip")
         except DataFormatError as error:
             audit.add(error.path, "sidecar", error.problem)
@@ -364,8 +344,9 @@ def _allowed_files(layout: Layout, root: Path, clip: ClipRecord) -> set[Path]:
 
 def _check_orphans(audit: _Audit, records: list[ClipRecord], splits: set[str] | None) -> None:
     """Walk the data folders for files and clip folders that no CSV row explains."""
-    layout, data = audit.layout, audit.root / audit.layout.data_dir
-    allowed = set().union(*(_allowed_files(layout, audit.root, clip) for clip in records))
+    layout, root = audit.layout, audit.report.root
+    data = root / layout.data_dir
+    allowed = set().union(*(_allowed_files(layout, root, clip) for clip in records))
     folders = {path.parent for path in allowed}
     orphan_folders: Counter = Counter()
     for top in _DATA_FOLDERS:
@@ -373,9 +354,8 @@ def _check_orphans(audit: _Audit, records: list[ClipRecord], splits: set[str] | 
         has_split = not (layout is MS3_LAYOUT and top == "visual_frames")
         for path in sorted(base.rglob("*")) if base.is_dir() else []:
             relative = path.relative_to(base)
-            if path.is_dir() or path in allowed or any(part.startswith(".") for part in relative.parts):
-                continue
-            if splits is not None and has_split and relative.parts[0] not in splits:
+            other_split = splits is not None and has_split and relative.parts[0] not in splits
+            if other_split or path.is_dir() or path in allowed or any(part.startswith(".") for part in relative.parts):
                 continue
             if top in _CLIP_FOLDERS and path.parent not in folders:
                 orphan_folders[path.parent] += 1

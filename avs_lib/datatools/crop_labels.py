@@ -1,12 +1,9 @@
 """Crop labels bootstrapped from the ground-truth masks, as labelImg files a person can correct.
 
-AVSBench has masks, not boxes, and the thesis' crop losses need one box of the sounding object per
-frame. ``bootstrap_crop_labels`` writes a Pascal VOC file per frame where the readers look for it:
-the tight box of the frame's own non-empty mask (origin ``mask``), else the box of the nearest
-frame in time with one, the earlier on a tie (origin ``copied``: S4 train annotates frame 1 only;
-these are the boxes to check first); a clip whose masks are all empty gets no file. Each file
-carries a ``<derived>`` mark; a file without it (or a YOLO ``.txt`` in its place) was drawn in
-labelImg and is replaced only with ``overwrite=True``.
+AVSBench has masks, not boxes; the thesis' crop losses need one box of the sounding object per frame.
+Each frame gets a Pascal VOC file: its own mask's tight box (origin ``mask``), else the nearest frame's,
+the earlier on a tie (``copied``: S4 train annotates frame 1 only); a clip with only empty masks, none.
+A ``<derived>`` mark tells them from hand-drawn labels, which are replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -45,10 +42,6 @@ class DerivedBox:
     box: Box
     origin: str  # ORIGIN_MASK | ORIGIN_COPIED
     from_frame: int
-
-    def mark(self) -> dict[str, str]:
-        """The ``<derived>`` element's children (frames 1-based, as in the file names)."""
-        return {"origin": self.origin, "from_frame": str(self.from_frame + 1), "tool": TOOL}
 
 
 def derive_boxes(masks: dict[int, np.ndarray], frames: int = FRAMES_PER_CLIP) -> list[DerivedBox | None]:
@@ -128,11 +121,8 @@ def _clip_masks(paths: ClipPaths, name: str, sizes: list[tuple[int, int]]) -> di
 
 def bootstrap_crop_labels(root: str | Path, splits: Iterable[str] | None = None, subset: str | None = None,
                           overwrite: bool = False, progress: bool = False) -> BootstrapReport:
-    """Write labelImg VOC crop labels from the ground-truth masks (see the module docstring).
-
-    Files this tool wrote before are rewritten; hand-drawn ones are kept unless ``overwrite``.
-    A missing or unreadable frame or mask raises (``python -m avs_lib check-data`` lists them all).
-    """
+    """Write labelImg VOC crop labels from the ground-truth masks, rewriting this tool's earlier files. A missing
+    or unreadable frame or mask raises (``python -m avs_lib check-data`` lists them all)."""
     root = Path(root)
     layout = detect_layout(root, subset)
     chosen = list(SPLITS if splits is None else splits)
@@ -156,7 +146,8 @@ def bootstrap_crop_labels(root: str | Path, splits: Iterable[str] | None = None,
             if not xml.resolve().is_relative_to(inside):  # the tool writes into the dataset only
                 raise ValueError(f"{xml}: a symlink leads it to {xml.resolve()}, outside the dataset root {inside}; "
                                  "refusing to write there (replace the link by a folder inside the dataset)")
+            mark = {"origin": derived.origin, "from_frame": str(derived.from_frame + 1), "tool": TOOL}  # 1-based
             write_voc(xml, derived.box, name=crop_label_name(clip), image_path=frame.resolve(),
-                      image_size=size, depth=depth, derived=derived.mark())
+                      image_size=size, depth=depth, derived=mark)
             report.written[derived.origin] += 1
     return report

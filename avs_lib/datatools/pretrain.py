@@ -1,10 +1,7 @@
-"""Synthetic stand-ins for ImageNet and AudioSet pretraining of the two encoders.
-
-The paper's encoders start from weights that already tell classes apart; from random weights the
-`cpu` profile learns no listening within its budget (notebook 03's recipe ladder shows it). So each
-encoder is pretrained alone on the train split's classes (the ResNet on every object's crop, the
-log-mel CNN on the sounding class), never seeing which sound belongs to which object.
-"""
+"""Synthetic stand-ins for ImageNet and AudioSet pretraining of the two encoders: from random weights
+the `cpu` profile learns no listening within its budget (notebook 03's recipe ladder). Each encoder is
+pretrained alone on the train split's classes (the ResNet on every object's crop, the log-mel CNN on
+the sounding class), never seeing which sound belongs to which object."""
 
 from __future__ import annotations
 
@@ -43,9 +40,8 @@ def object_crops(root: str | Path, split: str, image_size: int, crop_size: int) 
         side = data.sidecar(clip.name)
         if side is None:
             raise ValueError(f"{root} has no synth_sidecar/: pretraining needs a synthetic dataset")
-        stored = side.masks.shape[-1]  # the generator's frame side, which the boxes are in
+        scale = image_size / side.masks.shape[-1]  # the boxes are in the generator's frame side
         tensor = data[index]["frames"]  # [5, 3, s, s] normalised, resized
-        scale = image_size / stored
         for k, cls in enumerate(side.classes.tolist()):
             boxes = torch.as_tensor(side.boxes[k], dtype=torch.float32) * scale  # [5, 4]
             crops.append(crop_and_resize(tensor, boxes, size=crop_size))
@@ -64,9 +60,9 @@ def audio_examples(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Te
     return torch.cat(mels), torch.tensor(labels, dtype=torch.int64)
 
 
-def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, cfg: PretrainConfig,
-                    what: str, quiet: bool) -> list[float]:
-    """Adam with cosine decay over shuffled mini-batches; returns the mean loss of each epoch."""
+def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+                    epochs: int, cfg: PretrainConfig, what: str, quiet: bool) -> tuple[list[float], float]:
+    """Adam with cosine decay over shuffled mini-batches; the mean loss of each epoch, and the val accuracy."""
     if len(x) < 2:
         raise ValueError(f"pretraining the {what} encoder needs at least 2 examples, got {len(x)}")
     batch_size = min(cfg.batch_size, len(x))  # a tiny dataset still gets one batch per epoch
@@ -90,14 +86,10 @@ def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: 
         if not np.isfinite(total):
             raise FloatingPointError(f"pretraining the {what} encoder diverged (loss {total})")
         losses.append(total / count)
-    return losses
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    predictions = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
-    return float((predictions == y).float().mean())
+    with torch.no_grad():
+        predictions = torch.cat([model(x_val[i : i + 256]).argmax(1) for i in range(0, len(x_val), 256)])
+    return losses, float((predictions == y_val).float().mean())
 
 
 def metadata_digest(root: str | Path) -> str:
@@ -131,16 +123,16 @@ def _pretrain(data_root: str | Path, out: Path, cfg: PretrainConfig, quiet: bool
     x_val, y_val = object_crops(data_root, "val", cfg.image_size, cfg.crop_size)
     resnet = torchvision_resnet(cfg.backbone)
     resnet.fc = nn.Linear(resnet.fc.in_features, NUM_CLASSES)
-    visual_losses = _fit_classifier(resnet, x_train, y_train, cfg.visual_epochs, cfg, "visual", quiet)
-    visual_accuracy = _accuracy(resnet, x_val, y_val)
+    visual_losses, visual_accuracy = _fit_classifier(resnet, x_train, y_train, x_val, y_val, cfg.visual_epochs, cfg,
+                                                     "visual", quiet)
     atomic_torch_save({k: v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}, out / VISUAL_FILE)
 
     torch.manual_seed(cfg.seed)
     a_train, b_train = audio_examples(data_root, "train")
     a_val, b_val = audio_examples(data_root, "val")
     audio = nn.Sequential(LogMelCNN(), nn.Linear(128, NUM_CLASSES))  # encoder, class head
-    audio_losses = _fit_classifier(audio, a_train, b_train, cfg.audio_epochs, cfg, "audio", quiet)
-    audio_accuracy = _accuracy(audio, a_val, b_val)
+    audio_losses, audio_accuracy = _fit_classifier(audio, a_train, b_train, a_val, b_val, cfg.audio_epochs, cfg,
+                                                   "audio", quiet)
     atomic_torch_save(audio[0].state_dict(), out / AUDIO_FILE)
 
     classes = int(torch.unique(y_train).numel())
@@ -167,11 +159,9 @@ def ensure_pretrained(data_root: str | Path, out_dir: str | Path, cfg: PretrainC
             report = json.loads(report_path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{report_path}: not valid JSON ({error}); delete it to pretrain again") from error
-        same = (report.get("config") == asdict(cfg)
-                and report.get("data_root") == str(Path(data_root).resolve())
+        if (report.get("config") == asdict(cfg) and report.get("data_root") == str(Path(data_root).resolve())
                 and report.get("data_fingerprint") == metadata_digest(data_root)
-                and all(Path(report.get(key, "")).is_file() for key in ("visual_weights", "audio_weights")))
-        if same:
+                and all(Path(report.get(key, "")).is_file() for key in ("visual_weights", "audio_weights"))):
             return report
     return pretrain_encoders(data_root, out_dir, cfg, quiet=quiet)
 

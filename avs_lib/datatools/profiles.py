@@ -1,7 +1,6 @@
-"""The benchmark's presets: named profiles (how big, which data, which encoders' start), the
-methods the report compares (each a set of overrides), and `build_config`, which resolves
-defaults <- profile <- method <- YAML <- overrides into a checked `ExperimentConfig`. The core
-never reads them: a run computes from its `ExperimentConfig` alone."""
+"""The benchmark's presets: named profiles (how big, which data, which encoders' start), the methods
+the report compares (each a set of overrides), and `build_config`, which resolves them into a checked
+`ExperimentConfig`. The core never reads them: a run computes from its `ExperimentConfig` alone."""
 
 from __future__ import annotations
 
@@ -54,9 +53,7 @@ class SyntheticData:
     videos_per_split: tuple[int, int, int]
     image_size: int
     num_classes: int = 23
-    # The test split's own generator seed (`SynthParams.test_seed`): a fresh test split no probe
-    # has seen; the one drawn from the data's seed stays as the development test split.
-    test_seed: int | None = None
+    test_seed: int | None = None  # `SynthParams.test_seed`: a fresh test split; the seed's own is the development one
     # A harder benchmark on every split (`synth.ShiftParams`): several looks per class, colours shared by
     # all classes (the look no longer names the class), noise at an SNR drawn per clip from (low, high) dB.
     looks_per_class: int = 1
@@ -66,8 +63,7 @@ class SyntheticData:
 
 @dataclass(frozen=True)
 class Profile:
-    """What a profile's runs need: how big (overrides), which data (a root, generated first if synthetic) and
-    where the encoders start (a pretraining recipe, unless weight files are given); grids: `report.grids`."""
+    """What a profile's runs need: how big, which data, where the encoders start; its grids: `report.grids`."""
 
     overrides: dict[str, Any]
     data_root: str  # relative to where the command runs (the repository root for `make`)
@@ -94,36 +90,22 @@ PROFILES: dict[str, Profile] = {
             "eval_batch_size": 2,
             "threads": 1,
         },
-        data_root="data/synth_smoke",
-        synthetic=SyntheticData((6, 4, 4), 64),
+        data_root="data/synth_smoke", synthetic=SyntheticData((6, 4, 4), 64),
         pretrain=PretrainConfig(visual_epochs=1, audio_epochs=1, batch_size=16),
     ),
     # The synthetic benchmark on a laptop: 8 of 23 classes, small images and backbone, every training frame
     # supervised (the generator knows all five masks). Both encoders start pretrained on the synthetic train
     # split and frozen (`pretrain`; a method may unfreeze); the fusion blocks start open (`fusion_gate_init`):
     # with the official closed start, or random encoders, no method used the audio in budget (notebook 03).
-    "cpu": Profile(
-        overrides=_CPU_OVERRIDES,
-        data_root="data/synth",
-        synthetic=_CPU_DATA,
-        pretrain=PretrainConfig(),
-    ),
+    "cpu": Profile(_CPU_OVERRIDES, "data/synth", synthetic=_CPU_DATA, pretrain=PretrainConfig()),
     # The cpu benchmark made harder where loss A could matter: three looks per class and colours
     # shared by all classes, so a crop's class is not its colour (pretraining and every split).
-    "cpu_multilook": Profile(
-        overrides=_CPU_OVERRIDES,
-        data_root="data/synth_multilook",
-        synthetic=replace(_CPU_DATA, looks_per_class=3, shared_colours=True),
-        pretrain=PretrainConfig(),
-    ),
+    "cpu_multilook": Profile(_CPU_OVERRIDES, "data/synth_multilook", pretrain=PretrainConfig(),
+                             synthetic=replace(_CPU_DATA, looks_per_class=3, shared_colours=True)),
     # Listening that survives noise: cpu with each clip's sound under background noise at an SNR drawn from
     # 0-20 dB (pretraining and every split); the cpu report scores it on clean and noise-only test splits.
-    "cpu_noisy": Profile(
-        overrides=_CPU_OVERRIDES,
-        data_root="data/synth_noisy",
-        synthetic=replace(_CPU_DATA, snr_db_range=(0.0, 20.0)),
-        pretrain=PretrainConfig(),
-    ),
+    "cpu_noisy": Profile(_CPU_OVERRIDES, "data/synth_noisy", pretrain=PretrainConfig(),
+                         synthetic=replace(_CPU_DATA, snr_db_range=(0.0, 20.0))),
     # A GPU box with the synthetic data: the official architecture at the official size.
     "gpu": Profile(
         overrides={
@@ -131,8 +113,7 @@ PROFILES: dict[str, Profile] = {
             "model": {"backbone": "resnet50", "channel": 256, "audio_encoder": "small"},
             "optim": {"lr": 2e-4, "batch_size": 8, "epochs": 20, "scheduler": "cosine", "warmup_steps": 100},
         },
-        data_root="data/synth_gpu",
-        synthetic=SyntheticData((240, 60, 60), 224),
+        data_root="data/synth_gpu", synthetic=SyntheticData((240, 60, 60), 224),
     ),
     # AVSBench S4 with the official recipe; weights come from local files given by the user.
     "paper": Profile(
@@ -150,6 +131,7 @@ PROFILES: dict[str, Profile] = {
 THESIS_LOSSES = {"crop_ce": 1.0, "crop_pairwise": 1.0, "audio_crop_cosine": 1.0}
 _RANDOM_START = {"resnet_weights": None, "crop_weights": None, "audio_weights": None,
                  "freeze_backbone": False, "freeze_audio": False}
+_TRAINED_SEPARATE = {"crop_trunk": "separate", "freeze_backbone": False}  # a separate crop trunk, the encoder trained
 METHODS: dict[str, dict[str, Any]] = {
     "visual_only": {"model": {"fusion": "none"}},
     "tpavi": {},
@@ -169,9 +151,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "thesis_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"}, "model": {"crop_trunk": "separate"}},
     # The thesis as written: the AVS encoder trained together with a separate crop trunk, A+B+C.
     # A trained encoder is never read from the feature cache (`engine.features.frozen_parts`).
-    "thesis_trained": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate", "freeze_backbone": False}},
-    "thesis_trained_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"},
-                                 "model": {"crop_trunk": "separate", "freeze_backbone": False}},
+    "thesis_trained": {"loss": dict(THESIS_LOSSES), "model": dict(_TRAINED_SEPARATE)},
+    "thesis_trained_literal_c": {"loss": {**THESIS_LOSSES, "cosine_audio": "frozen"}, "model": dict(_TRAINED_SEPARATE)},
     # thesis_trained's control: the same training with no crop losses (compared paired with it).
     "tpavi_trained": {"model": {"freeze_backbone": False}},
     # Twice the profile's epochs (the cosine schedule stretched with them), checkpoint still by val.
@@ -179,12 +160,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "thesis_2x": {"loss": dict(THESIS_LOSSES), "model": {"crop_trunk": "separate"}, "optim": {"epochs": 12}},
     # The crop-loss weight of thesis_trained, chosen on val (1 is thesis_trained itself).
     **{f"thesis_trained_lambda{w:g}": {"loss": {"crop_ce": w, "crop_pairwise": w, "audio_crop_cosine": w},
-                                       "model": {"crop_trunk": "separate", "freeze_backbone": False},
-                                       "evaluate_test": False} for w in (0.1, 0.01)},
+                                       "model": dict(_TRAINED_SEPARATE), "evaluate_test": False} for w in (0.1, 0.01)},
     "cross_attention": {"model": {"fusion": "cross_attention"}},
     "counterfactual": {"loss": {"counterfactual": 1.0}},
-    "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0},
-                              "model": {"crop_trunk": "separate"}},
+    "thesis_counterfactual": {"loss": {**THESIS_LOSSES, "counterfactual": 1.0}, "model": {"crop_trunk": "separate"}},
     # Recipe-ladder starts (notebook 03 compares them on val): encoder weights and fusion gate, tpavi loss;
     # "random" drops the profile's pretrained weights (the gpu profile's start); "closed": the official gate.
     "tpavi_random_closed": {"model": {**_RANDOM_START, "fusion_gate_init": 0.0}},

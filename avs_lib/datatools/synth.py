@@ -1,21 +1,16 @@
 """A synthetic AVSBench (S4) dataset in which only the audio says which object sounds.
 
-Every clip shows one sounding object and 0..k silent distractors of other classes, drawn by the
-same rules (size, contrast, motion, drawing order) over clutter; each class has its own look and
-its own sound, so a model that ignores the audio can only guess (``avs_lib.report.ceiling``).
-The files follow the real S4 layout; ``synth_sidecar/`` keeps what only a generator knows (each
-object's class, visible mask and whole-silhouette box per frame, a ``swap_partner`` clip sounding
-one of this clip's distractors). Each clip draws from a generator seeded by (seed, split, index),
-so the bytes do not depend on the number of workers. A *shifted* test split (``ShiftParams``,
-``ensure_shifted_test``) redraws the clean test plan without the shortcuts: several looks per
-class, shared colours, background noise, off-screen sounding objects.
+Every clip shows one sounding object and 0..k silent distractors of other classes, drawn by the same
+rules over clutter; each class has its own look and sound, so a model that ignores the audio can only
+guess (``avs_lib.report.ceiling``). ``synth_sidecar/`` keeps what only a generator knows. Each clip
+draws from a generator seeded by (seed, split, index), so the bytes do not depend on the worker count.
+A *shifted* test split (``ShiftParams``) redraws the clean test plan without the shortcuts.
 """
 
 from __future__ import annotations
 
 import colorsys
 import contextlib
-import csv
 import dataclasses
 import json
 import math
@@ -34,23 +29,19 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from avs_lib.configtools import check_fields
-from avs_lib.data.audio import write_wav
+from avs_lib.data.audio import CLIP_SECONDS, SAMPLE_RATE, write_wav
 from avs_lib.data.avsbench import S4_LAYOUT, mask_frames
 from avs_lib.data.boxes import write_voc
 from avs_lib.data.categories import FRAMES_PER_CLIP, NUM_CLASSES, S4_CATEGORIES, SPLITS
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_info
 
 GENERATOR_VERSION = 1
-SAMPLE_RATE = 16000
-CLIP_SECONDS = 5
 META_FILE = "s4_meta_data.csv"
 _NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _NAME_LENGTH = 11  # YouTube ids
 
 
-# ---------------------------------------------------------------------------------------------
-# How each class looks
-
+# --- How each class looks ---
 # Inside-tests in object coordinates (every shape fits the unit disc); the order fixes each class's shape.
 _SILHOUETTES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
     "disc": lambda u, v, rho2: rho2 <= 1.0,
@@ -113,8 +104,6 @@ MAX_LOOKS_PER_CLASS = len(TEXTURES)
 def look_variant(index: int, variant: int) -> ClassLook:
     """Look `variant` of class `index` (0: its training look); others may wear another class's shape."""
     base = CLASS_LOOKS[index]
-    if variant == 0:
-        return base
     return dataclasses.replace(
         base, shape=SHAPES[(SHAPES.index(base.shape) + 3 * variant) % len(SHAPES)],
         texture=TEXTURES[(TEXTURES.index(base.texture) + variant) % len(TEXTURES)],
@@ -144,17 +133,11 @@ class ShiftParams:
         })
 
 
-# ---------------------------------------------------------------------------------------------
-# How each class sounds
-
-
+# --- How each class sounds ---
 @dataclass(frozen=True)
 class SoundRecipe:
-    """A class's sound: partials on a frequency-modulated fundamental plus a noise band, under an envelope.
-
-    The tonal part is ``sum_n n**-rolloff * sin(partial_n * phase)`` with an instantaneous
-    frequency ``f0 * 2**(fm_depth * wave(fm_rate * t))`` (vibrato, glides, two-tone sirens).
-    """
+    """A class's sound: partials ``n**-rolloff * sin(partial_n * phase)`` on a fundamental of frequency
+    ``f0 * 2**(fm_depth * wave(fm_rate * t))`` (vibrato, glides, sirens), plus a noise band, under an envelope."""
 
     f0: float = 0.0  # Hz; 0 means no tonal part
     partials: tuple[float, ...] = tuple(range(1, 9))  # frequency ratios to f0
@@ -277,14 +260,14 @@ def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     return mixture.astype(np.float32)
 
 
-def synthesize_sound(category: int | str, rng: np.random.Generator, seconds: float = CLIP_SECONDS) -> np.ndarray:
+def synthesize_sound(category: int | str, rng: np.random.Generator) -> np.ndarray:
     """One clip's sound of a class at 16 kHz, float32 in [-1, 1]; per-clip pitch (±4 %), tempo
     (±10 %), gain, phases and faint pink noise keep two clips of a class apart."""
     name = S4_CATEGORIES[int(category)] if isinstance(category, int | np.integer) else category
     if name not in CLASS_SOUNDS:
         raise ValueError(f"no sound recipe for category {name!r}; expected one of {', '.join(S4_CATEGORIES)}")
     recipe = CLASS_SOUNDS[name]
-    length = int(round(seconds * SAMPLE_RATE))
+    length = CLIP_SECONDS * SAMPLE_RATE
     t = np.arange(length) / SAMPLE_RATE
     pitch = math.exp(rng.uniform(math.log(0.96), math.log(1.04)))
     rate = rng.uniform(0.9, 1.1)
@@ -301,10 +284,7 @@ def synthesize_sound(category: int | str, rng: np.random.Generator, seconds: flo
     return np.clip(signal + background, -1.0, 1.0).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# Parameters and the plan of the whole dataset
-
-
+# --- Parameters and the plan of the whole dataset ---
 @dataclass(frozen=True)
 class SynthParams:
     """Everything that decides the generated bytes (stored in ``info.json``)."""
@@ -321,8 +301,7 @@ class SynthParams:
     # Only the first N of the 23 S4 categories are drawn: fewer classes, more clips per class,
     # so a small model from scratch can learn which sound goes with which look sooner.
     num_classes: int = NUM_CLASSES
-    # A shifted split's departures from the clean data (None: the clean data; not in info.json).
-    shift: ShiftParams | None = None
+    shift: ShiftParams | None = None  # a shifted split's departures (None: the clean data; not in info.json)
     # The test split drawn from a seed of its own (names, classes, layouts, sounds): a fresh test
     # split that no probe has seen, with train and val unchanged. None: from `seed` (not in info.json).
     test_seed: int | None = None
@@ -372,15 +351,14 @@ def _plan_split(split: str, names: list[str], params: SynthParams, rng: np.rando
     classes = params.num_classes
     repeats = math.ceil(count / classes)
     categories = np.concatenate([rng.permutation(classes) for _ in range(repeats)])[:count]
-    with_distractor = np.zeros(count, dtype=bool)
+    with_distractor = set()  # val/test clips that get at least one distractor
     if split != "train":
-        chosen = rng.permutation(count)[: round(params.eval_distractor_fraction * count)]
-        with_distractor[chosen] = True
+        with_distractor = set(rng.permutation(count)[: round(params.eval_distractor_fraction * count)].tolist())
     present = sorted(set(categories.tolist()))
     clips_of = {c: [i for i in range(count) if categories[i] == c] for c in present}
     plans = []
     for i, category in enumerate(categories.tolist()):
-        low = 1 if with_distractor[i] else 0
+        low = int(i in with_distractor)
         wanted = int(rng.integers(low, params.max_distractors + 1)) if params.max_distractors else 0
         # Prefer classes that some clip of this split sounds, so a swap partner exists.
         here = [c for c in present if c != category]
@@ -419,20 +397,16 @@ def plan_clips(params: SynthParams) -> list[ClipPlan]:
     return plans
 
 
-# ---------------------------------------------------------------------------------------------
-# Drawing one clip
-
-
+# --- Drawing one clip ---
 @dataclass(frozen=True)
 class _ObjectTrack:
-    """One object's pose in each of the 5 frames (pixels, radians)."""
+    """One object's look and its pose in each of the 5 frames (pixels, radians)."""
 
-    category: int
+    look: ClassLook
     centres: np.ndarray  # [5, 2] (x, y)
     radii: np.ndarray  # [5]
     angles: np.ndarray  # [5]
     brightness: float
-    look: ClassLook | None = None  # None: the class's own look (CLASS_LOOKS)
 
 
 @dataclass(frozen=True)
@@ -449,7 +423,7 @@ class RenderedClip:
 
 def _draw_object(track: _ObjectTrack, frame: int, size: int) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
     """Window (rows, columns), silhouette [h, w] and RGB [h, w, 3] of an object in one frame."""
-    (cx, cy), radius, angle = track.centres[frame], track.radii[frame], track.angles[frame]
+    (cx, cy), radius, angle, look = track.centres[frame], track.radii[frame], track.angles[frame], track.look
     x0, x1 = max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, size)
     y0, y1 = max(int(cy - radius) - 1, 0), min(int(cy + radius) + 2, size)
     dx = (np.arange(x0, x1) + 0.5 - cx)[None, :]  # pixel centres, [1, w]
@@ -457,10 +431,8 @@ def _draw_object(track: _ObjectTrack, frame: int, size: int) -> tuple[tuple[slic
     cos, sin = math.cos(angle), math.sin(angle)
     u = (dx * cos + dy * sin) / radius  # [h, w] object coordinates
     v = (-dx * sin + dy * cos) / radius
-    look = track.look if track.look is not None else CLASS_LOOKS[track.category]
     inside = _SILHOUETTES[look.shape](u, v, u**2 + v**2)
-    pattern = _TEXTURES[look.texture](look.pattern_frequency, look.pattern_angle, u, v)
-    pattern = pattern[..., None]  # [h, w, 1]
+    pattern = _TEXTURES[look.texture](look.pattern_frequency, look.pattern_angle, u, v)[..., None]  # [h, w, 1]
     shading = (1.0 - 0.25 * np.clip(u**2 + v**2, 0, 1))[..., None]  # a little roundness
     rgb = np.where(pattern, look.pattern_colour, look.colour) * shading * track.brightness
     return (slice(y0, y1), slice(x0, x1)), inside, rgb
@@ -492,10 +464,10 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
-def _object_tracks(classes: Sequence[int], size: int, params: SynthParams,
+def _object_tracks(looks: list[ClassLook], size: int, params: SynthParams,
                    rng: np.random.Generator) -> list[_ObjectTrack]:
     """Sizes, start positions and motion, drawn by the same rules for every object."""
-    count = len(classes)
+    count = len(looks)
     small = rng.uniform(size=count) < params.small_object_probability
     base = np.where(small, rng.uniform(0.07, 0.11, count), rng.uniform(0.12, 0.24, count)) * size
     base = np.maximum(base, 3.0)
@@ -507,13 +479,13 @@ def _object_tracks(classes: Sequence[int], size: int, params: SynthParams,
         centres0[j] = centres0[i] + 0.75 * (base[i] + base[j]) * np.array([math.cos(angle), math.sin(angle)])
     steps = np.arange(FRAMES_PER_CLIP) - (FRAMES_PER_CLIP - 1) / 2  # motion centred on frame 3
     tracks = []
-    for k, category in enumerate(classes):
+    for k, look in enumerate(looks):
         velocity = rng.uniform(-0.035, 0.035, 2) * size
         radii = base[k] * np.clip(1 + rng.normal(0, 0.06, FRAMES_PER_CLIP), 0.88, 1.12)
         centres = centres0[k] + steps[:, None] * velocity  # [5, 2]
         centres = np.clip(centres, radii[:, None], size - radii[:, None])  # stay inside the frame
         angles = rng.uniform(0, 2 * np.pi) + steps * rng.uniform(-0.15, 0.15)
-        tracks.append(_ObjectTrack(int(category), centres, radii, angles, float(rng.uniform(0.85, 1.1))))
+        tracks.append(_ObjectTrack(look, centres, radii, angles, float(rng.uniform(0.85, 1.1))))
     return tracks
 
 
@@ -559,14 +531,12 @@ def _shifted_looks(classes: Sequence[int], shift: ShiftParams, rng: np.random.Ge
     return looks
 
 
-def _layout(plan: ClipPlan, drawn: Sequence[int], looks: list[ClassLook] | None, params: SynthParams,
+def _layout(plan: ClipPlan, looks: list[ClassLook], params: SynthParams,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, list]:
     """Redraw layouts until every object stays visible enough: order, bar, visible, whole, fraction, paint."""
     size = params.image_size
     for _attempt in range(200):
-        tracks = _object_tracks(drawn, size, params, rng)
-        if looks is not None:
-            tracks = [dataclasses.replace(t, look=look) for t, look in zip(tracks, looks, strict=True)]
+        tracks = _object_tracks(looks, size, params, rng)
         order = rng.permutation(len(tracks))  # drawing order says nothing about who sounds
         bar = _occluder(tracks, size, rng) if rng.uniform() < params.occluder_probability else None
         owner, whole, paint = _compose(tracks, order, bar, size)
@@ -579,22 +549,17 @@ def _layout(plan: ClipPlan, drawn: Sequence[int], looks: list[ClassLook] | None,
 
 
 def render_clip(plan: ClipPlan, params: SynthParams) -> RenderedClip:
-    """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip.
-
-    With ``params.shift``, the looks and the noise come from a second generator, so an on-screen
-    clip keeps the layout and the clean sound of its clean twin as far as its new looks allow.
-    """
-    seed = _clip_seed(params, plan.split)
-    rng = np.random.default_rng([seed, SPLITS.index(plan.split), plan.index])
-    shift = params.shift
-    shift_rng = np.random.default_rng([seed, SPLITS.index(plan.split), plan.index, 1])
+    """Draw the 5 frames, the per-object masks and boxes, and the sound of one clip. A shift's looks and
+    noise come from a second generator, so an on-screen clip keeps its clean twin's layout and sound."""
+    key = [_clip_seed(params, plan.split), SPLITS.index(plan.split), plan.index]
+    rng, shift_rng, shift = np.random.default_rng(key), np.random.default_rng([*key, 1]), params.shift
     drawn = plan.classes if plan.sounding_on_screen else plan.classes[1:]
     if not drawn:
         raise ValueError(f"clip {plan.name}: an off-screen sounding object needs a distractor on screen")
-    looks = _shifted_looks(drawn, shift, shift_rng) if shift is not None else None
+    looks = [CLASS_LOOKS[c] for c in drawn] if shift is None else _shifted_looks(drawn, shift, shift_rng)
     size = params.image_size
     background = _background(size, rng)
-    order, bar, visible, whole, fraction, paint = _layout(plan, drawn, looks, params, rng)
+    order, bar, visible, whole, fraction, paint = _layout(plan, looks, params, rng)
     frames = np.repeat(background[None].astype(np.float32), FRAMES_PER_CLIP, axis=0)  # [5, S, S, 3]
     for t, window, inside, rgb in paint:
         frames[t][window][inside] = rgb[inside]
@@ -627,10 +592,7 @@ def _tight_boxes(silhouettes: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, x1, y1], axis=-1).astype(np.int64)
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing files
-
-
+# --- Writing files ---
 def clip_paths(root: str | Path, split: str, category: str, name: str) -> dict[str, Path]:
     """Where the S4 layout puts a clip's files (frame/mask/label paths use ``{i}`` = 1..5)."""
     data = Path(root) / "s4_data"
@@ -684,16 +646,12 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
 
 
 def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
-    with open(root / META_FILE, "w", newline="") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["name", "start", "category", "split"])
-        writer.writerows([plan.name, plan.start, plan.category, plan.split] for plan in plans)
+    # No field needs CSV quoting: names use _NAME_ALPHABET, categories are S4's.
+    rows = ["name,start,category,split", *(f"{p.name},{p.start},{p.category},{p.split}" for p in plans)]
+    (root / META_FILE).write_text("\n".join(rows) + "\n", newline="")
 
 
-# ---------------------------------------------------------------------------------------------
-# The public entry points
-
-
+# --- The public entry points ---
 @dataclass
 class SynthInfo:
     """What ``make_dataset`` wrote (its counts: ``read_info``), and what it cost."""
@@ -709,9 +667,16 @@ def _per_split(plans: list[ClipPlan], keep: Callable[[ClipPlan], bool]) -> dict[
     return {split: sum(p.split == split and keep(p) for p in plans) for split in SPLITS}
 
 
-def _counts(plans: list[ClipPlan]) -> dict:
+def synth_info_json(params: SynthParams, plans: list[ClipPlan] | None = None) -> dict:
+    """The info.json a dataset made with `params` (from `plans`, default all of them) holds."""
+    plans = plan_clips(params) if plans is None else plans
+    parameters = json.loads(json.dumps(asdict(params)))  # tuples as lists, as JSON reads them back
+    # Options added later are left out while unset, so older datasets' info.json stays as it was.
+    for key in ("test_seed", "shift"):
+        if parameters[key] is None:
+            del parameters[key]
     clips = _per_split(plans, lambda p: True)
-    return {
+    counts = {
         "clips": clips,
         "frames": FRAMES_PER_CLIP * len(plans),
         "gt_masks": clips["train"] + FRAMES_PER_CLIP * (clips["val"] + clips["test"]),
@@ -723,27 +688,9 @@ def _counts(plans: list[ClipPlan]) -> dict:
         "counts_by_category": {split: {c: sum(p.split == split and p.category == c for p in plans)
                                        for c in S4_CATEGORIES} for split in SPLITS},
     }
-
-
-def synth_info_json(params: SynthParams) -> dict:
-    """The info.json a dataset made with `params` holds (generator version, parameters, counts)."""
-    return _info_json(params, plan_clips(params))
-
-
-def _info_json(params: SynthParams, plans: list[ClipPlan]) -> dict:
-    # Options added later are left out while unset, so older datasets' info.json stays as it was.
-    parameters = asdict(params)
-    parameters["videos_per_split"] = list(params.videos_per_split)
-    counts = _counts(plans)
-    if params.test_seed is None:
-        del parameters["test_seed"]
-    if params.shift is None:
-        del parameters["shift"]
-    else:
+    if params.shift is not None:
         if params.shift.snr_db_range is None:
             del parameters["shift"]["snr_db_range"]
-        else:
-            parameters["shift"]["snr_db_range"] = list(params.shift.snr_db_range)  # as JSON reads it back
         counts["clips_sounding_offscreen"] = _per_split(plans, lambda p: not p.sounding_on_screen)
     return {"generator": "avs_lib.data.synth", "version": GENERATOR_VERSION, "seed": params.seed,
             "parameters": parameters, "counts": counts}
@@ -754,15 +701,11 @@ def _synth_info(root: Path, params: SynthParams, counts: dict, seconds: float) -
     return SynthInfo(root, params, counts["clips"], seconds, sum(f.stat().st_size for f in files if f.is_file()))
 
 
-def _is_synthetic(root: Path) -> bool:
-    return (root / SIDECAR_DIR / INFO_FILE).is_file()
-
-
 def _clear(root: Path, overwrite: bool) -> None:
     existing = [p for p in (root / META_FILE, root / "s4_data", root / SIDECAR_DIR) if p.exists()]
     if not existing:
         return
-    if not _is_synthetic(root):
+    if not (root / SIDECAR_DIR / INFO_FILE).is_file():
         raise FileExistsError(f"{root} already holds files this generator did not write ({existing[0]}); "
                               "refusing to replace them (choose an empty directory)")
     if not overwrite:
@@ -772,8 +715,14 @@ def _clear(root: Path, overwrite: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _write_all(root: Path, params: SynthParams, plans: list[ClipPlan], workers: int | None, progress: bool) -> None:
-    """Write every clip, in `workers` processes (default: the usable CPUs; a handful of clips: one)."""
+def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan] | None = None, overwrite: bool = False,
+                   workers: int | None = None, progress: bool = False) -> SynthInfo:
+    """Write every planned clip (in `workers` processes, default: the usable CPUs), the metadata CSV,
+    then info.json (its presence marks a complete dataset)."""
+    began = time.perf_counter()
+    plans = plan_clips(params) if plans is None else plans
+    _clear(root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     pool_size = max(1, min(workers, len(plans) // 4))  # a pool costs more than it saves on a few clips
@@ -782,17 +731,8 @@ def _write_all(root: Path, params: SynthParams, plans: list[ClipPlan], workers: 
     with (multiprocessing.get_context(method).Pool(pool_size) if pool_size > 1 else contextlib.nullcontext()) as pool:
         done = map(_write_clip, tasks) if pool is None else pool.imap_unordered(_write_clip, tasks, chunksize=4)
         list(tqdm(done, total=len(tasks), desc="synthetic clips", unit="clip", disable=not progress))
-
-
-def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan], overwrite: bool = False,
-                   workers: int | None = None, progress: bool = False) -> SynthInfo:
-    """Write every planned clip, the metadata CSV, then info.json (its presence marks a complete dataset)."""
-    began = time.perf_counter()
-    _clear(root, overwrite)
-    root.mkdir(parents=True, exist_ok=True)
-    _write_all(root, params, plans, workers, progress)
     _write_meta(root, plans)
-    info = _info_json(params, plans)
+    info = synth_info_json(params, plans)
     (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return _synth_info(root, params, info["counts"], time.perf_counter() - began)
 
@@ -801,8 +741,8 @@ def _ensure(root: str | Path, params: SynthParams, plans: list[ClipPlan], worker
             progress: bool) -> SynthInfo:
     """Reuse `root` when its info.json is the one these plans write; else (re)write it."""
     root = Path(root)
-    info = _info_json(params, plans)
-    if _is_synthetic(root) and read_info(root) == info:
+    info = synth_info_json(params, plans)
+    if (root / SIDECAR_DIR / INFO_FILE).is_file() and read_info(root) == info:
         return _synth_info(root, params, info["counts"], seconds=0.0)
     return _write_dataset(root, params, plans, True, workers, progress)
 
@@ -817,8 +757,7 @@ def profile_params(spec) -> SynthParams:
 
 def make_profile_dataset(root: str | Path, spec, progress: bool = True) -> SynthInfo:
     """Write a profile's synthetic dataset (`profiles.SyntheticData`) under `root`, a clean folder."""
-    params = profile_params(spec)
-    return _write_dataset(Path(root), params, plan_clips(params), progress=progress)
+    return _write_dataset(Path(root), profile_params(spec), progress=progress)
 
 
 def make_dataset(root: str | Path, videos_per_split: Sequence[int] = SynthParams.videos_per_split, *,
@@ -828,7 +767,7 @@ def make_dataset(root: str | Path, videos_per_split: Sequence[int] = SynthParams
     `SynthParams` fields. The bytes do not depend on ``workers``; an existing synthetic dataset is
     replaced only with ``overwrite=True``."""
     params = SynthParams(tuple(videos_per_split), **options)
-    return _write_dataset(Path(root), params, plan_clips(params), overwrite, workers, progress)
+    return _write_dataset(Path(root), params, None, overwrite, workers, progress)
 
 
 def ensure_development_test(root: str | Path, params: SynthParams, *, workers: int | None = None,
@@ -857,10 +796,8 @@ def plan_shifted_test(params: SynthParams) -> list[ClipPlan]:
 
 def ensure_shifted_test(root: str | Path, base_params: SynthParams, shift: ShiftParams, *,
                         workers: int | None = None, progress: bool = False) -> SynthInfo:
-    """The shifted twin of ``base_params``' test split as its own dataset root (test split only, so
-    ``evaluate(..., data_root=root)`` scores a trained model on it); written unless ``root`` already
-    holds it. Off-screen clips have empty masks, the whole frame as crop box, and
-    ``sounding_on_screen`` False in their sidecar."""
+    """The shifted twin of ``base_params``' test split as a test-only root (for ``evaluate(..., data_root=root)``),
+    written unless ``root`` holds it. Off-screen clips: empty masks, the whole frame as crop box."""
     if base_params.shift is not None:
         raise ValueError("base_params must be the clean data's parameters (shift=None)")
     params = dataclasses.replace(base_params, shift=shift)
@@ -869,13 +806,8 @@ def ensure_shifted_test(root: str | Path, base_params: SynthParams, shift: Shift
 
 def shifted_test_name(shift: ShiftParams) -> str:
     """A folder name that says what a shifted split changes, e.g. ``shifted_looks3_colours_offscreen0.2_snr10db``."""
-    parts = ["shifted"]
-    if shift.looks_per_class > 1:
-        parts.append(f"looks{shift.looks_per_class}")
-    if shift.shared_colours:
-        parts.append("colours")
-    if shift.offscreen_fraction > 0:
-        parts.append(f"offscreen{shift.offscreen_fraction:g}")
-    if shift.snr_db is not None:
-        parts.append(f"snr{shift.snr_db:g}db")
-    return "_".join(parts)
+    parts = ["shifted", f"looks{shift.looks_per_class}" if shift.looks_per_class > 1 else "",
+             "colours" if shift.shared_colours else "",
+             f"offscreen{shift.offscreen_fraction:g}" if shift.offscreen_fraction > 0 else "",
+             "" if shift.snr_db is None else f"snr{shift.snr_db:g}db"]
+    return "_".join(part for part in parts if part)

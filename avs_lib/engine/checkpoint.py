@@ -165,21 +165,6 @@ def weight_entries(system: nn.Module, cfg: Any) -> dict[str, Any]:
             "model": _without(system.model.state_dict(), storages), "frozen": references}
 
 
-def _check_reference(path: Path, prefix: str, reference: dict[str, Any]) -> Path:
-    """The weight file a checkpoint names for a frozen module, present and with its recorded hash."""
-    source = Path(reference["file"])
-    if not source.is_file():
-        raise FileNotFoundError(
-            f"{path}: the frozen {prefix} is not stored in the checkpoint but read from {source}, which is "
-            f"missing; put that file back (sha256 {reference['sha256'][:12]}...) to load this run")
-    found = file_sha256(source)
-    if found != reference["sha256"]:
-        raise ValueError(
-            f"{path}: the frozen {prefix} was trained from {source} (sha256 {reference['sha256'][:12]}...), "
-            f"but that file now has sha256 {found[:12]}...; put the original file back to load this run")
-    return source
-
-
 def restore_weights(system: nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
     """Load a checkpoint into a system built from its config under its seed: the stored tensors, and
     each frozen module from the weight file it names. Nothing else may be missing."""
@@ -187,8 +172,18 @@ def restore_weights(system: nn.Module, ckpt: dict[str, Any], path: str | Path) -
 
     references = ckpt.get("frozen", {})
     for prefix, reference in references.items():
-        if "file" in reference:
-            load_weights_file(system.get_submodule(prefix), _check_reference(Path(path), prefix, reference))
+        if "file" not in reference:
+            continue
+        source, sha = Path(reference["file"]), reference["sha256"]
+        if not source.is_file():
+            raise FileNotFoundError(f"{path}: the frozen {prefix} is not stored in the checkpoint but read from "
+                                    f"{source}, which is missing; put that file back (sha256 {sha[:12]}...) to load "
+                                    "this run")
+        found = file_sha256(source)
+        if found != sha:
+            raise ValueError(f"{path}: the frozen {prefix} was trained from {source} (sha256 {sha[:12]}...), but that "
+                             f"file now has sha256 {found[:12]}...; put the original file back to load this run")
+        load_weights_file(system.get_submodule(prefix), source)
     restored = _storages([system.get_submodule(prefix) for prefix in references])
     stored = ckpt["system"]
     missing = [k for k in _without(system.state_dict(), restored) if k not in stored]

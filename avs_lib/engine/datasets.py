@@ -86,10 +86,8 @@ class DenseSidecarMasks(ClipsWrapper):
     def __init__(self, base: Dataset):
         super().__init__(base)
         if base.sidecar(base.clips[0].name) is None:
-            raise ValueError(
-                f"data.dense_train_masks needs a synthetic dataset with a sidecar "
-                f"(synth_sidecar/ next to the data); {getattr(base, 'root', '?')} has none"
-            )
+            raise ValueError(f"data.dense_train_masks needs a synthetic dataset with a sidecar "
+                             f"(synth_sidecar/ next to the data); {getattr(base, 'root', '?')} has none")
 
     def __getitem__(self, index: int) -> dict:
         item = self.base[index]

@@ -57,17 +57,6 @@ def swap_partners(dataset) -> list[int | None]:
     return partners
 
 
-def _object_masks(dataset, index: int, partner: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Sidecar masks [T, S, S] of the sounding object and of the object of the partner's class."""
-    sidecar = dataset.sidecar(dataset.clips[index].name)
-    if sidecar is None or not sidecar.masks[0].any():
-        return None  # no sidecar, or the sound comes from off-screen: nothing to follow onto
-    hits = np.flatnonzero(sidecar.classes == full_split(dataset).clips[partner].category_index)
-    if len(hits) == 0 or hits[0] == 0:
-        return None
-    return resize_masks(sidecar.masks[0], size)[:, 0], resize_masks(sidecar.masks[hits[0]], size)[:, 0]
-
-
 @torch.no_grad()
 def predict_logits(system, batch: dict, device: torch.device, audio: torch.Tensor | None = None,
                    audio_embedding: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,10 +85,8 @@ def _save_masks(logits: torch.Tensor, batch: dict, out_dir: Path) -> None:
         folder = (base / batch["category_name"][b] / name).resolve()
         # Names come from the metadata CSV: never let one ('../x') write outside out_dir.
         if not folder.is_relative_to(base) or folder == base:
-            raise ValueError(
-                f"clip {name!r} (category {batch['category_name'][b]!r}) would write its masks to "
-                f"{folder}, outside the output folder {base}"
-            )
+            raise ValueError(f"clip {name!r} (category {batch['category_name'][b]!r}) would write its masks to "
+                             f"{folder}, outside the output folder {base}")
         folder.mkdir(parents=True, exist_ok=True)
         for t in range(pred.shape[1]):
             Image.fromarray(pred[b, t].astype(np.uint8) * 255).save(folder / f"{name}_{t + 1}.png")
@@ -136,12 +123,17 @@ def _silent_embedding(system, dataset, device: torch.device) -> torch.Tensor | N
 
 def _update_listening(meter: ListeningMeter, dataset, offset: int, partners: list, logits_true: torch.Tensor,
                       logits: torch.Tensor) -> None:
-    """Add the swapped-audio clips whose swapped-in object is in view (synthetic sidecar)."""
-    T = logits.shape[0] // len(partners)
+    """Add the swapped-audio clips whose swapped-in object is in view, with the sidecar masks [T, S, S]
+    of the sounding object and of the object of the partner's class."""
+    T, size = logits.shape[0] // len(partners), logits.shape[-1]
     for b, p in enumerate(partners):
-        masks = _object_masks(dataset, offset + b, p, logits.shape[-1]) if p is not None else None
-        if masks is not None:
-            meter.update(logits_true[b * T:(b + 1) * T], logits[b * T:(b + 1) * T], *masks)
+        sidecar = None if p is None else dataset.sidecar(dataset.clips[offset + b].name)
+        if sidecar is None or not sidecar.masks[0].any():
+            continue  # no partner or sidecar, or the sound comes from off-screen: nothing to follow onto
+        hits = np.flatnonzero(sidecar.classes == full_split(dataset).clips[p].category_index)
+        if len(hits) and hits[0] != 0:
+            meter.update(logits_true[b * T:(b + 1) * T], logits[b * T:(b + 1) * T],
+                         resize_masks(sidecar.masks[0], size)[:, 0], resize_masks(sidecar.masks[hits[0]], size)[:, 0])
 
 
 def evaluate_system(system, cfg: ExperimentConfig, split: str, device: torch.device, diagnostics: bool = True,
@@ -149,6 +141,7 @@ def evaluate_system(system, cfg: ExperimentConfig, split: str, device: torch.dev
     """Metrics of `system` on `split`; with `diagnostics`, also with silent and swapped audio."""
     system.eval()
     dataset = dataset if dataset is not None else build_dataset(cfg, split)
+    out_dir = None if out_dir is None else Path(out_dir)
     loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False,
                         num_workers=cfg.data.num_workers, collate_fn=collate_clips)
     partners = swap_partners(dataset) if diagnostics else None
@@ -169,7 +162,7 @@ def evaluate_system(system, cfg: ExperimentConfig, split: str, device: torch.dev
             if mode == "true":
                 logits_true = logits
                 if out_dir is not None:
-                    _save_masks(logits, batch, Path(out_dir) / "pred_masks")
+                    _save_masks(logits, batch, out_dir / "pred_masks")
             else:  # swapped: only the clips that got another clip's track
                 changes[mode].update(logits_true, logits, batch["name"],
                                      None if mode == "silent" else [p is not None for p in batch_partners])
@@ -187,18 +180,13 @@ def evaluate_system(system, cfg: ExperimentConfig, split: str, device: torch.dev
         metrics.update(audio_change_summary(changes, metrics))
         metrics.update(listening.compute())
     if out_dir is not None:
-        _write_evaluation(Path(out_dir), metrics, computed, changes if diagnostics else None)
+        if diagnostics:
+            write_text_atomically(out_dir / "audio_change_per_clip.csv",
+                                  audio_change_table(changes, computed).to_csv(index=False))
+        for table in ("per_frame", "per_clip", "per_category"):
+            write_text_atomically(out_dir / f"{table}.csv", computed["true"][table].to_csv(index=False))
+        write_text_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def _write_evaluation(out_dir: Path, metrics: dict, computed: dict[str, dict],
-                      changes: dict[str, AudioChangeMeter] | None) -> None:
-    if changes is not None:
-        write_text_atomically(out_dir / "audio_change_per_clip.csv",
-                              audio_change_table(changes, computed).to_csv(index=False))
-    for table in ("per_frame", "per_clip", "per_category"):
-        write_text_atomically(out_dir / f"{table}.csv", computed["true"][table].to_csv(index=False))
-    write_text_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
 def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | Path | None = None,
@@ -226,8 +214,7 @@ def evaluate(source, split: str = "test", device: str = "auto", out_dir: str | P
     if data_root is not None:
         data["root"] = str(data_root)
     cfg = config_from_dict(deep_merge(to_dict(saved), {"output_dir": str(run_folder.parent), "data": data}))
-    if out_dir is None:
-        out_dir = run_folder / f"eval_{split}"
+    out_dir = run_folder / f"eval_{split}" if out_dir is None else out_dir
     refuse_inside_dataset(out_dir, cfg.data.root, "evaluation folder")
     dataset = build_dataset(cfg, split)
     if feature_cache is not None:

@@ -106,11 +106,9 @@ class AVSSystem(nn.Module):
 
     def _crop_outputs(self, batch: dict, flat: torch.Tensor, aligned: list, B: int, T: int) -> dict:
         if "boxes" not in batch:
-            raise ValueError(
-                "the crop losses need crop boxes: read the data with crop_labels=True "
-                "(labelImg files under s4_data/crop_labels) or set loss.crop_ce, loss.crop_pairwise "
-                "and loss.audio_crop_cosine to 0"
-            )
+            raise ValueError("the crop losses need crop boxes: read the data with crop_labels=True "
+                             "(labelImg files under s4_data/crop_labels) or set loss.crop_ce, loss.crop_pairwise "
+                             "and loss.audio_crop_cosine to 0")
         boxes = batch["boxes"].flatten(0, 1)  # [B, T, 4] -> [B*T, 4]
         crops = crop_and_resize(flat, boxes, size=self.cfg.data.crop_size)  # [B*T, 3, c, c]
         scores, emb = self.crop_classifier(crops)  # [B*T, 23], [B*T, 512]

@@ -156,11 +156,9 @@ def train_one_epoch(system: torch.nn.Module, loss_fn: TotalLoss, optimizer: torc
         if not torch.isfinite(total):
             last = cfg.run_dir / "last.pt"
             kept = f"the last checkpoint {last} is intact" if last.is_file() else "no checkpoint was written yet"
-            raise FloatingPointError(
-                f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
-                + ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-                + f"; stopped before the update, {kept}"
-            )
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step} (global step {global_step}): "
+                                     + ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
+                                     + f"; stopped before the update, {kept}")
         total.backward()
         if cfg.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(system.parameters(), cfg.optim.grad_clip)
@@ -193,6 +191,8 @@ def _append_step(run_dir: Path, record: dict) -> None:
 def _read_jsonl(path: Path, key: str, torn_tail_ok: bool = False) -> list[tuple[str, dict]]:
     """(line, record) pairs of a JSON-lines log; with `torn_tail_ok` a bad last line (what a killed
     run was appending after its last checkpoint) is dropped, any other bad line is an error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"training log not found: {path} (written by avs_lib.engine.train.fit)")
     lines = path.read_text().splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
@@ -233,11 +233,9 @@ def _load_for_resume(path: Path, cfg: ExperimentConfig, allow_config_change: boo
     changes = config_changes(ckpt.get("config", {}), to_dict(cfg))
     if changes and not allow_config_change:
         listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
-        raise ConfigError(
-            f"{path}: cannot resume, the config differs from the checkpoint's in {len(changes)} key(s): "
-            f"{listed}. Resume with the run's own config, or allow the change explicitly "
-            "(fit(..., allow_config_change=True); CLI --resume-changed-config)"
-        )
+        raise ConfigError(f"{path}: cannot resume, the config differs from the checkpoint's in {len(changes)} key(s): "
+                          f"{listed}. Resume with the run's own config, or allow the change explicitly "
+                          "(fit(..., allow_config_change=True); CLI --resume-changed-config)")
     if changes:
         warnings.warn(f"resume: config changed from {path}'s in {', '.join(changes)}", stacklevel=3)
     return ckpt
@@ -490,14 +488,8 @@ class _Limited:
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
-    return _read_log(Path(run_dir) / "metrics.jsonl", "epoch")
+    return [record for _, record in _read_jsonl(Path(run_dir) / "metrics.jsonl", "epoch")]
 
 
 def read_steps(run_dir: str | Path) -> list[dict]:
-    return _read_log(Path(run_dir) / "steps.jsonl", "global_step")
-
-
-def _read_log(path: Path, key: str) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"training log not found: {path} (written by avs_lib.engine.train.fit)")
-    return [record for _, record in _read_jsonl(path, key)]
+    return [record for _, record in _read_jsonl(Path(run_dir) / "steps.jsonl", "global_step")]

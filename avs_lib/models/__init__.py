@@ -1,12 +1,7 @@
 """The models: AVSBench's ResNet + TPAVI segmenter, VGGish, the thesis' crop classifier, loaders."""
 
 from avs_lib.models.avs_model import AVSModel
-from avs_lib.models.build import (
-    build_audio_encoder,
-    build_crop_classifier,
-    build_model,
-    get_backbone,
-)
+from avs_lib.models.build import build_audio_encoder, build_crop_classifier, build_model
 from avs_lib.models.config import BACKBONES, ModelConfig
 from avs_lib.models.crop import CropClassifier
 from avs_lib.models.decoder import ClassifierModule, FeatureFusionBlock, ResidualConvUnit
@@ -23,5 +18,5 @@ from avs_lib.models.weights import (
 
 __all__ = ["AVSModel", "BACKBONES", "ClassifierModule", "CropClassifier", "CrossModalAttention",
            "FeatureFusionBlock", "ModelConfig", "ResNetEncoder", "ResidualConvUnit", "TPAVI",
-           "VGGish", "build_audio_encoder", "build_crop_classifier", "build_model", "get_backbone",
-           "load_avs_checkpoint", "load_imagenet_resnet", "load_vggish", "read_state_dict"]
+           "VGGish", "build_audio_encoder", "build_crop_classifier", "build_model", "load_avs_checkpoint",
+           "load_imagenet_resnet", "load_vggish", "read_state_dict"]

@@ -70,11 +70,6 @@ class AVSModel(nn.Module):
             setattr(self, f"{self._block_prefix}{stage + 1}", block)
         self.output_conv = output_head(channel)
 
-    @property
-    def needs_audio(self) -> bool:
-        """Whether forward requires audio embeddings."""
-        return bool(self.fusion_stages) and self.tpavi_va
-
     def fusion_block(self, stage: int) -> nn.Module:
         """The fusion block of encoder stage 0-3 (`tpavi_b{stage+1}`)."""
         return getattr(self, f"{self._block_prefix}{stage + 1}")
@@ -84,8 +79,11 @@ class AVSModel(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
         """frames [B*T, 3, H, W], audio_emb [B*T, 128] or None -> (logits [B*T, 1, H, W],
         4 fused maps [B*T, channel, h, w], 4 aligned audio features [B, T, channel] or None)."""
-        self._check_clip_frames(frames)
-        return self.fuse_and_decode(self.encode(frames), audio_emb)
+        H, W = frames.shape[-2:]
+        if H % STAGE_STRIDES[-1] or W % STAGE_STRIDES[-1]:
+            raise ValueError(f"frame height and width must be multiples of {STAGE_STRIDES[-1]} (the encoder's total "
+                             f"stride) so the decoder's x2 upsamplings meet the skip maps; got {H}x{W}")
+        return self.fuse_and_decode_projected(self.project(self.encode(frames)), audio_emb)
 
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """The audio-independent encoder: [N, 3, H, W] -> 4 ResNet stages [N, C_i, H/s_i, W/s_i].
@@ -97,21 +95,6 @@ class AVSModel(nn.Module):
             raise ValueError(f"expected frames [N, 3, H, W], got {tuple(frames.shape)}")
         return self.resnet(frames)
 
-    def _check_clip_frames(self, frames: torch.Tensor) -> None:
-        if frames.dim() != 4 or frames.shape[1] != 3:
-            raise ValueError(f"expected frames [B*T, 3, H, W], got {tuple(frames.shape)}")
-        H, W = frames.shape[-2:]
-        stride = STAGE_STRIDES[-1]
-        if H % stride or W % stride:
-            raise ValueError(
-                f"frame height and width must be multiples of {stride} (the encoder's total stride) "
-                f"so the decoder's x2 upsamplings meet the skip maps; got {H}x{W}"
-            )
-        if frames.shape[0] % self.frames:
-            raise ValueError(
-                f"expected B*T frames with T={self.frames} per clip; got {frames.shape[0]} frames"
-            )
-
     def project(self, stages: list[torch.Tensor]) -> list[torch.Tensor]:
         """conv1..conv4 heads: 4 encoder stages -> 4 maps [B*T, channel, h, w] (audio-independent).
 
@@ -120,12 +103,6 @@ class AVSModel(nn.Module):
         """
         heads = (self.conv1, self.conv2, self.conv3, self.conv4)
         return [head(x) for head, x in zip(heads, stages, strict=True)]
-
-    def fuse_and_decode(
-        self, visual: list[torch.Tensor], audio_emb: torch.Tensor | None
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
-        """Encoder stages from `encode` + audio -> (logits, fused maps, aligned audio), as forward."""
-        return self.fuse_and_decode_projected(self.project(visual), audio_emb)
 
     def fuse_and_decode_projected(
         self, maps: list[torch.Tensor], audio_emb: torch.Tensor | None
@@ -137,10 +114,8 @@ class AVSModel(nn.Module):
         """
         sizes = [tuple(m.shape[-2:]) for m in maps]
         if any(sizes[i] != (2 * h, 2 * w) for i, (h, w) in enumerate(sizes[1:])):
-            raise ValueError(
-                f"stage maps of sizes {sizes} do not halve stage by stage: frame sides must be "
-                f"multiples of {STAGE_STRIDES[-1]}"
-            )
+            raise ValueError(f"stage maps of sizes {sizes} do not halve stage by stage: frame sides must be "
+                             f"multiples of {STAGE_STRIDES[-1]}")
         if maps[0].shape[0] % self.frames:
             raise ValueError(f"expected B*T maps with T={self.frames}; got {maps[0].shape[0]}")
         audio = self._clip_audio(audio_emb, maps[0].shape[0])  # [B, T, 128] or None
@@ -156,22 +131,18 @@ class AVSModel(nn.Module):
         return logits, [F.relu(m) for m in maps], aligned
 
     def _clip_audio(self, audio_emb: torch.Tensor | None, n_frames: int) -> torch.Tensor | None:
-        if not self.needs_audio:
+        if not (self.fusion_stages and self.tpavi_va):  # no audio-visual fusion block
             return None
         if audio_emb is None:
-            raise ValueError(
-                "this model fuses audio (tpavi_va=True at stages "
-                f"{self.fusion_stages}) but audio_emb is None"
-            )
+            raise ValueError(f"this model fuses audio (tpavi_va=True at stages {self.fusion_stages}) "
+                             "but audio_emb is None")
         if audio_emb.shape != (n_frames, AUDIO_DIM):
-            raise ValueError(
-                f"expected audio_emb [B*T, {AUDIO_DIM}] = [{n_frames}, {AUDIO_DIM}], got {tuple(audio_emb.shape)}"
-            )
+            raise ValueError(f"expected audio_emb [B*T, {AUDIO_DIM}] = [{n_frames}, {AUDIO_DIM}], "
+                             f"got {tuple(audio_emb.shape)}")
         return audio_emb.reshape(-1, self.frames, AUDIO_DIM)  # [B*T, 128] -> [B, T, 128]
 
-    def _fuse(
-        self, stage: int, x: torch.Tensor, audio: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _fuse(self, stage: int, x: torch.Tensor,
+              audio: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         block = self.fusion_block(stage)
         n, C, h, w = x.shape
         # [B*T, C, h, w] -> [B, T, C, h, w] -> [B, C, T, h, w]

@@ -1,13 +1,10 @@
 """The factories that turn a `ModelConfig` into modules, with their starting weights.
 
 `build_model`, `build_audio_encoder` and `build_crop_classifier` build (and load weights into)
-the three parts; `get_backbone` gives an encoder by name.
+the three parts.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import partial
 
 from torch import nn
 
@@ -16,15 +13,9 @@ from avs_lib.models.avs_model import AVSModel
 from avs_lib.models.config import ModelConfig
 from avs_lib.models.crop import CropClassifier
 from avs_lib.models.logmel_cnn import LogMelCNN
-from avs_lib.models.resnet import ResNetEncoder, check_resnet_name
+from avs_lib.models.resnet import ResNetEncoder
 from avs_lib.models.vggish import VGGish
 from avs_lib.models.weights import load_imagenet_resnet, load_small_audio, load_vggish
-
-
-def get_backbone(name: str) -> Callable[..., ResNetEncoder]:
-    """The encoder builder registered under `name`; an unknown name lists the valid ones."""
-    check_resnet_name(name)
-    return partial(ResNetEncoder, name)
 
 
 def build_model(cfg: ModelConfig) -> AVSModel:
@@ -50,16 +41,12 @@ def build_audio_encoder(cfg: ModelConfig) -> nn.Module | None:
     return load_vggish(vggish, cfg.vggish_weights)
 
 
-def build_crop_classifier(
-    cfg: ModelConfig, shared_encoder: ResNetEncoder | None = None
-) -> CropClassifier:
+def build_crop_classifier(cfg: ModelConfig, shared_encoder: ResNetEncoder | None = None) -> CropClassifier:
     """The thesis' crop classifier; for crop_trunk="shared" pass the AVS model's `resnet`."""
     cfg.validate()
     if cfg.crop_trunk == "shared":
         if shared_encoder is None:
-            raise ValueError(
-                "crop_trunk='shared' needs the AVS model's encoder: pass shared_encoder=model.resnet"
-            )
+            raise ValueError("crop_trunk='shared' needs the AVS model's encoder: pass shared_encoder=model.resnet")
         return CropClassifier(NUM_CLASSES, trunk=shared_encoder, final_relu=cfg.crop_final_relu)
     crop = CropClassifier(NUM_CLASSES, trunk=cfg.crop_trunk_name, final_relu=cfg.crop_final_relu)
     load_imagenet_resnet(crop, cfg.crop_weights)

@@ -105,40 +105,28 @@ class ModelConfig:
         })
         check_at_most(self, MODEL_LIMITS)
         if self.fusion == "tpavi" and self.tpavi_stages and not (self.tpavi_vv or self.tpavi_va):
-            raise ValueError(
-                "tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
-                "(tpavi_vv: visual self-attention; tpavi_va: the standard audio-visual attention)"
-            )
+            raise ValueError("tpavi_vv and tpavi_va cannot both be False when tpavi_stages is not empty "
+                             "(tpavi_vv: visual self-attention; tpavi_va: the standard audio-visual attention)")
         if self.fusion == "cross_attention":
             if self.tpavi_vv or not self.tpavi_va:
-                raise ValueError(
-                    "fusion='cross_attention' is audio-visual only: set tpavi_va=True, tpavi_vv=False"
-                )
+                raise ValueError("fusion='cross_attention' is audio-visual only: set tpavi_va=True, tpavi_vv=False")
             if self.cross_attention_heads < 1 or self.channel % self.cross_attention_heads:
                 raise ValueError(
                     f"cross_attention_heads ({self.cross_attention_heads}) must divide channel ({self.channel})"
                 )
         uses_audio = self.fusion != "none" and bool(self.tpavi_stages) and self.tpavi_va
         if uses_audio and self.audio_encoder == "none":
-            raise ValueError(
-                "audio_encoder: 'none' but the model fuses audio (tpavi_va at stages "
-                f"{self.tpavi_stages}); use fusion='none' for a visual-only model"
-            )
+            raise ValueError("audio_encoder: 'none' but the model fuses audio (tpavi_va at stages "
+                             f"{self.tpavi_stages}); use fusion='none' for a visual-only model")
         if self.crop_trunk == "shared" and self.crop_weights not in (None, self.resnet_weights):
-            raise ValueError(
-                "crop_weights: must be None (or resnet_weights) with crop_trunk='shared' "
-                "(the AVS encoder, loaded from resnet_weights, is used)"
-            )
+            raise ValueError("crop_weights: must be None (or resnet_weights) with crop_trunk='shared' "
+                             "(the AVS encoder, loaded from resnet_weights, is used)")
         if self.freeze_backbone and self.resnet_weights is None:
-            raise ValueError(
-                "freeze_backbone: a frozen encoder needs resnet_weights (random features would "
-                "never be trained); give model.resnet_weights or set freeze_backbone=false"
-            )
+            raise ValueError("freeze_backbone: a frozen encoder needs resnet_weights (random features would "
+                             "never be trained); give model.resnet_weights or set freeze_backbone=false")
         if self.audio_weights is not None and self.audio_encoder != "small":
-            raise ValueError(
-                f"audio_weights: a LogMelCNN file is for audio_encoder='small', not "
-                f"{self.audio_encoder!r} (VGGish reads vggish_weights)"
-            )
+            raise ValueError(f"audio_weights: a LogMelCNN file is for audio_encoder='small', not "
+                             f"{self.audio_encoder!r} (VGGish reads vggish_weights)")
 
     @property
     def crop_trunk_name(self) -> str:

@@ -28,12 +28,6 @@ RESNETS: dict[str, tuple[Callable[..., torchvision.models.ResNet], tuple[int, in
 STAGE_STRIDES = (4, 8, 16, 32)
 
 
-def check_resnet_name(name: str) -> None:
-    """Raise a ValueError listing the valid names if `name` is not a known ResNet."""
-    if name not in RESNETS:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(RESNETS)}")
-
-
 @contextmanager
 def buffers_kept(module: nn.Module) -> Iterator[None]:
     """Within: `module`'s buffers may change; on leaving, they hold their values from before again.
@@ -60,7 +54,8 @@ def checkpointed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
 
 def torchvision_resnet(name: str) -> torchvision.models.ResNet:
     """A randomly initialised torchvision ResNet (never downloads: weights=None)."""
-    check_resnet_name(name)
+    if name not in RESNETS:
+        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(RESNETS)}")
     return RESNETS[name][0](weights=None)
 
 

@@ -58,11 +58,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     bad = [(k, type(v).__name__) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         k, kind = bad[0]
-        raise DataFormatError(
-            path,
-            f"expected a state_dict (parameter name -> tensor); entry {k!r} is a {kind} "
-            f"({len(bad)} non-tensor entries; top-level keys: {_preview(obj)})",
-        )
+        raise DataFormatError(path,
+                              f"expected a state_dict (parameter name -> tensor); entry {k!r} is a {kind} "
+                              f"({len(bad)} non-tensor entries; top-level keys: {_preview(obj)})")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
@@ -189,9 +187,7 @@ def load_imagenet_resnet(target: nn.Module, path: str | Path | None) -> nn.Modul
     source = _with_batch_counters(wanted_tv, source)
     problems = _fit_problems(wanted_tv, source)
     if problems:
-        raise DataFormatError(
-            path, f"does not fit the {model_arch} encoder: " + "; ".join(problems)
-        )
+        raise DataFormatError(path, f"does not fit the {model_arch} encoder: " + "; ".join(problems))
     part.load_state_dict({k: source[_torchvision_name(k)] for k in wanted}, strict=True)
     return target
 

@@ -3,33 +3,13 @@ best visual strategy is what listening must earn (notebook 01)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from avs_lib.data.categories import FRAMES_PER_CLIP, SPLITS
+from avs_lib.data.avsbench import mask_values, open_image, open_split
 from avs_lib.data.sidecar import read_sidecar
-from avs_lib.datatools.synth import META_FILE, clip_paths
 from avs_lib.metrics import frame_iou
-
-
-def _split_names(root: Path, split: str) -> list[tuple[str, str]]:
-    path = root / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata not found: {path}")
-    with open(path, newline="") as file:
-        return [(row["name"], row["category"]) for row in csv.DictReader(file) if row["split"] == split]
-
-
-VISUAL_STRATEGIES = (
-    "sounding_object",
-    "largest_object",
-    "most_central_object",
-    "random_object",
-    "union_of_objects",
-)
 
 
 def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -52,21 +32,12 @@ def _strategy_scores(objects: np.ndarray, truth: np.ndarray) -> dict[str, float]
 def visual_only_ceiling(root: str | Path, split: str) -> dict[str, float]:
     """mIoU against the GT masks of strategies that see every object but hear nothing
     (`sounding_object` is the oracle; `random_object` the expected score of a uniform pick)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    root = Path(root)
-    scores: dict[str, list[float]] = {strategy: [] for strategy in VISUAL_STRATEGIES}
-    for name, category in _split_names(root, split):
-        visible = read_sidecar(root, split, name).masks.astype(bool)  # [K, 5, H, W]
-        mask_dir = clip_paths(root, split, category, name)["masks"]
-        for i in (1,) if split == "train" else range(1, FRAMES_PER_CLIP + 1):
-            path = mask_dir / f"{name}_{i}.png"
-            if not path.is_file():
-                raise FileNotFoundError(f"ground-truth mask not found: {path}")
-            with Image.open(path) as image:
-                truth = np.asarray(image.convert("L")) > 0
-            for strategy, score in _strategy_scores(visible[:, i - 1], truth).items():
-                scores[strategy].append(score)
-    if not scores["sounding_object"]:
-        raise ValueError(f"{root / META_FILE} lists no clips in split {split!r}")
-    return {strategy: float(np.mean(values)) for strategy, values in scores.items()}
+    data = open_split(root, split, audio="pkl")  # the metadata and mask paths, as the runs read them
+    scores = []  # one dict of strategy -> IoU per frame with a GT mask
+    for index, clip in enumerate(data.clips):
+        visible = read_sidecar(root, split, clip.name).masks.astype(bool)  # [K, 5, H, W]
+        paths = data.paths(index)
+        for k, path in zip(paths.mask_frames, paths.masks, strict=True):
+            truth = mask_values(open_image(path, f"ground-truth mask {k + 1} of clip {clip.name!r}")) != 0
+            scores.append(_strategy_scores(visible[:, k], truth))
+    return {strategy: float(np.mean([s[strategy] for s in scores])) for strategy in scores[0]}

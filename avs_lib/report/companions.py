@@ -51,8 +51,8 @@ def noise_scores(cpu_runs: Path, cpu_pairs: list[tuple[str, int]], cpu_root: Pat
     for trained_on, (folder, pairs, own) in tested.items():
         scores = shifted.evaluate_on_shifted(folder, pairs, {**own, **roots}, device=device, jobs=jobs)
         if not own:  # the clean-trained runs' clean scores are their own test split
-            scores = pd.concat([experiments.collect_results(folder, pairs=pairs).rename(
-                columns=lambda c: c.removeprefix("test_")).assign(split="clean", miou_onscreen=lambda f: f["miou"]), scores], ignore_index=True)
+            clean = experiments.collect_results(folder, pairs=pairs).rename(columns=lambda c: c.removeprefix("test_"))
+            scores = pd.concat([clean.assign(split="clean", miou_onscreen=clean["miou"]), scores], ignore_index=True)
         rows.append(scores.assign(trained_on=trained_on))
     return pd.concat(rows, ignore_index=True)
 
@@ -68,24 +68,23 @@ def companion_rows(multilook: pd.DataFrame | None, noise: pd.DataFrame | None) -
     if multilook is not None:
         frames.append(results_long(multilook).assign(split=lambda f: f"{MULTILOOK}_" + f["split"]))
     if noise is not None:
-        mixed = noise[noise["trained_on"] != "clean sound"]
-        frames.append(mixed.melt(id_vars=["method", "seed", "split"], value_vars=list(shifted.SHOWN), var_name="metric")
-                      .assign(split=lambda f: f"{NOISY}_" + f["split"]))
+        mixed = shifted.long_rows(noise[noise["trained_on"] != "clean sound"])
+        frames.append(mixed.assign(split=f"{NOISY}_" + mixed["split"]))
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def multilook_text(looks: pd.DataFrame, deaf_follow_limit: float = 0.1) -> str:
     """Whether the models listen on the multi-look benchmark (else its comparison is of deaf models)."""
-    means = looks.groupby("method")[["test_miou", "test_listening_rate", "test_following_rate"]].mean()
+    means = looks.groupby("method")[["test_listening_rate", "test_following_rate"]].mean()
+    follow, listen = means["test_following_rate"], means["test_listening_rate"]
     heard = [m for m in ("tpavi", "thesis") if m in means.index]
-    rates = ", ".join(f"`{m}` {means.loc[m, 'test_following_rate']:.1%} (listening {means.loc[m, 'test_listening_rate']:.1%})"
-                      for m in heard)
-    chance = (f"; the deaf `visual_only` lands on the heard object on {means.loc['visual_only', 'test_listening_rate']:.1%}"
+    rates = ", ".join(f"`{m}` {follow[m]:.1%} (listening {listen[m]:.1%})" for m in heard)
+    chance = (f"; the deaf `visual_only` lands on the heard object on {listen['visual_only']:.1%}"
               if "visual_only" in means.index else "")
-    deaf = all(means.loc[m, "test_following_rate"] < deaf_follow_limit for m in heard)
+    deaf = all(follow[m] < deaf_follow_limit for m in heard)
     return (f"On this benchmark the models follow the audio on {rates} of the swapped-audio frames{chance}: "
-            + (f"neither follows it on {deaf_follow_limit:.0%} of the frames at this budget, so its comparison is between "
-               "models that segment without the sound." if deaf else "they listen here too."))
+            + (f"neither follows it on {deaf_follow_limit:.0%} of the frames at this budget, so its comparison is "
+               "between models that segment without the sound." if deaf else "they listen here too."))
 
 
 def noise_text(table: pd.DataFrame, listening_goal: float = 0.7, following_goal: float = 0.5) -> str:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from avs_lib.atomic import write_text_atomically
 from avs_lib.data.avsbench import (
@@ -44,16 +43,12 @@ class LabelStatus:
     missing: dict[str, int]  # label files absent, per split (empty when not found)
 
     @property
-    def complete(self) -> bool:
-        return self.found and not any(self.missing.values())
-
-    @property
     def message(self) -> str:
         root = self.folder.parent.parent
         if not self.found:
             return (f"**No crop labels** in `{self.folder}`: AVSBench ships none. To {crop_labels_instruction(root)}. "
                     "The thesis' methods need them; the other methods do not, and this review has nothing to show.")
-        if not self.complete:
+        if any(self.missing.values()):
             gaps = ", ".join(f"{n} in {split}" for split, n in self.missing.items() if n)
             return (f"Crop labels in `{self.folder}` with **files missing** ({gaps}); they are listed below as "
                     f"flagged frames. To fill the gaps, {crop_labels_instruction(root)} (drawn files are kept).")
@@ -126,30 +121,29 @@ def _frame_row(dataset, index: int, frame: int, masks: dict[int, Path]) -> dict:
     return row
 
 
-def review_crop_labels(dataset, progress: bool = False) -> pd.DataFrame:
+def review_crop_labels(dataset) -> pd.DataFrame:
     """One REVIEW_COLUMNS row per frame of an S4 or MS3 split: its box (its label's pixels, max
     exclusive) and origin, and with a mask the IoU with the mask's box; unreadable labels are flagged."""
     rows = []
-    for index in tqdm(range(len(dataset)), desc=f"review {getattr(dataset, 'split', '')}", disable=not progress):
+    for index in range(len(dataset)):
         paths = dataset.paths(index)
         masks = dict(zip(paths.mask_frames, paths.masks, strict=True))
         rows += [_frame_row(dataset, index, k, masks) for k in range(len(paths.frames))]
     return pd.DataFrame(rows, columns=REVIEW_COLUMNS)
 
 
-def review_all(splits: dict, status: LabelStatus, progress: bool = False) -> pd.DataFrame:
+def review_all(splits: dict, status: LabelStatus) -> pd.DataFrame:
     """`review_crop_labels` of every split; no rows (same columns) without labels."""
     if not status.found:
         return pd.DataFrame(columns=REVIEW_COLUMNS)
-    return pd.concat([review_crop_labels(ds, progress=progress) for ds in splits.values()], ignore_index=True)
+    return pd.concat([review_crop_labels(ds) for ds in splits.values()], ignore_index=True)
 
 
 def coverage(review: pd.DataFrame) -> pd.DataFrame:
     """Per split: frames, labelled frames and their share, the boxes' origins, frames with a mask,
     mean box/mask IoU, flags."""
-    labelled = review["box"].notna()
     table = review.assign(
-        labelled=labelled, from_mask=review["origin"] == ORIGIN_MASK,
+        labelled=review["box"].notna(), from_mask=review["origin"] == ORIGIN_MASK,
         copied=review["origin"] == ORIGIN_COPIED, drawn=review["origin"] == ORIGIN_DRAWN,
         iou=pd.to_numeric(review["iou"]), has_gt=review["has_gt"].astype(bool), flagged=review["flagged"].astype(bool))
     out = table.groupby("split", sort=False).agg(
@@ -188,8 +182,8 @@ def save_review(review: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 224) -> tuple[np.ndarray, list[str]]:
-    """The crops the crop classifier is given, as uint8 [N, size, size, 3], and their categories."""
+def crop_examples(dataset, indices: Sequence[int], size: int = 224) -> tuple[np.ndarray, list[str]]:
+    """The crops of the first frames the crop classifier is given, as uint8 [N, size, size, 3], and their categories."""
     from avs_lib.report.viz import denormalize
 
     crops, labels = [], []
@@ -197,6 +191,6 @@ def crop_examples(dataset, indices: Sequence[int], frame: int = 0, size: int = 2
         item = dataset[index]
         if "boxes" not in item:
             raise ValueError("crop_examples needs a dataset read with crop_labels=True")
-        crops.append(crop_and_resize(item["frames"][frame], item["boxes"][frame].tolist(), size))  # [3, c, c]
+        crops.append(crop_and_resize(item["frames"][0], item["boxes"][0].tolist(), size))  # [3, c, c]
         labels.append(item["category_name"])
     return denormalize(torch.stack(crops)), labels  # [N, 3, c, c] -> uint8 [N, c, c, 3]

@@ -6,7 +6,10 @@ from __future__ import annotations
 import functools
 import json
 import math
+import multiprocessing
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -20,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from avs_lib.config import RESUME_FREE_KEYS, to_dict
+from avs_lib.config import RESUME_FREE_KEYS, config_from_dict, to_dict
 from avs_lib.configtools import flatten
 from avs_lib.data.categories import SPLITS
 from avs_lib.data.errors import DataFormatError
@@ -73,13 +76,8 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[st
 
 def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str, Any],
                 reuse_stale: bool = False) -> tuple[str, str]:
-    """('done' | 'partial' (resumable) | 'new' | 'stale', a note for the run's one line): a stale run
-    is retrained, with one warning saying why.
-
-    Reused or resumed only with the same config, data fingerprint and code version (other code
-    is kept when `reuse_stale`, and the note says so): anything else is another experiment under
-    the same name.
-    """
+    """('done' | 'partial' (resumable) | 'new' | 'stale', a note): reused or resumed only with the same
+    config, data fingerprint and code version (other code too when `reuse_stale`); a stale run is retrained."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         return "new", ""
@@ -87,16 +85,11 @@ def _run_status(run_dir: Path, wanted: dict[str, Any], code: str, data: dict[str
     record = read_provenance(run_dir) or {}
     made_by = record.get("code_version", "unknown (no provenance.json)")
     other_code = f"made by other code (code version {made_by}, now {code})" if made_by != code else None
-    changed = data_change(record.get("data"), data)
-    if changed is not None and record.get("data") is None and reuse_stale:
-        changed = None  # a run from before fingerprints, kept with the other code's runs
-    reason = None
-    if differences:
-        reason = f"trained with another config (differs in {', '.join(differences)})"
-    elif other_code is not None and not reuse_stale:
-        reason = f"{other_code} (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)"
-    elif changed is not None:
-        reason = changed
+    # A run from before data fingerprints is kept with the other code's runs.
+    changed = None if reuse_stale and record.get("data") is None else data_change(record.get("data"), data)
+    reason = (f"trained with another config (differs in {', '.join(differences)})" if differences
+              else f"{other_code} (keep it with reuse_stale=True, --keep-stale-runs or KEEP_STALE=1)"
+              if other_code is not None and not reuse_stale else changed)
     if reason is not None:
         warnings.warn(f"retraining {run_dir.name}: {reason}; its old files in {run_dir} are replaced", stacklevel=2)
         return "stale", ""
@@ -134,8 +127,6 @@ def _fit(cfg: Any, resume: bool) -> list[WarningRecord]:
 def _fit_in_worker(cfg_dict: dict[str, Any], resume: bool, threads: int) -> list[WarningRecord]:
     """One run in a worker process with `threads` CPU threads."""
     import torch
-
-    from avs_lib.config import config_from_dict
 
     torch.set_num_threads(threads)
     return _fit(config_from_dict(cfg_dict), resume)
@@ -294,16 +285,10 @@ def measure_run_cost(cfg: Any, steps: int = 2, threads: int | None = None) -> Ru
     checkpoints and feature caching."""
     import torch
 
-    from avs_lib.config import config_from_dict
+    from avs_lib.engine import train
+    from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
     from avs_lib.engine.datasets import build_dataset
-    from avs_lib.engine.system import AVSSystem, select_device
-    from avs_lib.engine.train import (
-        build_optimizer,
-        build_scheduler,
-        move_batch,
-        to_channels_last,
-        train_one_epoch,
-    )
+    from avs_lib.engine.system import AVSSystem, load_system, select_device
     from avs_lib.losses import TotalLoss
 
     cfg = config_from_dict({**to_dict(cfg), "quiet": True})
@@ -322,30 +307,36 @@ def measure_run_cost(cfg: Any, steps: int = 2, threads: int | None = None) -> Ru
             build_dataset(cfg, split)
         system = AVSSystem(cfg).to(device)
         if device.type == "cuda" and cfg.channels_last:
-            to_channels_last(system)
+            train.to_channels_last(system)
         return system
 
     def evaluate() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
                                              enabled=cfg.amp and device.type == "cuda"):
             for batch in rest:
-                system(move_batch(batch, device))
+                system(train.move_batch(batch, device))
 
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or threads or before)
     try:
         setup, system = timed(build)
         batches, feature_key, feature_clip = _warm_up_batches(cfg, system, device, steps + 1)
-        optimizer = build_optimizer(cfg, system.parameters())
-        scheduler = build_scheduler(cfg, optimizer, len(batches))
+        optimizer = train.build_optimizer(cfg, system.parameters())
+        scheduler = train.build_scheduler(cfg, optimizer, len(batches))
         loss_fn = TotalLoss(cfg.loss)
-        train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
+        train.train_one_epoch(system, loss_fn, optimizer, scheduler, batches[:1], device, 0, cfg)
         rest = batches[1:] or batches[:1]
-        train, _ = timed(lambda: train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
+        step, _ = timed(lambda: train.train_one_epoch(system, loss_fn, optimizer, scheduler, rest, device, 0, cfg))
         system.eval()
         per_eval_batch = timed(evaluate)[0] / len(rest) * cfg.eval_batch_size / cfg.optim.batch_size
-        return RunCost(train / len(rest), per_eval_batch, setup, *_checkpoint_costs(system, optimizer, cfg, device),
-                       feature_key, feature_clip)
+        with tempfile.TemporaryDirectory() as folder:  # one checkpoint as `train.fit` writes it, then reloaded
+            path, started = Path(folder) / "last.pt", time.perf_counter()
+            atomic_torch_save({"config": to_dict(cfg), **weight_entries(system, cfg),
+                               "optimizer": optimizer.state_dict()}, path)
+            saved = time.perf_counter()
+            load_system(path, device)
+            reload = time.perf_counter() - saved
+        return RunCost(step / len(rest), per_eval_batch, setup, saved - started, reload, feature_key, feature_clip)
     finally:
         torch.set_num_threads(before)
 
@@ -380,40 +371,24 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     return batches, feature_key, feature_clip
 
 
-def _checkpoint_costs(system: Any, optimizer: Any, cfg: Any, device: Any) -> tuple[float, float]:
-    """Seconds to write one checkpoint as `train.fit` does and to rebuild the system from it."""
-    from avs_lib.engine.checkpoint import atomic_torch_save, weight_entries
-    from avs_lib.engine.system import load_system
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "last.pt"
-        started = time.perf_counter()
-        atomic_torch_save({"config": to_dict(cfg), **weight_entries(system, cfg),
-                           "optimizer": optimizer.state_dict()}, path)
-        saved = time.perf_counter()
-        load_system(path, device)
-        return saved - started, time.perf_counter() - saved
-
-
 class _RunProgress:
     """One plain line per finished run with the time left (papermill shows it; a tqdm widget not).
     With the warm-up's seconds per run (`GridEstimate.run_seconds`) the time left weighs each run by
     its expected length: the grid starts its longest runs first, so counting runs overstates it."""
 
     def __init__(self, total: int, done: int, expected: dict[tuple[str, int], float] | None = None):
-        self.total, self.done, self.trained = total, done, 0
+        self.total, self.done, self.done_before = total, done, done
         self.expected, self.expected_done = dict(expected or {}), 0.0
         self.started = time.perf_counter()
 
     def finished(self, cfg: Any) -> None:
         self.done += 1
-        self.trained += 1
         elapsed = time.perf_counter() - self.started
         self.expected_done += self.expected.pop((cfg.name, cfg.seed), 0.0)
         if self.expected_done > 0:  # the time taken so far, scaled by the work still to do
             left = elapsed * sum(self.expected.values()) / self.expected_done
         else:
-            left = elapsed / self.trained * (self.total - self.done)
+            left = elapsed / (self.done - self.done_before) * (self.total - self.done)
         print(f"[runs] {self.done}/{self.total} done ({cfg.name} seed {cfg.seed}); "
               f"{duration_text(elapsed)} so far, about {duration_text(left)} left", flush=True)
 
@@ -422,12 +397,8 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
                weights: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
                skip_done: bool = True, quiet: bool = True, jobs: int = 1, reuse_stale: bool = False,
                estimate: bool = False) -> pd.DataFrame:
-    """Train every run of `grid` with `report.runs.run_config`'s config (as `python -m avs_lib train`),
-    `jobs` at a time; one summary row per run.
-
-    Finished runs are reused (`skip_done`), interrupted ones resumed, stale ones retrained
-    (`_run_status`); `estimate` first prints the expected time from a short warm-up.
-    """
+    """Train every run of `grid` as `python -m avs_lib train` would, `jobs` at a time, reusing finished
+    runs, resuming interrupted ones (`_run_status`); `estimate` first prints a warm-up's estimate."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = grid.pairs
@@ -460,14 +431,9 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
 
 def _estimate(todo: list[tuple[Any, bool]], jobs: int) -> GridEstimate:
     """The estimate of the runs to train, plus the workers' start-up when they train in workers."""
-    import subprocess
-    import sys
-
-    workers = jobs > 1 and len(todo) > 1
-    threads = max(1, (os.cpu_count() or 1) // jobs) if workers else None
-    start_up = 0.0
-    if workers:
-        started = time.perf_counter()
+    threads, start_up = None, 0.0
+    if jobs > 1 and len(todo) > 1:  # in workers, each with its share of the CPU threads
+        threads, started = max(1, (os.cpu_count() or 1) // jobs), time.perf_counter()
         subprocess.run([sys.executable, "-c", "import avs_lib.engine.train"], check=False, capture_output=True)
         start_up = time.perf_counter() - started
     return estimate_grid_seconds([c for c, _ in todo], lambda cfg: measure_run_cost(cfg, threads=threads),
@@ -483,8 +449,6 @@ def _train_runs(todo: list[tuple[Any, bool]], jobs: int, progress: _RunProgress,
             _warn_once(_fit(cfg, resume), seen)
             progress.finished(cfg)
         return
-    import multiprocessing
-
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -515,12 +479,10 @@ def _summary_row(run_dir: Path) -> dict[str, Any]:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataFormatError(path, f"not valid JSON ({error})") from None
-    row = {"method": summary.get("name"), **{k: v for k, v in summary.items() if k != "name"}}
-    for key in ("method", "seed"):
-        if row.get(key) is None:
-            raise DataFormatError(path, f"no {'name' if key == 'method' else key!r} field")
-    row["run_dir"] = str(run_dir)
-    return row
+    for key in ("name", "seed"):
+        if summary.get(key) is None:
+            raise DataFormatError(path, f"no {key!r} field")
+    return {"method": summary["name"], **{k: v for k, v in summary.items() if k != "name"}, "run_dir": str(run_dir)}
 
 
 def _run_dirs(runs_dir: str | Path, marker: str) -> list[Path]:
@@ -714,12 +676,10 @@ def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
     return {f"{v['label']} (reported)": v[metric] for v in REPORTED.values()}
 
 
-# The rungs: the same tpavi objective and budget from each start; `tpavi` is the cpu profile's.
-
-
 def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: int = 0,
                   chosen: str = "tpavi") -> pd.DataFrame:
-    """Each trained rung's val numbers (best epoch) beside its start, read from its own config."""
+    """Each trained rung's val numbers (best epoch) beside its start, read from its own config: the
+    same objective and budget from each start."""
     rows = []
     for rung in rungs:
         run_dir = Path(runs_dir) / f"{rung}_seed{seed}"
@@ -734,6 +694,5 @@ def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: i
                      "val_listening_rate": summary.get("val_listening_rate", math.nan),
                      "val_following_rate": summary.get("val_following_rate", math.nan),
                      "best_epoch": summary.get("best_epoch"), "chosen": rung == chosen})
-    columns = ["start", "gate", "backbone", "val_miou", "val_listening_rate", "val_following_rate", "best_epoch",
-               "chosen"]
-    return pd.DataFrame(rows, columns=["rung", *columns]).set_index("rung")
+    return pd.DataFrame(rows, columns=["rung", "start", "gate", "backbone", "val_miou", "val_listening_rate",
+                                       "val_following_rate", "best_epoch", "chosen"]).set_index("rung")

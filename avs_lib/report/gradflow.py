@@ -1,10 +1,8 @@
-"""Where each loss term can act: gradient norms per parameter group, and the crop classifier's health.
+"""Where each loss term can act (gradient norms per parameter group), and the crop classifier's health.
 
-A loss changes only the parameters its gradient reaches, and which parts of the segmentation model
-the thesis' crop losses reach depends on the wiring (a separate or frozen crop trunk, Loss C on
-TPAVI's aligned audio or on the frozen embedding). `gradient_flow` measures it: one batch, one
-backward pass per term. `crop_health` checks the write-up's ReLU on the class scores, which gives
-a crop whose scores are all <= 0 the cross-entropy ln(23) and no gradient.
+Which parts of the segmentation model the thesis' crop losses reach depends on the wiring (a
+separate or frozen crop trunk, Loss C on TPAVI's aligned audio or on the frozen embedding). The
+write-up's ReLU on the class scores gives a crop whose scores are all <= 0 the CE ln(23) and no gradient.
 """
 
 from __future__ import annotations
@@ -44,11 +42,9 @@ def _group_of(name: str, groups: Mapping[str, Sequence[str]]) -> str:
 
 
 def gradient_flow(system: AVSSystem, batch: dict, terms: Sequence[str] | None = None,
-                  groups: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+                  groups: Mapping[str, Sequence[str]] = PARAMETER_GROUPS) -> pd.DataFrame:
     """L2 norm of the gradient each parameter group (column) gets from each loss term alone (row),
-    unweighted; 0.0 where the term does not reach the group or it is frozen. Runs in eval mode and
-    restores the system's mode."""
-    groups = PARAMETER_GROUPS if groups is None else groups
+    unweighted; 0.0 where the term does not reach the group or it is frozen. Restores the system's mode."""
     weights = system.cfg.loss
     terms = [t for t in TERMS if getattr(weights, t) > 0] if terms is None else list(terms)
     unknown = [t for t in terms if t not in TERMS]
@@ -94,34 +90,6 @@ def gradient_flow_table(configs: Mapping[str, ExperimentConfig]) -> pd.DataFrame
         torch.manual_seed(cfg.seed)
         frames[method] = gradient_flow(AVSSystem(cfg), first_batch(cfg))
     return pd.concat(frames, names=["method", "term"]).fillna(0.0)
-
-
-@torch.no_grad()
-def crop_health(system: AVSSystem, batch: dict) -> dict[str, float | bool | int]:
-    """The crop CE on one batch, and the share of crops (dead_crop_fraction) and of classes
-    (dead_class_fraction) whose pre-ReLU scores are all <= 0. Eval mode; the mode is restored."""
-    if system.crop_classifier is None:
-        raise ValueError("this system has no crop classifier (its config weights no crop loss)")
-    captured: list[torch.Tensor] = []
-    hook = system.crop_classifier.classifier.register_forward_hook(
-        lambda _module, _inputs, output: captured.append(output.detach()))
-    was_training = system.training
-    system.eval()
-    try:
-        outputs = system(batch)
-    finally:
-        hook.remove()
-        system.train(was_training)
-    dead = captured[-1] <= 0  # [B*T, 23] class scores before the final ReLU
-    labels = torch.as_tensor(batch["category"]).reshape(-1).repeat_interleave(system.frames)  # [B] -> [B*T]
-    return {
-        "crop_ce": float(torch.nn.functional.cross_entropy(outputs["crop_scores"].float(), labels)),
-        "chance_crop_ce": CHANCE_CROP_CE,
-        "dead_crop_fraction": float(dead.all(1).double().mean()),
-        "dead_class_fraction": float(dead.all(0).double().mean()),
-        "final_relu": bool(system.crop_classifier.final_relu),
-        "crops": int(dead.shape[0]),
-    }
 
 
 def run_crop_health(run_dir: str | Path, tolerance: float = 1e-4) -> dict[str, float | int | bool | str]:

@@ -64,11 +64,11 @@ class Grid:
     def runs(self) -> list[tuple[str, list[str], list[int]]]:
         """(group, methods, seeds) to train: the methods with all seeds, the headline's further seeds,
         the extras, the ablations, the longer budget, the probes."""
-        seeds = list(self.seeds if self.ablation_seeds is None else self.ablation_seeds)
+        seeds, first = list(self.seeds if self.ablation_seeds is None else self.ablation_seeds), list(self.seeds[:1])
         groups = [("methods", self.methods, list(self.seeds)),
                   ("headline methods (further seeds)", self.headline, list(self.headline_seeds)),
-                  ("extra methods", self.extras, list(self.seeds[:1])), ("ablations", self.ablations, seeds),
-                  ("methods at twice the budget", self.longer, seeds), ("val-only probes", self.probes, list(self.seeds[:1]))]
+                  ("extra methods", self.extras, first), ("ablations", self.ablations, seeds),
+                  ("methods at twice the budget", self.longer, seeds), ("val-only probes", self.probes, first)]
         return [(name, list(methods), group_seeds) for name, methods, group_seeds in groups if methods and group_seeds]
 
     @property

@@ -126,16 +126,15 @@ def evaluation_dataset(run_dir: str | Path, data_root: str | Path):
 
 
 def _index_in(dataset, name: str) -> int:
-    for index, clip in enumerate(dataset.clips):
-        if clip.name == name:
-            return index
-    raise ValueError(f"clip {name!r} is not among the {len(dataset.clips)} clips of {full_split(dataset).root}")
+    names = [clip.name for clip in dataset.clips]
+    if name not in names:
+        raise ValueError(f"clip {name!r} is not among the {len(names)} clips of {full_split(dataset).root}")
+    return names.index(name)
 
 
 class RunPredictor:
-    """Masks of trained runs (each best.pt loaded once) on the test clips `dataset`, with the clip's
-    own, swapped-in or silent audio; `predict` and `audio` are what `viz.MaskBrowser` calls.
-    `runs`: the run names to offer (default: every run under `runs_dir` with a best.pt)."""
+    """Masks of trained runs (`runs`, default every one with a best.pt, each loaded once) on the test clips
+    `dataset` under the clip's own, swapped-in or silent audio; `predict` and `audio` serve `viz.MaskBrowser`."""
 
     def __init__(self, runs_dir: str | Path, dataset, device: str = "cpu", runs: Sequence[str] | None = None):
         from avs_lib.engine.evaluate import swap_partners
@@ -219,9 +218,8 @@ def sidecar_objects(dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_destination(pred: np.ndarray, sounding: np.ndarray, distractors: np.ndarray) -> dict[str, float]:
-    """Where a frame's predicted foreground (bool [S, S]) lies, as shares of DESTINATIONS: on the
-    sounding object (which wins where it overlaps a distractor [K, S, S]), a distractor, the
-    background; `empty` = 1 when nothing is predicted."""
+    """Where a frame's predicted foreground (bool [S, S]) lies, as shares of DESTINATIONS; the sounding object
+    wins where it overlaps a distractor [K, S, S]; `empty` = 1 when nothing is predicted."""
     pred, sounding = np.asarray(pred, bool), np.asarray(sounding, bool)
     other = np.asarray(distractors, bool).any(axis=0) if len(distractors) else np.zeros_like(sounding)
     total = int(pred.sum())
@@ -326,13 +324,12 @@ def iou_with_area(per_frame: pd.DataFrame, areas: pd.DataFrame) -> pd.DataFrame:
     """Per-frame test IoU (`per_frame_results`, frame 0-based) beside the sounding object's share of
     the frame (`mask_areas`, 1-based); a frame with a mask but no area is an error, not dropped."""
     scored = per_frame[per_frame["has_gt"].astype(bool)].copy()
-    lookup = areas.set_index(["name", "frame"])["area_fraction"]
-    keys = list(zip(scored["name"], scored["frame"].astype(int) + 1, strict=True))
-    missing = [k for k in keys if k not in lookup.index]
-    if missing:
-        raise ValueError(f"iou_with_area: no mask area for {len(missing)} frame(s), e.g. {missing[0]} "
-                         "(name, 1-based frame); the areas come from another split or dataset")
-    scored["area"] = [float(lookup[k]) for k in keys]
+    keys = pd.MultiIndex.from_arrays([scored["name"], scored["frame"].astype(int) + 1])
+    scored["area"] = areas.set_index(["name", "frame"])["area_fraction"].reindex(keys).to_numpy()
+    if scored["area"].isna().any():
+        missing = keys[scored["area"].isna().to_numpy()]
+        raise ValueError(f"iou_with_area: no mask area for {len(missing)} frame(s), e.g. {missing[0][0]!r} frame "
+                         f"{missing[0][1]} (1-based); the areas come from another split or dataset")
     return scored
 
 
@@ -414,9 +411,8 @@ def swap_outcomes(predictor, run: str) -> pd.DataFrame:
 
 
 def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], str]:
-    """A hit (the clip that follows the audio on the most frames, if any) and a miss (the fewest, if
-    any frame misses), ties by name, among clips whose swapped-in object is in view (`visible` >=
-    MIN_VISIBLE_FRAMES, when given); returns ({"hit": row, "miss": row}, the rule as a sentence)."""
+    """({"hit": the clip that follows the audio on the most frames, "miss": the fewest}, the rule in words), ties
+    by name, among clips whose swapped-in object is in view (`visible` >= MIN_VISIBLE_FRAMES, when given)."""
     total = len(outcomes)
     if "visible" in outcomes.columns:
         outcomes = outcomes[outcomes["visible"] >= MIN_VISIBLE_FRAMES]
@@ -437,9 +433,8 @@ def pick_swap_examples(outcomes: pd.DataFrame) -> tuple[dict[str, pd.Series], st
 
 
 def pick_swap_changes(run_dir: str | Path) -> tuple[dict[str, pd.Series], str]:
-    """Real data, without per-object truth: from a run's test/audio_change_per_clip.csv, the clip whose mask changes
-    most with swapped audio (the lowest IoU to its own-audio mask) and the one that changes least (the highest),
-    ranked by that IoU then by name; returns ({"most changed": row, "least changed": row}, the rule in words)."""
+    """Real data: ({"most changed": the clip whose swapped-audio mask has the lowest IoU to its own-audio one,
+    "least changed": the highest}, the rule in words), from a run's test/audio_change_per_clip.csv."""
     path = Path(run_dir) / "test" / "audio_change_per_clip.csv"
     if not path.is_file():
         raise FileNotFoundError(f"per-clip audio changes not found: {path} (the test evaluation writes it)")
@@ -454,9 +449,8 @@ def pick_swap_changes(run_dir: str | Path) -> tuple[dict[str, pd.Series], str]:
 
 
 def swap_example_rows(predictor, run: str, picked: dict[str, pd.Series]) -> list[dict[str, Any]]:
-    """`viz.plot_swap_examples` rows: per picked clip the frame that shows its outcome, the masks
-    under each audio condition and the two objects; on real data (`pick_swap_changes`) the ground
-    truth alone, on the frame where the swapped-audio mask differs most from the own-audio one."""
+    """`viz.plot_swap_examples` rows: per picked clip the frame that shows its outcome (real data: where the two
+    audios' masks differ most), the masks under each audio condition and the objects (real data: the GT)."""
     rows, full = [], full_split(predictor.dataset)
     for outcome, row in picked.items():
         index, synthetic = _index_in(predictor.dataset, row["name"]), "swapped_in" in row.index

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import nbformat
 from jupyter_client import AsyncKernelManager
 
 from avs_lib.datatools.profiles import build_config
@@ -36,10 +37,8 @@ IPC_PATH_LIMIT = 96
 
 
 class QuietShutdownKernelManager(AsyncKernelManager):
-    """A kernel manager without the SIGINT before a shutdown, which made ipykernel log "ERROR |
-    KeyboardInterrupt caught in kernel" at the end of a notebook; on POSIX it talks to the kernel
-    over private IPC sockets in the temporary folder, not unencrypted TCP (which ipykernel warns
-    about in every notebook, and which any local user could connect to)."""
+    """No SIGINT before a shutdown (ipykernel logged "KeyboardInterrupt caught in kernel"), and on POSIX
+    private IPC sockets, not unencrypted TCP (warned about in every notebook, open to any local user)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -67,9 +66,8 @@ _WARNING_LINE = re.compile(r"^\S.*:\d+: \w*Warning: ")
 
 @dataclass
 class WarningsOnce:
-    """The report's log with each warning shown once: every notebook's kernel, and torch's resets of
-    the warnings registry inside one, would print "no pretrained weights given" again and again.
-    The executed notebooks keep every warning where it was given."""
+    """The report's log with each warning shown once (every kernel, and torch's resets of the warnings
+    registry, would repeat them); the executed notebooks keep every warning where it was given."""
 
     log: TextIO
     seen: set[str] = field(default_factory=set)
@@ -78,10 +76,9 @@ class WarningsOnce:
     def write(self, text: str) -> int:
         kept = []
         for line in text.splitlines(keepends=True):
-            if self._skip_source and line.startswith("  "):
-                self._skip_source = False
+            source, self._skip_source = self._skip_source and line.startswith("  "), False
+            if source:
                 continue
-            self._skip_source = False
             if _WARNING_LINE.match(line):
                 if line.strip() in self.seen:
                     self._skip_source = True
@@ -110,7 +107,7 @@ def report_destination(profile: str, out: str | Path | None = None,
 
 def notebook_paths(directory: Path = NOTEBOOK_DIR) -> list[Path]:
     """The report's numbered notebooks, in reading order."""
-    paths = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) found in {directory}")
     return paths
@@ -137,8 +134,6 @@ SAVED_FIGURE = re.compile(r"save_figure\(\s*\w+\s*,\s*(f?)(['\"])(.+?)\2")
 
 def figure_patterns(paths: list[Path]) -> list[re.Pattern]:
     """The `NAME.png` patterns the notebooks' `viz.save_figure` calls save under ({...} matches any text)."""
-    import nbformat
-
     patterns = []
     for path in paths:
         for cell in nbformat.read(path, as_version=4).cells:
@@ -159,20 +154,15 @@ def remove_stale_figures(figures_dir: str | Path, paths: list[Path], since: floa
     return stale
 
 
-def _check_overrides(profile: str, extra: dict) -> None:
-    """The overrides checked before any notebook starts, not inside the training notebook."""
-    for method in extra.get("METHODS") or [None]:
-        build_config(profile, method, overrides=list(extra.get("OVERRIDES") or []))
-
-
 def run_notebooks(profile: str = "cpu", data_root: str | None = None, runs_dir: str = "runs", device: str = "auto",
                   notebooks: list[str] | None = None, output_dir: Path | None = None,
                   extra_parameters: dict | None = None, figures_dir: str | Path | None = None, html: bool = False,
                   log: TextIO | None = None) -> list[Path]:
-    """Execute the notebooks (into `output_dir`) with the report's parameters, streaming their output
-    to `log`; a failing cell raises `RuntimeError` naming notebook and cell. A full run removes
-    stale figures."""
-    _check_overrides(profile, extra_parameters or {})
+    """Execute the notebooks into `output_dir`, streaming their output to `log`; a failing cell raises
+    `RuntimeError` naming notebook and cell. A full run removes stale figures."""
+    extra = extra_parameters or {}
+    for method in extra.get("METHODS") or [None]:  # the overrides checked before any notebook starts
+        build_config(profile, method, overrides=list(extra.get("OVERRIDES") or []))
     import papermill as pm
 
     selected = _select(notebooks)
@@ -184,7 +174,7 @@ def run_notebooks(profile: str = "cpu", data_root: str | None = None, runs_dir: 
     if figures_dir is not None:
         Path(figures_dir).mkdir(parents=True, exist_ok=True)
         params["FIGURES_DIR"] = _from_notebooks(figures_dir, out_dir)
-    for name, value in (extra_parameters or {}).items():
+    for name, value in extra.items():
         params[name] = _from_notebooks(value, out_dir) if name.endswith(("_DIR", "_ROOT")) and value else value
     log = WarningsOnce(log) if log is not None else None
     streams = {"stdout_file": log, "stderr_file": log} if log is not None else {}

@@ -40,12 +40,6 @@ def split_and_metric(column: str) -> tuple[str, str]:
     return "run", column
 
 
-def column_name(split: str, metric: str) -> str:
-    """The inverse of `split_and_metric`."""
-    special = {key: column for column, key in SPECIAL_COLUMNS.items()}
-    return special.get((split, metric), metric if split == "run" else f"{split}_{metric}")
-
-
 def results_long(results: pd.DataFrame) -> pd.DataFrame:
     """`experiments.collect_results`' frame as one row per run and numeric column (NaN kept)."""
     missing = [c for c in ("method", "seed") if c not in results.columns]
@@ -65,7 +59,9 @@ def results_wide(long: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in LONG_COLUMNS if c not in long.columns]
     if missing:
         raise ValueError(f"results_wide: the table lacks column(s) {missing}; have {list(long.columns)}")
-    long = long.assign(column=[column_name(s, m) for s, m in zip(long["split"], long["metric"], strict=True)])
+    special = {key: column for column, key in SPECIAL_COLUMNS.items()}  # the inverse of `split_and_metric`
+    long = long.assign(column=[special.get((s, m), m if s == "run" else f"{s}_{m}")
+                               for s, m in zip(long["split"], long["metric"], strict=True)])
     duplicated = long.duplicated(["method", "seed", "column"])
     if duplicated.any():
         first = long[duplicated].iloc[0]
@@ -84,10 +80,10 @@ def git_commit(repo: str | Path | None = None) -> str | None:
     return None if commit == UNKNOWN else commit
 
 
-def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that decide the numbers (None: not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in packages:
+    for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -123,8 +119,8 @@ def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
     write_text_atomically(csv_path, long.to_csv(index=False))
     rows = [{**row, "value": None if math.isnan(row["value"]) else row["value"]}  # JSON has no NaN
             for row in long.to_dict(orient="records")]
-    document = {"profile": profile, "data": _data_record(results, overrides), "git_commit": git_commit(repo), "packages": package_versions(),
-                "columns": LONG_COLUMNS, "rows": rows}
+    document = {"profile": profile, "data": _data_record(results, overrides), "git_commit": git_commit(repo),
+                "packages": package_versions(), "columns": LONG_COLUMNS, "rows": rows}
     write_text_atomically(json_path, json.dumps(document, indent=2) + "\n")
     return csv_path, json_path
 
@@ -141,14 +137,6 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    header = ["method", *map(str, table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, row in table.iterrows():
-        lines.append("| " + " | ".join([str(method), *(str(v) for v in row)]) + " |")
-    return "\n".join(lines)
-
-
 def results_markdown(long: pd.DataFrame, methods: list[str] | None = None) -> str:
     """The README's results table (markdown) from results.csv's rows: notebook 04's `results_table`."""
     wide = results_wide(long)
@@ -161,7 +149,10 @@ def results_markdown(long: pd.DataFrame, methods: list[str] | None = None) -> st
     absent = [m for m in [*RESULT_HEADERS, "test_f_score_batch_size"] if m not in wide.columns]
     if absent:
         raise ValueError(f"results_markdown: the results have no {absent}")
-    return _markdown(results_table(wide))
+    table = results_table(wide)
+    rows = [["method", *map(str, table.columns)], *([str(m), *map(str, row)] for m, row in table.iterrows())]
+    lines = ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join([lines[0], "|" + "---|" * len(rows[0]), *lines[1:]])
 
 
 # How far the CPU moves a method's seed mean: `benchmarks/machine_effect.py` (the committed cpu

@@ -29,10 +29,8 @@ def data_root_of(profile: str, data_root: str | Path | None = None) -> Path:
 
 def prepare_data(profile: str, data_root: str | Path | None = None, progress: bool = False,
                  overrides: list[str] | dict[str, Any] | None = None) -> Path:
-    """The absolute dataset root of a run; a synthetic profile generates its data there when empty,
-    and an existing dataset is never replaced (one made otherwise is used, with a warning). With
-    `overrides`, the root must also hold what those runs read (`check_reads`), so a wrong root fails
-    here and not in a notebook."""
+    """The absolute dataset root, generated for a synthetic profile when empty (an existing one is never
+    replaced); with `overrides` it must hold what those runs read, so a wrong root fails here, not in a notebook."""
     spec = get_profile(profile)
     root = data_root_of(profile, data_root).resolve()
     has_meta = any((root / name).is_file() for name in META_FILES)

@@ -13,14 +13,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from avs_lib.data.sidecar import sounding_on_screen
+from avs_lib.datatools import synth
 from avs_lib.datatools.profiles import get_profile
-from avs_lib.datatools.synth import (
-    ShiftParams,
-    ensure_development_test,
-    ensure_shifted_test,
-    profile_params,
-    shifted_test_name,
-)
+from avs_lib.datatools.synth import ShiftParams
 
 SHIFTED_FOLDER = "shifted"  # inside the clean dataset's root, beside pretrained/
 DEVELOPMENT_TEST = "devtest"  # the test split the recipe was chosen with, when a fresh one replaced it
@@ -34,13 +29,13 @@ def shifted_roots(profile: str, data_root: str | Path, progress: bool = False) -
     """The shifted test roots of a synthetic profile's dataset (made once; {} on real data), paired
     clip by clip with the clean test split."""
     spec = get_profile(profile).synthetic
-    base = profile_params(spec) if spec is not None else None
+    base = synth.profile_params(spec) if spec is not None else None
     if base is None or base.shift is not None:  # real data, or a harder benchmark already
         return {}
     parent = Path(data_root) / SHIFTED_FOLDER
-    roots = {shifted_test_name(shift): parent / shifted_test_name(shift) for shift in SHIFTS}
+    roots = {synth.shifted_test_name(shift): parent / synth.shifted_test_name(shift) for shift in SHIFTS}
     for shift, root in zip(SHIFTS, roots.values(), strict=True):
-        ensure_shifted_test(root, base, shift, progress=progress)
+        synth.ensure_shifted_test(root, base, shift, progress=progress)
     return roots
 
 
@@ -48,10 +43,10 @@ def development_test_roots(profile: str, data_root: str | Path, progress: bool =
     """{"devtest": root}, the old test split the recipe was chosen on, when the profile's test split
     is a fresh one (`SyntheticData.test_seed`); else {}."""
     spec = get_profile(profile).synthetic
-    if spec is None or spec.test_seed is None or profile_params(spec).shift is not None:
+    if spec is None or spec.test_seed is None or synth.profile_params(spec).shift is not None:
         return {}
     root = Path(data_root) / DEVELOPMENT_TEST
-    ensure_development_test(root, profile_params(spec), progress=progress)
+    synth.ensure_development_test(root, synth.profile_params(spec), progress=progress)
     return {DEVELOPMENT_TEST: root}
 
 
@@ -97,11 +92,10 @@ def evaluate_on_shifted(runs_dir: str | Path, pairs: list[tuple[str, int]], root
     for (run, name, _, method, seed), values in zip(tasks, metrics, strict=True):
         clips = pd.read_csv(Path(run) / name / "per_clip.csv")
         visible = clips["name"].map(on_screen[name]).astype(bool)
-        row = {"method": method, "seed": seed, "split": name,
-               **{k: v for k, v in values.items() if isinstance(v, int | float)}}
-        row["miou_onscreen"] = _frame_weighted(clips[visible])
-        row["miou_offscreen"] = _frame_weighted(clips[~visible])
-        rows.append(row)
+        rows.append({"method": method, "seed": seed, "split": name,
+                     **{k: v for k, v in values.items() if isinstance(v, int | float)},
+                     "miou_onscreen": _frame_weighted(clips[visible]),
+                     "miou_offscreen": _frame_weighted(clips[~visible])})
     return pd.DataFrame(rows)
 
 

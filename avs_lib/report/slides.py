@@ -31,9 +31,7 @@ def build_slides(notebook_path: str | Path, out_path: str | Path) -> Path:
     notebook_path, out_path = Path(notebook_path), Path(out_path)
     if not notebook_path.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook_path}")
-    config = Config()
-    config.TagRemovePreprocessor.enabled = True
-    config.TagRemovePreprocessor.remove_cell_tags = REMOVED_TAGS
+    config = Config(TagRemovePreprocessor={"enabled": True, "remove_cell_tags": REMOVED_TAGS})
     exporter = SlidesExporter(config=config, template_name="defence", extra_template_basedirs=[str(TEMPLATES)],
                               exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                               reveal_url_prefix=REVEAL_FOLDER, reveal_theme="white", reveal_transition="none",

@@ -116,15 +116,9 @@ class ClipBootstrap:
     n_resamples: int
 
 
-def _clip_matrix(values, what: str, column: str) -> tuple[np.ndarray, list, list, np.ndarray | None]:
+def _clip_matrix(values: pd.DataFrame, what: str, column: str) -> tuple[np.ndarray, list, list, np.ndarray | None]:
     """Scores [seeds, clips] with seed and clip labels and frame counts (the weights that make the
-    mean the frame-level mIoU), from an `experiments.per_clip` table or an array."""
-    if not isinstance(values, pd.DataFrame):
-        matrix = np.asarray(values, dtype=float)
-        matrix = matrix[None] if matrix.ndim == 1 else matrix
-        if matrix.ndim != 2 or matrix.shape[1] == 0:
-            raise ValueError(f"{what}: expected per-clip scores [clips] or [seeds, clips], got shape {matrix.shape}")
-        return matrix, list(range(matrix.shape[0])), list(range(matrix.shape[1])), None
+    mean the frame-level mIoU), from one method's rows of an `experiments.per_clip` table."""
     missing = [c for c in ("seed", "name", column) if c not in values.columns]
     if missing:
         raise ValueError(f"{what}: per-clip table lacks column(s) {missing}; has {list(values.columns)}")
@@ -148,8 +142,8 @@ def _weighted_mean(diff: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.
     return (diff * weights).sum(axis) / weights.sum(axis)
 
 
-def paired_clip_bootstrap(per_clip_a, per_clip_b, n_resamples: int = 2000, seed: int = 0, column: str = "iou",
-                          confidence: float = CONFIDENCE) -> ClipBootstrap:
+def paired_clip_bootstrap(per_clip_a: pd.DataFrame, per_clip_b: pd.DataFrame, n_resamples: int = 2000, seed: int = 0,
+                          column: str = "iou", confidence: float = CONFIDENCE) -> ClipBootstrap:
     """Paired percentile bootstrap over test clips (each averaged over seeds first) of the
     frame-weighted mean difference a - b."""
     if n_resamples < 1:
@@ -191,16 +185,14 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 def identical_groups(per_seed_df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
     """method -> the first method whose runs give exactly the same values at every shared seed:
     they train the same model, so they are one method."""
+    def same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+        shared = a.index.intersection(b.index)
+        return len(shared) > 0 and a.loc[shared].equals(b.loc[shared])
+
     tables = {m: rows.set_index("seed")[list(columns)] for m, rows in per_seed_df.groupby("method", sort=False)}
     first_of: dict[str, str] = {}
     for method, table in tables.items():
-        first_of[method] = method
-        for earlier in dict.fromkeys(first_of.values()):
-            other = tables[earlier]
-            shared = table.index.intersection(other.index)
-            if earlier != method and len(shared) and table.loc[shared].equals(other.loc[shared]):
-                first_of[method] = earlier
-                break
+        first_of[method] = next((e for e in dict.fromkeys(first_of.values()) if same(table, tables[e])), method)
     return first_of
 
 
@@ -315,9 +307,8 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
     table = pd.DataFrame(rows)
     family = (table["same_as"] == "") & ~table["identical"]
     table["p_holm"] = holm(table["p"].where(family))
-    gain = claimed_gain * table["reference_mean"]
-    table["claimed_gain"] = gain
-    table["claim_excluded"] = table["upper_bound"] < gain
+    table["claimed_gain"] = claimed_gain * table["reference_mean"]
+    table["claim_excluded"] = table["upper_bound"] < table["claimed_gain"]
     decided = [_decide(r, alpha, machine_margin) for _, r in table.iterrows()]
     table["verdict"], table["decided_by"], table["edge"] = zip(*decided, strict=True)
     table.loc[table["identical"], ["verdict", "decided_by"]] = (IDENTICAL, "")

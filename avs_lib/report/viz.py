@@ -1,11 +1,8 @@
 """Every figure of the report and the mask browser: plain data in, a pyplot-free Figure out.
 
-The look is decided once (avs.mplstyle, `set_style`); a method has one colour in every figure
-(`method_color`); colours are Okabe-Ito (readable with colour-blindness). The synthetic objects
-wear every hue, so a mask is a fill *and* a black-and-white edge (`mark_masks`, shared with the
-browser): prediction = blue fill in a solid black edge, ground truth = a dashed black-and-white
-ring, errors = true positives green, false positives vermillion, false negatives purple. The
-figures that answer the report's question return (figure, the numbers they draw).
+The look is decided once (avs.mplstyle); a method has one colour in every figure; colours are
+Okabe-Ito (readable with colour-blindness). The synthetic objects wear every hue, so a mask is a
+fill *and* a black-and-white edge (`mark_masks`). Figures that answer the question also return their numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 from scipy import ndimage
 from scipy.io import wavfile
 
-from avs_lib.atomic import write_bytes_atomically
+from avs_lib.atomic import write_atomically
 from avs_lib.data.avsbench import IMAGENET_MEAN, IMAGENET_STD
 from avs_lib.data.categories import S4_CATEGORIES, SPLITS
 from avs_lib.metrics import MOVED_BELOW_IOU, frame_iou
@@ -83,9 +80,7 @@ def set_style() -> None:
 
 def method_color(method: str) -> str:
     """METHOD_COLORS, else a fallback chosen by a checksum of the name: the same in every figure."""
-    if method in METHOD_COLORS:
-        return METHOD_COLORS[method]
-    return FALLBACK_COLORS[zlib.crc32(method.encode()) % len(FALLBACK_COLORS)]
+    return METHOD_COLORS.get(method, FALLBACK_COLORS[zlib.crc32(method.encode()) % len(FALLBACK_COLORS)])
 
 
 class ReportFigure(Figure):
@@ -103,6 +98,11 @@ def _new_figure(width: float, height: float, layout: str | None = "constrained")
     return ReportFigure(figsize=(width, height), layout=layout)
 
 
+def _one_panel(width: float, height: float) -> tuple[Figure, Axes]:
+    fig = _new_figure(width, height)
+    return fig, fig.subplots()
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -114,12 +114,8 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path = "figures", dpi
     if not _NAME.match(stem):
         raise ValueError(f"save_figure: figure name {name!r} must be a plain file stem "
                          "(letters, digits, '_', '-', '.'; no folders)")
-    folder = Path(figures_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.png"
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    write_bytes_atomically(path, buffer.getvalue())  # the umask's mode, like every other output
+    path = Path(figures_dir) / f"{stem}.png"  # written with the umask's mode, like every other output
+    write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=dpi, bbox_inches="tight"))
     return path
 
 
@@ -244,16 +240,6 @@ def overlay(frame: Any, mask: Any, color: RGB = PRED_COLOR, alpha: float = 0.5) 
     return out
 
 
-def error_overlay(frame: Any, pred: Any, gt: Any, alpha: float = 0.5) -> np.ndarray:
-    """True positives TP_COLOR, false positives FP_COLOR, false negatives FN_COLOR, as `overlay`."""
-    frame = _rgb(frame, "error_overlay frame")
-    pred = _mask(pred, frame.shape[:2], "error_overlay pred")
-    gt = _mask(gt, frame.shape[:2], "error_overlay gt")
-    for part, color in ((pred & gt, TP_COLOR), (pred & ~gt, FP_COLOR), (~pred & gt, FN_COLOR)):
-        frame = overlay(frame, part, color, alpha)
-    return frame
-
-
 def mask_outline(mask: Any) -> np.ndarray:
     """The mask's pixels with a 4-neighbour outside it or off the image."""
     mask = _numpy(mask).astype(bool)
@@ -275,8 +261,11 @@ def mark_masks(frame: Any, pred: Any = None, gt: Any = None, errors: Any = None,
     image = frame.copy()
     if pred is not None:
         pred = _mask(pred, shape, "mark_masks pred")
-        image = (overlay(image, pred, PRED_COLOR, FILL_ALPHA) if errors is None
-                 else error_overlay(image, pred, _mask(errors, shape, "mark_masks errors"), FILL_ALPHA))
+        truth = None if errors is None else _mask(errors, shape, "mark_masks errors")
+        parts = [(pred, PRED_COLOR)] if truth is None else [(pred & truth, TP_COLOR), (pred & ~truth, FP_COLOR),
+                                                             (~pred & truth, FN_COLOR)]
+        for part, color in parts:
+            image = overlay(image, part, color, FILL_ALPHA)
         image[mask_outline(pred)] = PRED_EDGE
     if gt is not None:
         edge = mask_ring(_mask(gt, shape, "mark_masks gt"))
@@ -320,8 +309,7 @@ def plot_class_counts(df: pd.DataFrame, title: str = "Videos per category") -> F
     """Videos per category and split, from one row per video (`split`, `category`)."""
     _require_columns(df, ["split", "category"], "plot_class_counts")
     categories = _category_order(df["category"])
-    fig = _new_figure(7, 0.3 * len(categories) + 1.2)
-    ax = fig.subplots()
+    fig, ax = _one_panel(7, 0.3 * len(categories) + 1.2)
     sns.countplot(df, y="category", hue="split", order=categories, saturation=1, ax=ax,
                   hue_order=_ordered(df["split"], SPLITS if set(df["split"]) <= set(SPLITS) else None))
     ax.set(xlabel="videos", ylabel=None, title=title)
@@ -334,8 +322,7 @@ def plot_mask_area_hist(areas: pd.DataFrame, bins: int = 40, title: str = "Groun
     _require_columns(areas, ["split", "area_fraction"], "plot_mask_area_hist")
     top = float(areas["area_fraction"].max())
     counts = areas["split"].value_counts()
-    fig = _new_figure(6, 3.5)
-    ax = fig.subplots()
+    fig, ax = _one_panel(6, 3.5)
     sns.histplot(areas.assign(split=[f"{s} (n={counts[s]})" for s in areas["split"]]), x="area_fraction",
                  hue="split", bins=np.linspace(0.0, top if top > 0 else 1.0, bins + 1), stat="density",
                  common_norm=False, element="step", fill=False, linewidth=1.8, ax=ax)
@@ -411,8 +398,7 @@ def plot_box_mask_iou_hist(df: pd.DataFrame, threshold: float | None = None, bin
     _require_columns(df, ["iou", "flagged"], "plot_box_mask_iou_hist")
     flagged = df["flagged"].astype(bool).to_numpy()
     iou = df["iou"].to_numpy(dtype=float)
-    fig = _new_figure(6, 3.5)
-    ax = fig.subplots()
+    fig, ax = _one_panel(6, 3.5)
     ax.hist([iou[~flagged], iou[flagged]], bins=np.linspace(0, 1, bins + 1), stacked=True,
             color=[_hex(OKABE_ITO[0]), _hex(FP_COLOR)],
             label=[f"ok ({int((~flagged).sum())})", f"flagged ({int(flagged.sum())})"])
@@ -477,8 +463,7 @@ def plot_results_bars(df: pd.DataFrame, metric: str, order: Sequence[str] | None
     # Room for the bars and, beside them, the references' legend: with one method and the paper's
     # long reference labels a fixed width left the axes no room (constrained_layout gave up).
     legend = 0.075 * max(map(len, references)) + 0.6 if references else 0.0
-    fig = _new_figure(max(0.95 * len(methods) + 3.0, 0.95 * len(methods) + 1.5 + legend), 3.8)
-    ax = fig.subplots()
+    fig, ax = _one_panel(max(0.95 * len(methods) + 3.0, 0.95 * len(methods) + 1.5 + legend), 3.8)
     sns.barplot(df, x="method", y=metric, hue="method", order=methods, hue_order=methods, errorbar="sd",
                 palette={m: method_color(m) for m in methods}, saturation=1, capsize=0.2, alpha=0.75, legend=False,
                 ax=ax)
@@ -511,8 +496,7 @@ def plot_listening_vs_miou(df: pd.DataFrame, order: Sequence[str] | None = None,
     """Listening rate against mIoU: a dot per seed, a diamond per method mean, and the chance level
     (the mean of CHANCE_METHOD, a model that hears nothing) as a dashed line."""
     _require_columns(df, ["method", "seed", "miou", "listening_rate"], "plot_listening_vs_miou")
-    fig = _new_figure(8.0, 4.6)
-    ax = fig.subplots()
+    fig, ax = _one_panel(8.0, 4.6)
     for method in _ordered(df["method"], order):
         rows = df[df["method"] == method]
         ax.scatter(rows["listening_rate"], rows["miou"], color=method_color(method), s=20, alpha=0.7)
@@ -532,17 +516,14 @@ AUDIO_CHANGES = {"iou_to_true": "IoU to the own-audio mask", "moved_share": f"cl
                  "miou_change": "mIoU change", "abs_area_change": "|area change| (share of the frame)"}
 
 
-def plot_audio_change(df: pd.DataFrame, order: Sequence[str] | None = None,
-                      split: str = "test", title: str = "How much the mask changes with swapped or silent audio "
-                      "(mean ± std over seeds; dots: single seeds)") -> tuple[Figure, pd.DataFrame]:
-    """How much each method's mask changes with swapped and with silent audio, from one row per (method,
-    seed) with `{split}_{audio}_{diagnostic}` columns: a panel per diagnostic, bar = mean over seeds,
-    error bar = sample std, dots = seeds. Returns the figure and (method, audio, diagnostic, mean, std)."""
-    columns = [f"{split}_{audio}_{key}" for key in AUDIO_CHANGES for audio in ("swapped", "silent")]
+def plot_audio_change(df: pd.DataFrame, order: Sequence[str] | None = None) -> tuple[Figure, pd.DataFrame]:
+    """A panel per diagnostic from a row per (method, seed) with `test_{audio}_{diagnostic}` columns: bar =
+    mean over seeds, error bar = sample std, dots = seeds; and a (method, audio, diagnostic, mean, std) table."""
+    columns = [f"test_{audio}_{key}" for key in AUDIO_CHANGES for audio in ("swapped", "silent")]
     _require_columns(df, ["method", "seed", *columns], "plot_audio_change")
     methods = _ordered(df["method"], order)
     long = df.melt(["method", "seed"], columns)  # [runs * columns] rows: method, seed, variable, value
-    long[["audio", "diagnostic"]] = long["variable"].str.removeprefix(f"{split}_").str.split("_", n=1, expand=True)
+    long[["audio", "diagnostic"]] = long["variable"].str.removeprefix("test_").str.split("_", n=1, expand=True)
     style = {"x": "audio", "y": "value", "hue": "method", "hue_order": methods}
     fig = _new_figure(3.0 * len(AUDIO_CHANGES) + 1.4, 3.6)
     for ax, (key, label) in zip(fig.subplots(1, len(AUDIO_CHANGES)), AUDIO_CHANGES.items(), strict=True):
@@ -556,14 +537,14 @@ def plot_audio_change(df: pd.DataFrame, order: Sequence[str] | None = None,
         ax.set(title=label, xlabel=None, ylabel=None)
     legend_outside(fig, fig.axes[0], title="method")
     table = long.groupby(["method", "audio", "diagnostic"], sort=False)["value"].agg(["mean", "std"]).reset_index()
+    title = "How much the mask changes with swapped or silent audio (mean ± std over seeds; dots: single seeds)"
     return _titled(fig, title), table
 
 
 def plot_per_category(df: pd.DataFrame, order: Sequence[str] | None = None,
                       title: str = "IoU per category") -> tuple[Figure, pd.DataFrame]:
-    """Mean IoU ± std over seeds per category and method, from a row per (category, run) with `n_clips`
-    (`experiments.per_category`) or a row per clip and run. Returns the figure and one row per
-    (category, method): mean and std (NaN for one seed) of the per-seed means, seeds and clips."""
+    """Mean IoU ± std over seeds per category and method, from `experiments.per_category` (or a row per clip
+    and run); and per (category, method) the mean and std (NaN for one seed) of the per-seed means."""
     _require_columns(df, ["method", "seed", "category", "iou"], "plot_per_category")
     methods, categories = _ordered(df["method"], order), _category_order(df["category"])
     per_seed = df.groupby(["category", "method", "seed"])["iou"].mean()
@@ -571,8 +552,7 @@ def plot_per_category(df: pd.DataFrame, order: Sequence[str] | None = None,
     counted = df["n_clips"] if "n_clips" in df.columns else pd.Series(1, index=df.index)  # else a row per clip
     clips = counted.groupby([df["category"], df["method"], df["seed"]]).sum().groupby("category").max()
     table = table.join(clips.rename("clips"), on="category").reset_index()
-    fig = _new_figure(9.5, 0.5 * len(categories) + 1.6)
-    ax = fig.subplots()
+    fig, ax = _one_panel(9.5, 0.5 * len(categories) + 1.6)
     sns.pointplot(per_seed.reset_index(), x="iou", y="category", hue="method", order=categories, hue_order=methods,
                   palette={m: method_color(m) for m in methods}, errorbar="sd", dodge=0.8 - 0.8 / len(methods),
                   linestyle="none", markersize=5, capsize=0.1, ax=ax)
@@ -632,14 +612,12 @@ def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
-                          conditions: Sequence[str] = ("true", "swapped", "silent"),
                           rule: str = "") -> tuple[Figure, pd.DataFrame]:
-    """A block per clip (`inspection.qualitative_rows`): methods down, the ground truth and the audio
-    conditions across, empty predictions marked; `rule` (how the clips were chosen) as title.
-    Returns the figure and one row per (name, method, condition): IoU and whether it is empty."""
-    if not rows or not methods or not conditions:
-        raise ValueError("plot_qualitative_grid: expected at least one clip, one method and one condition")
-    ncols = 1 + len(conditions)
+    """A block per clip (`inspection.qualitative_rows`): methods down, the ground truth and the audio conditions
+    across, `rule` as title; and per (name, method, condition) the IoU and whether the mask is empty."""
+    if not rows or not methods:
+        raise ValueError("plot_qualitative_grid: expected at least one clip and one method")
+    ncols = 1 + len(CONDITION_LABELS)
     fig = _new_figure(1.8 * ncols + 1.0, (1.75 * len(methods) + 0.45) * len(rows) + 0.5)
     numbers = []
     for r, (sub, row) in enumerate(zip(fig.subfigures(len(rows), 1, squeeze=False)[:, 0], rows, strict=True)):
@@ -652,11 +630,11 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
             sub.delaxes(ax)
         for m, method in enumerate(methods):
             axes[m, 1].set_ylabel(method, color=method_color(method), fontweight="bold", fontsize="small")
-            for c, condition in enumerate(conditions):
+            for c, (condition, label) in enumerate(CONDITION_LABELS.items()):
                 value = row["masks"][method, condition]
                 pred = None if value is None else _mask(value, frame.shape[:2], f"mask {(method, condition)} of {row['name']!r}")
                 iou = float("nan") if pred is None else frame_iou(pred, gt)
-                _prediction_panel(axes[m, 1 + c], frame, pred, CONDITION_LABELS.get(condition, condition) if m == 0 else None)
+                _prediction_panel(axes[m, 1 + c], frame, pred, label if m == 0 else None)
                 if pred is not None:
                     axes[m, 1 + c].set_xlabel(f"IoU {iou:.2f}", fontsize="x-small")
                 numbers.append({"name": row["name"], "method": method, "condition": condition, "iou": iou,
@@ -670,13 +648,11 @@ def plot_qualitative_grid(rows: Sequence[Mapping[str, Any]], methods: Sequence[s
 
 
 def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired differences") -> Figure:
-    """A row per comparison (`stats.compare_to_baseline`): the mean seed difference in its 95 %
-    t-interval (thick) and the clip-bootstrap interval (thin), in the method's colour only when the
-    verdict is "higher" or "lower"; a row whose runs are identical (`identical`, `same_as`) says so."""
+    """A row per comparison (`stats.compare_to_baseline`): the seed difference's 95 % t-interval (thick) and the
+    clip-bootstrap interval (thin), in the method's colour only when the verdict is "higher" or "lower"."""
     _require_columns(comparisons, ["method", "reference", "seed_diff", "seed_low", "seed_high",
                                    "clip_low", "clip_high", "verdict"], "plot_paired_differences")
-    fig = _new_figure(7.0, 0.45 * len(comparisons) + 1.2)
-    ax = fig.subplots()
+    fig, ax = _one_panel(7.0, 0.45 * len(comparisons) + 1.2)
     labels = []
     for y, row in enumerate(comparisons.itertuples(index=False)):
         color = method_color(row.method) if row.verdict in ("higher", "lower") else "0.55"
@@ -694,20 +670,18 @@ def plot_paired_differences(comparisons: pd.DataFrame, title: str = "Paired diff
     return fig
 
 
-def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
-                           conditions: Sequence[str] = ("true", "swapped", "silent"),
-                           title: str = "Where the mask goes", ncols: int = 4) -> tuple[Figure, pd.DataFrame]:
+def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None) -> tuple[Figure, pd.DataFrame]:
     """Where the foreground lies (`inspection.mask_destinations`), a facet per method, a bar per audio
     condition: the mean over runs of their mean over frames, so the four parts sum to 1; and its numbers."""
     parts = list(DESTINATION_COLORS)
     _require_columns(df, ["method", "run", "condition", *parts], "plot_mask_destinations")
     methods = _ordered(df["method"], order)
-    conditions = [c for c in conditions if c in set(df["condition"])]
+    conditions = [c for c in CONDITION_LABELS if c in set(df["condition"])]
     per_run = df.groupby(["method", "condition", "run"])[parts].mean().groupby(["method", "condition"])
     mean = per_run.mean()
     keys = [(m, c) for m in methods for c in conditions if (m, c) in mean.index]
     table = pd.concat([per_run.size().rename("runs"), mean, per_run.std(ddof=1).add_suffix("_std")], axis=1)
-    ncols = min(ncols, len(methods))  # wrapped facets: the figure stays narrow
+    ncols = min(4, len(methods))  # wrapped facets: the figure stays narrow
     nrows = math.ceil(len(methods) / ncols)
     fig = _new_figure(2.2 * ncols + 1.8, 2.7 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
@@ -731,15 +705,14 @@ def plot_mask_destinations(df: pd.DataFrame, order: Sequence[str] | None = None,
         ax.set_ylabel("share of frames ×\nshare of their mask")
     fig.supxlabel("audio: own / swapped in from another clip / silent", fontsize="small")
     legend_outside(fig, axes[0])
-    fig.suptitle(title)
+    fig.suptitle("Where the mask goes")
     return fig, table.loc[keys].reset_index()
 
 
 def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | None = None,
                      title: str = "IoU against the sounding object's size") -> tuple[Figure, pd.DataFrame]:
-    """Test IoU per quantile bin of the sounding object's share of the frame (`inspection.iou_with_area`):
-    per method the mean over seeds of each seed's mean IoU in the bin, in a ± seed-std band.
-    Returns the figure and one row per (method, bin): edges, frames, mean, std and seeds."""
+    """Test IoU per quantile bin of the sounding object's share of the frame (`inspection.iou_with_area`), the
+    mean over seeds of each seed's mean in a ± seed-std band; and its numbers per (method, bin)."""
     _require_columns(df, ["method", "seed", "iou", "area"], "plot_iou_vs_area")
     frames = df.drop_duplicates(["name", "frame"]) if {"name", "frame"} <= set(df.columns) else df
     values = frames["area"].to_numpy(dtype=float)
@@ -749,8 +722,7 @@ def plot_iou_vs_area(df: pd.DataFrame, bins: int = 4, order: Sequence[str] | Non
         edges = np.array([values[0], values[0] + 1e-9])
     x = np.arange(len(edges) - 1)
     df = df.assign(bin=np.clip(np.searchsorted(edges, df["area"].to_numpy(float), side="right") - 1, 0, len(x) - 1))
-    fig = _new_figure(9.0, 4.2)
-    ax = fig.subplots()
+    fig, ax = _one_panel(9.0, 4.2)
     rows = []
     for method in _ordered(df["method"], order):
         own = df[df["method"] == method]
@@ -772,9 +744,8 @@ VALIDATION_METRICS = ("val_miou", "val_listening_rate", "val_following_rate")
 
 def plot_validation_curves(history: pd.DataFrame, metrics: Sequence[str] = VALIDATION_METRICS,
                            order: Sequence[str] | None = None) -> tuple[Figure, pd.DataFrame]:
-    """Validation metrics per epoch (`inspection.validation_history`), per method the mean over seeds
-    in a ± std band; a metric no run logged gets a panel that says so. Returns the figure and one
-    row per (method, metric, epoch); `attrs["not_logged"]` lists the metrics no run logged."""
+    """Validation metrics per epoch (`inspection.validation_history`), the mean over seeds in a ± std band, and
+    its numbers per (method, metric, epoch); a metric no run logged says so (and in `attrs["not_logged"]`)."""
     _require_columns(history, ["method", "seed", "epoch", "metric", "value"], "plot_validation_curves")
     fig = _new_figure(4.0 * len(metrics), 3.6)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -881,10 +852,8 @@ def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
               "crop_ce": (0.87, crop_y, "(class scores vs. the clip's class)"),
               "crop_pairwise": (0.87, crop_y - 0.075, "(embeddings of one clip's crops)"),
               "audio_crop_cosine": (0.87, crop_y - 0.15, f"(embedding → {(crop or {}).get('to_audio')} ch vs. the fused audio)")}
-    for name, weight in losses.items():
-        x, y, note = places.get(name, (None, None, ""))
-        if x is None:
-            continue
+    for name, weight in ((n, w) for n, w in losses.items() if n in places):
+        x, y, note = places[name]
         ax.text(x, y, f"{LOSS_LABELS.get(name, name)} ×{weight:g}", ha="center", va="center", fontsize=7, color="white",
                 fontweight="bold", gid=f"loss:{name}", bbox={"boxstyle": "round,pad=0.3", "facecolor": LOSS_COLOR,
                                                              "edgecolor": "none"})
@@ -903,9 +872,8 @@ def plot_architecture(spec: Mapping[str, Any]) -> tuple[Figure, pd.DataFrame]:
 
 
 def plot_swap_examples(rows: Sequence[Mapping[str, Any]], method: str = "") -> tuple[Figure, pd.DataFrame]:
-    """Swapped-audio examples (`inspection.swap_example_rows`), HIT or MISS: the two objects ringed,
-    then the mask under each audio; and per example the pixels of each mask on each object. On real
-    data (`swapped_in` None) the ground truth is the one object ringed."""
+    """Swapped-audio examples (`inspection.swap_example_rows`): the two objects ringed (on real data the ground
+    truth alone), then the mask under each audio; and per example the pixels of each mask on each object."""
     if not rows:
         raise ValueError("plot_swap_examples: expected at least one example")
     ncols = 1 + max(len(r["panels"]) for r in rows)
@@ -1114,10 +1082,6 @@ class MaskBrowser:
         return (f"<b>{html.escape(str(clip['name']))}</b> ({html.escape(str(clip['category']))}) · "
                 f"frame {self.frame_slider.value}/{len(clip['frames'])} · run <code>{html.escape(str(self.run_dropdown.value))}</code> · "
                 f"{html.escape(heard)} · showing {', '.join(layers) or 'frame only'}")
-
-    @property
-    def image_bytes(self) -> bytes:
-        return bytes(self.image.value)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
