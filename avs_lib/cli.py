@@ -147,22 +147,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_report(args: argparse.Namespace) -> None:
-    """What would stop the report in a notebook (no grid, data lacking what runs read), refused first."""
+def cmd_report(args: argparse.Namespace) -> int:
     from avs_lib.datatools.profiles import build_config
     from avs_lib.report.experiments import grid_for
+    from avs_lib.report.notebooks import report_destination, run_notebooks
     from avs_lib.report.runs import META_FILES, check_reads, data_root_of
 
+    # What would stop the report in a notebook (no grid, data lacking what runs read) is refused first.
     grid_for(args.profile, args.methods, args.seeds)
     root = data_root_of(args.profile, args.data_root).resolve()
     if any((root / name).is_file() for name in META_FILES):
         check_reads(root, build_config(args.profile, overrides=args.set))
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from avs_lib.report.notebooks import report_destination, run_notebooks
-
-    _check_report(args)
 
     # Weight files as absolute paths: the notebooks run in another folder. A missing file is an
     # error before any notebook runs, not in the training notebook.

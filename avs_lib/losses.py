@@ -36,22 +36,16 @@ COSINE_AUDIO: tuple[str, ...] = ("tpavi", "frozen")
 def _clips_in(n_frames: int, frames: int, what: str) -> int:
     """Number of clips in a [B*T] batch; a batch that is not whole clips is an error."""
     if frames < 1 or n_frames % frames != 0:
-        raise ValueError(
-            f"{what}: batch of {n_frames} frames is not a whole number of clips of {frames} frames"
-        )
+        raise ValueError(f"{what}: batch of {n_frames} frames is not a whole number of clips of {frames} frames")
     return n_frames // frames
 
 
 def _check_logits(logits: Tensor, what: str) -> None:
     if logits.dim() != 4 or logits.shape[1] != 1:
-        raise ValueError(
-            f"{what}: expected logits of shape [B*T, 1, H, W], got {tuple(logits.shape)}"
-        )
+        raise ValueError(f"{what}: expected logits of shape [B*T, 1, H, W], got {tuple(logits.shape)}")
 
 
-def selected_frames_bce(
-    logits: Tensor, masks: Tensor, mask_frames: Tensor, frames: int = FRAMES_PER_CLIP
-) -> Tensor:
+def selected_frames_bce(logits: Tensor, masks: Tensor, mask_frames: Tensor, frames: int = FRAMES_PER_CLIP) -> Tensor:
     """BCE-with-logits on the frames that have a ground-truth mask, mean over their pixels.
 
     Covers both AVSBench settings: S4 train (one mask per clip, `mask_frames` = [[0], [0], ...])
@@ -68,14 +62,11 @@ def selected_frames_bce(
     _check_logits(logits, "selected_frames_bce")
     n_clips = _clips_in(logits.shape[0], frames, "selected_frames_bce")
     if masks.dim() != 5 or masks.shape[0] != n_clips or masks.shape[2:] != logits.shape[1:]:
-        raise ValueError(
-            f"selected_frames_bce: expected masks [B={n_clips}, M, 1, {logits.shape[2]}, {logits.shape[3]}], "
-            f"got {tuple(masks.shape)}"
-        )
+        raise ValueError(f"selected_frames_bce: expected masks [B={n_clips}, M, 1, {logits.shape[2]}, "
+                         f"{logits.shape[3]}], got {tuple(masks.shape)}")
     if tuple(mask_frames.shape) != tuple(masks.shape[:2]):
-        raise ValueError(
-            f"selected_frames_bce: mask_frames must be [B, M] = {tuple(masks.shape[:2])}, got {tuple(mask_frames.shape)}"
-        )
+        raise ValueError(f"selected_frames_bce: mask_frames must be [B, M] = {tuple(masks.shape[:2])}, "
+                         f"got {tuple(mask_frames.shape)}")
     # Frame indices come from the dataset readers, which check them; no per-step value check here
     # (it would wait for the GPU at every step).
     mask_frames = mask_frames.to(device=logits.device, dtype=torch.long)
@@ -105,16 +96,11 @@ def counterfactual_bce(cf_logits: Tensor, cf_masks: Tensor, cf_valid: Tensor) ->
     if cf_valid.dim() == 2:
         cf_valid = cf_valid.flatten()  # [B, T] -> [B*T]
     if cf_masks.shape != cf_logits.shape:
-        raise ValueError(
-            f"counterfactual_bce: cf_masks {tuple(cf_masks.shape)} do not match cf_logits {tuple(cf_logits.shape)}"
-        )
+        raise ValueError(f"counterfactual_bce: cf_masks {tuple(cf_masks.shape)} do not match cf_logits "
+                         f"{tuple(cf_logits.shape)}")
     if tuple(cf_valid.shape) != (cf_logits.shape[0],):
-        raise ValueError(
-            f"counterfactual_bce: cf_valid must be [{cf_logits.shape[0]}], got {tuple(cf_valid.shape)}"
-        )
-    per_pixel = F.binary_cross_entropy_with_logits(
-        cf_logits, cf_masks.to(cf_logits.dtype), reduction="none"
-    )
+        raise ValueError(f"counterfactual_bce: cf_valid must be [{cf_logits.shape[0]}], got {tuple(cf_valid.shape)}")
+    per_pixel = F.binary_cross_entropy_with_logits(cf_logits, cf_masks.to(cf_logits.dtype), reduction="none")
     per_frame = per_pixel.flatten(1).mean(1)  # [B*T, 1, H, W] -> [B*T]
     weights = cf_valid.to(per_frame)
     return (weights * per_frame).sum() / weights.sum().clamp_min(1e-12)
@@ -133,17 +119,9 @@ def _masked_visual_feature(v_map: Tensor, mask: Tensor, threshold: bool) -> Tens
     return (v_map * mask).mean((-2, -1))
 
 
-def avm_loss(
-    logits: Tensor,
-    audio_feats: list[Tensor | None] | None,
-    feature_maps: list[Tensor],
-    stages: tuple[int, ...] | list[int],
-    *,
-    mask_pooling: str = "avg",
-    recipe: str = "kl",
-    threshold: bool | None = None,
-    normalize: bool | None = None,
-) -> Tensor:
+def avm_loss(logits: Tensor, audio_feats: list[Tensor | None] | None, feature_maps: list[Tensor],
+             stages: tuple[int, ...] | list[int], *, mask_pooling: str = "avg", recipe: str = "kl",
+             threshold: bool | None = None, normalize: bool | None = None) -> Tensor:
     """Audio - masked-visual matching loss (AVSBench's L_AVM), mean over `stages`.
 
     For each stage the predicted mask is shrunk to the stage's feature size, the stage's visual
@@ -175,9 +153,7 @@ def avm_loss(
     if len(stages) == 0:
         raise ValueError("avm_loss: no stages given; choose some of 0, 1, 2, 3")
     if audio_feats is None:
-        raise ValueError(
-            "avm_loss needs the aligned audio features, got None (is TPAVI disabled everywhere?)"
-        )
+        raise ValueError("avm_loss needs the aligned audio features, got None (is TPAVI disabled everywhere?)")
     hard = (recipe == "cosine") if threshold is None else threshold
     unit = (recipe == "cosine") if normalize is None else normalize
     probabilities = torch.sigmoid(logits) if recipe == "cosine" else None
@@ -186,20 +162,16 @@ def avm_loss(
     total = logits.new_zeros(())
     for stage in stages:
         if not 0 <= stage < len(feature_maps) or stage >= len(audio_feats):
-            raise ValueError(
-                f"avm_loss: stage {stage} out of range; the model has {len(feature_maps)} stages"
-            )
+            raise ValueError(f"avm_loss: stage {stage} out of range; the model has {len(feature_maps)} stages")
         audio, v_map = audio_feats[stage], feature_maps[stage]
         if audio is None:
-            raise ValueError(
-                f"avm_loss: stage {stage} has no aligned audio (TPAVI is not applied there); drop it from the AVM stages"
-            )
+            raise ValueError(f"avm_loss: stage {stage} has no aligned audio (TPAVI is not applied there); "
+                             "drop it from the AVM stages")
         audio = audio.reshape(-1, audio.shape[-1])  # [B, T, C] -> [B*T, C]
         if audio.shape != v_map.shape[:2] or v_map.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"avm_loss: stage {stage} audio {tuple(audio.shape)} does not match visual map {tuple(v_map.shape)} "
-                f"(expected [B*T, C] and [B*T, C, h, w] with B*T = {logits.shape[0]})"
-            )
+            raise ValueError(f"avm_loss: stage {stage} audio {tuple(audio.shape)} does not match visual map "
+                             f"{tuple(v_map.shape)} (expected [B*T, C] and [B*T, C, h, w] with "
+                             f"B*T = {logits.shape[0]})")
         size = (v_map.shape[-2], v_map.shape[-1])
         if recipe == "cosine":
             mask = pool(probabilities, size)  # [B*T, 1, h, w]
@@ -230,9 +202,8 @@ def crop_ce(scores: Tensor, labels: Tensor) -> Tensor:
         labels: [N] int class of each crop (its clip's category).
     """
     if scores.dim() != 2 or labels.shape != scores.shape[:1]:
-        raise ValueError(
-            f"crop_ce: expected scores [N, K] and labels [N], got {tuple(scores.shape)} and {tuple(labels.shape)}"
-        )
+        raise ValueError(f"crop_ce: expected scores [N, K] and labels [N], got {tuple(scores.shape)} and "
+                         f"{tuple(labels.shape)}")
     # Labels are categories from the S4 metadata; MS3 has none, and a config asking for crop CE
     # on MS3 is refused by `ExperimentConfig.validate` before training starts.
     return F.cross_entropy(scores, labels.long())
@@ -258,9 +229,7 @@ def crop_pairwise_distance(emb: Tensor, pairs: str = "all") -> Tensor:
         pairs: "all" (T(T-1)/2 pairs, the reading of record) or "consecutive" (T-1 pairs).
     """
     if emb.dim() != 3 or emb.shape[1] < 2:
-        raise ValueError(
-            f"crop_pairwise_distance: expected emb [B, T >= 2, D], got {tuple(emb.shape)}"
-        )
+        raise ValueError(f"crop_pairwise_distance: expected emb [B, T >= 2, D], got {tuple(emb.shape)}")
     firsts, seconds = _pair_indices(emb.shape[1], pairs).to(emb.device)
     left = emb[:, firsts].reshape(-1, emb.shape[-1])  # [B, P, D] -> [B*P, D]
     right = emb[:, seconds].reshape(-1, emb.shape[-1])  # [B, P, D] -> [B*P, D]
@@ -280,9 +249,8 @@ def audio_crop_cosine(audio: Tensor, crop_emb: Tensor) -> Tensor:
         crop_emb: [B, T, D] crop embeddings in the same space.
     """
     if audio.dim() != 3 or audio.shape != crop_emb.shape:
-        raise ValueError(
-            f"audio_crop_cosine: expected audio and crop_emb both [B, T, D], got {tuple(audio.shape)} and {tuple(crop_emb.shape)}"
-        )
+        raise ValueError(f"audio_crop_cosine: expected audio and crop_emb both [B, T, D], got {tuple(audio.shape)} "
+                         f"and {tuple(crop_emb.shape)}")
     clip_audio = audio.mean(1, keepdim=True)  # [B, T, D] -> [B, 1, D]
     cos = F.cosine_similarity(clip_audio, crop_emb, dim=-1)  # [B, T]
     return (1 - cos).mean()
@@ -292,14 +260,7 @@ def audio_crop_cosine(audio: Tensor, crop_emb: Tensor) -> Tensor:
 
 
 # the weighted terms, in the order components are reported
-TERMS: tuple[str, ...] = (
-    "avs_bce",
-    "avm",
-    "crop_ce",
-    "crop_pairwise",
-    "audio_crop_cosine",
-    "counterfactual",
-)
+TERMS: tuple[str, ...] = ("avs_bce", "avm", "crop_ce", "crop_pairwise", "audio_crop_cosine", "counterfactual")
 
 
 @dataclass
@@ -349,10 +310,8 @@ def _need(weights: LossWeights, term: str, source: dict, where: str, *keys: str)
     """`source[key]` for each key `term` reads; a missing one is named with the term's weight."""
     for key in keys:
         if source.get(key) is None:
-            raise ValueError(
-                f"loss weight {term}={getattr(weights, term)} needs {where}[{key!r}], which is missing; "
-                f"provide it or set {term} to 0"
-            )
+            raise ValueError(f"loss weight {term}={getattr(weights, term)} needs {where}[{key!r}], which is missing; "
+                             f"provide it or set {term} to 0")
     return [source[key] for key in keys]
 
 
@@ -430,8 +389,6 @@ class TotalLoss(nn.Module):
         if crops.dim() == 3 and crops.shape[1] == frames:
             return crops
         if crops.dim() != 2:
-            raise ValueError(
-                f"outputs[{key!r}] must be [B*T, D] or [B, T={frames}, D], got {tuple(crops.shape)}"
-            )
+            raise ValueError(f"outputs[{key!r}] must be [B*T, D] or [B, T={frames}, D], got {tuple(crops.shape)}")
         n_clips = _clips_in(crops.shape[0], frames, f"outputs[{key!r}]")
         return crops.reshape(n_clips, frames, crops.shape[1])  # [B*T, D] -> [B, T, D]

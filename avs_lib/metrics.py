@@ -60,9 +60,7 @@ def _predicted(logits: Tensor) -> Tensor:
 def _pair(logits: Tensor, target: Tensor, what: str) -> tuple[Tensor, Tensor]:
     logits, target = _frames(logits, what), _frames(target, what)
     if logits.shape != target.shape:
-        raise ValueError(
-            f"{what}: prediction {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape"
-        )
+        raise ValueError(f"{what}: prediction {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
     return logits, _binary(target, f"{what} target").to(logits.device)
 
 
@@ -172,9 +170,8 @@ def _per_frame(values: Sequence[Any] | Tensor, n: int, what: str) -> list:
     if len(values) == n:
         return values
     if len(values) == 0 or n % len(values) != 0:
-        raise ValueError(
-            f"Evaluator.update: {what} has {len(values)} entries; expected one per frame ({n}) or per clip"
-        )
+        raise ValueError(f"Evaluator.update: {what} has {len(values)} entries; expected one per frame ({n}) "
+                         "or per clip")
     repeat = n // len(values)
     return [v for v in values for _ in range(repeat)]
 
@@ -253,9 +250,8 @@ class Evaluator:
         keys = [(r.name, r.frame) for r in records]
         if len(set(keys)) != len(keys):
             repeated = sorted({k for k in keys if keys.count(k) > 1})[:5]
-            raise ValueError(
-                f"Evaluator.compute: frames evaluated more than once, e.g. {repeated}; call reset() between runs"
-            )
+            raise ValueError(f"Evaluator.compute: frames evaluated more than once, e.g. {repeated}; "
+                             "call reset() between runs")
 
         clips = list(dict.fromkeys(r.name for r in records))  # in arrival order
         rank = {name: i for i, name in enumerate(clips)}
@@ -315,10 +311,8 @@ def moved_to_swapped(pred_swapped: Tensor, original_obj_masks: Tensor, swapped_o
     original = _binary(_frames(original_obj_masks, "original_obj_masks"), "original_obj_masks").to(pred.device)
     swapped = _binary(_frames(swapped_obj_masks, "swapped_obj_masks"), "swapped_obj_masks").to(pred.device)
     if not pred.shape == original.shape == swapped.shape:
-        raise ValueError(
-            f"moved_to_swapped: shapes differ: pred {tuple(pred.shape)}, original {tuple(original.shape)}, "
-            f"swapped {tuple(swapped.shape)}"
-        )
+        raise ValueError(f"moved_to_swapped: shapes differ: pred {tuple(pred.shape)}, original "
+                         f"{tuple(original.shape)}, swapped {tuple(swapped.shape)}")
     to_original = (pred & original).flatten(1).sum(1).double()  # [N]
     to_swapped = (pred & swapped).flatten(1).sum(1).double()  # [N]
     if overlap == "iou":

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from avs_lib.data.audio import waveform_to_examples
-from avs_lib.data.avsbench import read_crop_label
+from avs_lib.data.avsbench import S4_LAYOUT, ClipPaths, ClipRecord, clip_paths, read_crop_label
 from avs_lib.data.boxes import box_from_mask
 from avs_lib.data.categories import CATEGORY_TO_INDEX, NUM_CLASSES, S4_CATEGORIES
 from avs_lib.data.sidecar import read_info, read_sidecar
@@ -21,7 +21,6 @@ from avs_lib.datatools.synth import (
     CLASS_LOOKS,
     CLASS_SOUNDS,
     SynthParams,
-    clip_paths,
     make_dataset,
     plan_clips,
     render_clip,
@@ -44,6 +43,10 @@ def _rows(root: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+def _paths(root: Path, row: dict[str, str]) -> ClipPaths:
+    return clip_paths(S4_LAYOUT, root, ClipRecord(row["name"], row["category"], row["split"]))
+
+
 def _tree_digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -64,7 +67,7 @@ def test_meta_csv_has_the_s4_header_and_youtube_like_names(root):
 
 def test_every_clip_has_five_rgb_frames_of_the_requested_size(root):
     for row in _rows(root):
-        folder = clip_paths(root, row["split"], row["category"], row["name"])["frames"]
+        folder = _paths(root, row).frames[0].parent
         names = sorted(p.name for p in folder.iterdir())
         assert names == [f"{row['name']}_{i}.png" for i in range(1, 6)]
         with Image.open(folder / names[0]) as image:
@@ -73,7 +76,7 @@ def test_every_clip_has_five_rgb_frames_of_the_requested_size(root):
 
 def test_train_split_has_only_the_first_mask_and_eval_splits_all_five(root):
     for row in _rows(root):
-        folder = clip_paths(root, row["split"], row["category"], row["name"])["masks"]
+        folder = _paths(root, row).masks[0].parent
         found = sorted(p.name for p in folder.iterdir())
         frames = [1] if row["split"] == "train" else [1, 2, 3, 4, 5]
         assert found == [f"{row['name']}_{i}.png" for i in frames]
@@ -81,7 +84,7 @@ def test_train_split_has_only_the_first_mask_and_eval_splits_all_five(root):
 
 def test_wav_is_five_seconds_of_16khz_int16_mono(root):
     for row in _rows(root):
-        info = soundfile.info(clip_paths(root, row["split"], row["category"], row["name"])["wav"])
+        info = soundfile.info(_paths(root, row).wav)
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         assert info.frames == 5 * 16000
 
@@ -89,7 +92,7 @@ def test_wav_is_five_seconds_of_16khz_int16_mono(root):
 def test_gt_masks_are_binary_and_equal_the_sidecar_sounding_mask(root):
     for row in _rows(root):
         sidecar = read_sidecar(root, row["split"], row["name"])
-        folder = clip_paths(root, row["split"], row["category"], row["name"])["masks"]
+        folder = _paths(root, row).masks[0].parent
         for path in folder.iterdir():
             i = int(path.stem.rsplit("_", 1)[1])
             with Image.open(path) as image:
@@ -114,7 +117,7 @@ def test_sidecar_object_masks_do_not_overlap(root):
 def test_crop_box_is_the_sounding_object_box_and_covers_its_visible_mask(root):
     for row in _rows(root):
         sidecar = read_sidecar(root, row["split"], row["name"])
-        folder = clip_paths(root, row["split"], row["category"], row["name"])["crop_labels"]
+        folder = _paths(root, row).crop_labels[0].parent
         for i in range(1, 6):
             box, _ = read_crop_label(folder / f"{row['name']}_{i}.xml", row["category"], None)
             assert box == tuple(sidecar.boxes[0, i - 1])

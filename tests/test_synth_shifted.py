@@ -20,7 +20,6 @@ from avs_lib.datatools.synth import (
     ShiftParams,
     SynthParams,
     _shifted_looks,
-    clip_paths,
     ensure_shifted_test,
     look_variant,
     make_dataset,
@@ -66,7 +65,7 @@ def test_off_screen_clips_have_empty_targets_valid_files_and_say_so(shifted):
         assert sidecar.category == clip.category  # it is still heard
         assert not sidecar.masks[0].any() and masks.sum() == 0
         assert (sidecar.visible_fraction[0] == 0).all() and sidecar.masks[1:].any()
-        xml = clip_paths(shifted, "test", clip.category, clip.name)["crop_labels"] / f"{clip.name}_1.xml"
+        xml = data.paths(index).crop_labels[0]
         assert read_crop_label(xml, clip.category, None)[0] == (0, 0, 64, 64)
     assert offscreen == 3 == read_info(shifted)["counts"]["clips_sounding_offscreen"]["test"]
 

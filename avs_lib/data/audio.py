@@ -112,14 +112,16 @@ def wav_problem(waveform: np.ndarray) -> str | None:
     return None
 
 
-def wav_conversion(channels: int, sample_rate: int) -> str | None:
-    """What reading a WAV of this format converts, or None: the VGGish front end's own conversions,
-    so they are done (and announced once per dataset) rather than refused."""
-    changes = []
-    if channels != 1:
-        changes.append(f"{channels} channels mixed to mono")
-    if sample_rate != SAMPLE_RATE:
-        changes.append(f"{sample_rate} Hz resampled to {SAMPLE_RATE} Hz")
+def wav_conversion(path: str | Path) -> str | None:
+    """What reading this WAV converts (from its header; None: nothing, or unreadable, which the reader says):
+    the VGGish front end's own conversions, done (and announced once per dataset) rather than refused."""
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 -- libsndfile's errors vary by version
+        return None
+    changes = [f"{info.channels} channels mixed to mono"] if info.channels != 1 else []
+    if info.samplerate != SAMPLE_RATE:
+        changes.append(f"{info.samplerate} Hz resampled to {SAMPLE_RATE} Hz")
     return ", ".join(changes) or None
 
 

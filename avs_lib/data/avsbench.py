@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import soundfile
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -142,14 +141,11 @@ def clip_paths(layout: Layout, root: str | Path, clip: ClipRecord) -> ClipPaths:
     where = Path(clip.split) / clip.category if s4 else Path(clip.split)  # MS3 has no category
     # MS3 frames carry the raw video's file name, "{id}.mp4_{i}.png", and have no split folder.
     frame_dir, stem = (where / name, name) if s4 else (Path(name), f"{name}.mp4")
-    return ClipPaths(
-        frames=tuple(data / "visual_frames" / frame_dir / f"{stem}_{i}.png" for i in numbers),
-        masks=tuple(data / "gt_masks" / where / name / f"{name}_{k + 1}.png" for k in masked),
-        mask_frames=masked,
-        wav=data / "audio_wav" / where / f"{name}.wav",
-        log_mel=data / "audio_log_mel" / where / f"{name}.pkl",
-        crop_labels=tuple(data / CROP_LABELS_DIR / where / name / f"{stem}_{i}.xml" for i in numbers),
-    )
+    return ClipPaths(frames=tuple(data / "visual_frames" / frame_dir / f"{stem}_{i}.png" for i in numbers),
+                     masks=tuple(data / "gt_masks" / where / name / f"{name}_{k + 1}.png" for k in masked),
+                     mask_frames=masked, wav=data / "audio_wav" / where / f"{name}.wav",
+                     log_mel=data / "audio_log_mel" / where / f"{name}.pkl",
+                     crop_labels=tuple(data / CROP_LABELS_DIR / where / name / f"{stem}_{i}.xml" for i in numbers))
 
 
 def read_clip_table(csv_path: str | Path, layout: Layout) -> pd.DataFrame:
@@ -328,17 +324,9 @@ def log_mel_problem(log_mel: torch.Tensor) -> str | None:
 
 
 def conversion_warning(where: str, wavs: Sequence[Path]) -> str | None:
-    """One message for all the WAVs a dataset converts (``wav_conversion``, from their headers): the
-    count and the first files; None if none is. Unreadable files are left to the reader."""
-    found = []
-    for wav in wavs:
-        try:
-            info = soundfile.info(str(wav))
-        except Exception:  # noqa: BLE001 -- libsndfile's errors vary; the reader reports them
-            continue
-        change = wav_conversion(info.channels, info.samplerate)
-        if change is not None:
-            found.append(f"{wav} ({change})")
+    """One message for all the WAVs a dataset converts (``wav_conversion``): the count and the first
+    files; None if none is."""
+    found = [f"{wav} ({change})" for wav in wavs if (change := wav_conversion(wav)) is not None]
     if not found:
         return None
     more = f"; and {len(found) - _MAX_LISTED} more" if len(found) > _MAX_LISTED else ""

@@ -6,8 +6,7 @@ S4_CATEGORIES: tuple[str, ...] = (
     "playing_acoustic_guitar", "playing_tabla", "playing_violin", "playing_piano",
     "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car", "driving_buses",
     "ambulance_siren", "typing_on_computer_keyboard", "chainsawing_trees", "cap_gun_shooting",
-    "lawn_mowing"
-)
+    "lawn_mowing")
 NUM_CLASSES = len(S4_CATEGORIES)
 CATEGORY_TO_INDEX: dict[str, int] = {name: i for i, name in enumerate(S4_CATEGORIES)}
 SPLITS: tuple[str, ...] = ("train", "val", "test")

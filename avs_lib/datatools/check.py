@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import soundfile
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -52,6 +51,7 @@ from avs_lib.data.safe_pickle import load_tensor_pickle
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_sidecar
 
 AUDIO_CHOICES = ("auto", "wav", "pkl", "both")
+MIN_WAV_SECONDS = CLIP_SECONDS - 0.2  # a shorter WAV is reported as audio_short
 _NOTE_KINDS = {"converted": "file(s) converted on reading",
                "symlink_outside": "symlink(s) leading outside the dataset root"}
 _CLIP_FOLDERS = ("visual_frames", "gt_masks", "crop_labels")  # one folder per clip inside
@@ -131,7 +131,6 @@ class _Audit:
     layout: Layout
     image_size: int | None
     folders: set[str]  # the data folders to read: present and asked for
-    min_seconds: float
 
     def add(self, path: Path, kind: str, message: str | None) -> None:
         """Record a problem; a None message (what the readers' ``*_problem`` checks return when fine) is none."""
@@ -161,16 +160,9 @@ class _Audit:
         return (self.image_size, self.image_size) if self.image_size else common_size(sizes)
 
 
-def check_dataset(
-    root: str | Path,
-    splits: Iterable[str] | None = None,
-    image_size: int | None = None,
-    audio: str = "auto",
-    crop_labels: bool | None = None,
-    layout: str | None = None,
-    audio_tolerance_s: float = 0.2,
-    progress: bool = True,
-) -> Report:
+def check_dataset(root: str | Path, splits: Iterable[str] | None = None, image_size: int | None = None,
+                  audio: str = "auto", crop_labels: bool | None = None, layout: str | None = None,
+                  progress: bool = True) -> Report:
     """Read every file of an AVSBench S4 or MS3 folder and report every problem with its path.
 
     Args:
@@ -180,7 +172,6 @@ def check_dataset(
         audio: "wav", "pkl", "both", or "auto" (whichever of ``audio_wav``/``audio_log_mel`` exists).
         crop_labels: check ``crop_labels/`` (S4); None checks them when the folder exists.
         layout: "s4" or "ms3"; None picks the one whose CSV is in ``root``.
-        audio_tolerance_s: a WAV shorter than 5 s minus this is reported as ``audio_short``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -214,7 +205,7 @@ def check_dataset(
     required = {"visual_frames": True, "gt_masks": True, "audio_wav": audio in ("wav", "both"),
                 "audio_log_mel": audio in ("pkl", "both"), "crop_labels": check_labels}
     folders = {name for name, needed in required.items() if needed and name in present}
-    audit = _Audit(report, subset, image_size, folders, CLIP_SECONDS - audio_tolerance_s)
+    audit = _Audit(report, subset, image_size, folders)
     for name in [name for name, needed in required.items() if needed and name not in present]:
         audit.add(data / name, "missing_dir", f"missing folder {name}/ (expected in the official layout)")
     for clip in tqdm(chosen, desc=f"checking {subset.name.upper()}", unit="clip", disable=not progress):
@@ -287,20 +278,19 @@ def _check_wav(audit: _Audit, clip: ClipRecord, path: Path) -> None:
     if not audit.found(path, f"missing audio of clip {clip.name!r}; expected a 16 kHz WAV"):
         return
     try:
-        info = soundfile.info(str(path))
-        waveform, _ = read_wav(path)
+        waveform, rate = read_wav(path)
     except DataFormatError as error:
         return audit.add(path, "unreadable", error.problem)
     except Exception as error:  # libsndfile's errors vary by version
-        return audit.add(path, "unreadable", f"cannot read the WAV header ({error}); expected a WAV file")
+        return audit.add(path, "unreadable", f"cannot read the WAV ({error}); expected a WAV file")
     audit.add(path, "audio_values", wav_problem(waveform))
-    change = wav_conversion(info.channels, info.samplerate)
+    change = wav_conversion(path)
     if change is not None:
         audit.report.notes.append(Problem(path, "converted", change))
-    seconds = info.frames / info.samplerate
-    if seconds < audit.min_seconds:
+    seconds = waveform.shape[0] / rate
+    if seconds < MIN_WAV_SECONDS:
         audit.add(path, "audio_short",
-                  f"audio lasts {seconds:.2f} s, expected {CLIP_SECONDS:g} s (at least {audit.min_seconds:.2f} s)")
+                  f"audio lasts {seconds:.2f} s, expected {CLIP_SECONDS:g} s (at least {MIN_WAV_SECONDS:.2f} s)")
 
 
 def _check_pkl(audit: _Audit, clip: ClipRecord, path: Path) -> None:

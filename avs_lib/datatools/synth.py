@@ -22,15 +22,16 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from avs_lib.atomic import write_atomically
 from avs_lib.configtools import check_fields
 from avs_lib.data.audio import CLIP_SECONDS, SAMPLE_RATE, write_wav
-from avs_lib.data.avsbench import S4_LAYOUT, mask_frames
+from avs_lib.data.avsbench import S4_LAYOUT, ClipRecord, clip_paths
 from avs_lib.data.boxes import write_voc
 from avs_lib.data.categories import FRAMES_PER_CLIP, NUM_CLASSES, S4_CATEGORIES, SPLITS
 from avs_lib.data.sidecar import INFO_FILE, SIDECAR_DIR, read_info
@@ -593,56 +594,39 @@ def _tight_boxes(silhouettes: np.ndarray) -> np.ndarray:
 
 
 # --- Writing files ---
-def clip_paths(root: str | Path, split: str, category: str, name: str) -> dict[str, Path]:
-    """Where the S4 layout puts a clip's files (frame/mask/label paths use ``{i}`` = 1..5)."""
-    data = Path(root) / "s4_data"
-    return {
-        "frames": data / "visual_frames" / split / category / name,
-        "wav": data / "audio_wav" / split / category / f"{name}.wav",
-        "masks": data / "gt_masks" / split / category / name,
-        "crop_labels": data / "crop_labels" / split / category / name,
-        "sidecar": Path(root) / SIDECAR_DIR / split / f"{name}.npz",
-    }
-
-
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez_compressed`` with fixed zip timestamps, so the bytes depend on the data only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for key, array in arrays.items():
-            entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(entry, "w", force_zip64=True) as file:
-                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
-    os.replace(temporary, path)
+    def write(file: BinaryIO) -> None:
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for key, array in arrays.items():
+                entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(entry, "w", force_zip64=True) as npy:
+                    np.lib.format.write_array(npy, np.asanyarray(array), allow_pickle=False)
+    write_atomically(path, write)
 
 
 def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
-    """Render one clip and write all its files (run in a worker process)."""
+    """Render one clip and write all its files where the reader looks (run in a worker process)."""
     root, plan, params = task
     clip = render_clip(plan, params)
-    paths = clip_paths(root, plan.split, plan.category, plan.name)
-    for key in ("frames", "masks", "crop_labels"):
-        paths[key].mkdir(parents=True, exist_ok=True)
-    masked = mask_frames(S4_LAYOUT, plan.split)  # 0-based
-    for i in range(1, FRAMES_PER_CLIP + 1):
-        frame_path = paths["frames"] / f"{plan.name}_{i}.png"
+    paths = clip_paths(S4_LAYOUT, root, ClipRecord(plan.name, plan.category, plan.split))
+    for i, (frame_path, xml) in enumerate(zip(paths.frames, paths.crop_labels, strict=True)):
+        frame_path.parent.mkdir(parents=True, exist_ok=True)
         # Fast zlib: the frames are noisy, so stronger compression costs time and saves little.
-        Image.fromarray(clip.frames[i - 1]).save(frame_path, compress_level=1)
+        Image.fromarray(clip.frames[i]).save(frame_path, compress_level=1)
         # A root-relative image path keeps the XML identical wherever the dataset lives.
-        write_voc(paths["crop_labels"] / f"{plan.name}_{i}.xml", tuple(int(v) for v in clip.boxes[0, i - 1]),
-                  name=plan.category, image_path=frame_path.relative_to(root),
-                  image_size=(params.image_size, params.image_size))
-        if i - 1 in masked:
-            mask = clip.masks[0, i - 1] * np.uint8(255)  # [S, S] in {0, 255}
-            Image.fromarray(mask).save(paths["masks"] / f"{plan.name}_{i}.png", compress_level=1)
-    write_wav(paths["wav"], clip.waveform, SAMPLE_RATE)
+        write_voc(xml, tuple(int(v) for v in clip.boxes[0, i]), name=plan.category,
+                  image_path=frame_path.relative_to(root), image_size=(params.image_size, params.image_size))
+    for k, mask_path in zip(paths.mask_frames, paths.masks, strict=True):
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(clip.masks[0, k] * np.uint8(255)).save(mask_path, compress_level=1)  # [S, S] in {0, 255}
+    write_wav(paths.wav, clip.waveform, SAMPLE_RATE)
     sidecar = {"classes": np.asarray(plan.classes, dtype=np.int64), "masks": clip.masks, "boxes": clip.boxes,
                "visible_fraction": clip.visible_fraction, "swap_partner": np.asarray(plan.swap_partner)}
     if params.shift is not None:  # only shifted splits say it: clean sidecars keep their bytes
         sidecar["sounding_on_screen"] = np.asarray(plan.sounding_on_screen)
-    _save_npz(paths["sidecar"], sidecar)
+    _save_npz(Path(root) / SIDECAR_DIR / plan.split / f"{plan.name}.npz", sidecar)
 
 
 def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
@@ -657,7 +641,6 @@ class SynthInfo:
     """What ``make_dataset`` wrote (its counts: ``read_info``), and what it cost."""
 
     root: Path
-    params: SynthParams
     clips: dict[str, int]  # per split
     seconds: float  # 0.0 when an ``ensure_*`` function found the data already there
     bytes_on_disk: int
@@ -696,9 +679,9 @@ def synth_info_json(params: SynthParams, plans: list[ClipPlan] | None = None) ->
             "parameters": parameters, "counts": counts}
 
 
-def _synth_info(root: Path, params: SynthParams, counts: dict, seconds: float) -> SynthInfo:
+def _synth_info(root: Path, counts: dict, seconds: float) -> SynthInfo:
     files = [root / META_FILE, *(root / "s4_data").rglob("*"), *(root / SIDECAR_DIR).rglob("*")]
-    return SynthInfo(root, params, counts["clips"], seconds, sum(f.stat().st_size for f in files if f.is_file()))
+    return SynthInfo(root, counts["clips"], seconds, sum(f.stat().st_size for f in files if f.is_file()))
 
 
 def _clear(root: Path, overwrite: bool) -> None:
@@ -734,7 +717,7 @@ def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan] | None
     _write_meta(root, plans)
     info = synth_info_json(params, plans)
     (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    return _synth_info(root, params, info["counts"], time.perf_counter() - began)
+    return _synth_info(root, info["counts"], time.perf_counter() - began)
 
 
 def _ensure(root: str | Path, params: SynthParams, plans: list[ClipPlan], workers: int | None,
@@ -743,7 +726,7 @@ def _ensure(root: str | Path, params: SynthParams, plans: list[ClipPlan], worker
     root = Path(root)
     info = synth_info_json(params, plans)
     if (root / SIDECAR_DIR / INFO_FILE).is_file() and read_info(root) == info:
-        return _synth_info(root, params, info["counts"], seconds=0.0)
+        return _synth_info(root, info["counts"], seconds=0.0)
     return _write_dataset(root, params, plans, True, workers, progress)
 
 

@@ -110,10 +110,8 @@ def _check_unpacked_size(path: Path) -> None:
         except Exception as err:  # a torn write leaves no zip directory at the end
             raise ValueError(f"{path}: not a readable avs_lib checkpoint ({err})") from None
     if size > CHECKPOINT_MAX_BYTES:
-        raise ValueError(
-            f"{path}: unpacks to {size / 2**30:.1f} GiB, more than the {CHECKPOINT_MAX_BYTES // 2**30} GiB "
-            "any avs_lib checkpoint takes; refused before loading"
-        )
+        raise ValueError(f"{path}: unpacks to {size / 2**30:.1f} GiB, more than the {CHECKPOINT_MAX_BYTES // 2**30} "
+                         "GiB any avs_lib checkpoint takes; refused before loading")
 
 
 def is_frozen(module: nn.Module | None) -> bool:

@@ -408,8 +408,7 @@ def _for_training(system: AVSSystem, cfg: ExperimentConfig, dinfo: DistInfo, dev
         train_system = torch.nn.SyncBatchNorm.convert_sync_batchnorm(system)
     if dinfo.world_size > 1:
         train_system = torch.nn.parallel.DistributedDataParallel(
-            train_system, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
-        )
+            train_system, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
     if cfg.compile and device.type == "cuda":
         train_system = torch.compile(train_system)
     return train_system
@@ -460,11 +459,8 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
     folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
     cached = features.frozen_features(system, train_set, folder, device) if cfg.feature_cache else None
     pairs = CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else None
-    if pairs is not None:
-        train_set = pairs
-    if cached is not None:
-        train_set = features.WithFrozenFeatures(train_set, cached)
-    return train_set, pairs
+    fed = train_set if pairs is None else pairs
+    return (fed if cached is None else features.WithFrozenFeatures(fed, cached)), pairs
 
 
 def _split_with_features(cfg: ExperimentConfig, system: AVSSystem, split: str, device: torch.device) -> Dataset:

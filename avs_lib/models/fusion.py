@@ -48,9 +48,7 @@ class CrossModalAttention(nn.Module):
             raise ValueError(f"expected x [B, {self.channels}, T, H, W], got {tuple(x.shape)}")
         B, C, T, H, W = x.shape
         if audio.shape[:2] != (B, T):
-            raise ValueError(
-                f"expected audio [{B}, {T}, D] for x {tuple(x.shape)}, got {tuple(audio.shape)}"
-            )
+            raise ValueError(f"expected audio [{B}, {T}, D] for x {tuple(x.shape)}, got {tuple(audio.shape)}")
         aligned = self.align_channel(audio)  # [B, T, C]
         queries = x.flatten(2).transpose(1, 2)  # [B, C, T, H, W] -> [B, T*H*W, C]
         attended, _ = self.attention(queries, aligned, aligned, need_weights=False)  # [B, THW, C]

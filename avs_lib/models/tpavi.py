@@ -73,9 +73,7 @@ class TPAVI(nn.Module):
         aligned = None
         if audio is not None:
             if audio.shape[:2] != (B, T):
-                raise ValueError(
-                    f"TPAVI expects audio [{B}, {T}, D] for x {tuple(x.shape)}, got {tuple(audio.shape)}"
-                )
+                raise ValueError(f"TPAVI expects audio [{B}, {T}, D] for x {tuple(x.shape)}, got {tuple(audio.shape)}")
             aligned = self.align_channel(audio)  # [B, T, C]
         if self.impl == "naive":
             y = self._attend_naive(x, aligned)

@@ -53,9 +53,7 @@ class VGGish(nn.Module):
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         if log_mel.dim() != 4 or tuple(log_mel.shape[1:]) != (1, 96, 64):
-            raise ValueError(
-                f"expected log-mel examples [N, 1, 96, 64], got {tuple(log_mel.shape)}"
-            )
+            raise ValueError(f"expected log-mel examples [N, 1, 96, 64], got {tuple(log_mel.shape)}")
         x = self.features(log_mel)  # [N, 512, 6, 4]
         # The TensorFlow original flattens channels-last; the checkpoint's first Linear expects that.
         x = x.permute(0, 2, 3, 1).flatten(1)  # [N, 512, 6, 4] -> [N, 6, 4, 512] -> [N, 12288]

@@ -156,13 +156,10 @@ def coverage(review: pd.DataFrame) -> pd.DataFrame:
 
 def box_statistics(review: pd.DataFrame) -> pd.DataFrame:
     """Per category: frames, mean box area share and aspect, frames with a mask, mean IoU, flags."""
-    return (
-        review.groupby("category")
-        .agg(frames=("frame", "size"), box_area_fraction=("box_area_fraction", "mean"),
-             box_aspect=("box_aspect", "mean"), frames_with_gt=("has_gt", "sum"),
-             mean_iou=("iou", "mean"), flagged=("flagged", "sum"))
-        .sort_values("flagged", ascending=False, kind="stable")
-    )
+    table = review.groupby("category").agg(
+        frames=("frame", "size"), box_area_fraction=("box_area_fraction", "mean"), box_aspect=("box_aspect", "mean"),
+        frames_with_gt=("has_gt", "sum"), mean_iou=("iou", "mean"), flagged=("flagged", "sum"))
+    return table.sort_values("flagged", ascending=False, kind="stable")
 
 
 def review_summary(review: pd.DataFrame, status: LabelStatus) -> dict[str, Any]:

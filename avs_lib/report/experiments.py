@@ -37,11 +37,9 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
     """The profile's default grid, or the methods/seeds given (which then replace it)."""
     default = GRIDS.get(profile)
     if default is None and (methods is None or seeds is None):
-        raise ValueError(
-            f"profile {profile!r} has no default grid (its runs take hours on real data); "
-            "pass METHODS and SEEDS explicitly (report: --methods tpavi thesis --seeds 0; make: "
-            'METHODS="tpavi thesis" SEEDS=0)'
-        )
+        raise ValueError(f"profile {profile!r} has no default grid (its runs take hours on real data); pass METHODS "
+                         'and SEEDS explicitly (report: --methods tpavi thesis --seeds 0; make: METHODS="tpavi thesis" '
+                         "SEEDS=0)")
     unknown = [m for m in methods or () if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
@@ -52,9 +50,8 @@ def grid_for(profile: str, methods: list[str] | None = None, seeds: list[int] | 
         return default
     if methods is not None:  # given methods replace the default, its ablations, extras and probes
         return Grid(tuple(methods), picked_seeds)
-    ablation_seeds = None
-    if default.ablations and default.ablation_seeds is not None:
-        ablation_seeds = tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
+    ablation_seeds = (tuple(s for s in default.ablation_seeds if s in picked_seeds) or picked_seeds[:1]
+                      if default.ablations and default.ablation_seeds is not None else None)
     return Grid(default.methods, picked_seeds, default.ablations, ablation_seeds, default.extras, default.probes)
 
 
@@ -253,7 +250,7 @@ def _frozen_encoders(cfg: Any) -> tuple:
             model.vggish_weights, model.audio_weights)
 
 
-def _as_fit_feeds(cfg: Any, train_set: Any):
+def as_fit_feeds(cfg: Any, train_set: Any):
     """The training set as `train.fit` feeds it."""
     from avs_lib.data.counterfactual import CounterfactualPairs
 
@@ -269,7 +266,7 @@ def run_work(cfg: Any) -> RunWork:
     from avs_lib.engine.datasets import build_dataset
 
     splits = {split: build_dataset(cfg, split) for split in SPLITS}  # each split read once
-    batches = len(_as_fit_feeds(cfg, splits["train"])) // cfg.optim.batch_size
+    batches = len(as_fit_feeds(cfg, splits["train"])) // cfg.optim.batch_size
     if cfg.optim.steps_per_epoch is not None:
         batches = min(batches, cfg.optim.steps_per_epoch)
     epochs = cfg.optim.epochs
@@ -355,7 +352,7 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     cached = cfg.feature_cache and parts.any
     feature_key = feature_clip = 0.0
     with tempfile.TemporaryDirectory() as folder:
-        train_set = _as_fit_feeds(cfg, clips)
+        train_set = as_fit_feeds(cfg, clips)
         if cached:
             started = time.perf_counter()
             cache_key(system, parts, clips)
@@ -394,9 +391,8 @@ class _RunProgress:
 
 
 def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | Path, device: str = "auto",
-               weights: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-               skip_done: bool = True, quiet: bool = True, jobs: int = 1, reuse_stale: bool = False,
-               estimate: bool = False) -> pd.DataFrame:
+               weights: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, jobs: int = 1,
+               reuse_stale: bool = False, estimate: bool = False) -> pd.DataFrame:
     """Train every run of `grid` as `python -m avs_lib train` would, `jobs` at a time, reusing finished
     runs, resuming interrupted ones (`_run_status`); `estimate` first prints a warm-up's estimate."""
     if jobs < 1:
@@ -404,13 +400,13 @@ def train_grid(profile: str, grid: Grid, data_root: str | Path, runs_dir: str | 
     pairs = grid.pairs
     code = provenance.code_version()
     cfgs = [run_config(profile, method, seed, data_root, runs_dir, device=device, weights=weights,
-                       overrides=overrides, quiet=quiet) for method, seed in pairs]
+                       overrides=overrides, quiet=True) for method, seed in pairs]
     fingerprint = functools.cache(provenance.data_fingerprint)  # one per kind of read (with or without crop labels)
     todo = []
     for cfg in cfgs:
         status, note = _run_status(cfg.run_dir, to_dict(cfg), code, fingerprint(*provenance.data_read_by(cfg)),
                                    reuse_stale)
-        if status == "done" and skip_done:
+        if status == "done":
             print(f"reused {cfg.run_dir.name}: {note} ({cfg.run_dir.resolve()})", flush=True)
             continue
         if status == "partial":
@@ -541,13 +537,12 @@ RESULT_HEADERS = {
 }
 
 
-def results_table(results: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+def results_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per method, "mean ± std" per metric, with readable headers."""
-    metrics = metrics or list(RESULT_HEADERS)
-    summary = summarise(results, metrics)
+    summary = summarise(results, list(RESULT_HEADERS))
     batches = sorted(set(results["test_f_score_batch_size"].dropna().astype(int)))
-    headers = {m: RESULT_HEADERS.get(m, m).format(batch="/".join(map(str, batches)) or "?") for m in metrics}
-    return summary[["n_seeds", *metrics]].rename(columns={"n_seeds": "seeds", **headers})
+    headers = {m: h.format(batch="/".join(map(str, batches)) or "?") for m, h in RESULT_HEADERS.items()}
+    return summary[["n_seeds", *RESULT_HEADERS]].rename(columns={"n_seeds": "seeds", **headers})
 
 
 def describe_methods(methods: list[str]) -> pd.DataFrame:
@@ -628,9 +623,7 @@ def read_test_tables(runs_dir: str | Path, file_name: str, runs: Sequence[str] |
 
 def per_category(runs_dir: str | Path) -> pd.DataFrame:
     """Each run's test/per_category.csv, with method and seed; `iou` (= miou) for plot_per_category."""
-    table = read_test_tables(runs_dir, "per_category.csv")
-    table["iou"] = table["miou"]
-    return table
+    return read_test_tables(runs_dir, "per_category.csv").assign(iou=lambda table: table["miou"])
 
 
 def per_clip(runs_dir: str | Path) -> pd.DataFrame:
@@ -667,22 +660,17 @@ def reported_table() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("label")
 
 
-def reference_lines(profile: str, metric: str = "miou") -> dict[str, float]:
-    """Reported values to draw beside our bars, on the real data (`paper`) only: elsewhere they mislead."""
-    if metric not in ("miou", "f_score"):
-        raise ValueError(f"reported figures exist for miou and f_score, not {metric!r}")
-    if profile != "paper":
-        return {}
-    return {f"{v['label']} (reported)": v[metric] for v in REPORTED.values()}
+def reference_lines(profile: str) -> dict[str, float]:
+    """Reported mIoUs to draw beside our bars, on the real data (`paper`) only: elsewhere they mislead."""
+    return {f"{v['label']} (reported)": v["miou"] for v in REPORTED.values()} if profile == "paper" else {}
 
 
-def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, seed: int = 0,
-                  chosen: str = "tpavi") -> pd.DataFrame:
-    """Each trained rung's val numbers (best epoch) beside its start, read from its own config: the
+def recipe_ladder(runs_dir: str | Path, rungs: tuple[str, ...] = LADDER, chosen: str = "tpavi") -> pd.DataFrame:
+    """Each trained rung's val numbers (seed 0, best epoch) beside its start, read from its own config: the
     same objective and budget from each start."""
     rows = []
     for rung in rungs:
-        run_dir = Path(runs_dir) / f"{rung}_seed{seed}"
+        run_dir = Path(runs_dir) / f"{rung}_seed0"
         if not (run_dir / "summary.json").is_file():
             continue
         model = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {})

@@ -470,20 +470,18 @@ def swap_example_rows(predictor, run: str, picked: dict[str, pd.Series]) -> list
 # ---------------------------------------------------------------- the architecture, from the code
 
 
-def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
-    """What `viz.plot_architecture` draws, read from a built system's modules (built from `cfg`
-    without weight files when not given), so the figure cannot drift from the code."""
+def architecture_spec(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What `viz.plot_architecture` draws, read from the modules of a system built from `cfg`
+    without weight files, so the figure cannot drift from the code."""
     from avs_lib.engine.system import AVSSystem
 
-    original = cfg.model
-    if system is None:
-        cfg = config_from_dict(to_dict(cfg))  # a copy: the weight files are dropped below
-        for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
-            setattr(cfg.model, name, None)
-        cfg.model.freeze_backbone = False
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="no pretrained weights given")
-            system = AVSSystem(cfg)
+    bare = config_from_dict(to_dict(cfg))  # a copy without the weight files
+    for name in ("resnet_weights", "vggish_weights", "crop_weights", "audio_weights"):
+        setattr(bare.model, name, None)
+    bare.model.freeze_backbone = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no pretrained weights given")
+        system = AVSSystem(bare)
     model, crop_net, audio = system.model, system.crop_classifier, system.audio_encoder
     crop = None if crop_net is None else {
         "shared": bool(crop_net.shared), "trunk": "AVS encoder (shared)" if crop_net.shared else cfg.model.crop_trunk_name,
@@ -499,7 +497,7 @@ def architecture_spec(cfg: ExperimentConfig, system=None) -> dict[str, Any]:
         # Built without weight files, a "small" encoder comes out trainable; the config says whether
         # the run's encoder (loaded from its file) is frozen.
         "audio_frozen": audio is not None and (not any(p.requires_grad for p in audio.parameters())
-                                               or (original.freeze_audio and original.audio_weights is not None)),
+                                               or (cfg.model.freeze_audio and cfg.model.audio_weights is not None)),
         "crop": crop, "losses": {k: v for k, v in weights.items() if v > 0},
         "avm_stages": list(cfg.loss.avm_stages) if cfg.loss.avm > 0 else [],
     }

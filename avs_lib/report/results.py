@@ -98,8 +98,7 @@ def _data_record(results: pd.DataFrame, overrides: list[str] | None) -> dict[str
         config_path = Path(run_dir) / "config.yaml"
         data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {}) if config_path.is_file() else {}
         fingerprint = (read_provenance(run_dir) or {}).get("data")
-        for key, value in (("root", data.get("root")), ("dataset", data.get("dataset")),
-                           ("fingerprint", fingerprint)):
+        for key, value in (("root", data.get("root")), ("dataset", data.get("dataset")), ("fingerprint", fingerprint)):
             if value not in seen[key]:
                 seen[key].append(value)
     record: dict[str, Any] = {key: values[0] if len(values) == 1 else values for key, values in seen.items()}
@@ -114,8 +113,7 @@ def write_results(results: pd.DataFrame, out_dir: str | Path, profile: str,
     long = results_long(results)
     if extra is not None:
         long = pd.concat([long, extra.reindex(columns=LONG_COLUMNS)], ignore_index=True)
-    out_dir = Path(out_dir)
-    csv_path, json_path = out_dir / "results.csv", out_dir / "results.json"
+    csv_path, json_path = Path(out_dir) / "results.csv", Path(out_dir) / "results.json"
     write_text_atomically(csv_path, long.to_csv(index=False))
     rows = [{**row, "value": None if math.isnan(row["value"]) else row["value"]}  # JSON has no NaN
             for row in long.to_dict(orient="records")]

@@ -39,10 +39,8 @@ def prepare_data(profile: str, data_root: str | Path | None = None, progress: bo
         print(f"generated the {profile} profile's synthetic dataset at {root} in {info.seconds:.0f} s")
         return root
     if not has_meta:
-        raise FileNotFoundError(
-            f"no AVSBench dataset at {root} (expected {' or '.join(META_FILES)} there); give the "
-            f"dataset's root (--data-root / DATA_ROOT), or use a synthetic profile to generate one"
-        )
+        raise FileNotFoundError(f"no AVSBench dataset at {root} (expected {' or '.join(META_FILES)} there); give the "
+                                "dataset's root (--data-root / DATA_ROOT), or use a synthetic profile to generate one")
     if spec.synthetic is not None and (root / SIDECAR_DIR).is_dir() and not same_synthetic(root, spec.synthetic):
         warnings.warn(f"{root} holds a synthetic dataset made with other parameters (or another generator "
                       f"version) than the {profile} profile's; using it as it is (delete it to regenerate)",
@@ -58,10 +56,9 @@ def check_reads(root: Path, cfg: ExperimentConfig) -> None:
     wanted = root / LAYOUTS[data.dataset].csv_name
     if not wanted.is_file():
         other = LAYOUTS["s4" if data.dataset == "ms3" else "ms3"]
-        raise FileNotFoundError(
-            f"{wanted} not found: the runs read data.dataset={data.dataset}, but {root} holds {other.csv_name} "
-            f"({other.name.upper()}; check-data detects it); pass --set data.dataset={other.name}"
-        )
+        raise FileNotFoundError(f"{wanted} not found: the runs read data.dataset={data.dataset}, but {root} holds "
+                                f"{other.csv_name} ({other.name.upper()}; check-data detects it); pass --set "
+                                f"data.dataset={other.name}")
     folders = {"wav": "audio_wav", "pkl": "audio_log_mel"}
     audio = root / f"{data.dataset}_data" / folders[data.audio]
     if not audio.is_dir():

@@ -50,11 +50,6 @@ def development_test_roots(profile: str, data_root: str | Path, progress: bool =
     return {DEVELOPMENT_TEST: root}
 
 
-def _fresh(out: Path, run_dir: Path) -> bool:
-    metrics = out / "metrics.json"
-    return metrics.is_file() and metrics.stat().st_mtime >= (run_dir / "best.pt").stat().st_mtime
-
-
 def _evaluate_one(run_dir: str, name: str, root: str, device: str, threads: int) -> dict:
     """One (run, shifted split) evaluation, reused while newer than best.pt (runs in a worker)."""
     import torch
@@ -64,8 +59,9 @@ def _evaluate_one(run_dir: str, name: str, root: str, device: str, threads: int)
 
     torch.set_num_threads(threads)
     out = Path(run_dir) / name
-    if _fresh(out, Path(run_dir)):
-        return json.loads((out / "metrics.json").read_text())
+    metrics = out / "metrics.json"
+    if metrics.is_file() and metrics.stat().st_mtime >= (Path(run_dir) / "best.pt").stat().st_mtime:
+        return json.loads(metrics.read_text())
     # Every run of a grid has the same frozen encoders: their outputs on a shifted split are
     # computed once, beside the runs, and read by all (the feature cache of the training runs).
     cache = feature_cache_folder(None, str(Path(run_dir).parent))

@@ -81,11 +81,9 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: fl
     return float(optimize.brentq(shortfall, 0.0, high))
 
 
-def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifference:
+def paired_seed_difference(a, b) -> SeedDifference:
     """Mean of a - b over the same seeds (Series, mappings seed -> value, or sequences), with
     `scipy.stats.ttest_rel`."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     a, b = _seed_series(a, "a"), _seed_series(b, "b")
     _check_same(a.index, b.index, "seeds")
     seeds = sorted(a.index)
@@ -99,10 +97,10 @@ def paired_seed_difference(a, b, confidence: float = CONFIDENCE) -> SeedDifferen
         t, p = (math.nan, math.nan) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
         return SeedDifference(mean, mean, mean, n, t, p, mean, 0.0)
     test = scipy_stats.ttest_rel(a, b)
-    interval = test.confidence_interval(confidence)
-    upper = scipy_stats.ttest_rel(a, b, alternative="less").confidence_interval(confidence).high
+    interval = test.confidence_interval(CONFIDENCE)
+    upper = scipy_stats.ttest_rel(a, b, alternative="less").confidence_interval(CONFIDENCE).high
     return SeedDifference(mean, float(interval.low), float(interval.high), n, float(test.statistic),
-                          float(test.pvalue), float(upper), minimum_detectable_effect(sd, n, 1 - confidence))
+                          float(test.pvalue), float(upper), minimum_detectable_effect(sd, n, 1 - CONFIDENCE))
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ def _weighted_mean(diff: np.ndarray, weights: np.ndarray, axis: int = -1) -> np.
 
 
 def paired_clip_bootstrap(per_clip_a: pd.DataFrame, per_clip_b: pd.DataFrame, n_resamples: int = 2000, seed: int = 0,
-                          column: str = "iou", confidence: float = CONFIDENCE) -> ClipBootstrap:
+                          column: str = "iou") -> ClipBootstrap:
     """Paired percentile bootstrap over test clips (each averaged over seeds first) of the
     frame-weighted mean difference a - b."""
     if n_resamples < 1:
@@ -159,7 +157,7 @@ def paired_clip_bootstrap(per_clip_a: pd.DataFrame, per_clip_b: pd.DataFrame, n_
     if len(diff) < 2 or np.ptp(diff) == 0:  # nothing to resample: the interval is the point
         return ClipBootstrap(mean, mean, mean, len(diff), n_resamples)
     boot = scipy_stats.bootstrap((diff, weights), _weighted_mean, paired=True, vectorized=True,
-                                 n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                                 n_resamples=n_resamples, confidence_level=CONFIDENCE, method="percentile",
                                  random_state=np.random.default_rng(seed))
     return ClipBootstrap(mean, float(boot.confidence_interval.low), float(boot.confidence_interval.high),
                          len(diff), n_resamples)
@@ -218,8 +216,7 @@ def _per_seed(results: pd.DataFrame, method: str, column: str) -> pd.Series:
     return rows.set_index("seed")[column]
 
 
-def _clip_interval(per_clip_df: pd.DataFrame, method: str, reference: str, seeds: list, column: str,
-                   n_resamples: int, seed: int) -> ClipBootstrap:
+def _clip_interval(per_clip_df: pd.DataFrame, method: str, reference: str, seeds: list, column: str) -> ClipBootstrap:
     parts = {}
     for name in (method, reference):
         part = per_clip_df[(per_clip_df["method"] == name) & per_clip_df["seed"].isin(seeds)]
@@ -227,11 +224,11 @@ def _clip_interval(per_clip_df: pd.DataFrame, method: str, reference: str, seeds
         if lacking:
             raise ValueError(f"per-clip results of {name} lack seed(s) {lacking} (test/per_clip.csv)")
         parts[name] = part
-    return paired_clip_bootstrap(parts[method], parts[reference], n_resamples=n_resamples, seed=seed, column=column)
+    return paired_clip_bootstrap(parts[method], parts[reference], column=column)
 
 
 def _comparison_row(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None, method: str, reference: str,
-                    metric: str, n_resamples: int, seed: int) -> dict:
+                    metric: str) -> dict:
     column = f"test_{metric}"
     a, b = _per_seed(per_seed_df, method, column), _per_seed(per_seed_df, reference, column)
     shared = sorted(set(a.index) & set(b.index))
@@ -247,17 +244,17 @@ def _comparison_row(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None,
            "clip_diff": math.nan, "clip_low": math.nan, "clip_high": math.nan, "n_clips": 0, "n_resamples": 0}
     clip_column = CLIP_COLUMNS.get(metric)
     if per_clip_df is not None and clip_column is not None:
-        boot = _clip_interval(per_clip_df, method, reference, shared, clip_column, n_resamples, seed)
+        boot = _clip_interval(per_clip_df, method, reference, shared, clip_column)
         row.update({"clip_diff": boot.mean, "clip_low": boot.low, "clip_high": boot.high,
                     "n_clips": boot.n_clips, "n_resamples": boot.n_resamples})
     return row
 
 
-def _decide(row: pd.Series, alpha: float, margin: float) -> tuple[str, str, bool]:
+def _decide(row: pd.Series, margin: float) -> tuple[str, str, bool]:
     """(verdict, the interval that decided it, on the edge?) of one counted comparison."""
     if row["n_seeds"] < 2:
         return ONE_SEED, "", False
-    seed_side = verdict(row["seed_low"], row["seed_high"]) if row["p_holm"] < alpha else NO_DIFFERENCE
+    seed_side = verdict(row["seed_low"], row["seed_high"]) if row["p_holm"] < ALPHA else NO_DIFFERENCE
     clip_side = verdict(row["clip_low"], row["clip_high"]) if row["n_clips"] else None
     nearest = min(abs(row["seed_low"]), abs(row["seed_high"]))
     edge = bool(margin > 0 and nearest < margin)
@@ -275,10 +272,8 @@ COMPARISON_COLUMNS = ["method", "reference", "metric", "n_seeds", "seeds", "unpa
 
 
 def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | None = None,
-                        baseline: str = BASELINE, metric: str = "miou",
-                        pairs: Sequence[tuple[str, str]] | None = None, n_resamples: int = 2000, seed: int = 0,
-                        claimed_gain: float = math.nan, machine_margin: float = 0.0,
-                        alpha: float = ALPHA) -> pd.DataFrame:
+                        baseline: str = BASELINE, metric: str = "miou", pairs: Sequence[tuple[str, str]] | None = None,
+                        claimed_gain: float = math.nan, machine_margin: float = 0.0) -> pd.DataFrame:
     """One row per (method, reference) pair, one Holm family: seed t-interval, clip bootstrap
     (mIoU), MDE, upper bound, Holm p and verdict. A pair repeating another through identical runs
     is marked in `same_as` and left out; `claimed_gain` is relative (0.069 for +6.9 %);
@@ -295,7 +290,7 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
     same = identical_groups(per_seed_df, tests)
     rows, counted = [], {}
     for method, reference in pairs:
-        row = _comparison_row(per_seed_df, per_clip_df, method, reference, metric, n_resamples, seed)
+        row = _comparison_row(per_seed_df, per_clip_df, method, reference, metric)
         key = frozenset((same.get(method, method), same.get(reference, reference)))
         row["same_as"] = counted.get(key, "")
         if len(key) > 1 and not row["same_as"]:
@@ -309,7 +304,7 @@ def compare_to_baseline(per_seed_df: pd.DataFrame, per_clip_df: pd.DataFrame | N
     table["p_holm"] = holm(table["p"].where(family))
     table["claimed_gain"] = claimed_gain * table["reference_mean"]
     table["claim_excluded"] = table["upper_bound"] < table["claimed_gain"]
-    decided = [_decide(r, alpha, machine_margin) for _, r in table.iterrows()]
+    decided = [_decide(r, machine_margin) for _, r in table.iterrows()]
     table["verdict"], table["decided_by"], table["edge"] = zip(*decided, strict=True)
     table.loc[table["identical"], ["verdict", "decided_by"]] = (IDENTICAL, "")
     repeated = table["same_as"] != ""

@@ -42,6 +42,7 @@ TP_COLOR: RGB = (0, 158, 115)  # bluish green
 FP_COLOR: RGB = (213, 94, 0)  # vermillion
 FN_COLOR: RGB = (204, 121, 167)  # reddish purple
 PRED_EDGE: RGB = (0, 0, 0)
+ERROR_PARTS = ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))
 FILL_ALPHA = 0.55
 
 STYLE_SHEET = Path(__file__).with_name("avs.mplstyle")
@@ -605,8 +606,7 @@ def plot_failure_cases(rows: Sequence[Mapping[str, Any]]) -> Figure:
         axes[r, 0].set_ylabel(case["title"], fontsize="small")
     handles = [Patch(facecolor="white", edgecolor="black", linestyle="--", label="ground truth (dashed ring)"),
                Patch(facecolor=_hex(PRED_COLOR), edgecolor=_hex(PRED_EDGE), label="prediction (black edge)")]
-    handles += [Patch(color=_hex(c), label=n) for c, n in
-                ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
+    handles += [Patch(color=_hex(c), label=n) for c, n in ERROR_PARTS]
     fig.legend(handles=handles, loc="outside lower center", ncols=5, fontsize="small")
     return fig
 
@@ -931,10 +931,7 @@ def compose_view(frame: np.ndarray, pred: np.ndarray | None, gt: np.ndarray | No
 _LEGEND_HTML = " ".join(
     ['<span style="border:2px dashed black;background:white">&nbsp;&nbsp;&nbsp;</span> ground truth (dashed ring)',
      f'<span style="border:2px solid {_hex(PRED_EDGE)};background:{_hex(PRED_COLOR)}">&nbsp;&nbsp;&nbsp;</span> '
-     "prediction (black edge)"]
-    + [f'<span style="color:{_hex(c)}">&#9632;</span> {n}' for c, n in
-       ((TP_COLOR, "true positive"), (FP_COLOR, "false positive"), (FN_COLOR, "false negative"))]
-)
+     "prediction (black edge)"] + [f'<span style="color:{_hex(c)}">&#9632;</span> {n}' for c, n in ERROR_PARTS])
 
 
 class MaskBrowser:
