@@ -84,9 +84,11 @@ RECORD_SIGINT = ("import pathlib\n"
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("manager", ["quiet", "jupyter_client's"])
-def test_a_finished_notebook_shuts_its_kernel_down_without_an_interrupt(tmp_path, manager):
+def test_a_finished_notebook_shuts_its_kernel_down_without_an_interrupt(tmp_path, manager, capfd):
     """jupyter_client interrupts a kernel before shutting it down; landing in the last cell's reply,
-    that SIGINT made ipykernel log "ERROR | KeyboardInterrupt caught in kernel" in the report's log."""
+    that SIGINT made ipykernel log "ERROR | KeyboardInterrupt caught in kernel" in the report's log.
+    The interrupt shows either as that log line or, landing after the reply, as the recorded handler's
+    file: which one is a race, so the control (jupyter_client's manager) accepts either."""
     import papermill
     from jupyter_client import AsyncKernelManager
 
@@ -97,7 +99,8 @@ def test_a_finished_notebook_shuts_its_kernel_down_without_an_interrupt(tmp_path
     papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
                                kernel_name="python3", progress_bar=False, kernel_manager_class=
                                notebooks.QuietShutdownKernelManager if quiet else AsyncKernelManager)
-    assert (tmp_path / "interrupted").exists() is not quiet
+    interrupted = (tmp_path / "interrupted").exists() or "KeyboardInterrupt caught in kernel" in capfd.readouterr().err
+    assert interrupted is not quiet
 
 
 RECORD_TRANSPORT = ("import json, pathlib\nfrom ipykernel import get_connection_file\n"
