@@ -475,8 +475,9 @@ class _AVSBenchClips(Dataset):
         name, wav = self.clips[index].name, self.audio == "wav"
         path = self._paths[index].wav if wav else self._paths[index].log_mel
         if not path.is_file():
-            what, expected = ("audio", "a 16 kHz WAV; audio='pkl' reads the precomputed log-mel instead") if wav else (
-                "log-mel", "a pickled tensor [5, 1, 96, 64]; audio='wav' computes it from the WAV instead")
+            expected = ("a 16 kHz WAV; audio='pkl' reads the precomputed log-mel instead" if wav else
+                        "a pickled tensor [5, 1, 96, 64]; audio='wav' computes it from the WAV instead")
+            what = "audio" if wav else "log-mel"
             raise FileNotFoundError(f"missing {what} of clip {name!r}: {path} (expected {expected})")
         log_mel = load_log_mel_cached(path, self.cache_dir) if wav else load_tensor_pickle(path)
         problem = log_mel_problem(log_mel)
@@ -488,8 +489,9 @@ class _AVSBenchClips(Dataset):
         """Box of the sounding object in frame ``frame`` (0-based), in S x S pixels."""
         xml = self._paths[index].crop_labels[frame]
         box, label_size = read_crop_label(xml, crop_label_name(self.clips[index]), frame_size)
-        scale = (self.image_size / label_size[0], self.image_size / label_size[1])  # (x, y)
-        return tuple(value * scale[k % 2] for k, value in enumerate(box))  # xmin, ymin, xmax, ymax
+        (xmin, ymin, xmax, ymax), (width, height) = box, label_size
+        sx, sy = self.image_size / width, self.image_size / height
+        return (xmin * sx, ymin * sy, xmax * sx, ymax * sy)
 
     def _item(self, index: int) -> dict[str, Any]:
         clip = self.clips[index]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import contextlib
+import csv
 import dataclasses
 import json
 import math
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from avs_lib.atomic import write_atomically
+from avs_lib.atomic import write_atomically, write_text_atomically
 from avs_lib.configtools import check_fields
 from avs_lib.data.audio import CLIP_SECONDS, SAMPLE_RATE, write_wav
 from avs_lib.data.avsbench import S4_LAYOUT, ClipRecord, clip_paths
@@ -630,9 +631,9 @@ def _write_clip(task: tuple[str, ClipPlan, SynthParams]) -> None:
 
 
 def _write_meta(root: Path, plans: list[ClipPlan]) -> None:
-    # No field needs CSV quoting: names use _NAME_ALPHABET, categories are S4's.
-    rows = ["name,start,category,split", *(f"{p.name},{p.start},{p.category},{p.split}" for p in plans)]
-    (root / META_FILE).write_text("\n".join(rows) + "\n", newline="")
+    with open(root / META_FILE, "w", newline="") as file:
+        csv.writer(file, lineterminator="\n").writerows([("name", "start", "category", "split"),
+                                                         *((p.name, p.start, p.category, p.split) for p in plans)])
 
 
 # --- The public entry points ---
@@ -716,7 +717,7 @@ def _write_dataset(root: Path, params: SynthParams, plans: list[ClipPlan] | None
         list(tqdm(done, total=len(tasks), desc="synthetic clips", unit="clip", disable=not progress))
     _write_meta(root, plans)
     info = synth_info_json(params, plans)
-    (root / SIDECAR_DIR / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomically(root / SIDECAR_DIR / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return _synth_info(root, info["counts"], time.perf_counter() - began)
 
 

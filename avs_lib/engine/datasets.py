@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from avs_lib.data.avsbench import open_split, resize_square
+from avs_lib.data.counterfactual import CounterfactualPairs
 
 if TYPE_CHECKING:
     from avs_lib.config import ExperimentConfig
@@ -116,3 +117,8 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     if split == "train" and d.dense_train_masks:
         ds = DenseSidecarMasks(ds)
     return ds
+
+
+def as_fed(cfg: ExperimentConfig, train_set: Dataset) -> Dataset:
+    """The training split as `train.fit` feeds it: in counterfactual pairs when that loss is on."""
+    return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set

@@ -34,7 +34,7 @@ from avs_lib.data import collate_clips
 from avs_lib.data.audio import cache_dir_or
 from avs_lib.data.counterfactual import CounterfactualPairs
 from avs_lib.engine import checkpoint, features
-from avs_lib.engine.datasets import build_dataset, kept_in_memory
+from avs_lib.engine.datasets import as_fed, build_dataset, kept_in_memory
 from avs_lib.engine.evaluate import evaluate_system
 from avs_lib.engine.provenance import write_provenance
 from avs_lib.engine.system import AVSSystem, load_system, select_device
@@ -458,8 +458,8 @@ def _training_set(cfg: ExperimentConfig, system: AVSSystem,
     train_set: Dataset = kept_in_memory(cfg, build_dataset(cfg, "train"))
     folder = features.feature_cache_folder(cfg.data.cache_dir, cfg.output_dir)
     cached = features.frozen_features(system, train_set, folder, device) if cfg.feature_cache else None
-    pairs = CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else None
-    fed = train_set if pairs is None else pairs
+    fed = as_fed(cfg, train_set)
+    pairs = fed if isinstance(fed, CounterfactualPairs) else None
     return (fed if cached is None else features.WithFrozenFeatures(fed, cached)), pairs
 
 

@@ -250,23 +250,16 @@ def _frozen_encoders(cfg: Any) -> tuple:
             model.vggish_weights, model.audio_weights)
 
 
-def as_fit_feeds(cfg: Any, train_set: Any):
-    """The training set as `train.fit` feeds it."""
-    from avs_lib.data.counterfactual import CounterfactualPairs
-
-    return CounterfactualPairs(train_set, seed=cfg.seed) if cfg.loss.counterfactual > 0 else train_set
-
-
 # The test pass of `train.fit` runs the true, silent and swapped audio (evaluate_system diagnostics).
 TEST_PASSES = 3
 
 
 def run_work(cfg: Any) -> RunWork:
     """Steps and evaluation batches of one run as `train.fit` does them."""
-    from avs_lib.engine.datasets import build_dataset
+    from avs_lib.engine.datasets import as_fed, build_dataset
 
     splits = {split: build_dataset(cfg, split) for split in SPLITS}  # each split read once
-    batches = len(as_fit_feeds(cfg, splits["train"])) // cfg.optim.batch_size
+    batches = len(as_fed(cfg, splits["train"])) // cfg.optim.batch_size
     if cfg.optim.steps_per_epoch is not None:
         batches = min(batches, cfg.optim.steps_per_epoch)
     epochs = cfg.optim.epochs
@@ -344,7 +337,7 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     from torch.utils.data import DataLoader
 
     from avs_lib.data import collate_clips
-    from avs_lib.engine.datasets import ClipSubset, build_dataset
+    from avs_lib.engine.datasets import ClipSubset, as_fed, build_dataset
     from avs_lib.engine.features import WithFrozenFeatures, cache_key, frozen_features, frozen_parts
 
     clips = ClipSubset(build_dataset(cfg, "train"), count * cfg.optim.batch_size)
@@ -352,7 +345,7 @@ def _warm_up_batches(cfg: Any, system: Any, device: Any, count: int) -> tuple[li
     cached = cfg.feature_cache and parts.any
     feature_key = feature_clip = 0.0
     with tempfile.TemporaryDirectory() as folder:
-        train_set = as_fit_feeds(cfg, clips)
+        train_set = as_fed(cfg, clips)
         if cached:
             started = time.perf_counter()
             cache_key(system, parts, clips)

@@ -18,11 +18,11 @@ import torch
 from avs_lib.config import ExperimentConfig
 from avs_lib.data import collate_clips
 from avs_lib.data.categories import NUM_CLASSES
-from avs_lib.engine.datasets import build_dataset
+from avs_lib.engine.datasets import as_fed, build_dataset
 from avs_lib.engine.system import AVSSystem
 from avs_lib.engine.train import read_history, read_steps
 from avs_lib.losses import TERMS, TotalLoss
-from avs_lib.report.experiments import as_fit_feeds, run_identity
+from avs_lib.report.experiments import run_identity
 
 # Parameter groups by name prefix; a shared crop trunk's parameters are counted as the AVS encoder's.
 PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -76,7 +76,7 @@ def gradient_flow(system: AVSSystem, batch: dict, terms: Sequence[str] | None = 
 
 def first_batch(cfg: ExperimentConfig) -> dict:
     """The first training batch as training sees it (with counterfactual audio when trained)."""
-    dataset = as_fit_feeds(cfg, build_dataset(cfg, "train"))
+    dataset = as_fed(cfg, build_dataset(cfg, "train"))
     return collate_clips([dataset[i] for i in range(min(len(dataset), cfg.optim.batch_size))])
 
 
