@@ -60,9 +60,9 @@ def audio_examples(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Te
     return torch.cat(mels), torch.tensor(labels, dtype=torch.int64)
 
 
-def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-                    epochs: int, cfg: PretrainConfig, what: str, quiet: bool) -> tuple[list[float], float]:
-    """Adam with cosine decay over shuffled mini-batches; the mean loss of each epoch, and the val accuracy."""
+def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, cfg: PretrainConfig,
+                    what: str, quiet: bool) -> list[float]:
+    """Adam with cosine decay over shuffled mini-batches; returns the mean loss of each epoch."""
     if len(x) < 2:
         raise ValueError(f"pretraining the {what} encoder needs at least 2 examples, got {len(x)}")
     batch_size = min(cfg.batch_size, len(x))  # a tiny dataset still gets one batch per epoch
@@ -86,10 +86,14 @@ def _fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: t
         if not np.isfinite(total):
             raise FloatingPointError(f"pretraining the {what} encoder diverged (loss {total})")
         losses.append(total / count)
+    return losses
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    with torch.no_grad():
-        predictions = torch.cat([model(x_val[i : i + 256]).argmax(1) for i in range(0, len(x_val), 256)])
-    return losses, float((predictions == y_val).float().mean())
+    predictions = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    return float((predictions == y).float().mean())
 
 
 def metadata_digest(root: str | Path) -> str:
@@ -123,16 +127,16 @@ def _pretrain(data_root: str | Path, out: Path, cfg: PretrainConfig, quiet: bool
     x_val, y_val = object_crops(data_root, "val", cfg.image_size, cfg.crop_size)
     resnet = torchvision_resnet(cfg.backbone)
     resnet.fc = nn.Linear(resnet.fc.in_features, NUM_CLASSES)
-    visual_losses, visual_accuracy = _fit_classifier(resnet, x_train, y_train, x_val, y_val, cfg.visual_epochs, cfg,
-                                                     "visual", quiet)
+    visual_losses = _fit_classifier(resnet, x_train, y_train, cfg.visual_epochs, cfg, "visual", quiet)
+    visual_accuracy = _accuracy(resnet, x_val, y_val)
     atomic_torch_save({k: v for k, v in resnet.state_dict().items() if not k.startswith("fc.")}, out / VISUAL_FILE)
 
     torch.manual_seed(cfg.seed)
     a_train, b_train = audio_examples(data_root, "train")
     a_val, b_val = audio_examples(data_root, "val")
     audio = nn.Sequential(LogMelCNN(), nn.Linear(128, NUM_CLASSES))  # encoder, class head
-    audio_losses, audio_accuracy = _fit_classifier(audio, a_train, b_train, a_val, b_val, cfg.audio_epochs, cfg,
-                                                   "audio", quiet)
+    audio_losses = _fit_classifier(audio, a_train, b_train, cfg.audio_epochs, cfg, "audio", quiet)
+    audio_accuracy = _accuracy(audio, a_val, b_val)
     atomic_torch_save(audio[0].state_dict(), out / AUDIO_FILE)
 
     classes = int(torch.unique(y_train).numel())
